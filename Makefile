@@ -1,0 +1,49 @@
+# The habits: make install, run, test, lint, protos, bench. See README.md.
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+CONFIG    ?= $(CURDIR)/.firebox
+EXECUTOR  ?= 127.0.0.1:50051
+AGENT     ?= 127.0.0.1:50052
+
+.PHONY: install run test lint protos bench chaos e2e images docker clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start a Docker engine if none answers (installing Debian's docker.io when missing).
+docker:
+	bash scripts/start-docker.sh
+
+## Build the default workspace image locally (no registry needed).
+images:
+	bash scripts/build-images.sh
+
+## Start both services in the foreground; Ctrl-C stops them.
+run: install
+	@bash scripts/run.sh "$(CONFIG)" "$(EXECUTOR)" "$(AGENT)"
+
+test: install
+	bash scripts/test-env.sh
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/buf lint
+	bash scripts/check-protos.sh
+
+protos: install
+	bash scripts/gen-protos.sh
+
+bench: install
+	bash scripts/test-env.sh
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .firebox build *.egg-info

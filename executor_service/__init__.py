@@ -1,0 +1,1 @@
+"""The executor service: workspaces, shell sessions and streaming Execute."""

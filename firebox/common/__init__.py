@@ -1,0 +1,1 @@
+"""Code both services use: errors, logging, server wiring, auth, secret handling."""

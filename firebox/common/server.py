@@ -1,0 +1,263 @@
+"""The gRPC server wiring both services share: options, auth, error mapping, health,
+reflection, and a graceful stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import signal
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from firebox.common.errors import FireboxError
+from firebox.common.logging import get_logger
+
+log = get_logger("firebox.server")
+
+# Requests bigger than this are refused by gRPC itself with RESOURCE_EXHAUSTED.
+MAX_RECEIVE_BYTES = 16 * 1024 * 1024
+MAX_SEND_BYTES = 16 * 1024 * 1024
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+    ("grpc.max_send_message_length", MAX_SEND_BYTES),
+    ("grpc.so_reuseport", 0),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    """Map an exception escaping a handler to a status: domain errors keep their code, anything
+    else is a bug reported as INTERNAL with an id to find it in the log."""
+    if isinstance(exc, FireboxError):
+        await context.abort(exc.code, exc.message)
+    incident = uuid.uuid4().hex[:12]
+    log.error(
+        "handler_failed",
+        method=method,
+        incident=incident,
+        error=repr(exc),
+        traceback="".join(traceback.format_exception(exc)),
+    )
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises this; it must pass through untouched.
+    return isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError)
+
+
+def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner_uu(request, context)
+            except BaseException as exc:
+                if _is_abort(exc):
+                    raise
+                await _abort_for(exc, context, method)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        inner_su = handler.stream_unary
+
+        async def stream_unary(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner_su(request_iterator, context)
+            except BaseException as exc:
+                if _is_abort(exc):
+                    raise
+                await _abort_for(exc, context, method)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer
+        )
+
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for response in inner_stream(request, context):
+                yield response
+        except BaseException as exc:
+            if _is_abort(exc) or isinstance(exc, GeneratorExit):
+                raise
+            await _abort_for(exc, context, method)
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(streaming, handler.request_deserializer, handler.response_serializer)
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """The one place where exceptions become gRPC statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(HEALTH_PREFIX):
+            return handler
+        return _wrap_handler(handler, handler_call_details.method)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Requires `authorization: Bearer <token>` on every call but health checks."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        if handler_call_details.method.startswith(HEALTH_PREFIX):
+            return await continuation(handler_call_details)
+        supplied = ""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization":
+                supplied = value if isinstance(value, str) else value.decode(errors="replace")
+                break
+        if supplied and hmac.compare_digest(supplied.encode(), self._expected):
+            return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        message = (
+            "missing authorization metadata: send 'authorization: Bearer <token>' (FIREBOX_AUTH_TOKEN)"
+            if not supplied
+            else "invalid bearer token in authorization metadata"
+        )
+        return _refusing_like(handler, grpc.StatusCode.UNAUTHENTICATED, message)
+
+
+def _refusing_like(
+    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler:
+    """A handler of the same call type as `handler` that aborts at once."""
+
+    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, message)
+
+    async def refuse_stream(_request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(code, message)
+        yield None  # pragma: no cover - abort raises
+
+    ser, de = handler.response_serializer, handler.request_deserializer
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(refuse, de, ser)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse, de, ser)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, de, ser)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, de, ser)
+
+
+@dataclass
+class ServerSpec:
+    """What a service hands to `serve`: how to register itself and what to do on stop."""
+
+    name: str
+    listen: str
+    register: Callable[[grpc.aio.Server], None]
+    service_names: Sequence[str]
+    auth_token: str | None = None
+    # Seconds running calls get after SIGTERM before they are cancelled.
+    grace_seconds: float = 10.0
+    # Called after health turns NOT_SERVING and new calls are refused, before the server stops.
+    on_stopping: Callable[[float], Awaitable[None]] | None = None
+    # Called after the server stopped.
+    on_stopped: Callable[[], Awaitable[None]] | None = None
+    server_credentials: grpc.ServerCredentials | None = None
+    extra_interceptors: Iterable[grpc.aio.ServerInterceptor] = field(default_factory=tuple)
+
+
+class RunningServer:
+    """A started server: its bound port, its health servicer, and how to stop it gracefully."""
+
+    def __init__(self, spec: ServerSpec, server: grpc.aio.Server, port: int, health_servicer: Any) -> None:
+        self.spec = spec
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+        self._stopped = asyncio.Event()
+        self._stopping = False
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        grace = self.spec.grace_seconds if grace is None else grace
+        log.info("stopping", service=self.spec.name, grace_seconds=grace)
+        await self.health.enter_graceful_shutdown()
+        stop_task = asyncio.create_task(self.server.stop(grace))
+        if self.spec.on_stopping is not None:
+            await self.spec.on_stopping(grace)
+        await stop_task
+        if self.spec.on_stopped is not None:
+            await self.spec.on_stopped()
+        log.info("stopped", service=self.spec.name)
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+
+async def start(spec: ServerSpec) -> RunningServer:
+    """Build, bind and start a server; returns once it accepts calls."""
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if spec.auth_token:
+        interceptors.append(AuthInterceptor(spec.auth_token))
+    interceptors.extend(spec.extra_interceptors)
+    interceptors.append(ErrorMappingInterceptor())
+    server = grpc.aio.server(interceptors=interceptors, options=_OPTIONS)
+    spec.register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [
+            *spec.service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
+    if spec.server_credentials is not None:
+        port = server.add_secure_port(spec.listen, spec.server_credentials)
+    else:
+        port = server.add_insecure_port(spec.listen)
+    if port == 0 and not spec.listen.endswith(":0"):
+        raise OSError(f"cannot listen on {spec.listen}")
+    await server.start()
+    for name in ("", *spec.service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", service=spec.name, listen=spec.listen, port=port, auth=bool(spec.auth_token))
+    return RunningServer(spec, server, port, health_servicer)
+
+
+async def serve_until_signalled(spec: ServerSpec) -> None:
+    """Start, then on SIGTERM or SIGINT turn health NOT_SERVING, refuse new calls, give running
+    calls the grace period and stop."""
+    running = await start(spec)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(running.stop()))
+    await running.wait()

@@ -1,0 +1,373 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf import wrappers_pb2 as _wrappers_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WorkspaceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKSPACE_STATUS_UNSPECIFIED: _ClassVar[WorkspaceStatus]
+    WORKSPACE_STATUS_CREATED: _ClassVar[WorkspaceStatus]
+    WORKSPACE_STATUS_RESTARTING: _ClassVar[WorkspaceStatus]
+    WORKSPACE_STATUS_RUNNING: _ClassVar[WorkspaceStatus]
+    WORKSPACE_STATUS_REMOVING: _ClassVar[WorkspaceStatus]
+    WORKSPACE_STATUS_PAUSED: _ClassVar[WorkspaceStatus]
+    WORKSPACE_STATUS_EXITED: _ClassVar[WorkspaceStatus]
+    WORKSPACE_STATUS_DEAD: _ClassVar[WorkspaceStatus]
+
+class Backend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BACKEND_UNSPECIFIED: _ClassVar[Backend]
+    BACKEND_DOCKER: _ClassVar[Backend]
+    BACKEND_BWRAP: _ClassVar[Backend]
+
+class SessionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SESSION_STATUS_UNSPECIFIED: _ClassVar[SessionStatus]
+    SESSION_STATUS_IDLE: _ClassVar[SessionStatus]
+    SESSION_STATUS_BUSY: _ClassVar[SessionStatus]
+    SESSION_STATUS_ENDED: _ClassVar[SessionStatus]
+
+class StopSignal(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STOP_SIGNAL_UNSPECIFIED: _ClassVar[StopSignal]
+    STOP_SIGNAL_INTERRUPT: _ClassVar[StopSignal]
+    STOP_SIGNAL_KILL: _ClassVar[StopSignal]
+
+class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    END_REASON_UNSPECIFIED: _ClassVar[EndReason]
+    END_REASON_EXITED: _ClassVar[EndReason]
+    END_REASON_SIGNALED: _ClassVar[EndReason]
+    END_REASON_TIMED_OUT: _ClassVar[EndReason]
+    END_REASON_STOPPED: _ClassVar[EndReason]
+    END_REASON_CANCELLED: _ClassVar[EndReason]
+    END_REASON_OUT_OF_MEMORY: _ClassVar[EndReason]
+    END_REASON_SHUTDOWN: _ClassVar[EndReason]
+WORKSPACE_STATUS_UNSPECIFIED: WorkspaceStatus
+WORKSPACE_STATUS_CREATED: WorkspaceStatus
+WORKSPACE_STATUS_RESTARTING: WorkspaceStatus
+WORKSPACE_STATUS_RUNNING: WorkspaceStatus
+WORKSPACE_STATUS_REMOVING: WorkspaceStatus
+WORKSPACE_STATUS_PAUSED: WorkspaceStatus
+WORKSPACE_STATUS_EXITED: WorkspaceStatus
+WORKSPACE_STATUS_DEAD: WorkspaceStatus
+BACKEND_UNSPECIFIED: Backend
+BACKEND_DOCKER: Backend
+BACKEND_BWRAP: Backend
+SESSION_STATUS_UNSPECIFIED: SessionStatus
+SESSION_STATUS_IDLE: SessionStatus
+SESSION_STATUS_BUSY: SessionStatus
+SESSION_STATUS_ENDED: SessionStatus
+STOP_SIGNAL_UNSPECIFIED: StopSignal
+STOP_SIGNAL_INTERRUPT: StopSignal
+STOP_SIGNAL_KILL: StopSignal
+END_REASON_UNSPECIFIED: EndReason
+END_REASON_EXITED: EndReason
+END_REASON_SIGNALED: EndReason
+END_REASON_TIMED_OUT: EndReason
+END_REASON_STOPPED: EndReason
+END_REASON_CANCELLED: EndReason
+END_REASON_OUT_OF_MEMORY: EndReason
+END_REASON_SHUTDOWN: EndReason
+
+class IsolationPolicy(_message.Message):
+    __slots__ = ("network", "read_only", "user", "memory_bytes", "pids_limit", "cpu_millis", "capabilities", "no_new_privileges", "read_only_root", "tmp_bytes")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CPU_MILLIS_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    NO_NEW_PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_ROOT_FIELD_NUMBER: _ClassVar[int]
+    TMP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    network: bool
+    read_only: bool
+    user: str
+    memory_bytes: int
+    pids_limit: int
+    cpu_millis: int
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    no_new_privileges: bool
+    read_only_root: bool
+    tmp_bytes: int
+    def __init__(self, network: _Optional[bool] = ..., read_only: _Optional[bool] = ..., user: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_millis: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., no_new_privileges: _Optional[bool] = ..., read_only_root: _Optional[bool] = ..., tmp_bytes: _Optional[int] = ...) -> None: ...
+
+class Workspace(_message.Message):
+    __slots__ = ("id", "name", "image", "status", "backend", "policy", "isolation", "create_time", "labels", "env", "session_count")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    SESSION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    image: str
+    status: WorkspaceStatus
+    backend: Backend
+    policy: IsolationPolicy
+    isolation: str
+    create_time: _timestamp_pb2.Timestamp
+    labels: _containers.ScalarMap[str, str]
+    env: _containers.ScalarMap[str, str]
+    session_count: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., status: _Optional[_Union[WorkspaceStatus, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., isolation: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env: _Optional[_Mapping[str, str]] = ..., session_count: _Optional[int] = ...) -> None: ...
+
+class CreateWorkspaceRequest(_message.Message):
+    __slots__ = ("name", "image", "policy", "env", "labels")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    image: str
+    policy: IsolationPolicy
+    env: _containers.ScalarMap[str, str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreateWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class GetWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class GetWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class ListWorkspacesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWorkspacesResponse(_message.Message):
+    __slots__ = ("workspaces",)
+    WORKSPACES_FIELD_NUMBER: _ClassVar[int]
+    workspaces: _containers.RepeatedCompositeFieldContainer[Workspace]
+    def __init__(self, workspaces: _Optional[_Iterable[_Union[Workspace, _Mapping]]] = ...) -> None: ...
+
+class StartWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class StartWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class StopWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class StopWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class DeleteWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class DeleteWorkspaceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Session(_message.Message):
+    __slots__ = ("id", "workspace_id", "status", "create_time", "current_execution_id", "command_count")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_COUNT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    workspace_id: str
+    status: SessionStatus
+    create_time: _timestamp_pb2.Timestamp
+    current_execution_id: str
+    command_count: int
+    def __init__(self, id: _Optional[str] = ..., workspace_id: _Optional[str] = ..., status: _Optional[_Union[SessionStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_execution_id: _Optional[str] = ..., command_count: _Optional[int] = ...) -> None: ...
+
+class CreateSessionRequest(_message.Message):
+    __slots__ = ("workspace_id", "session_id")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    session_id: str
+    def __init__(self, workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class CreateSessionResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[Session]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ...) -> None: ...
+
+class CloseSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class CloseSessionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ExecuteRequest(_message.Message):
+    __slots__ = ("workspace_id", "session_id", "script", "argv", "directory", "env", "timeout", "known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "input_data", "close_input", "stop")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DATA_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_INPUT_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    session_id: str
+    script: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    directory: str
+    env: _containers.ScalarMap[str, str]
+    timeout: _duration_pb2.Duration
+    known_id: str
+    known_name: str
+    tool_call_id: str
+    run_id: str
+    agent_session_id: str
+    input_data: bytes
+    close_input: bool
+    stop: StopSignal
+    def __init__(self, workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., script: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., directory: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., known_id: _Optional[str] = ..., known_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_session_id: _Optional[str] = ..., input_data: _Optional[bytes] = ..., close_input: _Optional[bool] = ..., stop: _Optional[_Union[StopSignal, str]] = ...) -> None: ...
+
+class ExecuteResponse(_message.Message):
+    __slots__ = ("execution_id", "pid", "stdout_data", "stderr_data", "exit_code", "end_reason", "output_truncated", "session_ended", "message", "duration")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_DATA_FIELD_NUMBER: _ClassVar[int]
+    STDERR_DATA_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ENDED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    pid: int
+    stdout_data: bytes
+    stderr_data: bytes
+    exit_code: _wrappers_pb2.Int32Value
+    end_reason: EndReason
+    output_truncated: bool
+    session_ended: bool
+    message: str
+    duration: _duration_pb2.Duration
+    def __init__(self, execution_id: _Optional[str] = ..., pid: _Optional[int] = ..., stdout_data: _Optional[bytes] = ..., stderr_data: _Optional[bytes] = ..., exit_code: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., end_reason: _Optional[_Union[EndReason, str]] = ..., output_truncated: _Optional[bool] = ..., session_ended: _Optional[bool] = ..., message: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetServerInfoResponse(_message.Message):
+    __slots__ = ("version", "backend", "default_image", "default_policy", "dropped_log_records", "workspace_count", "session_count")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_LOG_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    backend: Backend
+    default_image: str
+    default_policy: IsolationPolicy
+    dropped_log_records: int
+    workspace_count: int
+    session_count: int
+    def __init__(self, version: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., default_image: _Optional[str] = ..., default_policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., dropped_log_records: _Optional[int] = ..., workspace_count: _Optional[int] = ..., session_count: _Optional[int] = ...) -> None: ...
