@@ -25,6 +25,9 @@ log = get_logger("firebox.server")
 MAX_RECEIVE_BYTES = 16 * 1024 * 1024
 MAX_SEND_BYTES = 16 * 1024 * 1024
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+# Calls that need no token: health checks, and reflection, which only describes the public
+# schema and which grpcurl needs before it can even call the health service.
+OPEN_PREFIXES = (HEALTH_PREFIX, "/grpc.reflection.")
 
 _OPTIONS = [
     ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
@@ -122,13 +125,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Requires `authorization: Bearer <token>` on every call but health checks."""
+    """Requires `authorization: Bearer <token>` on every call but health checks and reflection."""
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
-        if handler_call_details.method.startswith(HEALTH_PREFIX):
+        if handler_call_details.method.startswith(OPEN_PREFIXES):
             return await continuation(handler_call_details)
         supplied = ""
         for key, value in handler_call_details.invocation_metadata or ():
