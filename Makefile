@@ -6,7 +6,7 @@ CONFIG    ?= $(CURDIR)/.firebox
 EXECUTOR  ?= 127.0.0.1:50051
 AGENT     ?= 127.0.0.1:50052
 
-.PHONY: install run test lint protos bench chaos e2e images docker clean
+.PHONY: install run test lint protos release-protos bench chaos e2e images docker clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,10 +36,15 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/buf lint
+	bash scripts/check-breaking.sh
 	bash scripts/check-protos.sh
 
 protos: install
 	bash scripts/gen-protos.sh
+
+## Snapshot the protos as released (protos/released.binpb); `make lint` then refuses breaking changes.
+release-protos: install
+	bash scripts/release-protos.sh
 
 bench: install
 	bash scripts/test-env.sh

@@ -1,0 +1,96 @@
+"""What the training log costs: Execute throughput with the log on and off (target: at most 5%).
+
+Two executors run side by side, one with `--training-log on`, one with `off`; measurement windows
+alternate between them so that drift on a shared machine hits both alike, and each side's figure
+is the median of its windows. The "on" side's log is then read back to prove it really wrote.
+
+    python -m bench.trainlog [--quick]          # or call bench_trainlog() from `make bench`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.executor import ExecutorBench, execute
+from bench.services import service
+
+TARGET_OVERHEAD_PCT = 5.0
+
+
+async def _windows(
+    targets: dict[str, str], rounds: int, seconds: float, concurrency: int
+) -> dict[str, list[float]]:
+    benches = {mode: ExecutorBench(target) for mode, target in targets.items()}
+    rates: dict[str, list[float]] = {mode: [] for mode in targets}
+    workspaces: dict[str, str] = {}
+    try:
+        for mode, b in benches.items():
+            workspaces[mode] = await b.workspace()
+            session_id = await b.session(workspaces[mode])
+            for _ in range(50):  # warm up: shells, channels, the writer's files
+                await execute(b.stub, workspace_id=workspaces[mode], session_id=session_id, script="true")
+        for _ in range(rounds):
+            for mode, b in benches.items():
+                result = await b.throughput(workspaces[mode], concurrency, seconds=seconds)
+                if result["errors"]:
+                    raise RuntimeError(f"training log {mode}: {result['errors']} Execute calls failed")
+                rates[mode].append(result["executes_per_s"])
+    finally:
+        for mode, b in benches.items():
+            if mode in workspaces:
+                await b.delete(workspaces[mode])
+            await b.close()
+    return rates
+
+
+def bench_trainlog(quick: bool = False, concurrency: int = 8) -> dict[str, Any]:
+    """Start two executors (training log on / off), measure, and return the figures."""
+    rounds, seconds = (2, 2.0) if quick else (5, 4.0)
+    with tempfile.TemporaryDirectory(prefix="firebox-bench-trainlog-") as tmp:
+        on_dir, off_dir = Path(tmp, "on"), Path(tmp, "off")
+        on_dir.mkdir()
+        off_dir.mkdir()
+        base = ["--backend", "docker"]
+        with (
+            service("firebox-executor", [*base, "--training-log", "on"], config_dir=on_dir) as (on, _),
+            service("firebox-executor", [*base, "--training-log", "off"], config_dir=off_dir) as (off, _),
+        ):
+            rates = asyncio.run(_windows({"on": on, "off": off}, rounds, seconds, concurrency))
+        # The services have stopped (and flushed): count what the "on" side wrote.
+        written = sum(1 for path in (on_dir / "logs").glob("executions-*.jsonl") for _ in path.open("rb"))
+        off_written = len(list((off_dir / "logs").glob("executions-*.jsonl")))
+    on_median, off_median = statistics.median(rates["on"]), statistics.median(rates["off"])
+    overhead = round((off_median - on_median) / off_median * 100, 2)
+    return {
+        "concurrency": concurrency,
+        "window_seconds": seconds,
+        "executes_per_s_on": rates["on"],
+        "executes_per_s_off": rates["off"],
+        "median_on": on_median,
+        "median_off": off_median,
+        "overhead_pct": overhead,
+        "target_overhead_pct": TARGET_OVERHEAD_PCT,
+        "met": overhead <= TARGET_OVERHEAD_PCT,
+        "records_written_on": written,
+        "files_written_off": off_written,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter windows (a smoke run)")
+    parser.add_argument("--concurrency", type=int, default=8, help="sessions executing at once (default 8)")
+    args = parser.parse_args()
+    print(json.dumps(bench_trainlog(args.quick, args.concurrency), indent=2))
+
+
+if __name__ == "__main__":
+    main()
