@@ -1,0 +1,1 @@
+"""The `firebox` command line (entry point `firebox.cli.main:main`)."""

@@ -1,0 +1,304 @@
+"""AsyncFireboxClient: typed asyncio calls to the agent and the executor over the generated stubs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Literal
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from firebox.agent.v1 import agent_pb2 as ag
+from firebox.agent.v1 import agent_pb2_grpc as ag_grpc
+from firebox.client.errors import FireboxRpcError
+from firebox.client.execution import ExecCall, ExecResult, first_request
+from firebox.client.settings import ConnectionSettings
+from firebox.executor.v1 import executor_pb2 as ex
+from firebox.executor.v1 import executor_pb2_grpc as ex_grpc
+from firebox.trace.v1 import trace_pb2 as tr
+
+Service = Literal["agent", "executor"]
+
+# Unary calls get a deadline so a wedged server cannot hang a script; workspace creation may pull
+# or build an image, which takes longer.
+DEFAULT_TIMEOUT = 30.0
+SLOW_TIMEOUT = 600.0
+
+
+class AsyncFireboxClient:
+    """Calls both Firebox services. Channels open on first use; `close()` (or `async with`) ends them.
+
+    Every failed call raises `FireboxRpcError`. Executor shell sessions are called "shell sessions"
+    here, to keep them apart from the agent's conversation sessions.
+    """
+
+    def __init__(self, settings: ConnectionSettings | None = None, **overrides: Any) -> None:
+        self.settings = settings or ConnectionSettings.from_env(**overrides)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def target(self, service: Service) -> str:
+        return self.settings.agent if service == "agent" else self.settings.executor
+
+    def _channel(self, service: Service) -> grpc.aio.Channel:
+        channel = self._channels.get(service)
+        if channel is None:
+            target = self.target(service)
+            credentials = self.settings.channel_credentials()
+            options = self.settings.channel_options()
+            channel = (
+                grpc.aio.secure_channel(target, credentials, options=options)
+                if credentials is not None
+                else grpc.aio.insecure_channel(target, options=options)
+            )
+            self._channels[service] = channel
+        return channel
+
+    def _agent(self) -> ag_grpc.AgentServiceStub:
+        return ag_grpc.AgentServiceStub(self._channel("agent"))
+
+    def _executor(self) -> ex_grpc.ExecutorServiceStub:
+        return ex_grpc.ExecutorServiceStub(self._channel("executor"))
+
+    def _error(self, exc: grpc.RpcError, service: Service, method: str) -> FireboxRpcError:
+        return FireboxRpcError.from_grpc(exc, service=service, target=self.target(service), method=method)
+
+    async def _unary(
+        self, service: Service, method: str, request: Any, deadline: float = DEFAULT_TIMEOUT
+    ) -> Any:
+        stub = self._agent() if service == "agent" else self._executor()
+        try:
+            return await getattr(stub, method)(request, timeout=deadline, metadata=self.settings.metadata())
+        except grpc.RpcError as exc:
+            raise self._error(exc, service, method) from None
+
+    async def _server_stream(self, service: Service, method: str, request: Any) -> AsyncIterator[Any]:
+        stub = self._agent() if service == "agent" else self._executor()
+        call = getattr(stub, method)(request, metadata=self.settings.metadata())
+        try:
+            async for response in call:
+                yield response
+        except grpc.RpcError as exc:
+            raise self._error(exc, service, method) from None
+        finally:
+            # Leaving the loop early (or being cancelled) must not leave the stream open.
+            call.cancel()
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+    async def __aenter__(self) -> AsyncFireboxClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- both services -------------------------------------------------------------------------
+
+    async def health(self, service: Service, name: str = "", deadline: float = 5.0) -> str:
+        """The standard health check: "SERVING", "NOT_SERVING", ... (health needs no token)."""
+        stub = health_pb2_grpc.HealthStub(self._channel(service))
+        try:
+            response = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=deadline)
+        except grpc.RpcError as exc:
+            raise self._error(exc, service, "Health.Check") from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    # -- executor: workspaces ------------------------------------------------------------------
+
+    async def create_workspace(
+        self,
+        name: str = "",
+        *,
+        image: str = "",
+        policy: ex.IsolationPolicy | None = None,
+        env: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        deadline: float = SLOW_TIMEOUT,
+    ) -> ex.Workspace:
+        request = ex.CreateWorkspaceRequest(name=name, image=image, policy=policy, env=env, labels=labels)
+        response = await self._unary("executor", "CreateWorkspace", request, deadline)
+        return response.workspace
+
+    async def get_workspace(self, workspace_id: str) -> ex.Workspace:
+        request = ex.GetWorkspaceRequest(workspace_id=workspace_id)
+        return (await self._unary("executor", "GetWorkspace", request)).workspace
+
+    async def list_workspaces(self) -> list[ex.Workspace]:
+        return list((await self._unary("executor", "ListWorkspaces", ex.ListWorkspacesRequest())).workspaces)
+
+    async def find_workspace(self, id_or_name: str) -> ex.Workspace | None:
+        """The workspace with this id, else the one with this name, else None."""
+        workspaces = await self.list_workspaces()
+        for workspace in workspaces:
+            if workspace.id == id_or_name:
+                return workspace
+        return next((w for w in workspaces if w.name == id_or_name), None)
+
+    async def start_workspace(self, workspace_id: str) -> ex.Workspace:
+        request = ex.StartWorkspaceRequest(workspace_id=workspace_id)
+        return (await self._unary("executor", "StartWorkspace", request, SLOW_TIMEOUT)).workspace
+
+    async def stop_workspace(self, workspace_id: str) -> ex.Workspace:
+        request = ex.StopWorkspaceRequest(workspace_id=workspace_id)
+        return (await self._unary("executor", "StopWorkspace", request, SLOW_TIMEOUT)).workspace
+
+    async def delete_workspace(self, workspace_id: str) -> None:
+        request = ex.DeleteWorkspaceRequest(workspace_id=workspace_id)
+        await self._unary("executor", "DeleteWorkspace", request, SLOW_TIMEOUT)
+
+    # -- executor: shell sessions --------------------------------------------------------------
+
+    async def create_shell_session(self, workspace_id: str, session_id: str = "") -> ex.Session:
+        request = ex.CreateSessionRequest(workspace_id=workspace_id, session_id=session_id)
+        return (await self._unary("executor", "CreateSession", request)).session
+
+    async def list_shell_sessions(self, workspace_id: str = "") -> list[ex.Session]:
+        request = ex.ListSessionsRequest(workspace_id=workspace_id)
+        return list((await self._unary("executor", "ListSessions", request)).sessions)
+
+    async def close_shell_session(self, session_id: str) -> None:
+        await self._unary("executor", "CloseSession", ex.CloseSessionRequest(session_id=session_id))
+
+    async def executor_info(self) -> ex.GetServerInfoResponse:
+        return await self._unary("executor", "GetServerInfo", ex.GetServerInfoRequest())
+
+    # -- Execute, on the executor or forwarded by the agent ------------------------------------
+
+    async def exec(
+        self,
+        workspace_id: str,
+        *,
+        script: str | None = None,
+        argv: list[str] | None = None,
+        session_id: str = "",
+        directory: str = "",
+        env: dict[str, str] | None = None,
+        # The command's own time limit on the server (ExecuteRequest.timeout), not a call deadline.
+        timeout: float | None = None,  # noqa: ASYNC109
+        known_id: str = "",
+        known_name: str = "",
+        via: Service = "executor",
+    ) -> ExecCall:
+        """Start a program and return the running call: iterate it for output, send input or a
+        stop through it. `via="agent"` sends the stream through the agent's Execute forwarding."""
+        request = first_request(
+            workspace_id,
+            script=script,
+            argv=argv,
+            session_id=session_id,
+            directory=directory,
+            env=env,
+            timeout=timeout,
+            known_id=known_id,
+            known_name=known_name,
+        )
+        stub = self._agent() if via == "agent" else self._executor()
+        call = stub.Execute(metadata=self.settings.metadata())
+        execution = ExecCall(call, lambda exc: self._error(exc, via, "Execute"))
+        await execution.start(request)
+        return execution
+
+    async def run(self, workspace_id: str, *, stdin: bytes | None = None, **exec_args: Any) -> ExecResult:
+        """Run a program to the end and return its exit status and all its output."""
+        execution = await self.exec(workspace_id, **exec_args)
+        return await execution.collect(stdin)
+
+    # -- agent: sessions -----------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        title: str = "",
+        *,
+        settings: ag.SessionSettings | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> ag.Session:
+        request = ag.CreateSessionRequest(title=title, settings=settings, labels=labels)
+        return (await self._unary("agent", "CreateSession", request)).session
+
+    async def get_session(self, session_id: str, include_messages: bool = False) -> ag.GetSessionResponse:
+        request = ag.GetSessionRequest(session_id=session_id, include_messages=include_messages)
+        return await self._unary("agent", "GetSession", request)
+
+    async def list_sessions(self, page_size: int = 0, page_token: str = "") -> ag.ListSessionsResponse:
+        request = ag.ListSessionsRequest(page_size=page_size, page_token=page_token)
+        return await self._unary("agent", "ListSessions", request)
+
+    async def iter_sessions(
+        self, page_size: int = 100, limit: int | None = None
+    ) -> AsyncIterator[ag.Session]:
+        """Every session, newest first, following pages (at most `limit`)."""
+        token, seen = "", 0
+        while True:
+            page = await self.list_sessions(page_size, token)
+            for session in page.sessions:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield session
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def delete_session(self, session_id: str) -> None:
+        await self._unary(
+            "agent", "DeleteSession", ag.DeleteSessionRequest(session_id=session_id), SLOW_TIMEOUT
+        )
+
+    # -- agent: runs ---------------------------------------------------------------------------
+
+    async def send_message(
+        self,
+        session_id: str,
+        content: str,
+        on_conflict: ag.ConflictPolicy.ValueType = ag.CONFLICT_POLICY_UNSPECIFIED,
+    ) -> AsyncIterator[ag.RunEvent]:
+        """Add a user message and stream the events of the run it starts."""
+        request = ag.SendMessageRequest(session_id=session_id, content=content, on_conflict=on_conflict)
+        async for response in self._server_stream("agent", "SendMessage", request):
+            yield response.event
+
+    async def stream_run(self, run_id: str, after_index: int = 0) -> AsyncIterator[ag.RunEvent]:
+        """Replay a run's events after `after_index`, then follow it live until it ends."""
+        request = ag.StreamRunRequest(run_id=run_id, after_index=after_index)
+        async for response in self._server_stream("agent", "StreamRun", request):
+            yield response.event
+
+    async def cancel_run(self, run_id: str) -> ag.Run:
+        return (await self._unary("agent", "CancelRun", ag.CancelRunRequest(run_id=run_id))).run
+
+    async def get_run(self, run_id: str) -> ag.Run:
+        return (await self._unary("agent", "GetRun", ag.GetRunRequest(run_id=run_id))).run
+
+    async def list_runs(
+        self, session_id: str, page_size: int = 0, page_token: str = ""
+    ) -> ag.ListRunsResponse:
+        request = ag.ListRunsRequest(session_id=session_id, page_size=page_size, page_token=page_token)
+        return await self._unary("agent", "ListRuns", request)
+
+    # -- agent: stateless generation, feedback, info -------------------------------------------
+
+    async def generate(
+        self,
+        messages: Iterable[ag.Message],
+        *,
+        model: str = "",
+        enable_tools: bool = False,
+        context_id: str = "",
+    ) -> AsyncIterator[ag.GenerateResponse]:
+        request = ag.GenerateRequest(
+            messages=list(messages), model=model, enable_tools=enable_tools, context_id=context_id
+        )
+        async for response in self._server_stream("agent", "Generate", request):
+            yield response
+
+    async def log_events(self, events: Iterable[tr.FeedbackEvent]) -> int:
+        """Record client feedback in the agent's training log; returns how many were accepted."""
+        request = ag.LogEventsRequest(events=list(events))
+        return (await self._unary("agent", "LogEvents", request)).accepted
+
+    async def agent_info(self) -> ag.GetServerInfoResponse:
+        return await self._unary("agent", "GetServerInfo", ag.GetServerInfoRequest())

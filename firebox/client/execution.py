@@ -1,0 +1,158 @@
+"""One running Execute call: its output as it arrives, stdin and stop on the way in."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import duration_pb2
+
+from firebox.client.errors import FireboxRpcError
+from firebox.executor.v1 import executor_pb2 as ex
+
+ErrorFactory = Callable[[grpc.RpcError], FireboxRpcError]
+
+
+def first_request(
+    workspace_id: str,
+    *,
+    script: str | None = None,
+    argv: list[str] | None = None,
+    session_id: str = "",
+    directory: str = "",
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    known_id: str = "",
+    known_name: str = "",
+) -> ex.ExecuteRequest:
+    """The first message of an Execute stream: the program and where it runs."""
+    request = ex.ExecuteRequest(
+        workspace_id=workspace_id,
+        session_id=session_id,
+        script=script or "",
+        argv=argv or [],
+        directory=directory,
+        env=env or {},
+        known_id=known_id,
+        known_name=known_name,
+    )
+    if timeout is not None:
+        request.timeout.CopyFrom(duration_pb2.Duration(seconds=int(timeout), nanos=int(timeout % 1 * 1e9)))
+    return request
+
+
+@dataclass
+class ExecResult:
+    """A finished execution with all its output collected (see `AsyncFireboxClient.run`)."""
+
+    execution_id: str
+    pid: int
+    exit_code: int | None
+    end_reason: int
+    output_truncated: bool
+    session_ended: bool
+    message: str
+    duration: dt.timedelta
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def end_reason_name(self) -> str:
+        return ex.EndReason.Name(self.end_reason)
+
+
+class ExecCall:
+    """A running execution. Iterate it for ExecuteResponse messages (the first carries the
+    execution id and pid, the last the exit code); `final` holds that last message afterwards.
+
+    Input and stop go out on the same stream, so end of input is sent as a `close_input` message
+    rather than by closing the stream: a stop must stay possible until the program ends.
+    """
+
+    def __init__(self, call: grpc.aio.StreamStreamCall, error: ErrorFactory) -> None:
+        self._call = call
+        self._error = error
+        # grpc.aio allows one write at a time; stdin and a stop may come from different tasks.
+        self._write_lock = asyncio.Lock()
+        self.execution_id = ""
+        self.pid = 0
+        self.final: ex.ExecuteResponse | None = None
+
+    async def _write(self, request: ex.ExecuteRequest, *, required: bool) -> bool:
+        async with self._write_lock:
+            if self._call.done():
+                return False
+            try:
+                await self._call.write(request)
+            except (grpc.RpcError, asyncio.InvalidStateError) as exc:
+                # The program may end while input is still on its way: that race is not the
+                # caller's error. A failure the call reports itself surfaces while iterating.
+                if required and isinstance(exc, grpc.RpcError) and not self._call.done():
+                    raise self._error(exc) from None
+                return False
+            return True
+
+    async def start(self, request: ex.ExecuteRequest) -> None:
+        await self._write(request, required=True)
+
+    async def send_input(self, data: bytes) -> bool:
+        """Send bytes to the program's stdin; False when the program already ended."""
+        return await self._write(ex.ExecuteRequest(input_data=data), required=False)
+
+    async def close_input(self) -> bool:
+        """Signal end of stdin; the program keeps running and can still be stopped."""
+        return await self._write(ex.ExecuteRequest(close_input=True), required=False)
+
+    async def stop(self, kill: bool = False) -> bool:
+        """Ask the program to stop: SIGINT (escalated by the server after a grace period), or
+        SIGKILL to its whole process group with `kill`."""
+        signal = ex.STOP_SIGNAL_KILL if kill else ex.STOP_SIGNAL_INTERRUPT
+        return await self._write(ex.ExecuteRequest(stop=signal), required=False)
+
+    def cancel(self) -> None:
+        """Abandon the call; the server kills the program (end reason CANCELLED)."""
+        self._call.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[ex.ExecuteResponse]:
+        try:
+            while True:
+                response = await self._call.read()
+                if response is grpc.aio.EOF:
+                    return
+                if response.execution_id and not self.execution_id:
+                    self.execution_id = response.execution_id
+                    self.pid = response.pid
+                if response.HasField("exit_code") or response.end_reason:
+                    self.final = response
+                yield response
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            if not self._call.done():
+                self._call.cancel()
+
+    async def collect(self, stdin: bytes | None = None) -> ExecResult:
+        """Send `stdin` (then end of input) and gather all output until the program ends."""
+        if stdin:
+            await self.send_input(stdin)
+        await self.close_input()
+        stdout, stderr = bytearray(), bytearray()
+        async for response in self:
+            stdout += response.stdout_data
+            stderr += response.stderr_data
+        final = self.final or ex.ExecuteResponse()
+        return ExecResult(
+            execution_id=self.execution_id,
+            pid=self.pid,
+            exit_code=final.exit_code.value if final.HasField("exit_code") else None,
+            end_reason=final.end_reason,
+            output_truncated=final.output_truncated,
+            session_ended=final.session_ended,
+            message=final.message,
+            duration=final.duration.ToTimedelta(),
+            stdout=bytes(stdout),
+            stderr=bytes(stderr),
+        )
