@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from firebox.common.errors import FireboxError
+from firebox.common.errors import FireboxError, InvalidArgument
 from firebox.common.logging import get_logger
 
 log = get_logger("firebox.server")
@@ -61,40 +61,74 @@ def _is_abort(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError)
 
 
+class _Undecodable:
+    """Stands in for a request that did not parse (e.g. a string field with invalid UTF-8), so that
+    the client gets INVALID_ARGUMENT instead of the UNKNOWN/INTERNAL gRPC gives on its own."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def invalid(self) -> InvalidArgument:
+        return InvalidArgument("request", f"the message does not parse: {self.error}")
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return _Undecodable(exc)
+
+    return deserialize
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise request.invalid()
+        yield request
+
+
 def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    deserializer = _lenient(handler.request_deserializer)
     if handler.unary_unary:
         inner_uu = handler.unary_unary
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
+                if isinstance(request, _Undecodable):
+                    raise request.invalid()
                 return await inner_uu(request, context)
             except BaseException as exc:
                 if _is_abort(exc):
                     raise
                 await _abort_for(exc, context, method)
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, handler.response_serializer)
     if handler.stream_unary:
         inner_su = handler.stream_unary
 
         async def stream_unary(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                return await inner_su(request_iterator, context)
+                return await inner_su(_checked(request_iterator), context)
             except BaseException as exc:
                 if _is_abort(exc):
                     raise
                 await _abort_for(exc, context, method)
 
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, handler.response_serializer)
 
     inner_stream = handler.unary_stream or handler.stream_stream
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
+            if isinstance(request, _Undecodable):
+                raise request.invalid()
+            if handler.stream_stream:
+                request = _checked(request)
             async for response in inner_stream(request, context):
                 yield response
         except BaseException as exc:
@@ -107,7 +141,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethod
         if handler.unary_stream
         else grpc.stream_stream_rpc_method_handler
     )
-    return factory(streaming, handler.request_deserializer, handler.response_serializer)
+    return factory(streaming, deserializer, handler.response_serializer)
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
