@@ -1,0 +1,1 @@
+"""The Firebox agent service: sessions, streaming runs, the tool loop, Execute forwarding."""

@@ -1,0 +1,244 @@
+"""A small async client of the executor: workspaces, shell sessions, scripts, and forwarding.
+
+Executor errors keep their gRPC codes (as `ExecutorError`, a FireboxError whose code is the
+executor's), so a client of the agent sees what the executor said. An executor that does not
+answer gives UNAVAILABLE within a second, naming its address, instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from firebox.common.errors import FireboxError, Unavailable
+from firebox.common.logging import get_logger
+from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
+
+log = get_logger("firebox.agent.executor")
+
+# How long to wait for the executor's channel to connect before calling it unreachable.
+CONNECT_TIMEOUT_SECONDS = 1.0
+# After a stop, how long to wait for the executor to report the program's end.
+STOP_WAIT_SECONDS = 3.0
+# Deadlines beyond this (or none) are not forwarded: gRPC reports "no deadline" as a huge number.
+_NO_DEADLINE = 10 * 365 * 24 * 3600.0
+
+
+class ExecutorError(FireboxError):
+    """An executor call failed; `code` is the executor's status code."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def forwardable_timeout(time_remaining: float | None) -> float | None:
+    """The deadline to pass on: what the caller has left, or None when it set no deadline."""
+    if time_remaining is None or time_remaining > _NO_DEADLINE:
+        return None
+    return max(time_remaining, 0.0)
+
+
+@dataclass
+class ExecutionOutcome:
+    """How a script run through the executor ended."""
+
+    execution_id: str = ""
+    exit_code: int = -1
+    end_reason: int = executor_pb2.END_REASON_UNSPECIFIED
+    output_truncated: bool = False
+    session_ended: bool = False
+    message: str = ""
+
+
+class ExecutorClient:
+    """The agent's connection to one executor."""
+
+    def __init__(self, target: str, auth_token: str | None = None) -> None:
+        self.target = target
+        self._channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_send_message_length", 16 * 1024 * 1024),
+                # Reconnect quickly after the executor restarts, not after the default backoff.
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ],
+        )
+        self._stub = executor_pb2_grpc.ExecutorServiceStub(self._channel)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {auth_token}"),) if auth_token else ()
+        )
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def ensure_reachable(self) -> None:
+        """Return at once when connected; otherwise wait up to a second, then UNAVAILABLE."""
+        state = self._channel.get_state(try_to_connect=True)
+        if state == grpc.ChannelConnectivity.READY:
+            return
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await self._channel.channel_ready()
+        except TimeoutError:
+            raise Unavailable(
+                f"the executor at {self.target} is unreachable (no connection within "
+                f"{CONNECT_TIMEOUT_SECONDS:g}s); check --executor / FIREBOX_EXECUTOR and that it is running"
+            ) from None
+
+    def _error(self, exc: grpc.aio.AioRpcError, doing: str) -> ExecutorError:
+        code = exc.code()
+        detail = exc.details() or code.name
+        if code == grpc.StatusCode.UNAVAILABLE:
+            detail = f"the executor at {self.target} is unavailable: {detail}"
+        return ExecutorError(code, f"{doing}: {detail}" if doing else detail)
+
+    async def _unary(
+        self, method: Callable[..., object], request: object, doing: str, deadline: float
+    ) -> object:
+        await self.ensure_reachable()
+        try:
+            return await method(request, metadata=self._metadata, timeout=deadline, wait_for_ready=False)  # type: ignore[misc]
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, doing) from None
+
+    async def server_info(self, deadline: float = 5.0) -> executor_pb2.GetServerInfoResponse:
+        return await self._unary(self._stub.GetServerInfo, executor_pb2.GetServerInfoRequest(), "", deadline)  # type: ignore[return-value]
+
+    async def create_workspace(
+        self,
+        image: str,
+        policy: executor_pb2.IsolationPolicy | None,
+        labels: Mapping[str, str],
+        deadline: float = 120.0,
+    ) -> executor_pb2.Workspace:
+        request = executor_pb2.CreateWorkspaceRequest(image=image, policy=policy, labels=dict(labels))
+        response = await self._unary(self._stub.CreateWorkspace, request, "creating the workspace", deadline)
+        return response.workspace  # type: ignore[attr-defined]
+
+    async def delete_workspace(self, workspace_id: str, deadline: float = 60.0) -> None:
+        request = executor_pb2.DeleteWorkspaceRequest(workspace_id=workspace_id)
+        await self._unary(self._stub.DeleteWorkspace, request, f"deleting workspace {workspace_id}", deadline)
+
+    async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
+        request = executor_pb2.CreateSessionRequest(workspace_id=workspace_id)
+        response = await self._unary(
+            self._stub.CreateSession, request, "starting the shell session", deadline
+        )
+        return response.session  # type: ignore[attr-defined]
+
+    async def run_script(
+        self,
+        *,
+        workspace_id: str,
+        session_id: str,
+        script: str,
+        run_id: str,
+        tool_call_id: str,
+        agent_session_id: str,
+        timeout_seconds: float,
+        on_output: Callable[[bytes, bytes], None],
+    ) -> ExecutionOutcome:
+        """Run a script in a shell session, handing output to `on_output` as it streams.
+
+        Cancelling the caller kills the program: a KILL stop is sent and its end awaited briefly
+        before the call itself is cancelled (which makes the executor kill it too)."""
+        await self.ensure_reachable()
+        first = executor_pb2.ExecuteRequest(
+            workspace_id=workspace_id,
+            session_id=session_id,
+            script=script,
+            timeout=Duration(seconds=int(timeout_seconds), nanos=int((timeout_seconds % 1) * 1e9)),
+            run_id=run_id,
+            tool_call_id=tool_call_id,
+            agent_session_id=agent_session_id,
+        )
+        # The call's own deadline leaves the executor time to report its timeout first.
+        call = self._stub.Execute(metadata=self._metadata, timeout=timeout_seconds + 30, wait_for_ready=False)
+        outcome = ExecutionOutcome()
+        reader: asyncio.Task[None] | None = None
+        try:
+            await call.write(first)
+            # End of input now, but the request side stays open so a stop can still be sent.
+            await call.write(executor_pb2.ExecuteRequest(close_input=True))
+            # Read in a task of its own: cancelling a coroutine that awaits a gRPC read cancels the
+            # RPC at once, and a stop could no longer be sent.
+            reader = asyncio.create_task(self._read_until_end(call, outcome, on_output))
+            await asyncio.shield(reader)
+            # Let the call end with OK rather than cancelling it: the executor then finishes its
+            # bookkeeping (its training-log record) the ordinary way.
+            with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError):
+                async with asyncio.timeout(STOP_WAIT_SECONDS):
+                    await call.done_writing()
+                    async for _ in call:
+                        pass
+        except asyncio.CancelledError:
+            await self._stop(call, reader, outcome)
+            raise
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "running the tool") from None
+        finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
+            if not call.done():
+                call.cancel()
+        return outcome
+
+    async def _read_until_end(
+        self,
+        call: grpc.aio.StreamStreamCall,
+        outcome: ExecutionOutcome,
+        on_output: Callable[[bytes, bytes], None],
+    ) -> None:
+        async for response in call:
+            if response.execution_id:
+                outcome.execution_id = response.execution_id
+            if response.stdout_data or response.stderr_data:
+                on_output(response.stdout_data, response.stderr_data)
+            if response.HasField("exit_code") or response.end_reason:
+                outcome.exit_code = response.exit_code.value if response.HasField("exit_code") else -1
+                outcome.end_reason = response.end_reason
+                outcome.output_truncated = response.output_truncated
+                outcome.session_ended = response.session_ended
+                outcome.message = response.message
+                return
+
+    async def _stop(
+        self, call: grpc.aio.StreamStreamCall, reader: asyncio.Task[None] | None, outcome: ExecutionOutcome
+    ) -> None:
+        """Send a KILL stop and wait (briefly) for the executor to report the end; the caller then
+        cancels the call, which makes the executor kill it too if the stop did not arrive."""
+        try:
+            async with asyncio.timeout(STOP_WAIT_SECONDS):
+                await call.write(executor_pb2.ExecuteRequest(stop=executor_pb2.STOP_SIGNAL_KILL))
+                if reader is not None:
+                    await asyncio.wait({reader})
+        except (TimeoutError, grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+            log.warning("tool_stop_not_confirmed", execution_id=outcome.execution_id, error=repr(exc))
+        log.info("tool_execution_stopped", execution_id=outcome.execution_id, end_reason=outcome.end_reason)
+
+    async def forward_execute(
+        self,
+        requests: AsyncIterator[executor_pb2.ExecuteRequest],
+        deadline: float | None,
+    ) -> AsyncIterator[executor_pb2.ExecuteResponse]:
+        """Proxy one Execute stream: requests (stdin, stops, half-close) go through as they come,
+        responses come back as they come. Closing this generator cancels the executor's call."""
+        await self.ensure_reachable()
+        # gRPC consumes the request iterator itself, sending each request as it comes and
+        # half-closing when the client does.
+        call = self._stub.Execute(requests, metadata=self._metadata, timeout=deadline, wait_for_ready=False)
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "") from None
+        finally:
+            call.cancel()

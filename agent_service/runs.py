@@ -1,0 +1,298 @@
+"""Runs: the append-only event list of each run, its live followers, and who may run when.
+
+A run's events get strictly increasing integer indices from 1. A follower reads the list by
+position and waits on a wake-up when it has caught up, so replay-then-follow has no gap and no
+duplicate whatever the timing, and a slow follower costs nothing but its own place in the list.
+A finished run's events stay in memory for the configured retention, then go.
+
+One session has at most one active run. The check and the claim happen in one synchronous step
+on the event loop, so concurrent SendMessage calls cannot both win. On conflict the caller's
+policy decides: reject (ABORTED naming the active run), enqueue (start after it) or interrupt
+(cancel it, keeping its partial output, then start).
+
+What a run does is not decided here: the manager is given a `RunBody` to call (the tool loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agent_service.store import Store
+from firebox.agent.v1 import agent_pb2
+from firebox.common.errors import (
+    Aborted,
+    FailedPrecondition,
+    FireboxError,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+from firebox.common.logging import get_logger
+
+log = get_logger("firebox.agent.runs")
+
+
+# Runs one session may have waiting behind its active run (ENQUEUE, INTERRUPT).
+MAX_WAITING_RUNS = 16
+
+
+class ConflictPolicy(enum.Enum):
+    REJECT = "reject"
+    ENQUEUE = "enqueue"
+    INTERRUPT = "interrupt"
+
+
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+class LiveRun:
+    """A run this process is running (or has queued, or finished within the retention)."""
+
+    def __init__(self, run: agent_pb2.Run, content: str) -> None:
+        self.run = run
+        # The user's message; stored when the run starts, so a queued run does not slip it into
+        # the history of the run ahead of it.
+        self.content = content
+        self.events: list[agent_pb2.RunEvent] = []
+        self.done = False
+        self.cancel_reason = ""
+        # Bytes of tool output held in `events` (bounded by the tool loop).
+        self.output_bytes = 0
+        self.task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    @property
+    def session_id(self) -> str:
+        return self.run.session_id
+
+    @property
+    def cancelling(self) -> bool:
+        return bool(self.cancel_reason)
+
+    def emit(self, **event: object) -> agent_pb2.RunEvent:
+        """Append one event (a RunEvent oneof field and its message) and wake the followers."""
+        if self.done:
+            raise RuntimeError(f"run {self.id} is finished; no more events")
+        record = agent_pb2.RunEvent(index=len(self.events) + 1, run_id=self.run.id, time=_now(), **event)  # type: ignore[arg-type]
+        self.events.append(record)
+        self.run.last_event_index = record.index
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
+        return record
+
+    def finish(self) -> None:
+        self.done = True
+        self._wake.set()
+
+    async def follow(self, after_index: int) -> AsyncIterator[agent_pb2.RunEvent]:
+        """Every event with an index above `after_index`, then live ones until the run ends."""
+        position = max(after_index, 0)
+        while True:
+            while position < len(self.events):
+                position += 1
+                yield self.events[position - 1]
+            if self.done:
+                return
+            await self._wake.wait()
+
+
+# The body of a run: does the work, emitting events; returns whether the step limit was reached.
+RunBody = Callable[[LiveRun], Awaitable[bool]]
+
+
+class _SessionLane:
+    """The active run of one session and the runs waiting behind it."""
+
+    def __init__(self) -> None:
+        self.active: LiveRun | None = None
+        self.waiting: collections.deque[LiveRun] = collections.deque()
+
+
+class RunManager:
+    """Starts, queues, cancels and remembers runs; the one place that knows who runs when."""
+
+    def __init__(self, store: Store, body: RunBody, retention_seconds: float) -> None:
+        self._store = store
+        self._body = body
+        self._retention = retention_seconds
+        self._runs: dict[str, LiveRun] = {}
+        self._lanes: dict[str, _SessionLane] = {}
+        self._closing = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    def get(self, run_id: str) -> LiveRun | None:
+        return self._runs.get(run_id)
+
+    def active_run_id(self, session_id: str) -> str:
+        lane = self._lanes.get(session_id)
+        return lane.active.id if lane and lane.active else ""
+
+    def submit(self, session_id: str, content: str, policy: ConflictPolicy) -> LiveRun:
+        """Claim the session for a new run, or queue it, or refuse; synchronous, hence atomic."""
+        if self._closing:
+            raise Unavailable("the agent is shutting down; send the message again once it is back")
+        lane = self._lanes.setdefault(session_id, _SessionLane())
+        busy = lane.active is not None or bool(lane.waiting)
+        if busy and policy is ConflictPolicy.REJECT:
+            active = lane.active or lane.waiting[0]
+            raise Aborted(
+                f"session {session_id} already has an active run {active.id}; wait for it, cancel it, or send "
+                "with on_conflict ENQUEUE or INTERRUPT"
+            )
+        if busy and len(lane.waiting) >= MAX_WAITING_RUNS:
+            raise ResourceExhausted(
+                f"session {session_id} already has {len(lane.waiting)} runs waiting (at most {MAX_WAITING_RUNS}); "
+                "wait for them or cancel some"
+            )
+        run = agent_pb2.Run(
+            id=f"run-{uuid.uuid4().hex}",
+            session_id=session_id,
+            status=agent_pb2.RUN_STATUS_QUEUED,
+            create_time=_now(),
+        )
+        live = LiveRun(run, content)
+        self._runs[run.id] = live
+        if not busy:
+            self._start(lane, live)
+            return live
+        # Recorded now so that GetRun and ListRuns show it while it waits.
+        self._persist_soon(live)
+        if policy is ConflictPolicy.INTERRUPT:
+            # Jump the queue, then end whatever is running; its end starts this one.
+            lane.waiting.appendleft(live)
+            if lane.active is not None:
+                self.cancel(lane.active.id, "interrupted by a newer message")
+        else:
+            lane.waiting.append(live)
+        return live
+
+    def _persist_soon(self, live: LiveRun) -> None:
+        snapshot = agent_pb2.Run()
+        snapshot.CopyFrom(live.run)
+        task = asyncio.create_task(self._store.put_run(snapshot))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _start(self, lane: _SessionLane, live: LiveRun) -> None:
+        lane.active = live
+        live.run.status = agent_pb2.RUN_STATUS_RUNNING
+        live.task = asyncio.create_task(self._drive(lane, live), name=f"run {live.id}")
+
+    async def _drive(self, lane: _SessionLane, live: LiveRun) -> None:
+        try:
+            await self._execute(live)
+        finally:
+            live.finish()
+            lane.active = None
+            asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
+            if lane.waiting and not self._closing:
+                self._start(lane, lane.waiting.popleft())
+            elif not lane.waiting:
+                self._lanes.pop(live.session_id, None)
+
+    async def _execute(self, live: LiveRun) -> None:
+        run = live.run
+        try:
+            step_limit = await self._body(live)
+        except asyncio.CancelledError:
+            run.status = agent_pb2.RUN_STATUS_INTERRUPTED if self._closing else agent_pb2.RUN_STATUS_CANCELLED
+            live.emit(run_cancelled=agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled"))
+        except FireboxError as exc:
+            run.status = agent_pb2.RUN_STATUS_FAILED
+            run.error = exc.message
+            live.emit(run_failed=agent_pb2.RunFailed(code=exc.code.name, message=exc.message))
+        except Exception as exc:
+            # A bug, not the client's doing: keep the run's data, say so in the run, log the trace.
+            log.exception("run_failed_unexpectedly", run_id=run.id, error=repr(exc))
+            run.status = agent_pb2.RUN_STATUS_FAILED
+            run.error = f"internal error: {exc!r}"
+            live.emit(run_failed=agent_pb2.RunFailed(code="INTERNAL", message=run.error))
+        else:
+            run.status = agent_pb2.RUN_STATUS_COMPLETED
+            live.emit(run_completed=agent_pb2.RunCompleted(step_limit_reached=step_limit))
+        run.end_time.CopyFrom(_now())
+        try:
+            await self._store.put_run(run)
+        except Exception as exc:
+            log.error("run_not_persisted", run_id=run.id, error=repr(exc))
+
+    def cancel(self, run_id: str, reason: str = "cancelled by the client") -> LiveRun | None:
+        """Stop a run if it is going or waiting; idempotent. None if this process never had it."""
+        live = self._runs.get(run_id)
+        if live is None:
+            return None
+        if live.done or live.cancelling:
+            return live
+        live.cancel_reason = reason
+        lane = self._lanes.get(live.session_id)
+        if lane is not None and live in lane.waiting:
+            lane.waiting.remove(live)
+            live.run.status = agent_pb2.RUN_STATUS_CANCELLED
+            live.run.end_time.CopyFrom(_now())
+            live.emit(run_cancelled=agent_pb2.RunCancelled(reason=reason))
+            live.finish()
+            asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
+            self._persist_soon(live)
+            if not lane.waiting and lane.active is None:
+                self._lanes.pop(live.session_id, None)
+        elif live.task is not None:
+            live.task.cancel()
+        return live
+
+    async def cancel_session(self, session_id: str, reason: str) -> None:
+        """Cancel a session's active and waiting runs and wait until they have ended."""
+        lane = self._lanes.get(session_id)
+        if lane is None:
+            return
+        for waiting in list(lane.waiting):
+            self.cancel(waiting.id, reason)
+        active = lane.active
+        if active is not None:
+            self.cancel(active.id, reason)
+            if active.task is not None:
+                await asyncio.wait({active.task})
+
+    async def follow(self, run_id: str, after_index: int) -> AsyncIterator[agent_pb2.RunEvent]:
+        live = self._runs.get(run_id)
+        if live is None:
+            stored = await self._store.get_run(run_id)
+            if stored is None:
+                raise NotFound(f"run {run_id} not found")
+            raise FailedPrecondition(
+                f"run {run_id} ended and its events are no longer kept (they are kept "
+                f"{self._retention:g}s after a run ends, and not across restarts); its messages are in "
+                "GetSession and its outcome in GetRun"
+            )
+        async for event in live.follow(after_index):
+            yield event
+
+    async def shutdown(self, grace: float) -> None:
+        """Refuse new runs, give running ones `grace` seconds, then stop them as INTERRUPTED."""
+        self._closing = True
+        tasks = {live.task for live in self._runs.values() if live.task is not None and not live.done}
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
+        for live in list(self._runs.values()):
+            if not live.done:
+                if live.task is not None:
+                    live.cancel_reason = live.cancel_reason or "the agent is shutting down"
+                    live.task.cancel()
+        remaining = {t for t in tasks if not t.done()}
+        if remaining:
+            await asyncio.wait(remaining, timeout=5)
+
+    def _forget(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)

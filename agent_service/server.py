@@ -1,0 +1,139 @@
+"""Wiring: config -> store, provider, executor client, training log, run manager, gRPC server.
+
+`serve(config)` is what the process runs; `start_agent(config)` builds and starts the same thing
+and returns it running, for tests, benchmarks and embedders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+from agent_service.config import AgentConfig
+from agent_service.executor_client import ExecutorClient
+from agent_service.provider import ModelProvider, ProviderSettings
+from agent_service.runs import RunManager
+from agent_service.servicer import AgentServicer
+from agent_service.store import SqliteStore, Store
+from agent_service.toolloop import LoopSettings, ToolLoop
+from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
+from firebox.common import logging as fb_logging
+from firebox.common import server as fb_server
+from firebox.common.trainlog import TrainingLog
+
+log = fb_logging.get_logger("firebox.agent.server")
+
+SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+
+
+@dataclass
+class Agent:
+    """A running agent: its server and the parts behind it."""
+
+    config: AgentConfig
+    server: fb_server.RunningServer
+    store: Store
+    runs: RunManager
+    provider: ModelProvider
+    executor: ExecutorClient
+    training_log: TrainingLog
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def target(self) -> str:
+        host = self.config.listen.rpartition(":")[0].strip("[]")
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """As on SIGTERM: health NOT_SERVING, runs get `grace`, then end as INTERRUPTED."""
+        await self.server.stop(self.config.shutdown_grace if grace is None else grace)
+
+
+async def start_agent(config: AgentConfig) -> Agent:
+    """Open the store (marking runs of a previous life INTERRUPTED), build every part, serve."""
+    store = await SqliteStore.open(config.database_path)
+    interrupted = await store.interrupt_unfinished(_now_ns())
+    if interrupted:
+        log.warning("runs_interrupted_by_restart", count=len(interrupted), run_ids=interrupted[:20])
+    provider = ModelProvider(
+        ProviderSettings(
+            base_url=config.provider_base_url,
+            api_key=config.provider_api_key,
+            default_model=config.model,
+            idle_timeout=config.idle_timeout,
+            retries=config.provider_retries,
+            retry_base_delay=config.retry_base_delay,
+            retry_max_delay=config.retry_max_delay,
+        )
+    )
+    executor = ExecutorClient(config.executor, config.auth_token)
+    training_log = TrainingLog(config.log_dir, enabled=config.training_log)
+    loop = ToolLoop(
+        store,
+        provider,
+        executor,
+        training_log,
+        LoopSettings(
+            max_steps=config.max_steps,
+            tool_output_limit=config.tool_output_limit,
+            tool_timeout=config.tool_timeout,
+        ),
+    )
+    runs = RunManager(store, loop, config.event_retention)
+    servicer = AgentServicer(config, store, runs, provider, executor, training_log)
+
+    async def on_stopping(grace: float) -> None:
+        # Runs get most of the grace period; what is left lets their last events reach clients.
+        await runs.shutdown(max(0.0, grace - min(1.0, grace / 2)))
+
+    async def on_stopped() -> None:
+        await provider.close()
+        await executor.close()
+        await store.close()
+        await asyncio.to_thread(training_log.close)
+
+    spec = fb_server.ServerSpec(
+        name="agent",
+        listen=config.listen,
+        register=lambda server: agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server),
+        service_names=[SERVICE_NAME],
+        auth_token=config.auth_token,
+        grace_seconds=config.shutdown_grace,
+        on_stopping=on_stopping,
+        on_stopped=on_stopped,
+    )
+    try:
+        running = await fb_server.start(spec)
+    except BaseException:
+        await on_stopped()
+        raise
+    log.info(
+        "agent_ready",
+        executor=config.executor,
+        provider=provider.target if provider.configured else "(none)",
+        model=config.model or "(none)",
+        database=str(config.database_path),
+        training_log=config.training_log,
+    )
+    return Agent(config, running, store, runs, provider, executor, training_log)
+
+
+def _now_ns() -> int:
+    import time
+
+    return time.time_ns()
+
+
+async def serve(config: AgentConfig) -> None:
+    """Run the agent until SIGTERM or SIGINT, then stop gracefully."""
+    fb_logging.configure("agent", config.log_dir, config.log_level, config.log_json)
+    agent = await start_agent(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(agent.stop()))
+    await agent.server.wait()

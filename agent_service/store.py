@@ -1,0 +1,379 @@
+"""Where sessions, messages and runs are kept: an interface, and SQLite behind it.
+
+Records are the agent's proto messages (Session, Message, Run), stored as serialized blobs next
+to the few columns queries need, so a field added to a proto needs no migration. The schema
+version lives in `PRAGMA user_version`; `_MIGRATIONS` takes an older file forward.
+
+SQLite calls block, so every call runs on one dedicated thread that owns the connection; the
+event loop only awaits. One thread also serializes writes, which SQLite wants anyway.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import base64
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from firebox.agent.v1 import agent_pb2
+from firebox.common.errors import InvalidArgument
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        create_ns INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX sessions_by_time ON sessions (create_ns DESC, id DESC);
+    CREATE TABLE messages (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        status INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX messages_by_session ON messages (session_id, seq);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        create_ns INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX runs_by_session ON runs (session_id, create_ns DESC, id DESC);
+    """,
+}
+
+# Run states that mean "was going on" when the agent stopped.
+_LIVE_RUN_STATES = (agent_pb2.RUN_STATUS_RUNNING, agent_pb2.RUN_STATUS_QUEUED)
+
+
+def encode_page_token(create_ns: int, record_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{create_ns}:{record_id}".encode()).decode()
+
+
+def decode_page_token(token: str, field: str = "page_token") -> tuple[int, str]:
+    try:
+        ns, _, record_id = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        return int(ns), record_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument(field, "not a token from a previous response") from None
+
+
+class Store(abc.ABC):
+    """Persistence of sessions, their messages and their runs. Every method is a coroutine that
+    never blocks the event loop. Sessions and runs come back without live state (active run)."""
+
+    @abc.abstractmethod
+    async def create_session(self, session: agent_pb2.Session) -> None: ...
+
+    @abc.abstractmethod
+    async def get_session(self, session_id: str) -> agent_pb2.Session | None:
+        """The session with its message_count filled in, or None."""
+
+    @abc.abstractmethod
+    async def update_session(self, session: agent_pb2.Session) -> None: ...
+
+    @abc.abstractmethod
+    async def add_usage(self, session_id: str, usage: agent_pb2.Usage) -> agent_pb2.Usage:
+        """Add one call's usage to the session's total, atomically; returns the new total."""
+
+    @abc.abstractmethod
+    async def list_sessions(self, page_size: int, page_token: str) -> tuple[list[agent_pb2.Session], str]:
+        """Newest first; returns the page and the token of the next one ("" at the end)."""
+
+    @abc.abstractmethod
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete a session with its messages and runs; False if there was none."""
+
+    @abc.abstractmethod
+    async def put_message(self, session_id: str, message: agent_pb2.Message) -> None:
+        """Insert a message at the end of the session, or replace it (same id) in place."""
+
+    @abc.abstractmethod
+    async def list_messages(self, session_id: str) -> list[agent_pb2.Message]: ...
+
+    @abc.abstractmethod
+    async def put_run(self, run: agent_pb2.Run) -> None:
+        """Insert or replace a run."""
+
+    @abc.abstractmethod
+    async def get_run(self, run_id: str) -> agent_pb2.Run | None: ...
+
+    @abc.abstractmethod
+    async def list_runs(
+        self, session_id: str, page_size: int, page_token: str
+    ) -> tuple[list[agent_pb2.Run], str]: ...
+
+    @abc.abstractmethod
+    async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
+        """After a restart: mark runs that were running or queued INTERRUPTED and messages that
+        were streaming INTERRUPTED. Returns the ids of the runs changed."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class SqliteStore(Store):
+    """The Store in one SQLite file, WAL mode, on a dedicated thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="firebox-agent-db")
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        store = cls(path)
+        await store._call(store._open)
+        return store
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    # -- on the database thread ------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across process crashes in WAL mode; only a power cut can lose the tail.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this agent's {SCHEMA_VERSION}"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        self._conn = conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is closed")
+        return self._conn
+
+    def _session_row(self, data: bytes, session_id: str) -> agent_pb2.Session:
+        session = agent_pb2.Session.FromString(data)
+        session.message_count = self._db.execute(
+            "SELECT COUNT(*) FROM messages WHERE session_id = ?", (session_id,)
+        ).fetchone()[0]
+        return session
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def create_session(self, session: agent_pb2.Session) -> None:
+        data = session.SerializeToString()
+        await self._call(
+            lambda: self._db.execute(
+                "INSERT INTO sessions (id, create_ns, data) VALUES (?, ?, ?)",
+                (session.id, session.create_time.ToNanoseconds(), data),
+            )
+        )
+
+    async def get_session(self, session_id: str) -> agent_pb2.Session | None:
+        def get() -> agent_pb2.Session | None:
+            row = self._db.execute("SELECT data FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            return self._session_row(row[0], session_id) if row else None
+
+        return await self._call(get)
+
+    async def update_session(self, session: agent_pb2.Session) -> None:
+        stored = agent_pb2.Session()
+        stored.CopyFrom(session)
+        stored.ClearField("active_run_id")
+        stored.message_count = 0
+        data = stored.SerializeToString()
+        await self._call(
+            lambda: self._db.execute("UPDATE sessions SET data = ? WHERE id = ?", (data, session.id))
+        )
+
+    async def add_usage(self, session_id: str, usage: agent_pb2.Usage) -> agent_pb2.Usage:
+        def add() -> agent_pb2.Usage:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT data FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                if row is None:
+                    db.execute("ROLLBACK")
+                    return agent_pb2.Usage()
+                session = agent_pb2.Session.FromString(row[0])
+                total = session.usage
+                total.input_tokens += usage.input_tokens
+                total.cached_input_tokens += usage.cached_input_tokens
+                total.output_tokens += usage.output_tokens
+                total.reasoning_tokens += usage.reasoning_tokens
+                total.total_tokens += usage.total_tokens
+                db.execute(
+                    "UPDATE sessions SET data = ? WHERE id = ?", (session.SerializeToString(), session_id)
+                )
+                db.execute("COMMIT")
+                result = agent_pb2.Usage()
+                result.CopyFrom(total)
+                return result
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        return await self._call(add)
+
+    async def list_sessions(self, page_size: int, page_token: str) -> tuple[list[agent_pb2.Session], str]:
+        cursor = decode_page_token(page_token) if page_token else None
+
+        def list_() -> tuple[list[agent_pb2.Session], str]:
+            if cursor is None:
+                rows = self._db.execute(
+                    "SELECT id, create_ns, data FROM sessions ORDER BY create_ns DESC, id DESC LIMIT ?",
+                    (page_size + 1,),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT id, create_ns, data FROM sessions WHERE (create_ns, id) < (?, ?) "
+                    "ORDER BY create_ns DESC, id DESC LIMIT ?",
+                    (cursor[0], cursor[1], page_size + 1),
+                ).fetchall()
+            page = rows[:page_size]
+            token = encode_page_token(page[-1][1], page[-1][0]) if len(rows) > page_size else ""
+            return [self._session_row(data, sid) for sid, _ns, data in page], token
+
+        return await self._call(list_)
+
+    async def delete_session(self, session_id: str) -> bool:
+        def delete() -> bool:
+            return self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+
+        return await self._call(delete)
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def put_message(self, session_id: str, message: agent_pb2.Message) -> None:
+        data = message.SerializeToString()
+
+        def put() -> None:
+            # Upsert keeps the row (and so its place in the conversation) when a message is updated.
+            self._db.execute(
+                "INSERT INTO messages (id, session_id, status, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
+                (message.id, session_id, message.status, data),
+            )
+
+        await self._call(put)
+
+    async def list_messages(self, session_id: str) -> list[agent_pb2.Message]:
+        def list_() -> list[agent_pb2.Message]:
+            rows = self._db.execute(
+                "SELECT data FROM messages WHERE session_id = ? ORDER BY seq", (session_id,)
+            ).fetchall()
+            return [agent_pb2.Message.FromString(row[0]) for row in rows]
+
+        return await self._call(list_)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def put_run(self, run: agent_pb2.Run) -> None:
+        data = run.SerializeToString()
+        await self._call(
+            lambda: self._db.execute(
+                "INSERT INTO runs (id, session_id, create_ns, status, data) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
+                (run.id, run.session_id, run.create_time.ToNanoseconds(), run.status, data),
+            )
+        )
+
+    async def get_run(self, run_id: str) -> agent_pb2.Run | None:
+        def get() -> agent_pb2.Run | None:
+            row = self._db.execute("SELECT data FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return agent_pb2.Run.FromString(row[0]) if row else None
+
+        return await self._call(get)
+
+    async def list_runs(
+        self, session_id: str, page_size: int, page_token: str
+    ) -> tuple[list[agent_pb2.Run], str]:
+        cursor = decode_page_token(page_token) if page_token else None
+
+        def list_() -> tuple[list[agent_pb2.Run], str]:
+            if cursor is None:
+                rows = self._db.execute(
+                    "SELECT id, create_ns, data FROM runs WHERE session_id = ? "
+                    "ORDER BY create_ns DESC, id DESC LIMIT ?",
+                    (session_id, page_size + 1),
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT id, create_ns, data FROM runs WHERE session_id = ? AND (create_ns, id) < (?, ?) "
+                    "ORDER BY create_ns DESC, id DESC LIMIT ?",
+                    (session_id, cursor[0], cursor[1], page_size + 1),
+                ).fetchall()
+            page = rows[:page_size]
+            token = encode_page_token(page[-1][1], page[-1][0]) if len(rows) > page_size else ""
+            return [agent_pb2.Run.FromString(data) for _id, _ns, data in page], token
+
+        return await self._call(list_)
+
+    async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
+        def interrupt() -> list[str]:
+            db = self._db
+            changed: list[str] = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
+                for run_id, data in db.execute(
+                    f"SELECT id, data FROM runs WHERE status IN ({placeholders})", _LIVE_RUN_STATES
+                ).fetchall():
+                    run = agent_pb2.Run.FromString(data)
+                    run.status = agent_pb2.RUN_STATUS_INTERRUPTED
+                    run.end_time.FromNanoseconds(end_time_ns)
+                    run.error = "the agent stopped while the run was going"
+                    db.execute(
+                        "UPDATE runs SET status = ?, data = ? WHERE id = ?",
+                        (run.status, run.SerializeToString(), run_id),
+                    )
+                    changed.append(run_id)
+                for seq, data in db.execute(
+                    "SELECT seq, data FROM messages WHERE status = ?", (agent_pb2.MESSAGE_STATUS_STREAMING,)
+                ).fetchall():
+                    message = agent_pb2.Message.FromString(data)
+                    message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                    db.execute(
+                        "UPDATE messages SET status = ?, data = ? WHERE seq = ?",
+                        (message.status, message.SerializeToString(), seq),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return changed
+
+        return await self._call(interrupt)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self._call(close)
+        self._pool.shutdown(wait=True)

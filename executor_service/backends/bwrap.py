@@ -1,0 +1,292 @@
+"""Workspaces as bubblewrap sandboxes, for machines without a Docker engine.
+
+A workspace is a directory `<config-dir>/workspaces/<id>/`: `files/` is mounted at /workspace and
+`workspace.json` holds the spec and state, so a restarted executor adopts it. "Running" means
+commands may be started; each session is one `bwrap` process (through A1's PipeTransport) with new
+namespaces, read-only host system directories and only the variables it is given.
+
+Resource limits: where the executor may manage cgroup v1 (as root on a cgroup-v1 host, see
+cgroups.py) each workspace gets its own pids, memory (no swap; OOM kills are counted) and CPU
+limits, as a container would. Elsewhere what cannot be enforced is reported as such: `cpu_millis`
+and `pids_limit` read 0 (unlimited), the isolation line says so, and memory is capped per process
+through RLIMIT_AS (address space, not resident memory), so a hog sees allocation failures rather
+than the OOM killer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from executor_service.backend import BWRAP, Policy, ShellTransport, WorkspaceInfo, WorkspaceSpec
+from executor_service.backends.cgroups import CgroupLimits
+from firebox.common import errors
+from firebox.common.logging import get_logger
+
+log = get_logger("executor.backends.bwrap")
+
+METADATA = "workspace.json"
+FILES = "files"
+WORKDIR = "/workspace"
+# Host system directories bound read-only; the merged-/usr symlinks are recreated as symlinks.
+# Not /etc: in the user namespace host-root files appear owned by the sandbox user, so a bound
+# /etc would expose /etc/shadow and friends.
+SYSTEM_DIRS = ("/usr",)
+MERGED_USR_LINKS = ("/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def enforced(policy: Policy, with_cgroups: bool) -> Policy:
+    """The policy as this backend can enforce it: what it cannot do is set to 0 / false."""
+    policy = replace(policy, no_new_privileges=True)
+    return policy if with_cgroups else replace(policy, pids_limit=0, cpu_millis=0)
+
+
+def isolation_line(policy: Policy, with_cgroups: bool) -> str:
+    parts = ["bubblewrap sandbox (weaker than a container)", "new namespaces"]
+    parts.append("network on" if policy.network else "no network")
+    parts.append(f"user {policy.user}")
+    parts.append(
+        "caps " + ",".join(policy.capabilities) if policy.capabilities else "all capabilities dropped"
+    )
+    parts.append("no-new-privileges")
+    if with_cgroups:
+        memory = f"{policy.memory_bytes // (1024 * 1024)}MiB" if policy.memory_bytes else "unlimited"
+        parts.append(f"cgroup limits: memory {memory}")
+        parts.append(f"pids {policy.pids_limit or 'unlimited'}")
+        parts.append(f"cpu {policy.cpu_millis or 'unlimited'}{'m' if policy.cpu_millis else ''}")
+    else:
+        parts.append(
+            f"address space {policy.memory_bytes // (1024 * 1024)}MiB per process (RLIMIT_AS)"
+            if policy.memory_bytes
+            else "memory unlimited"
+        )
+        parts.append("NO pids or cpu limit (needs cgroup v1 and root)")
+    parts.append("read-only root" if policy.read_only_root else "writable root")
+    parts.append("/workspace read-only" if policy.read_only else "/workspace writable")
+    parts.append(f"/tmp tmpfs {policy.tmp_bytes // (1024 * 1024)}MiB")
+    return ", ".join(parts)
+
+
+def _uid_gid(user: str) -> tuple[int, int]:
+    uid_text, _, gid_text = user.partition(":")
+    if not uid_text.isdigit() or (gid_text and not gid_text.isdigit()):
+        raise errors.InvalidArgument(
+            "policy.user", f"the bwrap backend needs numeric UID[:GID], got {user!r}"
+        )
+    uid = int(uid_text)
+    return uid, int(gid_text) if gid_text else uid
+
+
+def sandbox_argv(
+    files_dir: Path, policy: Policy, argv: list[str], env: dict[str, str], rlimit_memory: bool = True
+) -> list[str]:
+    """The full command line: bwrap around `argv`, inside prlimit when memory is capped per
+    process (`rlimit_memory`, used when there are no cgroups)."""
+    uid, gid = _uid_gid(policy.user)
+    cmd: list[str] = []
+    if policy.memory_bytes and rlimit_memory:
+        cmd += ["prlimit", f"--as={policy.memory_bytes}", "--"]
+    cmd += ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]
+    if policy.network:
+        cmd.append("--share-net")
+    for directory in SYSTEM_DIRS:
+        if os.path.isdir(directory):
+            cmd += ["--ro-bind", directory, directory]
+    for link in MERGED_USR_LINKS:
+        if os.path.islink(link):
+            cmd += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            cmd += ["--ro-bind", link, link]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--perms", "1777", "--size", str(policy.tmp_bytes), "--tmpfs", "/tmp"]
+    cmd += ["--ro-bind" if policy.read_only else "--bind", str(files_dir), WORKDIR]
+    if policy.read_only_root:
+        cmd += ["--remount-ro", "/"]
+    cmd += ["--chdir", WORKDIR, "--uid", str(uid), "--gid", str(gid)]
+    cmd += ["--cap-drop", "ALL"]
+    for cap in policy.capabilities:
+        cmd += ["--cap-add", cap if cap.upper().startswith("CAP_") else f"CAP_{cap.upper()}"]
+    cmd.append("--clearenv")
+    full_env = {"PATH": DEFAULT_PATH, "HOME": WORKDIR, **env}
+    for key, value in full_env.items():
+        cmd += ["--setenv", key, value]
+    cmd.append("--")
+    cmd += argv
+    return cmd
+
+
+class BwrapBackend:
+    """The bubblewrap workspace backend (see module docstring)."""
+
+    name = BWRAP
+
+    def __init__(self, root: Path, cgroups: CgroupLimits | None = None) -> None:
+        self.root = root
+        self.cgroups = cgroups
+        # One lock per workspace directory keeps metadata writes whole.
+        self._lock = asyncio.Lock()
+
+    def _dir(self, workspace_id: str) -> Path:
+        if not workspace_id or "/" in workspace_id or workspace_id.startswith("."):
+            raise errors.NotFound(f"workspace {workspace_id!r} not found")
+        return self.root / workspace_id
+
+    async def create(self, spec: WorkspaceSpec) -> WorkspaceInfo:
+        _uid_gid(spec.policy.user)
+        policy = enforced(spec.policy, self.cgroups is not None)
+        info = WorkspaceInfo(
+            id=spec.id,
+            name=spec.name,
+            image=spec.image,
+            state="running",
+            backend=BWRAP,
+            policy=policy,
+            isolation=isolation_line(policy, self.cgroups is not None),
+            created=dt.datetime.now(dt.UTC),
+            env=dict(spec.env),
+            labels=dict(spec.labels),
+        )
+        directory = self._dir(spec.id)
+
+        def make() -> None:
+            # Owned by the executor's own uid: the user namespace maps the sandbox user onto it,
+            # so inside the files belong to the sandbox user.
+            (directory / FILES).mkdir(parents=True)
+            self._write(info, spec.policy)
+
+        async with self._lock:
+            await asyncio.to_thread(make)
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.ensure, spec.id, spec.policy)
+        return info
+
+    async def get(self, workspace_id: str) -> WorkspaceInfo:
+        return await asyncio.to_thread(self._read, workspace_id)
+
+    async def list(self) -> list[WorkspaceInfo]:
+        def read_all() -> list[WorkspaceInfo]:
+            if not self.root.is_dir():
+                return []
+            infos = []
+            for entry in sorted(self.root.iterdir()):
+                if (entry / METADATA).is_file():
+                    try:
+                        infos.append(self._read(entry.name))
+                    except (errors.NotFound, ValueError, KeyError) as exc:
+                        log.warning("workspace_unreadable", directory=str(entry), error=repr(exc))
+            return infos
+
+        return await asyncio.to_thread(read_all)
+
+    async def start(self, workspace_id: str) -> WorkspaceInfo:
+        return await self._set_state(workspace_id, "running")
+
+    async def stop(self, workspace_id: str) -> WorkspaceInfo:
+        # Its bwrap processes are the sessions, which the workspace manager closes first; with
+        # cgroups anything left behind is killed too, as stopping a container would.
+        info = await self._set_state(workspace_id, "exited")
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.kill_all, workspace_id)
+        return info
+
+    async def delete(self, workspace_id: str) -> None:
+        directory = self._dir(workspace_id)
+        async with self._lock:
+            if not (directory / METADATA).is_file():
+                raise errors.NotFound(f"workspace {workspace_id!r} not found")
+            if self.cgroups is not None:
+                await asyncio.to_thread(self.cgroups.remove, workspace_id)
+            await asyncio.to_thread(shutil.rmtree, directory)
+
+    async def adopt(self) -> list[WorkspaceInfo]:
+        """At start-up: every workspace directory is adopted in the state it was left in."""
+        return await self.list()
+
+    async def open_shell(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str]
+    ) -> ShellTransport:
+        from executor_service.transports import PipeTransport
+
+        files_dir = self._dir(workspace.id) / FILES
+        command = sandbox_argv(files_dir, workspace.policy, argv, env, rlimit_memory=self.cgroups is None)
+        if self.cgroups is not None:
+            # Idempotent: after a reboot the cgroups of an adopted workspace are gone.
+            await asyncio.to_thread(self.cgroups.ensure, workspace.id, workspace.policy)
+            command = self.cgroups.enter_argv(workspace.id, command)
+        # bwrap itself gets a minimal environment: nothing of the executor's leaks through it.
+        return await PipeTransport.spawn(command, env={"PATH": DEFAULT_PATH})
+
+    async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
+        if self.cgroups is None:
+            return None
+        return await asyncio.to_thread(self.cgroups.oom_kills, workspace.id)
+
+    async def close(self) -> None:
+        return None
+
+    # ---- metadata ----------------------------------------------------------------------------
+
+    def _write(self, info: WorkspaceInfo, requested: Policy) -> None:
+        """Metadata with the policy as requested: what is enforced of it is decided when read,
+        so a workspace adopted where cgroups are (or are no longer) available reports the truth."""
+        self._write_data(
+            info.id,
+            {
+                "id": info.id,
+                "name": info.name,
+                "image": info.image,
+                "state": info.state,
+                "policy": asdict(requested),
+                "created": info.created.isoformat(),
+                "env": info.env,
+                "labels": info.labels,
+            },
+        )
+
+    def _write_data(self, workspace_id: str, data: dict[str, object]) -> None:
+        directory = self._dir(workspace_id)
+        tmp = directory / (METADATA + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, directory / METADATA)
+
+    def _read(self, workspace_id: str) -> WorkspaceInfo:
+        path = self._dir(workspace_id) / METADATA
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise errors.NotFound(f"workspace {workspace_id!r} not found") from exc
+        raw_policy = {k: v for k, v in data["policy"].items() if k in Policy.__dataclass_fields__}
+        raw_policy["capabilities"] = tuple(raw_policy.get("capabilities", ()))
+        policy = enforced(Policy(**raw_policy), self.cgroups is not None)
+        return WorkspaceInfo(
+            id=data["id"],
+            name=data["name"],
+            image=data["image"],
+            state=data["state"],
+            backend=BWRAP,
+            policy=policy,
+            isolation=isolation_line(policy, self.cgroups is not None),
+            created=dt.datetime.fromisoformat(data["created"]),
+            env=data["env"],
+            labels=data["labels"],
+        )
+
+    async def _set_state(self, workspace_id: str, state: str) -> WorkspaceInfo:
+        def update() -> WorkspaceInfo:
+            path = self._dir(workspace_id) / METADATA
+            try:
+                data = json.loads(path.read_text())
+            except FileNotFoundError as exc:
+                raise errors.NotFound(f"workspace {workspace_id!r} not found") from exc
+            data["state"] = state
+            self._write_data(workspace_id, data)
+            return self._read(workspace_id)
+
+        async with self._lock:
+            return await asyncio.to_thread(update)

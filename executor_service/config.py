@@ -1,0 +1,288 @@
+"""The executor's one configuration object, loaded once from flags and FIREBOX_* variables.
+
+A flag wins over its variable, the variable over the default. The auth token is read from the
+environment only (FIREBOX_AUTH_TOKEN), never from a flag, so that it does not show in `ps`.
+
+To add a setting: add a field to `ExecutorConfig`, then one `_Option` line to `OPTIONS`; the
+flag, the variable, the parsing and the `--help` text all come from that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firebox.common.secrets import DEFAULT_DENY_PATTERNS
+
+BACKEND_CHOICES = ("auto", "docker", "bwrap")
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_IMAGE = "firebox-busybox:latest"
+# Per execution, stdout and stderr together. Past it output is dropped and the final message says so.
+DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
+DEFAULT_TIMEOUT_SECONDS = 600.0
+DEFAULT_MAX_SESSIONS_PER_WORKSPACE = 32
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def _default_config_dir() -> Path:
+    return Path.home() / ".firebox" / "executor"
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Every setting of the executor, decided."""
+
+    listen: str = DEFAULT_LISTEN
+    config_dir: Path = field(default_factory=_default_config_dir)
+    backend: str = "auto"
+    image: str = DEFAULT_IMAGE
+    output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
+    default_timeout: float = DEFAULT_TIMEOUT_SECONDS
+    max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE
+    env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
+    env_allow: tuple[str, ...] = ()
+    training_log: bool = True
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    log_level: str = "info"
+    log_json: bool = False
+    # From FIREBOX_AUTH_TOKEN only. None: no auth.
+    auth_token: str | None = field(default=None, repr=False)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.config_dir / "logs"
+
+    @property
+    def training_log_dir(self) -> Path:
+        return self.config_dir / "logs"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        """Where the bwrap backend keeps its workspaces."""
+        return self.config_dir / "workspaces"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more seconds, got {text}")
+    return value
+
+
+def _on_off(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("on", "true", "1", "yes"):
+        return True
+    if lowered in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
+def _patterns(text: str) -> tuple[str, ...]:
+    return tuple(p for p in (part.strip() for part in text.replace(",", " ").split()) if p)
+
+
+def _listen(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def _log_level(text: str) -> str:
+    lowered = text.lower()
+    if lowered not in ("debug", "info", "warning", "error"):
+        raise argparse.ArgumentTypeError(f"expected debug, info, warning or error, got {text!r}")
+    return lowered
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One setting: its field, flag, variable, parser and help."""
+
+    field: str
+    flag: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+    choices: Sequence[str] | None = None
+
+
+OPTIONS: tuple[_Option, ...] = (
+    _Option(
+        "listen",
+        "--listen",
+        "FIREBOX_LISTEN",
+        _listen,
+        f"address to serve on (default {DEFAULT_LISTEN})",
+        "HOST:PORT",
+    ),
+    _Option(
+        "config_dir",
+        "--config-dir",
+        "FIREBOX_CONFIG_DIR",
+        lambda s: Path(s).expanduser(),
+        "state directory; logs and the training log go to DIR/logs (default ~/.firebox/executor)",
+        "DIR",
+    ),
+    _Option(
+        "backend",
+        "--backend",
+        "FIREBOX_BACKEND",
+        str,
+        "isolation backend: docker, bwrap, or auto = docker when its engine answers (default auto)",
+        choices=BACKEND_CHOICES,
+    ),
+    _Option(
+        "image",
+        "--image",
+        "FIREBOX_IMAGE",
+        str,
+        f"default workspace image (default {DEFAULT_IMAGE})",
+        "IMAGE",
+    ),
+    _Option(
+        "output_cap_bytes",
+        "--output-cap-bytes",
+        "FIREBOX_OUTPUT_CAP_BYTES",
+        _positive_int,
+        f"output kept per execution, stdout and stderr together (default {DEFAULT_OUTPUT_CAP_BYTES})",
+        "N",
+    ),
+    _Option(
+        "default_timeout",
+        "--default-timeout",
+        "FIREBOX_DEFAULT_TIMEOUT",
+        _positive_float,
+        f"seconds an Execute may run when it sets no timeout (default {DEFAULT_TIMEOUT_SECONDS:g})",
+        "SECONDS",
+    ),
+    _Option(
+        "max_sessions_per_workspace",
+        "--max-sessions-per-workspace",
+        "FIREBOX_MAX_SESSIONS_PER_WORKSPACE",
+        _positive_int,
+        f"open shell sessions allowed per workspace (default {DEFAULT_MAX_SESSIONS_PER_WORKSPACE})",
+        "N",
+    ),
+    _Option(
+        "env_deny",
+        "--env-deny",
+        "FIREBOX_ENV_DENY",
+        _patterns,
+        "variable-name patterns refused as secrets, space or comma separated (default "
+        + " ".join(DEFAULT_DENY_PATTERNS)
+        + ")",
+        "PATTERNS",
+    ),
+    _Option(
+        "env_allow",
+        "--env-allow",
+        "FIREBOX_ENV_ALLOW",
+        _patterns,
+        "variable names let through although they match a deny pattern (default none)",
+        "NAMES",
+    ),
+    _Option(
+        "training_log",
+        "--training-log",
+        "FIREBOX_TRAINING_LOG",
+        _on_off,
+        "write one record per Execute to DIR/logs/executions-*.jsonl (default on)",
+        "on|off",
+    ),
+    _Option(
+        "shutdown_grace",
+        "--shutdown-grace",
+        "FIREBOX_SHUTDOWN_GRACE",
+        _non_negative_float,
+        f"seconds running executions get after SIGTERM before they are killed "
+        f"(default {DEFAULT_SHUTDOWN_GRACE_SECONDS:g})",
+        "SECONDS",
+    ),
+    _Option(
+        "log_level",
+        "--log-level",
+        "FIREBOX_LOG_LEVEL",
+        _log_level,
+        "console log level: debug, info, warning, error (default info)",
+        "LEVEL",
+    ),
+    _Option(
+        "log_json",
+        "--log-json",
+        "FIREBOX_LOG_JSON",
+        _on_off,
+        "console log as JSON lines (default off)",
+        "on|off",
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser of `firebox-executor`."""
+    parser = argparse.ArgumentParser(
+        prog="firebox-executor",
+        description=(
+            "Firebox executor: runs commands in isolated workspaces (Docker containers, or bubblewrap "
+            "sandboxes) and streams their output over gRPC (firebox.executor.v1.ExecutorService). "
+            "Every flag has a FIREBOX_* environment variable; the flag wins. "
+            "Set FIREBOX_AUTH_TOKEN to require 'authorization: Bearer <token>' on every call but health "
+            "checks and reflection."
+        ),
+    )
+    for opt in OPTIONS:
+        kwargs: dict[str, Any] = {"dest": opt.field, "default": None, "help": f"{opt.help} [{opt.env}]"}
+        if opt.choices:
+            kwargs["choices"] = opt.choices
+        else:
+            kwargs["type"] = opt.parse
+            kwargs["metavar"] = opt.metavar
+        parser.add_argument(opt.flag, **kwargs)
+    return parser
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ExecutorConfig:
+    """Read flags (argv, without the program name) and FIREBOX_* variables into one config.
+
+    A malformed variable exits like a malformed flag does: with a usage message naming it.
+    """
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        flag_value = getattr(args, opt.field)
+        if flag_value is not None:
+            values[opt.field] = flag_value
+            continue
+        raw = environ.get(opt.env)
+        if raw is None or raw == "":
+            continue
+        if opt.choices and raw not in opt.choices:
+            parser.error(f"{opt.env}={raw!r}: expected one of {', '.join(opt.choices)}")
+        try:
+            values[opt.field] = opt.parse(raw)
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"{opt.env}={raw!r}: {exc}")
+    token = environ.get("FIREBOX_AUTH_TOKEN") or None
+    return ExecutorConfig(**values, auth_token=token)

@@ -1,0 +1,351 @@
+"""Running one command: the domain-level Execute, with no gRPC types.
+
+`ExecutionEngine.start(workspace, spec)` runs `spec` in a session's shell (or a fresh one) and
+returns an `Execution` at once. The caller then iterates `execution.events()`:
+
+    Started(execution_id, pid)        first, always
+    Output(stdout, stderr)            zero or more, batched (a few ms / up to 64 KiB)
+    Finished(exit_code, reason, ...)  last, always (unless the caller cancelled)
+
+and may meanwhile call `write_input`, `close_input`, `stop(kill=...)` and, when the client goes
+away, `cancel()` (kills the command; idempotent; safe after the end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from firebox.common import errors
+
+if TYPE_CHECKING:
+    from executor_service.backend import WorkspaceBackend, WorkspaceInfo
+    from executor_service.sessions import SessionManager
+    from executor_service.shell import Shell
+
+WORKDIR = "/workspace"
+DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
+# Output waiting for a slow consumer, in chunks (each at most BATCH_BYTES): bounded memory.
+QUEUE_CHUNKS = 64
+BATCH_BYTES = 64 * 1024
+# A burst of output is coalesced for at most this long into one event.
+BATCH_SECONDS = 0.003
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class EndReason(enum.Enum):
+    """Why a command ended (END_REASON_* in the proto)."""
+
+    EXITED = "exited"
+    SIGNALED = "signaled"
+    TIMED_OUT = "timed_out"
+    STOPPED = "stopped"
+    CANCELLED = "cancelled"
+    OUT_OF_MEMORY = "out_of_memory"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True)
+class ExecuteSpec:
+    """One command, validated by the caller's edge; `check()` re-checks what the shell relies on.
+
+    `directory` is relative to /workspace unless absolute; in a session it persists like `cd`,
+    `env` persists like `export`. A directory that does not exist makes the command fail like a
+    shell would (a message on stderr, exit code 2 on ash/dash) without running the program.
+    `timeout` in seconds; None or 0 means none.
+    """
+
+    workspace_id: str = ""
+    session_id: str | None = None
+    script: str | None = None
+    argv: list[str] | None = None
+    directory: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+    def check(self) -> None:
+        """Raise InvalidArgument naming the field for anything the shell cannot run."""
+        if (self.script is None) == (not self.argv):
+            raise errors.InvalidArgument("script", "give exactly one of script and argv")
+        if self.argv is not None and self.argv and not self.argv[0]:
+            raise errors.InvalidArgument("argv", "argv[0] (the program) is empty")
+        for name, value in (("script", self.script or ""), ("directory", self.directory or "")):
+            if "\x00" in value:
+                raise errors.InvalidArgument(name, "contains a NUL byte")
+        if any("\x00" in a for a in self.argv or ()):
+            raise errors.InvalidArgument("argv", "contains a NUL byte")
+        for key, value in self.env.items():
+            if not ENV_NAME.fullmatch(key):
+                raise errors.InvalidArgument("env", f"{key!r} is not a valid variable name")
+            if "\x00" in value:
+                raise errors.InvalidArgument("env", f"the value of {key} contains a NUL byte")
+        if self.timeout is not None and self.timeout < 0:
+            raise errors.InvalidArgument("timeout", "must not be negative")
+
+    def shell_text(self) -> str:
+        """The command as shell text: `cd DIR && export K=V && <script>` (argv quoted safely)."""
+        program = self.script if self.script is not None else quote_argv(self.argv or [])
+        steps = []
+        if self.directory:
+            directory = self.directory if self.directory.startswith("/") else f"{WORKDIR}/{self.directory}"
+            steps.append(f"cd -- {shell_quote(directory)}")
+        steps += [f"export {shell_quote(f'{k}={v}')}" for k, v in self.env.items()]
+        steps.append(f"command eval {shell_quote(program)}")
+        return " && ".join(steps)
+
+
+def shell_quote(text: str) -> str:
+    """`text` as one single-quoted shell word, whatever it holds."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def quote_argv(argv: list[str]) -> str:
+    """Shell text that runs argv[0] with exactly these arguments (no expansion of any of them)."""
+    return " ".join(shell_quote(a) for a in argv)
+
+
+def new_execution_id() -> str:
+    return "ex_" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Started:
+    """The command is running: its execution id and the pid of the shell running it (in the
+    workspace's pid namespace)."""
+
+    execution_id: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Output:
+    """Output produced since the previous event; either may be empty."""
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event. exit_code is the shell's status ($?: 128+n after signal n), None if unknown."""
+
+    exit_code: int | None
+    reason: EndReason
+    output_truncated: bool = False
+    session_ended: bool = False
+    message: str = ""
+    duration: float = 0.0
+
+
+Event = Started | Output | Finished
+
+
+class StopRequest(enum.Enum):
+    INTERRUPT = "interrupt"
+    KILL = "kill"
+    TIMEOUT = "timeout"
+    CANCEL = "cancel"
+    SHUTDOWN = "shutdown"
+
+
+STOP_REASONS = {
+    StopRequest.INTERRUPT: EndReason.STOPPED,
+    StopRequest.KILL: EndReason.STOPPED,
+    StopRequest.TIMEOUT: EndReason.TIMED_OUT,
+    StopRequest.CANCEL: EndReason.CANCELLED,
+    StopRequest.SHUTDOWN: EndReason.SHUTDOWN,
+}
+
+
+class Execution:
+    """One running command. Output goes through a bounded queue: when the consumer is slow the
+    shell's reader waits, so the command blocks on its own writes (backpressure); past the
+    output cap output is counted and dropped, and the command runs on."""
+
+    def __init__(self, spec: ExecuteSpec, *, output_cap_bytes: int, execution_id: str | None = None) -> None:
+        self.id = execution_id or new_execution_id()
+        self.spec = spec
+        self.session_id = spec.session_id
+        self.output_cap_bytes = output_cap_bytes
+        self.output_bytes = 0
+        self.truncated = False
+        self.started_at = time.monotonic()
+        self.finished: Finished | None = None
+        # What the shell driving this execution must do: set by stop()/cancel()/timeout.
+        self.stop_request: StopRequest | None = None
+        self.stop_changed = asyncio.Event()
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_CHUNKS)
+        self._consumer_gone = False
+        self._done = asyncio.Event()
+        self.shell: Shell | None = None
+        # Set by the shell once the command has been handed to it (input may flow from then on).
+        self.running = asyncio.Event()
+        # Set by the engine: the task that drives the command to its end.
+        self.task: asyncio.Task[None] | None = None
+
+    # ---- called by the client side ---------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Started, Output..., Finished. Output chunks produced close together are coalesced."""
+        while True:
+            event = await self._queue.get()
+            if event is None:
+                return
+            if isinstance(event, Output):
+                event, follower = await self._coalesce(event)
+                yield event
+                if follower is None:
+                    continue
+                event = follower
+                if event is None:
+                    return
+            yield event
+            if isinstance(event, Finished):
+                return
+
+    async def _coalesce(self, first: Output) -> tuple[Output, Event | None]:
+        out, err = [first.stdout], [first.stderr]
+        size = len(first.stdout) + len(first.stderr)
+        deadline = time.monotonic() + BATCH_SECONDS
+        while size < BATCH_BYTES:
+            try:
+                nxt = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                # Idle: deliver now. Busy (a big chunk just came): wait a moment for more.
+                remaining = deadline - time.monotonic()
+                if size < 4096 or remaining <= 0:
+                    break
+                try:
+                    nxt = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if not isinstance(nxt, Output):
+                return Output(b"".join(out), b"".join(err)), nxt
+            out.append(nxt.stdout)
+            err.append(nxt.stderr)
+            size += len(nxt.stdout) + len(nxt.stderr)
+        return Output(b"".join(out), b"".join(err)), None
+
+    async def write_input(self, data: bytes) -> None:
+        """Send bytes to the command's standard input (waits while earlier input is pending, and
+        until the command has started). Input after the command's end is dropped."""
+        if data and await self._wait_running():
+            assert self.shell is not None
+            await self.shell.write_input(self, data)
+
+    async def close_input(self) -> None:
+        """End of standard input: the program reads EOF once it has read what was sent."""
+        if await self._wait_running():
+            assert self.shell is not None
+            await self.shell.close_input(self)
+
+    async def _wait_running(self) -> bool:
+        if not self.running.is_set():
+            running = asyncio.ensure_future(self.running.wait())
+            done = asyncio.ensure_future(self._done.wait())
+            await asyncio.wait([running, done], return_when=asyncio.FIRST_COMPLETED)
+            running.cancel()
+            done.cancel()
+        return self.running.is_set() and self.finished is None and self.shell is not None
+
+    async def stop(self, kill: bool = False) -> None:
+        """INTERRUPT (SIGINT, escalated to a kill after a grace period) or KILL."""
+        self.request_stop(StopRequest.KILL if kill else StopRequest.INTERRUPT)
+
+    async def cancel(self) -> None:
+        """The client went away: kill the command and wait (bounded) until it is gone."""
+        self._consumer_gone = True
+        self.request_stop(StopRequest.CANCEL)
+        # Free a reader blocked on a full queue: nobody will read it any more.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), 10)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+
+    async def wait(self) -> Finished:
+        """Until the command has ended; its Finished event."""
+        await self._done.wait()
+        assert self.finished is not None
+        return self.finished
+
+    # ---- called by the shell driving it -------------------------------------------------------
+
+    def request_stop(self, request: StopRequest) -> None:
+        if self.finished is not None:
+            return
+        # A stronger request replaces a weaker one (an INTERRUPT may become a KILL).
+        if self.stop_request is None or self.stop_request is StopRequest.INTERRUPT:
+            self.stop_request = request
+            self.stop_changed.set()
+
+    async def emit(self, event: Event) -> None:
+        if self._consumer_gone:
+            return
+        await self._queue.put(event)
+
+    async def output(self, stdout: bytes, stderr: bytes) -> None:
+        """Count output against the cap; queue what fits (waits while the consumer is slow)."""
+        size = len(stdout) + len(stderr)
+        if size == 0:
+            return
+        room = self.output_cap_bytes - self.output_bytes
+        self.output_bytes += size
+        if room < size:
+            self.truncated = True
+            if room <= 0:
+                return
+            stdout = stdout[:room]
+            stderr = stderr[: max(0, room - len(stdout))]
+        await self.emit(Output(stdout, stderr))
+
+    async def finish(self, finished: Finished) -> None:
+        if self.finished is not None:
+            return
+        self.finished = finished
+        self._done.set()
+        if self._consumer_gone:
+            return
+        # Never block forever on a consumer that stopped reading without cancelling.
+        try:
+            await asyncio.wait_for(self._queue.put(finished), 30)
+        except TimeoutError:
+            self._consumer_gone = True
+
+
+class ExecutionEngine:
+    """Starts executions: in a named session's shell (state kept) or in a fresh shell (nothing
+    kept; taken from the workspace's pre-started spare so that it costs no `docker exec`)."""
+
+    def __init__(
+        self,
+        backend: WorkspaceBackend,
+        sessions: SessionManager,
+        *,
+        output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES,
+    ) -> None:
+        self.backend = backend
+        self.sessions = sessions
+        self.output_cap_bytes = output_cap_bytes
+
+    async def start(self, workspace: WorkspaceInfo, spec: ExecuteSpec) -> Execution:
+        """Start `spec` and return at once. Raises NotFound (unknown session), FailedPrecondition
+        (session busy — naming the running execution — or ended), InvalidArgument."""
+        spec.check()
+        execution = Execution(spec, output_cap_bytes=self.output_cap_bytes)
+        if spec.session_id:
+            # Marks the session busy atomically (no await between the check and the mark).
+            session = self.sessions.acquire(workspace.id, spec.session_id, execution)
+            execution.task = asyncio.create_task(self.sessions.run_in_session(session, execution))
+        else:
+            shell = await self.sessions.take_fresh_shell(workspace)
+            execution.task = asyncio.create_task(self.sessions.run_sessionless(workspace, shell, execution))
+        return execution

@@ -1,0 +1,36 @@
+"""`firebox-executor`: parse the configuration and serve."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from executor_service.config import load
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    config = load(argv)
+    # Imported after parsing, so that --help and usage errors answer at once.
+    from executor_service.backends import BackendUnavailable
+    from executor_service.server import serve
+    from firebox.common import logging as fb_logging
+
+    try:
+        asyncio.run(serve(config))
+    except BackendUnavailable as exc:
+        print(f"firebox-executor: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"firebox-executor: cannot serve on {config.listen}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        fb_logging.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

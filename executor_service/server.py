@@ -1,0 +1,139 @@
+"""Wiring: config -> logging, backend, workspace and session managers, training log, gRPC server.
+
+`serve(config)` is the one entry point a process calls; `start_executor(config)` builds and starts
+the same thing and returns it running, for tests and embedders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from importlib import metadata
+
+from executor_service.backend import Policy
+from executor_service.backends import choose_backend
+from executor_service.config import ExecutorConfig
+from executor_service.execution import ExecutionEngine
+from executor_service.servicer import ExecutorServicer
+from executor_service.sessions import SessionManager
+from executor_service.workspaces import WorkspaceManager
+from firebox.common import logging as fb_logging
+from firebox.common import server as fb_server
+from firebox.common.secrets import SecretPolicy, redactor
+from firebox.common.trainlog import TrainingLog
+from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
+
+log = fb_logging.get_logger("executor.server")
+
+SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
+
+
+def version() -> str:
+    try:
+        return metadata.version("firebox")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+@dataclass
+class Executor:
+    """A running executor: its server and the parts behind it."""
+
+    config: ExecutorConfig
+    server: fb_server.RunningServer
+    workspaces: WorkspaceManager
+    sessions: SessionManager
+    training_log: TrainingLog
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def target(self) -> str:
+        host = self.config.listen.rpartition(":")[0].strip("[]")
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        return f"{host}:{self.port}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop as on SIGTERM: health NOT_SERVING, executions get `grace`, then killed."""
+        await self.server.stop(self.config.shutdown_grace if grace is None else grace)
+
+
+async def start_executor(config: ExecutorConfig) -> Executor:
+    """Build every part from `config`, adopt existing workspaces, and start serving."""
+    secret_policy = SecretPolicy(config.env_deny, config.env_allow)
+    # Logs hide values of every secret-looking name, allowed ones included.
+    redactor.policy = SecretPolicy(config.env_deny)
+    if config.auth_token:
+        redactor.add_value(config.auth_token)
+    backend = await choose_backend(config.backend, config.config_dir)
+    workspaces = WorkspaceManager(
+        backend,
+        default_image=config.image,
+        default_policy=Policy(),
+        secret_policy=secret_policy,
+    )
+    sessions = SessionManager(
+        backend,
+        max_sessions_per_workspace=config.max_sessions_per_workspace,
+    )
+    workspaces.sessions = sessions
+    engine = ExecutionEngine(
+        backend,
+        sessions,
+        output_cap_bytes=config.output_cap_bytes,
+    )
+    await workspaces.adopt()
+    training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)
+    servicer = ExecutorServicer(
+        workspaces,
+        sessions,
+        engine,
+        training_log,
+        secret_policy,
+        default_timeout=config.default_timeout,
+        version=version(),
+    )
+
+    async def on_stopping(grace: float) -> None:
+        # Running commands are killed a moment before gRPC cancels the calls, so that their
+        # final message (END_REASON_SHUTDOWN) still reaches the clients.
+        await sessions.shutdown(max(0.0, grace - min(1.0, grace / 2)))
+
+    async def on_stopped() -> None:
+        await asyncio.to_thread(training_log.close)
+        await backend.close()
+
+    spec = fb_server.ServerSpec(
+        name="executor",
+        listen=config.listen,
+        register=lambda server: executor_pb2_grpc.add_ExecutorServiceServicer_to_server(servicer, server),
+        service_names=[SERVICE_NAME],
+        auth_token=config.auth_token,
+        grace_seconds=config.shutdown_grace,
+        on_stopping=on_stopping,
+        on_stopped=on_stopped,
+    )
+    running = await fb_server.start(spec)
+    log.info(
+        "executor_ready",
+        backend=backend.name,
+        image=config.image,
+        workspaces=workspaces.count,
+        config_dir=str(config.config_dir),
+        training_log=config.training_log,
+    )
+    return Executor(config, running, workspaces, sessions, training_log)
+
+
+async def serve(config: ExecutorConfig) -> None:
+    """Run the executor until SIGTERM or SIGINT, then stop gracefully."""
+    import signal
+
+    fb_logging.configure("executor", config.log_dir, config.log_level, config.log_json)
+    executor = await start_executor(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(executor.stop()))
+    await executor.server.wait()

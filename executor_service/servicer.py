@@ -1,0 +1,368 @@
+"""The gRPC edge of the executor: validate requests, map proto <-> domain, call the managers.
+
+No logic lives here beyond that; errors raised by the managers (firebox.common.errors) become
+statuses in firebox.common.server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from executor_service import execution as ex
+from executor_service.backend import BWRAP, DOCKER, Policy, WorkspaceInfo
+from executor_service.records import ExecutionRecorder
+from executor_service.sessions import Session, SessionManager
+from executor_service.workspaces import PolicyOverrides, WorkspaceManager, validate_env
+from firebox.common import errors
+from firebox.common.logging import get_logger
+from firebox.common.secrets import SecretPolicy, redactor
+from firebox.common.trainlog import EXECUTIONS, TrainingLog
+from firebox.executor.v1 import executor_pb2 as pb
+from firebox.executor.v1 import executor_pb2_grpc
+
+log = get_logger("executor.servicer")
+
+BACKENDS = {DOCKER: pb.BACKEND_DOCKER, BWRAP: pb.BACKEND_BWRAP}
+STATUSES = {
+    "created": pb.WORKSPACE_STATUS_CREATED,
+    "restarting": pb.WORKSPACE_STATUS_RESTARTING,
+    "running": pb.WORKSPACE_STATUS_RUNNING,
+    "removing": pb.WORKSPACE_STATUS_REMOVING,
+    "paused": pb.WORKSPACE_STATUS_PAUSED,
+    "exited": pb.WORKSPACE_STATUS_EXITED,
+    "dead": pb.WORKSPACE_STATUS_DEAD,
+}
+_LATER_ONLY = ("input_data", "close_input", "stop")
+_FIRST_ONLY = (
+    "workspace_id",
+    "session_id",
+    "script",
+    "argv",
+    "directory",
+    "env",
+    "timeout",
+    "known_id",
+    "known_name",
+    "tool_call_id",
+    "run_id",
+    "agent_session_id",
+)
+MAX_SCRIPT_BYTES = 1024 * 1024
+MAX_ID_CHARS = 256
+
+
+# ---- proto <-> domain ---------------------------------------------------------------------------
+
+
+def policy_to_proto(policy: Policy) -> pb.IsolationPolicy:
+    return pb.IsolationPolicy(
+        network=policy.network,
+        read_only=policy.read_only,
+        user=policy.user,
+        memory_bytes=policy.memory_bytes,
+        pids_limit=policy.pids_limit,
+        cpu_millis=policy.cpu_millis,
+        capabilities=list(policy.capabilities),
+        no_new_privileges=policy.no_new_privileges,
+        read_only_root=policy.read_only_root,
+        tmp_bytes=policy.tmp_bytes,
+    )
+
+
+def policy_overrides(message: pb.IsolationPolicy) -> PolicyOverrides:
+    """Only the fields the client set (proto3 `optional` presence); the rest take defaults."""
+    values: dict[str, Any] = {}
+    for name in (
+        "network",
+        "read_only",
+        "user",
+        "memory_bytes",
+        "pids_limit",
+        "cpu_millis",
+        "no_new_privileges",
+        "read_only_root",
+        "tmp_bytes",
+    ):
+        if message.HasField(name):
+            values[name] = getattr(message, name)
+    if message.capabilities:
+        values["capabilities"] = tuple(message.capabilities)
+    return PolicyOverrides(**values)
+
+
+def workspace_to_proto(info: WorkspaceInfo, session_count: int) -> pb.Workspace:
+    workspace = pb.Workspace(
+        id=info.id,
+        name=info.name,
+        image=info.image,
+        status=STATUSES.get(info.state, pb.WORKSPACE_STATUS_UNSPECIFIED),
+        backend=BACKENDS.get(info.backend, pb.BACKEND_UNSPECIFIED),
+        policy=policy_to_proto(info.policy),
+        isolation=info.isolation,
+        labels=info.labels,
+        # Allowed secrets reach the commands, never API responses.
+        env=redactor.env(info.env),
+        session_count=session_count,
+    )
+    workspace.create_time.FromDatetime(info.created)
+    return workspace
+
+
+def session_to_proto(session: Session) -> pb.Session:
+    message = pb.Session(
+        id=session.id,
+        workspace_id=session.workspace_id,
+        status={
+            "idle": pb.SESSION_STATUS_IDLE,
+            "busy": pb.SESSION_STATUS_BUSY,
+            "ended": pb.SESSION_STATUS_ENDED,
+        }.get(session.status, pb.SESSION_STATUS_UNSPECIFIED),
+        current_execution_id=session.current_execution_id or "",
+        command_count=session.command_count,
+    )
+    message.create_time.FromDatetime(session.created)
+    return message
+
+
+def execute_spec(
+    first: pb.ExecuteRequest, secret_policy: SecretPolicy, default_timeout: float
+) -> ex.ExecuteSpec:
+    """Check the first Execute message and turn it into the domain's spec."""
+    for name in _LATER_ONLY:
+        if getattr(first, name):
+            raise errors.InvalidArgument(
+                name, "not allowed in the first message, which describes the program; send it in a later one"
+            )
+    if not first.workspace_id:
+        raise errors.InvalidArgument("workspace_id", "required in the first message")
+    if first.script and first.argv:
+        raise errors.InvalidArgument("script", "give either script or argv, not both")
+    if not first.script and not first.argv:
+        raise errors.InvalidArgument("script", "missing program: give script (shell text) or argv")
+    if len(first.script.encode()) > MAX_SCRIPT_BYTES:
+        raise errors.InvalidArgument("script", f"longer than {MAX_SCRIPT_BYTES} bytes")
+    if first.argv and not first.argv[0]:
+        raise errors.InvalidArgument("argv", "argv[0] (the program) is empty")
+    if any("\x00" in part for part in (first.script, first.directory, *first.argv)):
+        raise errors.InvalidArgument("script" if "\x00" in first.script else "argv", "contains a NUL byte")
+    validate_env(first.env, "env", secret_policy)
+    timeout = default_timeout
+    if first.HasField("timeout"):
+        seconds = first.timeout.ToTimedelta().total_seconds()
+        if seconds < 0:
+            raise errors.InvalidArgument("timeout", f"must not be negative, got {seconds:g}s")
+        if seconds > 0:
+            timeout = seconds
+    for name in ("known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "session_id"):
+        if len(getattr(first, name)) > MAX_ID_CHARS:
+            raise errors.InvalidArgument(name, f"longer than {MAX_ID_CHARS} characters")
+    return ex.ExecuteSpec(
+        workspace_id=first.workspace_id,
+        session_id=first.session_id or None,
+        script=first.script or None,
+        argv=list(first.argv) or None,
+        directory=first.directory or None,
+        env=dict(first.env),
+        timeout=timeout,
+    )
+
+
+def _final_to_proto(event: ex.Finished) -> pb.ExecuteResponse:
+    response = pb.ExecuteResponse(
+        end_reason=_END_REASONS.get(event.reason, pb.END_REASON_UNSPECIFIED),
+        output_truncated=event.output_truncated,
+        session_ended=event.session_ended,
+        message=event.message,
+    )
+    if event.exit_code is not None:
+        response.exit_code.value = event.exit_code
+    response.duration.FromTimedelta(dt.timedelta(seconds=event.duration))
+    return response
+
+
+_END_REASONS = {
+    ex.EndReason.EXITED: pb.END_REASON_EXITED,
+    ex.EndReason.SIGNALED: pb.END_REASON_SIGNALED,
+    ex.EndReason.TIMED_OUT: pb.END_REASON_TIMED_OUT,
+    ex.EndReason.STOPPED: pb.END_REASON_STOPPED,
+    ex.EndReason.CANCELLED: pb.END_REASON_CANCELLED,
+    ex.EndReason.OUT_OF_MEMORY: pb.END_REASON_OUT_OF_MEMORY,
+    ex.EndReason.SHUTDOWN: pb.END_REASON_SHUTDOWN,
+}
+
+
+# ---- the servicer -------------------------------------------------------------------------------
+
+
+class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
+    """firebox.executor.v1.ExecutorService over the workspace and session managers."""
+
+    def __init__(
+        self,
+        workspaces: WorkspaceManager,
+        sessions: SessionManager,
+        engine: ex.ExecutionEngine,
+        training_log: TrainingLog,
+        secret_policy: SecretPolicy,
+        default_timeout: float,
+        version: str,
+    ) -> None:
+        self.workspaces = workspaces
+        self.sessions = sessions
+        self.engine = engine
+        self.training_log = training_log
+        self.secret_policy = secret_policy
+        self.default_timeout = default_timeout
+        self.version = version
+
+    def _workspace(self, info: WorkspaceInfo) -> pb.Workspace:
+        return workspace_to_proto(info, self.workspaces.session_count(info.id))
+
+    # ---- workspaces ----
+
+    async def CreateWorkspace(
+        self, request: pb.CreateWorkspaceRequest, context: Any
+    ) -> pb.CreateWorkspaceResponse:
+        info = await self.workspaces.create(
+            name=request.name,
+            image=request.image,
+            policy=policy_overrides(request.policy),
+            env=dict(request.env),
+            labels=dict(request.labels),
+        )
+        return pb.CreateWorkspaceResponse(workspace=self._workspace(info))
+
+    async def GetWorkspace(self, request: pb.GetWorkspaceRequest, context: Any) -> pb.GetWorkspaceResponse:
+        return pb.GetWorkspaceResponse(
+            workspace=self._workspace(await self.workspaces.get(request.workspace_id))
+        )
+
+    async def ListWorkspaces(
+        self, request: pb.ListWorkspacesRequest, context: Any
+    ) -> pb.ListWorkspacesResponse:
+        infos = await self.workspaces.list()
+        return pb.ListWorkspacesResponse(workspaces=[self._workspace(i) for i in infos])
+
+    async def StartWorkspace(
+        self, request: pb.StartWorkspaceRequest, context: Any
+    ) -> pb.StartWorkspaceResponse:
+        info = await self.workspaces.start(request.workspace_id)
+        return pb.StartWorkspaceResponse(workspace=self._workspace(info))
+
+    async def StopWorkspace(self, request: pb.StopWorkspaceRequest, context: Any) -> pb.StopWorkspaceResponse:
+        info = await self.workspaces.stop(request.workspace_id)
+        return pb.StopWorkspaceResponse(workspace=self._workspace(info))
+
+    async def DeleteWorkspace(
+        self, request: pb.DeleteWorkspaceRequest, context: Any
+    ) -> pb.DeleteWorkspaceResponse:
+        await self.workspaces.delete(request.workspace_id)
+        return pb.DeleteWorkspaceResponse()
+
+    # ---- sessions ----
+
+    async def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
+        workspace = await self.workspaces.require_running(request.workspace_id)
+        session = await self.sessions.create(workspace, request.session_id or None)
+        return pb.CreateSessionResponse(session=session_to_proto(session))
+
+    async def ListSessions(self, request: pb.ListSessionsRequest, context: Any) -> pb.ListSessionsResponse:
+        if request.workspace_id:
+            await self.workspaces.get(request.workspace_id)
+        sessions = self.sessions.list(request.workspace_id or None)
+        return pb.ListSessionsResponse(sessions=[session_to_proto(s) for s in sessions])
+
+    async def CloseSession(self, request: pb.CloseSessionRequest, context: Any) -> pb.CloseSessionResponse:
+        if not request.session_id:
+            raise errors.InvalidArgument("session_id", "required")
+        await self.sessions.close(request.session_id)
+        return pb.CloseSessionResponse()
+
+    # ---- info ----
+
+    async def GetServerInfo(self, request: pb.GetServerInfoRequest, context: Any) -> pb.GetServerInfoResponse:
+        return pb.GetServerInfoResponse(
+            version=self.version,
+            backend=BACKENDS.get(self.workspaces.backend.name, pb.BACKEND_UNSPECIFIED),
+            default_image=self.workspaces.default_image,
+            default_policy=policy_to_proto(self.workspaces.default_policy),
+            dropped_log_records=self.training_log.dropped,
+            workspace_count=self.workspaces.count,
+            session_count=self.workspaces.session_count(None),
+        )
+
+    # ---- Execute ----
+
+    async def Execute(
+        self, request_iterator: AsyncIterator[pb.ExecuteRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ExecuteResponse]:
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            raise errors.InvalidArgument("request", "the stream closed before the first message") from None
+        spec = execute_spec(first, self.secret_policy, self.default_timeout)
+        workspace = await self.workspaces.require_running(first.workspace_id)
+        recorder = ExecutionRecorder(
+            first, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+        )
+        execution = await self.engine.start(workspace, spec)
+        recorder.execution_id = execution.id
+        recorder.session_id = execution.session_id or first.session_id
+        pump = asyncio.create_task(self._pump_requests(request_iterator, execution, recorder))
+        final: pb.ExecuteResponse | None = None
+        try:
+            async for event in execution.events():
+                if isinstance(event, ex.Started):
+                    yield pb.ExecuteResponse(execution_id=execution.id, pid=event.pid)
+                elif isinstance(event, ex.Output):
+                    if not event.stdout and not event.stderr:
+                        continue
+                    recorder.stdout.add(event.stdout)
+                    recorder.stderr.add(event.stderr)
+                    yield pb.ExecuteResponse(stdout_data=event.stdout, stderr_data=event.stderr)
+                elif isinstance(event, ex.Finished):
+                    final = _final_to_proto(event)
+                    yield final
+        finally:
+            pump.cancel()
+            # Let the pump leave the request iterator before gRPC closes it.
+            await asyncio.wait([pump], timeout=1)
+            # Written first: the kill below may be interrupted by a second cancellation.
+            self.training_log.write(EXECUTIONS, recorder.record(final))
+            if final is None:
+                # The client cancelled or passed its deadline: kill the command. Shielded, so the
+                # kill completes even though this handler is being cancelled.
+                await asyncio.shield(asyncio.ensure_future(execution.cancel()))
+
+    async def _pump_requests(
+        self,
+        request_iterator: AsyncIterator[pb.ExecuteRequest],
+        execution: ex.Execution,
+        recorder: ExecutionRecorder,
+    ) -> None:
+        """Later requests: input, end of input, stop. The client closing its side is end of input,
+        never a stop (grpcurl closes as soon as it has sent its -d messages)."""
+        try:
+            async for request in request_iterator:
+                for name in _FIRST_ONLY:
+                    if request.HasField(name) if name == "timeout" else bool(getattr(request, name)):
+                        # The program already runs; a misplaced field is ignored, said once in the log.
+                        log.warning("execute_field_ignored", field=name, execution_id=execution.id)
+                        break
+                if request.input_data:
+                    recorder.input_bytes += len(request.input_data)
+                    await execution.write_input(request.input_data)
+                if request.close_input:
+                    await execution.close_input()
+                if request.stop != pb.STOP_SIGNAL_UNSPECIFIED:
+                    await execution.stop(kill=request.stop == pb.STOP_SIGNAL_KILL)
+            await execution.close_input()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the client went away mid-read; the main loop handles the ending
+            log.debug("execute_requests_ended", execution_id=execution.id, error=repr(exc))

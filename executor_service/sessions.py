@@ -1,0 +1,285 @@
+"""Shell sessions: long-lived shells in workspaces whose state survives between commands.
+
+A session is one `Shell` (see shell.py) started by one `open_shell` (one `docker exec` or one
+bwrap process) when the session is created; each command then costs a round trip over its
+pipes, not a process start. Session ids are global (CloseSession names only the id).
+
+Sessionless executions take the workspace's pre-started spare shell (refilled in the
+background) and close it after their command, so nothing is kept and no `docker exec` is paid
+on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from executor_service.backend import WorkspaceBackend, WorkspaceInfo
+from executor_service.execution import EndReason, Execution, Finished, StopRequest
+from executor_service.shell import Shell, ShellConfig
+from firebox.common import errors
+from firebox.common.logging import get_logger
+
+log = get_logger("executor.sessions")
+
+SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+DEFAULT_MAX_SESSIONS_PER_WORKSPACE = 64
+IDLE, BUSY, ENDED = "idle", "busy", "ended"
+
+
+@dataclass
+class Session:
+    """A session as clients see it (Session in the proto)."""
+
+    id: str
+    workspace_id: str
+    shell: Shell
+    created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    command_count: int = 0
+    current: Execution | None = None
+    # Why it takes no more commands, once it has ended.
+    end_message: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.end_message:
+            return ENDED
+        return BUSY if self.current is not None else IDLE
+
+    @property
+    def current_execution_id(self) -> str | None:
+        return self.current.id if self.current is not None else None
+
+
+class SessionManager:
+    """Creates, finds, lists and closes sessions; runs commands in them one at a time."""
+
+    def __init__(
+        self,
+        backend: WorkspaceBackend,
+        *,
+        max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE,
+        shell_config: ShellConfig | None = None,
+        keep_spare_shells: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.max_sessions_per_workspace = max_sessions_per_workspace
+        self.shell_config = shell_config or ShellConfig()
+        self.keep_spare_shells = keep_spare_shells
+        self._sessions: dict[str, Session] = {}
+        # Ids being created right now: reserved so two creates of one id cannot both succeed.
+        self._creating: dict[str, str] = {}
+        self._spares: dict[str, asyncio.Task[Shell]] = {}
+        self._sessionless: set[Execution] = set()
+        self._closing = False
+
+    # ---- sessions ------------------------------------------------------------------------------
+
+    async def create(self, workspace: WorkspaceInfo, session_id: str | None = None) -> Session:
+        """Start a session's shell in `workspace`. Raises InvalidArgument (bad id), AlreadyExists,
+        ResourceExhausted (too many sessions in the workspace), Unavailable (shutting down)."""
+        if self._closing:
+            raise errors.Unavailable("the executor is shutting down")
+        if session_id:
+            if not SESSION_ID.fullmatch(session_id):
+                raise errors.InvalidArgument(
+                    "session_id", "use 1 to 128 letters, digits, '.', '_' or '-'"
+                )
+            if session_id in self._sessions or session_id in self._creating:
+                raise errors.AlreadyExists(f"session {session_id!r} already exists")
+        else:
+            session_id = "se_" + secrets.token_hex(8)
+        if self.count(workspace.id) >= self.max_sessions_per_workspace:
+            raise errors.ResourceExhausted(
+                f"workspace {workspace.id!r} already has {self.max_sessions_per_workspace} sessions; "
+                "close some (CloseSession) first"
+            )
+        self._creating[session_id] = workspace.id
+        try:
+            shell = await self._open_shell(workspace)
+        finally:
+            del self._creating[session_id]
+        session = Session(id=session_id, workspace_id=workspace.id, shell=shell)
+        self._sessions[session_id] = session
+        log.info("session_created", session_id=session_id, workspace_id=workspace.id, pid=shell.pid)
+        return session
+
+    def get(self, session_id: str) -> Session:
+        """The session; NotFound if there is none."""
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise errors.NotFound(f"session {session_id!r} not found")
+        return session
+
+    def list(self, workspace_id: str | None = None) -> list[Session]:
+        """Sessions of one workspace, or of all, oldest first."""
+        return [s for s in self._sessions.values() if not workspace_id or s.workspace_id == workspace_id]
+
+    def count(self, workspace_id: str | None = None) -> int:
+        return len(self.list(workspace_id)) + sum(
+            1 for w in self._creating.values() if not workspace_id or w == workspace_id
+        )
+
+    async def close(self, session_id: str) -> None:
+        """End the session: its running command (if any) is killed as CANCELLED, its shell and
+        every process it started are killed. NotFound if unknown."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            raise errors.NotFound(f"session {session_id!r} not found")
+        await self._end_session(session, StopRequest.CANCEL)
+        log.info("session_closed", session_id=session_id, workspace_id=session.workspace_id)
+
+    async def close_workspace(self, workspace_id: str) -> None:
+        """Close every session and the spare shell of a workspace (it is being stopped/deleted)."""
+        sessions = [s for s in self._sessions.values() if s.workspace_id == workspace_id]
+        for session in sessions:
+            self._sessions.pop(session.id, None)
+        spare = self._spares.pop(workspace_id, None)
+        await asyncio.gather(
+            *(self._end_session(s, StopRequest.CANCEL) for s in sessions),
+            self._discard_spare(spare),
+        )
+
+    async def shutdown(self, grace: float) -> None:
+        """Refuse new sessions; running commands get `grace` seconds, then are killed (SHUTDOWN);
+        then every shell is closed. Workspaces themselves keep running."""
+        self._closing = True
+        running = [s.current for s in self._sessions.values() if s.current is not None]
+        running += list(self._sessionless)
+        if running:
+            await asyncio.wait([asyncio.ensure_future(e.wait()) for e in running], timeout=max(grace, 0))
+            for execution in running:
+                execution.request_stop(StopRequest.SHUTDOWN)
+            await asyncio.wait([asyncio.ensure_future(e.wait()) for e in running], timeout=5)
+        sessions = list(self._sessions.values())
+        self._sessions.clear()
+        spares = list(self._spares.values())
+        self._spares.clear()
+        await asyncio.gather(
+            *(s.shell.close() for s in sessions),
+            *(self._discard_spare(t) for t in spares),
+            return_exceptions=True,
+        )
+
+    # ---- running commands ----------------------------------------------------------------------
+
+    def acquire(self, workspace_id: str, session_id: str, execution: Execution) -> Session:
+        """Mark the session busy with `execution`, or refuse at once. No await in here: the
+        check and the mark are one step for the event loop."""
+        session = self._sessions.get(session_id)
+        if session is None or session.workspace_id != workspace_id:
+            raise errors.NotFound(f"session {session_id!r} not found in workspace {workspace_id!r}")
+        if session.end_message:
+            raise errors.FailedPrecondition(
+                f"session {session_id!r} has ended ({session.end_message}); create a new session"
+            )
+        if session.current is not None:
+            raise errors.FailedPrecondition(
+                f"session {session_id!r} is busy running execution {session.current.id}; "
+                "wait for it to finish or stop it"
+            )
+        session.current = execution
+        return session
+
+    async def run_in_session(self, session: Session, execution: Execution) -> None:
+        """Drive `execution` on the session's shell to its end (the session was acquired)."""
+        try:
+            finished = await session.shell.run(execution)
+        except Exception as exc:  # a bug or a broken transport: the command still gets its end
+            log.exception("execution_failed", execution_id=execution.id, session_id=session.id)
+            await session.shell.close()
+            finished = Finished(None, EndReason.SIGNALED, execution.truncated, True, f"the session's shell failed: {exc}")
+        session.command_count += 1
+        session.current = None
+        if session.shell.ended:
+            session.end_message = session.shell.end_message or "ended"
+            # An ended session stays listed (ENDED) until closed, so its end can be seen.
+            asyncio.create_task(session.shell.close())
+        # Released first: a client that sees the end may send its next command at once.
+        await execution.finish(finished)
+
+    async def take_fresh_shell(self, workspace: WorkspaceInfo) -> Shell:
+        """A shell that has run nothing: the pre-started spare when it is ready, else a new one."""
+        if self._closing:
+            raise errors.Unavailable("the executor is shutting down")
+        shell: Shell | None = None
+        spare = self._spares.pop(workspace.id, None)
+        if spare is not None and spare.done() and not spare.cancelled() and spare.exception() is None:
+            candidate = spare.result()
+            if not candidate.ended:
+                shell = candidate
+            else:
+                asyncio.create_task(candidate.close())
+        elif spare is not None:
+            # Still starting: wait for it rather than start a second one.
+            try:
+                candidate = await spare
+                shell = None if candidate.ended else candidate
+            except Exception:
+                shell = None
+        if shell is None:
+            shell = await self._open_shell(workspace)
+        self._refill_spare(workspace)
+        return shell
+
+    async def run_sessionless(self, workspace: WorkspaceInfo, shell: Shell, execution: Execution) -> None:
+        """Run `execution` in `shell`, then close the shell (killing anything left behind)."""
+        self._sessionless.add(execution)
+        try:
+            finished = await shell.run(execution)
+        except Exception as exc:
+            log.exception("execution_failed", execution_id=execution.id)
+            finished = Finished(None, EndReason.SIGNALED, execution.truncated, False, f"the shell failed: {exc}")
+        finally:
+            self._sessionless.discard(execution)
+        # A sessionless command never "ends a session": there is none.
+        finished = dataclasses.replace(finished, session_ended=False, message=finished.message.replace("; the session has ended", ""))
+        await execution.finish(finished)
+        await shell.close()
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    async def _open_shell(self, workspace: WorkspaceInfo) -> Shell:
+        async def opener(argv: list[str]):  # type: ignore[no-untyped-def]
+            return await self.backend.open_shell(workspace, argv, dict(workspace.env))
+
+        async def oom_kills() -> int | None:
+            return await self.backend.oom_kills(workspace)
+
+        return await Shell.open(opener, self.shell_config, oom_kills=oom_kills)
+
+    def _refill_spare(self, workspace: WorkspaceInfo) -> None:
+        if not self.keep_spare_shells or self._closing or workspace.id in self._spares:
+            return
+        task = asyncio.create_task(self._open_shell(workspace))
+        # A failed spare is simply not used; say why once.
+        task.add_done_callback(
+            lambda t: t.cancelled()
+            or t.exception() is None
+            or log.warning("spare_shell_failed", workspace_id=workspace.id, error=repr(t.exception()))
+        )
+        self._spares[workspace.id] = task
+
+    async def _discard_spare(self, spare: asyncio.Task[Shell] | None) -> None:
+        if spare is None:
+            return
+        try:
+            shell = await spare
+        except BaseException:
+            return
+        await shell.close()
+
+    async def _end_session(self, session: Session, why: StopRequest) -> None:
+        session.end_message = session.end_message or "closed"
+        if session.current is not None:
+            execution = session.current
+            execution.request_stop(why)
+            try:
+                await asyncio.wait_for(execution.wait(), 5)
+            except TimeoutError:
+                pass
+        await session.shell.close()

@@ -1,0 +1,628 @@
+"""The shell session protocol: one persistent shell pair per session, driven over one transport.
+
+One `open_shell` (a `docker exec`, or one bwrap process) starts F, the front shell, as
+`sh -c FRONT firebox-shell SH`. F reads frames from the executor on its stdin, one line at a
+time (the `read` builtin reads a pipe byte by byte, so it never takes more than its line):
+
+    <nonce>               first line: the session's secret nonce
+    s / x                 shell text for S follows, up to a line holding only the nonce;
+                          `x` (a command) also reopens the command's stdin FIFO first
+    i <base64>            bytes for the command's stdin; F acks with an `A` record once written
+    e                     end of the command's stdin
+    k INT|TERM|KILL       signal S's whole process group (S traps INT/TERM with a no-op)
+    w                     sweep: SIGKILL every process of S's group except S itself
+    g                     SIGKILL S's group, S included (a builtin loop in S dies only so)
+    p <pid>               S's pid, for the above;  r: start a new S;  q: clean up and exit
+
+F makes a private dir under /tmp with two FIFOs (`c`: shell text for S, `i`: the command's
+stdin) and starts S, the session shell, as `setsid SH -s DIR < c` in the background, so S
+leads its own process group: signals for the command never touch F. S runs each command in its
+own context (cd, variables and functions persist) as
+
+    { cd -- DIR && export K=V && command eval 'SCRIPT'
+    } <"$__fb_d/i"; __fb_done SEQ $?
+
+(`command eval` keeps a syntax error from killing S), then saves a snapshot of its variables
+and cwd (`set`, `export -p`: builtins, no fork) and prints a `D SEQ STATUS` record on stdout
+AND stderr: a command is complete when both arrived, since the two streams may be reordered.
+When S exits (`exit 3`, `exec true`) the subshell that started it prints an `X STATUS` record
+on both streams and the session has ended.
+
+Records are `\\x1fFBX<nonce> <fields>\\n`. The nonce is never in any process's argv or
+environment, and no `set` listing contains the record's leading \\x1f before it, so a
+command's output cannot fake a record by accident. The executor scans both byte streams for
+the tag across chunk boundaries, holding back only a suffix that may begin a tag, so output
+without a trailing newline is delivered intact.
+
+Stopping: INTERRUPT sends SIGINT to S's group, and escalates to a kill after a grace period.
+A kill (stop KILL, timeout, cancel, shutdown) first sweeps the group except S: the command's
+processes die, S reports the status and keeps its state. If S itself does not report within a
+short grace (a builtin loop runs inside S), the whole group including S is killed and a new S
+is started that restores the snapshot (cwd and variables; functions cannot be restored in
+ash/dash), which the final message says. Background jobs of the session are part of S's group
+and are killed by every stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from executor_service.backend import STDERR, STDOUT, ShellTransport
+from executor_service.execution import (
+    STOP_REASONS,
+    EndReason,
+    Execution,
+    Finished,
+    Started,
+    StopRequest,
+)
+from firebox.common import errors
+from firebox.common.logging import get_logger
+
+log = get_logger("executor.shell")
+
+# The front shell F. $1 is the shell to run S with. Comments live in the module docstring: this
+# text is an argv element, kept short.
+FRONT = r"""
+IFS= read -r t || exit 1
+sh_=$1; S=; G=; F=
+r() { printf '\037FBX%s %s\n' "$t" "$*"; }
+d=${TMPDIR:-/tmp}/.firebox.$$
+rm -rf "$d" 2>/dev/null
+if ! mkdir -m 700 "$d" 2>/dev/null || ! mkfifo "$d/c" "$d/i" "$d/r" 2>/dev/null; then
+  r E "cannot create FIFOs in $d: is /tmp writable?"; exit 1
+fi
+if kill -s 0 -- $$ 2>/dev/null; then kd=--; else kd=; fi
+if command -v setsid >/dev/null 2>&1; then ss=setsid; else ss=; fi
+sweep() {
+  [ -n "$G" ] || return 0
+  sig=$1
+  for _ in 1 2 3; do
+    for p in /proc/[0-9]*; do
+      p=${p#/proc/}
+      case $p in "$S"|"$$"|"$F") continue;; esac
+      { IFS= read -r st <"/proc/$p/stat"; } 2>/dev/null || continue
+      st=${st##*) }
+      set -f; set -- $st; set +f
+      [ "$3" = "$G" ] && kill -s "$sig" "$p" 2>/dev/null
+    done
+  done
+}
+grp() {
+  [ -n "$S" ] || return 0
+  if [ -n "$ss" ]; then kill -s "$1" $kd -"$S" 2>/dev/null; else kill -s "$1" "$S" 2>/dev/null; sweep "$1"; fi
+}
+fwd() {
+  while IFS= read -r l; do
+    [ "$l" = "$t" ] && return 0
+    printf '%s\n' "$l" >&3
+  done
+  return 1
+}
+front() {
+  { IFS= read -r st </proc/self/stat; } 2>/dev/null && F=${st%% *}
+  exec 3>"$d/c"
+  r F "${ss:-nosetsid}"
+  J=
+  while IFS= read -r l; do
+    case $l in
+    x) exec 4>&-; fwd || break; exec 4>"$d/i" ;;
+    s) fwd || break ;;
+    "i "*) [ -n "$J" ] && wait "$J"; { printf '%s' "${l#i }" | base64 -d >&4; r A; } 3>&- 6>&- & J=$! ;;
+    e) [ -n "$J" ] && wait "$J"; J=; exec 4>&- ;;
+    "k "*) grp "${l#k }" ;;
+    w) sweep KILL ;;
+    g) grp KILL; sweep KILL ;;
+    "p "*) S=${l#p }
+      if [ -n "$ss" ]; then G=$S; else
+        { IFS= read -r st </proc/$$/stat; } 2>/dev/null && { st=${st##*) }; set -f; set -- $st; set +f; G=$3; }
+      fi ;;
+    r) exec 3>&-; printf 'r\n' >&6; exec 3>"$d/c" ;;
+    q) break ;;
+    esac
+  done
+  exec 3>&- 4>&-
+  grp KILL; sweep KILL
+  printf 'q\n' >&6
+}
+exec 5<&0 7>&2 6<>"$d/r"
+front <&5 5<&- 7>&- &
+exec 5<&- </dev/null 2>/dev/null
+while :; do
+  $ss "$sh_" -s "$d" <"$d/c" 2>&7 6<&- 7>&-; s=$?
+  r X $s; r X $s >&7
+  IFS= read -r l <&6 || break
+  [ "$l" = r ] || break
+done
+wait
+rm -rf "$d"
+"""
+
+# Sent to each new S (first line of S's input). {nonce} is filled in.
+SESSION_INIT = r"""__fb_d=$1; set --; __fb_t={nonce}; trap : INT TERM
+__fb_done() {{ set >"$__fb_d/st" 2>/dev/null; export -p >>"$__fb_d/st" 2>/dev/null; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$2"; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$2" >&2; }}
+__fb_r=0; if [ -f "$__fb_d/st" ]; then command . "$__fb_d/st" >/dev/null 2>&1; cd -- "$PWD" 2>/dev/null; __fb_r=1; fi
+printf '\037FBX%s H %s %s\n' "$__fb_t" "$$" "$__fb_r"
+"""
+
+TAG_PREFIX = b"\x1fFBX"
+# Longest record line we accept; a longer one is treated as output (it cannot be ours).
+MAX_RECORD = 256
+# Raw stdin bytes per frame: F reads the base64 line byte by byte, so keep it modest.
+INPUT_CHUNK = 16 * 1024
+
+
+@dataclass(frozen=True)
+class ShellConfig:
+    """Tunables of shell sessions. Defaults suit both backends."""
+
+    # The shell run for F and S inside the workspace.
+    shell: str = "/bin/sh"
+    # Time for a new shell to say hello.
+    start_timeout: float = 20.0
+    # After a SIGINT, time the command gets to end before it is killed.
+    interrupt_grace: float = 0.5
+    # After the sweep, time S gets to report before its whole group, S included, is killed.
+    kill_grace: float = 0.3
+    # Time a killed S gets to be reported gone (then the transport is considered broken).
+    exit_wait: float = 5.0
+
+
+class Scanner:
+    """Splits one output stream into data and records (`TAG fields\\n`), across chunk bounds."""
+
+    DATA = 0
+    RECORD = 1
+
+    def __init__(self, tag: bytes) -> None:
+        self.tag = tag
+        self._held = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buf = self._held + data if self._held else data
+        self._held = b""
+        out: list[tuple[int, bytes]] = []
+        pos = 0
+        tag = self.tag
+        while True:
+            i = buf.find(tag, pos)
+            if i < 0:
+                break
+            j = buf.find(b"\n", i + len(tag), i + len(tag) + MAX_RECORD)
+            if j < 0:
+                if len(buf) - i < len(tag) + MAX_RECORD:
+                    if i > pos:
+                        out.append((self.DATA, buf[pos:i]))
+                    self._held = buf[i:]
+                    return out
+                # Not a record of ours after all: output.
+                out.append((self.DATA, buf[pos : i + len(tag)]))
+                pos = i + len(tag)
+                continue
+            if i > pos:
+                out.append((self.DATA, buf[pos:i]))
+            out.append((self.RECORD, buf[i + len(tag) : j].strip()))
+            pos = j + 1
+        # Hold back a suffix that could be the start of a tag (the tag has one \x1f, first).
+        k = buf.rfind(b"\x1f", max(pos, len(buf) - len(tag) + 1))
+        end = len(buf)
+        if k >= 0 and tag.startswith(buf[k:]):
+            self._held = buf[k:]
+            end = k
+        if end > pos:
+            out.append((self.DATA, buf[pos:end] if pos or end != len(buf) else buf))
+        return out
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
+
+
+class _Command:
+    """Bookkeeping of the command running now."""
+
+    def __init__(self, execution: Execution, seq: int) -> None:
+        self.execution = execution
+        self.seq = seq
+        self.status: dict[int, int] = {}
+        self.input_closed = False
+
+
+class Shell:
+    """One session's F and S over one transport. `run` drives one command at a time."""
+
+    def __init__(
+        self,
+        transport: ShellTransport,
+        config: ShellConfig,
+        nonce: str,
+        oom_kills: Callable[[], Awaitable[int | None]] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.config = config
+        self.nonce = nonce
+        self.tag = TAG_PREFIX + nonce.encode()
+        self._scanners = {STDOUT: Scanner(self.tag), STDERR: Scanner(self.tag)}
+        self._oom_kills = oom_kills
+        self._oom_seen: int | None = None
+        self.pid = 0
+        self.setsid = True
+        # S's state was restored after a kill (functions are lost then).
+        self.restored = False
+        self.ended = False
+        self.end_message = ""
+        self.exit_status: int | None = None
+        self._closed = False
+        self._eof = False
+        self._seq = 0
+        self._current: _Command | None = None
+        self._changed = asyncio.Event()
+        self._hello: asyncio.Future[tuple[int, bool]] | None = None
+        self._front: asyncio.Future[str] | None = None
+        self._exit_records: dict[int, int] = {}
+        self._ack = asyncio.Event()
+        self._ack.set()
+        self._input_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+
+    # ---- life cycle --------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        opener: Callable[[list[str]], Awaitable[ShellTransport]],
+        config: ShellConfig | None = None,
+        oom_kills: Callable[[], Awaitable[int | None]] | None = None,
+    ) -> Shell:
+        """Start F (through `opener(argv)`) and S, and wait until S says hello."""
+        config = config or ShellConfig()
+        transport = await opener([config.shell, "-c", FRONT, "firebox-shell", config.shell])
+        shell = cls(transport, config, secrets.token_hex(12), oom_kills)
+        shell._reader = asyncio.create_task(shell._read_loop())
+        try:
+            await shell._write(f"{shell.nonce}\n".encode())
+            mode = await shell._start_session_shell(first=True)
+            shell.setsid = mode != "nosetsid"
+            if not shell.setsid:
+                log.warning(
+                    "shell_without_setsid",
+                    hint="the image has no setsid: stops reach the command's processes through a "
+                    "sweep of the shell's process group, which also holds the session's front shell",
+                )
+            if oom_kills is not None:
+                shell._oom_seen = await oom_kills()
+        except BaseException:
+            await shell.close()
+            raise
+        return shell
+
+    async def _start_session_shell(self, first: bool) -> str:
+        loop = asyncio.get_running_loop()
+        self._hello = loop.create_future()
+        if first:
+            self._front = loop.create_future()
+        self._exit_records = {}
+        init = SESSION_INIT.format(nonce=self.nonce)
+        await self._write((("" if first else "r\n") + "s\n" + init + self.nonce + "\n").encode())
+        waits: list[asyncio.Future] = [self._hello] + ([self._front] if first else [])
+        try:
+            async with asyncio.timeout(self.config.start_timeout):
+                for fut in waits:
+                    await asyncio.shield(fut)
+        except TimeoutError:
+            raise errors.Unavailable(
+                f"the workspace shell did not start within {self.config.start_timeout:g}s"
+            ) from None
+        pid, restored = self._hello.result()
+        self.pid = pid
+        self.restored = restored
+        await self._write(f"p {pid}\n".encode())
+        return self._front.result() if self._front is not None else ""
+
+    async def close(self) -> None:
+        """End F and S and everything S started; close the transport. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.ended = True
+        self.end_message = self.end_message or "closed"
+        try:
+            await asyncio.wait_for(self._write(b"q\n"), 2)
+            if self._reader is not None:
+                await asyncio.wait_for(asyncio.shield(self._reader), 2)
+        except Exception:
+            pass
+        try:
+            await self.transport.close()
+        finally:
+            if self._reader is not None:
+                self._reader.cancel()
+
+    # ---- one command -------------------------------------------------------------------------
+
+    async def run(self, execution: Execution) -> Finished:
+        """Run `execution` to its end: emits Started and its output, honours its stop requests
+        and timeout, and returns its Finished event (the caller delivers it, after releasing the
+        session, so that a client that sees the end may send its next command at once)."""
+        started = time.monotonic()
+        if self.ended or self._eof:
+            return Finished(None, EndReason.EXITED, False, True, f"the session has ended ({self.end_message})")
+        await self._wait_input_settled()
+        self._seq += 1
+        cmd = _Command(execution, self._seq)
+        text = execution.spec.shell_text()
+        if any(line == self.nonce for line in text.split("\n")):
+            raise errors.InvalidArgument("script", "contains a line reserved by the session protocol")
+        frame = f'x\n{{ {text}\n}} <"$__fb_d/i"; __fb_done {cmd.seq} $?\n{self.nonce}\n'
+        execution.shell = self
+        await execution.emit(Started(execution.id, self.pid))
+        self._current = cmd
+        self._changed.clear()
+        try:
+            await self._write(frame.encode())
+            execution.running.set()
+            finished = await self._supervise(cmd, started)
+        finally:
+            self._current = None
+        return finished
+
+    async def _supervise(self, cmd: _Command, started: float) -> Finished:
+        execution = cmd.execution
+        timeout = execution.spec.timeout
+        deadline = started + timeout if timeout else None
+        handled: StopRequest | None = None
+        escalate_at: float | None = None
+        killed_shell = False
+        while not self._command_over(cmd):
+            now = time.monotonic()
+            waits = [t for t in (deadline, escalate_at) if t is not None]
+            wait_for = max(0.0, min(waits) - now) if waits else None
+            changed = asyncio.ensure_future(self._changed.wait())
+            stop = asyncio.ensure_future(execution.stop_changed.wait())
+            await asyncio.wait([changed, stop], timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
+            stop.cancel()
+            self._changed.clear()
+            execution.stop_changed.clear()
+            if self._command_over(cmd):
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                execution.request_stop(StopRequest.TIMEOUT)
+            if escalate_at is not None and now >= escalate_at:
+                execution.stop_request = StopRequest.KILL
+                escalate_at = None
+            request = execution.stop_request
+            if request is None or request is handled:
+                continue
+            handled = request
+            if request is StopRequest.INTERRUPT:
+                await self._write(b"k INT\n")
+                escalate_at = time.monotonic() + self.config.interrupt_grace
+                continue
+            escalate_at = None
+            killed_shell = await self._kill(cmd)
+            break
+        if execution.stop_request is not None and not killed_shell and not self.ended:
+            # The command is over; its background jobs (which ignore SIGINT) go too.
+            await self._write(b"w\n")
+        return await self._outcome(cmd, started, killed_shell)
+
+    def _command_over(self, cmd: _Command) -> bool:
+        return len(cmd.status) == 2 or len(self._exit_records) == 2 or self._eof
+
+    async def _kill(self, cmd: _Command) -> bool:
+        """Kill the command for sure. True if S had to be killed and restarted."""
+        await self._write(b"w\n")
+        if await self._wait_over(cmd, self.config.kill_grace):
+            return False
+        await self._write(b"g\n")
+        deadline = time.monotonic() + self.config.exit_wait
+        while len(self._exit_records) < 2 and not self._eof and time.monotonic() < deadline:
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+            self._changed.clear()
+        if self._eof:
+            return True
+        if len(self._exit_records) < 2:
+            self._mark_ended("the session's shell did not respond to a kill")
+            return True
+        # S is gone: start a new one with the last snapshot, so the session stays usable.
+        try:
+            await self._start_session_shell(first=False)
+        except Exception as exc:
+            self._mark_ended(f"the session's shell could not be restarted: {exc}")
+        return True
+
+    async def _wait_over(self, cmd: _Command, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not self._command_over(cmd):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return self._command_over(cmd)
+            self._changed.clear()
+        return True
+
+    async def _outcome(self, cmd: _Command, started: float, killed_shell: bool) -> Finished:
+        execution = cmd.execution
+        duration = time.monotonic() - started
+        request = execution.stop_request
+        truncated = execution.truncated
+        note = f"; output past {execution.output_cap_bytes} bytes was dropped" if truncated else ""
+        if killed_shell and not self.ended:
+            status: int | None = 128 + 9
+            restored = "; the shell was restarted with its working directory and variables (functions are lost)"
+            note = restored + note
+        elif len(cmd.status) == 2:
+            status = cmd.status[STDOUT]
+        elif len(self._exit_records) == 2:
+            status = self._exit_records[STDOUT]
+            if not killed_shell:
+                self._mark_ended(f"its shell exited with status {status}")
+        else:
+            status = None
+            self._mark_ended("its shell went away")
+        ended = self.ended
+        if request is not None:
+            reason = STOP_REASONS[request]
+            message = {
+                StopRequest.INTERRUPT: "stopped by an interrupt",
+                StopRequest.KILL: "killed by a stop request",
+                StopRequest.TIMEOUT: f"killed after the {execution.spec.timeout or 0:g}s timeout",
+                StopRequest.CANCEL: "killed: the client cancelled",
+                StopRequest.SHUTDOWN: "killed: the executor is shutting down",
+            }[request]
+            if request is StopRequest.INTERRUPT and status == 137:
+                message = "killed: it did not end within the grace period after an interrupt"
+        elif status is None:
+            reason, message = EndReason.SIGNALED, "the session's shell went away"
+        elif status == 137 and await self._oom_increased():
+            reason, message = EndReason.OUT_OF_MEMORY, "killed by the workspace's memory limit"
+        elif 128 < status <= 128 + 64:
+            reason, message = EndReason.SIGNALED, f"ended by signal {status - 128}"
+        else:
+            reason, message = EndReason.EXITED, f"exited with status {status}"
+        if ended:
+            message += "; the session has ended" if not message.endswith("ended") else ""
+        return Finished(status, reason, truncated, ended, message + note, duration)
+
+    async def _oom_increased(self) -> bool:
+        if self._oom_kills is None:
+            return False
+        try:
+            now = await self._oom_kills()
+        except Exception:
+            return False
+        before, self._oom_seen = self._oom_seen, now
+        return now is not None and before is not None and now > before
+
+    def _mark_ended(self, why: str) -> None:
+        self.ended = True
+        self.end_message = self.end_message or why
+
+    # ---- stdin -------------------------------------------------------------------------------
+
+    async def write_input(self, execution: Execution, data: bytes) -> None:
+        """Send `data` to the command's stdin, one acknowledged chunk at a time, so that F never
+        blocks on a full pipe (it must stay free to deliver a stop)."""
+        async with self._input_lock:
+            for offset in range(0, len(data), INPUT_CHUNK):
+                cmd = self._current
+                if cmd is None or cmd.execution is not execution or cmd.input_closed:
+                    return
+                await self._wait_ack(cmd)
+                if self._current is not cmd or len(cmd.status) == 2:
+                    return
+                self._ack.clear()
+                chunk = base64.b64encode(data[offset : offset + INPUT_CHUNK])
+                await self._write(b"i " + chunk + b"\n")
+
+    async def close_input(self, execution: Execution) -> None:
+        """End of stdin: sent after every chunk written so far has reached the pipe."""
+        async with self._input_lock:
+            cmd = self._current
+            if cmd is None or cmd.execution is not execution or cmd.input_closed:
+                return
+            await self._wait_ack(cmd)
+            if self._current is cmd:
+                cmd.input_closed = True
+                await self._write(b"e\n")
+
+    async def _wait_ack(self, cmd: _Command) -> None:
+        while not self._ack.is_set() and self._current is cmd and not self._command_over(cmd):
+            ack = asyncio.ensure_future(self._ack.wait())
+            over = asyncio.ensure_future(cmd.execution.stop_changed.wait())
+            await asyncio.wait([ack, over], timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+            ack.cancel()
+            over.cancel()
+
+    async def _wait_input_settled(self) -> None:
+        # A chunk of the previous command still in flight must end (EPIPE) before the FIFO is
+        # reopened, or its bytes could reach the next command.
+        if not self._ack.is_set():
+            try:
+                await asyncio.wait_for(self._ack.wait(), 1)
+            except TimeoutError:
+                self._ack.set()
+
+    # ---- transport ---------------------------------------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        async with self._write_lock:
+            await self.transport.write(data)
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                item = await self.transport.read()
+                if item is None:
+                    break
+                stream, data = item
+                if stream not in self._scanners:
+                    stream = STDOUT
+                for kind, payload in self._scanners[stream].feed(data):
+                    if kind == Scanner.DATA:
+                        await self._on_output(stream, payload)
+                    else:
+                        self._on_record(stream, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("shell_transport_failed", error=repr(exc))
+        finally:
+            self._eof = True
+            self.ended = True
+            self.end_message = self.end_message or "its shell went away"
+            for fut in (self._hello, self._front):
+                if fut is not None and not fut.done():
+                    fut.set_exception(errors.Unavailable("the workspace shell exited while starting"))
+            self._ack.set()
+            self._changed.set()
+
+    async def _on_output(self, stream: int, data: bytes) -> None:
+        cmd = self._current
+        if cmd is None or stream in cmd.status:
+            return  # between commands (background jobs): nobody to give it to
+        if stream == STDOUT:
+            await cmd.execution.output(data, b"")
+        else:
+            await cmd.execution.output(b"", data)
+
+    def _on_record(self, stream: int, record: bytes) -> None:
+        fields = record.decode("ascii", "replace").split()
+        if not fields:
+            return
+        kind = fields[0]
+        if kind == "D" and len(fields) == 3:
+            cmd = self._current
+            if cmd is not None and fields[1] == str(cmd.seq):
+                cmd.status[stream] = int(fields[2])
+                self._changed.set()
+        elif kind == "A":
+            self._ack.set()
+        elif kind == "X" and len(fields) == 2:
+            self._exit_records[stream] = int(fields[1])
+            self._changed.set()
+        elif kind == "H" and len(fields) == 3:
+            if self._hello is not None and not self._hello.done():
+                self._hello.set_result((int(fields[1]), fields[2] == "1"))
+        elif kind == "F" and len(fields) == 2:
+            if self._front is not None and not self._front.done():
+                self._front.set_result(fields[1])
+        elif kind == "E":
+            message = record.decode("utf-8", "replace")[2:]
+            for fut in (self._hello, self._front):
+                if fut is not None and not fut.done():
+                    fut.set_exception(errors.FailedPrecondition(f"cannot start a shell in the workspace: {message}"))

@@ -1,0 +1,274 @@
+"""Workspaces over a backend: validation, defaults, ids, and closing sessions on stop/delete.
+
+The backend (the Docker engine, or the bwrap metadata files) is the truth about a workspace; this
+manager keeps the last answer for each so that Execute can check "is it running?" without asking
+the engine on every command. Get, List, Start, Stop and Delete always ask the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+from executor_service.backend import Policy, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
+from firebox.common import errors
+from firebox.common.logging import get_logger
+from firebox.common.secrets import SecretPolicy, is_valid_env_name
+
+log = get_logger("executor.workspaces")
+
+ID_PREFIX = "ws_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$")
+# Linux capabilities (capabilities(7)), so that a typo is refused here on every backend.
+KNOWN_CAPABILITIES = frozenset(
+    "CAP_" + name
+    for name in (
+        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+        "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+        "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
+    ).split()
+)
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+MAX_LABELS = 64
+MAX_LABEL_VALUE = 1024
+MAX_ENV = 256
+MAX_ENV_VALUE = 32 * 1024
+# Docker refuses memory limits under 6 MiB; a shell needs a few MiB anyway.
+MIN_MEMORY_BYTES = 6 * 1024 * 1024
+MIN_TMP_BYTES = 1024 * 1024
+
+
+class SessionCloser(Protocol):
+    """What the manager needs from the session manager: end every session of a workspace."""
+
+    async def close_workspace(self, workspace_id: str) -> None: ...
+
+    def count(self, workspace_id: str | None = None) -> int: ...
+
+
+@dataclass(frozen=True)
+class PolicyOverrides:
+    """The fields a client set in a request's IsolationPolicy; None = take the default."""
+
+    network: bool | None = None
+    read_only: bool | None = None
+    user: str | None = None
+    memory_bytes: int | None = None
+    pids_limit: int | None = None
+    cpu_millis: int | None = None
+    capabilities: tuple[str, ...] | None = None
+    no_new_privileges: bool | None = None
+    read_only_root: bool | None = None
+    tmp_bytes: int | None = None
+
+
+def validate_env(env: Mapping[str, str], field: str, secret_policy: SecretPolicy) -> None:
+    """Invalid or secret variable names -> InvalidArgument naming the field and the variables."""
+    if len(env) > MAX_ENV:
+        raise errors.InvalidArgument(field, f"at most {MAX_ENV} variables, got {len(env)}")
+    invalid = sorted(name for name in env if not is_valid_env_name(name))
+    if invalid:
+        raise errors.InvalidArgument(
+            field,
+            f"invalid variable name(s) {', '.join(repr(n) for n in invalid)}: "
+            "use letters, digits and '_', not starting with a digit",
+        )
+    refused = secret_policy.refused(env)
+    if refused:
+        raise errors.InvalidArgument(
+            field,
+            f"variable(s) {', '.join(refused)} look like secrets (patterns "
+            f"{' '.join(secret_policy.deny_patterns)}) and are refused; "
+            "the executor's operator can allow names with --env-allow",
+        )
+    for name, value in env.items():
+        if len(value) > MAX_ENV_VALUE:
+            raise errors.InvalidArgument(f"{field}[{name}]", f"value longer than {MAX_ENV_VALUE} bytes")
+        if "\x00" in value:
+            raise errors.InvalidArgument(f"{field}[{name}]", "value contains a NUL byte")
+
+
+def decide_policy(default: Policy, overrides: PolicyOverrides) -> Policy:
+    """The default policy with the client's overrides applied and checked."""
+    values = {f.name: getattr(overrides, f.name) for f in fields(PolicyOverrides)}
+    policy = default.with_overrides(**values)
+    if not _USER.match(policy.user):
+        raise errors.InvalidArgument("policy.user", f"expected UID[:GID] or a user name, got {policy.user!r}")
+    if policy.memory_bytes < 0 or 0 < policy.memory_bytes < MIN_MEMORY_BYTES:
+        raise errors.InvalidArgument(
+            "policy.memory_bytes", f"0 (unlimited) or at least {MIN_MEMORY_BYTES}, got {policy.memory_bytes}"
+        )
+    if policy.pids_limit < 0:
+        raise errors.InvalidArgument("policy.pids_limit", f"0 (unlimited) or more, got {policy.pids_limit}")
+    cpus = os.cpu_count() or 1
+    if policy.cpu_millis < 0 or policy.cpu_millis > cpus * 1000:
+        raise errors.InvalidArgument(
+            "policy.cpu_millis", f"0 (unlimited) up to {cpus * 1000} on this machine, got {policy.cpu_millis}"
+        )
+    if policy.tmp_bytes < MIN_TMP_BYTES:
+        raise errors.InvalidArgument("policy.tmp_bytes", f"at least {MIN_TMP_BYTES}, got {policy.tmp_bytes}")
+    caps = []
+    for cap in policy.capabilities:
+        upper = cap.upper()
+        name = upper if upper.startswith("CAP_") else f"CAP_{upper}"
+        if name not in KNOWN_CAPABILITIES:
+            raise errors.InvalidArgument(
+                "policy.capabilities", f"not a Linux capability: {cap!r} (e.g. NET_BIND_SERVICE, CHOWN)"
+            )
+        caps.append(name)
+    return Policy(
+        **{**{f.name: getattr(policy, f.name) for f in fields(Policy)}, "capabilities": tuple(caps)}
+    )
+
+
+class WorkspaceManager:
+    """Create, find, start, stop and delete workspaces (see module docstring)."""
+
+    def __init__(
+        self,
+        backend: WorkspaceBackend,
+        default_image: str,
+        default_policy: Policy,
+        secret_policy: SecretPolicy,
+        sessions: SessionCloser | None = None,
+    ) -> None:
+        self.backend = backend
+        self.default_image = default_image
+        self.default_policy = default_policy
+        self.secret_policy = secret_policy
+        # Set after construction when the session manager needs this manager too.
+        self.sessions = sessions
+        self._known: dict[str, WorkspaceInfo] = {}
+        self._create_lock = asyncio.Lock()
+
+    async def adopt(self) -> list[WorkspaceInfo]:
+        """Take over every workspace the backend holds (after a restart nothing is orphaned)."""
+        adopt = getattr(self.backend, "adopt", None)
+        infos = await (adopt() if adopt is not None else self.backend.list())
+        self._known = {info.id: info for info in infos}
+        for info in infos:
+            log.info("workspace_adopted", workspace_id=info.id, name=info.name, state=info.state)
+        return infos
+
+    async def create(
+        self,
+        name: str = "",
+        image: str = "",
+        policy: PolicyOverrides | None = None,
+        env: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> WorkspaceInfo:
+        env = dict(env or {})
+        labels = dict(labels or {})
+        if name and not _NAME.match(name):
+            raise errors.InvalidArgument(
+                "name", f"{name!r}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)"
+            )
+        image = image or self.default_image
+        if not _IMAGE.match(image):
+            raise errors.InvalidArgument("image", f"not an image reference: {image!r}")
+        validate_env(env, "env", self.secret_policy)
+        self._validate_labels(labels)
+        decided = decide_policy(self.default_policy, policy or PolicyOverrides())
+        async with self._create_lock:
+            if name:
+                # The known set is complete: adopt() filled it and every create/delete goes through here.
+                for existing in self._known.values():
+                    if existing.name == name:
+                        raise errors.AlreadyExists(f"a workspace named {name!r} exists: {existing.id}")
+            spec = WorkspaceSpec(
+                id=ID_PREFIX + secrets.token_hex(8),
+                name=name,
+                image=image,
+                policy=decided,
+                env=env,
+                labels=labels,
+            )
+            info = await self.backend.create(spec)
+        self._known[info.id] = info
+        log.info("workspace_created", workspace_id=info.id, name=name, image=image, isolation=info.isolation)
+        return info
+
+    async def get(self, workspace_id: str) -> WorkspaceInfo:
+        self._check_id(workspace_id)
+        try:
+            info = await self.backend.get(workspace_id)
+        except errors.NotFound:
+            self._known.pop(workspace_id, None)
+            raise
+        self._known[workspace_id] = info
+        return info
+
+    async def list(self) -> list[WorkspaceInfo]:
+        infos = await self.backend.list()
+        self._known = {info.id: info for info in infos}
+        return sorted(infos, key=lambda i: (i.created, i.id))
+
+    async def start(self, workspace_id: str) -> WorkspaceInfo:
+        self._check_id(workspace_id)
+        info = await self.backend.start(workspace_id)
+        self._known[workspace_id] = info
+        log.info("workspace_started", workspace_id=workspace_id, state=info.state)
+        return info
+
+    async def stop(self, workspace_id: str) -> WorkspaceInfo:
+        self._check_id(workspace_id)
+        await self.backend.get(workspace_id)  # NotFound before touching sessions
+        if self.sessions is not None:
+            await self.sessions.close_workspace(workspace_id)
+        info = await self.backend.stop(workspace_id)
+        self._known[workspace_id] = info
+        log.info("workspace_stopped", workspace_id=workspace_id, state=info.state)
+        return info
+
+    async def delete(self, workspace_id: str) -> None:
+        self._check_id(workspace_id)
+        await self.backend.get(workspace_id)
+        if self.sessions is not None:
+            await self.sessions.close_workspace(workspace_id)
+        await self.backend.delete(workspace_id)
+        self._known.pop(workspace_id, None)
+        log.info("workspace_deleted", workspace_id=workspace_id)
+
+    async def require_running(self, workspace_id: str, field: str = "workspace_id") -> WorkspaceInfo:
+        """The workspace, for starting a command in it: NotFound if unknown, FailedPrecondition
+        unless running. Uses the last known state; asks the backend only when it is not running."""
+        if not workspace_id:
+            raise errors.InvalidArgument(field, "required")
+        info = self._known.get(workspace_id)
+        if info is None or info.state != "running":
+            info = await self.get(workspace_id)
+        if info.state != "running":
+            raise errors.FailedPrecondition(
+                f"workspace {workspace_id} is {info.state}, not running; start it with StartWorkspace"
+            )
+        return info
+
+    def session_count(self, workspace_id: str | None = None) -> int:
+        return self.sessions.count(workspace_id) if self.sessions is not None else 0
+
+    @property
+    def count(self) -> int:
+        return len(self._known)
+
+    def _check_id(self, workspace_id: str) -> None:
+        if not workspace_id:
+            raise errors.InvalidArgument("workspace_id", "required")
+
+    def _validate_labels(self, labels: Mapping[str, str]) -> None:
+        if len(labels) > MAX_LABELS:
+            raise errors.InvalidArgument("labels", f"at most {MAX_LABELS}, got {len(labels)}")
+        for key, value in labels.items():
+            if not _LABEL_KEY.match(key):
+                raise errors.InvalidArgument("labels", f"invalid key {key!r}")
+            if len(value) > MAX_LABEL_VALUE:
+                raise errors.InvalidArgument(f"labels[{key}]", f"value longer than {MAX_LABEL_VALUE}")
