@@ -50,5 +50,11 @@ bench: install
 	bash scripts/test-env.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+## Deployment end to end: build the images locally (no registry; scripts/deploy-env.sh), then
+## bring up compose.yaml and a two-replica Swarm stack and drive them with grpcurl and the CLI.
+e2e: install
+	bash scripts/deploy-env.sh
+	FIREBOX_E2E_PREPARED=1 $(VENV)/bin/pytest -q -rxs tests/e2e/deploy $(PYTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .firebox build *.egg-info

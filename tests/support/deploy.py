@@ -185,16 +185,20 @@ HEALTHY_WITHIN_SECONDS = 180
 
 
 @contextmanager
-def compose_stack(*files: str) -> Iterator[ComposeStack]:
+def compose_stack(*files: str, env: Mapping[str, str] | None = None) -> Iterator[ComposeStack]:
     """`docker-compose up -d` a fresh project on free ports, wait until executor and agent are
     healthy, and always tear it down: `down -v`, then the workspace containers and volumes its
     executor made on the host engine (compose does not know them)."""
     project = "fbe2e" + secrets.token_hex(3)
     agent_port, executor_port = free_port(), free_port()
-    env = {"FIREBOX_AGENT_PORT": str(agent_port), "FIREBOX_EXECUTOR_PORT": str(executor_port)}
-    stack = ComposeStack(project, files, f"127.0.0.1:{agent_port}", f"127.0.0.1:{executor_port}", env)
+    stack_env = {
+        **(env or {}),
+        "FIREBOX_AGENT_PORT": str(agent_port),
+        "FIREBOX_EXECUTOR_PORT": str(executor_port),
+    }
+    stack = ComposeStack(project, files, f"127.0.0.1:{agent_port}", f"127.0.0.1:{executor_port}", stack_env)
     try:
-        run(stack.compose("up", "-d"), env=env, timeout=300)
+        run(stack.compose("up", "-d"), env=stack_env, timeout=300)
         wait_healthy(
             [stack.container("executor"), stack.container("agent")],
             within=HEALTHY_WITHIN_SECONDS,
@@ -218,5 +222,10 @@ def compose_stack(*files: str) -> Iterator[ComposeStack]:
             ],
             check=False,
         )
-        run(stack.compose("down", "-v", "--remove-orphans", "-t", "10"), env=env, check=False, timeout=180)
+        run(
+            stack.compose("down", "-v", "--remove-orphans", "-t", "10"),
+            env=stack_env,
+            check=False,
+            timeout=180,
+        )
         remove_workspaces_of(found.stdout.split())

@@ -1,0 +1,1 @@
+"""Deployment helpers that run inside the Firebox image (the Docker API proxy)."""
