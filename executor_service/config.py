@@ -49,6 +49,10 @@ class ExecutorConfig:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     log_level: str = "info"
     log_json: bool = False
+    # TLS: a certificate and key turn it on; a client CA also requires client certificates.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
     # From FIREBOX_AUTH_TOKEN only. None: no auth.
     auth_token: str | None = field(default=None, repr=False)
 
@@ -218,6 +222,30 @@ OPTIONS: tuple[_Option, ...] = (
         f"seconds running executions get after SIGTERM before they are killed "
         f"(default {DEFAULT_SHUTDOWN_GRACE_SECONDS:g})",
         "SECONDS",
+    ),
+    _Option(
+        "tls_cert",
+        "--tls-cert",
+        "FIREBOX_TLS_CERT",
+        lambda s: Path(s).expanduser(),
+        "serve TLS with this certificate chain (PEM); needs --tls-key (default plaintext)",
+        "FILE",
+    ),
+    _Option(
+        "tls_key",
+        "--tls-key",
+        "FIREBOX_TLS_KEY",
+        lambda s: Path(s).expanduser(),
+        "private key (PEM) of --tls-cert",
+        "FILE",
+    ),
+    _Option(
+        "tls_client_ca",
+        "--tls-client-ca",
+        "FIREBOX_TLS_CLIENT_CA",
+        lambda s: Path(s).expanduser(),
+        "require client certificates signed by this CA (mutual TLS)",
+        "FILE",
     ),
     _Option(
         "log_level",

@@ -16,9 +16,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from executor_service.backends import BackendUnavailable
     from executor_service.server import serve
     from firebox.common import logging as fb_logging
+    from firebox.common.errors import FireboxError
 
     try:
         asyncio.run(serve(config))
+    except FireboxError as exc:  # a setting that cannot work, e.g. an unreadable TLS file
+        print(f"firebox-executor: {exc.message}", file=sys.stderr)
+        return 2
     except BackendUnavailable as exc:
         print(f"firebox-executor: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from executor_service.workspaces import WorkspaceManager
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
 from firebox.common.secrets import SecretPolicy, redactor
+from firebox.common.tls import ServerTLS
 from firebox.common.trainlog import TrainingLog
 from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
 
@@ -62,6 +63,9 @@ class Executor:
 
 async def start_executor(config: ExecutorConfig) -> Executor:
     """Build every part from `config`, adopt existing workspaces, and start serving."""
+    # TLS files are read first, so that a bad one stops start-up before anything else happens.
+    tls = ServerTLS.from_settings(config.tls_cert, config.tls_key, config.tls_client_ca)
+    server_credentials = tls.credentials() if tls is not None else None
     secret_policy = SecretPolicy(config.env_deny, config.env_allow)
     # Logs hide values of every secret-looking name, allowed ones included.
     redactor.policy = SecretPolicy(config.env_deny)
@@ -107,6 +111,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
 
     spec = fb_server.ServerSpec(
         name="executor",
+        server_credentials=server_credentials,
         listen=config.listen,
         register=lambda server: executor_pb2_grpc.add_ExecutorServiceServicer_to_server(servicer, server),
         service_names=[SERVICE_NAME],
