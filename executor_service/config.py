@@ -26,6 +26,10 @@ DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
 DEFAULT_TIMEOUT_SECONDS = 600.0
 DEFAULT_MAX_SESSIONS_PER_WORKSPACE = 32
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+# Per stream of a Step's Observation (it travels in one unary response).
+DEFAULT_STEP_OUTPUT_BYTES = 1024 * 1024
+MAX_STEP_OUTPUT_BYTES = 6 * 1024 * 1024
+DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 
 
 def _default_config_dir() -> Path:
@@ -49,6 +53,11 @@ class ExecutorConfig:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     log_level: str = "info"
     log_json: bool = False
+    # Named tools for ListTools/Step (JSON or TOML); None: no tools.
+    tools_file: Path | None = None
+    step_output_bytes: int = DEFAULT_STEP_OUTPUT_BYTES
+    # Largest file UploadFile accepts and DownloadFile serves.
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     # TLS: a certificate and key turn it on; a client CA also requires client certificates.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -81,6 +90,14 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _step_output_bytes(text: str) -> int:
+    # Both streams travel in one response, which must stay under the 16 MiB message limit.
+    value = _positive_int(text)
+    if value > MAX_STEP_OUTPUT_BYTES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_STEP_OUTPUT_BYTES}, got {text}")
     return value
 
 
@@ -246,6 +263,31 @@ OPTIONS: tuple[_Option, ...] = (
         lambda s: Path(s).expanduser(),
         "require client certificates signed by this CA (mutual TLS)",
         "FILE",
+    ),
+    _Option(
+        "tools_file",
+        "--tools-file",
+        "FIREBOX_TOOLS_FILE",
+        lambda s: Path(s).expanduser(),
+        "named tools for ListTools/Step, a JSON or TOML file (default none)",
+        "PATH",
+    ),
+    _Option(
+        "step_output_bytes",
+        "--step-output-bytes",
+        "FIREBOX_STEP_OUTPUT_BYTES",
+        _step_output_bytes,
+        f"output a Step returns per stream, the rest dropped (default {DEFAULT_STEP_OUTPUT_BYTES}, "
+        f"at most {MAX_STEP_OUTPUT_BYTES})",
+        "N",
+    ),
+    _Option(
+        "max_file_bytes",
+        "--max-file-bytes",
+        "FIREBOX_MAX_FILE_BYTES",
+        _positive_int,
+        f"largest file UploadFile accepts and DownloadFile serves (default {DEFAULT_MAX_FILE_BYTES})",
+        "N",
     ),
     _Option(
         "log_level",

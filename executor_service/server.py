@@ -14,8 +14,10 @@ from executor_service.backend import Policy
 from executor_service.backends import choose_backend
 from executor_service.config import ExecutorConfig
 from executor_service.execution import ExecutionEngine
+from executor_service.files import WorkspaceFiles
 from executor_service.servicer import ExecutorServicer
 from executor_service.sessions import SessionManager
+from executor_service.tools import ToolRegistry, load_tools_file
 from executor_service.workspaces import WorkspaceManager
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
@@ -66,6 +68,10 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     # TLS files are read first, so that a bad one stops start-up before anything else happens.
     tls = ServerTLS.from_settings(config.tls_cert, config.tls_key, config.tls_client_ca)
     server_credentials = tls.credentials() if tls is not None else None
+    # So is the tools file: an unusable one refuses start-up (bad tools inside it are skipped).
+    tools = ToolRegistry(
+        await asyncio.to_thread(load_tools_file, config.tools_file) if config.tools_file else ()
+    )
     secret_policy = SecretPolicy(config.env_deny, config.env_allow)
     # Logs hide values of every secret-looking name, allowed ones included.
     redactor.policy = SecretPolicy(config.env_deny)
@@ -90,6 +96,10 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     )
     await workspaces.adopt()
     training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)
+    files = WorkspaceFiles(
+        backend, max_file_bytes=config.max_file_bytes, spool_dir=config.config_dir / "uploads"
+    )
+    await asyncio.to_thread(files.remove_leftovers)
     servicer = ExecutorServicer(
         workspaces,
         sessions,
@@ -98,6 +108,9 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         secret_policy,
         default_timeout=config.default_timeout,
         version=version(),
+        tools=tools,
+        files=files,
+        step_output_bytes=config.step_output_bytes,
     )
 
     async def on_stopping(grace: float) -> None:

@@ -12,11 +12,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from executor_service import execution as ex
 from executor_service.backend import BWRAP, DOCKER, Policy, WorkspaceInfo
+from executor_service.files import (
+    DEFAULT_MAX_ENTRIES,
+    DIRECTORY,
+    OTHER,
+    REGULAR,
+    SYMLINK,
+    FileEntry,
+    WorkspaceFiles,
+    workspace_path,
+)
 from executor_service.records import ExecutionRecorder
 from executor_service.sessions import Session, SessionManager
+from executor_service.tools import Tool, ToolRegistry, collect
 from executor_service.workspaces import PolicyOverrides, WorkspaceManager, validate_env
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -196,6 +208,50 @@ _END_REASONS = {
 }
 
 
+def tool_to_proto(tool: Tool) -> pb.Tool:
+    message = pb.Tool(
+        name=tool.name,
+        description=tool.description,
+        args_schema_json=tool.args_schema_json,
+        command=list(tool.command),
+        read_only=tool.read_only,
+    )
+    if tool.timeout:
+        message.timeout.FromTimedelta(dt.timedelta(seconds=tool.timeout))
+    return message
+
+
+_FILE_TYPES = {
+    REGULAR: pb.FILE_TYPE_REGULAR,
+    DIRECTORY: pb.FILE_TYPE_DIRECTORY,
+    SYMLINK: pb.FILE_TYPE_SYMLINK,
+    OTHER: pb.FILE_TYPE_OTHER,
+}
+
+
+def file_to_proto(entry: FileEntry) -> pb.FileInfo:
+    message = pb.FileInfo(
+        path=entry.path,
+        name=entry.name,
+        type=_FILE_TYPES[entry.type],
+        size=entry.size,
+        mode=entry.mode,
+        link_target=entry.link_target,
+    )
+    message.modify_time.FromDatetime(entry.mtime)
+    return message
+
+
+def _timeout(message: Any, field: str) -> float:
+    """A request's Duration in seconds; 0 when unset."""
+    if not message.HasField("timeout"):
+        return 0.0
+    seconds = message.timeout.ToTimedelta().total_seconds()
+    if seconds < 0:
+        raise errors.InvalidArgument(field, f"must not be negative, got {seconds:g}s")
+    return seconds
+
+
 # ---- the servicer -------------------------------------------------------------------------------
 
 
@@ -211,7 +267,13 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         secret_policy: SecretPolicy,
         default_timeout: float,
         version: str,
+        tools: ToolRegistry | None = None,
+        files: WorkspaceFiles | None = None,
+        step_output_bytes: int = 1024 * 1024,
     ) -> None:
+        self.tools = tools or ToolRegistry()
+        self.files = files
+        self.step_output_bytes = step_output_bytes
         self.workspaces = workspaces
         self.sessions = sessions
         self.engine = engine
@@ -366,3 +428,168 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise
         except Exception as exc:  # the client went away mid-read; the main loop handles the ending
             log.debug("execute_requests_ended", execution_id=execution.id, error=repr(exc))
+
+    # ---- named tools ----
+
+    async def ListTools(self, request: pb.ListToolsRequest, context: Any) -> pb.ListToolsResponse:
+        return pb.ListToolsResponse(tools=[tool_to_proto(t) for t in self.tools.list()])
+
+    async def Step(self, request: pb.StepRequest, context: Any) -> pb.StepResponse:
+        """Run one named tool sessionless; logged like an Execute, with the action beside it."""
+        if not request.workspace_id:
+            raise errors.InvalidArgument("workspace_id", "required")
+        action = request.action
+        args = json_format.MessageToDict(action.args) if action.HasField("args") else {}
+        tool, argv = self.tools.render(action.tool_name, args)
+        if "\x00" in action.work_dir or len(action.work_dir) > 4096:
+            raise errors.InvalidArgument("action.work_dir", "contains a NUL byte or is too long")
+        for name in ("tool_call_id", "run_id", "agent_session_id"):
+            if len(getattr(request, name)) > MAX_ID_CHARS:
+                raise errors.InvalidArgument(name, f"longer than {MAX_ID_CHARS} characters")
+        timeout = _timeout(request, "timeout") or tool.timeout or self.default_timeout
+        workspace = await self.workspaces.require_running(request.workspace_id)
+        # What ran, as an Execute of the rendered argv would have said it: the training log's shape.
+        execute = pb.ExecuteRequest(
+            workspace_id=request.workspace_id,
+            argv=argv,
+            directory=action.work_dir,
+            tool_call_id=request.tool_call_id,
+            run_id=request.run_id,
+            agent_session_id=request.agent_session_id,
+        )
+        execute.timeout.FromTimedelta(dt.timedelta(seconds=timeout))
+        spec = ex.ExecuteSpec(
+            workspace_id=request.workspace_id, argv=argv, directory=action.work_dir or None, timeout=timeout
+        )
+        recorder = ExecutionRecorder(
+            execute, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+        )
+        execution = await self.engine.start(workspace, spec)
+        recorder.execution_id = execution.id
+
+        def observe(out: bytes, err: bytes) -> None:
+            recorder.stdout.add(out)
+            recorder.stderr.add(err)
+
+        final: pb.ExecuteResponse | None = None
+        try:
+            result = await collect(execution, self.step_output_bytes, observe)
+            final = _final_to_proto(result.finished)
+        finally:
+            record = recorder.record(final)
+            record.action.CopyFrom(action)
+            self.training_log.write(EXECUTIONS, record)
+        finished = result.finished
+        output = pb.ToolOutput(
+            exit_status=finished.exit_code if finished.exit_code is not None else -1,
+            stdout=result.stdout.decode("utf-8", "replace"),
+            stderr=result.stderr.decode("utf-8", "replace"),
+            truncated=result.truncated,
+            end_reason=final.end_reason,
+            message=finished.message,
+        )
+        output.duration.CopyFrom(final.duration)
+        directory = action.work_dir or "/workspace"
+        if not directory.startswith("/"):
+            directory = f"/workspace/{directory}"
+        try:
+            # Asked again: the status after the tool ran, not the one cached before it.
+            status = STATUSES.get((await self.workspaces.get(request.workspace_id)).state, 0)
+        except Exception as exc:  # the tool ran; an engine hiccup only leaves the status unknown
+            log.warning("step_status_unknown", workspace_id=request.workspace_id, error=repr(exc))
+            status = pb.WORKSPACE_STATUS_UNSPECIFIED
+        info = (
+            f"workspace {workspace.id}{f' ({workspace.name})' if workspace.name else ''}, "
+            f"image {workspace.image}, {workspace.isolation}; tool {tool.name} ran in {directory}"
+        )
+        return pb.StepResponse(
+            observation=pb.Observation(
+                tool_output=output,
+                environment_info=pb.EnvironmentInfo(info=info, workspace_status=status),
+            ),
+            execution_id=execution.id,
+        )
+
+    # ---- workspace files ----
+
+    def _files(self) -> WorkspaceFiles:
+        if self.files is None:
+            raise errors.Unavailable("workspace files are not configured on this executor")
+        return self.files
+
+    async def UploadFile(
+        self, request_iterator: AsyncIterator[pb.UploadFileRequest], context: Any
+    ) -> pb.UploadFileResponse:
+        files = self._files()
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            raise errors.InvalidArgument("request", "the stream closed before the first message") from None
+        if not first.path:
+            raise errors.InvalidArgument("path", "required in the first message")
+        if first.mode > 0o777:
+            raise errors.InvalidArgument(
+                "mode", f"permission bits only, at most 0777 (511), got {first.mode:o}"
+            )
+        path = workspace_path(first.path, allow_root=False)
+        workspace = await self.workspaces.require_running(first.workspace_id)
+        if workspace.policy.read_only:
+            raise errors.FailedPrecondition(
+                f"workspace {workspace.id} is read-only (policy.read_only); uploads are refused"
+            )
+
+        async def later() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if (
+                    message.workspace_id
+                    or message.path
+                    or message.mode
+                    or message.overwrite
+                    or message.create_parents
+                ):
+                    raise errors.InvalidArgument(
+                        "path",
+                        "workspace_id, path, mode, overwrite and create_parents belong in the first message only",
+                    )
+                yield message.data
+
+        with files.upload_slot():
+            spool, size, digest = await files.spool(first.data, later())
+            entry = await files.write(
+                workspace,
+                path,
+                spool,
+                size,
+                mode=first.mode or 0o644,
+                overwrite=first.overwrite,
+                create_parents=first.create_parents,
+            )
+        log.info("file_uploaded", workspace_id=workspace.id, path=path, size=size)
+        return pb.UploadFileResponse(file=file_to_proto(entry), sha256=digest)
+
+    async def DownloadFile(
+        self, request: pb.DownloadFileRequest, context: Any
+    ) -> AsyncIterator[pb.DownloadFileResponse]:
+        files = self._files()
+        if not request.path:
+            raise errors.InvalidArgument("path", "required")
+        workspace = await self.workspaces.require_running(request.workspace_id)
+        async for item in files.download(workspace, request.path):
+            if isinstance(item, FileEntry):
+                yield pb.DownloadFileResponse(file=file_to_proto(item))
+            else:
+                yield pb.DownloadFileResponse(data=item)
+
+    async def ListFiles(self, request: pb.ListFilesRequest, context: Any) -> pb.ListFilesResponse:
+        files = self._files()
+        if request.max_entries < 0:
+            raise errors.InvalidArgument("max_entries", "must not be negative")
+        limit = min(request.max_entries or DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES)
+        workspace = await self.workspaces.require_running(request.workspace_id)
+        entries, truncated = await files.list(workspace, request.path, request.recursive, limit)
+        return pb.ListFilesResponse(entries=[file_to_proto(e) for e in entries], truncated=truncated)
+
+    async def StatFile(self, request: pb.StatFileRequest, context: Any) -> pb.StatFileResponse:
+        files = self._files()
+        workspace = await self.workspaces.require_running(request.workspace_id)
+        return pb.StatFileResponse(file=file_to_proto(await files.stat(workspace, request.path)))

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf import wrappers_pb2 as _wrappers_pb2
 from google.protobuf.internal import containers as _containers
@@ -52,6 +53,14 @@ class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     END_REASON_CANCELLED: _ClassVar[EndReason]
     END_REASON_OUT_OF_MEMORY: _ClassVar[EndReason]
     END_REASON_SHUTDOWN: _ClassVar[EndReason]
+
+class FileType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FILE_TYPE_UNSPECIFIED: _ClassVar[FileType]
+    FILE_TYPE_REGULAR: _ClassVar[FileType]
+    FILE_TYPE_DIRECTORY: _ClassVar[FileType]
+    FILE_TYPE_SYMLINK: _ClassVar[FileType]
+    FILE_TYPE_OTHER: _ClassVar[FileType]
 WORKSPACE_STATUS_UNSPECIFIED: WorkspaceStatus
 WORKSPACE_STATUS_CREATED: WorkspaceStatus
 WORKSPACE_STATUS_RESTARTING: WorkspaceStatus
@@ -78,6 +87,11 @@ END_REASON_STOPPED: EndReason
 END_REASON_CANCELLED: EndReason
 END_REASON_OUT_OF_MEMORY: EndReason
 END_REASON_SHUTDOWN: EndReason
+FILE_TYPE_UNSPECIFIED: FileType
+FILE_TYPE_REGULAR: FileType
+FILE_TYPE_DIRECTORY: FileType
+FILE_TYPE_SYMLINK: FileType
+FILE_TYPE_OTHER: FileType
 
 class IsolationPolicy(_message.Message):
     __slots__ = ("network", "read_only", "user", "memory_bytes", "pids_limit", "cpu_millis", "capabilities", "no_new_privileges", "read_only_root", "tmp_bytes")
@@ -371,3 +385,189 @@ class GetServerInfoResponse(_message.Message):
     workspace_count: int
     session_count: int
     def __init__(self, version: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., default_image: _Optional[str] = ..., default_policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., dropped_log_records: _Optional[int] = ..., workspace_count: _Optional[int] = ..., session_count: _Optional[int] = ...) -> None: ...
+
+class Tool(_message.Message):
+    __slots__ = ("name", "description", "args_schema_json", "command", "read_only", "timeout")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ARGS_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    args_schema_json: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    read_only: bool
+    timeout: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., args_schema_json: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ListToolsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListToolsResponse(_message.Message):
+    __slots__ = ("tools",)
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    tools: _containers.RepeatedCompositeFieldContainer[Tool]
+    def __init__(self, tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ...) -> None: ...
+
+class Action(_message.Message):
+    __slots__ = ("tool_name", "args", "work_dir")
+    TOOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    WORK_DIR_FIELD_NUMBER: _ClassVar[int]
+    tool_name: str
+    args: _struct_pb2.Struct
+    work_dir: str
+    def __init__(self, tool_name: _Optional[str] = ..., args: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., work_dir: _Optional[str] = ...) -> None: ...
+
+class StepRequest(_message.Message):
+    __slots__ = ("workspace_id", "action", "timeout", "tool_call_id", "run_id", "agent_session_id")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    action: Action
+    timeout: _duration_pb2.Duration
+    tool_call_id: str
+    run_id: str
+    agent_session_id: str
+    def __init__(self, workspace_id: _Optional[str] = ..., action: _Optional[_Union[Action, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_session_id: _Optional[str] = ...) -> None: ...
+
+class ToolOutput(_message.Message):
+    __slots__ = ("exit_status", "stdout", "stderr", "truncated", "end_reason", "message", "duration")
+    EXIT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    exit_status: int
+    stdout: str
+    stderr: str
+    truncated: bool
+    end_reason: EndReason
+    message: str
+    duration: _duration_pb2.Duration
+    def __init__(self, exit_status: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., truncated: _Optional[bool] = ..., end_reason: _Optional[_Union[EndReason, str]] = ..., message: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class EnvironmentInfo(_message.Message):
+    __slots__ = ("info", "workspace_status")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    info: str
+    workspace_status: WorkspaceStatus
+    def __init__(self, info: _Optional[str] = ..., workspace_status: _Optional[_Union[WorkspaceStatus, str]] = ...) -> None: ...
+
+class Observation(_message.Message):
+    __slots__ = ("tool_output", "environment_info")
+    TOOL_OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_INFO_FIELD_NUMBER: _ClassVar[int]
+    tool_output: ToolOutput
+    environment_info: EnvironmentInfo
+    def __init__(self, tool_output: _Optional[_Union[ToolOutput, _Mapping]] = ..., environment_info: _Optional[_Union[EnvironmentInfo, _Mapping]] = ...) -> None: ...
+
+class StepResponse(_message.Message):
+    __slots__ = ("observation", "execution_id")
+    OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    observation: Observation
+    execution_id: str
+    def __init__(self, observation: _Optional[_Union[Observation, _Mapping]] = ..., execution_id: _Optional[str] = ...) -> None: ...
+
+class FileInfo(_message.Message):
+    __slots__ = ("path", "name", "type", "size", "mode", "modify_time", "link_target")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MODIFY_TIME_FIELD_NUMBER: _ClassVar[int]
+    LINK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    name: str
+    type: FileType
+    size: int
+    mode: int
+    modify_time: _timestamp_pb2.Timestamp
+    link_target: str
+    def __init__(self, path: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[FileType, str]] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., modify_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., link_target: _Optional[str] = ...) -> None: ...
+
+class UploadFileRequest(_message.Message):
+    __slots__ = ("workspace_id", "path", "mode", "overwrite", "create_parents", "data")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_PARENTS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    path: str
+    mode: int
+    overwrite: bool
+    create_parents: bool
+    data: bytes
+    def __init__(self, workspace_id: _Optional[str] = ..., path: _Optional[str] = ..., mode: _Optional[int] = ..., overwrite: _Optional[bool] = ..., create_parents: _Optional[bool] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UploadFileResponse(_message.Message):
+    __slots__ = ("file", "sha256")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    file: FileInfo
+    sha256: str
+    def __init__(self, file: _Optional[_Union[FileInfo, _Mapping]] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class DownloadFileRequest(_message.Message):
+    __slots__ = ("workspace_id", "path")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    path: str
+    def __init__(self, workspace_id: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class DownloadFileResponse(_message.Message):
+    __slots__ = ("file", "data")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    file: FileInfo
+    data: bytes
+    def __init__(self, file: _Optional[_Union[FileInfo, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ListFilesRequest(_message.Message):
+    __slots__ = ("workspace_id", "path", "recursive", "max_entries")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    path: str
+    recursive: bool
+    max_entries: int
+    def __init__(self, workspace_id: _Optional[str] = ..., path: _Optional[str] = ..., recursive: _Optional[bool] = ..., max_entries: _Optional[int] = ...) -> None: ...
+
+class ListFilesResponse(_message.Message):
+    __slots__ = ("entries", "truncated")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[FileInfo]
+    truncated: bool
+    def __init__(self, entries: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class StatFileRequest(_message.Message):
+    __slots__ = ("workspace_id", "path")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    path: str
+    def __init__(self, workspace_id: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class StatFileResponse(_message.Message):
+    __slots__ = ("file",)
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    file: FileInfo
+    def __init__(self, file: _Optional[_Union[FileInfo, _Mapping]] = ...) -> None: ...

@@ -90,6 +90,36 @@ class ExecutorServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.ListTools = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/ListTools',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListToolsRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListToolsResponse.FromString,
+                _registered_method=True)
+        self.Step = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/Step',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StepRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StepResponse.FromString,
+                _registered_method=True)
+        self.UploadFile = channel.stream_unary(
+                '/firebox.executor.v1.ExecutorService/UploadFile',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.UploadFileRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.UploadFileResponse.FromString,
+                _registered_method=True)
+        self.DownloadFile = channel.unary_stream(
+                '/firebox.executor.v1.ExecutorService/DownloadFile',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DownloadFileRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DownloadFileResponse.FromString,
+                _registered_method=True)
+        self.ListFiles = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/ListFiles',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListFilesRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListFilesResponse.FromString,
+                _registered_method=True)
+        self.StatFile = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/StatFile',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -176,6 +206,51 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTools(self, request, context):
+        """ListTools returns the named tools the executor's operator declared (its tools file).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Step(self, request, context):
+        """Step runs one named tool in a workspace (a fresh shell, nothing kept) and returns what it
+        printed and how it ended, as an Observation. Logged to the training log like an Execute.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadFile(self, request_iterator, context):
+        """UploadFile writes one file under /workspace. The first request names it; it and later
+        requests carry its bytes in order. The file appears whole when the stream ends, or not at all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadFile(self, request, context):
+        """DownloadFile reads one file under /workspace: the first response carries its FileInfo (with
+        its size), then its bytes follow in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFiles(self, request, context):
+        """ListFiles lists a directory under /workspace (or reports the one file a path names).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StatFile(self, request, context):
+        """StatFile describes one path under /workspace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +308,36 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetServerInfoRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'ListTools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTools,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListToolsRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'Step': grpc.unary_unary_rpc_method_handler(
+                    servicer.Step,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StepRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StepResponse.SerializeToString,
+            ),
+            'UploadFile': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadFile,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.UploadFileRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.UploadFileResponse.SerializeToString,
+            ),
+            'DownloadFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadFile,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DownloadFileRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DownloadFileResponse.SerializeToString,
+            ),
+            'ListFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFiles,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListFilesRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListFilesResponse.SerializeToString,
+            ),
+            'StatFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.StatFile,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -533,6 +638,168 @@ class ExecutorService:
             '/firebox.executor.v1.ExecutorService/GetServerInfo',
             firebox_dot_executor_dot_v1_dot_executor__pb2.GetServerInfoRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/ListTools',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListToolsRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Step(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/Step',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.StepRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.StepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFile(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/firebox.executor.v1.ExecutorService/UploadFile',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.UploadFileRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.UploadFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/DownloadFile',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DownloadFileRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DownloadFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/ListFiles',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListFilesRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StatFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/StatFile',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileResponse.FromString,
             options,
             channel_credentials,
             insecure,
