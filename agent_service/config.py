@@ -22,6 +22,28 @@ DEFAULT_TOOL_OUTPUT_LIMIT = 10 * 1024
 DEFAULT_EVENT_RETENTION_SECONDS = 15 * 60.0
 DEFAULT_IDLE_TIMEOUT_SECONDS = 60.0
 DEFAULT_TOOL_TIMEOUT_SECONDS = 600.0
+DEFAULT_APPROVAL_TIMEOUT_SECONDS = 600.0
+DEFAULT_CONTEXT_WINDOW = 128_000
+DEFAULT_COMPACT_THRESHOLD = 0.8
+# Compaction must leave room for the summary call itself.
+MAX_COMPACT_THRESHOLD = 0.9
+DEFAULT_KEEP_USER_TOKENS = 20_000
+# Command prefixes that only read: under ON_REQUEST they run without asking (when the command has
+# no shell control operators, redirections or substitutions).
+DEFAULT_READ_ONLY_COMMANDS = (
+    "ls",
+    "cat",
+    "pwd",
+    "grep",
+    "head",
+    "tail",
+    "find",
+    "wc",
+    "echo",
+    "git status",
+    "git diff",
+    "git log",
+)
 
 
 def _default_config_dir() -> Path:
@@ -53,6 +75,20 @@ class AgentConfig:
     retry_base_delay: float = 0.5
     retry_max_delay: float = 30.0
     training_log: bool = True
+    # A tool call waiting for approval longer than this is denied (fail closed).
+    approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT_SECONDS
+    # The approval policy of sessions that set none: never, on-request or always. "never" keeps
+    # clients that know nothing of approvals working (nobody would answer them).
+    default_approval_policy: str = "never"
+    read_only_commands: tuple[str, ...] = DEFAULT_READ_ONLY_COMMANDS
+    # The model's window in tokens; compaction starts at compact_threshold of it.
+    context_window: int = DEFAULT_CONTEXT_WINDOW
+    compact_threshold: float = DEFAULT_COMPACT_THRESHOLD
+    # Tokens of recent user messages kept word for word through a compaction.
+    keep_user_tokens: int = DEFAULT_KEEP_USER_TOKENS
+    # Skills: folders with SKILL.md; a git repository cloned into skills_dir once when it is missing.
+    skills_dir: Path | None = None
+    skills_source: str = ""
     shutdown_grace: float = 10.0
     log_level: str = "info"
     log_json: bool = False
@@ -68,6 +104,13 @@ class AgentConfig:
     @property
     def database_path(self) -> Path:
         return self.database if self.database is not None else self.config_dir / "agent.db"
+
+    @property
+    def skills_path(self) -> Path | None:
+        """Where skills are read from: --skills-dir, or DIR/skills when only a source is given."""
+        if self.skills_dir is not None:
+            return self.skills_dir
+        return self.config_dir / "skills" if self.skills_source else None
 
     @property
     def provider_configured(self) -> bool:
@@ -111,6 +154,32 @@ def _on_off(text: str) -> bool:
     if lowered in ("off", "false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.8, got {text!r}") from None
+    if not 0.1 <= value <= MAX_COMPACT_THRESHOLD:
+        raise argparse.ArgumentTypeError(
+            f"must be between 0.1 and {MAX_COMPACT_THRESHOLD} (room is kept for the summary call), got {text}"
+        )
+    return value
+
+
+def _policy(text: str) -> str:
+    lowered = text.strip().lower().replace("_", "-")
+    if lowered not in ("never", "on-request", "always"):
+        raise argparse.ArgumentTypeError(f"expected never, on-request or always, got {text!r}")
+    return lowered
+
+
+def _prefixes(text: str) -> tuple[str, ...]:
+    prefixes = tuple(" ".join(p.split()) for p in text.split(",") if p.strip())
+    if not prefixes:
+        raise argparse.ArgumentTypeError("expected comma-separated command prefixes, e.g. ls,cat,git status")
+    return prefixes
 
 
 def _address(text: str) -> str:
@@ -190,6 +259,62 @@ _OPTIONS = (
         _on_off,
         "write generation and feedback records: on|off",
     ),
+    (
+        "--approval-timeout",
+        "approval_timeout",
+        "FIREBOX_APPROVAL_TIMEOUT",
+        _duration,
+        "a tool call waiting for approval longer than this is denied, e.g. 10m",
+    ),
+    (
+        "--default-approval-policy",
+        "default_approval_policy",
+        "FIREBOX_DEFAULT_APPROVAL_POLICY",
+        _policy,
+        "approval policy of sessions that set none: never, on-request or always",
+    ),
+    (
+        "--read-only-commands",
+        "read_only_commands",
+        "FIREBOX_READ_ONLY_COMMANDS",
+        _prefixes,
+        "comma-separated command prefixes that run without approval under ON_REQUEST",
+    ),
+    (
+        "--context-window",
+        "context_window",
+        "FIREBOX_CONTEXT_WINDOW",
+        _positive_int,
+        "the model's context window in tokens",
+    ),
+    (
+        "--compact-threshold",
+        "compact_threshold",
+        "FIREBOX_COMPACT_THRESHOLD",
+        _threshold,
+        "compact the history when the context reaches this fraction of the window (at most 0.9)",
+    ),
+    (
+        "--keep-user-tokens",
+        "keep_user_tokens",
+        "FIREBOX_KEEP_USER_TOKENS",
+        _positive_int,
+        "tokens of recent user messages kept word for word through a compaction",
+    ),
+    (
+        "--skills-dir",
+        "skills_dir",
+        "FIREBOX_SKILLS_DIR",
+        Path,
+        "directory of skills (folders with SKILL.md)",
+    ),
+    (
+        "--skills-source",
+        "skills_source",
+        "FIREBOX_SKILLS_SOURCE",
+        str,
+        "git repository cloned into the skills directory once, when it is missing",
+    ),
     ("--log-level", "log_level", "FIREBOX_LOG_LEVEL", _log_level, "debug, info, warning or error"),
     ("--log-json", "log_json", "FIREBOX_LOG_JSON", _on_off, "JSON lines on the console too: on|off"),
 )
@@ -207,7 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = AgentConfig()
     for flag, name, variable, parse, help_text in _OPTIONS:
         default = getattr(defaults, name)
-        shown = "DIR/agent.db" if name == "database" else default
+        shown = {"database": "DIR/agent.db", "skills_dir": "none (DIR/skills with --skills-source)"}.get(
+            name, default
+        )
+        if isinstance(shown, tuple):
+            shown = ",".join(shown)
         parser.add_argument(
             flag, dest=name, type=parse, default=None, help=f"{help_text} [{variable}; default {shown}]"
         )
@@ -235,7 +364,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     token = env.get("FIREBOX_AUTH_TOKEN") or None
     redactor.add_value(api_key)
     redactor.add_value(token)
-    for name in ("config_dir", "database"):
+    for name in ("config_dir", "database", "skills_dir"):
         if name in values:
             values[name] = Path(str(values[name])).expanduser()
     return AgentConfig(provider_api_key=api_key, auth_token=token, **values)  # type: ignore[arg-type]

@@ -134,6 +134,83 @@ class ExecutorClient:
         )
         return response.session  # type: ignore[attr-defined]
 
+    async def list_tools(self, deadline: float = 10.0) -> list[executor_pb2.Tool]:
+        """The named tools the executor's operator declared."""
+        response = await self._unary(
+            self._stub.ListTools, executor_pb2.ListToolsRequest(), "listing the executor's tools", deadline
+        )
+        return list(response.tools)  # type: ignore[attr-defined]
+
+    async def list_tools_now(self, deadline: float = 3.0) -> list[executor_pb2.Tool]:
+        """ListTools without waiting for a connection: an unreachable executor fails at once, so a
+        run's start never waits on it."""
+        try:
+            response = await self._stub.ListTools(
+                executor_pb2.ListToolsRequest(),
+                metadata=self._metadata,
+                timeout=deadline,
+                wait_for_ready=False,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "listing the executor's tools") from None
+        return list(response.tools)
+
+    async def step(self, request: executor_pb2.StepRequest, deadline: float) -> executor_pb2.StepResponse:
+        """Run one named tool (Step) and return its observation."""
+        return await self._unary(
+            self._stub.Step, request, f"running tool {request.action.tool_name}", deadline
+        )  # type: ignore[return-value]
+
+    async def download_file(
+        self, workspace_id: str, path: str, limit: int, deadline: float = 60.0
+    ) -> tuple[executor_pb2.FileInfo, bytes]:
+        """A file's info and at most `limit` of its first bytes (the rest is not read)."""
+        await self.ensure_reachable()
+        call = self._stub.DownloadFile(
+            executor_pb2.DownloadFileRequest(workspace_id=workspace_id, path=path),
+            metadata=self._metadata,
+            timeout=deadline,
+            wait_for_ready=False,
+        )
+        info = executor_pb2.FileInfo()
+        data = bytearray()
+        try:
+            async for response in call:
+                if response.HasField("file"):
+                    info.CopyFrom(response.file)
+                data += response.data
+                if len(data) >= limit:
+                    break
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, f"reading {path}") from None
+        finally:
+            if not call.done():
+                call.cancel()
+        return info, bytes(data[:limit])
+
+    async def upload_file(
+        self, workspace_id: str, path: str, data: bytes, chunk: int = 1024 * 1024, deadline: float = 60.0
+    ) -> executor_pb2.UploadFileResponse:
+        """Write a whole file (replacing one there, creating parent directories)."""
+        await self.ensure_reachable()
+
+        def requests() -> list[executor_pb2.UploadFileRequest]:
+            first = executor_pb2.UploadFileRequest(
+                workspace_id=workspace_id, path=path, overwrite=True, create_parents=True, data=data[:chunk]
+            )
+            rest = [
+                executor_pb2.UploadFileRequest(data=data[i : i + chunk])
+                for i in range(chunk, len(data), chunk)
+            ]
+            return [first, *rest]
+
+        try:
+            return await self._stub.UploadFile(
+                iter(requests()), metadata=self._metadata, timeout=deadline, wait_for_ready=False
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, f"writing {path}") from None
+
     async def run_script(
         self,
         *,

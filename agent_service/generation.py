@@ -3,6 +3,7 @@ tools offered, the GenerationRecord written for every call, and stateless Genera
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -107,6 +108,8 @@ class GenerationTrace:
     run_id: str = ""
     context_id: str = ""
     step: int = 0
+    # The tools offered in this call (OpenAI function tools).
+    tools: list[dict[str, Any]] | None = None
     started_wall: Timestamp = field(default_factory=Timestamp)
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
@@ -137,6 +140,7 @@ class GenerationTrace:
             latency=_duration(now - self.started),
             error=error,
             step=self.step,
+            tools=[chat_tool(t) for t in self.tools or ()],
         )
         if self.first_token is not None:
             record.time_to_first_token.CopyFrom(_duration(self.first_token - self.started))
@@ -156,6 +160,16 @@ class GenerationTrace:
                     )
                 )
         return record
+
+
+def chat_tool(tool: dict[str, Any]) -> trace_pb2.ChatTool:
+    """An OpenAI function tool as the training log records it."""
+    function = tool.get("function") or {}
+    return trace_pb2.ChatTool(
+        name=function.get("name", ""),
+        description=function.get("description", ""),
+        parameters=json.dumps(function.get("parameters") or {}, sort_keys=True),
+    )
 
 
 def _chat_message(message: dict[str, Any]) -> trace_pb2.ChatMessage:
@@ -186,13 +200,14 @@ async def generate(
             raise InvalidArgument(f"messages[{index}].role", "must be set")
     model = provider.resolve_model(request.model)
     messages = provider_messages("", request.messages)
-    trace = GenerationTrace(new_id("gen"), model, messages, context_id=request.context_id)
+    tools = [SHELL_TOOL] if request.enable_tools else None
+    trace = GenerationTrace(new_id("gen"), model, messages, context_id=request.context_id, tools=tools)
     first = True
     completion: Completion | None = None
     text: list[str] = []
     error = ""
     try:
-        async for event in provider.stream(messages, model, [SHELL_TOOL] if request.enable_tools else None):
+        async for event in provider.stream(messages, model, tools):
             response = agent_pb2.GenerateResponse()
             if isinstance(event, TextPiece):
                 trace.saw_output()

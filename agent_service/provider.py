@@ -40,6 +40,26 @@ log = get_logger("firebox.agent.provider")
 _MAX_ERROR_CHARS = 2000
 
 
+class ContextLengthExceeded(InvalidArgument):
+    """The provider refused the request because it does not fit the model's context window."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("messages", f"the conversation does not fit the model's context window: {detail}")
+
+
+# Words providers use when a request is longer than the window (OpenAI, vLLM, llama.cpp, Ollama,
+# Anthropic through LiteLLM).
+_OVERFLOW_MARKERS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "exceeds the context",
+)
+
+
 @dataclass(frozen=True)
 class TextPiece:
     """A piece of the answer's text."""
@@ -286,6 +306,8 @@ class ModelProvider:
                     f"model provider refused the credentials (HTTP {status}): {detail}; check "
                     "FIREBOX_PROVIDER_API_KEY / OPENAI_API_KEY"
                 )
+            if status in (400, 413, 422) and any(m in detail.lower() for m in _OVERFLOW_MARKERS):
+                return ContextLengthExceeded(f"HTTP {status}: {detail}")
             return InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}")
         if isinstance(exc, openai.APITimeoutError):
             return Unavailable(

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -54,11 +56,23 @@ def _now() -> Timestamp:
     return stamp
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run was asked to do beyond its message."""
+
+    # Overrides the session's approval policy (agent_pb2.ApprovalPolicy); 0 keeps the session's.
+    approval_policy: int = 0
+    # EditMessage RESEND: this stored user message is replaced by `content`, everything after it
+    # dropped, and the run starts from it instead of adding a new message.
+    resend_message_id: str = ""
+
+
 class LiveRun:
     """A run this process is running (or has queued, or finished within the retention)."""
 
-    def __init__(self, run: agent_pb2.Run, content: str) -> None:
+    def __init__(self, run: agent_pb2.Run, content: str, options: RunOptions | None = None) -> None:
         self.run = run
+        self.options = options or RunOptions()
         # The user's message; stored when the run starts, so a queued run does not slip it into
         # the history of the run ahead of it.
         self.content = content
@@ -119,6 +133,8 @@ class _SessionLane:
     def __init__(self) -> None:
         self.active: LiveRun | None = None
         self.waiting: collections.deque[LiveRun] = collections.deque()
+        # Held by maintenance (a compaction): no run starts until it is released.
+        self.held = False
 
 
 class RunManager:
@@ -140,13 +156,45 @@ class RunManager:
         lane = self._lanes.get(session_id)
         return lane.active.id if lane and lane.active else ""
 
-    def submit(self, session_id: str, content: str, policy: ConflictPolicy) -> LiveRun:
+    def busy(self, session_id: str) -> bool:
+        """The session has a run going or waiting, or is held by a compaction."""
+        lane = self._lanes.get(session_id)
+        return lane is not None and (lane.active is not None or bool(lane.waiting) or lane.held)
+
+    @contextlib.contextmanager
+    def hold(self, session_id: str) -> Iterator[None]:
+        """Keep runs off the session while the block runs (they queue or are refused as for an
+        active run); FAILED_PRECONDITION if it is busy now. Synchronous check and claim: atomic."""
+        if self.busy(session_id):
+            active = self.active_run_id(session_id)
+            raise FailedPrecondition(
+                f"session {session_id} has an active run{' ' + active if active else ''} (or a compaction); "
+                "wait for it or cancel it first"
+            )
+        lane = self._lanes.setdefault(session_id, _SessionLane())
+        lane.held = True
+        try:
+            yield
+        finally:
+            lane.held = False
+            if lane.waiting and not self._closing:
+                self._start(lane, lane.waiting.popleft())
+            elif lane.active is None:
+                self._lanes.pop(session_id, None)
+
+    def submit(
+        self, session_id: str, content: str, policy: ConflictPolicy, options: RunOptions | None = None
+    ) -> LiveRun:
         """Claim the session for a new run, or queue it, or refuse; synchronous, hence atomic."""
         if self._closing:
             raise Unavailable("the agent is shutting down; send the message again once it is back")
         lane = self._lanes.setdefault(session_id, _SessionLane())
-        busy = lane.active is not None or bool(lane.waiting)
+        busy = lane.active is not None or bool(lane.waiting) or lane.held
         if busy and policy is ConflictPolicy.REJECT:
+            if lane.active is None and not lane.waiting:
+                raise Aborted(
+                    f"session {session_id} is being compacted; send the message again when it is done"
+                )
             active = lane.active or lane.waiting[0]
             raise Aborted(
                 f"session {session_id} already has an active run {active.id}; wait for it, cancel it, or send "
@@ -163,7 +211,7 @@ class RunManager:
             status=agent_pb2.RUN_STATUS_QUEUED,
             create_time=_now(),
         )
-        live = LiveRun(run, content)
+        live = LiveRun(run, content, options)
         self._runs[run.id] = live
         if not busy:
             self._start(lane, live)
@@ -198,9 +246,9 @@ class RunManager:
             live.finish()
             lane.active = None
             asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
-            if lane.waiting and not self._closing:
+            if lane.waiting and not self._closing and not lane.held:
                 self._start(lane, lane.waiting.popleft())
-            elif not lane.waiting:
+            elif not lane.waiting and not lane.held:
                 self._lanes.pop(live.session_id, None)
 
     async def _execute(self, live: LiveRun) -> None:
@@ -246,7 +294,7 @@ class RunManager:
             live.finish()
             asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
             self._persist_soon(live)
-            if not lane.waiting and lane.active is None:
+            if not lane.waiting and lane.active is None and not lane.held:
                 self._lanes.pop(live.session_id, None)
         elif live.task is not None:
             live.task.cancel()

@@ -10,11 +10,13 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
+from agent_service.approvals import POLICY_NAMES
 from agent_service.config import AgentConfig
 from agent_service.executor_client import ExecutorClient
 from agent_service.provider import ModelProvider, ProviderSettings
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
+from agent_service.skills import ensure_skills
 from agent_service.store import SqliteStore, Store
 from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
@@ -38,6 +40,7 @@ class Agent:
     provider: ModelProvider
     executor: ExecutorClient
     training_log: TrainingLog
+    loop: ToolLoop
 
     @property
     def port(self) -> int:
@@ -73,6 +76,7 @@ async def start_agent(config: AgentConfig) -> Agent:
     )
     executor = ExecutorClient(config.executor, config.auth_token)
     training_log = TrainingLog(config.log_dir, enabled=config.training_log)
+    skills = await ensure_skills(config.skills_path, config.skills_source)
     loop = ToolLoop(
         store,
         provider,
@@ -82,10 +86,17 @@ async def start_agent(config: AgentConfig) -> Agent:
             max_steps=config.max_steps,
             tool_output_limit=config.tool_output_limit,
             tool_timeout=config.tool_timeout,
+            approval_timeout=config.approval_timeout,
+            default_approval_policy=POLICY_NAMES[config.default_approval_policy],
+            read_only_commands=config.read_only_commands,
+            context_window=config.context_window,
+            compact_threshold=config.compact_threshold,
+            keep_user_tokens=config.keep_user_tokens,
         ),
+        skills=skills,
     )
     runs = RunManager(store, loop, config.event_retention)
-    servicer = AgentServicer(config, store, runs, provider, executor, training_log)
+    servicer = AgentServicer(config, store, runs, provider, executor, training_log, loop)
 
     async def on_stopping(grace: float) -> None:
         # Runs get most of the grace period; what is left lets their last events reach clients.
@@ -120,7 +131,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         database=str(config.database_path),
         training_log=config.training_log,
     )
-    return Agent(config, running, store, runs, provider, executor, training_log)
+    return Agent(config, running, store, runs, provider, executor, training_log, loop)
 
 
 def _now_ns() -> int:

@@ -12,15 +12,18 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent_service.approvals import Decision, Resolution
 from agent_service.config import AgentConfig
+from agent_service.context import estimate_tokens, model_view
 from agent_service.executor_client import ExecutorClient, forwardable_timeout
-from agent_service.generation import generate, new_id
+from agent_service.generation import generate, new_id, provider_messages
 from agent_service.provider import ModelProvider
-from agent_service.runs import ConflictPolicy, LiveRun, RunManager
+from agent_service.runs import ConflictPolicy, LiveRun, RunManager, RunOptions
 from agent_service.store import Store
+from agent_service.toolloop import ToolLoop
 from firebox import __version__
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
-from firebox.common.errors import InvalidArgument, NotFound
+from firebox.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, TrainingLog
 from firebox.executor.v1 import executor_pb2
@@ -69,7 +72,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         provider: ModelProvider,
         executor: ExecutorClient,
         training_log: TrainingLog,
+        loop: ToolLoop,
     ) -> None:
+        self._loop = loop
         self._config = config
         self._store = store
         self._runs = runs
@@ -84,6 +89,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if session is None:
             raise NotFound(f"session {session_id} not found")
         session.active_run_id = self._runs.active_run_id(session_id)
+        session.context_window = self._config.context_window
         return session
 
     async def CreateSession(
@@ -93,6 +99,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("title", f"must be at most {MAX_TITLE_CHARS} characters")
         if request.settings.max_steps < 0:
             raise InvalidArgument("settings.max_steps", "must not be negative (0 means the server's default)")
+        _check_enum(request.settings.approval_policy, agent_pb2.ApprovalPolicy, "settings.approval_policy")
+        _check_enum(request.settings.sandbox_mode, agent_pb2.SandboxMode, "settings.sandbox_mode")
         session = agent_pb2.Session(
             id=f"ses-{uuid.uuid4().hex}",
             title=request.title,
@@ -120,6 +128,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         sessions, token = await self._store.list_sessions(_page_size(request.page_size), request.page_token)
         for session in sessions:
             session.active_run_id = self._runs.active_run_id(session.id)
+            session.context_window = self._config.context_window
         return agent_pb2.ListSessionsResponse(sessions=sessions, next_page_token=token)
 
     async def DeleteSession(
@@ -158,10 +167,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 "on_conflict",
                 f"unknown conflict policy {request.on_conflict}; use REJECT, ENQUEUE or INTERRUPT",
             )
+        _check_enum(request.approval_policy, agent_pb2.ApprovalPolicy, "approval_policy")
+        _check_enum(request.sandbox_mode, agent_pb2.SandboxMode, "sandbox_mode")
         session = await self._session(request.session_id)
+        _check_sandbox_unchanged(session, request.sandbox_mode)
         # No provider or no model: say so now, as a status, rather than as a failed run.
         self._provider.resolve_model(session.settings.model)
-        live = self._runs.submit(session.id, request.content, policy)
+        live = self._runs.submit(
+            session.id, request.content, policy, RunOptions(approval_policy=request.approval_policy)
+        )
         log.info("run_submitted", run_id=live.id, session_id=session.id, policy=policy.value)
         async for event in live.follow(0):
             yield agent_pb2.SendMessageResponse(event=event)
@@ -245,6 +259,125 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         async for response in self._executor.forward_execute(request_iterator, deadline):
             yield response
 
+    # -- approvals, compaction, edits ------------------------------------------------------
+
+    async def ResolveApproval(
+        self, request: agent_pb2.ResolveApprovalRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ResolveApprovalResponse:
+        _require(request.run_id, "run_id")
+        _require(request.tool_call_id, "tool_call_id")
+        decision = _DECISIONS.get(request.decision)
+        if decision is None:
+            raise InvalidArgument("decision", "must be APPROVE, DENY or APPROVE_EDITED")
+        if decision is not Decision.APPROVE_EDITED and request.edited_command:
+            raise InvalidArgument("edited_command", "is only allowed with APPROVE_EDITED")
+        run_known = self._runs.get(request.run_id) is not None or (
+            await self._store.get_run(request.run_id) is not None
+        )
+        self._loop.approvals.resolve(
+            request.run_id,
+            request.tool_call_id,
+            Resolution(decision, request.reason, request.edited_command),
+            run_known,
+        )
+        log.info(
+            "approval_decided",
+            run_id=request.run_id,
+            tool_call_id=request.tool_call_id,
+            decision=decision.value,
+        )
+        return agent_pb2.ResolveApprovalResponse()
+
+    async def CompactSession(
+        self, request: agent_pb2.CompactSessionRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.CompactSessionResponse]:
+        session = await self._session(request.session_id)
+        model = self._provider.resolve_model(session.settings.model)
+        queue: asyncio.Queue[agent_pb2.CompactSessionResponse | None] = asyncio.Queue()
+        with self._runs.hold(session.id):
+            stored = await self._store.list_messages(session.id)
+            if not stored:
+                raise FailedPrecondition(f"session {session.id} has no messages to compact")
+            offered = await self._loop.catalog.offered()
+            tools_tokens = estimate_tokens((), offered.specs)
+            before = estimate_tokens(
+                provider_messages(self._loop.system_prompt(session), model_view(stored)), offered.specs
+            )
+            yield agent_pb2.CompactSessionResponse(started=agent_pb2.CompactionStarted(tokens_before=before))
+
+            def on_delta(text: str) -> None:
+                queue.put_nowait(
+                    agent_pb2.CompactSessionResponse(summary_delta=agent_pb2.TextDelta(text=text))
+                )
+
+            # The summary is written in a task of its own, so it completes (and is stored) even if
+            # this client goes away; its deltas are relayed meanwhile.
+            task = asyncio.ensure_future(
+                self._loop.compact(session, model, stored, tools_tokens, on_delta=on_delta)
+            )
+            task.add_done_callback(lambda _t: queue.put_nowait(None))
+            try:
+                while (item := await queue.get()) is not None:
+                    yield item
+            finally:
+                if not task.done():
+                    await asyncio.wait({task})
+            result = task.result()
+            yield agent_pb2.CompactSessionResponse(
+                compacted=agent_pb2.ContextCompacted(
+                    tokens_before=result.tokens_before,
+                    tokens_after=result.tokens_after,
+                    marker_message_id=result.marker.id,
+                )
+            )
+
+    async def EditMessage(
+        self, request: agent_pb2.EditMessageRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.EditMessageResponse]:
+        _require(request.message_id, "message_id")
+        if request.action not in (agent_pb2.EDIT_ACTION_SAVE, agent_pb2.EDIT_ACTION_RESEND):
+            raise InvalidArgument("action", "must be SAVE or RESEND")
+        if not request.content.strip():
+            raise InvalidArgument("content", "must not be empty")
+        if len(request.content.encode()) > MAX_CONTENT_BYTES:
+            raise InvalidArgument("content", f"must be at most {MAX_CONTENT_BYTES} bytes")
+        session = await self._session(request.session_id)
+        message = await self._store.get_message(session.id, request.message_id)
+        if message is None:
+            raise NotFound(f"message {request.message_id} not found in session {session.id}")
+        if message.role != agent_pb2.ROLE_USER:
+            raise InvalidArgument(
+                "message_id",
+                f"message {message.id} is a {agent_pb2.Role.Name(message.role)} message; only user "
+                "messages can be edited",
+            )
+        if request.action == agent_pb2.EDIT_ACTION_RESEND:
+            self._provider.resolve_model(session.settings.model)
+        # Checked again after the awaits above, and claimed in the same step: atomic.
+        if self._runs.busy(session.id):
+            active = self._runs.active_run_id(session.id)
+            raise FailedPrecondition(
+                f"session {session.id} has an active run{' ' + active if active else ''}; wait for it or "
+                "cancel it before editing"
+            )
+        if request.action == agent_pb2.EDIT_ACTION_SAVE:
+            with self._runs.hold(session.id):
+                message.content = request.content
+                await self._store.put_message(session.id, message)
+            log.info("message_edited", session_id=session.id, message_id=message.id)
+            yield agent_pb2.EditMessageResponse(message=message)
+            return
+        live = self._runs.submit(
+            session.id,
+            request.content,
+            ConflictPolicy.REJECT,
+            RunOptions(resend_message_id=message.id),
+        )
+        message.content = request.content
+        yield agent_pb2.EditMessageResponse(message=message)
+        async for event in live.follow(0):
+            yield agent_pb2.EditMessageResponse(event=event)
+
     async def GetServerInfo(
         self, request: agent_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetServerInfoResponse:
@@ -255,6 +388,29 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             executor_target=self._config.executor,
             dropped_log_records=self._log.dropped,
         )
+
+
+def _check_enum(value: int, enum: object, field: str) -> None:
+    if value not in enum.values():  # type: ignore[attr-defined]
+        names = ", ".join(n for n in enum.keys() if not n.endswith("UNSPECIFIED"))  # type: ignore[attr-defined]
+        raise InvalidArgument(field, f"unknown value {value}; use one of {names}")
+
+
+def _check_sandbox_unchanged(session: agent_pb2.Session, requested: int) -> None:
+    """A message may not change the sandbox: the workspace's isolation is fixed when it is made."""
+    current = session.settings.sandbox_mode or agent_pb2.SANDBOX_MODE_WORKSPACE_WRITE
+    if requested not in (agent_pb2.SANDBOX_MODE_UNSPECIFIED, current):
+        raise FailedPrecondition(
+            f"sandbox_mode: the session's sandbox is {agent_pb2.SandboxMode.Name(current)} and is fixed when its "
+            f"workspace is created; {agent_pb2.SandboxMode.Name(requested)} needs a new session"
+        )
+
+
+_DECISIONS = {
+    agent_pb2.APPROVAL_DECISION_APPROVE: Decision.APPROVE,
+    agent_pb2.APPROVAL_DECISION_DENY: Decision.DENY,
+    agent_pb2.APPROVAL_DECISION_APPROVE_EDITED: Decision.APPROVE_EDITED,
+}
 
 
 async def _wait_finished(live: LiveRun, limit: float) -> None:

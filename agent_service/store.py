@@ -84,8 +84,19 @@ class Store(abc.ABC):
     async def update_session(self, session: agent_pb2.Session) -> None: ...
 
     @abc.abstractmethod
-    async def add_usage(self, session_id: str, usage: agent_pb2.Usage) -> agent_pb2.Usage:
-        """Add one call's usage to the session's total, atomically; returns the new total."""
+    async def add_usage(
+        self, session_id: str, usage: agent_pb2.Usage, context_tokens: int | None = None
+    ) -> agent_pb2.Usage:
+        """Add one call's usage to the session's total (and set its context size), atomically;
+        returns the new total."""
+
+    @abc.abstractmethod
+    async def get_message(self, session_id: str, message_id: str) -> agent_pb2.Message | None: ...
+
+    @abc.abstractmethod
+    async def rewind(self, session_id: str, message: agent_pb2.Message) -> int:
+        """Replace `message` in place and delete every message after it, in one transaction;
+        returns how many were deleted."""
 
     @abc.abstractmethod
     async def list_sessions(self, page_size: int, page_token: str) -> tuple[list[agent_pb2.Session], str]:
@@ -210,7 +221,9 @@ class SqliteStore(Store):
             lambda: self._db.execute("UPDATE sessions SET data = ? WHERE id = ?", (data, session.id))
         )
 
-    async def add_usage(self, session_id: str, usage: agent_pb2.Usage) -> agent_pb2.Usage:
+    async def add_usage(
+        self, session_id: str, usage: agent_pb2.Usage, context_tokens: int | None = None
+    ) -> agent_pb2.Usage:
         def add() -> agent_pb2.Usage:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -226,6 +239,8 @@ class SqliteStore(Store):
                 total.output_tokens += usage.output_tokens
                 total.reasoning_tokens += usage.reasoning_tokens
                 total.total_tokens += usage.total_tokens
+                if context_tokens is not None:
+                    session.context_tokens = context_tokens
                 db.execute(
                     "UPDATE sessions SET data = ? WHERE id = ?", (session.SerializeToString(), session_id)
                 )
@@ -289,6 +304,42 @@ class SqliteStore(Store):
             return [agent_pb2.Message.FromString(row[0]) for row in rows]
 
         return await self._call(list_)
+
+    async def get_message(self, session_id: str, message_id: str) -> agent_pb2.Message | None:
+        def get() -> agent_pb2.Message | None:
+            row = self._db.execute(
+                "SELECT data FROM messages WHERE session_id = ? AND id = ?", (session_id, message_id)
+            ).fetchone()
+            return agent_pb2.Message.FromString(row[0]) if row else None
+
+        return await self._call(get)
+
+    async def rewind(self, session_id: str, message: agent_pb2.Message) -> int:
+        data = message.SerializeToString()
+
+        def rewind() -> int:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT seq FROM messages WHERE session_id = ? AND id = ?", (session_id, message.id)
+                ).fetchone()
+                if row is None:
+                    db.execute("ROLLBACK")
+                    return 0
+                db.execute(
+                    "UPDATE messages SET status = ?, data = ? WHERE seq = ?", (message.status, data, row[0])
+                )
+                deleted = db.execute(
+                    "DELETE FROM messages WHERE session_id = ? AND seq > ?", (session_id, row[0])
+                ).rowcount
+                db.execute("COMMIT")
+                return deleted
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        return await self._call(rewind)
 
     # -- runs ------------------------------------------------------------------------------
 

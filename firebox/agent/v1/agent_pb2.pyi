@@ -27,6 +27,20 @@ class MessageStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MESSAGE_STATUS_STREAMING: _ClassVar[MessageStatus]
     MESSAGE_STATUS_INTERRUPTED: _ClassVar[MessageStatus]
 
+class ApprovalPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APPROVAL_POLICY_UNSPECIFIED: _ClassVar[ApprovalPolicy]
+    APPROVAL_POLICY_NEVER: _ClassVar[ApprovalPolicy]
+    APPROVAL_POLICY_ON_REQUEST: _ClassVar[ApprovalPolicy]
+    APPROVAL_POLICY_ALWAYS: _ClassVar[ApprovalPolicy]
+
+class SandboxMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SANDBOX_MODE_UNSPECIFIED: _ClassVar[SandboxMode]
+    SANDBOX_MODE_READ_ONLY: _ClassVar[SandboxMode]
+    SANDBOX_MODE_WORKSPACE_WRITE: _ClassVar[SandboxMode]
+    SANDBOX_MODE_FULL: _ClassVar[SandboxMode]
+
 class ConflictPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CONFLICT_POLICY_UNSPECIFIED: _ClassVar[ConflictPolicy]
@@ -43,6 +57,19 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_FAILED: _ClassVar[RunStatus]
     RUN_STATUS_CANCELLED: _ClassVar[RunStatus]
     RUN_STATUS_INTERRUPTED: _ClassVar[RunStatus]
+
+class ApprovalDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    APPROVAL_DECISION_UNSPECIFIED: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_APPROVE: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_DENY: _ClassVar[ApprovalDecision]
+    APPROVAL_DECISION_APPROVE_EDITED: _ClassVar[ApprovalDecision]
+
+class EditAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EDIT_ACTION_UNSPECIFIED: _ClassVar[EditAction]
+    EDIT_ACTION_SAVE: _ClassVar[EditAction]
+    EDIT_ACTION_RESEND: _ClassVar[EditAction]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -52,6 +79,14 @@ MESSAGE_STATUS_UNSPECIFIED: MessageStatus
 MESSAGE_STATUS_COMPLETE: MessageStatus
 MESSAGE_STATUS_STREAMING: MessageStatus
 MESSAGE_STATUS_INTERRUPTED: MessageStatus
+APPROVAL_POLICY_UNSPECIFIED: ApprovalPolicy
+APPROVAL_POLICY_NEVER: ApprovalPolicy
+APPROVAL_POLICY_ON_REQUEST: ApprovalPolicy
+APPROVAL_POLICY_ALWAYS: ApprovalPolicy
+SANDBOX_MODE_UNSPECIFIED: SandboxMode
+SANDBOX_MODE_READ_ONLY: SandboxMode
+SANDBOX_MODE_WORKSPACE_WRITE: SandboxMode
+SANDBOX_MODE_FULL: SandboxMode
 CONFLICT_POLICY_UNSPECIFIED: ConflictPolicy
 CONFLICT_POLICY_REJECT: ConflictPolicy
 CONFLICT_POLICY_ENQUEUE: ConflictPolicy
@@ -63,6 +98,13 @@ RUN_STATUS_COMPLETED: RunStatus
 RUN_STATUS_FAILED: RunStatus
 RUN_STATUS_CANCELLED: RunStatus
 RUN_STATUS_INTERRUPTED: RunStatus
+APPROVAL_DECISION_UNSPECIFIED: ApprovalDecision
+APPROVAL_DECISION_APPROVE: ApprovalDecision
+APPROVAL_DECISION_DENY: ApprovalDecision
+APPROVAL_DECISION_APPROVE_EDITED: ApprovalDecision
+EDIT_ACTION_UNSPECIFIED: EditAction
+EDIT_ACTION_SAVE: EditAction
+EDIT_ACTION_RESEND: EditAction
 
 class ToolCall(_message.Message):
     __slots__ = ("id", "name", "arguments")
@@ -75,7 +117,7 @@ class ToolCall(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning")
+    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +127,8 @@ class Message(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
+    COMPACTION_FIELD_NUMBER: _ClassVar[int]
+    SKILL_NAME_FIELD_NUMBER: _ClassVar[int]
     id: str
     role: Role
     content: str
@@ -94,7 +138,19 @@ class Message(_message.Message):
     run_id: str
     create_time: _timestamp_pb2.Timestamp
     reasoning: str
-    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ...) -> None: ...
+    compaction: Compaction
+    skill_name: str
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ...) -> None: ...
+
+class Compaction(_message.Message):
+    __slots__ = ("tokens_before", "tokens_after", "kept_user_message_ids")
+    TOKENS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    KEPT_USER_MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    tokens_before: int
+    tokens_after: int
+    kept_user_message_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tokens_before: _Optional[int] = ..., tokens_after: _Optional[int] = ..., kept_user_message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Usage(_message.Message):
     __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
@@ -111,21 +167,25 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSettings(_message.Message):
-    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps")
+    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_POLICY_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_MODE_FIELD_NUMBER: _ClassVar[int]
     model: str
     system_prompt: str
     workspace_image: str
     workspace_policy: _executor_pb2.IsolationPolicy
     max_steps: int
-    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ...) -> None: ...
+    approval_policy: ApprovalPolicy
+    sandbox_mode: SandboxMode
+    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ...) -> None: ...
 
 class Session(_message.Message):
-    __slots__ = ("id", "title", "settings", "create_time", "update_time", "usage", "workspace_id", "shell_session_id", "active_run_id", "message_count", "labels")
+    __slots__ = ("id", "title", "settings", "create_time", "update_time", "usage", "workspace_id", "shell_session_id", "active_run_id", "message_count", "labels", "context_tokens", "context_window")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +204,8 @@ class Session(_message.Message):
     ACTIVE_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
     id: str
     title: str
     settings: SessionSettings
@@ -155,7 +217,9 @@ class Session(_message.Message):
     active_run_id: str
     message_count: int
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., settings: _Optional[_Union[SessionSettings, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., workspace_id: _Optional[str] = ..., shell_session_id: _Optional[str] = ..., active_run_id: _Optional[str] = ..., message_count: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    context_tokens: int
+    context_window: int
+    def __init__(self, id: _Optional[str] = ..., title: _Optional[str] = ..., settings: _Optional[_Union[SessionSettings, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., workspace_id: _Optional[str] = ..., shell_session_id: _Optional[str] = ..., active_run_id: _Optional[str] = ..., message_count: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., context_tokens: _Optional[int] = ..., context_window: _Optional[int] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
     __slots__ = ("title", "settings", "labels")
@@ -223,14 +287,18 @@ class DeleteSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class SendMessageRequest(_message.Message):
-    __slots__ = ("session_id", "content", "on_conflict")
+    __slots__ = ("session_id", "content", "on_conflict", "approval_policy", "sandbox_mode")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     ON_CONFLICT_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_MODE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     content: str
     on_conflict: ConflictPolicy
-    def __init__(self, session_id: _Optional[str] = ..., content: _Optional[str] = ..., on_conflict: _Optional[_Union[ConflictPolicy, str]] = ...) -> None: ...
+    approval_policy: ApprovalPolicy
+    sandbox_mode: SandboxMode
+    def __init__(self, session_id: _Optional[str] = ..., content: _Optional[str] = ..., on_conflict: _Optional[_Union[ConflictPolicy, str]] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ...) -> None: ...
 
 class SendMessageResponse(_message.Message):
     __slots__ = ("event",)
@@ -317,7 +385,7 @@ class Run(_message.Message):
     def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_index: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[str] = ..., user_message_id: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("index", "run_id", "time", "run_started", "text_delta", "reasoning_delta", "tool_call_started", "tool_output", "tool_call_finished", "usage", "message_completed", "run_completed", "run_failed", "run_cancelled")
+    __slots__ = ("index", "run_id", "time", "run_started", "text_delta", "reasoning_delta", "tool_call_started", "tool_output", "tool_call_finished", "usage", "message_completed", "run_completed", "run_failed", "run_cancelled", "approval_requested", "approval_resolved", "context_compacted")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -332,6 +400,9 @@ class RunEvent(_message.Message):
     RUN_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     RUN_FAILED_FIELD_NUMBER: _ClassVar[int]
     RUN_CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_COMPACTED_FIELD_NUMBER: _ClassVar[int]
     index: int
     run_id: str
     time: _timestamp_pb2.Timestamp
@@ -346,7 +417,46 @@ class RunEvent(_message.Message):
     run_completed: RunCompleted
     run_failed: RunFailed
     run_cancelled: RunCancelled
-    def __init__(self, index: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_output: _Optional[_Union[ToolOutput, _Mapping]] = ..., tool_call_finished: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., usage: _Optional[_Union[UsageReported, _Mapping]] = ..., message_completed: _Optional[_Union[MessageCompleted, _Mapping]] = ..., run_completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., run_failed: _Optional[_Union[RunFailed, _Mapping]] = ..., run_cancelled: _Optional[_Union[RunCancelled, _Mapping]] = ...) -> None: ...
+    approval_requested: ApprovalRequested
+    approval_resolved: ApprovalResolved
+    context_compacted: ContextCompacted
+    def __init__(self, index: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_output: _Optional[_Union[ToolOutput, _Mapping]] = ..., tool_call_finished: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., usage: _Optional[_Union[UsageReported, _Mapping]] = ..., message_completed: _Optional[_Union[MessageCompleted, _Mapping]] = ..., run_completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., run_failed: _Optional[_Union[RunFailed, _Mapping]] = ..., run_cancelled: _Optional[_Union[RunCancelled, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_resolved: _Optional[_Union[ApprovalResolved, _Mapping]] = ..., context_compacted: _Optional[_Union[ContextCompacted, _Mapping]] = ...) -> None: ...
+
+class ApprovalRequested(_message.Message):
+    __slots__ = ("tool_call", "command", "reason", "timeout_seconds")
+    TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    tool_call: ToolCall
+    command: str
+    reason: str
+    timeout_seconds: float
+    def __init__(self, tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., command: _Optional[str] = ..., reason: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+
+class ApprovalResolved(_message.Message):
+    __slots__ = ("tool_call_id", "decision", "reason", "command", "timed_out")
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    tool_call_id: str
+    decision: ApprovalDecision
+    reason: str
+    command: str
+    timed_out: bool
+    def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., command: _Optional[str] = ..., timed_out: _Optional[bool] = ...) -> None: ...
+
+class ContextCompacted(_message.Message):
+    __slots__ = ("tokens_before", "tokens_after", "marker_message_id")
+    TOKENS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    MARKER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    tokens_before: int
+    tokens_after: int
+    marker_message_id: str
+    def __init__(self, tokens_before: _Optional[int] = ..., tokens_after: _Optional[int] = ..., marker_message_id: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
     __slots__ = ("session_id", "user_message_id")
@@ -407,12 +517,16 @@ class ToolCallFinished(_message.Message):
     def __init__(self, tool_call_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., end_reason: _Optional[_Union[_executor_pb2.EndReason, str]] = ..., output_truncated: _Optional[bool] = ..., result: _Optional[str] = ..., execution_id: _Optional[str] = ...) -> None: ...
 
 class UsageReported(_message.Message):
-    __slots__ = ("call", "cumulative")
+    __slots__ = ("call", "cumulative", "context_tokens", "context_window")
     CALL_FIELD_NUMBER: _ClassVar[int]
     CUMULATIVE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
     call: Usage
     cumulative: Usage
-    def __init__(self, call: _Optional[_Union[Usage, _Mapping]] = ..., cumulative: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
+    context_tokens: int
+    context_window: int
+    def __init__(self, call: _Optional[_Union[Usage, _Mapping]] = ..., cumulative: _Optional[_Union[Usage, _Mapping]] = ..., context_tokens: _Optional[int] = ..., context_window: _Optional[int] = ...) -> None: ...
 
 class MessageCompleted(_message.Message):
     __slots__ = ("message",)
@@ -495,3 +609,63 @@ class GetServerInfoResponse(_message.Message):
     executor_target: str
     dropped_log_records: int
     def __init__(self, version: _Optional[str] = ..., default_model: _Optional[str] = ..., provider_configured: _Optional[bool] = ..., executor_target: _Optional[str] = ..., dropped_log_records: _Optional[int] = ...) -> None: ...
+
+class ResolveApprovalRequest(_message.Message):
+    __slots__ = ("run_id", "tool_call_id", "decision", "reason", "edited_command")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EDITED_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    tool_call_id: str
+    decision: ApprovalDecision
+    reason: str
+    edited_command: str
+    def __init__(self, run_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., edited_command: _Optional[str] = ...) -> None: ...
+
+class ResolveApprovalResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CompactSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class CompactSessionResponse(_message.Message):
+    __slots__ = ("started", "summary_delta", "compacted")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_DELTA_FIELD_NUMBER: _ClassVar[int]
+    COMPACTED_FIELD_NUMBER: _ClassVar[int]
+    started: CompactionStarted
+    summary_delta: TextDelta
+    compacted: ContextCompacted
+    def __init__(self, started: _Optional[_Union[CompactionStarted, _Mapping]] = ..., summary_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., compacted: _Optional[_Union[ContextCompacted, _Mapping]] = ...) -> None: ...
+
+class CompactionStarted(_message.Message):
+    __slots__ = ("tokens_before",)
+    TOKENS_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    tokens_before: int
+    def __init__(self, tokens_before: _Optional[int] = ...) -> None: ...
+
+class EditMessageRequest(_message.Message):
+    __slots__ = ("session_id", "message_id", "content", "action")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    message_id: str
+    content: str
+    action: EditAction
+    def __init__(self, session_id: _Optional[str] = ..., message_id: _Optional[str] = ..., content: _Optional[str] = ..., action: _Optional[_Union[EditAction, str]] = ...) -> None: ...
+
+class EditMessageResponse(_message.Message):
+    __slots__ = ("message", "event")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    message: Message
+    event: RunEvent
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., event: _Optional[_Union[RunEvent, _Mapping]] = ...) -> None: ...

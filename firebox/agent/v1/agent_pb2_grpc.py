@@ -102,6 +102,21 @@ class AgentServiceStub:
                 request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.ResolveApproval = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/ResolveApproval',
+                request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ResolveApprovalRequest.SerializeToString,
+                response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ResolveApprovalResponse.FromString,
+                _registered_method=True)
+        self.CompactSession = channel.unary_stream(
+                '/firebox.agent.v1.AgentService/CompactSession',
+                request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.CompactSessionRequest.SerializeToString,
+                response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.CompactSessionResponse.FromString,
+                _registered_method=True)
+        self.EditMessage = channel.unary_stream(
+                '/firebox.agent.v1.AgentService/EditMessage',
+                request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageRequest.SerializeToString,
+                response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -200,6 +215,31 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveApproval(self, request, context):
+        """ResolveApproval answers a run's approval request: approve, deny with a reason, or approve
+        an edited command that runs instead of the suggested one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompactSession(self, request, context):
+        """CompactSession summarizes the session's history now, streaming its progress; refused with
+        FAILED_PRECONDITION while a run is active.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditMessage(self, request, context):
+        """EditMessage changes a user message in place (SAVE), or changes it, drops everything after it
+        and starts a run from it (RESEND, streaming like SendMessage). Refused with
+        FAILED_PRECONDITION while a run is active.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -267,6 +307,21 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.GetServerInfoRequest.FromString,
                     response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'ResolveApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveApproval,
+                    request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ResolveApprovalRequest.FromString,
+                    response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ResolveApprovalResponse.SerializeToString,
+            ),
+            'CompactSession': grpc.unary_stream_rpc_method_handler(
+                    servicer.CompactSession,
+                    request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.CompactSessionRequest.FromString,
+                    response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.CompactSessionResponse.SerializeToString,
+            ),
+            'EditMessage': grpc.unary_stream_rpc_method_handler(
+                    servicer.EditMessage,
+                    request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageRequest.FromString,
+                    response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -622,6 +677,87 @@ class AgentService:
             '/firebox.agent.v1.AgentService/GetServerInfo',
             firebox_dot_agent_dot_v1_dot_agent__pb2.GetServerInfoRequest.SerializeToString,
             firebox_dot_agent_dot_v1_dot_agent__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/ResolveApproval',
+            firebox_dot_agent_dot_v1_dot_agent__pb2.ResolveApprovalRequest.SerializeToString,
+            firebox_dot_agent_dot_v1_dot_agent__pb2.ResolveApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompactSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/CompactSession',
+            firebox_dot_agent_dot_v1_dot_agent__pb2.CompactSessionRequest.SerializeToString,
+            firebox_dot_agent_dot_v1_dot_agent__pb2.CompactSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/EditMessage',
+            firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageRequest.SerializeToString,
+            firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

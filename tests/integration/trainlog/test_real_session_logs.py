@@ -258,9 +258,11 @@ def test_generation_records_carry_what_a_trainer_needs(session: Session) -> None
         {"command": "echo hello from the model"},
     )
     assert first.usage.input_tokens > 0 and first.latency.ToNanoseconds() > 0 and not first.error
-    assert [t.name for t in first.tools] == ["shell"], (
+    offered = [t.name for t in first.tools]
+    assert offered[:3] == ["shell", "read_file", "write_file"], (
         "the tools offered must be logged for tool-call training"
     )
+    assert all(json.loads(t.parameters).get("type") == "object" for t in first.tools)
     answer = next(g for g in run_steps if g.run_id == first.run_id and g.step == 2)
     assert answer.completion == "done" and answer.messages[-1].role == "tool"
     stateless = {g.generation_id: g for g in records if g.context_id == "notebook-1"}
