@@ -16,7 +16,9 @@ import dataclasses
 import datetime as dt
 import re
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from executor_service.backend import WorkspaceBackend, WorkspaceInfo
 from executor_service.execution import EndReason, Execution, Finished, StopRequest
@@ -46,9 +48,12 @@ class Session:
 
     @property
     def status(self) -> str:
-        if self.end_message:
+        if self.current is not None:
+            return BUSY
+        if self.end_message or self.shell.ended:
+            self.end_message = self.end_message or self.shell.end_message or "ended"
             return ENDED
-        return BUSY if self.current is not None else IDLE
+        return IDLE
 
     @property
     def current_execution_id(self) -> str | None:
@@ -76,6 +81,8 @@ class SessionManager:
         self._spares: dict[str, asyncio.Task[Shell]] = {}
         self._sessionless: set[Execution] = set()
         self._closing = False
+        # Background closes of ended shells: referenced so they are not collected mid-way.
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- sessions ------------------------------------------------------------------------------
 
@@ -86,9 +93,7 @@ class SessionManager:
             raise errors.Unavailable("the executor is shutting down")
         if session_id:
             if not SESSION_ID.fullmatch(session_id):
-                raise errors.InvalidArgument(
-                    "session_id", "use 1 to 128 letters, digits, '.', '_' or '-'"
-                )
+                raise errors.InvalidArgument("session_id", "use 1 to 128 letters, digits, '.', '_' or '-'")
             if session_id in self._sessions or session_id in self._creating:
                 raise errors.AlreadyExists(f"session {session_id!r} already exists")
         else:
@@ -173,7 +178,7 @@ class SessionManager:
         session = self._sessions.get(session_id)
         if session is None or session.workspace_id != workspace_id:
             raise errors.NotFound(f"session {session_id!r} not found in workspace {workspace_id!r}")
-        if session.end_message:
+        if session.current is None and session.status == ENDED:
             raise errors.FailedPrecondition(
                 f"session {session_id!r} has ended ({session.end_message}); create a new session"
             )
@@ -192,13 +197,15 @@ class SessionManager:
         except Exception as exc:  # a bug or a broken transport: the command still gets its end
             log.exception("execution_failed", execution_id=execution.id, session_id=session.id)
             await session.shell.close()
-            finished = Finished(None, EndReason.SIGNALED, execution.truncated, True, f"the session's shell failed: {exc}")
+            finished = Finished(
+                None, EndReason.SIGNALED, execution.truncated, True, f"the session's shell failed: {exc}"
+            )
         session.command_count += 1
         session.current = None
         if session.shell.ended:
             session.end_message = session.shell.end_message or "ended"
             # An ended session stays listed (ENDED) until closed, so its end can be seen.
-            asyncio.create_task(session.shell.close())
+            self._in_background(session.shell.close())
         # Released first: a client that sees the end may send its next command at once.
         await execution.finish(finished)
 
@@ -213,7 +220,7 @@ class SessionManager:
             if not candidate.ended:
                 shell = candidate
             else:
-                asyncio.create_task(candidate.close())
+                self._in_background(candidate.close())
         elif spare is not None:
             # Still starting: wait for it rather than start a second one.
             try:
@@ -226,6 +233,11 @@ class SessionManager:
         self._refill_spare(workspace)
         return shell
 
+    def prestart(self, workspace: WorkspaceInfo) -> None:
+        """Start the workspace's spare shell now (in the background), so that its first
+        sessionless Execute does not wait for one. Call when a workspace starts running."""
+        self._refill_spare(workspace)
+
     async def run_sessionless(self, workspace: WorkspaceInfo, shell: Shell, execution: Execution) -> None:
         """Run `execution` in `shell`, then close the shell (killing anything left behind)."""
         self._sessionless.add(execution)
@@ -233,11 +245,15 @@ class SessionManager:
             finished = await shell.run(execution)
         except Exception as exc:
             log.exception("execution_failed", execution_id=execution.id)
-            finished = Finished(None, EndReason.SIGNALED, execution.truncated, False, f"the shell failed: {exc}")
+            finished = Finished(
+                None, EndReason.SIGNALED, execution.truncated, False, f"the shell failed: {exc}"
+            )
         finally:
             self._sessionless.discard(execution)
         # A sessionless command never "ends a session": there is none.
-        finished = dataclasses.replace(finished, session_ended=False, message=finished.message.replace("; the session has ended", ""))
+        finished = dataclasses.replace(
+            finished, session_ended=False, message=finished.message.replace("; the session has ended", "")
+        )
         await execution.finish(finished)
         await shell.close()
 
@@ -252,15 +268,22 @@ class SessionManager:
 
         return await Shell.open(opener, self.shell_config, oom_kills=oom_kills)
 
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _refill_spare(self, workspace: WorkspaceInfo) -> None:
         if not self.keep_spare_shells or self._closing or workspace.id in self._spares:
             return
         task = asyncio.create_task(self._open_shell(workspace))
         # A failed spare is simply not used; say why once.
         task.add_done_callback(
-            lambda t: t.cancelled()
-            or t.exception() is None
-            or log.warning("spare_shell_failed", workspace_id=workspace.id, error=repr(t.exception()))
+            lambda t: (
+                t.cancelled()
+                or t.exception() is None
+                or log.warning("spare_shell_failed", workspace_id=workspace.id, error=repr(t.exception()))
+            )
         )
         self._spares[workspace.id] = task
 

@@ -1,46 +1,60 @@
-"""The shell session protocol: one persistent shell pair per session, driven over one transport.
+"""The shell session protocol: one persistent session shell, driven over one transport.
 
-One `open_shell` (a `docker exec`, or one bwrap process) starts F, the front shell, as
-`sh -c FRONT firebox-shell SH`. F reads frames from the executor on its stdin, one line at a
-time (the `read` builtin reads a pipe byte by byte, so it never takes more than its line):
+One `open_shell` (a `docker exec`, or one bwrap process) runs `sh -c FRONT firebox-shell SH`,
+the top shell T. T makes a private dir under /tmp with FIFOs (`c`: shell text for S, `i`: the
+command's stdin, `r`: restart requests), starts F, the front loop, in the background with T's
+stdin, and runs S, the session shell, in the FOREGROUND as `setsid SH -s DIR < c`: S leads its
+own process group, so signals for the command never touch T or F, and S does not inherit the
+SIGINT-ignored disposition that background jobs of a non-interactive shell get. When S exits,
+T prints an `X STATUS` record on both streams and waits for F to ask for a new S or to quit.
 
-    <nonce>               first line: the session's secret nonce
-    s / x                 shell text for S follows, up to a line holding only the nonce;
-                          `x` (a command) also reopens the command's stdin FIFO first
-    i <base64>            bytes for the command's stdin; F acks with an `A` record once written
+F reads frames from the executor, one line at a time (the `read` builtin reads a pipe byte by
+byte, so it never takes more than its line):
+
+    <nonce>, <marker>     first two lines: the session's secret nonce, and the short line
+                          that ends a block of shell text in a frame
+    s / x                 shell text for S follows, up to the marker line;
+                          `x` (a command) first reopens the command's stdin FIFO
+    i <base64>            bytes for the command's stdin, written by a background job that
+                          acks with an `A` record (one chunk in flight: F never blocks)
     e                     end of the command's stdin
-    k INT|TERM|KILL       signal S's whole process group (S traps INT/TERM with a no-op)
-    w                     sweep: SIGKILL every process of S's group except S itself
-    g                     SIGKILL S's group, S included (a builtin loop in S dies only so)
+    k INT                 signal S's whole process group
+    t                     stop the command: TERM to S (its trap abandons the script) and
+                          SIGKILL to every other process of S's group
+    w                     sweep: SIGKILL every process of S's group except S (leftovers)
+    g                     SIGKILL S's group, S included (when S does not respond)
     p <pid>               S's pid, for the above;  r: start a new S;  q: clean up and exit
 
-F makes a private dir under /tmp with two FIFOs (`c`: shell text for S, `i`: the command's
-stdin) and starts S, the session shell, as `setsid SH -s DIR < c` in the background, so S
-leads its own process group: signals for the command never touch F. S runs each command in its
-own context (cd, variables and functions persist) as
+S runs each command in its own context (cd, variables and functions persist). A command frame
+is four short lines (F reads byte by byte, so it stays small):
 
-    { cd -- DIR && export K=V && command eval 'SCRIPT'
-    } <"$__fb_d/i"; __fb_done SEQ $?
+    x
+    __fb_cmd='<the script, or: cd -- DIR && export K=V && command eval SCRIPT>'
+    __fb_x SEQ
+    <marker>
 
-(`command eval` keeps a syntax error from killing S), then saves a snapshot of its variables
-and cwd (`set`, `export -p`: builtins, no fork) and prints a `D SEQ STATUS` record on stdout
-AND stderr: a command is complete when both arrived, since the two streams may be reordered.
-When S exits (`exit 3`, `exec true`) the subshell that started it prints an `X STATUS` record
-on both streams and the session has ended.
+`__fb_x` opens the stdin FIFO read-write then read-only and drops its write end (so neither F
+nor S ever blocks in open(), and the program sees EOF once F closes its end), prints an
+`R SEQ` record (S has the FIFO open: closing input can no longer lose bytes), and calls
+`__fb_run`, which runs `command eval "$__fb_cmd"` inside a function, so S's traps for INT and
+TERM can abandon the script with `return` (and a syntax error does not kill S). `__fb_done`
+then saves a snapshot of S's variables and cwd (`set`, `export -p`: builtins, no fork) and
+prints a `D SEQ STATUS` record on stdout AND stderr: a command is complete when both arrived,
+since the two streams may be reordered.
 
-Records are `\\x1fFBX<nonce> <fields>\\n`. The nonce is never in any process's argv or
-environment, and no `set` listing contains the record's leading \\x1f before it, so a
-command's output cannot fake a record by accident. The executor scans both byte streams for
-the tag across chunk boundaries, holding back only a suffix that may begin a tag, so output
-without a trailing newline is delivered intact.
+Records are `<0x1f>FBX<nonce> <fields><newline>`. The nonce is never in any process's argv or
+environment, and no `set` listing has the record's leading 0x1f byte before it, so a command's
+output cannot fake a record by accident. The executor scans both byte streams for the tag
+across chunk boundaries, holding back only a suffix that may begin a tag, so output without a
+trailing newline is delivered intact.
 
-Stopping: INTERRUPT sends SIGINT to S's group, and escalates to a kill after a grace period.
-A kill (stop KILL, timeout, cancel, shutdown) first sweeps the group except S: the command's
-processes die, S reports the status and keeps its state. If S itself does not report within a
-short grace (a builtin loop runs inside S), the whole group including S is killed and a new S
-is started that restores the snapshot (cwd and variables; functions cannot be restored in
-ash/dash), which the final message says. Background jobs of the session are part of S's group
-and are killed by every stop.
+Stopping: INTERRUPT sends SIGINT to S's group and escalates to a kill after a grace period.
+A kill (stop KILL, timeout, cancel, shutdown) sends `t`: the command's processes die and S
+abandons the script, reports, and keeps its whole state. If S does not report within a short
+grace (it ignores TERM, or is stuck), its whole group including S is killed and a new S is
+started that restores the snapshot (cwd and variables; ash/dash cannot list functions), which
+the final message says. Background jobs of the session are part of S's group and are killed
+by every stop.
 """
 
 from __future__ import annotations
@@ -60,6 +74,7 @@ from executor_service.execution import (
     Finished,
     Started,
     StopRequest,
+    shell_quote,
 )
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -70,6 +85,7 @@ log = get_logger("executor.shell")
 # text is an argv element, kept short.
 FRONT = r"""
 IFS= read -r t || exit 1
+IFS= read -r m || exit 1
 sh_=$1; S=; G=; F=
 r() { printf '\037FBX%s %s\n' "$t" "$*"; }
 d=${TMPDIR:-/tmp}/.firebox.$$
@@ -99,10 +115,24 @@ grp() {
 }
 fwd() {
   while IFS= read -r l; do
-    [ "$l" = "$t" ] && return 0
+    [ "$l" = "$m" ] && return 0
     printf '%s\n' "$l" >&3
   done
   return 1
+}
+kj() {
+  # An input job still running (its program stopped reading): kill it and its children.
+  [ -n "$J" ] || return 0
+  if { IFS= read -r st </proc/$J/stat; } 2>/dev/null; then
+    for p in /proc/[0-9]*; do
+      p=${p#/proc/}
+      { IFS= read -r st <"/proc/$p/stat"; } 2>/dev/null || continue
+      st=${st##*) }; set -f; set -- $st; set +f
+      [ "$2" = "$J" ] && kill -s KILL "$p" 2>/dev/null
+    done
+    kill -s KILL "$J" 2>/dev/null
+  fi
+  wait "$J" 2>/dev/null; J=
 }
 front() {
   { IFS= read -r st </proc/self/stat; } 2>/dev/null && F=${st%% *}
@@ -111,12 +141,13 @@ front() {
   J=
   while IFS= read -r l; do
     case $l in
-    x) exec 4>&-; fwd || break; exec 4>"$d/i" ;;
+    x) kj; exec 4>&- 4<>"$d/i"; fwd || break ;;
     s) fwd || break ;;
     "i "*) [ -n "$J" ] && wait "$J"; { printf '%s' "${l#i }" | base64 -d >&4; r A; } 3>&- 6>&- & J=$! ;;
     e) [ -n "$J" ] && wait "$J"; J=; exec 4>&- ;;
     "k "*) grp "${l#k }" ;;
     w) sweep KILL ;;
+    t) [ -n "$S" ] && kill -s TERM "$S" 2>/dev/null; sweep KILL ;;
     g) grp KILL; sweep KILL ;;
     "p "*) S=${l#p }
       if [ -n "$ss" ]; then G=$S; else
@@ -144,8 +175,12 @@ rm -rf "$d"
 """
 
 # Sent to each new S (first line of S's input). {nonce} is filled in.
-SESSION_INIT = r"""__fb_d=$1; set --; __fb_t={nonce}; trap : INT TERM
-__fb_done() {{ set >"$__fb_d/st" 2>/dev/null; export -p >>"$__fb_d/st" 2>/dev/null; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$2"; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$2" >&2; }}
+SESSION_INIT = r"""__fb_d=$1; set --; __fb_t={nonce}; __fb_busy=; __fb_o='\037FBX{nonce} R %s\n'
+trap '[ -n "$__fb_busy" ] && {{ __fb_busy=; __fb_sig=130; return 130; }}' INT
+trap '[ -n "$__fb_busy" ] && {{ __fb_busy=; __fb_sig=137; return 137; }}' TERM
+__fb_run() {{ __fb_sig=; __fb_busy=1; command eval "$__fb_cmd"; __fb_s=$?; __fb_busy=; return $__fb_s; }}
+__fb_x() {{ exec 9<>"$__fb_d/i"; {{ exec 9>&-; printf "$__fb_o" "$1"; __fb_run; }} <"$__fb_d/i"; __fb_done "$1" $?; }}
+__fb_done() {{ __fb_cmd=; __fb_s=${{__fb_sig:-$2}}; __fb_sig=; set >"$__fb_d/st" 2>/dev/null; export -p >>"$__fb_d/st" 2>/dev/null; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$__fb_s"; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$__fb_s" >&2; }}
 __fb_r=0; if [ -f "$__fb_d/st" ]; then command . "$__fb_d/st" >/dev/null 2>&1; cd -- "$PWD" 2>/dev/null; __fb_r=1; fi
 printf '\037FBX%s H %s %s\n' "$__fb_t" "$$" "$__fb_r"
 """
@@ -231,6 +266,8 @@ class _Command:
         self.seq = seq
         self.status: dict[int, int] = {}
         self.input_closed = False
+        # S has opened the command's stdin: from then on closing F's end cannot lose input.
+        self.stdin_open = asyncio.Event()
 
 
 class Shell:
@@ -247,6 +284,8 @@ class Shell:
         self.config = config
         self.nonce = nonce
         self.tag = TAG_PREFIX + nonce.encode()
+        # Ends a block of shell text in a frame (F reads frames byte by byte: keep it short).
+        self.end_marker = "." + nonce[:10]
         self._scanners = {STDOUT: Scanner(self.tag), STDERR: Scanner(self.tag)}
         self._oom_kills = oom_kills
         self._oom_seen: int | None = None
@@ -286,7 +325,7 @@ class Shell:
         shell = cls(transport, config, secrets.token_hex(12), oom_kills)
         shell._reader = asyncio.create_task(shell._read_loop())
         try:
-            await shell._write(f"{shell.nonce}\n".encode())
+            await shell._write(f"{shell.nonce}\n{shell.end_marker}\n".encode())
             mode = await shell._start_session_shell(first=True)
             shell.setsid = mode != "nosetsid"
             if not shell.setsid:
@@ -309,7 +348,7 @@ class Shell:
             self._front = loop.create_future()
         self._exit_records = {}
         init = SESSION_INIT.format(nonce=self.nonce)
-        await self._write((("" if first else "r\n") + "s\n" + init + self.nonce + "\n").encode())
+        await self._write((("" if first else "r\n") + "s\n" + init + self.end_marker + "\n").encode())
         waits: list[asyncio.Future] = [self._hello] + ([self._front] if first else [])
         try:
             async with asyncio.timeout(self.config.start_timeout):
@@ -352,14 +391,22 @@ class Shell:
         session, so that a client that sees the end may send its next command at once)."""
         started = time.monotonic()
         if self.ended or self._eof:
-            return Finished(None, EndReason.EXITED, False, True, f"the session has ended ({self.end_message})")
+            return Finished(
+                None, EndReason.EXITED, False, True, f"the session has ended ({self.end_message})"
+            )
         await self._wait_input_settled()
         self._seq += 1
         cmd = _Command(execution, self._seq)
-        text = execution.spec.shell_text()
-        if any(line == self.nonce for line in text.split("\n")):
+        spec = execution.spec
+        # The text goes through `command eval` in S; a bare script needs no wrapper.
+        text = (
+            spec.script
+            if spec.script is not None and not spec.directory and not spec.env
+            else spec.shell_text()
+        )
+        if any(line == self.end_marker for line in text.split("\n")):
             raise errors.InvalidArgument("script", "contains a line reserved by the session protocol")
-        frame = f'x\n{{ {text}\n}} <"$__fb_d/i"; __fb_done {cmd.seq} $?\n{self.nonce}\n'
+        frame = f"x\n__fb_cmd={shell_quote(text)}\n__fb_x {cmd.seq}\n{self.end_marker}\n"
         execution.shell = self
         await execution.emit(Started(execution.id, self.pid))
         self._current = cmd
@@ -419,7 +466,7 @@ class Shell:
 
     async def _kill(self, cmd: _Command) -> bool:
         """Kill the command for sure. True if S had to be killed and restarted."""
-        await self._write(b"w\n")
+        await self._write(b"t\n")
         if await self._wait_over(cmd, self.config.kill_grace):
             return False
         await self._write(b"g\n")
@@ -463,7 +510,9 @@ class Shell:
         note = f"; output past {execution.output_cap_bytes} bytes was dropped" if truncated else ""
         if killed_shell and not self.ended:
             status: int | None = 128 + 9
-            restored = "; the shell was restarted with its working directory and variables (functions are lost)"
+            restored = (
+                "; the shell was restarted with its working directory and variables (functions are lost)"
+            )
             note = restored + note
         elif len(cmd.status) == 2:
             status = cmd.status[STDOUT]
@@ -536,7 +585,13 @@ class Shell:
             if cmd is None or cmd.execution is not execution or cmd.input_closed:
                 return
             await self._wait_ack(cmd)
-            if self._current is cmd:
+            # Before S has opened the FIFO, F's end is the only one: closing it would drop
+            # the input written so far.
+            while not cmd.stdin_open.is_set() and self._current is cmd and not self._command_over(cmd):
+                opened = asyncio.ensure_future(cmd.stdin_open.wait())
+                await asyncio.wait([opened], timeout=0.2)
+                opened.cancel()
+            if self._current is cmd and not self._command_over(cmd):
                 cmd.input_closed = True
                 await self._write(b"e\n")
 
@@ -612,6 +667,10 @@ class Shell:
                 self._changed.set()
         elif kind == "A":
             self._ack.set()
+        elif kind == "R" and len(fields) == 2:
+            cmd = self._current
+            if cmd is not None and fields[1] == str(cmd.seq):
+                cmd.stdin_open.set()
         elif kind == "X" and len(fields) == 2:
             self._exit_records[stream] = int(fields[1])
             self._changed.set()
@@ -625,4 +684,6 @@ class Shell:
             message = record.decode("utf-8", "replace")[2:]
             for fut in (self._hello, self._front):
                 if fut is not None and not fut.done():
-                    fut.set_exception(errors.FailedPrecondition(f"cannot start a shell in the workspace: {message}"))
+                    fut.set_exception(
+                        errors.FailedPrecondition(f"cannot start a shell in the workspace: {message}")
+                    )

@@ -41,6 +41,8 @@ class DockerExecTransport:
         self._response = response
         self._sock = sock
         self._buf = bytearray()
+        # Start of the unconsumed bytes in _buf.
+        self._pos = 0
         self._stream = STDOUT
         self._remaining = 0
         self._closed = False
@@ -84,7 +86,9 @@ class DockerExecTransport:
         try:
             exec_id, response, raw = await asyncio.to_thread(create_and_start)
         except docker.errors.NotFound as exc:
-            raise errors.NotFound(f"the workspace's container {container!r} is gone: {exc.explanation}") from exc
+            raise errors.NotFound(
+                f"the workspace's container {container!r} is gone: {exc.explanation}"
+            ) from exc
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
                 raise errors.FailedPrecondition(
@@ -103,20 +107,37 @@ class DockerExecTransport:
         loop = asyncio.get_running_loop()
         buf = self._buf
         while True:
-            if self._remaining and buf:
-                n = min(self._remaining, len(buf))
-                data = bytes(buf[:n])
-                del buf[:n]
-                self._remaining -= n
-                return self._stream, data
-            if not self._remaining and len(buf) >= _HEADER.size:
-                stream, length = _HEADER.unpack_from(buf)
-                del buf[: _HEADER.size]
+            available = len(buf) - self._pos
+            if self._remaining and available:
+                # Hand out this frame's bytes, and those of the following frames of the same
+                # stream already here: small writes make many small frames.
+                parts = []
+                size = 0
+                while True:
+                    n = min(self._remaining, len(buf) - self._pos)
+                    parts.append(buf[self._pos : self._pos + n])
+                    size += n
+                    self._pos += n
+                    self._remaining -= n
+                    if self._remaining or size >= READ_SIZE or len(buf) - self._pos < _HEADER.size:
+                        break
+                    stream, length = _HEADER.unpack_from(buf, self._pos)
+                    if (STDERR if stream == STDERR else STDOUT) != self._stream:
+                        break
+                    self._pos += _HEADER.size
+                    self._remaining = length
+                return self._stream, b"".join(parts)
+            if not self._remaining and available >= _HEADER.size:
+                stream, length = _HEADER.unpack_from(buf, self._pos)
+                self._pos += _HEADER.size
                 self._stream = STDERR if stream == STDERR else STDOUT
                 self._remaining = length
                 continue
             if self._closed:
                 return None
+            # Everything before _pos is consumed: drop it before reading more (no copy per frame).
+            del buf[: self._pos]
+            self._pos = 0
             try:
                 chunk = await loop.sock_recv(self._sock, READ_SIZE)
             except (ConnectionError, OSError):

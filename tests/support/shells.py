@@ -43,7 +43,9 @@ class LocalShellBackend:
         self.directory = directory
 
     async def open_shell(self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str]) -> Any:
-        return await PipeTransport.spawn(argv, env={"PATH": PATH, "HOME": str(self.directory), **env}, cwd=str(self.directory))
+        return await PipeTransport.spawn(
+            argv, env={"PATH": PATH, "HOME": str(self.directory), **env}, cwd=str(self.directory)
+        )
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         return None
@@ -58,7 +60,14 @@ class BwrapShellBackend:
         self.directory = directory
 
     def argv(self, argv: list[str], env: dict[str, str]) -> list[str]:
-        cmd = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+        cmd = [
+            shutil.which("bwrap") or "bwrap",
+            "--unshare-all",
+            "--die-with-parent",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+        ]
         for link in ("bin", "lib", "lib64", "sbin"):
             if Path("/" + link).is_symlink():
                 cmd += ["--symlink", f"usr/{link}", "/" + link]

@@ -39,7 +39,9 @@ class Env:
         spec = ExecuteSpec(workspace_id=self.workspace.id, session_id=session, script=script, **kw)  # type: ignore[arg-type]
         return await self.engine.start(self.workspace, spec)
 
-    async def run(self, script: str | None = None, session: str | None = None, stdin: bytes | None = None, **kw: object) -> Result:
+    async def run(
+        self, script: str | None = None, session: str | None = None, stdin: bytes | None = None, **kw: object
+    ) -> Result:
         execution = await self.start(script, session, **kw)
         if stdin is not None:
             await execution.write_input(stdin)
@@ -59,14 +61,14 @@ class Result:
     events: list[object] = field(default_factory=list)
 
 
-async def collect(execution: Execution, timeout: float = 30) -> Result:
+async def collect(execution: Execution, limit: float = 30) -> Result:
     events = []
 
     async def read() -> None:
         async for event in execution.events():
             events.append(event)
 
-    await asyncio.wait_for(read(), timeout)
+    await asyncio.wait_for(read(), limit)
     assert isinstance(events[0], Started), events
     assert isinstance(events[-1], Finished), events
     outputs = [e for e in events if isinstance(e, Output)]

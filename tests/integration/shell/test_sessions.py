@@ -16,7 +16,7 @@ from tests.integration.shell.conftest import OUTPUT_CAP, Env, collect
 BG_GONE = (
     "n=0; while :; do s=gone; "
     'if { IFS= read -r l </proc/$bg/stat; } 2>/dev/null; then case $l in *") Z "*) ;; *) s=alive;; esac; fi; '
-    '[ $s = gone ] || [ $n -ge 20 ] && break; n=$((n+1)); sleep 0.1; done; echo $s'
+    "[ $s = gone ] || [ $n -ge 20 ] && break; n=$((n+1)); sleep 0.1; done; echo $s"
 )
 
 
@@ -28,8 +28,10 @@ async def test_cd_persists_between_commands(env: Env) -> None:
 
 async def test_exported_and_shell_variables_and_functions_persist(env: Env) -> None:
     sid = await env.session()
-    await env.run("export EXPORTED=e1; plain=p1; greet() { echo \"hi $1\"; }", sid)
-    result = await env.run('echo "$EXPORTED $plain"; greet you; sh -c \'echo "child sees ${EXPORTED}-${plain}"\'', sid)
+    await env.run('export EXPORTED=e1; plain=p1; greet() { echo "hi $1"; }', sid)
+    result = await env.run(
+        'echo "$EXPORTED $plain"; greet you; sh -c \'echo "child sees ${EXPORTED}-${plain}"\'', sid
+    )
     assert result.stdout == b"e1 p1\nhi you\nchild sees e1-\n"
 
 
@@ -44,7 +46,10 @@ async def test_stdout_and_stderr_stay_separate(env: Env) -> None:
 async def test_binary_invalid_utf8_and_missing_final_newline_arrive_intact(env: Env) -> None:
     sid = await env.session()
     # Every byte value, an invalid UTF-8 sequence, the protocol's \x1f marker, no final newline.
-    result = await env.run(r"i=0; while [ $i -lt 256 ]; do printf \\$(printf %o $i); i=$((i+1)); done; printf '\377\376\037FBX'", sid)
+    result = await env.run(
+        r"i=0; while [ $i -lt 256 ]; do printf \\$(printf %o $i); i=$((i+1)); done; printf '\377\376\037FBX'",
+        sid,
+    )
     expected = bytes(range(256)) + b"\xff\xfe\x1fFBX"
     assert result.stdout == expected
     result = await env.run("printf 'no newline'", sid)
@@ -93,23 +98,43 @@ async def test_stop_kills_children_and_background_jobs_and_session_stays_usable(
     await env.run("cd /tmp; marker=kept", sid)
     execution = await env.start("sleep 30 & bg=$!; echo started; sleep 30; echo not-reached", sid)
     await execution.close_input()
+    stdout = b""
     async for event in execution.events():
-        if isinstance(event, Output) and b"started" in event.stdout:
-            break
-    stopped_at = time.monotonic()
-    await execution.stop(kill=kill)
+        if isinstance(event, Output):
+            stdout += event.stdout
+            if stdout == b"started\n":
+                stopped_at = time.monotonic()
+                await execution.stop(kill=kill)
     finished = await asyncio.wait_for(execution.wait(), 5)
     assert time.monotonic() - stopped_at < 3
     assert finished.reason is EndReason.STOPPED
     assert not finished.session_ended
+    assert stdout == b"started\n"  # the rest of the script did not run
     after = await env.run(f"{BG_GONE}; pwd; echo $marker", sid)
     assert after.stdout == b"gone\n/tmp\nkept\n"
 
 
-async def test_kill_stops_a_builtin_loop_and_restores_cwd_and_variables(env: Env) -> None:
+async def test_kill_stops_a_builtin_loop_and_keeps_the_whole_state(env: Env) -> None:
+    sid = await env.session()
+    await env.run("cd /tmp; export KEPT=yes; plain=also; fn() { echo fn-kept; }", sid)
+    execution = await env.start("while :; do :; done; echo not-reached", sid)
+    await execution.close_input()
+    await asyncio.sleep(0.2)
+    stopped_at = time.monotonic()
+    await execution.stop(kill=True)
+    finished = await asyncio.wait_for(execution.wait(), 5)
+    assert time.monotonic() - stopped_at < 3
+    assert finished.reason is EndReason.STOPPED
+    assert finished.exit_code == 137
+    after = await env.run('pwd; echo "$KEPT $plain"; fn', sid)
+    assert after.stdout == b"/tmp\nyes also\nfn-kept\n"
+
+
+async def test_kill_of_a_shell_deaf_to_signals_restarts_it_with_cwd_and_variables(env: Env) -> None:
     sid = await env.session()
     await env.run("cd /tmp; export KEPT=yes; plain=also", sid)
-    execution = await env.start("while :; do :; done", sid)
+    # The command replaces the session's traps, so only killing its shell can stop the loop.
+    execution = await env.start("trap '' INT TERM; while :; do :; done", sid)
     await execution.close_input()
     await asyncio.sleep(0.2)
     stopped_at = time.monotonic()
@@ -214,9 +239,11 @@ async def test_sessionless_command_keeps_nothing(env: Env) -> None:
 
 async def test_directory_and_env_act_like_cd_and_export_in_a_session(env: Env) -> None:
     sid = await env.session()
-    result = await env.run('pwd; echo "$GREETING"', sid, directory="/tmp", env={"GREETING": "it's \"quoted\" $HOME"})
-    assert result.stdout == b"/tmp\nit's \"quoted\" $HOME\n"
-    assert (await env.run('pwd; echo "$GREETING"', sid)).stdout == b"/tmp\nit's \"quoted\" $HOME\n"
+    result = await env.run(
+        'pwd; echo "$GREETING"', sid, directory="/tmp", env={"GREETING": 'it\'s "quoted" $HOME'}
+    )
+    assert result.stdout == b'/tmp\nit\'s "quoted" $HOME\n'
+    assert (await env.run('pwd; echo "$GREETING"', sid)).stdout == b'/tmp\nit\'s "quoted" $HOME\n'
 
 
 async def test_missing_directory_fails_the_command_without_running_it(env: Env) -> None:
@@ -272,7 +299,7 @@ async def test_session_ids_are_validated_unique_and_bounded(env: Env) -> None:
     with pytest.raises(errors.ResourceExhausted):
         await env.sessions.create(env.workspace)
     listed = env.sessions.list(env.workspace.id)
-    assert [s.id for s in listed][0] == "mine.1"
+    assert listed[0].id == "mine.1"
     assert all(s.status == "idle" for s in listed)
 
 
@@ -285,3 +312,14 @@ async def test_shutdown_kills_running_commands_after_the_grace(env: Env) -> None
     finished = await execution.wait()
     assert isinstance(finished, Finished)
     assert finished.reason is EndReason.SHUTDOWN
+
+
+async def test_sessionless_command_runs_in_the_prestarted_spare_shell(env: Env) -> None:
+    env.sessions.prestart(env.workspace)
+    spare = await env.sessions._spares[env.workspace.id]
+    result = await env.run("echo hi")
+    assert result.stdout == b"hi\n"
+    assert result.started.pid == spare.pid
+    # Used once, then closed; a new spare is on its way.
+    assert spare.ended
+    assert env.sessions._spares[env.workspace.id] is not None
