@@ -17,6 +17,8 @@ from firebox.common.secrets import redactor
 
 DEFAULT_LISTEN = "127.0.0.1:50052"
 DEFAULT_EXECUTOR = "127.0.0.1:50051"
+# How often the executor address is resolved again to find replicas that came or went.
+DEFAULT_EXECUTOR_RESOLVE_INTERVAL_SECONDS = 10.0
 DEFAULT_MAX_STEPS = 25
 DEFAULT_TOOL_OUTPUT_LIMIT = 10 * 1024
 DEFAULT_EVENT_RETENTION_SECONDS = 15 * 60.0
@@ -55,7 +57,20 @@ class AgentConfig:
     """Every setting of the agent, decided."""
 
     listen: str = DEFAULT_LISTEN
+    # HOST:PORT, a comma-separated list of them, or a DNS name resolving to several replicas
+    # (Swarm's tasks.executor): each address it resolves to is one executor replica.
     executor: str = DEFAULT_EXECUTOR
+    executor_resolve_interval: float = DEFAULT_EXECUTOR_RESOLVE_INTERVAL_SECONDS
+    # TLS of this server: cert and key turn it on; a client CA requires client certificates.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # TLS of the channels to the executor: any of CA, cert, key turns it on; cert and key are the
+    # agent's client certificate (mutual TLS); the server name is checked instead of the address.
+    executor_tls_ca: Path | None = None
+    executor_tls_cert: Path | None = None
+    executor_tls_key: Path | None = None
+    executor_tls_server_name: str = ""
     config_dir: Path = field(default_factory=_default_config_dir)
     # None: <config_dir>/agent.db.
     database: Path | None = None
@@ -189,6 +204,18 @@ def _address(text: str) -> str:
     return text
 
 
+def _addresses(text: str) -> str:
+    """One HOST:PORT or several, comma-separated (each one executor replica)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT or a comma-separated list of them, got {text!r}"
+        )
+    for part in parts:
+        _address(part)
+    return ",".join(parts)
+
+
 def _log_level(text: str) -> str:
     lowered = text.lower()
     if lowered not in ("debug", "info", "warning", "error"):
@@ -199,7 +226,64 @@ def _log_level(text: str) -> str:
 # (flag, field, variable, parser, help). The variable is the flag's default; the flag wins.
 _OPTIONS = (
     ("--listen", "listen", "FIREBOX_LISTEN", _address, "address to serve on, HOST:PORT"),
-    ("--executor", "executor", "FIREBOX_EXECUTOR", _address, "the executor service, HOST:PORT"),
+    (
+        "--executor",
+        "executor",
+        "FIREBOX_EXECUTOR",
+        _addresses,
+        "the executor, HOST:PORT; a list A:P,B:P or a name resolving to several addresses "
+        "(Swarm: tasks.executor:50051) makes a pool of replicas, workspaces routed to their owner",
+    ),
+    (
+        "--executor-resolve-interval",
+        "executor_resolve_interval",
+        "FIREBOX_EXECUTOR_RESOLVE_INTERVAL",
+        _duration,
+        "how often the executor's name is resolved again to find replicas, e.g. 10s",
+    ),
+    (
+        "--tls-cert",
+        "tls_cert",
+        "FIREBOX_TLS_CERT",
+        Path,
+        "serve TLS with this certificate chain (PEM); needs --tls-key",
+    ),
+    ("--tls-key", "tls_key", "FIREBOX_TLS_KEY", Path, "private key (PEM) of --tls-cert"),
+    (
+        "--tls-client-ca",
+        "tls_client_ca",
+        "FIREBOX_TLS_CLIENT_CA",
+        Path,
+        "require client certificates signed by this CA (mutual TLS)",
+    ),
+    (
+        "--executor-tls-ca",
+        "executor_tls_ca",
+        "FIREBOX_EXECUTOR_TLS_CA",
+        Path,
+        "dial the executor over TLS, trusting this CA (PEM; system roots when only cert/key are set)",
+    ),
+    (
+        "--executor-tls-cert",
+        "executor_tls_cert",
+        "FIREBOX_EXECUTOR_TLS_CERT",
+        Path,
+        "client certificate (PEM) presented to the executor (mutual TLS); needs --executor-tls-key",
+    ),
+    (
+        "--executor-tls-key",
+        "executor_tls_key",
+        "FIREBOX_EXECUTOR_TLS_KEY",
+        Path,
+        "private key of --executor-tls-cert",
+    ),
+    (
+        "--executor-tls-server-name",
+        "executor_tls_server_name",
+        "FIREBOX_EXECUTOR_TLS_SERVER_NAME",
+        str,
+        "name to check in the executor's certificate when replicas are dialled by IP (Swarm)",
+    ),
     ("--config-dir", "config_dir", "FIREBOX_CONFIG_DIR", Path, "state directory; logs under DIR/logs"),
     (
         "--database",
@@ -335,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
         shown = {"database": "DIR/agent.db", "skills_dir": "none (DIR/skills with --skills-source)"}.get(
             name, default
         )
+        if shown is None or shown == "":
+            shown = "none"
         if isinstance(shown, tuple):
             shown = ",".join(shown)
         parser.add_argument(
@@ -364,7 +450,17 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     token = env.get("FIREBOX_AUTH_TOKEN") or None
     redactor.add_value(api_key)
     redactor.add_value(token)
-    for name in ("config_dir", "database", "skills_dir"):
+    for name in (
+        "config_dir",
+        "database",
+        "skills_dir",
+        "tls_cert",
+        "tls_key",
+        "tls_client_ca",
+        "executor_tls_ca",
+        "executor_tls_cert",
+        "executor_tls_key",
+    ):
         if name in values:
             values[name] = Path(str(values[name])).expanduser()
     return AgentConfig(provider_api_key=api_key, auth_token=token, **values)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from firebox.common.errors import FireboxError, Unavailable
 from firebox.common.logging import get_logger
+from firebox.common.tls import ClientTLS, secure_or_insecure_channel
 from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
 
 log = get_logger("firebox.agent.executor")
@@ -57,12 +58,14 @@ class ExecutionOutcome:
 
 
 class ExecutorClient:
-    """The agent's connection to one executor."""
+    """The agent's connection to one executor (one replica of a pool: see executor_pool), over
+    TLS when `tls` is given. Building it reads the TLS files: a bad one raises InvalidArgument."""
 
-    def __init__(self, target: str, auth_token: str | None = None) -> None:
+    def __init__(self, target: str, auth_token: str | None = None, tls: ClientTLS | None = None) -> None:
         self.target = target
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = secure_or_insecure_channel(
             target,
+            tls,
             options=[
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -122,6 +125,37 @@ class ExecutorClient:
         request = executor_pb2.CreateWorkspaceRequest(image=image, policy=policy, labels=dict(labels))
         response = await self._unary(self._stub.CreateWorkspace, request, "creating the workspace", deadline)
         return response.workspace  # type: ignore[attr-defined]
+
+    async def server_info_now(self, deadline: float = 2.0) -> executor_pb2.GetServerInfoResponse:
+        """GetServerInfo without waiting for a connection: an executor that is down fails at once."""
+        try:
+            return await self._stub.GetServerInfo(
+                executor_pb2.GetServerInfoRequest(),
+                metadata=self._metadata,
+                timeout=deadline,
+                wait_for_ready=False,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "asking the executor who it is") from None
+
+    async def create_workspace_from(
+        self, request: executor_pb2.CreateWorkspaceRequest, deadline: float = 120.0
+    ) -> executor_pb2.CreateWorkspaceResponse:
+        """CreateWorkspace with the caller's whole request (the agent's forwarding RPC)."""
+        return await self._unary(self._stub.CreateWorkspace, request, "creating the workspace", deadline)  # type: ignore[return-value]
+
+    async def get_workspace(self, workspace_id: str, deadline: float = 10.0) -> executor_pb2.Workspace:
+        request = executor_pb2.GetWorkspaceRequest(workspace_id=workspace_id)
+        response = await self._unary(
+            self._stub.GetWorkspace, request, f"reading workspace {workspace_id}", deadline
+        )
+        return response.workspace  # type: ignore[attr-defined]
+
+    async def list_workspaces(self, deadline: float = 10.0) -> list[executor_pb2.Workspace]:
+        response = await self._unary(
+            self._stub.ListWorkspaces, executor_pb2.ListWorkspacesRequest(), "listing workspaces", deadline
+        )
+        return list(response.workspaces)  # type: ignore[attr-defined]
 
     async def delete_workspace(self, workspace_id: str, deadline: float = 60.0) -> None:
         request = executor_pb2.DeleteWorkspaceRequest(workspace_id=workspace_id)

@@ -15,9 +15,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported after parsing, so that --help and usage errors answer at once.
     from agent_service.server import serve
     from firebox.common import logging as fb_logging
+    from firebox.common.errors import FireboxError
 
     try:
         asyncio.run(serve(config))
+    except FireboxError as exc:  # a setting that cannot work, e.g. an unreadable TLS file
+        print(f"firebox-agent: {exc.message}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"firebox-agent: cannot serve on {config.listen}: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from agent_service.approvals import POLICY_NAMES
 from agent_service.config import AgentConfig
-from agent_service.executor_client import ExecutorClient
+from agent_service.executor_pool import ExecutorPool
 from agent_service.provider import ModelProvider, ProviderSettings
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
@@ -22,6 +22,7 @@ from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common.tls import ClientTLS, ServerTLS
 from firebox.common.trainlog import TrainingLog
 
 log = fb_logging.get_logger("firebox.agent.server")
@@ -38,7 +39,7 @@ class Agent:
     store: Store
     runs: RunManager
     provider: ModelProvider
-    executor: ExecutorClient
+    executor: ExecutorPool
     training_log: TrainingLog
     loop: ToolLoop
 
@@ -58,7 +59,18 @@ class Agent:
 
 
 async def start_agent(config: AgentConfig) -> Agent:
-    """Open the store (marking runs of a previous life INTERRUPTED), build every part, serve."""
+    """Open the store (marking runs of a previous life INTERRUPTED), build every part, serve.
+    A TLS file that cannot be used raises InvalidArgument (naming the flag) before anything starts."""
+    server_tls = ServerTLS.from_settings(config.tls_cert, config.tls_key, config.tls_client_ca)
+    server_credentials = server_tls.credentials() if server_tls is not None else None
+    executor_tls = ClientTLS.from_settings(
+        config.executor_tls_ca,
+        config.executor_tls_cert,
+        config.executor_tls_key,
+        config.executor_tls_server_name or None,
+    )
+    if executor_tls is not None:
+        executor_tls.credentials()  # read the files now: a bad one stops start-up
     store = await SqliteStore.open(config.database_path)
     interrupted = await store.interrupt_unfinished(_now_ns())
     if interrupted:
@@ -74,7 +86,10 @@ async def start_agent(config: AgentConfig) -> Agent:
             retry_max_delay=config.retry_max_delay,
         )
     )
-    executor = ExecutorClient(config.executor, config.auth_token)
+    executor = ExecutorPool(
+        config.executor, store, config.auth_token, executor_tls, config.executor_resolve_interval
+    )
+    await executor.start()
     training_log = TrainingLog(config.log_dir, enabled=config.training_log)
     skills = await ensure_skills(config.skills_path, config.skills_source)
     loop = ToolLoop(
@@ -117,6 +132,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         grace_seconds=config.shutdown_grace,
         on_stopping=on_stopping,
         on_stopped=on_stopped,
+        server_credentials=server_credentials,
     )
     try:
         running = await fb_server.start(spec)
@@ -126,6 +142,9 @@ async def start_agent(config: AgentConfig) -> Agent:
     log.info(
         "agent_ready",
         executor=config.executor,
+        tls=server_tls is not None,
+        mutual_tls=bool(server_tls and server_tls.mutual),
+        executor_tls=executor_tls is not None,
         provider=provider.target if provider.configured else "(none)",
         model=config.model or "(none)",
         database=str(config.database_path),

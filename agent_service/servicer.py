@@ -10,12 +10,14 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent_service.approvals import Decision, Resolution
 from agent_service.config import AgentConfig
 from agent_service.context import estimate_tokens, model_view
-from agent_service.executor_client import ExecutorClient, forwardable_timeout
+from agent_service.executor_client import forwardable_timeout
+from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import generate, new_id, provider_messages
 from agent_service.provider import ModelProvider
 from agent_service.runs import ConflictPolicy, LiveRun, RunManager, RunOptions
@@ -70,7 +72,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         store: Store,
         runs: RunManager,
         provider: ModelProvider,
-        executor: ExecutorClient,
+        executor: ExecutorPool,
         training_log: TrainingLog,
         loop: ToolLoop,
     ) -> None:
@@ -243,6 +245,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 raise InvalidArgument(f"events[{index}].kind", "must be set")
             if event.kind not in trace_pb2.FeedbackKind.values():
                 raise InvalidArgument(f"events[{index}].kind", f"unknown feedback kind {event.kind}")
+            try:
+                # The training log writes proto-JSON: a value it cannot write (a timestamp out of
+                # range) would be counted as accepted, then dropped.
+                json_format.MessageToDict(event)
+            except (json_format.SerializeToJsonError, ValueError) as exc:
+                raise InvalidArgument(f"events[{index}]", f"cannot be recorded: {exc}") from None
         now = Timestamp()
         now.GetCurrentTime()
         for event in request.events:
@@ -258,6 +266,33 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         deadline = forwardable_timeout(context.time_remaining())
         async for response in self._executor.forward_execute(request_iterator, deadline):
             yield response
+
+    # -- workspaces, forwarded to the executor replica that owns them -----------------------
+
+    async def CreateWorkspace(
+        self, request: executor_pb2.CreateWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.CreateWorkspaceResponse:
+        deadline = forwardable_timeout(context.time_remaining()) or 120.0
+        return await self._executor.create_workspace_from(request, deadline)
+
+    async def GetWorkspace(
+        self, request: executor_pb2.GetWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.GetWorkspaceResponse:
+        workspace_id = _require(request.workspace_id, "workspace_id")
+        return executor_pb2.GetWorkspaceResponse(workspace=await self._executor.get_workspace(workspace_id))
+
+    async def ListWorkspaces(
+        self, request: executor_pb2.ListWorkspacesRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.ListWorkspacesResponse:
+        return executor_pb2.ListWorkspacesResponse(workspaces=await self._executor.list_workspaces())
+
+    async def DeleteWorkspace(
+        self, request: executor_pb2.DeleteWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.DeleteWorkspaceResponse:
+        workspace_id = _require(request.workspace_id, "workspace_id")
+        await self._executor.delete_workspace(workspace_id)
+        log.info("workspace_deleted", workspace_id=workspace_id)
+        return executor_pb2.DeleteWorkspaceResponse()
 
     # -- approvals, compaction, edits ------------------------------------------------------
 
@@ -387,6 +422,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             provider_configured=self._provider.configured,
             executor_target=self._config.executor,
             dropped_log_records=self._log.dropped,
+            executors=[
+                agent_pb2.ExecutorReplica(
+                    address=r.address,
+                    instance_id=r.instance_id or "",
+                    reachable=r.reachable,
+                    workspace_count=r.workspace_count,
+                )
+                for r in self._executor.replicas()
+            ],
         )
 
 

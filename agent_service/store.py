@@ -14,6 +14,7 @@ import abc
 import asyncio
 import base64
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +25,7 @@ from firebox.common.errors import InvalidArgument
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -50,6 +51,16 @@ _MIGRATIONS: dict[int, str] = {
         data BLOB NOT NULL
     );
     CREATE INDEX runs_by_session ON runs (session_id, create_ns DESC, id DESC);
+    """,
+    # Which executor replica owns each workspace the agent has routed (by instance id, which
+    # survives a replica's restart; the address is where it was last seen).
+    2: """
+    CREATE TABLE workspace_owners (
+        workspace_id TEXT PRIMARY KEY,
+        instance_id TEXT NOT NULL,
+        address TEXT NOT NULL,
+        update_ns INTEGER NOT NULL
+    );
     """,
 }
 
@@ -129,6 +140,17 @@ class Store(abc.ABC):
     async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
         """After a restart: mark runs that were running or queued INTERRUPTED and messages that
         were streaming INTERRUPTED. Returns the ids of the runs changed."""
+
+    @abc.abstractmethod
+    async def put_workspace_owner(self, workspace_id: str, instance_id: str, address: str) -> None:
+        """Record (or move) the executor replica that owns a workspace."""
+
+    @abc.abstractmethod
+    async def get_workspace_owner(self, workspace_id: str) -> tuple[str, str] | None:
+        """(instance_id, last known address) of the workspace's owner, or None when unknown."""
+
+    @abc.abstractmethod
+    async def delete_workspace_owner(self, workspace_id: str) -> None: ...
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -419,6 +441,31 @@ class SqliteStore(Store):
             return changed
 
         return await self._call(interrupt)
+
+    # -- workspace owners ------------------------------------------------------------------
+
+    async def put_workspace_owner(self, workspace_id: str, instance_id: str, address: str) -> None:
+        await self._call(
+            lambda: self._db.execute(
+                "INSERT INTO workspace_owners (workspace_id, instance_id, address, update_ns) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id) DO UPDATE SET "
+                "instance_id = excluded.instance_id, address = excluded.address, update_ns = excluded.update_ns",
+                (workspace_id, instance_id, address, time.time_ns()),
+            )
+        )
+
+    async def get_workspace_owner(self, workspace_id: str) -> tuple[str, str] | None:
+        row = await self._call(
+            lambda: self._db.execute(
+                "SELECT instance_id, address FROM workspace_owners WHERE workspace_id = ?", (workspace_id,)
+            ).fetchone()
+        )
+        return (row[0], row[1]) if row else None
+
+    async def delete_workspace_owner(self, workspace_id: str) -> None:
+        await self._call(
+            lambda: self._db.execute("DELETE FROM workspace_owners WHERE workspace_id = ?", (workspace_id,))
+        )
 
     async def close(self) -> None:
         def close() -> None:

@@ -597,18 +597,32 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "default_model", "provider_configured", "executor_target", "dropped_log_records")
+    __slots__ = ("version", "default_model", "provider_configured", "executor_target", "dropped_log_records", "executors")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_TARGET_FIELD_NUMBER: _ClassVar[int]
     DROPPED_LOG_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTORS_FIELD_NUMBER: _ClassVar[int]
     version: str
     default_model: str
     provider_configured: bool
     executor_target: str
     dropped_log_records: int
-    def __init__(self, version: _Optional[str] = ..., default_model: _Optional[str] = ..., provider_configured: _Optional[bool] = ..., executor_target: _Optional[str] = ..., dropped_log_records: _Optional[int] = ...) -> None: ...
+    executors: _containers.RepeatedCompositeFieldContainer[ExecutorReplica]
+    def __init__(self, version: _Optional[str] = ..., default_model: _Optional[str] = ..., provider_configured: _Optional[bool] = ..., executor_target: _Optional[str] = ..., dropped_log_records: _Optional[int] = ..., executors: _Optional[_Iterable[_Union[ExecutorReplica, _Mapping]]] = ...) -> None: ...
+
+class ExecutorReplica(_message.Message):
+    __slots__ = ("address", "instance_id", "reachable", "workspace_count")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    instance_id: str
+    reachable: bool
+    workspace_count: int
+    def __init__(self, address: _Optional[str] = ..., instance_id: _Optional[str] = ..., reachable: _Optional[bool] = ..., workspace_count: _Optional[int] = ...) -> None: ...
 
 class ResolveApprovalRequest(_message.Message):
     __slots__ = ("run_id", "tool_call_id", "decision", "reason", "edited_command")

@@ -117,6 +117,26 @@ class AgentServiceStub:
                 request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageRequest.SerializeToString,
                 response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageResponse.FromString,
                 _registered_method=True)
+        self.CreateWorkspace = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/CreateWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.GetWorkspace = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/GetWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.ListWorkspaces = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/ListWorkspaces',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListWorkspacesRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListWorkspacesResponse.FromString,
+                _registered_method=True)
+        self.DeleteWorkspace = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/DeleteWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -240,6 +260,34 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWorkspace(self, request, context):
+        """Workspaces, forwarded to the executor that owns them (the executors need not be reachable by
+        clients, e.g. in Swarm). A new workspace goes to the replica with the fewest workspaces; the
+        agent remembers which replica made it. A workspace whose replica is gone is UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkspace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkspaces(self, request, context):
+        """ListWorkspaces lists the workspaces of every reachable replica.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorkspace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -322,6 +370,26 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.EditMessage,
                     request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageRequest.FromString,
                     response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageResponse.SerializeToString,
+            ),
+            'CreateWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.SerializeToString,
+            ),
+            'GetWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceResponse.SerializeToString,
+            ),
+            'ListWorkspaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkspaces,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListWorkspacesRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListWorkspacesResponse.SerializeToString,
+            ),
+            'DeleteWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -758,6 +826,114 @@ class AgentService:
             '/firebox.agent.v1.AgentService/EditMessage',
             firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageRequest.SerializeToString,
             firebox_dot_agent_dot_v1_dot_agent__pb2.EditMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/CreateWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/GetWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkspaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/ListWorkspaces',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListWorkspacesRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListWorkspacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/DeleteWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
             options,
             channel_credentials,
             insecure,

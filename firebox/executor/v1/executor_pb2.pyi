@@ -369,7 +369,7 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "backend", "default_image", "default_policy", "dropped_log_records", "workspace_count", "session_count")
+    __slots__ = ("version", "backend", "default_image", "default_policy", "dropped_log_records", "workspace_count", "session_count", "instance_id")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -377,6 +377,7 @@ class GetServerInfoResponse(_message.Message):
     DROPPED_LOG_RECORDS_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_COUNT_FIELD_NUMBER: _ClassVar[int]
     SESSION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     version: str
     backend: Backend
     default_image: str
@@ -384,7 +385,8 @@ class GetServerInfoResponse(_message.Message):
     dropped_log_records: int
     workspace_count: int
     session_count: int
-    def __init__(self, version: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., default_image: _Optional[str] = ..., default_policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., dropped_log_records: _Optional[int] = ..., workspace_count: _Optional[int] = ..., session_count: _Optional[int] = ...) -> None: ...
+    instance_id: str
+    def __init__(self, version: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., default_image: _Optional[str] = ..., default_policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., dropped_log_records: _Optional[int] = ..., workspace_count: _Optional[int] = ..., session_count: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class Tool(_message.Message):
     __slots__ = ("name", "description", "args_schema_json", "command", "read_only", "timeout")

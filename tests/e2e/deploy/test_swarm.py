@@ -159,12 +159,8 @@ def test_agent_answers_through_the_published_port(swarm_stack: SwarmStack) -> No
 
 
 def test_workspaces_spread_across_replicas_and_route_back_through_the_agent(swarm_stack: SwarmStack) -> None:
-    # ROUTING NOT WIRED YET: the agent does not yet create workspaces on a pool of executor
-    # replicas nor route calls to the replica that owns a workspace (issue 5). Until it exposes
-    # CreateWorkspace, this test stops here as an expected failure; once it does, the assertions
-    # below run unchanged.
-    if "CreateWorkspace" not in grpcurl(swarm_stack.agent, "describe", "firebox.agent.v1.AgentService"):
-        pytest.xfail("agent routing of workspaces to executor replicas is not wired yet")
+    # The agent resolves `executor` (dnsrr: every replica's address), places new workspaces on
+    # the replica with the fewest, and routes each call to the replica that created it.
     created = [
         json.loads(
             grpcurl(
@@ -185,6 +181,9 @@ def test_workspaces_spread_across_replicas_and_route_back_through_the_agent(swar
             data=json.dumps({"workspace_id": workspace_id, "script": "echo routed"}),
         )
         assert '"exit_code": 0' in out, out
+        assert '"stdout_data": "cm91dGVkCg=="' in out, out  # base64 of "routed\n"
+    info = json.loads(grpcurl(swarm_stack.agent, "firebox.agent.v1.AgentService/GetServerInfo"))
+    assert {e.get("instance_id") for e in info["executors"]} == replicas, info
 
     # A lost replica: its workspaces answer UNAVAILABLE promptly instead of hanging.
     run(["docker", "service", "scale", "--detach=false", f"{swarm_stack.name}_executor=1"], timeout=120)
@@ -199,3 +198,12 @@ def test_workspaces_spread_across_replicas_and_route_back_through_the_agent(swar
     )  # fmt: skip
     assert result.returncode != 0
     assert "Unavailable" in result.stderr, result.stderr
+    assert orphaned in result.stderr, result.stderr
+    # The workspaces of the replica that is left still answer.
+    kept = next(w for w in created if workspace_owner(w) in remaining)
+    out = grpcurl(
+        swarm_stack.agent,
+        "firebox.agent.v1.AgentService/Execute",
+        data=json.dumps({"workspace_id": kept, "script": "echo kept"}),
+    )
+    assert '"exit_code": 0' in out, out
