@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -66,6 +67,8 @@ _FIRST_ONLY = (
 )
 MAX_SCRIPT_BYTES = 1024 * 1024
 MAX_ID_CHARS = 256
+# After the final message, how long Execute waits for the client to close its side.
+HALF_CLOSE_LINGER_SECONDS = 2.0
 
 
 # ---- proto <-> domain ---------------------------------------------------------------------------
@@ -165,7 +168,7 @@ def execute_spec(
     validate_env(first.env, "env", secret_policy)
     timeout = default_timeout
     if first.HasField("timeout"):
-        seconds = first.timeout.ToTimedelta().total_seconds()
+        seconds = _duration_seconds(first.timeout, "timeout")
         if seconds < 0:
             raise errors.InvalidArgument("timeout", f"must not be negative, got {seconds:g}s")
         if seconds > 0:
@@ -246,10 +249,27 @@ def _timeout(message: Any, field: str) -> float:
     """A request's Duration in seconds; 0 when unset."""
     if not message.HasField("timeout"):
         return 0.0
-    seconds = message.timeout.ToTimedelta().total_seconds()
+    seconds = _duration_seconds(message.timeout, field)
     if seconds < 0:
         raise errors.InvalidArgument(field, f"must not be negative, got {seconds:g}s")
     return seconds
+
+
+# google.protobuf.Duration's range: about 10,000 years.
+_MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def _duration_seconds(duration: Any, field: str) -> float:
+    """A Duration in seconds, refused when outside Duration's rules (range, one sign): such a value
+    overflows timedelta and cannot be written to the training log."""
+    if (
+        abs(duration.seconds) > _MAX_DURATION_SECONDS
+        or abs(duration.nanos) >= 1_000_000_000
+        or duration.seconds > 0 > duration.nanos
+        or duration.seconds < 0 < duration.nanos
+    ):
+        raise errors.InvalidArgument(field, f"not a valid Duration ({duration.seconds}s {duration.nanos}ns)")
+    return duration.seconds + duration.nanos / 1e9
 
 
 # ---- the servicer -------------------------------------------------------------------------------
@@ -281,6 +301,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self.secret_policy = secret_policy
         self.default_timeout = default_timeout
         self.version = version
+        self._instance: str | None = None
 
     def _workspace(self, info: WorkspaceInfo) -> pb.Workspace:
         return workspace_to_proto(info, self.workspaces.session_count(info.id))
@@ -356,7 +377,25 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             dropped_log_records=self.training_log.dropped,
             workspace_count=self.workspaces.count,
             session_count=self.workspaces.session_count(None),
+            instance_id=await self._instance_id(),
         )
+
+    async def _instance_id(self) -> str:
+        """The executor's instance id: the Docker backend's owner label, or the id kept in the config
+        dir a bubblewrap backend's workspaces live in (<config-dir>/workspaces)."""
+        if self._instance is None:
+            backend = self.workspaces.backend
+            owner = getattr(backend, "owner", None)
+            root = getattr(backend, "root", None)
+            if isinstance(owner, str) and owner:
+                self._instance = owner
+            elif root is not None:
+                from executor_service.backends import instance_id
+
+                self._instance = await asyncio.to_thread(instance_id, Path(root).parent)
+            else:
+                self._instance = ""
+        return self._instance
 
     # ---- Execute ----
 
@@ -390,12 +429,16 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 elif isinstance(event, ex.Finished):
                     final = _final_to_proto(event)
                     yield final
+            # Give the client a moment to half-close before the call ends: a client write that
+            # crosses the server's end of the call fails in gRPC's core and turns the client's
+            # status into INTERNAL. Clients that have nothing more to send half-close at once.
+            await asyncio.wait([pump], timeout=HALF_CLOSE_LINGER_SECONDS)
         finally:
             pump.cancel()
+            # Written before any await, so that a cancellation arriving now cannot lose it.
+            self.training_log.write(EXECUTIONS, recorder.record(final))
             # Let the pump leave the request iterator before gRPC closes it.
             await asyncio.wait([pump], timeout=1)
-            # Written first: the kill below may be interrupted by a second cancellation.
-            self.training_log.write(EXECUTIONS, recorder.record(final))
             if final is None:
                 # The client cancelled or passed its deadline: kill the command. Shielded, so the
                 # kill completes even though this handler is being cancelled.

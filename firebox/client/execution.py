@@ -127,6 +127,10 @@ class ExecCall:
                     self.pid = response.pid
                 if response.HasField("exit_code") or response.end_reason:
                     self.final = response
+                    # Nothing more is worth sending: half-close so the server can end the call
+                    # at once (it waits briefly for this, so late writes cannot race its end).
+                    async with self._write_lock:
+                        await self._call.done_writing()
                 yield response
         except grpc.RpcError as exc:
             raise self._error(exc) from None
