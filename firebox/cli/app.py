@@ -59,6 +59,9 @@ _ACTIONS = {
     "ListRuns": "list runs",
     "Generate": "generate",
     "LogEvents": "log the events",
+    "ResolveApproval": "answer the approval request",
+    "CompactSession": "compact the session",
+    "EditMessage": "edit the message",
     "Health.Check": "check health",
 }
 

@@ -15,8 +15,9 @@ from types import FrameType
 import grpc
 
 from firebox.agent.v1 import agent_pb2 as ag
-from firebox.cli import exit_codes, output
+from firebox.cli import approvals, exit_codes, output
 from firebox.cli.app import App, CliError, describe
+from firebox.cli.approvals import Approver
 from firebox.cli.events import JsonRenderer, RunRenderer
 from firebox.client import FireboxClient, FireboxRpcError
 
@@ -29,6 +30,42 @@ _CONFLICT_POLICIES = {
     "interrupt": ag.CONFLICT_POLICY_INTERRUPT,
 }
 _EXIT_COMMANDS = {"/exit", "/quit"}
+APPROVAL_POLICIES = {
+    "never": ag.APPROVAL_POLICY_NEVER,
+    "on-request": ag.APPROVAL_POLICY_ON_REQUEST,
+    "always": ag.APPROVAL_POLICY_ALWAYS,
+}
+SANDBOX_MODES = {
+    "read-only": ag.SANDBOX_MODE_READ_ONLY,
+    "workspace-write": ag.SANDBOX_MODE_WORKSPACE_WRITE,
+    "full": ag.SANDBOX_MODE_FULL,
+}
+
+
+def add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    """--approval and --sandbox, the settings of a new session."""
+    parser.add_argument(
+        "--approval",
+        choices=list(APPROVAL_POLICIES),
+        help="which tool calls wait for your approval: never, on-request (all but read-only commands) "
+        "or always (default: the agent's, usually never)",
+    )
+    parser.add_argument(
+        "--sandbox",
+        choices=list(SANDBOX_MODES),
+        help="what the session's workspace allows: read-only, workspace-write (the default) or "
+        "full (network on); fixed when the workspace is created",
+    )
+
+
+def session_settings(args: argparse.Namespace) -> ag.SessionSettings:
+    """The settings of a new session from --model, --system, --approval and --sandbox."""
+    return ag.SessionSettings(
+        model=args.model,
+        system_prompt=args.system,
+        approval_policy=APPROVAL_POLICIES.get(args.approval or "", ag.APPROVAL_POLICY_UNSPECIFIED),
+        sandbox_mode=SANDBOX_MODES.get(args.sandbox or "", ag.SANDBOX_MODE_UNSPECIFIED),
+    )
 
 
 def add_parsers(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -39,7 +76,9 @@ def add_parsers(subparsers: argparse._SubParsersAction, parents: list[argparse.A
         description=(
             "Chat with the agent in a session: a new one unless SESSION is given. With -m, send one "
             "message and exit when its run ends; otherwise prompt for messages (Ctrl-D or /exit quits). "
-            "Ctrl-C cancels the run in progress. A run already in progress in the session is followed first."
+            "Ctrl-C cancels the run in progress. A run already in progress in the session is followed first. "
+            "Tool calls that need approval are asked about on the terminal (approve, deny, edit); without "
+            "one they are denied unless --approve-all is given."
         ),
     )
     parser.add_argument("session", nargs="?", help="session id to continue (default: a new session)")
@@ -47,6 +86,8 @@ def add_parsers(subparsers: argparse._SubParsersAction, parents: list[argparse.A
     parser.add_argument("--title", default="", help="title of a new session")
     parser.add_argument("--model", default="", help="model of a new session (default: the agent's)")
     parser.add_argument("--system", default="", help="system prompt of a new session")
+    add_policy_flags(parser)
+    approvals.add_flags(parser)
     parser.add_argument(
         "--on-conflict",
         choices=sorted(_CONFLICT_POLICIES),
@@ -68,6 +109,7 @@ def add_attach_parser(runs: argparse._SubParsersAction, parents: list[argparse.A
     parser.add_argument("run_id")
     parser.add_argument("--after", type=int, default=0, help="replay events with index greater than this")
     parser.add_argument("--json", action="store_true", help="print run events as proto-JSON lines")
+    approvals.add_flags(parser)
     parser.set_defaults(handler=attach)
 
 
@@ -98,6 +140,11 @@ class _CancelOnInterrupt:
         self._count += 1
         if self._count > 1:
             raise KeyboardInterrupt
+        self.cancel_now()
+
+    def cancel_now(self) -> None:
+        """Cancel the run (as the first Ctrl-C does); a later Ctrl-C stops following."""
+        self._count = max(self._count, 1)
         # os.write: a signal handler must not re-enter sys.stderr's buffered writer.
         os.write(2, b"\nfirebox: cancelling the run (Ctrl-C again to stop waiting)\n")
         self.requested = True
@@ -125,17 +172,36 @@ def follow(
     *,
     run_id: str = "",
     after: int = 0,
+    approver: Approver | None = None,
 ) -> int:
     """Render a run's events until it ends, reconnecting with StreamRun after the last index seen
-    when the stream breaks. Returns the exit code for how the run ended."""
+    when the stream breaks, and answer its approval requests with `approver`. Returns the exit
+    code for how the run ended."""
     last, attempt = after, 0
     interrupts = _CancelOnInterrupt(client)
+    # Approval requests not yet resolved, by tool call id. In a replay a request is followed by
+    # its resolution, so requests are only answered once the replay has caught up (`caught_up`:
+    # the run's last event index when following began).
+    waiting: dict[str, ag.ApprovalRequested] = {}
+    caught_up = 0
     if run_id:
         interrupts.know_run(run_id)
+        caught_up = _last_index(client, run_id) if approver is not None else 0
+
+    def answer_waiting() -> None:
+        # Each request leaves `waiting` once answered, so one whose answer could not be sent
+        # (the agent unreachable) is answered again after reconnecting.
+        assert approver is not None
+        for tool_call_id, request in list(waiting.items()):
+            approver.resolve(run_id, request, interrupts.cancel_now)
+            waiting.pop(tool_call_id, None)
+
     try:
         with interrupts:
             while True:
                 try:
+                    if approver is not None and waiting and last >= caught_up:
+                        answer_waiting()  # after reconnecting, with nothing newer to replay
                     for event in events:
                         attempt = 0
                         if not run_id:
@@ -147,6 +213,10 @@ def follow(
                         renderer.render(event)
                         if renderer.outcome:
                             return _outcome_code(renderer)
+                        if approver is not None:
+                            _track_approvals(event, waiting)
+                            if waiting and event.index >= caught_up:
+                                answer_waiting()
                     if not run_id:
                         raise CliError("the agent ended the stream before the run started")
                     run = client.get_run(run_id)
@@ -167,12 +237,31 @@ def follow(
                 output.note(f"connection lost ({lost}); reconnecting to run {run_id} after event {last}")
                 time.sleep(RECONNECT_DELAYS[attempt])
                 attempt += 1
+                if approver is not None:
+                    caught_up = _last_index(client, run_id)
                 events = client.stream_run(run_id, last)
     except KeyboardInterrupt:
         renderer.end_line()
         hint = f" Follow it again with `firebox runs attach {run_id} --after {last}`." if run_id else ""
         output.warn(f"stopped following the run.{hint}")
         return exit_codes.INTERRUPTED
+
+
+def _last_index(client: FireboxClient, run_id: str) -> int:
+    """The run's last event index now (0 when it cannot be told: then requests are asked at once,
+    and one answered meanwhile is reported as such)."""
+    try:
+        return client.get_run(run_id).last_event_index
+    except FireboxRpcError:
+        return 0
+
+
+def _track_approvals(event: ag.RunEvent, waiting: dict[str, ag.ApprovalRequested]) -> None:
+    if event.HasField("approval_requested"):
+        request = event.approval_requested
+        waiting[request.tool_call.id] = request
+    elif event.HasField("approval_resolved"):
+        waiting.pop(event.approval_resolved.tool_call_id, None)
 
 
 def _outcome_code(renderer: RunRenderer) -> int:
@@ -211,14 +300,20 @@ def attach(app: App, args: argparse.Namespace) -> int:
         raise CliError("--after must be 0 or more", exit_codes.USAGE)
     client = app.client
     events = client.stream_run(args.run_id, args.after)
-    return follow(client, events, _renderer(args), run_id=args.run_id, after=args.after)
+    return follow(
+        client,
+        events,
+        _renderer(args),
+        run_id=args.run_id,
+        after=args.after,
+        approver=Approver(client, args.approvals),
+    )
 
 
 def _open_session(client: FireboxClient, args: argparse.Namespace) -> ag.Session:
     if args.session:
         return client.get_session(args.session).session
-    settings = ag.SessionSettings(model=args.model, system_prompt=args.system)
-    session = client.create_session(args.title, settings=settings)
+    session = client.create_session(args.title, settings=session_settings(args))
     output.note(f"session {session.id} (continue it with `firebox chat {session.id}`)")
     return session
 
@@ -227,16 +322,34 @@ def chat(app: App, args: argparse.Namespace) -> int:
     client = app.client
     session = _open_session(client, args)
     on_conflict = _CONFLICT_POLICIES[args.on_conflict]
+    approver = Approver(client, args.approvals)
+    # For a session that exists already, --approval overrides its policy for each message sent
+    # here, and --sandbox must match its mode (the agent refuses a different one).
+    overrides: dict[str, int] = {}
+    if args.session:
+        if args.approval:
+            overrides["approval_policy"] = APPROVAL_POLICIES[args.approval]
+        if args.sandbox:
+            overrides["sandbox_mode"] = SANDBOX_MODES[args.sandbox]
+
+    def send(text: str) -> int:
+        events = client.send_message(session.id, text, on_conflict, **overrides)  # type: ignore[arg-type]
+        return follow(client, events, _renderer(args), approver=approver)
+
     if session.active_run_id and on_conflict == ag.CONFLICT_POLICY_REJECT:
         output.note(f"following run {session.active_run_id}, in progress in this session")
         code = follow(
-            client, client.stream_run(session.active_run_id, 0), _renderer(args), run_id=session.active_run_id
+            client,
+            client.stream_run(session.active_run_id, 0),
+            _renderer(args),
+            run_id=session.active_run_id,
+            approver=approver,
         )
         if args.message is None and code == exit_codes.INTERRUPTED:
             return code
 
     if args.message is not None:
-        return follow(client, client.send_message(session.id, args.message, on_conflict), _renderer(args))
+        return send(args.message)
 
     try:
         import readline  # noqa: F401  (line editing and history for input())
@@ -261,7 +374,7 @@ def chat(app: App, args: argparse.Namespace) -> int:
         if text in _EXIT_COMMANDS:
             return code
         try:
-            code = follow(client, client.send_message(session.id, text, on_conflict), _renderer(args))
+            code = send(text)
         except FireboxRpcError as error:
             # A refused message (an active run, say) does not end the conversation.
             output.err.print(f"firebox: {describe(error)}", markup=False)

@@ -116,6 +116,14 @@ def _tool_call_summary(call: ag.ToolCall) -> str:
     return f"{call.name} {json.dumps(arguments, ensure_ascii=False)}"
 
 
+def describe_request(request: ag.ApprovalRequested) -> str:
+    """`shell: rm -rf build` for the shell tool; `make_marker: {"name": "x"}` for a named tool."""
+    call = request.tool_call
+    if call.name in ("shell", ""):
+        return f"shell: {request.command}"
+    return f"{call.name}: {request.command or call.arguments}"
+
+
 @renders("tool_call_started")
 def _tool_call_started(renderer: RunRenderer, started: ag.ToolCallStarted, _event: ag.RunEvent) -> None:
     renderer.line(f"▶ {_tool_call_summary(started.tool_call)}", style="bold cyan")
@@ -172,3 +180,31 @@ def _run_failed(renderer: RunRenderer, failed: ag.RunFailed, _event: ag.RunEvent
 def _run_cancelled(renderer: RunRenderer, cancelled: ag.RunCancelled, _event: ag.RunEvent) -> None:
     renderer.end_line()
     output.warn(f"run cancelled{': ' + cancelled.reason if cancelled.reason else ''}")
+
+
+@renders("approval_requested")
+def _approval_requested(renderer: RunRenderer, request: ag.ApprovalRequested, _event: ag.RunEvent) -> None:
+    renderer.line(f"⏸ approval needed: {describe_request(request)}", style="bold yellow")
+    details = request.reason or "the session's approval policy"
+    if request.timeout_seconds > 0:
+        details += f"; denied if not answered within {request.timeout_seconds:g} s"
+    renderer.line(f"  ({details})", style="yellow")
+
+
+@renders("approval_resolved")
+def _approval_resolved(renderer: RunRenderer, resolved: ag.ApprovalResolved, _event: ag.RunEvent) -> None:
+    if resolved.decision == ag.APPROVAL_DECISION_APPROVE:
+        renderer.line("✔ approved", style="green")
+    elif resolved.decision == ag.APPROVAL_DECISION_APPROVE_EDITED:
+        renderer.line(f"✎ approved as edited: {resolved.command}", style="green")
+    elif resolved.timed_out:
+        renderer.line("✘ denied: no answer in time", style="red")
+    else:
+        renderer.line(f"✘ denied{': ' + resolved.reason if resolved.reason else ''}", style="red")
+
+
+@renders("context_compacted")
+def _context_compacted(renderer: RunRenderer, compacted: ag.ContextCompacted, _event: ag.RunEvent) -> None:
+    renderer.line(
+        f"⋯ context compacted: {compacted.tokens_before} → {compacted.tokens_after} tokens", style="dim"
+    )

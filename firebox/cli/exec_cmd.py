@@ -18,6 +18,7 @@ import grpc
 from firebox.cli import exit_codes, output
 from firebox.cli.app import App, CliError, describe
 from firebox.client import FireboxClient, FireboxRpcError, SyncExecCall
+from firebox.client.aio import Service
 from firebox.executor.v1 import executor_pb2 as ex
 
 DEFAULT_WORKSPACE = "default"
@@ -84,11 +85,11 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def resolve_workspace(client: FireboxClient, wanted: str | None) -> ex.Workspace:
+def resolve_workspace(client: FireboxClient, wanted: str | None, via: Service = "executor") -> ex.Workspace:
     """The workspace to run in: the one named or with this id, or the default one, which is
-    created (and started) when needed."""
+    created (and started) when needed, asking the executor or (`via="agent"`) the agent."""
     if wanted:
-        workspace = client.find_workspace(wanted)
+        workspace = client.find_workspace(wanted, via=via)
         if workspace is None:
             raise CliError(
                 f"no workspace with id or name {wanted!r} on the executor at {client.target('executor')}. "
@@ -96,19 +97,26 @@ def resolve_workspace(client: FireboxClient, wanted: str | None) -> ex.Workspace
                 exit_codes.NOT_FOUND,
             )
         return workspace
-    workspace = client.find_workspace(DEFAULT_WORKSPACE)
+    workspace = client.find_workspace(DEFAULT_WORKSPACE, via=via)
     if workspace is None:
         try:
             with output.progress(f"creating workspace {DEFAULT_WORKSPACE!r}"):
-                workspace = client.create_workspace(DEFAULT_WORKSPACE)
+                workspace = client.create_workspace(DEFAULT_WORKSPACE, via=via)
             output.note(f"created workspace {DEFAULT_WORKSPACE!r} ({workspace.id})")
         except FireboxRpcError as error:
             # Another firebox may have created it a moment ago.
             if error.code != grpc.StatusCode.ALREADY_EXISTS:
                 raise
-            workspace = client.find_workspace(DEFAULT_WORKSPACE)
+            workspace = client.find_workspace(DEFAULT_WORKSPACE, via=via)
             if workspace is None:
                 raise
+    if workspace.status != ex.WORKSPACE_STATUS_RUNNING and via == "agent":
+        raise CliError(
+            f"workspace {DEFAULT_WORKSPACE!r} ({workspace.id}) is {output.enum_word(ex.WorkspaceStatus.Name(workspace.status), 'WORKSPACE_STATUS_')}"
+            " and the agent cannot start it; start it on its executor (`firebox workspaces start`) or "
+            "pass another with --workspace",
+            exit_codes.CONFLICT,
+        )
     if workspace.status != ex.WORKSPACE_STATUS_RUNNING:
         with output.progress(f"starting workspace {DEFAULT_WORKSPACE!r}"):
             workspace = client.start_workspace(workspace.id)
@@ -214,7 +222,7 @@ def run(app: App, args: argparse.Namespace) -> int:
             # Through the agent, a workspace id goes as it is: the executor may not be reachable from here.
             workspace_id = args.workspace
         else:
-            workspace_id = resolve_workspace(client, args.workspace).id
+            workspace_id = resolve_workspace(client, args.workspace, args.via).id
             if args.session:
                 ensure_shell_session(client, workspace_id, args.session)
         program = _program(command, args)

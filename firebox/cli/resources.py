@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from firebox.agent.v1 import agent_pb2 as ag
-from firebox.cli import chat, exit_codes, output
+from firebox.cli import approvals, chat, exit_codes, output
 from firebox.cli.app import App, CliError, describe, exit_code_for
+from firebox.cli.approvals import Approver
+from firebox.cli.events import JsonRenderer, RunRenderer
 from firebox.cli.exec_cmd import parse_env
 from firebox.client import FireboxClient, FireboxRpcError
+from firebox.client.aio import Service
 from firebox.executor.v1 import executor_pb2 as ex
 
 Parents = list[argparse.ArgumentParser]
@@ -27,15 +32,26 @@ def _backend_word(backend: int) -> str:
     return output.enum_word(ex.Backend.Name(backend), "BACKEND_")
 
 
-def _workspace(client: FireboxClient, wanted: str) -> ex.Workspace:
-    workspace = client.find_workspace(wanted)
+def _workspace(client: FireboxClient, wanted: str, via: Service = "executor") -> ex.Workspace:
+    workspace = client.find_workspace(wanted, via=via)
     if workspace is None:
+        where = "the agent's executors" if via == "agent" else "the executor"
         raise CliError(
-            f"no workspace with id or name {wanted!r} on the executor at {client.target('executor')}; "
-            "list them with `firebox workspaces list`",
+            f"no workspace with id or name {wanted!r} on {where} at {client.target(via)}; "
+            f"list them with `firebox workspaces list{' --via agent' if via == 'agent' else ''}`",
             exit_codes.NOT_FOUND,
         )
     return workspace
+
+
+def _via_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--via",
+        choices=["executor", "agent"],
+        default="executor",
+        help="ask the executor directly (default), or the agent, which forwards to the executor "
+        "replica that owns the workspace (for executors clients cannot reach, e.g. in Swarm)",
+    )
 
 
 # -- workspaces --------------------------------------------------------------------------------
@@ -49,15 +65,17 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
         help="list, show, create, start, stop, delete workspaces",
     )
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
-    parser.set_defaults(handler=workspaces_list, json=False)
+    parser.set_defaults(handler=workspaces_list, json=False, via="executor")
 
     listing = commands.add_parser("list", parents=parents, help="list workspaces")
     _json_flag(listing)
+    _via_flag(listing)
     listing.set_defaults(handler=workspaces_list)
 
     show = commands.add_parser("show", parents=parents, help="show one workspace and its shell sessions")
     show.add_argument("workspace", help="id or name")
     _json_flag(show)
+    _via_flag(show)
     show.set_defaults(handler=workspaces_show)
 
     create = commands.add_parser("create", parents=parents, help="create and start a workspace")
@@ -71,6 +89,7 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
     )
     create.add_argument("-l", "--label", action="append", default=[], metavar="NAME=VALUE", help="a label")
     _json_flag(create)
+    _via_flag(create)
     create.set_defaults(handler=workspaces_create)
 
     for action, verb in (("start", "start"), ("stop", "stop"), ("delete", "delete")):
@@ -78,11 +97,13 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
         command.add_argument("workspace", help="id or name")
         if action != "delete":
             _json_flag(command)
-        command.set_defaults(handler=workspaces_change, change=action, json=False)
+        else:
+            _via_flag(command)
+        command.set_defaults(handler=workspaces_change, change=action, json=False, via="executor")
 
 
 def workspaces_list(app: App, args: argparse.Namespace) -> int:
-    workspaces = app.client.list_workspaces()
+    workspaces = app.client.list_workspaces(via=args.via)
     if args.json:
         output.print_json(ex.ListWorkspacesResponse(workspaces=workspaces))
         return exit_codes.OK
@@ -122,11 +143,13 @@ def _show_workspace(workspace: ex.Workspace, sessions: list[ex.Session] | None =
 
 
 def workspaces_show(app: App, args: argparse.Namespace) -> int:
-    workspace = _workspace(app.client, args.workspace)
+    workspace = _workspace(app.client, args.workspace, args.via)
     if args.json:
         output.print_json(ex.GetWorkspaceResponse(workspace=workspace))
         return exit_codes.OK
-    _show_workspace(workspace, app.client.list_shell_sessions(workspace.id))
+    # Shell sessions are the executor's to list; through the agent only the workspace is shown.
+    sessions = app.client.list_shell_sessions(workspace.id) if args.via == "executor" else None
+    _show_workspace(workspace, sessions)
     return exit_codes.OK
 
 
@@ -152,6 +175,7 @@ def workspaces_create(app: App, args: argparse.Namespace) -> int:
             policy=policy,
             env=_pairs(args.env, "--env"),
             labels=_pairs(args.label, "--label"),
+            via=args.via,
         )
     if args.json:
         output.print_json(ex.CreateWorkspaceResponse(workspace=workspace))
@@ -162,11 +186,11 @@ def workspaces_create(app: App, args: argparse.Namespace) -> int:
 
 def workspaces_change(app: App, args: argparse.Namespace) -> int:
     client = app.client
-    workspace = _workspace(client, args.workspace)
+    workspace = _workspace(client, args.workspace, args.via)
     label = workspace.name or workspace.id
     if args.change == "delete":
         with output.progress(f"deleting workspace {label}"):
-            client.delete_workspace(workspace.id)
+            client.delete_workspace(workspace.id, via=args.via)
         output.note(f"deleted workspace {label}")
         return exit_codes.OK
     change = client.start_workspace if args.change == "start" else client.stop_workspace
@@ -184,7 +208,7 @@ def workspaces_change(app: App, args: argparse.Namespace) -> int:
 
 def add_session_parsers(subparsers: argparse._SubParsersAction, parents: Parents) -> None:
     parser = subparsers.add_parser(
-        "sessions", parents=parents, help="list, show, create, delete agent sessions"
+        "sessions", parents=parents, help="list, show, create, delete, compact agent sessions; edit messages"
     )
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(handler=sessions_list, json=False, limit=50)
@@ -203,8 +227,41 @@ def add_session_parsers(subparsers: argparse._SubParsersAction, parents: Parents
     create.add_argument("--title", default="")
     create.add_argument("--model", default="", help="model (default: the agent's)")
     create.add_argument("--system", default="", help="system prompt")
+    chat.add_policy_flags(create)
     _json_flag(create)
     create.set_defaults(handler=sessions_create)
+
+    compact = commands.add_parser(
+        "compact",
+        parents=parents,
+        help="summarize a session's history now",
+        description="Have the model summarize the session's history now, showing the summary as it is "
+        "written; later model calls get the summary instead of the older messages (which stay stored). "
+        "Refused while a run is active.",
+    )
+    compact.add_argument("session")
+    compact.add_argument("--json", action="store_true", help="print each progress event as a proto-JSON line")
+    compact.set_defaults(handler=sessions_compact)
+
+    edit = commands.add_parser(
+        "edit",
+        parents=parents,
+        help="change a user message; --resend reruns the conversation from it",
+        description="Change a user message of the session (ids: `firebox sessions show SESSION`). With "
+        "--resend, every message after it is deleted and a run starts from it, followed like `chat -m`. "
+        "Refused while a run is active.",
+    )
+    edit.add_argument("session")
+    edit.add_argument("message_id")
+    edit.add_argument("--content", required=True, help="the message's new text")
+    edit.add_argument("--resend", action="store_true", help="drop what followed the message and run from it")
+    edit.add_argument(
+        "--json",
+        action="store_true",
+        help="print the edited message, then (with --resend) the run's events, as proto-JSON lines",
+    )
+    approvals.add_flags(edit)
+    edit.set_defaults(handler=sessions_edit)
 
     delete = commands.add_parser(
         "delete", parents=parents, help="delete a session, its runs and its workspace"
@@ -249,16 +306,22 @@ def sessions_show(app: App, args: argparse.Namespace) -> int:
             ("id", session.id),
             ("title", session.title or "-"),
             ("model", session.settings.model or "(agent default)"),
+            ("approval", _policy_word(session.settings.approval_policy)),
+            ("sandbox", _sandbox_word(session.settings.sandbox_mode)),
             ("created", output.when(session.create_time)),
             ("updated", output.when(session.update_time)),
             ("workspace", session.workspace_id or "-"),
             ("active run", session.active_run_id or "-"),
             ("tokens", f"{session.usage.input_tokens} in, {session.usage.output_tokens} out"),
+            ("context", f"{session.context_tokens} of {session.context_window} tokens"),
         ]
     )
     for message in response.messages:
         role = output.enum_word(ag.Role.Name(message.role), "ROLE_")
-        output.out.print(f"\n[bold]{role}[/bold]", end="")
+        output.out.print(f"\n[bold]{role}[/bold] [dim]{message.id}[/dim]", end="")
+        if message.HasField("compaction"):
+            before, after = message.compaction.tokens_before, message.compaction.tokens_after
+            output.out.print(f" [dim](summary: context {before} → {after} tokens)[/dim]", end="")
         if message.status == ag.MESSAGE_STATUS_INTERRUPTED:
             output.out.print(" [yellow](interrupted)[/yellow]", end="")
         output.out.print()
@@ -269,9 +332,18 @@ def sessions_show(app: App, args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _policy_word(policy: int) -> str:
+    word = output.enum_word(ag.ApprovalPolicy.Name(policy), "APPROVAL_POLICY_")
+    return "(agent default)" if word == "-" else word
+
+
+def _sandbox_word(mode: int) -> str:
+    word = output.enum_word(ag.SandboxMode.Name(mode), "SANDBOX_MODE_")
+    return "(agent default)" if word == "-" else word
+
+
 def sessions_create(app: App, args: argparse.Namespace) -> int:
-    settings = ag.SessionSettings(model=args.model, system_prompt=args.system)
-    session = app.client.create_session(args.title, settings=settings)
+    session = app.client.create_session(args.title, settings=chat.session_settings(args))
     if args.json:
         output.print_json(ag.CreateSessionResponse(session=session))
     else:
@@ -284,6 +356,60 @@ def sessions_delete(app: App, args: argparse.Namespace) -> int:
         app.client.delete_session(args.session)
     output.note(f"deleted session {args.session}")
     return exit_codes.OK
+
+
+def sessions_compact(app: App, args: argparse.Namespace) -> int:
+    summary_shown = False
+    for response in app.client.compact_session(args.session):
+        if args.json:
+            output.print_json(response, compact=True)
+            continue
+        kind = response.WhichOneof("event")
+        if kind == "started":
+            output.note(
+                f"compacting session {args.session}: {response.started.tokens_before} tokens of context"
+            )
+        elif kind == "summary_delta":
+            sys.stdout.write(response.summary_delta.text)
+            sys.stdout.flush()
+            summary_shown = bool(response.summary_delta.text) or summary_shown
+        elif kind == "compacted":
+            if summary_shown:
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+            done = response.compacted
+            output.note(
+                f"compacted: {done.tokens_before} → {done.tokens_after} tokens "
+                f"(summary stored as message {done.marker_message_id})"
+            )
+    return exit_codes.OK
+
+
+def _edit_events(
+    responses: Iterator[ag.EditMessageResponse], args: argparse.Namespace
+) -> Iterator[ag.RunEvent]:
+    """The run events of an EditMessage stream, after showing the edited message."""
+    for response in responses:
+        if response.HasField("message"):
+            if args.json:
+                output.print_json(response, compact=True)
+            else:
+                output.note(f"edited message {response.message.id}")
+        if response.HasField("event"):
+            yield response.event
+
+
+def sessions_edit(app: App, args: argparse.Namespace) -> int:
+    client = app.client
+    responses = client.edit_message(args.session, args.message_id, args.content, resend=args.resend)
+    if not args.resend:
+        for _ in _edit_events(responses, args):
+            pass
+        return exit_codes.OK
+    renderer = JsonRenderer() if args.json else RunRenderer()
+    return chat.follow(
+        client, _edit_events(responses, args), renderer, approver=Approver(client, args.approvals)
+    )
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -311,6 +437,26 @@ def add_run_parsers(subparsers: argparse._SubParsersAction, parents: Parents) ->
     cancel.set_defaults(handler=runs_cancel)
 
     chat.add_attach_parser(commands, parents)
+
+    approve = commands.add_parser(
+        "approve",
+        parents=parents,
+        help="approve a tool call waiting in a run (--command: run this instead)",
+        description="Approve a tool call that waits for approval. With --command, the edited command (for "
+        "shell; JSON arguments for other tools) runs instead of the suggested one.",
+    )
+    approve.add_argument("run_id")
+    approve.add_argument("tool_call_id")
+    approve.add_argument("--command", help="run this instead of the suggested command")
+    approve.set_defaults(handler=runs_resolve, decision="approve", reason="")
+
+    deny = commands.add_parser(
+        "deny", parents=parents, help="deny a tool call waiting in a run; the model is told --reason"
+    )
+    deny.add_argument("run_id")
+    deny.add_argument("tool_call_id")
+    deny.add_argument("--reason", default="", help="why (the model is told)")
+    deny.set_defaults(handler=runs_resolve, decision="deny", command=None)
 
 
 def _run_status(run: ag.Run) -> str:
@@ -375,6 +521,22 @@ def runs_cancel(app: App, args: argparse.Namespace) -> int:
         output.print_json(ag.CancelRunResponse(run=run))
     else:
         output.out.print(f"{run.id}: {_run_status(run)}", markup=False)
+    return exit_codes.OK
+
+
+def runs_resolve(app: App, args: argparse.Namespace) -> int:
+    if args.decision == "deny":
+        decision, said = ag.APPROVAL_DECISION_DENY, "denied"
+    elif args.command is not None:
+        if not args.command.strip():
+            raise CliError("--command must not be empty", exit_codes.USAGE)
+        decision, said = ag.APPROVAL_DECISION_APPROVE_EDITED, "approved as edited"
+    else:
+        decision, said = ag.APPROVAL_DECISION_APPROVE, "approved"
+    app.client.resolve_approval(
+        args.run_id, args.tool_call_id, decision, reason=args.reason, edited_command=args.command or ""
+    )
+    output.note(f"{said}: tool call {args.tool_call_id} of run {args.run_id}")
     return exit_codes.OK
 
 

@@ -118,21 +118,26 @@ class AsyncFireboxClient:
         env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
         deadline: float = SLOW_TIMEOUT,
+        via: Service = "executor",
     ) -> ex.Workspace:
+        """Create and start a workspace. `via="agent"`: the agent places it on one of its
+        executor replicas and forwards later calls for it there (create, get, list and delete
+        go through the agent; start and stop are the executor's only)."""
         request = ex.CreateWorkspaceRequest(name=name, image=image, policy=policy, env=env, labels=labels)
-        response = await self._unary("executor", "CreateWorkspace", request, deadline)
+        response = await self._unary(via, "CreateWorkspace", request, deadline)
         return response.workspace
 
-    async def get_workspace(self, workspace_id: str) -> ex.Workspace:
+    async def get_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         request = ex.GetWorkspaceRequest(workspace_id=workspace_id)
-        return (await self._unary("executor", "GetWorkspace", request)).workspace
+        return (await self._unary(via, "GetWorkspace", request)).workspace
 
-    async def list_workspaces(self) -> list[ex.Workspace]:
-        return list((await self._unary("executor", "ListWorkspaces", ex.ListWorkspacesRequest())).workspaces)
+    async def list_workspaces(self, *, via: Service = "executor") -> list[ex.Workspace]:
+        """The executor's workspaces; through the agent, those of every reachable replica."""
+        return list((await self._unary(via, "ListWorkspaces", ex.ListWorkspacesRequest())).workspaces)
 
-    async def find_workspace(self, id_or_name: str) -> ex.Workspace | None:
+    async def find_workspace(self, id_or_name: str, *, via: Service = "executor") -> ex.Workspace | None:
         """The workspace with this id, else the one with this name, else None."""
-        workspaces = await self.list_workspaces()
+        workspaces = await self.list_workspaces(via=via)
         for workspace in workspaces:
             if workspace.id == id_or_name:
                 return workspace
@@ -146,9 +151,9 @@ class AsyncFireboxClient:
         request = ex.StopWorkspaceRequest(workspace_id=workspace_id)
         return (await self._unary("executor", "StopWorkspace", request, SLOW_TIMEOUT)).workspace
 
-    async def delete_workspace(self, workspace_id: str) -> None:
+    async def delete_workspace(self, workspace_id: str, *, via: Service = "executor") -> None:
         request = ex.DeleteWorkspaceRequest(workspace_id=workspace_id)
-        await self._unary("executor", "DeleteWorkspace", request, SLOW_TIMEOUT)
+        await self._unary(via, "DeleteWorkspace", request, SLOW_TIMEOUT)
 
     # -- executor: shell sessions --------------------------------------------------------------
 
@@ -255,9 +260,19 @@ class AsyncFireboxClient:
         session_id: str,
         content: str,
         on_conflict: ag.ConflictPolicy.ValueType = ag.CONFLICT_POLICY_UNSPECIFIED,
+        *,
+        approval_policy: ag.ApprovalPolicy.ValueType = ag.APPROVAL_POLICY_UNSPECIFIED,
+        sandbox_mode: ag.SandboxMode.ValueType = ag.SANDBOX_MODE_UNSPECIFIED,
     ) -> AsyncIterator[ag.RunEvent]:
-        """Add a user message and stream the events of the run it starts."""
-        request = ag.SendMessageRequest(session_id=session_id, content=content, on_conflict=on_conflict)
+        """Add a user message and stream the events of the run it starts. `approval_policy`
+        overrides the session's for this run; `sandbox_mode` must match the session's if set."""
+        request = ag.SendMessageRequest(
+            session_id=session_id,
+            content=content,
+            on_conflict=on_conflict,
+            approval_policy=approval_policy,
+            sandbox_mode=sandbox_mode,
+        )
         async for response in self._server_stream("agent", "SendMessage", request):
             yield response.event
 
@@ -278,6 +293,48 @@ class AsyncFireboxClient:
     ) -> ag.ListRunsResponse:
         request = ag.ListRunsRequest(session_id=session_id, page_size=page_size, page_token=page_token)
         return await self._unary("agent", "ListRuns", request)
+
+    async def resolve_approval(
+        self,
+        run_id: str,
+        tool_call_id: str,
+        decision: ag.ApprovalDecision.ValueType,
+        *,
+        reason: str = "",
+        edited_command: str = "",
+    ) -> None:
+        """Answer a run's approval request: APPROVE, DENY (with `reason`, told to the model) or
+        APPROVE_EDITED (`edited_command` runs instead)."""
+        request = ag.ResolveApprovalRequest(
+            run_id=run_id,
+            tool_call_id=tool_call_id,
+            decision=decision,
+            reason=reason,
+            edited_command=edited_command,
+        )
+        await self._unary("agent", "ResolveApproval", request)
+
+    # -- agent: history ------------------------------------------------------------------------
+
+    async def compact_session(self, session_id: str) -> AsyncIterator[ag.CompactSessionResponse]:
+        """Summarize the session's history now: `started`, `summary_delta`s, then `compacted`."""
+        request = ag.CompactSessionRequest(session_id=session_id)
+        async for response in self._server_stream("agent", "CompactSession", request):
+            yield response
+
+    async def edit_message(
+        self, session_id: str, message_id: str, content: str, *, resend: bool = False
+    ) -> AsyncIterator[ag.EditMessageResponse]:
+        """Rewrite a user message: first the edited message, then (with `resend`, which drops
+        everything after it and starts a run from it) the run's events."""
+        request = ag.EditMessageRequest(
+            session_id=session_id,
+            message_id=message_id,
+            content=content,
+            action=ag.EDIT_ACTION_RESEND if resend else ag.EDIT_ACTION_SAVE,
+        )
+        async for response in self._server_stream("agent", "EditMessage", request):
+            yield response
 
     # -- agent: stateless generation, feedback, info -------------------------------------------
 

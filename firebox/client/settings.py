@@ -22,8 +22,10 @@ ENV_AGENT = "FIREBOX_AGENT"
 ENV_EXECUTOR = "FIREBOX_EXECUTOR"
 ENV_TOKEN = "FIREBOX_AUTH_TOKEN"
 ENV_TLS_CA = "FIREBOX_TLS_CA"
-ENV_TLS_CERT = "FIREBOX_TLS_CERT"
-ENV_TLS_KEY = "FIREBOX_TLS_KEY"
+# The client's own certificate for mutual TLS. Not FIREBOX_TLS_CERT / FIREBOX_TLS_KEY: the
+# services read those as their server certificate, and a shell that runs both must not mix them.
+ENV_TLS_CERT = "FIREBOX_TLS_CLIENT_CERT"
+ENV_TLS_KEY = "FIREBOX_TLS_CLIENT_KEY"
 ENV_TLS_SERVER_NAME = "FIREBOX_TLS_SERVER_NAME"
 
 # Matches the servers' limit, so that big outputs and histories are not refused on the way back.
@@ -132,7 +134,7 @@ _FLAG_ENV = {
 
 
 def _with_env(message: str) -> str:
-    """ "--tls-key: missing ..." -> "--tls-key (FIREBOX_TLS_KEY): missing ...", as the CLI's
+    """ "--tls-key: missing ..." -> "--tls-key (FIREBOX_TLS_CLIENT_KEY): missing ...", as the CLI's
     settings come from either."""
     for flag, env in _FLAG_ENV.items():
         if message.startswith(f"{flag}:"):

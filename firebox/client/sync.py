@@ -183,14 +183,14 @@ class FireboxClient:
     def create_workspace(self, name: str = "", **kwargs: Any) -> ex.Workspace:
         return self._run(self._async.create_workspace(name, **kwargs))
 
-    def get_workspace(self, workspace_id: str) -> ex.Workspace:
-        return self._run(self._async.get_workspace(workspace_id))
+    def get_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        return self._run(self._async.get_workspace(workspace_id, via=via))
 
-    def list_workspaces(self) -> list[ex.Workspace]:
-        return self._run(self._async.list_workspaces())
+    def list_workspaces(self, *, via: Service = "executor") -> list[ex.Workspace]:
+        return self._run(self._async.list_workspaces(via=via))
 
-    def find_workspace(self, id_or_name: str) -> ex.Workspace | None:
-        return self._run(self._async.find_workspace(id_or_name))
+    def find_workspace(self, id_or_name: str, *, via: Service = "executor") -> ex.Workspace | None:
+        return self._run(self._async.find_workspace(id_or_name, via=via))
 
     def start_workspace(self, workspace_id: str) -> ex.Workspace:
         return self._run(self._async.start_workspace(workspace_id))
@@ -198,8 +198,8 @@ class FireboxClient:
     def stop_workspace(self, workspace_id: str) -> ex.Workspace:
         return self._run(self._async.stop_workspace(workspace_id))
 
-    def delete_workspace(self, workspace_id: str) -> None:
-        self._run(self._async.delete_workspace(workspace_id))
+    def delete_workspace(self, workspace_id: str, *, via: Service = "executor") -> None:
+        self._run(self._async.delete_workspace(workspace_id, via=via))
 
     # executor: shell sessions and info
     def create_shell_session(self, workspace_id: str, session_id: str = "") -> ex.Session:
@@ -243,8 +243,15 @@ class FireboxClient:
         session_id: str,
         content: str,
         on_conflict: ag.ConflictPolicy.ValueType = ag.CONFLICT_POLICY_UNSPECIFIED,
+        *,
+        approval_policy: ag.ApprovalPolicy.ValueType = ag.APPROVAL_POLICY_UNSPECIFIED,
+        sandbox_mode: ag.SandboxMode.ValueType = ag.SANDBOX_MODE_UNSPECIFIED,
     ) -> SyncStream[ag.RunEvent]:
-        return self._stream(self._async.send_message(session_id, content, on_conflict))
+        return self._stream(
+            self._async.send_message(
+                session_id, content, on_conflict, approval_policy=approval_policy, sandbox_mode=sandbox_mode
+            )
+        )
 
     def stream_run(self, run_id: str, after_index: int = 0) -> SyncStream[ag.RunEvent]:
         return self._stream(self._async.stream_run(run_id, after_index))
@@ -257,6 +264,30 @@ class FireboxClient:
 
     def list_runs(self, session_id: str, page_size: int = 0, page_token: str = "") -> ag.ListRunsResponse:
         return self._run(self._async.list_runs(session_id, page_size, page_token))
+
+    def resolve_approval(
+        self,
+        run_id: str,
+        tool_call_id: str,
+        decision: ag.ApprovalDecision.ValueType,
+        *,
+        reason: str = "",
+        edited_command: str = "",
+    ) -> None:
+        self._run(
+            self._async.resolve_approval(
+                run_id, tool_call_id, decision, reason=reason, edited_command=edited_command
+            )
+        )
+
+    # agent: history
+    def compact_session(self, session_id: str) -> SyncStream[ag.CompactSessionResponse]:
+        return self._stream(self._async.compact_session(session_id))
+
+    def edit_message(
+        self, session_id: str, message_id: str, content: str, *, resend: bool = False
+    ) -> SyncStream[ag.EditMessageResponse]:
+        return self._stream(self._async.edit_message(session_id, message_id, content, resend=resend))
 
     # agent: stateless generation, feedback, info
     def generate(self, messages: Iterable[ag.Message], **kwargs: Any) -> SyncStream[ag.GenerateResponse]:

@@ -227,13 +227,19 @@ async def test_chat_in_a_session_with_a_run_in_progress_follows_it_first(agent, 
         seen += await asyncio.wait_for(first.stdout.read(64), 30)
 
     second = await start_firebox("chat", session_id, "-m", "second", **targets(agent, executor))
-    await asyncio.sleep(1.0)  # the second client is following the held run by now
+    assert second.stderr is not None
+    # Release the held run only once the second client says it follows it (no fixed sleep: a
+    # loaded machine may take seconds to start a Python process).
+    noted = b""
+    while b"following run" not in noted:
+        line = await asyncio.wait_for(second.stderr.readline(), 30)
+        assert line, f"the second chat ended without following the run: {noted!r}"
+        noted += line
     fake.release()
     first_result = await finish(first, limit=30)
     second_result = await finish(second, limit=60)
     assert first_result.code == 0, first_result.stderr
-    assert second_result.code == 0, second_result.stderr
-    assert "following run" in second_result.stderr
+    assert second_result.code == 0, noted.decode() + second_result.stderr
     assert second_result.text == "one\ntwo\n"
 
 

@@ -1,19 +1,20 @@
-"""Interactive `firebox chat` on a real terminal (tmux): the prompt loop, streaming answers, and
-Ctrl-C cancelling the run in progress while the conversation goes on."""
+"""Interactive `firebox chat` on a real terminal (tmux): the prompt loop, streaming answers,
+Ctrl-C cancelling the run in progress while the conversation goes on, and approval prompts."""
 
 from __future__ import annotations
 
-import asyncio
+import re
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration.cli.test_cli_approvals import exists, tool_result
 from tests.support.agent_server import running_agent
 from tests.support.cli import FIREBOX
-from tests.support.fake_provider import FakeProvider, Hold, Reply, chunk, text_reply
+from tests.support.fake_provider import FakeProvider, Hold, Reply, chunk, shell_reply, text_reply
+from tests.support.terminal import Terminal, tmux_terminal
 
 pytestmark = [
     pytest.mark.docker,
@@ -21,49 +22,10 @@ pytestmark = [
 ]
 
 
-async def tmux(*args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        "tmux", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()
-    return stdout.decode()
-
-
-class Terminal:
-    """A detached tmux session running one shell command."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def keys(self, *keys: str) -> None:
-        await tmux("send-keys", "-t", self.name, *keys)
-
-    async def screen(self) -> str:
-        return await tmux("capture-pane", "-p", "-t", self.name, "-S", "-200")
-
-    async def wait_for(self, text: str, count: int = 1, limit: float = 30.0) -> str:
-        """The screen once `text` shows on it `count` times."""
-        screen = ""
-        try:
-            async with asyncio.timeout(limit):
-                while True:
-                    screen = await self.screen()
-                    if screen.count(text) >= count:
-                        return screen
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            raise AssertionError(f"{text!r} x{count} never showed; the screen:\n{screen}") from None
-
-
 @pytest.fixture
 async def terminal() -> AsyncIterator[Terminal]:
-    name = f"firebox-test-{uuid.uuid4().hex[:8]}"
-    await tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "50", "sh")
-    try:
-        yield Terminal(name)
-    finally:
-        await tmux("kill-session", "-t", name)
+    async with tmux_terminal() as opened:
+        yield opened
 
 
 async def test_interactive_chat_streams_answers_and_ctrl_c_cancels_only_the_run(
@@ -114,3 +76,66 @@ async def test_interactive_chat_streams_answers_and_ctrl_c_cancels_only_the_run(
             assert "hello" in contents and "take your time" in contents and "still there?" in contents
     finally:
         await fake.stop()
+
+
+async def test_approval_prompt_approves_denies_edits_and_ctrl_c_cancels(
+    agent, executor, fake, terminal: Terminal
+) -> None:
+    fake.reset()
+    fake.script(
+        shell_reply("touch /workspace/tty-cancelled", call_id="c0"),
+        shell_reply("touch /workspace/tty-approved", call_id="c1"),
+        text_reply("done one"),
+        shell_reply("touch /workspace/tty-denied", call_id="c2"),
+        text_reply("done two"),
+        shell_reply("touch /workspace/tty-suggested", call_id="c3"),
+        text_reply("done three"),
+    )
+    await terminal.keys(
+        f"env FIREBOX_AGENT={agent.target} FIREBOX_EXECUTOR={executor.target} {FIREBOX} chat "
+        "--approval always; echo exit-status=$?",
+        "Enter",
+    )
+    await terminal.wait_for("you>")
+    # Ctrl-C at the prompt cancels the run.
+    await terminal.keys("cancel me", "Enter")
+    await terminal.wait_for("approve? [y]es")
+    await terminal.keys("C-c")
+    await terminal.wait_for("run cancelled")
+    await terminal.wait_for("you>", count=2)
+
+    await terminal.keys("approve this", "Enter")
+    screen = await terminal.wait_for("approve? [y]es", count=2)
+    assert "⏸ approval needed: shell: touch /workspace/tty-approved" in screen
+    await terminal.keys("y", "Enter")
+    await terminal.wait_for("done one")
+    await terminal.wait_for("you>", count=3)
+
+    await terminal.keys("deny this", "Enter")
+    await terminal.wait_for("approve? [y]es", count=3)
+    await terminal.keys("n", "Enter")
+    await terminal.wait_for("reason (told to the model")
+    await terminal.keys("too risky", "Enter")
+    await terminal.wait_for("done two")
+    await terminal.wait_for("you>", count=4)
+
+    await terminal.keys("edit this", "Enter")
+    await terminal.wait_for("approve? [y]es", count=4)
+    await terminal.keys("e", "Enter")
+    # The suggested command is already typed at the prompt: add to its end.
+    await terminal.wait_for("command > touch /workspace/tty-suggested")
+    await terminal.keys("-edited", "Enter")
+    screen = await terminal.wait_for("done three")
+    assert "✎ approved as edited: touch /workspace/tty-suggested-edited" in screen
+    await terminal.wait_for("you>", count=5)
+    await terminal.keys("/exit", "Enter")
+    screen = await terminal.wait_for("exit-status=", count=2)
+    assert "exit-status=0" in screen and "Traceback" not in screen
+
+    session_id = re.search(r"session (ses-\w+)", screen).group(1)  # type: ignore[union-attr]
+    assert tool_result(fake, "c2") == "denied by the user: too risky"
+    assert await exists(agent, executor, session_id, "/workspace/tty-approved")
+    assert not await exists(agent, executor, session_id, "/workspace/tty-denied")
+    assert await exists(agent, executor, session_id, "/workspace/tty-suggested-edited")
+    assert not await exists(agent, executor, session_id, "/workspace/tty-suggested")
+    assert not await exists(agent, executor, session_id, "/workspace/tty-cancelled")

@@ -100,12 +100,42 @@ async def test_mutual_tls_needs_the_client_certificate(certs: CertSet) -> None:
             "--tls-ca",
             str(certs.ca),
             executor=target,
-            env={"FIREBOX_TLS_CERT": str(certs.client_cert), "FIREBOX_TLS_KEY": str(certs.client_key)},
+            env={
+                "FIREBOX_TLS_CLIENT_CERT": str(certs.client_cert),
+                "FIREBOX_TLS_CLIENT_KEY": str(certs.client_key),
+            },
         )
         assert health_of(with_cert) == "SERVING"
         without = await firebox("status", "--json", "--tls-ca", str(certs.ca), executor=target)
         assert health_of(without) != "SERVING"
         assert without.code == 4
+    finally:
+        await server.stop(0)
+
+
+async def test_the_services_server_certificate_variables_do_not_reach_the_cli(certs: CertSet) -> None:
+    # A shell that starts the services exports FIREBOX_TLS_CERT / FIREBOX_TLS_KEY (their server
+    # certificate); the CLI must not take them as its client certificate and turn TLS on.
+    spec = ServerSpec(
+        name="cli-plain-test",
+        listen="127.0.0.1:0",
+        register=lambda _server: None,
+        service_names=[],
+        grace_seconds=0.1,
+    )
+    server = await start(spec)
+    try:
+        target = f"127.0.0.1:{server.port}"
+        server_env = {"FIREBOX_TLS_CERT": str(certs.server_cert), "FIREBOX_TLS_KEY": str(certs.server_key)}
+        result = await firebox("status", "--json", executor=target, env=server_env)
+        assert health_of(result) == "SERVING", result.stderr
+        # The client's own variables do turn TLS on (and a plaintext server cannot answer it).
+        client_env = {
+            "FIREBOX_TLS_CLIENT_CERT": str(certs.client_cert),
+            "FIREBOX_TLS_CLIENT_KEY": str(certs.client_key),
+        }
+        tls = await firebox("status", "--json", executor=target, env=client_env)
+        assert health_of(tls) != "SERVING"
     finally:
         await server.stop(0)
 

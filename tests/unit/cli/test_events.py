@@ -91,3 +91,50 @@ def test_json_renderer_writes_one_parseable_event_per_line() -> None:
     assert [line["index"] for line in lines] == ["1", "2"]
     assert lines[0]["textDelta"]["text"] == "hi"
     assert r.outcome == "run_completed"
+
+
+def test_approval_events_show_the_command_why_and_the_decision() -> None:
+    r, buffer = renderer()
+    call = ag.ToolCall(id="c1", name="shell", arguments=json.dumps({"command": "rm x"}))
+    request = ag.ApprovalRequested(tool_call=call, command="rm x", reason="writes files", timeout_seconds=600)
+    r.render(ag.RunEvent(index=1, approval_requested=request))
+    r.render(
+        ag.RunEvent(
+            index=2,
+            approval_resolved=ag.ApprovalResolved(
+                tool_call_id="c1", decision=ag.APPROVAL_DECISION_DENY, reason="not now"
+            ),
+        )
+    )
+    r.render(
+        ag.RunEvent(
+            index=3,
+            approval_resolved=ag.ApprovalResolved(
+                tool_call_id="c2", decision=ag.APPROVAL_DECISION_APPROVE_EDITED, command="rm y"
+            ),
+        )
+    )
+    r.render(
+        ag.RunEvent(
+            index=4,
+            approval_resolved=ag.ApprovalResolved(
+                tool_call_id="c3", decision=ag.APPROVAL_DECISION_DENY, timed_out=True
+            ),
+        )
+    )
+    assert buffer.getvalue() == (
+        "⏸ approval needed: shell: rm x\n"
+        "  (writes files; denied if not answered within 600 s)\n"
+        "✘ denied: not now\n"
+        "✎ approved as edited: rm y\n"
+        "✘ denied: no answer in time\n"
+    )
+
+
+def test_context_compaction_shows_tokens_before_and_after() -> None:
+    r, buffer = renderer()
+    r.render(ag.RunEvent(index=1, text_delta=ag.TextDelta(text="mid-line")))
+    r.render(
+        ag.RunEvent(index=2, context_compacted=ag.ContextCompacted(tokens_before=9000, tokens_after=1200))
+    )
+    assert buffer.getvalue() == "mid-line\n⋯ context compacted: 9000 → 1200 tokens\n"

@@ -43,7 +43,7 @@ def test_client_certificate_without_key_is_refused_naming_both_settings(tmp_path
     cert = tmp_path / "client.pem"
     cert.write_text("not used")
     settings = ConnectionSettings.from_env({}, tls_cert=cert)
-    with pytest.raises(SettingsError, match="FIREBOX_TLS_KEY"):
+    with pytest.raises(SettingsError, match="FIREBOX_TLS_CLIENT_KEY"):
         settings.channel_credentials()
 
 
@@ -51,3 +51,22 @@ def test_missing_ca_file_is_reported_with_its_path(tmp_path: Path) -> None:
     settings = ConnectionSettings.from_env({}, tls_ca=tmp_path / "missing.pem")
     with pytest.raises(SettingsError, match=r"missing\.pem"):
         settings.channel_credentials()
+
+
+def test_client_certificate_comes_from_the_client_variables(tmp_path: Path) -> None:
+    env = {
+        "FIREBOX_TLS_CLIENT_CERT": str(tmp_path / "client.pem"),
+        "FIREBOX_TLS_CLIENT_KEY": str(tmp_path / "client.key"),
+    }
+    settings = ConnectionSettings.from_env(env)
+    assert settings.tls_cert == tmp_path / "client.pem"
+    assert settings.tls_key == tmp_path / "client.key"
+    assert settings.tls
+
+
+def test_the_services_certificate_variables_are_not_the_clients(tmp_path: Path) -> None:
+    # FIREBOX_TLS_CERT / FIREBOX_TLS_KEY are the services' server certificate.
+    env = {"FIREBOX_TLS_CERT": str(tmp_path / "server.pem"), "FIREBOX_TLS_KEY": str(tmp_path / "server.key")}
+    settings = ConnectionSettings.from_env(env)
+    assert settings.tls_cert is None and settings.tls_key is None
+    assert not settings.tls

@@ -1,0 +1,55 @@
+"""`firebox workspaces … --via agent` and `exec --via agent` with the executor unreachable from
+the CLI: everything goes through the agent, which forwards to its executor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.cli import firebox
+
+pytestmark = pytest.mark.docker
+
+
+async def test_workspaces_via_agent_create_list_show_exec_delete_without_the_executor(
+    agent, executor
+) -> None:
+    # The CLI's executor address is a closed port: only the agent can answer.
+    via = {"agent": agent.target}
+    created = await firebox("workspaces", "create", "through-agent", "--via", "agent", "--json", **via)
+    assert created.code == 0, created.stderr
+    workspace = json.loads(created.stdout)["workspace"]
+    assert workspace["name"] == "through-agent" and workspace["status"] == "WORKSPACE_STATUS_RUNNING"
+    # It really is on the executor.
+    assert any(w.id == workspace["id"] for w in await executor.workspaces.list())
+
+    listed = await firebox("workspaces", "list", "--via", "agent", "--json", **via)
+    assert listed.code == 0, listed.stderr
+    assert workspace["id"] in [w["id"] for w in json.loads(listed.stdout)["workspaces"]]
+
+    shown = await firebox("workspaces", "show", "through-agent", "--via", "agent", **via)
+    assert shown.code == 0, shown.stderr
+    assert workspace["id"] in shown.text
+
+    ran = await firebox("exec", "--via", "agent", "-w", workspace["id"], "--", "echo", "via-agent", **via)
+    assert ran.code == 0, ran.stderr
+    assert ran.stdout == b"via-agent\n"
+
+    deleted = await firebox("workspaces", "delete", "through-agent", "--via", "agent", **via)
+    assert deleted.code == 0, deleted.stderr
+    assert all(w.id != workspace["id"] for w in await executor.workspaces.list())
+    missing = await firebox("workspaces", "show", "through-agent", "--via", "agent", **via)
+    assert missing.code == 3
+    assert "--via agent" in missing.error_line()
+
+    # Without --via the executor is asked, and it is unreachable.
+    direct = await firebox("workspaces", "list", **via)
+    assert direct.code == 4
+
+
+async def test_exec_via_agent_creates_the_default_workspace_through_the_agent(agent, executor) -> None:
+    result = await firebox("exec", "--via", "agent", "--", "echo", "default-ws", agent=agent.target)
+    assert result.code == 0, result.stderr
+    assert result.stdout == b"default-ws\n"
+    assert "default" in [w.name for w in await executor.workspaces.list()]
