@@ -50,6 +50,12 @@ bench: install
 	bash scripts/test-env.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+## Reliability: faults (kill -9, Docker engine stopped), runaway commands, load, containment probes.
+## Long and disruptive (it stops and restarts dockerd at the end); about 4 minutes. See docs/reliability.md.
+chaos: install
+	bash scripts/test-env.sh
+	$(VENV)/bin/pytest -q -s tests/chaos $(PYTEST_ARGS)
+
 ## Deployment end to end: build the images locally (no registry; scripts/deploy-env.sh), then
 ## bring up compose.yaml and a two-replica Swarm stack and drive them with grpcurl and the CLI.
 e2e: install

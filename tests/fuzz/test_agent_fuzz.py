@@ -1,0 +1,347 @@
+"""Every RPC of the agent fuzzed with hypothesis-generated messages (1,000 per RPC).
+
+One agent process for the module, in front of a real executor process and the fake provider
+(a real HTTP server in a process of its own). Each test asserts that no call ends INTERNAL or
+UNKNOWN (nor hangs), that the agent is still SERVING, and that a reference session — its
+messages and its runs — is exactly as it was.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from firebox.agent.v1 import agent_pb2 as pb
+from firebox.agent.v1 import agent_pb2_grpc
+from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
+from firebox.trace.v1 import trace_pb2
+from tests.fuzz import strategies as fz
+from tests.fuzz.support import FUZZ, Outcomes, serving, short
+from tests.support.executor_server import REPO, ExecutorProcess, remove_owned_workspaces
+from tests.support.service_process import AgentProcess
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+
+@dataclass
+class Target:
+    agent: AgentProcess
+    stub: agent_pb2_grpc.AgentServiceStub
+    session_id: str
+    run_id: str
+    workspace_id: str
+    shell_session_id: str
+
+    @property
+    def real_ids(self) -> list[str]:
+        return [self.session_id, self.run_id, self.workspace_id]
+
+
+def start_provider() -> tuple[subprocess.Popen[str], str]:
+    """The fake provider in a process of its own, answering every request with a short text."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_provider", "--deltas", "3"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    root = tmp_path_factory.mktemp("fuzz-agent")
+    executor = ExecutorProcess(root / "executor", backend="docker")
+    provider, base_url = start_provider()
+    agent: AgentProcess | None = None
+    try:
+        executor.start()
+        agent = AgentProcess(root / "agent", executor=executor.target, provider=base_url).start()
+        with (
+            grpc.insecure_channel(executor.target) as ex_channel,
+            grpc.insecure_channel(agent.target) as channel,
+        ):
+            ex = executor_pb2_grpc.ExecutorServiceStub(ex_channel)
+            workspace = ex.CreateWorkspace(
+                executor_pb2.CreateWorkspaceRequest(name="fuzz"), timeout=60
+            ).workspace
+            shell = ex.CreateSession(executor_pb2.CreateSessionRequest(workspace_id=workspace.id), timeout=30)
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            session = stub.CreateSession(pb.CreateSessionRequest(title="reference"), timeout=10).session
+            events = [
+                r.event
+                for r in stub.SendMessage(
+                    pb.SendMessageRequest(session_id=session.id, content="hi"), timeout=30
+                )
+            ]
+            assert events[-1].HasField("run_completed"), events[-1]
+            yield Target(agent, stub, session.id, events[-1].run_id, workspace.id, shell.session.id)
+    finally:
+        if agent is not None:
+            agent.kill()
+        provider.kill()
+        provider.wait(10)
+        executor.kill()
+        remove_owned_workspaces(root / "executor")
+
+
+def snapshot(t: Target) -> tuple[object, ...]:
+    """The reference session, its messages and runs, and every session's id and title."""
+    got = t.stub.GetSession(pb.GetSessionRequest(session_id=t.session_id, include_messages=True), timeout=10)
+    runs = t.stub.ListRuns(pb.ListRunsRequest(session_id=t.session_id, page_size=1000), timeout=10).runs
+    listed = t.stub.ListSessions(pb.ListSessionsRequest(page_size=1000), timeout=10).sessions
+    session = pb.Session()
+    session.CopyFrom(got.session)
+    session.ClearField("update_time")
+    return (
+        session.SerializeToString(deterministic=True),
+        [m.SerializeToString(deterministic=True) for m in got.messages],
+        [(r.id, r.status, r.last_event_index) for r in runs],
+        sorted((s.id, s.title) for s in listed),
+        dropped(t),
+    )
+
+
+def dropped(t: Target) -> int:
+    return t.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10).dropped_log_records
+
+
+def ids(t: Target) -> st.SearchStrategy[str]:
+    return st.one_of(st.sampled_from(fz.odd_ids(t.real_ids)), fz.hostile_text())
+
+
+def check_alive_and_unchanged(t: Target, before: tuple[object, ...], outcomes: Outcomes) -> None:
+    assert serving(t.agent.target), f"agent not SERVING after fuzzing; codes {dict(outcomes.codes)}"
+    after = snapshot(t)
+    assert after[:-1] == before[:-1], f"stored data changed; codes {dict(outcomes.codes)}"
+    # What was accepted was recorded: the training log dropped nothing (e.g. a value it cannot write).
+    assert after[-1] == before[-1], f"the training log dropped {after[-1] - before[-1]} accepted records"
+
+
+# ---- lookups and deletions with random ids ------------------------------------------------------
+
+ID_RPCS = {
+    "GetSession": lambda i, n, tok: pb.GetSessionRequest(session_id=i, include_messages=n % 2 == 0),
+    "DeleteSession": lambda i, n, tok: pb.DeleteSessionRequest(session_id=i),
+    "CancelRun": lambda i, n, tok: pb.CancelRunRequest(run_id=i),
+    "GetRun": lambda i, n, tok: pb.GetRunRequest(run_id=i),
+    "ListRuns": lambda i, n, tok: pb.ListRunsRequest(session_id=i, page_size=n, page_token=tok),
+}
+
+
+@pytest.mark.parametrize("rpc", sorted(ID_RPCS))
+def test_id_rpcs_refuse_random_ids_and_change_nothing(target: Target, rpc: str) -> None:
+    before = snapshot(target)
+    outcomes = Outcomes()
+    method = getattr(target.stub, rpc)
+    real = set(target.real_ids)
+
+    @FUZZ
+    @given(any_id=ids(target), number=fz.hostile_int(5), token=fz.hostile_text())
+    def fuzz(any_id: str, number: int, token: str) -> None:
+        if any_id in real:
+            return
+        number = max(-(2**31), min(2**31 - 1, number))
+        response = outcomes.unary(method, ID_RPCS[rpc](any_id, number, token))
+        assert response is None, f"{rpc}({any_id!r}) succeeded on a random id"
+
+    fuzz()
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_stream_run_random_ids_and_indexes(target: Target) -> None:
+    before = snapshot(target)
+    outcomes = Outcomes()
+
+    @FUZZ
+    @given(run_id=st.one_of(st.just(target.run_id), ids(target)), after=fz.hostile_int(3))
+    def fuzz(run_id: str, after: int) -> None:
+        request = pb.StreamRunRequest(run_id=run_id, after_index=after)
+        events, ok = outcomes.stream(target.stub.StreamRun(request, timeout=10), request)
+        if ok:
+            assert run_id == target.run_id, f"StreamRun({run_id!r}) answered for a random id"
+            assert all(r.event.index > after for r in events), short(request)
+
+    fuzz()
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_list_sessions_random_pages(target: Target) -> None:
+    before = snapshot(target)
+    outcomes = Outcomes()
+
+    @FUZZ
+    @given(request=fz.message(pb.ListSessionsRequest.DESCRIPTOR))
+    def fuzz(request: pb.ListSessionsRequest) -> None:
+        response = outcomes.unary(target.stub.ListSessions, request)
+        if response is not None:
+            assert len(response.sessions) <= max(request.page_size, 50)
+
+    fuzz()
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_create_session_hostile_requests(target: Target) -> None:
+    """Whatever is accepted is stored as given and deleted again; the rest is refused precisely."""
+    before = snapshot(target)
+    outcomes = Outcomes()
+    created: list[str] = []
+
+    @FUZZ
+    @given(request=fz.message(pb.CreateSessionRequest.DESCRIPTOR))
+    def fuzz(request: pb.CreateSessionRequest) -> None:
+        response = outcomes.unary(target.stub.CreateSession, request)
+        if response is not None:
+            created.append(response.session.id)
+            got = target.stub.GetSession(pb.GetSessionRequest(session_id=response.session.id), timeout=10)
+            assert got.session.title == request.title
+            assert dict(got.session.labels) == dict(request.labels)
+            target.stub.DeleteSession(pb.DeleteSessionRequest(session_id=response.session.id), timeout=30)
+
+    try:
+        fuzz()
+    finally:
+        for session_id in created:
+            try:
+                target.stub.DeleteSession(pb.DeleteSessionRequest(session_id=session_id), timeout=30)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.NOT_FOUND
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_send_message_hostile_requests(target: Target) -> None:
+    """Random sessions, contents and conflict policies; runs on a scratch session reach an end."""
+    before = snapshot(target)
+    outcomes = Outcomes()
+    scratch = target.stub.CreateSession(pb.CreateSessionRequest(title="scratch"), timeout=10).session.id
+    session_ids = st.one_of(st.just(scratch), ids(target))
+
+    @FUZZ
+    @given(
+        request=fz.message(pb.SendMessageRequest.DESCRIPTOR, overrides={"session_id": session_ids}),
+    )
+    def fuzz(request: pb.SendMessageRequest) -> None:
+        if request.session_id == target.session_id:
+            return
+        events, ok = outcomes.stream(target.stub.SendMessage(request, timeout=30), request)
+        if ok:
+            assert events, short(request)
+            last = events[-1].event
+            assert last.WhichOneof("event") in ("run_completed", "run_failed", "run_cancelled"), short(last)
+
+    try:
+        fuzz()
+    finally:
+        target.stub.DeleteSession(pb.DeleteSessionRequest(session_id=scratch), timeout=30)
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_generate_hostile_conversations(target: Target) -> None:
+    before = snapshot(target)
+    outcomes = Outcomes()
+
+    @FUZZ
+    @given(request=fz.message(pb.GenerateRequest.DESCRIPTOR))
+    def fuzz(request: pb.GenerateRequest) -> None:
+        outcomes.stream(target.stub.Generate(request, timeout=30), request)
+
+    fuzz()
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_log_events_hostile_feedback(target: Target) -> None:
+    before = snapshot(target)
+    outcomes = Outcomes()
+    events = st.lists(fz.message(trace_pb2.FeedbackEvent.DESCRIPTOR, fz.odd_ids(target.real_ids)), max_size=5)
+
+    @FUZZ
+    @given(events=events)
+    def fuzz(events: list[trace_pb2.FeedbackEvent]) -> None:
+        request = pb.LogEventsRequest(events=events)
+        response = outcomes.unary(target.stub.LogEvents, request)
+        if response is not None:
+            assert response.accepted == len(events)
+
+    fuzz()
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_execute_forwarding_hostile_streams(target: Target) -> None:
+    """The executor's Execute fuzz, through the agent's forwarding."""
+    before = snapshot(target)
+    outcomes = Outcomes()
+
+    @FUZZ
+    @given(requests=fz.execute_streams(target.workspace_id, target.shell_session_id))
+    def fuzz(requests: list[executor_pb2.ExecuteRequest]) -> None:
+        responses, ok = outcomes.stream(target.stub.Execute(iter(requests), timeout=15), requests[0])
+        if ok:
+            assert responses and responses[-1].end_reason != executor_pb2.END_REASON_UNSPECIFIED, short(
+                requests
+            )
+
+    fuzz()
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_get_server_info_ignores_unknown_fields(target: Target) -> None:
+    before = snapshot(target)
+    outcomes = Outcomes()
+    channel = grpc.insecure_channel(target.agent.target)
+    method = channel.unary_unary(
+        "/firebox.agent.v1.AgentService/GetServerInfo",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+
+    @FUZZ
+    @given(payload=fz.message(pb.CreateSessionRequest.DESCRIPTOR).map(lambda m: m.SerializeToString()))
+    def fuzz(payload: bytes) -> None:
+        assert outcomes.unary(method, payload) is not None
+
+    try:
+        fuzz()
+    finally:
+        channel.close()
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def test_huge_fields_near_the_message_limit(target: Target) -> None:
+    before = snapshot(target)
+    outcomes = Outcomes()
+    big = "a" * fz.NEAR_LIMIT
+    outcomes.unary(target.stub.CreateSession, pb.CreateSessionRequest(title=big))
+    outcomes.unary(target.stub.GetSession, pb.GetSessionRequest(session_id=big))
+    outcomes.stream(
+        target.stub.SendMessage(pb.SendMessageRequest(session_id=target.session_id, content=big), timeout=30),
+        "big content",
+    )
+    outcomes.stream(
+        target.stub.Generate(
+            pb.GenerateRequest(messages=[pb.Message(role=pb.ROLE_USER, content=big)]), timeout=30
+        ),
+        "big generate",
+    )
+    outcomes.unary(
+        target.stub.LogEvents,
+        pb.LogEventsRequest(
+            events=[trace_pb2.FeedbackEvent(**{fz_first_string(trace_pb2.FeedbackEvent): big})]
+        ),
+    )
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+def fz_first_string(cls: type) -> str:
+    from google.protobuf.descriptor import FieldDescriptor
+
+    return next(
+        f.name for f in cls.DESCRIPTOR.fields if f.type == FieldDescriptor.TYPE_STRING and not f.is_repeated
+    )
