@@ -26,6 +26,8 @@ log = get_logger("firebox.agent.executor")
 CONNECT_TIMEOUT_SECONDS = 1.0
 # After a stop, how long to wait for the executor to report the program's end.
 STOP_WAIT_SECONDS = 3.0
+# After the final response, how long a forwarded Execute waits for its client to half-close.
+HALF_CLOSE_LINGER_SECONDS = 2.0
 # Deadlines beyond this (or none) are not forwarded: gRPC reports "no deadline" as a huge number.
 _NO_DEADLINE = 10 * 365 * 24 * 3600.0
 
@@ -341,15 +343,48 @@ class ExecutorClient:
         deadline: float | None,
     ) -> AsyncIterator[executor_pb2.ExecuteResponse]:
         """Proxy one Execute stream: requests (stdin, stops, half-close) go through as they come,
-        responses come back as they come. Closing this generator cancels the executor's call."""
+        responses come back as they come. Closing this generator cancels the executor's call.
+
+        A client write that crosses the end of a call fails in gRPC's core and turns that call's
+        status into INTERNAL, hiding the real one. So later requests wait until the executor has
+        accepted the first (its first response), nothing is sent after its final response, and
+        the client gets a moment to half-close before this call ends (as the executor does)."""
         await self.ensure_reachable()
-        # gRPC consumes the request iterator itself, sending each request as it comes and
-        # half-closing when the client does.
-        call = self._stub.Execute(requests, metadata=self._metadata, timeout=deadline, wait_for_ready=False)
+        call = self._stub.Execute(metadata=self._metadata, timeout=deadline, wait_for_ready=False)
+        accepted = asyncio.Event()
+        writing = asyncio.Lock()
+        forwarding = True
+
+        async def pump() -> None:
+            sent_first = False
+            try:
+                async for request in requests:
+                    if sent_first:
+                        await accepted.wait()
+                    async with writing:
+                        if not forwarding or call.done():
+                            continue  # drained and dropped: the execution is over
+                        await call.write(request)
+                    sent_first = True
+                async with writing:
+                    if forwarding and not call.done():
+                        await call.done_writing()
+            except (grpc.RpcError, asyncio.InvalidStateError):
+                pass  # the call's own status says what went wrong
+
+        pump_task = asyncio.create_task(pump())
         try:
             async for response in call:
+                accepted.set()
+                if response.HasField("exit_code") or response.end_reason:
+                    async with writing:
+                        forwarding = False
+                        await call.done_writing()
                 yield response
+            await asyncio.wait([pump_task], timeout=HALF_CLOSE_LINGER_SECONDS)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, "") from None
         finally:
+            accepted.set()
+            pump_task.cancel()
             call.cancel()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -14,22 +13,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load(argv)
     # Imported after parsing, so that --help and usage errors answer at once.
     from agent_service.server import serve
-    from firebox.common import logging as fb_logging
-    from firebox.common.errors import FireboxError
+    from firebox.common.server import run_service
 
-    try:
-        asyncio.run(serve(config))
-    except FireboxError as exc:  # a setting that cannot work, e.g. an unreadable TLS file
-        print(f"firebox-agent: {exc.message}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"firebox-agent: cannot serve on {config.listen}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        fb_logging.shutdown()
-    return 0
+    return run_service("firebox-agent", config.listen, lambda: serve(config))
 
 
 if __name__ == "__main__":

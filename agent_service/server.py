@@ -49,9 +49,7 @@ class Agent:
 
     @property
     def target(self) -> str:
-        host = self.config.listen.rpartition(":")[0].strip("[]")
-        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-        return f"{host}:{self.port}"
+        return self.server.target
 
     async def stop(self, grace: float | None = None) -> None:
         """As on SIGTERM: health NOT_SERVING, runs get `grace`, then end as INTERRUPTED."""

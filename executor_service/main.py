@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 
@@ -15,25 +14,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported after parsing, so that --help and usage errors answer at once.
     from executor_service.backends import BackendUnavailable
     from executor_service.server import serve
-    from firebox.common import logging as fb_logging
-    from firebox.common.errors import FireboxError
+    from firebox.common.server import run_service
 
-    try:
-        asyncio.run(serve(config))
-    except FireboxError as exc:  # a setting that cannot work, e.g. an unreadable TLS file
-        print(f"firebox-executor: {exc.message}", file=sys.stderr)
-        return 2
-    except BackendUnavailable as exc:
-        print(f"firebox-executor: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"firebox-executor: cannot serve on {config.listen}: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        fb_logging.shutdown()
-    return 0
+    return run_service("firebox-executor", config.listen, lambda: serve(config), (BackendUnavailable,))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import signal
+import sys
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -257,6 +258,13 @@ class RunningServer:
     async def wait(self) -> None:
         await self._stopped.wait()
 
+    @property
+    def target(self) -> str:
+        """An address clients on this machine can dial (a wildcard listen becomes 127.0.0.1)."""
+        host = self.spec.listen.rpartition(":")[0].strip("[]")
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        return f"{host}:{self.port}"
+
 
 async def start(spec: ServerSpec) -> RunningServer:
     """Build, bind and start a server; returns once it accepts calls."""
@@ -288,6 +296,34 @@ async def start(spec: ServerSpec) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", service=spec.name, listen=spec.listen, port=port, auth=bool(spec.auth_token))
     return RunningServer(spec, server, port, health_servicer)
+
+
+def run_service(
+    program: str,
+    listen: str,
+    serve: Callable[[], Awaitable[None]],
+    startup_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """Run a service's `serve()` to its end as a console script: start-up problems a person must
+    fix (a bad setting, a port in use, `startup_errors`) become one line on stderr and exit 2."""
+    from firebox.common import logging as fb_logging
+
+    try:
+        asyncio.run(serve())
+    except FireboxError as exc:  # a setting that cannot work, e.g. an unreadable TLS file
+        print(f"{program}: {exc.message}", file=sys.stderr)
+        return 2
+    except startup_errors as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{program}: cannot serve on {listen}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        fb_logging.shutdown()
+    return 0
 
 
 async def serve_until_signalled(spec: ServerSpec) -> None:
