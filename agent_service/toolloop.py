@@ -204,10 +204,7 @@ class _DeltaBatcher:
             return
         text = "".join(self._pending)
         self._pending.clear()
-        if self._kind == "text":
-            self._live.emit(text_delta=agent_pb2.TextDelta(message_id=self._message_id, text=text))
-        else:
-            self._live.emit(reasoning_delta=agent_pb2.ReasoningDelta(message_id=self._message_id, text=text))
+        self._live.emit_delta(self._message_id, text, reasoning=self._kind != "text")
 
 
 @dataclass

@@ -6,7 +6,9 @@ this one as the client. The figures:
 
 - ttft: time to the first text delta through the agent (Generate and SendMessage) minus the time
   to the first delta straight from the provider, with the same SDK; p50 of interleaved samples.
-- relay: text-delta events received per second by clients of N concurrent runs.
+- relay: TextDelta events, and the provider's deltas (tokens) they carry, received per second by
+  the clients of 64 concurrent runs, with each process's CPU and the agent's cost per delta and
+  per event (docs/agent.md, "Agent relay").
 - execute: round trip of `true` through AgentService.Execute in a warm shell session (needs an
   executor target).
 
@@ -39,10 +41,30 @@ from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
 REPO = Path(__file__).resolve().parents[1]
 
 
+class _Process:
+    """A started process: its address and pid (for its CPU time)."""
+
+    def __init__(self, target: str, pid: int) -> None:
+        self.target = target
+        self.pid = pid
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) used so far by a process; this one when `pid` is None."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    with open(f"/proc/{pid}/stat") as f:
+        # Fields after the command name (which may hold spaces): utime and stime are the 12th and
+        # 13th of them, in clock ticks.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def _fake_provider(deltas: int, pause: float = 0.0):
     """The fake provider in a process of its own, answering every request with `deltas` deltas,
-    `pause` seconds apart."""
+    `pause` seconds apart (each delta its own SSE event; with no pause they go out in one write)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.fake_provider", "--deltas", str(deltas), "--pause", str(pause)],
         cwd=REPO,
@@ -51,7 +73,7 @@ def _fake_provider(deltas: int, pause: float = 0.0):
     )
     try:
         assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
+        yield _Process(proc.stdout.readline().strip(), proc.pid)
     finally:
         proc.kill()
         proc.wait()
@@ -86,7 +108,7 @@ def _agent(provider_url: str, executor: str, config_dir: Path):
     )
     try:
         wait_healthy(f"127.0.0.1:{port}")
-        yield f"127.0.0.1:{port}"
+        yield _Process(f"127.0.0.1:{port}", proc.pid)
     finally:
         proc.terminate()
         try:
@@ -166,9 +188,14 @@ async def measure_ttft(agent_target: str, provider_url: str, samples: int) -> di
     }
 
 
-async def measure_relay(agent_target: str, concurrency: int, rounds: int) -> dict[str, Any]:
-    """Provider deltas (tokens) and text-delta events per second received by the clients of
-    `concurrency` concurrent runs. Tokens that reach the agent together share an event."""
+async def measure_relay(
+    agent_target: str, concurrency: int, rounds: int, processes: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """What the clients of `concurrency` concurrent runs receive per second, counted on the client:
+    TextDelta events, and the provider's deltas (tokens) they carry. The agent packs tokens that
+    reach it together into one event, so events can be fewer than tokens. `processes` (name: pid)
+    get their CPU use over the measurement reported, with this client's, to show which one was
+    the bottleneck."""
     channels = [grpc.aio.insecure_channel(agent_target) for _ in range(4)]
     stubs = [agent_pb2_grpc.AgentServiceStub(c) for c in channels]
     sessions = [
@@ -188,21 +215,37 @@ async def measure_relay(agent_target: str, concurrency: int, rounds: int) -> dic
                     events += 1
                     deltas += response.event.text_delta.text.count("tok")
 
+    watched = {"client": None, **(processes or {})}
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in watched.items()}
     started = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = {name: round((_cpu_seconds(pid) - cpu_before[name]) / elapsed, 2) for name, pid in watched.items()}
     for session_id in sessions:
         await stubs[0].DeleteSession(agent_pb2.DeleteSessionRequest(session_id=session_id))
     for channel in channels:
         await channel.close()
-    return {
+    result: dict[str, Any] = {
         "concurrency": concurrency,
         "deltas": deltas,
         "events": events,
         "seconds": round(elapsed, 3),
         "deltas_per_s": round(deltas / elapsed),
         "events_per_s": round(events / elapsed),
+        "deltas_per_event": round(deltas / max(events, 1), 2),
+        # Cores each process kept busy (1.0 = one core all the time); the machine has os.cpu_count().
+        "cpu_cores": cpu,
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
+    agent_cpu = cpu.get("agent", 0.0) * elapsed
+    if agent_cpu > 0:
+        # The agent's cost per delta and per event, and so what one core of it relays: on a shared
+        # machine the rates above depend on how much CPU the agent got; these do much less.
+        result["agent_cpu_us_per_delta"] = round(agent_cpu / max(deltas, 1) * 1e6, 1)
+        result["agent_cpu_us_per_event"] = round(agent_cpu / max(events, 1) * 1e6, 1)
+        result["deltas_per_agent_core_s"] = round(deltas / agent_cpu)
+        result["events_per_agent_core_s"] = round(events / agent_cpu)
+    return result
 
 
 async def measure_execute(agent_target: str, executor_target: str, samples: int) -> dict[str, Any]:
@@ -228,24 +271,43 @@ async def measure_execute(agent_target: str, executor_target: str, samples: int)
     return _summary(times)
 
 
-async def bench_agent(quick: bool = False, executor_target: str | None = None) -> dict[str, Any]:
-    """Every agent figure; starts its own fake provider and agent processes."""
+async def bench_agent(
+    quick: bool = False, executor_target: str | None = None, parts: tuple[str, ...] = ("ttft", "relay")
+) -> dict[str, Any]:
+    """Every agent figure (or only those in `parts`); starts its own fake provider and agent
+    processes."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="firebox-bench-agent-") as tmp:
         executor = executor_target or "127.0.0.1:9"
-        with _fake_provider(deltas=3) as url, _agent(url, executor, Path(tmp) / "a") as target:
-            results["ttft"] = await measure_ttft(target, url, samples=60 if quick else 300)
-            if executor_target:
-                results["execute"] = await measure_execute(target, executor_target, 200 if quick else 1000)
-        # Paced: each run's tokens come 1 ms apart, as from a fast model (64 runs offer up to
-        # 64,000 tokens/s). Burst: the provider writes as fast as it can.
+        if "ttft" in parts:
+            with (
+                _fake_provider(deltas=3) as provider,
+                _agent(provider.target, executor, Path(tmp) / "a") as agent,
+            ):
+                results["ttft"] = await measure_ttft(
+                    agent.target, provider.target, samples=60 if quick else 300
+                )
+                if executor_target:
+                    results["execute"] = await measure_execute(
+                        agent.target, executor_target, 200 if quick else 1000
+                    )
+        if "relay" not in parts:
+            return results
+        # Paced: each run's tokens come 1 ms apart, each in a network write of its own, as from a
+        # fast model (64 runs offer up to 64,000 tokens/s). Burst: each answer's 1000 tokens in
+        # one write, so the agent reads them together and relays them in few events.
         results["relay"] = {}
         for name, pause in (("64", 0.001), ("64_burst", 0.0)):
             with (
-                _fake_provider(deltas=1000, pause=pause) as url,
-                _agent(url, executor, Path(tmp) / name) as target,
+                _fake_provider(deltas=1000, pause=pause) as provider,
+                _agent(provider.target, executor, Path(tmp) / name) as agent,
             ):
-                results["relay"][name] = await measure_relay(target, concurrency=64, rounds=1 if quick else 3)
+                results["relay"][name] = await measure_relay(
+                    agent.target,
+                    concurrency=64,
+                    rounds=1 if quick else 3,
+                    processes={"provider": provider.pid, "agent": agent.pid},
+                )
     return results
 
 
@@ -255,8 +317,12 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--executor", help="executor HOST:PORT for the Execute round trip")
+    parser.add_argument(
+        "--only", choices=("ttft", "relay"), help="measure only time to first token or only the relay"
+    )
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(bench_agent(args.quick, args.executor)), indent=2))
+    parts = (args.only,) if args.only else ("ttft", "relay")
+    print(json.dumps(asyncio.run(bench_agent(args.quick, args.executor, parts)), indent=2))
 
 
 if __name__ == "__main__":

@@ -302,9 +302,13 @@ def _main() -> None:
     args = parser.parse_args()
 
     async def serve() -> None:
-        fake = await FakeProvider.start(
-            text_reply(*(f"tok{n} " for n in range(args.deltas)), pause=args.pause)
-        )
+        reply = text_reply(*(f"tok{n} " for n in range(args.deltas)), pause=args.pause)
+        # The same bytes, encoded once: a benchmark's provider must cost far less per delta than
+        # the agent it loads, so it never limits the rate measured.
+        reply.steps = [
+            Raw("data: " + json.dumps(step)) if isinstance(step, dict) else step for step in reply.steps
+        ]
+        fake = await FakeProvider.start(reply)
         print(fake.base_url, flush=True)
         await asyncio.Event().wait()
 
