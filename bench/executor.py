@@ -1,21 +1,26 @@
 """Executor benchmarks: warm round trip against the docker SDK's exec_run, throughput under
-concurrency, output streaming, and workspace create-to-running against a raw SDK create+start."""
+concurrency, output streaming, workspace create-to-running against a raw docker SDK create+start,
+and getting a workspace from the warm pool."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import docker
 import grpc
 
-from executor_service.backend import LABEL_ID
+from executor_service.backend import LABEL_ID, LABEL_POOL
+from executor_service.backends.docker import LABEL_OWNER
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc as pb_grpc
 
 IMAGE = "firebox-busybox:latest"
+# Cold creates carry this env: the warm pool only serves requests without env.
+COLD_ENV = {"FIREBOX_BENCH": "cold"}
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -125,34 +130,73 @@ class ExecutorBench:
             await self.stub.CloseSession(pb.CloseSessionRequest(session_id=s))
         return {"concurrency": concurrency, "executes_per_s": round(done / elapsed, 1), "errors": errors}
 
-    async def streaming(self, workspace_id: str, total: int = 200_000_000) -> dict[str, Any]:
-        """Stream `total` bytes of output from one command to the client."""
+    async def streaming(self, workspace_id: str, mib: int = 200) -> dict[str, Any]:
+        """Stream `mib` MiB of output from one command to the client. The generator is
+        `dd bs=1M`: busybox `head -c` writes 4 KiB blocks, which measures head, not the executor."""
         session_id = await self.session(workspace_id)
+        script = f"dd if=/dev/zero bs=1M count={mib} 2>/dev/null"
         t0 = time.perf_counter()
         out, _, final = await execute(
-            self.stub, workspace_id=workspace_id, session_id=session_id, script=f"head -c {total} /dev/zero"
+            self.stub, workspace_id=workspace_id, session_id=session_id, script=script
         )
         elapsed = time.perf_counter() - t0
         await self.stub.CloseSession(pb.CloseSessionRequest(session_id=session_id))
-        assert out == total and not final.output_truncated, (out, final)
-        return {"bytes": out, "seconds": round(elapsed, 3), "mb_per_s": round(out / elapsed / 1e6, 1)}
+        assert out == mib * 1024 * 1024 and not final.output_truncated, (out, final)
+        return {
+            "generator": script,
+            "bytes": out,
+            "seconds": round(elapsed, 3),
+            "mb_per_s": round(out / elapsed / 1e6, 1),
+        }
 
     async def create_to_running(self, n: int = 8) -> dict[str, Any]:
-        """CreateWorkspace until RUNNING, against a raw docker SDK create+start of the same image."""
-        ours = []
+        """CreateWorkspace until RUNNING (cold: not from the pool), against a raw docker SDK
+        create+start of the same image and env; the two alternate so drift hits both alike."""
+        ours, raw = [], []
         for _ in range(n):
             t0 = time.perf_counter()
-            ws = await self.workspace()
+            reply = await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=IMAGE, env=COLD_ENV))
             ours.append(time.perf_counter() - t0)
-            await self.delete(ws)
-        raw = []
-        for _ in range(n):
+            await self.delete(reply.workspace.id)
             t0 = time.perf_counter()
             c = await asyncio.to_thread(
-                self.docker.containers.create, IMAGE, ["sh", "-c", "while :; do sleep 3600; done"], init=True
+                self.docker.containers.create,
+                IMAGE,
+                ["sh", "-c", "while :; do sleep 3600; done"],
+                init=True,
+                environment=COLD_ENV,
             )
             await asyncio.to_thread(c.start)
             raw.append(time.perf_counter() - t0)
             await asyncio.to_thread(c.remove, force=True)
         a, b = summary_ms(ours), summary_ms(raw)
         return {"firebox": a, "docker_sdk": b, "ratio_p50": round(a["p50_ms"] / b["p50_ms"], 3)}
+
+    def pool_waiting(self, config_dir: Path) -> int:
+        """Warm-pool members of the executor whose state is in `config_dir` that nobody took."""
+        owner = (config_dir / "instance-id").read_text().strip()
+        members = self.docker.containers.list(filters={"label": [f"{LABEL_OWNER}={owner}", LABEL_POOL]})
+        claimed = {p.stem for p in (config_dir / "pool-claims").glob("*.json")}
+        return sum(1 for c in members if c.labels.get(LABEL_ID) not in claimed)
+
+    async def wait_pool(self, config_dir: Path, size: int, within: float = 120.0) -> None:
+        deadline = time.monotonic() + within
+        while await asyncio.to_thread(self.pool_waiting, config_dir) < size:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the warm pool did not fill to {size} within {within:.0f}s")
+            await asyncio.sleep(0.2)
+
+    async def warm_pool(self, config_dir: Path, size: int, n: int) -> dict[str, Any]:
+        """CreateWorkspace served by a full warm pool of `size`: `n` samples, taken `size` at a
+        time, each batch after the pool has refilled."""
+        samples: list[float] = []
+        while len(samples) < n:
+            await self.wait_pool(config_dir, size)
+            batch = []
+            for _ in range(min(size, n - len(samples))):
+                t0 = time.perf_counter()
+                batch.append(await self.workspace())
+                samples.append(time.perf_counter() - t0)
+            for ws in batch:
+                await self.delete(ws)
+        return {"pool_size": size, **summary_ms(samples)}

@@ -1,6 +1,9 @@
 """`make bench`: start the services, measure, print a table and write the figures as JSON.
 
 Usage: python -m bench.run [--quick] [--out bench/results/latest.json]
+
+Starts its own executor (docker backend, a warm pool) and agent processes (with the fake model
+provider of tests/support/fake_provider.py) and measures them; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -8,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,20 +21,38 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.agent import bench_agent
 from bench.executor import ExecutorBench
+from bench.memory import agent_memory, executor_memory, rss_mb
 from bench.services import service
+from bench.trainlog import bench_trainlog
 
-# name -> (figure path in the results, comparison, target)
-TARGETS: dict[str, tuple[tuple[str, ...], str, float]] = {
+# name -> (figure path in the results, comparison, target); comparison None = shown, no target.
+TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "warm round trip p50 (ms)": (("executor", "round_trip", "execute", "p50_ms"), "<=", 1.5),
     "round trip / docker exec_run": (("executor", "round_trip", "ratio_p50"), "<=", 0.05),
+    "docker exec_run p50 (ms)": (("executor", "round_trip", "docker_exec_run", "p50_ms"), None, None),
+    "Execute through agent p50 (ms)": (("agent", "execute", "p50_ms"), "<=", 2.5),
+    "through agent / docker exec_run": (("agent", "execute_ratio_p50"), None, None),
+    "executes/s at 1 session": (("executor", "throughput", "1", "executes_per_s"), None, None),
+    "executes/s at 8 sessions": (("executor", "throughput", "8", "executes_per_s"), None, None),
     "executes/s at 32 sessions": (("executor", "throughput", "32", "executes_per_s"), ">=", 1000),
-    "output streaming (MB/s)": (("executor", "streaming", "mb_per_s"), ">=", 100),
+    "output streaming (MB/s, dd bs=1M)": (("executor", "streaming", "mb_per_s"), ">=", 100),
     "create-to-running / raw SDK": (("executor", "create_to_running", "ratio_p50"), "<=", 1.2),
+    "create-to-running p50 (ms)": (("executor", "create_to_running", "firebox", "p50_ms"), None, None),
+    "warm pool create p50 (ms)": (("executor", "warm_pool", "p50_ms"), "<=", 20),
+    "agent added TTFT p50 (ms)": (("agent", "ttft", "added_p50_ms"), "<=", 5),
+    "relayed deltas/s at 64 runs": (("agent", "relay", "64", "deltas_per_s"), ">=", 20000),
+    "training log cost (%)": (("trainlog", "overhead_pct"), "<=", 5),
+    "executor RSS idle (MB)": (("memory", "executor", "idle_mb"), None, None),
+    "executor RSS, W workspaces (MB)": (("memory", "executor", "with_workspaces_mb"), None, None),
+    "executor RSS, S shell sessions (MB)": (("memory", "executor", "with_sessions_mb"), None, None),
+    "agent RSS idle (MB)": (("memory", "agent", "idle_mb"), None, None),
+    "agent RSS, S sessions (MB)": (("memory", "agent", "with_sessions_mb"), None, None),
 }
 
 
-async def bench_executor(target: str, quick: bool) -> dict[str, Any]:
+async def bench_executor(target: str, config_dir: Path, quick: bool, pool_size: int) -> dict[str, Any]:
     b = ExecutorBench(target)
     try:
         ws = await b.workspace()
@@ -38,12 +61,30 @@ async def bench_executor(target: str, quick: bool) -> dict[str, Any]:
         results["throughput"] = {
             str(c): await b.throughput(ws, c, seconds=2 if quick else 5) for c in (1, 8, 32)
         }
-        results["streaming"] = await b.streaming(ws, total=50_000_000 if quick else 200_000_000)
-        results["create_to_running"] = await b.create_to_running(n=3 if quick else 8)
+        results["streaming"] = await b.streaming(ws, mib=50 if quick else 200)
         await b.delete(ws)
+        results["create_to_running"] = await b.create_to_running(n=3 if quick else 8)
+        results["warm_pool"] = await b.warm_pool(config_dir, pool_size, n=pool_size * (2 if quick else 5))
         return results
     finally:
         await b.close()
+
+
+async def wait_pool(target: str, config_dir: Path, size: int) -> None:
+    b = ExecutorBench(target)
+    try:
+        await b.wait_pool(config_dir, size)
+    finally:
+        await b.close()
+
+
+def guarded(name: str, console: Console, measure: Any) -> dict[str, Any]:
+    """One part's figures; a part that fails is reported in the results, and the rest still run."""
+    try:
+        return measure()
+    except Exception as exc:
+        console.print(f"[red]{name} benchmark failed: {exc!r}[/red]")
+        return {"error": repr(exc)}
 
 
 def dig(results: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -58,11 +99,15 @@ def render(results: dict[str, Any], console: Console) -> None:
         table.add_column(col)
     for name, (path, op, target) in TARGETS.items():
         value = dig(results, path)
+        wanted = f"{op} {target}" if op else ""
         if value is None:
-            table.add_row(name, "not measured", f"{op} {target}", "-")
+            table.add_row(name, "not measured", wanted, "-")
+            continue
+        if op is None or target is None:
+            table.add_row(name, f"{value}", "", "")
             continue
         met = value <= target if op == "<=" else value >= target
-        table.add_row(name, f"{value}", f"{op} {target}", "yes" if met else "NO")
+        table.add_row(name, f"{value}", wanted, "yes" if met else "NO")
     console.print(table)
 
 
@@ -76,12 +121,58 @@ def main() -> None:
     console = Console()
     results: dict[str, Any] = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # Other work on the machine moves every figure: the 1-minute load at start and end.
+            "load_start": round(os.getloadavg()[0], 2),
+        },
     }
-    executor_args = ["--backend", "docker", "--output-cap-bytes", str(512 * 1024 * 1024)]
-    with service("firebox-executor", executor_args) as (target, _proc):
+    pool_size = 2 if args.quick else 4
+    workspaces, sessions = (20, 200) if args.quick else (100, 1000)
+    results["sizes"] = {"warm_pool": pool_size, "memory_workspaces": workspaces, "memory_sessions": sessions}
+    executor_args = [
+        "--backend",
+        "docker",
+        "--output-cap-bytes",
+        str(512 * 1024 * 1024),
+        "--warm-pool-size",
+        str(pool_size),
+        "--log-level",
+        "warning",
+    ]
+    with (
+        tempfile.TemporaryDirectory(prefix="firebox-bench-executor-") as tmp,
+        service("firebox-executor", executor_args, config_dir=Path(tmp)) as (target, proc),
+    ):
         console.print(f"executor at {target}")
-        results["executor"] = asyncio.run(bench_executor(target, args.quick))
+        config_dir = Path(tmp)
+        # Idle: started, the warm pool full (its refill is the only background work).
+        asyncio.run(wait_pool(target, config_dir, pool_size))
+        idle = rss_mb(proc.pid)
+        # Memory first, so that the buffers of the later throughput runs do not count as idle.
+        memory = guarded(
+            "executor memory",
+            console,
+            lambda: asyncio.run(executor_memory(target, proc.pid, workspaces, sessions)),
+        )
+        results["memory"] = {"executor": {**memory, "idle_mb": idle}}
+        console.print("memory measured; executor figures…")
+        results["executor"] = guarded(
+            "executor",
+            console,
+            lambda: asyncio.run(bench_executor(target, config_dir, args.quick, pool_size)),
+        )
+        console.print("agent figures…")
+        results["agent"] = guarded("agent", console, lambda: asyncio.run(bench_agent(args.quick, target)))
+        exec_run = dig(results, ("executor", "round_trip", "docker_exec_run", "p50_ms"))
+        through_agent = dig(results, ("agent", "execute", "p50_ms"))
+        if exec_run and through_agent:
+            results["agent"]["execute_ratio_p50"] = round(through_agent / exec_run, 4)
+        results["memory"]["agent"] = guarded("agent memory", console, lambda: agent_memory(target, sessions))
+    console.print("training log cost…")
+    results["trainlog"] = guarded("training log", console, lambda: bench_trainlog(args.quick))
+    results["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     render(results, console)

@@ -22,6 +22,8 @@ STATES = ("created", "restarting", "running", "removing", "paused", "exited", "d
 LABEL_MANAGED = "dev.firebox.managed"
 LABEL_ID = "dev.firebox.workspace-id"
 LABEL_NAME = "dev.firebox.workspace-name"
+# Marks a warm-pool member; the value is its pool key (image + policy it was made for).
+LABEL_POOL = "dev.firebox.pool"
 
 STDOUT = 1
 STDERR = 2
@@ -74,6 +76,8 @@ class WorkspaceInfo:
     created: dt.datetime
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # Set only on a warm-pool member nobody has taken yet: the key of the pool it belongs to.
+    pool_key: str = ""
 
 
 class ShellTransport(Protocol):

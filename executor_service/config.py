@@ -30,6 +30,10 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 DEFAULT_STEP_OUTPUT_BYTES = 1024 * 1024
 MAX_STEP_OUTPUT_BYTES = 6 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
+# Ready workspaces (default image and policy, no env) kept running so that CreateWorkspace takes one
+# in milliseconds. Off by default: each member is an idle container the operator did not ask for,
+# and every workspace the engine holds for an owner is then no longer one a client created.
+DEFAULT_WARM_POOL_SIZE = 0
 
 
 def _default_config_dir() -> Path:
@@ -47,6 +51,7 @@ class ExecutorConfig:
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE
+    warm_pool_size: int = DEFAULT_WARM_POOL_SIZE
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     env_allow: tuple[str, ...] = ()
     training_log: bool = True
@@ -83,6 +88,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -203,6 +215,15 @@ OPTIONS: tuple[_Option, ...] = (
         "FIREBOX_MAX_SESSIONS_PER_WORKSPACE",
         _positive_int,
         f"open shell sessions allowed per workspace (default {DEFAULT_MAX_SESSIONS_PER_WORKSPACE})",
+        "N",
+    ),
+    _Option(
+        "warm_pool_size",
+        "--warm-pool-size",
+        "FIREBOX_WARM_POOL_SIZE",
+        _non_negative_int,
+        "ready workspaces of the default image and policy kept for CreateWorkspace to take "
+        f"(docker backend; 0 disables; default {DEFAULT_WARM_POOL_SIZE})",
         "N",
     ),
     _Option(

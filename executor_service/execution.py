@@ -286,6 +286,8 @@ class Execution:
         if self.stop_request is None or self.stop_request is StopRequest.INTERRUPT:
             self.stop_request = request
             self.stop_changed.set()
+            if self.shell is not None:
+                self.shell.wake()
 
     async def emit(self, event: Event) -> None:
         if self._consumer_gone:
@@ -314,7 +316,13 @@ class Execution:
         self._done.set()
         if self._consumer_gone:
             return
-        # Never block forever on a consumer that stopped reading without cancelling.
+        # Never block forever on a consumer that stopped reading without cancelling. (Room in
+        # the queue is the common case: no wait_for, which costs a task per command.)
+        try:
+            self._queue.put_nowait(finished)
+            return
+        except asyncio.QueueFull:
+            pass
         try:
             await asyncio.wait_for(self._queue.put(finished), 30)
         except TimeoutError:

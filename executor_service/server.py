@@ -54,9 +54,7 @@ class Executor:
 
     @property
     def target(self) -> str:
-        host = self.config.listen.rpartition(":")[0].strip("[]")
-        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-        return f"{host}:{self.port}"
+        return self.server.target
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop as on SIGTERM: health NOT_SERVING, executions get `grace`, then killed."""
@@ -83,6 +81,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         default_image=config.image,
         default_policy=Policy(),
         secret_policy=secret_policy,
+        warm_pool_size=config.warm_pool_size,
     )
     sessions = SessionManager(
         backend,
@@ -119,6 +118,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         await sessions.shutdown(max(0.0, grace - min(1.0, grace / 2)))
 
     async def on_stopped() -> None:
+        await workspaces.close()
         await asyncio.to_thread(training_log.close)
         await backend.close()
 

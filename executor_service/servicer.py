@@ -432,13 +432,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             # Give the client a moment to half-close before the call ends: a client write that
             # crosses the server's end of the call fails in gRPC's core and turns the client's
             # status into INTERNAL. Clients that have nothing more to send half-close at once.
-            await asyncio.wait([pump], timeout=HALF_CLOSE_LINGER_SECONDS)
+            if not pump.done():  # the common case is done already: no wait (a hot path)
+                await asyncio.wait([pump], timeout=HALF_CLOSE_LINGER_SECONDS)
         finally:
             pump.cancel()
             # Written before any await, so that a cancellation arriving now cannot lose it.
             self.training_log.write(EXECUTIONS, recorder.record(final))
             # Let the pump leave the request iterator before gRPC closes it.
-            await asyncio.wait([pump], timeout=1)
+            if not pump.done():
+                await asyncio.wait([pump], timeout=1)
             if final is None:
                 # The client cancelled or passed its deadline: kill the command. Shielded, so the
                 # kill completes even though this handler is being cancelled.

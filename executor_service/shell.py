@@ -11,8 +11,10 @@ T prints an `X STATUS` record on both streams and waits for F to ask for a new S
 F reads frames from the executor, one line at a time (the `read` builtin reads a pipe byte by
 byte, so it never takes more than its line):
 
-    <nonce>, <marker>     first two lines: the session's secret nonce, and the short line
-                          that ends a block of shell text in a frame
+    <nonce>, <marker>,    first three lines: the session's secret nonce, the short line
+    <mark>                that ends a block of shell text in a frame, and the mark exported
+                          to the session's processes (FIREBOX_SESSION_MARK) by which closing
+                          the session finds those that left its process group
     s / x                 shell text for S follows, up to the marker line;
                           `x` (a command) first reopens the command's stdin FIFO
     i <base64>            bytes for the command's stdin, written by a background job that
@@ -86,6 +88,7 @@ log = get_logger("executor.shell")
 FRONT = r"""
 IFS= read -r t || exit 1
 IFS= read -r m || exit 1
+IFS= read -r k || exit 1
 sh_=$1; S=; G=; F=
 r() { printf '\037FBX%s %s\n' "$t" "$*"; }
 d=${TMPDIR:-/tmp}/.firebox.$$
@@ -107,6 +110,14 @@ sweep() {
       set -f; set -- $st; set +f
       [ "$3" = "$G" ] && kill -s "$sig" "$p" 2>/dev/null
     done
+  done
+}
+marked() {
+  # Processes that left the session's process group (setsid, daemons) still carry its mark.
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    case $p in "$$"|"$F") continue;; esac
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "FIREBOX_SESSION_MARK=$k" && kill -s KILL "$p" 2>/dev/null
   done
 }
 grp() {
@@ -158,7 +169,7 @@ front() {
     esac
   done
   exec 3>&- 4>&-
-  grp KILL; sweep KILL
+  grp KILL; sweep KILL; marked
   printf 'q\n' >&6
 }
 exec 5<&0 7>&2 6<>"$d/r"
@@ -176,6 +187,7 @@ rm -rf "$d"
 
 # Sent to each new S (first line of S's input). {nonce} is filled in.
 SESSION_INIT = r"""__fb_d=$1; set --; __fb_t={nonce}; __fb_busy=; __fb_o='\037FBX{nonce} R %s\n'
+FIREBOX_SESSION_MARK={mark}; export FIREBOX_SESSION_MARK
 trap '[ -n "$__fb_busy" ] && {{ __fb_busy=; __fb_sig=130; return 130; }}' INT
 trap '[ -n "$__fb_busy" ] && {{ __fb_busy=; __fb_sig=137; return 137; }}' TERM
 __fb_run() {{ __fb_sig=; __fb_busy=1; command eval "$__fb_cmd"; __fb_s=$?; __fb_busy=; return $__fb_s; }}
@@ -266,6 +278,8 @@ class _Command:
         self.seq = seq
         self.status: dict[int, int] = {}
         self.input_closed = False
+        # Some input was sent to F for this command (then closing must wait for stdin_open).
+        self.input_sent = False
         # S has opened the command's stdin: from then on closing F's end cannot lose input.
         self.stdin_open = asyncio.Event()
 
@@ -286,6 +300,9 @@ class Shell:
         self.tag = TAG_PREFIX + nonce.encode()
         # Ends a block of shell text in a frame (F reads frames byte by byte: keep it short).
         self.end_marker = "." + nonce[:10]
+        # Exported to the session's processes so that closing it also finds those that left its
+        # process group (setsid, daemons). Not the nonce: commands must never learn that.
+        self.mark = secrets.token_hex(8)
         self._scanners = {STDOUT: Scanner(self.tag), STDERR: Scanner(self.tag)}
         self._oom_kills = oom_kills
         self._oom_seen: int | None = None
@@ -325,7 +342,7 @@ class Shell:
         shell = cls(transport, config, secrets.token_hex(12), oom_kills)
         shell._reader = asyncio.create_task(shell._read_loop())
         try:
-            await shell._write(f"{shell.nonce}\n{shell.end_marker}\n".encode())
+            await shell._write(f"{shell.nonce}\n{shell.end_marker}\n{shell.mark}\n".encode())
             mode = await shell._start_session_shell(first=True)
             shell.setsid = mode != "nosetsid"
             if not shell.setsid:
@@ -347,7 +364,7 @@ class Shell:
         if first:
             self._front = loop.create_future()
         self._exit_records = {}
-        init = SESSION_INIT.format(nonce=self.nonce)
+        init = SESSION_INIT.format(nonce=self.nonce, mark=self.mark)
         await self._write((("" if first else "r\n") + "s\n" + init + self.end_marker + "\n").encode())
         waits: list[asyncio.Future] = [self._hello] + ([self._front] if first else [])
         try:
@@ -426,19 +443,26 @@ class Shell:
         handled: StopRequest | None = None
         escalate_at: float | None = None
         killed_shell = False
+        loop = asyncio.get_running_loop()
         while not self._command_over(cmd):
-            now = time.monotonic()
-            waits = [t for t in (deadline, escalate_at) if t is not None]
-            wait_for = max(0.0, min(waits) - now) if waits else None
-            changed = asyncio.ensure_future(self._changed.wait())
-            stop = asyncio.ensure_future(execution.stop_changed.wait())
-            await asyncio.wait([changed, stop], timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
-            changed.cancel()
-            stop.cancel()
-            self._changed.clear()
-            execution.stop_changed.clear()
-            if self._command_over(cmd):
-                break
+            # `_changed` is the one wake-up: records, the transport's end, the execution's stop
+            # requests (Execution.request_stop calls wake()) and a timer for the deadlines all set
+            # it. This runs a few times per command: one future per wait, no tasks (profiled: the
+            # task-per-event asyncio.wait was a good part of the loop's per-command work).
+            pending = execution.stop_request is not None and execution.stop_request is not handled
+            if not pending:
+                now = time.monotonic()
+                waits = [t for t in (deadline, escalate_at) if t is not None]
+                timer = loop.call_at(loop.time() + max(0.0, min(waits) - now), self.wake) if waits else None
+                try:
+                    await self._changed.wait()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                self._changed.clear()
+                execution.stop_changed.clear()
+                if self._command_over(cmd):
+                    break
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 execution.request_stop(StopRequest.TIMEOUT)
@@ -460,6 +484,11 @@ class Shell:
             # The command is over; its background jobs (which ignore SIGINT) go too.
             await self._write(b"w\n")
         return await self._outcome(cmd, started, killed_shell)
+
+    def wake(self) -> None:
+        """Something may have changed for the running command (spurious wake-ups are harmless:
+        every waiter re-checks its condition)."""
+        self._changed.set()
 
     def _command_over(self, cmd: _Command) -> bool:
         return len(cmd.status) == 2 or len(self._exit_records) == 2 or self._eof
@@ -524,6 +553,10 @@ class Shell:
             status = None
             self._mark_ended("its shell went away")
         ended = self.ended
+        if request not in (None, StopRequest.INTERRUPT) and status is not None and status > 128:
+            # Whichever trap fired first in the shell (an earlier interrupt may still be pending),
+            # a kill-type stop ends the command as SIGKILL would.
+            status = 128 + 9
         if request is not None:
             reason = STOP_REASONS[request]
             message = {
@@ -575,6 +608,7 @@ class Shell:
                 if self._current is not cmd or len(cmd.status) == 2:
                     return
                 self._ack.clear()
+                cmd.input_sent = True
                 chunk = base64.b64encode(data[offset : offset + INPUT_CHUNK])
                 await self._write(b"i " + chunk + b"\n")
 
@@ -586,11 +620,21 @@ class Shell:
                 return
             await self._wait_ack(cmd)
             # Before S has opened the FIFO, F's end is the only one: closing it would drop
-            # the input written so far.
-            while not cmd.stdin_open.is_set() and self._current is cmd and not self._command_over(cmd):
-                opened = asyncio.ensure_future(cmd.stdin_open.wait())
-                await asyncio.wait([opened], timeout=0.2)
-                opened.cancel()
+            # the input written so far. With none written there is nothing to lose, and the
+            # program reads EOF either way (the common Execute: no input, then half-close).
+            loop = asyncio.get_running_loop()
+            while (
+                cmd.input_sent
+                and not cmd.stdin_open.is_set()
+                and self._current is cmd
+                and not self._command_over(cmd)
+            ):
+                # The R record wakes `_changed`; the timer bounds the wait as a re-check.
+                timer = loop.call_later(0.2, self.wake)
+                try:
+                    await self._changed.wait()
+                finally:
+                    timer.cancel()
             if self._current is cmd and not self._command_over(cmd):
                 cmd.input_closed = True
                 await self._write(b"e\n")
@@ -671,6 +715,7 @@ class Shell:
             cmd = self._current
             if cmd is not None and fields[1] == str(cmd.seq):
                 cmd.stdin_open.set()
+                self._changed.set()
         elif kind == "X" and len(fields) == 2:
             self._exit_records[stream] = int(fields[1])
             self._changed.set()

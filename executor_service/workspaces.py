@@ -7,7 +7,6 @@ the engine on every command. Get, List, Start, Stop and Delete always ask the ba
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
@@ -16,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Protocol
 
 from executor_service.backend import Policy, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
+from executor_service.pool import WarmPool
 from firebox.common import errors
 from firebox.common.logging import get_logger
 from firebox.common.secrets import SecretPolicy, is_valid_env_name
@@ -45,6 +45,10 @@ MAX_ENV_VALUE = 32 * 1024
 # Docker refuses memory limits under 6 MiB; a shell needs a few MiB anyway.
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
 MIN_TMP_BYTES = 1024 * 1024
+
+
+def new_workspace_id() -> str:
+    return ID_PREFIX + secrets.token_hex(8)
 
 
 class SessionCloser(Protocol):
@@ -140,6 +144,7 @@ class WorkspaceManager:
         default_policy: Policy,
         secret_policy: SecretPolicy,
         sessions: SessionCloser | None = None,
+        warm_pool_size: int = 0,
     ) -> None:
         self.backend = backend
         self.default_image = default_image
@@ -148,7 +153,17 @@ class WorkspaceManager:
         # Set after construction when the session manager needs this manager too.
         self.sessions = sessions
         self._known: dict[str, WorkspaceInfo] = {}
-        self._create_lock = asyncio.Lock()
+        # Names of workspaces being created: two creates of one name cannot both pass the check.
+        self._creating_names: set[str] = set()
+        # Only a backend that can claim a member (docker) has a pool; with size 0 it exists just to
+        # remove members an earlier run left.
+        self.pool: WarmPool | None = None
+        if getattr(backend, "claims_dir", None) is not None:
+            self.pool = WarmPool(backend, warm_pool_size, default_image, default_policy, new_workspace_id)
+        elif warm_pool_size:
+            log.warning(
+                "warm_pool_unsupported", backend=backend.name, detail="only the docker backend has one"
+            )
 
     async def adopt(self) -> list[WorkspaceInfo]:
         """Take over every workspace the backend holds (after a restart nothing is orphaned)."""
@@ -157,7 +172,15 @@ class WorkspaceManager:
         self._known = {info.id: info for info in infos}
         for info in infos:
             log.info("workspace_adopted", workspace_id=info.id, name=info.name, state=info.state)
+        if self.pool is not None:
+            await self.pool.adopt(getattr(self.backend, "pool_members", []))
+            self.pool.start()
         return infos
+
+    async def close(self) -> None:
+        """Stop background work (the pool's refill); workspaces keep running."""
+        if self.pool is not None:
+            await self.pool.close()
 
     async def create(
         self,
@@ -179,24 +202,50 @@ class WorkspaceManager:
         validate_env(env, "env", self.secret_policy)
         self._validate_labels(labels)
         decided = decide_policy(self.default_policy, policy or PolicyOverrides())
-        async with self._create_lock:
-            if name:
-                # The known set is complete: adopt() filled it and every create/delete goes through here.
-                for existing in self._known.values():
-                    if existing.name == name:
-                        raise errors.AlreadyExists(f"a workspace named {name!r} exists: {existing.id}")
-            spec = WorkspaceSpec(
-                id=ID_PREFIX + secrets.token_hex(8),
-                name=name,
-                image=image,
-                policy=decided,
-                env=env,
-                labels=labels,
-            )
-            info = await self.backend.create(spec)
-        self._known[info.id] = info
-        log.info("workspace_created", workspace_id=info.id, name=name, image=image, isolation=info.isolation)
+        if name:
+            # The known set is complete: adopt() filled it and every create/delete goes through here.
+            # Checked and reserved with no await in between, so concurrent creates cannot both pass.
+            if name in self._creating_names:
+                raise errors.AlreadyExists(f"a workspace named {name!r} is being created")
+            for existing in self._known.values():
+                if existing.name == name:
+                    raise errors.AlreadyExists(f"a workspace named {name!r} exists: {existing.id}")
+            self._creating_names.add(name)
+        try:
+            info = await self._take_from_pool(name, image, decided, env, labels)
+            pooled = info is not None
+            if info is None:
+                spec = WorkspaceSpec(
+                    id=new_workspace_id(), name=name, image=image, policy=decided, env=env, labels=labels
+                )
+                info = await self.backend.create(spec)
+            self._known[info.id] = info
+        finally:
+            self._creating_names.discard(name)
+        log.info(
+            "workspace_created",
+            workspace_id=info.id,
+            name=name,
+            image=image,
+            isolation=info.isolation,
+            from_pool=pooled,
+        )
         return info
+
+    async def _take_from_pool(
+        self, name: str, image: str, policy: Policy, env: dict[str, str], labels: dict[str, str]
+    ) -> WorkspaceInfo | None:
+        if self.pool is None or not self.pool.matches(image, policy, env):
+            return None
+        member = self.pool.take()
+        if member is None:
+            return None
+        try:
+            return await self.backend.claim(member, name, labels)  # type: ignore[attr-defined]
+        except Exception:
+            # Not handed to anyone: it stays a labelled pool member, and the next start takes it back.
+            log.exception("pool_claim_failed", workspace_id=member.id)
+            return None
 
     async def get(self, workspace_id: str) -> WorkspaceInfo:
         self._check_id(workspace_id)

@@ -68,7 +68,7 @@ async def choose_backend(choice: str, config_dir: Path) -> Backend:
             client = await asyncio.to_thread(_docker_client)
             log.info("backend_chosen", backend=DOCKER, requested=choice)
             owner = await asyncio.to_thread(instance_id, config_dir)
-            return DockerBackend(client, owner)
+            return DockerBackend(client, owner, claims_dir=config_dir / "pool-claims")
         except Exception as exc:
             if choice == DOCKER:
                 raise BackendUnavailable(

@@ -6,6 +6,12 @@ Each workspace is one container labelled as Firebox's, its files on a named volu
 executor adopts every labelled container it finds. The container's main process is docker-init
 (tini) running an idle shell loop; commands and sessions come in through `docker exec`.
 
+Warm-pool members (executor_service/pool.py) are ordinary workspace containers with one more label,
+LABEL_POOL. Labels cannot change on a container, so when a client takes a member the name and
+labels it asked for are written to a claim file, <config-dir>/pool-claims/<id>.json (atomic, synced),
+and read from there: a pooled container with a claim file is a workspace like any other, one
+without is a member still waiting in the pool (never listed, never found by id).
+
 Every SDK call is blocking, so each runs in a worker thread.
 """
 
@@ -14,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from dataclasses import asdict
+import os
+import re
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 from docker.types import Mount
 
@@ -28,6 +38,7 @@ from executor_service.backend import (
     LABEL_ID,
     LABEL_MANAGED,
     LABEL_NAME,
+    LABEL_POOL,
     STATES,
     Policy,
     ShellTransport,
@@ -55,6 +66,21 @@ WORKDIR = "/workspace"
 IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 STOP_TIMEOUT_SECONDS = 3
 IMAGE_HELP = "build it with `make images` (scripts/build-images.sh) or load it with `docker load`"
+
+
+# What a workspace id can look like ("ws_" + hex; a little wider so that any id this backend ever
+# made still resolves).
+_WORKSPACE_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+T = TypeVar("T")
+
+
+async def _engine(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A blocking SDK call in a worker thread. An engine that does not answer (socket gone,
+    connection reset) is UNAVAILABLE naming it, not an unknown error."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        raise errors.Unavailable(f"the Docker engine is not answering ({exc}); is dockerd running?") from exc
 
 
 def container_name(workspace_id: str) -> str:
@@ -110,28 +136,56 @@ class DockerBackend:
 
     name = DOCKER
 
-    def __init__(self, client: docker.DockerClient | None = None, owner: str = "default") -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        owner: str = "default",
+        claims_dir: Path | None = None,
+    ) -> None:
         self.client = client or docker.from_env()
         self.owner = owner
         self._filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={owner}"]}
+        # Where taken warm-pool members keep their name and labels; None = no pool possible.
+        self.claims_dir = claims_dir
+        self._claims: dict[str, dict[str, Any]] = {}
+        # Filled by adopt(): pool members found waiting, for the pool to take back or remove.
+        self.pool_members: list[WorkspaceInfo] = []
 
     # ---- workspace lifecycle -------------------------------------------------------------------
 
-    async def create(self, spec: WorkspaceSpec) -> WorkspaceInfo:
+    async def create(self, spec: WorkspaceSpec, pool_key: str = "") -> WorkspaceInfo:
+        """Create and start the workspace; with `pool_key`, as a member of that warm pool."""
         # Create first and look at the image only when the engine misses it: one call less on the
         # common path (create-to-running is measured against a bare SDK create+start).
         try:
-            container = await asyncio.to_thread(self._create_and_start, spec)
+            container = await _engine(self._create_and_start, spec, pool_key)
         except docker.errors.ImageNotFound:
             await self._ensure_image(spec.image)
-            container = await asyncio.to_thread(self._create_and_start, spec)
+            container = await _engine(self._create_and_start, spec, pool_key)
         return self._info(container)
 
+    async def claim(self, member: WorkspaceInfo, name: str, labels: dict[str, str]) -> WorkspaceInfo:
+        """Make a waiting pool member a workspace of its own with `name` and `labels` (see the
+        module docstring). No engine call: the member is known to be running."""
+        if self.claims_dir is None:
+            raise RuntimeError("this backend was built without a claims directory")
+        claim = {"name": name, "labels": labels}
+        await asyncio.to_thread(self._write_claim, member.id, claim)
+        self._claims[member.id] = claim
+        return replace(member, name=name, labels=dict(labels), pool_key="")
+
     async def get(self, workspace_id: str) -> WorkspaceInfo:
-        return self._info(await self._container(workspace_id))
+        info = self._info(await self._container(workspace_id))
+        if info.pool_key:
+            raise errors.NotFound(f"workspace {workspace_id!r} not found")
+        return info
 
     async def list(self) -> list[WorkspaceInfo]:
-        containers = await asyncio.to_thread(self.client.containers.list, all=True, filters=self._filters)
+        """Every workspace of this executor (waiting pool members are not workspaces yet)."""
+        return [info for info in await self._list_all() if not info.pool_key]
+
+    async def _list_all(self) -> list[WorkspaceInfo]:
+        containers = await _engine(self.client.containers.list, all=True, filters=self._filters)
         infos = []
         for container in containers:
             try:
@@ -157,13 +211,24 @@ class DockerBackend:
         volume = container.labels.get(LABEL_VOLUME) or volume_name(workspace_id)
         await asyncio.to_thread(container.remove, force=True)
         await asyncio.to_thread(self._remove_volume, volume)
+        if self._claims.pop(workspace_id, None) is not None:
+            await asyncio.to_thread(self._remove_claim, workspace_id)
 
     async def adopt(self) -> list[WorkspaceInfo]:
-        """At start-up: every labelled container is a workspace of this executor. Volumes whose
-        container is gone are reported, not deleted: their files may still matter to someone."""
-        infos = await self.list()
+        """At start-up: every labelled container is a workspace of this executor, except pool
+        members nobody took (kept in `pool_members` for the pool). Volumes whose container is gone
+        are reported, not deleted: their files may still matter to someone."""
+        self._claims = await asyncio.to_thread(self._read_claims)
+        everything = await self._list_all()
+        infos = [info for info in everything if not info.pool_key]
+        self.pool_members = [info for info in everything if info.pool_key]
+        present = {info.id for info in everything}
+        for stale in set(self._claims) - present:
+            # Its container was removed outside Firebox: the claim describes nothing any more.
+            self._claims.pop(stale)
+            await asyncio.to_thread(self._remove_claim, stale)
         volumes = await asyncio.to_thread(self.client.volumes.list, filters=self._filters)
-        in_use = {volume_name(i.id) for i in infos}
+        in_use = {volume_name(i.id) for i in everything}
         for volume in volumes:
             if volume.name not in in_use:
                 log.warning(
@@ -220,7 +285,7 @@ class DockerBackend:
                 f"image {image!r} is not present and cannot be pulled ({reason}); {IMAGE_HELP}"
             ) from exc
 
-    def _create_and_start(self, spec: WorkspaceSpec) -> Container:
+    def _create_and_start(self, spec: WorkspaceSpec, pool_key: str = "") -> Container:
         policy = spec.policy
         volume = volume_name(spec.id)
         labels = {
@@ -233,6 +298,8 @@ class DockerBackend:
             LABEL_USER_LABELS: json.dumps(spec.labels, sort_keys=True),
             LABEL_VOLUME: volume,
         }
+        if pool_key:
+            labels[LABEL_POOL] = pool_key
         host_config: dict[str, Any] = {
             "network_mode": "bridge" if policy.network else "none",
             "cap_drop": ["ALL"],
@@ -290,6 +357,37 @@ class DockerBackend:
         container.reload()
         return container
 
+    def _claim_path(self, workspace_id: str) -> Path:
+        assert self.claims_dir is not None
+        return self.claims_dir / f"{workspace_id}.json"
+
+    def _write_claim(self, workspace_id: str, claim: dict[str, Any]) -> None:
+        # Synced before the rename: a claim that vanished in a crash would make a client's
+        # workspace look like a waiting pool member, and the pool could hand it to someone else.
+        assert self.claims_dir is not None
+        self.claims_dir.mkdir(parents=True, exist_ok=True)
+        path = self._claim_path(workspace_id)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump(claim, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+
+    def _remove_claim(self, workspace_id: str) -> None:
+        self._claim_path(workspace_id).unlink(missing_ok=True)
+
+    def _read_claims(self) -> dict[str, dict[str, Any]]:
+        if self.claims_dir is None or not self.claims_dir.is_dir():
+            return {}
+        claims = {}
+        for path in self.claims_dir.glob("*.json"):
+            try:
+                claims[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                log.warning("pool_claim_unreadable", path=str(path), error=repr(exc))
+        return claims
+
     def _remove_volume(self, volume: str) -> None:
         try:
             self.client.volumes.get(volume).remove(force=True)
@@ -297,8 +395,11 @@ class DockerBackend:
             pass
 
     async def _container(self, workspace_id: str) -> Container:
+        if not _WORKSPACE_ID.fullmatch(workspace_id):
+            # Not an id of ours, and never to be put in the engine's URL ('/', '..', 16 MiB).
+            raise errors.NotFound(f"workspace {workspace_id[:200]!r} not found")
         try:
-            container = await asyncio.to_thread(self.client.containers.get, container_name(workspace_id))
+            container = await _engine(self.client.containers.get, container_name(workspace_id))
         except docker.errors.NotFound as exc:
             raise errors.NotFound(f"workspace {workspace_id!r} not found") from exc
         if container.labels.get(LABEL_MANAGED) != "true" or container.labels.get(LABEL_OWNER) != self.owner:
@@ -317,9 +418,16 @@ class DockerBackend:
         state = attrs["State"]["Status"] if isinstance(attrs.get("State"), dict) else attrs.get("State", "")
         policy = _policy_from_label(labels.get(LABEL_POLICY))
         image = attrs.get("Config", {}).get("Image", "")
+        workspace_id = labels[LABEL_ID]
+        name = labels.get(LABEL_NAME, "")
+        user_labels = json.loads(labels.get(LABEL_USER_LABELS) or "{}")
+        pool_key = labels.get(LABEL_POOL, "")
+        claim = self._claims.get(workspace_id) if pool_key else None
+        if claim is not None:
+            name, user_labels, pool_key = claim.get("name", ""), dict(claim.get("labels", {})), ""
         return WorkspaceInfo(
-            id=labels[LABEL_ID],
-            name=labels.get(LABEL_NAME, ""),
+            id=workspace_id,
+            name=name,
             image=image,
             state=state if state in STATES else "dead",
             backend=DOCKER,
@@ -327,7 +435,8 @@ class DockerBackend:
             isolation=isolation_line(policy),
             created=_parse_created(attrs["Created"]),
             env=json.loads(labels.get(LABEL_ENV) or "{}"),
-            labels=json.loads(labels.get(LABEL_USER_LABELS) or "{}"),
+            labels=user_labels,
+            pool_key=pool_key,
         )
 
 
