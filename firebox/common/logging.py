@@ -97,7 +97,17 @@ def configure(service: str, log_dir: Path | None, level: str = "info", json_cons
         root.removeHandler(h)
     root.addHandler(_PassThroughQueueHandler(records))
     root.setLevel(logging.DEBUG)
-    for noisy in ("docker", "urllib3", "asyncio", "httpx", "httpx2", "httpcore", "httpcore2", "openai", "grpc"):
+    for noisy in (
+        "docker",
+        "urllib3",
+        "asyncio",
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "httpcore2",
+        "openai",
+        "grpc",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
     _listener.start()
