@@ -22,6 +22,7 @@ in-process helpers remove them on exit; after an `ExecutorProcess`, call
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import signal
@@ -31,7 +32,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -88,19 +89,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class ExecutorProcess:
-    """`firebox-executor` (the console script) as a child process."""
+class ServiceProcess(abc.ABC):
+    """A Firebox console script as a child process (subclasses say which, and its arguments)."""
+
+    name = "service"
 
     def __init__(
         self,
         config_dir: Path,
-        backend: str = "docker",
         env: Mapping[str, str] | None = None,
         args: list[str] | None = None,
         port: int | None = None,
     ) -> None:
         self.config_dir = Path(config_dir)
-        self.backend = backend
         self.env = dict(env or {})
         self.args = list(args or [])
         self.port = port or free_port()
@@ -110,6 +111,75 @@ class ExecutorProcess:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @abc.abstractmethod
+    def command(self) -> list[str]:
+        """The program and its arguments."""
+
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start the process and wait until its health check answers SERVING."""
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
+        env.update(self.env)
+        out = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
+            if health_status(self.target, timeout=1.0) == health_pb2.HealthCheckResponse.SERVING:
+                return self
+            time.sleep(0.1)
+        self.kill()
+        raise TimeoutError(f"{self.name} did not become healthy in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait for the exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: none of the service's clean-up code runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.terminate(timeout=15)
+        self.kill()
+
+
+class ExecutorProcess(ServiceProcess):
+    """`firebox-executor` (the console script) as a child process."""
+
+    name = "executor"
+
+    def __init__(
+        self,
+        config_dir: Path,
+        backend: str = "docker",
+        env: Mapping[str, str] | None = None,
+        args: list[str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        super().__init__(config_dir, env, args, port)
+        self.backend = backend
 
     def command(self) -> list[str]:
         program = (
@@ -125,48 +195,6 @@ class ExecutorProcess:
             self.backend,
             *self.args,
         ]
-
-    def start(self, timeout: float = 30.0) -> ExecutorProcess:
-        """Start the process and wait until its health check answers SERVING."""
-        self.config_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FIREBOX_")}
-        env.update(self.env)
-        out = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"executor exited with {self.proc.returncode}:\n{self.output()}")
-            if health_status(self.target, timeout=1.0) == health_pb2.HealthCheckResponse.SERVING:
-                return self
-            time.sleep(0.1)
-        self.kill()
-        raise TimeoutError(f"executor did not become healthy in {timeout}s:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM, then wait for the exit status."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def __enter__(self) -> ExecutorProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.terminate(timeout=15)
-        self.kill()
 
 
 def health_status(target: str, service: str = "", timeout: float = 2.0) -> int | None:
