@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
@@ -33,6 +34,10 @@ from firebox.common.errors import FireboxError
 from firebox.common.logging import get_logger
 from firebox.common.tls import ClientTLS
 from firebox.executor.v1 import executor_pb2
+
+# Workspace owners kept in memory (least recently used beyond this are read from the store again).
+OWNER_CACHE_SIZE = 10_000
+_UNRECORDED = ("", "")
 
 log = get_logger("firebox.agent.executor_pool")
 
@@ -98,6 +103,9 @@ class ExecutorPool:
         self._tls = tls
         self._resolve_interval = resolve_interval
         self._replicas: dict[str, Replica] = {}
+        # Workspace -> (owner instance id, address): a workspace never moves, so the store is read
+        # once per workspace rather than on every call (a thread hop on the Execute path).
+        self._owners: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._refresh_lock = asyncio.Lock()
         self._last_refresh = 0.0
         self._turn = 0
@@ -230,9 +238,30 @@ class ExecutorPool:
 
     # -- routing ---------------------------------------------------------------------------
 
+    async def _owner(self, workspace_id: str) -> tuple[str, str] | None:
+        """The recorded owner, or None. Misses are cached too (as _UNRECORDED) until the workspace
+        is recorded, so a workspace made directly on a lone executor costs no store read per call."""
+        owner = self._owners.get(workspace_id)
+        if owner is None:
+            owner = await self._store.get_workspace_owner(workspace_id) or _UNRECORDED
+            self._cache_owner(workspace_id, owner)
+        else:
+            self._owners.move_to_end(workspace_id)
+        return None if owner is _UNRECORDED else owner
+
+    async def _remember(self, workspace_id: str, replica: Replica) -> None:
+        await self._store.put_workspace_owner(workspace_id, replica.key, replica.address)
+        self._cache_owner(workspace_id, (replica.key, replica.address))
+
+    def _cache_owner(self, workspace_id: str, owner: tuple[str, str]) -> None:
+        self._owners[workspace_id] = owner
+        self._owners.move_to_end(workspace_id)
+        while len(self._owners) > OWNER_CACHE_SIZE:
+            self._owners.popitem(last=False)
+
     async def _route(self, workspace_id: str) -> Replica:
         """The replica that owns `workspace_id`, learning the owner when unknown."""
-        owner = await self._store.get_workspace_owner(workspace_id)
+        owner = await self._owner(workspace_id)
         if owner is not None:
             key, address = owner
             replica = self._by_key(key)
@@ -272,7 +301,7 @@ class ExecutorPool:
         found = await asyncio.gather(*(has(r) for r in reachable))
         for replica, yes in zip(reachable, found, strict=True):
             if yes:
-                await self._store.put_workspace_owner(workspace_id, replica.key, replica.address)
+                await self._remember(workspace_id, replica)
                 log.info("workspace_owner_found", workspace_id=workspace_id, instance_id=replica.key)
                 return replica
         unreachable = [a for a, r in self._replicas.items() if not r.reachable]
@@ -321,7 +350,7 @@ class ExecutorPool:
 
     async def _created(self, replica: Replica, workspace: executor_pb2.Workspace) -> None:
         replica.workspace_count += 1
-        await self._store.put_workspace_owner(workspace.id, replica.key, replica.address)
+        await self._remember(workspace.id, replica)
         log.info(
             "workspace_placed", workspace_id=workspace.id, instance_id=replica.key, address=replica.address
         )
@@ -389,9 +418,9 @@ class ExecutorPool:
                 failures.append(result)
                 continue
             for workspace in result:
-                known = await self._store.get_workspace_owner(workspace.id)
+                known = await self._owner(workspace.id)
                 if known is None or known[0] != replica.key:
-                    await self._store.put_workspace_owner(workspace.id, replica.key, replica.address)
+                    await self._remember(workspace.id, replica)
                 workspaces.append(workspace)
         if failures and len(failures) == len(reachable):
             raise failures[0]
@@ -399,6 +428,7 @@ class ExecutorPool:
 
     async def delete_workspace(self, workspace_id: str, deadline: float = 60.0) -> None:
         await self._call(workspace_id, lambda c: c.delete_workspace(workspace_id, deadline))
+        self._owners.pop(workspace_id, None)
         await self._store.delete_workspace_owner(workspace_id)
 
     async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
