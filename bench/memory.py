@@ -25,6 +25,7 @@ from bench.executor import ExecutorBench
 from bench.services import service
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.executor.v1 import executor_pb2 as pb
+from tests.support.service_process import rss_kib
 
 REPO = Path(__file__).resolve().parents[1]
 # Requests in flight at once while filling: enough to keep the engine busy, not a stampede.
@@ -32,11 +33,8 @@ FILL_CONCURRENCY = 8
 
 
 def rss_mb(pid: int) -> float:
-    """Resident set size of process `pid` in MB (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident set size of process `pid` in MiB (VmRSS)."""
+    return round(rss_kib(pid) / 1024, 1)
 
 
 async def bounded(n: int, make: Callable[[int], Awaitable[Any]]) -> list[Any]:

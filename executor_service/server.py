@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from importlib import metadata
 
 from executor_service.backend import Policy
 from executor_service.backends import choose_backend
@@ -19,6 +18,7 @@ from executor_service.servicer import ExecutorServicer
 from executor_service.sessions import SessionManager
 from executor_service.tools import ToolRegistry, load_tools_file
 from executor_service.workspaces import WorkspaceManager
+from firebox import __version__
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
 from firebox.common.secrets import SecretPolicy, redactor
@@ -29,13 +29,6 @@ from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
 log = fb_logging.get_logger("executor.server")
 
 SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
-
-
-def version() -> str:
-    try:
-        return metadata.version("firebox")
-    except metadata.PackageNotFoundError:
-        return "0.0.0+unknown"
 
 
 @dataclass
@@ -106,7 +99,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         training_log,
         secret_policy,
         default_timeout=config.default_timeout,
-        version=version(),
+        version=__version__,
         tools=tools,
         files=files,
         step_output_bytes=config.step_output_bytes,
