@@ -6,6 +6,7 @@ traceback is never shown (set FIREBOX_DEBUG=1 to see one)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -152,6 +153,9 @@ def _fail(message: str) -> None:
 
 
 def main() -> None:
+    # asyncio reports gRPC's internal tasks still pending when a reconnecting stream is dropped
+    # ("Task was destroyed but it is pending!"): nothing a user can act on, and stderr is theirs.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     sys.exit(run())
 
 
