@@ -111,10 +111,11 @@ class WorkspaceBackend(Protocol):
     async def delete(self, workspace_id: str) -> None: ...
 
     async def open_shell(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str]
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
     ) -> ShellTransport:
         """Start `argv` in the workspace (working directory /workspace, as the policy's user, with
-        exactly `env` plus PATH/HOME) and return a transport to it."""
+        exactly `env` plus PATH/HOME) and return a transport to it. `session`: a long-lived
+        session shell, for which a backend may use a faster path."""
         ...
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:

@@ -34,6 +34,11 @@ DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 # in milliseconds. Off by default: each member is an idle container the operator did not ask for,
 # and every workspace the engine holds for an owner is then no longer one a client created.
 DEFAULT_WARM_POOL_SIZE = 0
+# How docker session shells move their bytes: "fifo" (FIFOs in <config-dir>/io, bind-mounted
+# read-only into each workspace), "attach" (the docker exec socket, through dockerd), or "auto":
+# fifo when the engine runs in the executor's own mount namespace (not so when the executor runs
+# in a container: its config dir is then not the host's).
+SESSION_IO_CHOICES = ("auto", "fifo", "attach")
 
 
 def _default_config_dir() -> Path:
@@ -52,6 +57,7 @@ class ExecutorConfig:
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE
     warm_pool_size: int = DEFAULT_WARM_POOL_SIZE
+    session_io: str = "auto"
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     env_allow: tuple[str, ...] = ()
     training_log: bool = True
@@ -225,6 +231,16 @@ OPTIONS: tuple[_Option, ...] = (
         "ready workspaces of the default image and policy kept for CreateWorkspace to take "
         f"(docker backend; 0 disables; default {DEFAULT_WARM_POOL_SIZE})",
         "N",
+    ),
+    _Option(
+        "session_io",
+        "--session-io",
+        "FIREBOX_SESSION_IO",
+        str,
+        "how docker session shells move their bytes: fifo (FIFOs shared through a read-only bind "
+        "mount, bypassing dockerd: faster), attach (the docker exec socket) or auto (fifo when "
+        "dockerd runs in the executor's mount namespace; default auto)",
+        choices=SESSION_IO_CHOICES,
     ),
     _Option(
         "env_deny",

@@ -163,6 +163,10 @@ STOP_REASONS = {
 }
 
 
+# "No event" (None in the queue means the end).
+_NOTHING = object()
+
+
 class Execution:
     """One running command. Output goes through a bounded queue: when the consumer is slow the
     shell's reader waits, so the command blocks on its own writes (backpressure); past the
@@ -181,22 +185,35 @@ class Execution:
         self.stop_request: StopRequest | None = None
         self.stop_changed = asyncio.Event()
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_CHUNKS)
+        # An event taken from the queue early (see events(hold_started=...)).
+        self._peeked: Event | object | None = _NOTHING
         self._consumer_gone = False
         self._done = asyncio.Event()
         self.shell: Shell | None = None
         # Set by the shell once the command has been handed to it (input may flow from then on).
-        self.running = asyncio.Event()
+        self.running = False
+        # Set once running or finished: what input waits for (one event, no tasks per command).
+        self._settled = asyncio.Event()
         # Set by the engine: the task that drives the command to its end.
         self.task: asyncio.Task[None] | None = None
 
     # ---- called by the client side ---------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Started, Output..., Finished. Output chunks produced close together are coalesced."""
+    async def events(self, hold_started: float = 0.0) -> AsyncIterator[Event]:
+        """Started, Output..., Finished. Output chunks produced close together are coalesced.
+
+        With `hold_started`, Started is yielded once the next event has arrived or that many
+        seconds have passed, whichever is first; `next_ready()` then tells which, so that a
+        caller can send the two as one message (a quick command's whole Execute in one)."""
         while True:
-            event = await self._queue.get()
+            if self._peeked is not _NOTHING:
+                event, self._peeked = self._peeked, _NOTHING
+            else:
+                event = await self._queue.get()
             if event is None:
                 return
+            if isinstance(event, Started) and hold_started > 0:
+                self._peeked = await self._get_within(hold_started)
             if isinstance(event, Output):
                 event, follower = await self._coalesce(event)
                 yield event
@@ -208,6 +225,21 @@ class Execution:
             yield event
             if isinstance(event, Finished):
                 return
+
+    def next_ready(self) -> bool:
+        """The event after the one just yielded has arrived already."""
+        return self._peeked is not _NOTHING or not self._queue.empty()
+
+    async def _get_within(self, seconds: float) -> Event | object | None:
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        try:
+            async with asyncio.timeout(seconds):  # a timer, no task
+                return await self._queue.get()
+        except TimeoutError:
+            return _NOTHING
 
     async def _coalesce(self, first: Output) -> tuple[Output, Event | None]:
         out, err = [first.stdout], [first.stderr]
@@ -246,13 +278,13 @@ class Execution:
             await self.shell.close_input(self)
 
     async def _wait_running(self) -> bool:
-        if not self.running.is_set():
-            running = asyncio.ensure_future(self.running.wait())
-            done = asyncio.ensure_future(self._done.wait())
-            await asyncio.wait([running, done], return_when=asyncio.FIRST_COMPLETED)
-            running.cancel()
-            done.cancel()
-        return self.running.is_set() and self.finished is None and self.shell is not None
+        await self._settled.wait()
+        return self.running and self.finished is None and self.shell is not None
+
+    def mark_running(self) -> None:
+        """The shell has the command: input may flow from now on."""
+        self.running = True
+        self._settled.set()
 
     async def stop(self, kill: bool = False) -> None:
         """INTERRUPT (SIGINT, escalated to a kill after a grace period) or KILL."""
@@ -314,6 +346,7 @@ class Execution:
             return
         self.finished = finished
         self._done.set()
+        self._settled.set()
         if self._consumer_gone:
             return
         # Never block forever on a consumer that stopped reading without cancelling. (Room in

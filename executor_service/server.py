@@ -68,7 +68,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     redactor.policy = SecretPolicy(config.env_deny)
     if config.auth_token:
         redactor.add_value(config.auth_token)
-    backend = await choose_backend(config.backend, config.config_dir)
+    backend = await choose_backend(config.backend, config.config_dir, config.session_io)
     workspaces = WorkspaceManager(
         backend,
         default_image=config.image,

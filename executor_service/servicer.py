@@ -69,6 +69,8 @@ MAX_SCRIPT_BYTES = 1024 * 1024
 MAX_ID_CHARS = 256
 # After the final message, how long Execute waits for the client to close its side.
 HALF_CLOSE_LINGER_SECONDS = 2.0
+# How long the first message (execution_id, pid) waits to travel with the first output or the end.
+STARTED_HOLD_SECONDS = 0.005
 
 
 # ---- proto <-> domain ---------------------------------------------------------------------------
@@ -416,18 +418,30 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         recorder.session_id = execution.session_id or first.session_id
         pump = asyncio.create_task(self._pump_requests(request_iterator, execution, recorder))
         final: pb.ExecuteResponse | None = None
+        # The first message carries execution_id and pid. When the command's first output or its
+        # end follows within STARTED_HOLD_SECONDS, they travel together: a quick command's whole
+        # Execute is one message (each message is a send and a wake-up on both sides).
+        pid: int | None = None
         try:
-            async for event in execution.events():
+            async for event in execution.events(hold_started=STARTED_HOLD_SECONDS):
                 if isinstance(event, ex.Started):
-                    yield pb.ExecuteResponse(execution_id=execution.id, pid=event.pid)
+                    if execution.next_ready():
+                        pid = event.pid
+                    else:
+                        yield pb.ExecuteResponse(execution_id=execution.id, pid=event.pid)
                 elif isinstance(event, ex.Output):
                     if not event.stdout and not event.stderr:
                         continue
                     recorder.stdout.add(event.stdout)
                     recorder.stderr.add(event.stderr)
-                    yield pb.ExecuteResponse(stdout_data=event.stdout, stderr_data=event.stderr)
+                    response = pb.ExecuteResponse(stdout_data=event.stdout, stderr_data=event.stderr)
+                    if pid is not None:
+                        response.execution_id, response.pid, pid = execution.id, pid, None
+                    yield response
                 elif isinstance(event, ex.Finished):
                     final = _final_to_proto(event)
+                    if pid is not None:
+                        final.execution_id, final.pid, pid = execution.id, pid, None
                     yield final
             # Give the client a moment to half-close before the call ends: a client write that
             # crosses the server's end of the call fails in gRPC's core and turns the client's

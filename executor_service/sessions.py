@@ -261,7 +261,7 @@ class SessionManager:
 
     async def _open_shell(self, workspace: WorkspaceInfo) -> Shell:
         async def opener(argv: list[str]):  # type: ignore[no-untyped-def]
-            return await self.backend.open_shell(workspace, argv, dict(workspace.env))
+            return await self.backend.open_shell(workspace, argv, dict(workspace.env), session=True)
 
         async def oom_kills() -> int | None:
             return await self.backend.oom_kills(workspace)

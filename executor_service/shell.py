@@ -430,7 +430,7 @@ class Shell:
         self._changed.clear()
         try:
             await self._write(frame.encode())
-            execution.running.set()
+            execution.mark_running()
             finished = await self._supervise(cmd, started)
         finally:
             self._current = None

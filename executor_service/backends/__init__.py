@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
 from pathlib import Path
@@ -59,16 +60,45 @@ def instance_id(config_dir: Path) -> str:
     return new
 
 
-async def choose_backend(choice: str, config_dir: Path) -> Backend:
+def engine_shares_filesystem() -> bool:
+    """The Docker engine runs in this process's mount namespace, so a bind mount's source path
+    means to it what it means here (not so when the executor runs in a container of its own).
+    Blocking: reads /proc."""
+    try:
+        ours = os.readlink("/proc/self/ns/mnt")
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/comm") as f:
+                    if f.read().strip() != "dockerd":
+                        continue
+                if os.readlink(f"/proc/{entry.name}/ns/mnt") == ours:
+                    return True
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return False
+
+
+async def choose_backend(choice: str, config_dir: Path, session_io: str = "auto") -> Backend:
     """Build the backend `choice` names ("auto", "docker" or "bwrap") for the executor whose
-    state lives in `config_dir`."""
+    state lives in `config_dir`; `session_io` decides how docker session shells move their bytes
+    (see executor_service/config.py)."""
     workspaces_dir = config_dir / "workspaces"
     if choice in ("auto", DOCKER):
         try:
             client = await asyncio.to_thread(_docker_client)
             log.info("backend_chosen", backend=DOCKER, requested=choice)
             owner = await asyncio.to_thread(instance_id, config_dir)
-            return DockerBackend(client, owner, claims_dir=config_dir / "pool-claims")
+            fifo = session_io == "fifo" or (
+                session_io == "auto" and await asyncio.to_thread(engine_shares_filesystem)
+            )
+            log.info("session_io", mode="fifo" if fifo else "attach", requested=session_io)
+            # A bind mount's source must be an absolute host path.
+            io_dir = (await asyncio.to_thread(config_dir.resolve)) / "io" if fifo else None
+            return DockerBackend(client, owner, claims_dir=config_dir / "pool-claims", io_dir=io_dir)
         except Exception as exc:
             if choice == DOCKER:
                 raise BackendUnavailable(

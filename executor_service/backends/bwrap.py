@@ -209,7 +209,7 @@ class BwrapBackend:
         return await self.list()
 
     async def open_shell(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str]
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
     ) -> ShellTransport:
         from executor_service.transports import PipeTransport
 

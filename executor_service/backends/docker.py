@@ -12,6 +12,12 @@ labels it asked for are written to a claim file, <config-dir>/pool-claims/<id>.j
 and read from there: a pooled container with a claim file is a workspace like any other, one
 without is a member still waiting in the pool (never listed, never found by id).
 
+Session shells move their bytes through FIFOs when the backend has an `io_dir` (transports.py,
+FifoTransport): each workspace gets `io_dir/<id>` bind-mounted read-only at IO_MOUNT (a FIFO opens
+read-write on a read-only mount; the workspace cannot create or remove anything there), marked by
+LABEL_IO. Workspaces made without it (older ones, or with --session-io attach) use the docker exec
+socket, as do file transfers.
+
 Every SDK call is blocking, so each runs in a worker thread.
 """
 
@@ -22,6 +28,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -58,6 +65,9 @@ LABEL_VOLUME = "dev.firebox.volume"
 # Which executor owns the workspace (its instance id, kept in its config dir), so that several
 # executors can share one engine without adopting, listing or deleting each other's workspaces.
 LABEL_OWNER = "dev.firebox.owner"
+# Set on workspaces that have the session FIFO directory mounted (its value: where).
+LABEL_IO = "dev.firebox.io"
+IO_MOUNT = "/run/firebox"
 
 CONTAINER_PREFIX = "firebox-"
 VOLUME_PREFIX = "firebox-ws-"
@@ -141,9 +151,15 @@ class DockerBackend:
         client: docker.DockerClient | None = None,
         owner: str = "default",
         claims_dir: Path | None = None,
+        io_dir: Path | None = None,
     ) -> None:
         self.client = client or docker.from_env()
         self.owner = owner
+        # Where session FIFOs live (None: sessions use the docker exec socket).
+        self.io_dir = io_dir
+        # Workspaces that have io_dir mounted; and those where it turned out not to be visible.
+        self._io_workspaces: set[str] = set()
+        self._io_broken: set[str] = set()
         self._filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={owner}"]}
         # Where taken warm-pool members keep their name and labels; None = no pool possible.
         self.claims_dir = claims_dir
@@ -213,6 +229,9 @@ class DockerBackend:
         await asyncio.to_thread(self._remove_volume, volume)
         if self._claims.pop(workspace_id, None) is not None:
             await asyncio.to_thread(self._remove_claim, workspace_id)
+        self._io_workspaces.discard(workspace_id)
+        if self.io_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self.io_dir / workspace_id, True)
 
     async def adopt(self) -> list[WorkspaceInfo]:
         """At start-up: every labelled container is a workspace of this executor, except pool
@@ -227,6 +246,8 @@ class DockerBackend:
             # Its container was removed outside Firebox: the claim describes nothing any more.
             self._claims.pop(stale)
             await asyncio.to_thread(self._remove_claim, stale)
+        if self.io_dir is not None:
+            await asyncio.to_thread(self._tidy_io_dir, present)
         volumes = await asyncio.to_thread(self.client.volumes.list, filters=self._filters)
         in_use = {volume_name(i.id) for i in everything}
         for volume in volumes:
@@ -241,17 +262,42 @@ class DockerBackend:
     # ---- commands ----------------------------------------------------------------------------
 
     async def open_shell(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str]
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
     ) -> ShellTransport:
-        from executor_service.transports import DockerExecTransport
+        """`argv` in the workspace. A `session` shell (long-lived, many small frames) gets the
+        FIFO path when the workspace has it."""
+        from executor_service.transports import DockerExecTransport, FifoTransport, FifoUnavailable
 
+        name = container_name(workspace.id)
+        if (
+            session
+            and self.io_dir is not None
+            and workspace.id in self._io_workspaces
+            and workspace.id not in self._io_broken
+        ):
+            try:
+                return await FifoTransport.open(
+                    self.client,
+                    name,
+                    host_dir=self.io_dir / workspace.id,
+                    container_dir=IO_MOUNT,
+                    argv=argv,
+                    env=env,
+                    user=workspace.policy.user,
+                    workdir=WORKDIR,
+                )
+            except FifoUnavailable as exc:
+                # E.g. the executor runs in a container whose config dir is not the host's.
+                self._io_broken.add(workspace.id)
+                log.warning(
+                    "session_fifos_not_shared",
+                    workspace_id=workspace.id,
+                    error=str(exc),
+                    hint="sessions of this workspace use the docker exec socket; run the executor "
+                    "with --session-io attach to stop trying",
+                )
         return await DockerExecTransport.open(
-            self.client,
-            container_name(workspace.id),
-            argv=argv,
-            env=env,
-            user=workspace.policy.user,
-            workdir=WORKDIR,
+            self.client, name, argv=argv, env=env, user=workspace.policy.user, workdir=WORKDIR
         )
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
@@ -300,6 +346,24 @@ class DockerBackend:
         }
         if pool_key:
             labels[LABEL_POOL] = pool_key
+        mounts = [
+            Mount(
+                WORKDIR,
+                volume,
+                type="volume",
+                read_only=policy.read_only,
+                labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: spec.id},
+            )
+        ]
+        if self.io_dir is not None:
+            # The root is the executor's alone; the workspace's own directory is what the
+            # container sees, and its user must be able to look inside.
+            self.io_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            io_host = self.io_dir / spec.id
+            io_host.mkdir(mode=0o755, exist_ok=True)
+            io_host.chmod(0o755)
+            mounts.append(Mount(IO_MOUNT, str(io_host), type="bind", read_only=True))
+            labels[LABEL_IO] = IO_MOUNT
         host_config: dict[str, Any] = {
             "network_mode": "bridge" if policy.network else "none",
             "cap_drop": ["ALL"],
@@ -308,15 +372,7 @@ class DockerBackend:
             "read_only": policy.read_only_root,
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={policy.tmp_bytes},mode=1777"},
             # The engine creates the labelled volume with the container: no separate call.
-            "mounts": [
-                Mount(
-                    WORKDIR,
-                    volume,
-                    type="volume",
-                    read_only=policy.read_only,
-                    labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: spec.id},
-                )
-            ],
+            "mounts": mounts,
             "init": True,
         }
         if policy.pids_limit:
@@ -356,6 +412,19 @@ class DockerBackend:
             ) from exc
         container.reload()
         return container
+
+    def _tidy_io_dir(self, present: set[str]) -> None:
+        """At start-up: session FIFOs of the previous process (its sessions are gone) and the
+        directories of workspaces that no longer exist."""
+        assert self.io_dir is not None
+        self.io_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.io_dir.chmod(0o700)
+        for entry in self.io_dir.iterdir():
+            if entry.name not in present:
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            for stale in entry.iterdir():
+                shutil.rmtree(stale, ignore_errors=True)
 
     def _claim_path(self, workspace_id: str) -> Path:
         assert self.claims_dir is not None
@@ -423,6 +492,8 @@ class DockerBackend:
         user_labels = json.loads(labels.get(LABEL_USER_LABELS) or "{}")
         pool_key = labels.get(LABEL_POOL, "")
         claim = self._claims.get(workspace_id) if pool_key else None
+        if labels.get(LABEL_IO) == IO_MOUNT:
+            self._io_workspaces.add(workspace_id)
         if claim is not None:
             name, user_labels, pool_key = claim.get("name", ""), dict(claim.get("labels", {})), ""
         return WorkspaceInfo(

@@ -42,7 +42,9 @@ class LocalShellBackend:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def open_shell(self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str]) -> Any:
+    async def open_shell(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
+    ) -> Any:
         return await PipeTransport.spawn(
             argv, env={"PATH": PATH, "HOME": str(self.directory), **env}, cwd=str(self.directory)
         )
@@ -77,7 +79,9 @@ class BwrapShellBackend:
             cmd += ["--setenv", key, value]
         return [*cmd, "--", *argv]
 
-    async def open_shell(self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str]) -> Any:
+    async def open_shell(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
+    ) -> Any:
         return await PipeTransport.spawn(self.argv(argv, env), env={"PATH": PATH})
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
@@ -94,7 +98,9 @@ class DockerShellBackend:
         self.container_id = container_id
         self.user = user
 
-    async def open_shell(self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str]) -> Any:
+    async def open_shell(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
+    ) -> Any:
         return await DockerExecTransport.open(
             self.client, self.container_id, argv=argv, env={"PATH": PATH, **env}, user=self.user
         )
