@@ -148,15 +148,27 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethod
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """The one place where exceptions become gRPC statuses."""
 
+    def __init__(self) -> None:
+        # method -> (the handler as registered, its wrapped form): wrapping once per method, not
+        # once per call (a hot path: every Execute passes here).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(HEALTH_PREFIX):
+        method = handler_call_details.method
+        if handler is None or method.startswith(HEALTH_PREFIX):
             return handler
-        return _wrap_handler(handler, handler_call_details.method)
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = _wrap_handler(handler, method)
+        if len(self._wrapped) < 1024:  # methods are few; bounded all the same
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
