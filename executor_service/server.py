@@ -138,11 +138,28 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     return Executor(config, running, workspaces, sessions, training_log)
 
 
+def raise_open_files_limit(cap: int = 1 << 20) -> None:
+    """Lift the soft limit on open files to the hard one: each shell session holds a few (its FIFOs
+    and exec socket), and a service manager's default soft limit of 1024 would cap the executor
+    at a few hundred sessions."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            log.info("open_files_limit_raised", soft=soft, now=wanted)
+        except (ValueError, OSError) as exc:
+            log.warning("open_files_limit_unchanged", soft=soft, error=str(exc))
+
+
 async def serve(config: ExecutorConfig) -> None:
     """Run the executor until SIGTERM or SIGINT, then stop gracefully."""
     import signal
 
     fb_logging.configure("executor", config.log_dir, config.log_level, config.log_json)
+    raise_open_files_limit()
     executor = await start_executor(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

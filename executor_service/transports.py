@@ -228,7 +228,12 @@ class FifoTransport:
         FIFOs. FifoUnavailable when the container does not see them."""
         token = "s" + secrets.token_hex(8)
         directory = host_dir / token
-        fds = await asyncio.to_thread(_make_fifos, directory)
+        try:
+            fds = await asyncio.to_thread(_make_fifos, directory)
+        except FileNotFoundError as exc:  # its directory was removed: the container cannot see it
+            raise FifoUnavailable(f"{host_dir} is gone") from exc
+        except OSError as exc:  # e.g. out of file descriptors, or the config dir's disk is full
+            raise errors.Unavailable(f"cannot make the session's FIFOs in {host_dir}: {exc}") from exc
         try:
             attach = await DockerExecTransport.open(
                 client,
