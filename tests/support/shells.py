@@ -1,7 +1,7 @@
 """Minimal workspace backends for testing shell sessions on real processes.
 
 Each implements only what the session layer uses (`open_shell`, `oom_kills`): a local /bin/sh
-through PipeTransport, a Docker container through DockerExecTransport, and a bubblewrap
+through PipeTransport, a Docker container through DockerExecTransport or FifoTransport, and a bubblewrap
 sandbox through PipeTransport. No fakes: every shell is a real process.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from executor_service.backend import Policy, WorkspaceInfo
-from executor_service.transports import DockerExecTransport, PipeTransport
+from executor_service.transports import DockerExecTransport, FifoTransport, PipeTransport
 
 TEST_IMAGE = "firebox-busybox:latest"
 PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -89,20 +89,42 @@ class BwrapShellBackend:
 
 
 class DockerShellBackend:
-    """Shells as `docker exec` processes in one existing container."""
+    """Shells as `docker exec` processes in one existing container. With `io_dir` (a host directory
+    the container has bind-mounted at `io_mount`), session shells use FifoTransport, as the
+    executor's docker backend does; without, the exec socket."""
 
     name = "docker"
 
-    def __init__(self, client: Any, container_id: str, user: str = "1000:1000") -> None:
+    def __init__(
+        self,
+        client: Any,
+        container_id: str,
+        user: str = "1000:1000",
+        io_dir: Path | None = None,
+        io_mount: str = "/run/firebox",
+    ) -> None:
         self.client = client
         self.container_id = container_id
         self.user = user
+        self.io_dir = io_dir
+        self.io_mount = io_mount
 
     async def open_shell(
         self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
     ) -> Any:
+        env = {"PATH": PATH, **env}
+        if session and self.io_dir is not None:
+            return await FifoTransport.open(
+                self.client,
+                self.container_id,
+                host_dir=self.io_dir,
+                container_dir=self.io_mount,
+                argv=argv,
+                env=env,
+                user=self.user,
+            )
         return await DockerExecTransport.open(
-            self.client, self.container_id, argv=argv, env={"PATH": PATH, **env}, user=self.user
+            self.client, self.container_id, argv=argv, env=env, user=self.user
         )
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
