@@ -339,11 +339,13 @@ class ExecutorClient:
 
     async def forward_execute(
         self,
-        requests: AsyncIterator[executor_pb2.ExecuteRequest],
+        first: executor_pb2.ExecuteRequest,
+        rest: AsyncIterator[executor_pb2.ExecuteRequest],
         deadline: float | None,
     ) -> AsyncIterator[executor_pb2.ExecuteResponse]:
-        """Proxy one Execute stream: requests (stdin, stops, half-close) go through as they come,
-        responses come back as they come. Closing this generator cancels the executor's call.
+        """Proxy one Execute stream: `first`, then the requests of `rest` (stdin, stops,
+        half-close) go through as they come, responses come back as they come, every field of
+        every message unchanged. Closing this generator cancels the executor's call.
 
         A client write that crosses the end of a call fails in gRPC's core and turns that call's
         status into INTERNAL, hiding the real one. So later requests wait until the executor has
@@ -356,16 +358,15 @@ class ExecutorClient:
         forwarding = True
 
         async def pump() -> None:
-            sent_first = False
             try:
-                async for request in requests:
-                    if sent_first:
-                        await accepted.wait()
+                async with writing:
+                    await call.write(first)
+                async for request in rest:
+                    await accepted.wait()
                     async with writing:
                         if not forwarding or call.done():
                             continue  # drained and dropped: the execution is over
                         await call.write(request)
-                    sent_first = True
                 async with writing:
                     if forwarding and not call.done():
                         await call.done_writing()
@@ -381,7 +382,8 @@ class ExecutorClient:
                         forwarding = False
                         await call.done_writing()
                 yield response
-            await asyncio.wait([pump_task], timeout=HALF_CLOSE_LINGER_SECONDS)
+            if not pump_task.done():  # usually done: the client half-closed long ago
+                await asyncio.wait([pump_task], timeout=HALF_CLOSE_LINGER_SECONDS)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, "") from None
         finally:

@@ -469,14 +469,8 @@ class ExecutorPool:
                 grpc.StatusCode.INVALID_ARGUMENT, "workspace_id: required in the first message"
             )
         replica = await self._route(first.workspace_id)
-
-        async def chained() -> AsyncIterator[executor_pb2.ExecuteRequest]:
-            yield first
-            async for request in requests:
-                yield request
-
         try:
-            async for response in replica.client.forward_execute(chained(), deadline):
+            async for response in replica.client.forward_execute(first, requests, deadline):
                 yield response
         except FireboxError as exc:
             raise self._lost(exc, first.workspace_id, replica) from None

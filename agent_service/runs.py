@@ -43,6 +43,10 @@ log = get_logger("firebox.agent.runs")
 
 # Runs one session may have waiting behind its active run (ENQUEUE, INTERRUPT).
 MAX_WAITING_RUNS = 16
+# A batched stream message (batch_events) holds at most this many events and about this many
+# bytes (well inside the 16 MiB message limit; a bigger single event goes alone).
+MAX_BATCH_EVENTS = 1000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class ConflictPolicy(enum.Enum):
@@ -89,7 +93,10 @@ class LiveRun:
         # Bytes of tool output held in `events` (bounded by the tool loop).
         self.output_bytes = 0
         self.task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        # Followers waiting for the next event: futures resolved by the next append (or finish).
+        # Cheaper per event than an asyncio.Event made and set for each one, which the most
+        # frequent event (a text delta, one per token) paid even with nobody waiting.
+        self._waiters: list[asyncio.Future[None]] = []
 
     @property
     def id(self) -> str:
@@ -115,7 +122,10 @@ class LiveRun:
         set in place rather than built as a message and copied into the event."""
         if self.done:
             raise RuntimeError(f"run {self.id} is finished; no more events")
-        record = agent_pb2.RunEvent(index=len(self.events) + 1, run_id=self.run.id)
+        # Fields set one by one: the keyword constructor costs twice as much (one event a token).
+        record = agent_pb2.RunEvent()
+        record.index = len(self.events) + 1
+        record.run_id = self.run.id
         delta = record.reasoning_delta if reasoning else record.text_delta
         delta.message_id = message_id
         delta.text = text
@@ -125,13 +135,25 @@ class LiveRun:
         _stamp(record.time)
         self.events.append(record)
         self.run.last_event_index = record.index
-        wake, self._wake = self._wake, asyncio.Event()
-        wake.set()
+        if self._waiters:
+            self._wake_all()
         return record
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a follower cancelled while waiting left a cancelled future
+                waiter.set_result(None)
 
     def finish(self) -> None:
         self.done = True
-        self._wake.set()
+        self._wake_all()
+
+    async def _next(self) -> None:
+        """Wait until an event is appended or the run finishes."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     async def follow(self, after_index: int) -> AsyncIterator[agent_pb2.RunEvent]:
         """Every event with an index above `after_index`, then live ones until the run ends."""
@@ -142,7 +164,30 @@ class LiveRun:
                 yield self.events[position - 1]
             if self.done:
                 return
-            await self._wake.wait()
+            await self._next()
+
+    async def follow_batches(self, after_index: int) -> AsyncIterator[list[agent_pb2.RunEvent]]:
+        """`follow`, as lists: every event appended since the previous list, at most
+        MAX_BATCH_EVENTS of them and about MAX_BATCH_BYTES (an event larger than that goes
+        alone). Consecutive lists continue each other exactly, so nothing is lost or repeated."""
+        position = max(after_index, 0)
+        while True:
+            end = len(self.events)
+            if position < end:
+                end = min(end, position + MAX_BATCH_EVENTS)
+                batch = self.events[position:end]
+                size = 0
+                for n, event in enumerate(batch):
+                    size += event.ByteSize()
+                    if size > MAX_BATCH_BYTES and n:
+                        batch = batch[:n]
+                        break
+                position += len(batch)
+                yield batch
+                continue
+            if self.done:
+                return
+            await self._next()
 
 
 # The body of a run: does the work, emitting events; returns whether the step limit was reached.
@@ -336,6 +381,12 @@ class RunManager:
                 await asyncio.wait({active.task})
 
     async def follow(self, run_id: str, after_index: int) -> AsyncIterator[agent_pb2.RunEvent]:
+        live = await self._live(run_id)
+        async for event in live.follow(after_index):
+            yield event
+
+    async def _live(self, run_id: str) -> LiveRun:
+        """The run's live record; NOT_FOUND, or FAILED_PRECONDITION when its events are gone."""
         live = self._runs.get(run_id)
         if live is None:
             stored = await self._store.get_run(run_id)
@@ -346,8 +397,13 @@ class RunManager:
                 f"{self._retention:g}s after a run ends, and not across restarts); its messages are in "
                 "GetSession and its outcome in GetRun"
             )
-        async for event in live.follow(after_index):
-            yield event
+        return live
+
+    async def follow_batches(self, run_id: str, after_index: int) -> AsyncIterator[list[agent_pb2.RunEvent]]:
+        """`follow`, several events at a time (LiveRun.follow_batches)."""
+        live = await self._live(run_id)
+        async for batch in live.follow_batches(after_index):
+            yield batch
 
     async def shutdown(self, grace: float) -> None:
         """Refuse new runs, give running ones `grace` seconds, then stop them as INTERRUPTED."""

@@ -179,8 +179,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             session.id, request.content, policy, RunOptions(approval_policy=request.approval_policy)
         )
         log.info("run_submitted", run_id=live.id, session_id=session.id, policy=policy.value)
-        async for event in live.follow(0):
-            yield agent_pb2.SendMessageResponse(event=event)
+        if request.batch_events:
+            async for batch in live.follow_batches(0):
+                yield agent_pb2.SendMessageResponse(events=batch)
+        else:
+            async for event in live.follow(0):
+                yield agent_pb2.SendMessageResponse(event=event)
 
     async def StreamRun(
         self, request: agent_pb2.StreamRunRequest, context: grpc.aio.ServicerContext
@@ -188,8 +192,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         _require(request.run_id, "run_id")
         if request.after_index < 0:
             raise InvalidArgument("after_index", f"must be 0 or more, got {request.after_index}")
-        async for event in self._runs.follow(request.run_id, request.after_index):
-            yield agent_pb2.StreamRunResponse(event=event)
+        if request.batch_events:
+            async for batch in self._runs.follow_batches(request.run_id, request.after_index):
+                yield agent_pb2.StreamRunResponse(events=batch)
+        else:
+            async for event in self._runs.follow(request.run_id, request.after_index):
+                yield agent_pb2.StreamRunResponse(event=event)
 
     async def _run(self, run_id: str) -> agent_pb2.Run:
         live = self._runs.get(_require(run_id, "run_id"))

@@ -174,39 +174,6 @@ class _Throttle:
         await self._store.put_message(self._session_id, message)
 
 
-class _DeltaBatcher:
-    """Joins text (or reasoning) pieces that arrive together into one event.
-
-    Pieces decoded from one network read arrive without the event loop running in between; they
-    are emitted as one delta when the loop next turns. A lone piece goes out on the next turn of
-    the loop, so latency is unchanged; under load, several tokens share one message."""
-
-    def __init__(self, live: LiveRun, message_id: str) -> None:
-        self._live = live
-        self._message_id = message_id
-        self._kind = ""
-        self._pending: list[str] = []
-        self._handle: asyncio.Handle | None = None
-
-    def add(self, kind: str, text: str) -> None:
-        if kind != self._kind:
-            self.flush()
-            self._kind = kind
-        self._pending.append(text)
-        if self._handle is None:
-            self._handle = asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if not self._pending or self._live.done:
-            return
-        text = "".join(self._pending)
-        self._pending.clear()
-        self._live.emit_delta(self._message_id, text, reasoning=self._kind != "text")
-
-
 @dataclass
 class _Turn:
     """What one run knows while it goes: the session, its model, the policy, the tools offered."""
@@ -416,26 +383,25 @@ class ToolLoop:
             return progress
 
         throttle = _Throttle(self._store, session.id, snapshot)
-        deltas = _DeltaBatcher(live, assistant.id)
         completion: Completion | None = None
         try:
+            # Every piece the provider sends is one delta event (a token, from most servers):
+            # clients that want fewer messages ask for batch_events, which packs events, not text.
             async for event in self._provider.stream(messages, turn.model, turn.tools.specs):
                 if isinstance(event, TextPiece):
                     trace.saw_output()
                     text.append(event.text)
-                    deltas.add("text", event.text)
+                    live.emit_delta(assistant.id, event.text)
                 elif isinstance(event, ReasoningPiece):
                     trace.saw_output()
                     reasoning.append(event.text)
-                    deltas.add("reasoning", event.text)
+                    live.emit_delta(assistant.id, event.text, reasoning=True)
                 else:
                     completion = event
                     break
                 throttle.touch()
-            deltas.flush()
         except BaseException as exc:
             # Cancelled or failed mid-stream: keep what arrived, marked interrupted.
-            deltas.flush()
             throttle.stop()
             assistant.content, assistant.reasoning = "".join(text), "".join(reasoning)
             assistant.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED

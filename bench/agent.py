@@ -8,7 +8,8 @@ this one as the client. The figures:
   to the first delta straight from the provider, with the same SDK; p50 of interleaved samples.
 - relay: TextDelta events, and the provider's deltas (tokens) they carry, received per second by
   the clients of 64 concurrent runs, with each process's CPU and the agent's cost per delta and
-  per event (docs/agent.md, "Agent relay").
+  per event: paced (tokens due 1 ms apart, on a schedule) with clients asking for batch_events
+  and without, and burst (docs/agent.md, "Agent relay").
 - execute: round trip of `true` through AgentService.Execute in a warm shell session (needs an
   executor target).
 
@@ -37,6 +38,7 @@ import openai
 from bench.services import free_port, wait_healthy
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
+from tests.support.fake_provider import FakeProvider, Pause, Raw, Reply, text_reply
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,6 +69,75 @@ def _fake_provider(deltas: int, pause: float = 0.0):
     `pause` seconds apart (each delta its own SSE event; with no pause they go out in one write)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.fake_provider", "--deltas", str(deltas), "--pause", str(pause)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield _Process(proc.stdout.readline().strip(), proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+class _ScheduledProvider(FakeProvider):
+    """The fake provider with pauses kept as a schedule: a Pause moves the time the next step is
+    due, and a step already due goes out at once (each in a write of its own).
+
+    The plain fake provider sleeps `pause` after every write, so a stream's rate is one delta per
+    wake-up of its process; on a loaded machine a wake-up comes every few milliseconds, not every
+    millisecond, and 64 paced streams offered 6,000-10,000 deltas/s with no agent in between
+    (measured with raw sockets reading them). On this schedule they offer what the bench asks for
+    (64 runs at 1 ms: 64,000 deltas/s) however late the process wakes."""
+
+    def __init__(self, default: Reply) -> None:
+        super().__init__(default)
+        # The steps as (seconds after the previous step, bytes of its HTTP chunk), encoded once.
+        self._frames: list[tuple[float, bytes]] = []
+        wait = 0.0
+        for step in default.steps:
+            if isinstance(step, Pause):
+                wait += step.seconds
+                continue
+            line = step.line if isinstance(step, Raw) else "data: " + json.dumps(step)
+            data = f"{line}\n\n".encode()
+            self._frames.append((wait, b"%x\r\n%s\r\n" % (len(data), data)))
+            wait = 0.0
+        self._frames.append((0.0, b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"))
+
+    async def _respond(self, reply: Reply, writer: asyncio.StreamWriter) -> bool:
+        loop = asyncio.get_running_loop()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        due = loop.time()
+        for wait, frame in self._frames:
+            due += wait
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            writer.write(frame)
+            await writer.drain()
+        return True
+
+
+def _serve_scheduled_provider(deltas: int, pause: float) -> None:
+    """Run the scheduled provider until killed, printing its base URL first (the bench's process)."""
+
+    async def serve() -> None:
+        fake = await _ScheduledProvider.start(text_reply(*(f"tok{n} " for n in range(deltas)), pause=pause))
+        print(fake.base_url, flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+@contextlib.contextmanager
+def _scheduled_provider(deltas: int, pause: float):
+    """The scheduled provider (see _ScheduledProvider) in a process of its own."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.agent", "--serve-provider", str(deltas), str(pause)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -189,13 +260,17 @@ async def measure_ttft(agent_target: str, provider_url: str, samples: int) -> di
 
 
 async def measure_relay(
-    agent_target: str, concurrency: int, rounds: int, processes: dict[str, int] | None = None
+    agent_target: str,
+    concurrency: int,
+    rounds: int,
+    processes: dict[str, int] | None = None,
+    batched: bool = True,
 ) -> dict[str, Any]:
     """What the clients of `concurrency` concurrent runs receive per second, counted on the client:
-    TextDelta events, and the provider's deltas (tokens) they carry. The agent packs tokens that
-    reach it together into one event, so events can be fewer than tokens. `processes` (name: pid)
-    get their CPU use over the measurement reported, with this client's, to show which one was
-    the bottleneck."""
+    TextDelta events, the provider's deltas (tokens) they carry, and the stream messages they
+    came in (`batched`: the clients ask for batch_events, several events per message).
+    `processes` (name: pid) get their CPU use over the measurement reported, with this client's,
+    to show which one was the bottleneck."""
     channels = [grpc.aio.insecure_channel(agent_target) for _ in range(4)]
     stubs = [agent_pb2_grpc.AgentServiceStub(c) for c in channels]
     sessions = [
@@ -204,16 +279,21 @@ async def measure_relay(
     ]
     deltas = 0
     events = 0
+    messages = 0
 
     async def one(n: int) -> None:
-        nonlocal deltas, events
+        nonlocal deltas, events, messages
         stub = stubs[n % len(stubs)]
         for _ in range(rounds):
-            call = stub.SendMessage(agent_pb2.SendMessageRequest(session_id=sessions[n], content="go"))
+            call = stub.SendMessage(
+                agent_pb2.SendMessageRequest(session_id=sessions[n], content="go", batch_events=batched)
+            )
             async for response in call:
-                if response.event.HasField("text_delta"):
-                    events += 1
-                    deltas += response.event.text_delta.text.count("tok")
+                messages += 1
+                for event in response.events if batched else (response.event,):
+                    if event.HasField("text_delta"):
+                        events += 1
+                        deltas += event.text_delta.text.count("tok")
 
     watched = {"client": None, **(processes or {})}
     cpu_before = {name: _cpu_seconds(pid) for name, pid in watched.items()}
@@ -227,12 +307,15 @@ async def measure_relay(
         await channel.close()
     result: dict[str, Any] = {
         "concurrency": concurrency,
+        "batch_events": batched,
         "deltas": deltas,
         "events": events,
+        "messages": messages,
         "seconds": round(elapsed, 3),
         "deltas_per_s": round(deltas / elapsed),
         "events_per_s": round(events / elapsed),
         "deltas_per_event": round(deltas / max(events, 1), 2),
+        "events_per_message": round(events / max(messages, 1), 2),
         # Cores each process kept busy (1.0 = one core all the time); the machine has os.cpu_count().
         "cpu_cores": cpu,
         "load_average_1m": round(os.getloadavg()[0], 2),
@@ -297,9 +380,10 @@ async def bench_agent(
         # fast model (64 runs offer up to 64,000 tokens/s). Burst: each answer's 1000 tokens in
         # one write, so the agent reads them together and relays them in few events.
         results["relay"] = {}
-        for name, pause in (("64", 0.001), ("64_burst", 0.0)):
+        loads = (("64", 0.001, True), ("64_one_event_per_message", 0.001, False), ("64_burst", 0.0, True))
+        for name, pause, batched in loads:
             with (
-                _fake_provider(deltas=1000, pause=pause) as provider,
+                _scheduled_provider(1000, pause) if pause else _fake_provider(1000) as provider,
                 _agent(provider.target, executor, Path(tmp) / name) as agent,
             ):
                 results["relay"][name] = await measure_relay(
@@ -307,6 +391,7 @@ async def bench_agent(
                     concurrency=64,
                     rounds=1 if quick else 3,
                     processes={"provider": provider.pid, "agent": agent.pid},
+                    batched=batched,
                 )
     return results
 
@@ -320,7 +405,11 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("ttft", "relay"), help="measure only time to first token or only the relay"
     )
+    parser.add_argument("--serve-provider", nargs=2, metavar=("DELTAS", "PAUSE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_provider:
+        _serve_scheduled_provider(int(args.serve_provider[0]), float(args.serve_provider[1]))
+        return
     parts = (args.only,) if args.only else ("ttft", "relay")
     print(json.dumps(asyncio.run(bench_agent(args.quick, args.executor, parts)), indent=2))
 

@@ -287,38 +287,46 @@ class DeleteSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class SendMessageRequest(_message.Message):
-    __slots__ = ("session_id", "content", "on_conflict", "approval_policy", "sandbox_mode")
+    __slots__ = ("session_id", "content", "on_conflict", "approval_policy", "sandbox_mode", "batch_events")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     ON_CONFLICT_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_MODE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_EVENTS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     content: str
     on_conflict: ConflictPolicy
     approval_policy: ApprovalPolicy
     sandbox_mode: SandboxMode
-    def __init__(self, session_id: _Optional[str] = ..., content: _Optional[str] = ..., on_conflict: _Optional[_Union[ConflictPolicy, str]] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ...) -> None: ...
+    batch_events: bool
+    def __init__(self, session_id: _Optional[str] = ..., content: _Optional[str] = ..., on_conflict: _Optional[_Union[ConflictPolicy, str]] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., batch_events: _Optional[bool] = ...) -> None: ...
 
 class SendMessageResponse(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "events")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     event: RunEvent
-    def __init__(self, event: _Optional[_Union[RunEvent, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[RunEvent]
+    def __init__(self, event: _Optional[_Union[RunEvent, _Mapping]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ...) -> None: ...
 
 class StreamRunRequest(_message.Message):
-    __slots__ = ("run_id", "after_index")
+    __slots__ = ("run_id", "after_index", "batch_events")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    BATCH_EVENTS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     after_index: int
-    def __init__(self, run_id: _Optional[str] = ..., after_index: _Optional[int] = ...) -> None: ...
+    batch_events: bool
+    def __init__(self, run_id: _Optional[str] = ..., after_index: _Optional[int] = ..., batch_events: _Optional[bool] = ...) -> None: ...
 
 class StreamRunResponse(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "events")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     event: RunEvent
-    def __init__(self, event: _Optional[_Union[RunEvent, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[RunEvent]
+    def __init__(self, event: _Optional[_Union[RunEvent, _Mapping]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ...) -> None: ...
 
 class CancelRunRequest(_message.Message):
     __slots__ = ("run_id",)

@@ -38,8 +38,8 @@ async def _generate(stub, request) -> list[agent_pb2.GenerateResponse]:
 
 async def test_send_message_streams_text_deltas_in_order_and_stores_the_answer(stub, fake):
     session = await new_session(stub, system_prompt="be brief")
-    # Pieces that arrive apart are relayed apart (pieces arriving together may share an event).
-    fake.script(text_reply("Hel", "lo, ", "world", pause=0.05))
+    # Every piece is its own delta event, whether the pieces arrive apart or in one network read.
+    fake.script(text_reply("Hel", "lo, ", "world"))
     events = await collect(
         stub.SendMessage(agent_pb2.SendMessageRequest(session_id=session.id, content="hi"))
     )
@@ -55,6 +55,7 @@ async def test_send_message_streams_text_deltas_in_order_and_stores_the_answer(s
     ]
     assert [e.index for e in events] == list(range(1, len(events) + 1))
     assert text_of(events) == "Hello, world"
+    assert [e.text_delta.text for e in events if e.HasField("text_delta")] == ["Hel", "lo, ", "world"]
     assert fake.requests[0]["messages"] == [
         {"role": "system", "content": "be brief"},
         {"role": "user", "content": "hi"},

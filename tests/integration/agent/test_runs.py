@@ -8,6 +8,8 @@ import grpc
 import pytest
 
 from firebox.agent.v1 import agent_pb2
+from firebox.client.aio import AsyncFireboxClient, _events
+from firebox.client.settings import ConnectionSettings
 from tests.support.agent_server import collect, kinds, new_session, text_of
 from tests.support.fake_provider import Hold, Reply, chunk, text_reply
 
@@ -270,3 +272,98 @@ async def test_bad_input_gets_a_precise_status_naming_the_field(stub, call, code
         await calls[call]()
     assert caught.value.code() == code
     assert field in caught.value.details()
+
+
+async def _batches(call) -> list[list[agent_pb2.RunEvent]]:
+    """The events of each message of a batched SendMessage or StreamRun call."""
+    batches = []
+    async for response in call:
+        assert not response.HasField("event"), "a batched message carries its events in `events`"
+        assert response.events, "a batched message carries at least one event"
+        batches.append(list(response.events))
+    return batches
+
+
+async def test_batched_streams_carry_exactly_the_events_of_one_per_message_streams(stub, fake):
+    session = await new_session(stub)
+    # Text arriving in one piece per write and several pieces per write, and reasoning.
+    fake.script(text_reply(*[f"t{i} " for i in range(30)], reasoning=["r1", "r2"]))
+    batches = await _batches(
+        stub.SendMessage(agent_pb2.SendMessageRequest(session_id=session.id, content="hi", batch_events=True))
+    )
+    events = [e for batch in batches for e in batch]
+    assert [e.index for e in events] == list(range(1, len(events) + 1))
+    assert kinds(events)[-1] == "run_completed"
+    assert text_of(events) == "".join(f"t{i} " for i in range(30))
+    run_id = events[0].run_id
+    # The same run, one event per message, as clients that do not opt in get it.
+    assert await collect(stub.StreamRun(agent_pb2.StreamRunRequest(run_id=run_id))) == events
+    for after in range(0, len(events) + 1):
+        replay = await _batches(
+            stub.StreamRun(agent_pb2.StreamRunRequest(run_id=run_id, after_index=after, batch_events=True))
+        )
+        assert [e for batch in replay for e in batch] == events[after:], f"after_index={after}"
+
+
+async def test_batched_reconnect_during_a_live_run_has_no_gap_and_no_duplicate(stub, fake):
+    session = await new_session(stub)
+    fake.script(text_reply(*[f"w{i} " for i in range(40)], pause=0.01))
+    first = stub.SendMessage(
+        agent_pb2.SendMessageRequest(session_id=session.id, content="hi", batch_events=True)
+    )
+    seen: list[agent_pb2.RunEvent] = []
+    async for response in first:
+        seen.extend(response.events)
+        if seen[-1].index >= 5:
+            break
+    first.cancel()  # the client goes away mid-run
+    rest = await _batches(
+        stub.StreamRun(
+            agent_pb2.StreamRunRequest(run_id=seen[0].run_id, after_index=seen[-1].index, batch_events=True)
+        )
+    )
+    full = seen + [e for batch in rest for e in batch]
+    assert [e.index for e in full] == list(range(1, len(full) + 1))
+    assert kinds(full)[-1] == "run_completed"
+    assert text_of(full) == "".join(f"w{i} " for i in range(40))
+
+
+async def test_clients_that_do_not_opt_in_get_exactly_one_event_per_message(stub, fake):
+    session = await new_session(stub)
+    fake.script(text_reply(*[f"t{i} " for i in range(20)]))
+    responses = [r async for r in _send(stub, session.id)]
+    assert all(r.HasField("event") and not r.events for r in responses)
+    assert [r.event.index for r in responses] == list(range(1, len(responses) + 1))
+    replay = [r async for r in stub.StreamRun(agent_pb2.StreamRunRequest(run_id=responses[0].event.run_id))]
+    assert all(r.HasField("event") and not r.events for r in replay)
+    assert [r.event for r in replay] == [r.event for r in responses]
+
+
+async def test_the_client_library_opts_in_and_yields_every_event_in_order(agent, fake):
+    fake.script(text_reply(*[f"t{i} " for i in range(25)]))
+    async with AsyncFireboxClient(ConnectionSettings(agent=agent.target)) as client:
+        session = await client.create_session(title="batched")
+        requests, responses = [], []
+        server_stream = client._server_stream
+
+        async def recording(service, method, request):
+            requests.append(request)
+            async for response in server_stream(service, method, request):
+                responses.append(response)
+                yield response
+
+        client._server_stream = recording  # type: ignore[method-assign]
+        events = [e async for e in client.send_message(session.id, "hi")]
+        assert requests[0].batch_events
+        assert all(r.events and not r.HasField("event") for r in responses)
+        assert [e.index for e in events] == list(range(1, len(events) + 1))
+        assert text_of(events) == "".join(f"t{i} " for i in range(25))
+        replay = [e async for e in client.stream_run(events[0].run_id, 3)]
+        assert replay == events[3:]
+
+
+def test_the_client_library_reads_one_event_messages_of_agents_older_than_batching():
+    event = agent_pb2.RunEvent(index=4, run_id="r", text_delta=agent_pb2.TextDelta(text="x"))
+    assert list(_events(agent_pb2.SendMessageResponse(event=event))) == [event]
+    assert list(_events(agent_pb2.StreamRunResponse(events=[event, event]))) == [event, event]
+    assert list(_events(agent_pb2.StreamRunResponse())) == []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_service import runs
 from agent_service.runs import ConflictPolicy, LiveRun, RunManager
 from agent_service.store import SqliteStore
 from firebox.agent.v1 import agent_pb2
@@ -158,3 +159,66 @@ async def test_the_queue_behind_an_active_run_is_bounded(tmp_path: Path):
     for live in runs:
         await asyncio.wait_for(_finished(live), 5)
     await store.close()
+
+
+async def test_batched_followers_joining_at_any_moment_see_every_event_once_in_order(tmp_path: Path):
+    store = await _store(tmp_path)
+    manager = RunManager(store, _body(40, pause=0.002), retention_seconds=60)
+    live = manager.submit("s", "d", ConflictPolicy.REJECT)
+
+    async def follow(after: int) -> list[list[agent_pb2.RunEvent]]:
+        return [batch async for batch in manager.follow_batches(live.id, after)]
+
+    readers = []
+    for after in (0, 0, 2, 7):
+        readers.append(asyncio.create_task(follow(after)))
+        await asyncio.sleep(0.01)
+    results = await asyncio.gather(*readers)
+    everything = live.events
+    assert [e.index for e in everything] == list(range(1, len(everything) + 1))
+    for after, batches in zip((0, 0, 2, 7), results, strict=True):
+        assert all(batches), "no empty batch"
+        flat = [e for batch in batches for e in batch]
+        assert flat == everything[after:], f"after_index={after}"
+    # Whatever is there when a follower reads goes in one batch: a finished run's replay is one.
+    assert await follow(0) == [everything]
+    await store.close()
+
+
+async def test_a_batch_is_bounded_in_events_and_bytes():
+    live = LiveRun(agent_pb2.Run(id="r", session_id="s"), "hi")
+    big = b"x" * (runs.MAX_BATCH_BYTES // 3)
+    for n in range(runs.MAX_BATCH_EVENTS + 500):
+        live.emit_delta("m", f"t{n}")
+    for _ in range(7):
+        live.emit(tool_output=agent_pb2.ToolOutput(tool_call_id="c", stdout_data=big))
+    live.emit_delta("m", "after")
+    live.finish()
+
+    batches = [batch async for batch in live.follow_batches(0)]
+
+    assert [e for batch in batches for e in batch] == live.events
+    assert all(len(batch) <= runs.MAX_BATCH_EVENTS for batch in batches)
+    for batch in batches:
+        size = sum(e.ByteSize() for e in batch)
+        assert size <= runs.MAX_BATCH_BYTES or len(batch) == 1
+    assert len(batches[0]) == runs.MAX_BATCH_EVENTS
+
+
+async def test_a_follower_cancelled_while_waiting_leaves_the_others_following():
+    live = LiveRun(agent_pb2.Run(id="r", session_id="s"), "hi")
+    live.emit_delta("m", "a")
+
+    async def follow() -> list[agent_pb2.RunEvent]:
+        return [e async for e in live.follow(0)]
+
+    kept = asyncio.create_task(follow())
+    dropped = asyncio.create_task(follow())
+    await asyncio.sleep(0.01)  # both are waiting for the next event now
+    dropped.cancel()
+    await asyncio.sleep(0)
+    live.emit_delta("m", "b")
+    live.finish()
+    events = await asyncio.wait_for(kept, 5)
+    assert [e.text_delta.text for e in events] == ["a", "b"]
+    assert dropped.cancelled()
