@@ -22,8 +22,9 @@ byte, so it never takes more than its line):
     e                     end of the command's stdin
     k INT                 signal S's whole process group
     t                     stop the command: TERM to S (its trap abandons the script) and
-                          SIGKILL to every other process of S's group
-    w                     sweep: SIGKILL every process of S's group except S (leftovers)
+                          SIGKILL to every other process of S's group; then a `W` record
+    w                     sweep: SIGKILL every process of S's group except S (leftovers);
+                          then a `W` record (the sweep is done)
     g                     SIGKILL S's group, S included (when S does not respond)
     p <pid>               S's pid, for the above;  r: start a new S;  q: clean up and exit
 
@@ -52,11 +53,15 @@ trailing newline is delivered intact.
 
 Stopping: INTERRUPT sends SIGINT to S's group and escalates to a kill after a grace period.
 A kill (stop KILL, timeout, cancel, shutdown) sends `t`: the command's processes die and S
-abandons the script, reports, and keeps its whole state. If S does not report within a short
-grace (it ignores TERM, or is stuck), its whole group including S is killed and a new S is
-started that restores the snapshot (cwd and variables; ash/dash cannot list functions), which
-the final message says. Background jobs of the session are part of S's group and are killed
-by every stop.
+abandons the script, reports, and keeps its whole state. S runs its TERM trap only between
+commands and only once its foreground child has ended, so a TERM that lands after S's last
+check but before its next fork leaves S to fork a child the sweep could not see, and wait for
+it. Until S reports, the executor therefore sends `w` again every `sweep_interval` (each one
+once F's `W` says the previous sweep is done, so sweeps never pile up). If S does not report
+within the grace (it ignores TERM, or is stuck), its whole group including S is killed and a
+new S is started that restores the snapshot of the last completed command (cwd and variables;
+ash/dash cannot list functions; what the aborted command set is lost), which the final message
+says. Background jobs of the session are part of S's group and are killed by every stop.
 """
 
 from __future__ import annotations
@@ -157,8 +162,8 @@ front() {
     "i "*) [ -n "$J" ] && wait "$J"; { printf '%s' "${l#i }" | base64 -d >&4; r A; } 3>&- 6>&- & J=$! ;;
     e) [ -n "$J" ] && wait "$J"; J=; exec 4>&- ;;
     "k "*) grp "${l#k }" ;;
-    w) sweep KILL ;;
-    t) [ -n "$S" ] && kill -s TERM "$S" 2>/dev/null; sweep KILL ;;
+    w) sweep KILL; r W ;;
+    t) [ -n "$S" ] && kill -s TERM "$S" 2>/dev/null; sweep KILL; r W ;;
     g) grp KILL; sweep KILL ;;
     "p "*) S=${l#p }
       if [ -n "$ss" ]; then G=$S; else
@@ -214,8 +219,14 @@ class ShellConfig:
     start_timeout: float = 20.0
     # After a SIGINT, time the command gets to end before it is killed.
     interrupt_grace: float = 0.5
-    # After the sweep, time S gets to report before its whole group, S included, is killed.
-    kill_grace: float = 0.3
+    # After a kill-type stop, time S gets to report before its whole group, S included, is killed
+    # and S restarted (which loses the aborted command's variables and every function). S acts on
+    # its TERM only once its foreground child is gone and it gets the CPU: on a loaded machine that
+    # can take a few hundred milliseconds.
+    kill_grace: float = 1.0
+    # During that grace, the least time between two sweeps of S's process group (each sweep waits
+    # for the previous one to be done, so a slow sweep never piles up behind the next command).
+    sweep_interval: float = 0.05
     # Time a killed S gets to be reported gone (then the transport is considered broken).
     exit_wait: float = 5.0
 
@@ -321,6 +332,9 @@ class Shell:
         self._hello: asyncio.Future[tuple[int, bool]] | None = None
         self._front: asyncio.Future[str] | None = None
         self._exit_records: dict[int, int] = {}
+        # `t` and `w` frames sent, and `W` records (F's "sweep done") received: F answers in order.
+        self._sweeps_sent = 0
+        self._sweeps_done = 0
         self._ack = asyncio.Event()
         self._ack.set()
         self._input_lock = asyncio.Lock()
@@ -482,7 +496,7 @@ class Shell:
             break
         if execution.stop_request is not None and not killed_shell and not self.ended:
             # The command is over; its background jobs (which ignore SIGINT) go too.
-            await self._write(b"w\n")
+            await self._sweep(b"w\n")
         return await self._outcome(cmd, started, killed_shell)
 
     def wake(self) -> None:
@@ -495,8 +509,8 @@ class Shell:
 
     async def _kill(self, cmd: _Command) -> bool:
         """Kill the command for sure. True if S had to be killed and restarted."""
-        await self._write(b"t\n")
-        if await self._wait_over(cmd, self.config.kill_grace):
+        await self._sweep(b"t\n")
+        if await self._sweep_until_over(cmd, self.config.kill_grace):
             return False
         await self._write(b"g\n")
         deadline = time.monotonic() + self.config.exit_wait
@@ -518,16 +532,35 @@ class Shell:
             self._mark_ended(f"the session's shell could not be restarted: {exc}")
         return True
 
-    async def _wait_over(self, cmd: _Command, seconds: float) -> bool:
+    async def _sweep(self, frame: bytes) -> None:
+        self._sweeps_sent += 1
+        await self._write(frame)
+
+    async def _sweep_until_over(self, cmd: _Command, seconds: float) -> bool:
+        """Sweep S's group again and again until the command is over (True) or `seconds` pass.
+
+        One sweep is not enough: S acts on its TERM only between commands, and waits for a
+        foreground child before that. If the TERM came when S had passed its last check but not
+        yet forked (a loaded machine preempts it there easily), S forks after the first sweep
+        and would wait for that child, alive, until the grace ran out and S was restarted."""
+        loop = asyncio.get_running_loop()
         deadline = time.monotonic() + seconds
+        next_sweep = time.monotonic() + self.config.sweep_interval
         while not self._command_over(cmd):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 return False
+            if now >= next_sweep and self._sweeps_done >= self._sweeps_sent:
+                await self._sweep(b"w\n")
+                next_sweep = now + self.config.sweep_interval
+            # D records, W records (a sweep done) and the transport's end set `_changed`; the
+            # timer wakes us when the next sweep is due, unless one is still running.
+            wake_at = deadline if now >= next_sweep else min(deadline, next_sweep)
+            timer = loop.call_at(loop.time() + (wake_at - now), self.wake)
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                return self._command_over(cmd)
+                await self._changed.wait()
+            finally:
+                timer.cancel()
             self._changed.clear()
         return True
 
@@ -711,6 +744,9 @@ class Shell:
                 self._changed.set()
         elif kind == "A":
             self._ack.set()
+        elif kind == "W":
+            self._sweeps_done += 1
+            self._changed.set()
         elif kind == "R" and len(fields) == 2:
             cmd = self._current
             if cmd is not None and fields[1] == str(cmd.seq):
