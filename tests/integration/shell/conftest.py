@@ -82,18 +82,25 @@ async def collect(execution: Execution, limit: float = 30) -> Result:
 
 
 @pytest.fixture(scope="session")
-def docker_container() -> object:
+def docker_container(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """One container for the docker kinds, with a host directory bind-mounted read-only at
+    /run/firebox for the session FIFOs (as the executor's docker backend mounts one)."""
     if not docker_available():
         pytest.skip("no Docker engine")
     import docker
+    from docker.types import Mount
 
+    io_dir = tmp_path_factory.mktemp("fifo-io").resolve()
+    io_dir.chmod(0o755)
     client = docker.from_env()
     container = client.containers.run(
         TEST_IMAGE,
         ["sleep", "86400"],
         detach=True,
+        init=True,  # reaps the zombies of killed sessions, as docker-init does in workspaces
         read_only=True,
         tmpfs={"/tmp": "size=64m,mode=1777"},
+        mounts=[Mount("/run/firebox", str(io_dir), type="bind", read_only=True)],
         user="1000:1000",
         network_mode="none",
         pids_limit=256,
@@ -101,7 +108,7 @@ def docker_container() -> object:
         labels={"dev.firebox.test": "shell"},
         working_dir="/workspace",
     )
-    yield client, container
+    yield client, container, io_dir
     container.remove(force=True)
     client.close()
 
@@ -113,13 +120,15 @@ def _backend(kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest
         if not bwrap_available():
             pytest.skip("bubblewrap cannot create namespaces here")
         return BwrapShellBackend(tmp_path_factory.mktemp("bwrap-ws"))
-    client, container = request.getfixturevalue("docker_container")
-    return DockerShellBackend(client, container.id)
+    client, container, io_dir = request.getfixturevalue("docker_container")
+    # "docker": the exec socket; "docker-fifo": FIFOs through the shared mount.
+    return DockerShellBackend(client, container.id, io_dir=io_dir if kind == "docker-fifo" else None)
 
 
 KINDS = [
     pytest.param("local"),
     pytest.param("docker", marks=pytest.mark.docker),
+    pytest.param("docker-fifo", marks=pytest.mark.docker),
     pytest.param("bwrap", marks=pytest.mark.bwrap),
 ]
 
