@@ -2,7 +2,7 @@
 
 `firebox.common.trainlog.TrainingLog` starts it with `python -m firebox.common.trainlog_writer`
 and feeds it frames on stdin; it answers on stdout with JSON lines. It runs as its own process so
-that JSON conversion (json_format is pure Python, ~60 µs per record) never competes with the
+that JSON conversion (protojson, the same output as json_format, several times faster) never competes with the
 service's event loop for the GIL. It ignores SIGINT and SIGTERM and ends at end of input: when
 the service exits, even by `kill -9`, everything it had handed over is still written.
 
@@ -30,9 +30,9 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from firebox.common import protojson
 from firebox.common.secrets import Redactor, SecretPolicy
 from firebox.trace.v1 import trace_pb2
 
@@ -82,7 +82,7 @@ def record_to_line(record: Message, redact: Redactor | None = None) -> str:
     and bearer tokens anywhere in the line. The keys are the protos' own field names and are never
     redacted by name, so every line still parses into its record.
     """
-    as_dict = json_format.MessageToDict(record, always_print_fields_with_no_presence=True)
+    as_dict = protojson.to_dict(record)
     if redact is None:
         return json.dumps(as_dict, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     _redact_env(as_dict, redact)
@@ -183,6 +183,8 @@ class Writer:
         self.written: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.last_error_report = 0.0
+        self._day_second = -1
+        self._day = ""
 
     def frame(self, kind_or_type: int, number: int, payload: bytes) -> None:
         if kind_or_type < len(KINDS):
@@ -202,7 +204,11 @@ class Writer:
         try:
             record = RECORD_TYPES[kind].FromString(payload)
             line = record_to_line(record, self.redact)
-            day = dt.datetime.fromtimestamp(when_ns / 1e9, dt.UTC).strftime("%Y%m%d")
+            second = when_ns // 1_000_000_000
+            if second != self._day_second:  # records come many per second: one strftime each
+                self._day_second = second
+                self._day = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y%m%d")
+            day = self._day
             self.files[kind].write(line.encode() + b"\n", day)
             self.written[kind] += 1
         except Exception as exc:  # a full disk, a removed directory, a bad record: count, report, go on
