@@ -42,7 +42,7 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "create-to-running p50 (ms)": (("executor", "create_to_running", "firebox", "p50_ms"), None, None),
     "warm pool create p50 (ms)": (("executor", "warm_pool", "p50_ms"), "<=", 20),
     "agent added TTFT p50 (ms)": (("agent", "ttft", "added_p50_ms"), "<=", 5),
-    "relayed deltas/s at 64 runs": (("agent", "relay", "64", "deltas_per_s"), ">=", 20000),
+    "relayed delta events/s at 64 runs": (("agent", "relay", "64", "deltas_per_s"), ">=", 20000),
     "training log cost (%)": (("trainlog", "overhead_pct"), "<=", 5),
     "executor RSS idle (MB)": (("memory", "executor", "idle_mb"), None, None),
     "executor RSS, W workspaces (MB)": (("memory", "executor", "with_workspaces_mb"), None, None),
