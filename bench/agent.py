@@ -64,21 +64,21 @@ def _cpu_seconds(pid: int | None = None) -> float:
 
 
 @contextlib.contextmanager
-def _fake_provider(deltas: int, pause: float = 0.0):
-    """The fake provider in a process of its own, answering every request with `deltas` deltas,
-    `pause` seconds apart (each delta its own SSE event; with no pause they go out in one write)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_provider", "--deltas", str(deltas), "--pause", str(pause)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def _provider_process(module_args: list[str]):
+    """A provider started as `python -m MODULE_ARGS…` that prints its URL on its first line."""
+    proc = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         yield _Process(proc.stdout.readline().strip(), proc.pid)
     finally:
         proc.kill()
         proc.wait()
+
+
+def _fake_provider(deltas: int, pause: float = 0.0):  # type: ignore[no-untyped-def]
+    """The fake provider in a process of its own, answering every request with `deltas` deltas,
+    `pause` seconds apart (each delta its own SSE event; with no pause they go out in one write)."""
+    return _provider_process(["tests.support.fake_provider", "--deltas", str(deltas), "--pause", str(pause)])
 
 
 class _ScheduledProvider(FakeProvider):
@@ -133,21 +133,9 @@ def _serve_scheduled_provider(deltas: int, pause: float) -> None:
     asyncio.run(serve())
 
 
-@contextlib.contextmanager
-def _scheduled_provider(deltas: int, pause: float):
+def _scheduled_provider(deltas: int, pause: float):  # type: ignore[no-untyped-def]
     """The scheduled provider (see _ScheduledProvider) in a process of its own."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.agent", "--serve-provider", str(deltas), str(pause)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        yield _Process(proc.stdout.readline().strip(), proc.pid)
-    finally:
-        proc.kill()
-        proc.wait()
+    return _provider_process(["bench.agent", "--serve-provider", str(deltas), str(pause)])
 
 
 @contextlib.contextmanager
