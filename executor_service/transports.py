@@ -205,7 +205,9 @@ class FifoTransport:
         self._attach = attach
         self._exited = False
         self._closed = False
-        self._waiter: asyncio.Future[None] | None = None
+        # What a waiting read and a waiting write wait on (each at most one at a time).
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_waiter: asyncio.Future[None] | None = None
         # Which stream a read tries first: alternates, so neither starves the other.
         self._first = STDOUT
         self._diagnostics = bytearray()
@@ -287,23 +289,31 @@ class FifoTransport:
                     self._diagnostics += item[1][: 4096 - len(self._diagnostics)]
         finally:
             self._exited = True
-            self._wake()
+            self._wake_all()
 
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+    def _wake_reader(self) -> None:
+        if self._read_waiter is not None and not self._read_waiter.done():
+            self._read_waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self._write_waiter is not None and not self._write_waiter.done():
+            self._write_waiter.set_result(None)
+
+    def _wake_all(self) -> None:
+        self._wake_reader()
+        self._wake_writer()
 
     async def _readable(self) -> None:
         if self._exited or self._closed:
             return
         loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
-        loop.add_reader(self._out, self._wake)
-        loop.add_reader(self._err, self._wake)
+        self._read_waiter = loop.create_future()
+        loop.add_reader(self._out, self._wake_reader)
+        loop.add_reader(self._err, self._wake_reader)
         try:
-            await self._waiter
+            await self._read_waiter
         finally:
-            self._waiter = None
+            self._read_waiter = None
             loop.remove_reader(self._out)
             loop.remove_reader(self._err)
 
@@ -345,12 +355,12 @@ class FifoTransport:
             if view:
                 # The FIFO is full (the shell is not reading): wait until it drains or the
                 # process ends.
-                self._waiter = loop.create_future()
-                loop.add_writer(self._in, self._wake)
+                self._write_waiter = loop.create_future()
+                loop.add_writer(self._in, self._wake_writer)
                 try:
-                    await self._waiter
+                    await self._write_waiter
                 finally:
-                    self._waiter = None
+                    self._write_waiter = None
                     loop.remove_writer(self._in)
 
     async def host_pid(self) -> int | None:
@@ -362,7 +372,9 @@ class FifoTransport:
         if self._closed:
             return
         self._closed = True
-        self._wake()
+        self._wake_all()
+        # Let a woken read or write unregister its fd before the fd number can be reused.
+        await asyncio.sleep(0)
         with contextlib.suppress(OSError):
             os.close(self._in)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
