@@ -233,9 +233,12 @@ def test_send_message_hostile_requests(target: Target) -> None:
             return
         events, ok = outcomes.stream(target.stub.SendMessage(request, timeout=30), request)
         if ok:
-            assert events, short(request)
-            last = events[-1].event
+            # With batch_events a message carries its events in `events`, else one in `event`.
+            run_events = [e for r in events for e in ([r.event] if r.HasField("event") else r.events)]
+            assert run_events, short(request)
+            last = run_events[-1]
             assert last.WhichOneof("event") in ("run_completed", "run_failed", "run_cancelled"), short(last)
+            assert [e.index for e in run_events] == list(range(1, len(run_events) + 1)), short(request)
 
     try:
         fuzz()
