@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+import requests
 
 from executor_service.backend import STDERR, STDOUT
 from firebox.common import errors
@@ -96,6 +97,10 @@ class DockerExecTransport:
         except docker.errors.NotFound as exc:
             raise errors.NotFound(
                 f"the workspace's container {container!r} is gone: {exc.explanation}"
+            ) from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise errors.Unavailable(
+                f"the Docker engine is not answering ({exc}); is dockerd running?"
             ) from exc
         except docker.errors.APIError as exc:
             if exc.status_code == 409:

@@ -212,21 +212,21 @@ class DockerBackend:
 
     async def start(self, workspace_id: str) -> WorkspaceInfo:
         container = await self._container(workspace_id)
-        await asyncio.to_thread(container.start)
-        await asyncio.to_thread(container.reload)
+        await _engine(container.start)
+        await _engine(container.reload)
         return self._info(container)
 
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         container = await self._container(workspace_id)
-        await asyncio.to_thread(container.stop, timeout=STOP_TIMEOUT_SECONDS)
-        await asyncio.to_thread(container.reload)
+        await _engine(container.stop, timeout=STOP_TIMEOUT_SECONDS)
+        await _engine(container.reload)
         return self._info(container)
 
     async def delete(self, workspace_id: str) -> None:
         container = await self._container(workspace_id)
         volume = container.labels.get(LABEL_VOLUME) or volume_name(workspace_id)
-        await asyncio.to_thread(container.remove, force=True)
-        await asyncio.to_thread(self._remove_volume, volume)
+        await _engine(container.remove, force=True)
+        await _engine(self._remove_volume, volume)
         if self._claims.pop(workspace_id, None) is not None:
             await asyncio.to_thread(self._remove_claim, workspace_id)
         self._io_workspaces.discard(workspace_id)
@@ -248,7 +248,7 @@ class DockerBackend:
             await asyncio.to_thread(self._remove_claim, stale)
         if self.io_dir is not None:
             await asyncio.to_thread(self._tidy_io_dir, present)
-        volumes = await asyncio.to_thread(self.client.volumes.list, filters=self._filters)
+        volumes = await _engine(self.client.volumes.list, filters=self._filters)
         in_use = {volume_name(i.id) for i in everything}
         for volume in volumes:
             if volume.name not in in_use:
@@ -313,7 +313,7 @@ class DockerBackend:
 
     async def _ensure_image(self, image: str) -> None:
         try:
-            await asyncio.to_thread(self.client.images.get, image)
+            await _engine(self.client.images.get, image)
             return
         except docker.errors.ImageNotFound:
             pass
@@ -324,7 +324,7 @@ class DockerBackend:
         repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
         try:
             log.info("pulling_image", image=image)
-            await asyncio.to_thread(self.client.images.pull, repository or image, tag=tag or None)
+            await _engine(self.client.images.pull, repository or image, tag=tag or None)
         except (docker.errors.APIError, docker.errors.DockerException) as exc:
             reason = getattr(exc, "explanation", None) or str(exc)
             raise errors.FailedPrecondition(
