@@ -24,6 +24,22 @@ async def test_first_response_has_execution_id_and_pid_and_last_has_exit_code(st
     assert result.final.duration.ToTimedelta().total_seconds() > 0
 
 
+async def test_a_quick_command_is_one_message_and_a_slow_one_announces_itself_first(stub, workspace):
+    # `true` ends within the 5 ms hold nearly always; a loaded machine may miss it now and then,
+    # so one single-message run in twenty is what is asked.
+    runs = [await execute(stub, workspace.id, script="true") for _ in range(20)]
+    assert all(sum(1 for r in run.responses if r.execution_id) == 1 for run in runs)
+    quick = next(run for run in runs if len(run.responses) == 1)
+    assert quick.first.execution_id.startswith("ex_") and quick.first.pid > 0
+    assert quick.first.HasField("exit_code") and quick.first.end_reason == pb.END_REASON_EXITED
+    # Nothing follows within the hold: execution_id and pid come first, alone, long before the end.
+    slow = await execute(stub, workspace.id, script="sleep 1; echo done")
+    assert slow.first.execution_id.startswith("ex_") and slow.first.pid > 0
+    assert not slow.first.HasField("exit_code") and not slow.first.stdout_data
+    assert slow.stdout == b"done\n" and slow.exit_code == 0
+    assert sum(1 for r in slow.responses if r.execution_id) == 1
+
+
 async def test_argv_runs_without_shell_interpretation(stub, workspace):
     result = await execute(stub, workspace.id, argv=["echo", "$HOME", "a b"])
     assert result.stdout == b"$HOME a b\n"
