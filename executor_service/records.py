@@ -8,7 +8,7 @@ the process-wide redactor (e.g. an allowed secret's value echoed by the program)
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 
 from firebox.common.secrets import REDACTED, redactor
 from firebox.executor.v1 import executor_pb2
@@ -41,6 +41,8 @@ class _StreamSample:
             del self.tail[: len(self.tail) - SAMPLE_BYTES]
 
     def texts(self) -> tuple[str, str]:
+        if not self.total:
+            return "", ""
         head = _hide(bytes(self.head).decode("utf-8", errors="replace"), self.secrets)
         # When everything fit in the head, the tail would only repeat it.
         tail = (
@@ -54,19 +56,20 @@ class _StreamSample:
 def redacted_request(
     request: executor_pb2.ExecuteRequest, secrets: tuple[str, ...] = ()
 ) -> executor_pb2.ExecuteRequest:
-    """The first request as sent, with secret values hidden."""
+    """The first request as sent, with secret values hidden (the request itself when it has none)."""
+    script = _hide(request.script, secrets) if request.script else ""
+    argv = [_hide(a, secrets) for a in request.argv]
+    if not request.env and script == request.script and argv == request.argv:
+        return request
     copy = executor_pb2.ExecuteRequest()
     copy.CopyFrom(request)
     if copy.env:
         hidden = redactor.env(dict(copy.env))
         copy.env.clear()
         copy.env.update(hidden)
-    if copy.script:
-        copy.script = _hide(copy.script, secrets)
-    if copy.argv:
-        argv = [_hide(a, secrets) for a in copy.argv]
-        del copy.argv[:]
-        copy.argv.extend(argv)
+    copy.script = script
+    del copy.argv[:]
+    copy.argv.extend(argv)
     return copy
 
 
@@ -93,7 +96,7 @@ class ExecutionRecorder:
         self.backend = backend
         self.isolation = isolation
         self.version = version
-        self.start_time = dt.datetime.now(dt.UTC)
+        self.start_ns = time.time_ns()
         self.execution_id = ""
         self.session_id = request.session_id
         self.stdout = _StreamSample()
@@ -115,8 +118,8 @@ class ExecutionRecorder:
             input_bytes=self.input_bytes,
             executor_version=self.version,
         )
-        record.start_time.FromDatetime(self.start_time)
-        record.end_time.FromDatetime(dt.datetime.now(dt.UTC))
+        record.start_time.FromNanoseconds(self.start_ns)
+        record.end_time.FromNanoseconds(time.time_ns())
         if final is not None:
             record.exit_code = final.exit_code.value if final.HasField("exit_code") else -1
             record.end_reason = final.end_reason
