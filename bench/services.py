@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -67,3 +68,49 @@ def service(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if script == "firebox-executor":
+                remove_docker_workspaces(config_dir)
+
+
+def remove_docker_workspaces(config_dir: Path) -> None:
+    """Remove the containers and volumes of the executor whose state was in `config_dir`. A stopped
+    executor leaves its workspaces (warm pool members too) for its next start to adopt; a bench's
+    executor has no next start, and its config dir is about to go."""
+    path = config_dir / "instance-id"
+    if not path.exists():
+        return  # not a docker executor
+    owner = path.read_text().strip()
+    client = docker.from_env()
+    try:
+        owned = {"label": [f"dev.firebox.owner={owner}"]}
+        for container in client.containers.list(all=True, filters=owned):
+            container.remove(force=True)
+        for volume in client.volumes.list(filters=owned):
+            volume.remove(force=True)
+    finally:
+        client.close()
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
+def wait_quiet(busy_below: float = 0.25, within: float = 30.0) -> float:
+    """Wait until the machine's CPUs were less than `busy_below` busy over one second (at most
+    `within` seconds): the tail of a previous phase (containers being removed, dirty pages written
+    back, a service shutting down) must not land in the next phase's windows. Returns the seconds
+    waited."""
+    started = time.monotonic()
+    busy, total = _cpu_times()
+    while time.monotonic() - started < within:
+        time.sleep(1.0)
+        busy2, total2 = _cpu_times()
+        share = (busy2 - busy) / max(1, total2 - total)
+        busy, total = busy2, total2
+        if share < busy_below:
+            break
+    return round(time.monotonic() - started, 1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.executor import ExecutorBench, execute
-from bench.services import service
+from bench.services import service, wait_quiet
 
 TARGET_OVERHEAD_PCT = 5.0
 
@@ -81,6 +81,7 @@ def bench_trainlog(quick: bool = False, concurrency: int = 8) -> dict[str, Any]:
             service("firebox-executor", [*base, "--training-log", "on"], config_dir=on_dir) as (on, on_proc),
             service("firebox-executor", [*base, "--training-log", "off"], config_dir=off_dir) as (off, _),
         ):
+            settled = wait_quiet()
             rates = asyncio.run(_windows({"on": on, "off": off}, rounds, seconds, concurrency))
             writer_cpu = _writer_cpu_seconds(on_proc.pid)
         # The services have stopped (and flushed): count what the "on" side wrote.
@@ -104,6 +105,7 @@ def bench_trainlog(quick: bool = False, concurrency: int = 8) -> dict[str, Any]:
         "target_overhead_pct": TARGET_OVERHEAD_PCT,
         "met": overhead <= TARGET_OVERHEAD_PCT,
         "records_written_on": written,
+        "waited_for_quiet_s": settled,
         # CPU the writer process spent per record, warm-up included (None: not found).
         "writer_cpu_us_per_record": round(writer_cpu / written * 1e6, 1) if writer_cpu and written else None,
         "files_written_off": off_written,
