@@ -107,9 +107,14 @@ class ExecutorBench:
             "ratio_p50": round(ours["p50_ms"] / theirs["p50_ms"], 4),
         }
 
-    async def throughput(self, workspace_id: str, concurrency: int, seconds: float = 5.0) -> dict[str, Any]:
-        """Executes of `true` per second with `concurrency` sessions each running one at a time."""
-        sessions = [await self.session(workspace_id) for _ in range(concurrency)]
+    async def throughput(
+        self, workspace_id: str, concurrency: int, seconds: float = 5.0, sessions: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Executes of `true` per second with `concurrency` sessions each running one at a time:
+        new sessions, closed afterwards, or the caller's `sessions` (left open)."""
+        owned = sessions is None
+        if sessions is None:
+            sessions = [await self.session(workspace_id) for _ in range(concurrency)]
         done = 0
         errors = 0
         stop_at = time.perf_counter() + seconds
@@ -126,7 +131,7 @@ class ExecutorBench:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(s) for s in sessions))
         elapsed = time.perf_counter() - t0
-        for s in sessions:
+        for s in sessions if owned else ():
             await self.stub.CloseSession(pb.CloseSessionRequest(session_id=s))
         return {"concurrency": concurrency, "executes_per_s": round(done / elapsed, 1), "errors": errors}
 

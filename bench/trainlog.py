@@ -4,7 +4,7 @@ Two executors run side by side, one with `--training-log on`, one with `off`; me
 alternate between them, in the order on-off then off-on (so that neither side always follows the
 other), so that drift on a shared machine hits both alike, and each side's figure is the median of
 its windows. Windows on this machine vary by ±5% on their own, against a cost of a few percent:
-hence many windows. The writer process's CPU per record is reported too: it does not depend on
+hence many short windows, over the same open sessions. The writer process's CPU per record is reported too: it does not depend on
 the machine's other load. The "on" side's log is then read back to prove it really wrote.
 
     python -m bench.trainlog [--quick]          # or call bench_trainlog() from `make bench`
@@ -33,16 +33,20 @@ async def _windows(
     benches = {mode: ExecutorBench(target) for mode, target in targets.items()}
     rates: dict[str, list[float]] = {mode: [] for mode in targets}
     workspaces: dict[str, str] = {}
+    sessions: dict[str, list[str]] = {}
     try:
         for mode, b in benches.items():
             workspaces[mode] = await b.workspace()
-            session_id = await b.session(workspaces[mode])
-            for _ in range(50):  # warm up: shells, channels, the writer's files
-                await execute(b.stub, workspace_id=workspaces[mode], session_id=session_id, script="true")
+            # Sessions live through every window: starting and closing shells (docker execs)
+            # between windows would spill work into the other side's next window.
+            sessions[mode] = [await b.session(workspaces[mode]) for _ in range(concurrency)]
+            for session_id in sessions[mode]:  # warm up: shells, channels, the writer's files
+                for _ in range(10):
+                    await execute(b.stub, workspace_id=workspaces[mode], session_id=session_id, script="true")
         for round_number in range(rounds):
             order = list(benches.items())
             for mode, b in order if round_number % 2 == 0 else reversed(order):
-                result = await b.throughput(workspaces[mode], concurrency, seconds=seconds)
+                result = await b.throughput(workspaces[mode], concurrency, seconds, sessions[mode])
                 if result["errors"]:
                     raise RuntimeError(f"training log {mode}: {result['errors']} Execute calls failed")
                 rates[mode].append(result["executes_per_s"])
@@ -71,7 +75,7 @@ def _writer_cpu_seconds(service_pid: int) -> float | None:
 
 def bench_trainlog(quick: bool = False, concurrency: int = 8) -> dict[str, Any]:
     """Start two executors (training log on / off), measure, and return the figures."""
-    rounds, seconds = (2, 2.0) if quick else (12, 2.5)
+    rounds, seconds = (4, 1.0) if quick else (60, 1.0)
     with tempfile.TemporaryDirectory(prefix="firebox-bench-trainlog-") as tmp:
         on_dir, off_dir = Path(tmp, "on"), Path(tmp, "off")
         on_dir.mkdir()

@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 _Converter = Callable[[Any], Any]
 # Per message type (full name): its generated converter.
 _CONVERTERS: dict[str, _Converter] = {}
+_COMPILING: set[str] = set()  # types whose converter is being written (a recursive field waits)
 
 _INT64_TYPES = {
     FieldDescriptor.TYPE_INT64,
@@ -67,7 +68,11 @@ def to_dict(message: Message) -> dict[str, Any]:
 def _converter_for(descriptor: Descriptor) -> _Converter:
     convert = _CONVERTERS.get(descriptor.full_name)
     if convert is None:
-        convert = _CONVERTERS[descriptor.full_name] = _compile(descriptor)
+        _COMPILING.add(descriptor.full_name)
+        try:
+            convert = _CONVERTERS[descriptor.full_name] = _compile(descriptor)
+        finally:
+            _COMPILING.discard(descriptor.full_name)
     return convert
 
 
@@ -82,8 +87,7 @@ def _compile(descriptor: Descriptor) -> _Converter:
         return _wrapper(descriptor)
     if name.startswith("google.protobuf."):
         return _json_format
-    # Nested converters are looked up when first called, so that recursive types compile.
-    namespace: dict[str, Any] = {"_lazy": _lazy}
+    namespace: dict[str, Any] = {"_bool_key": _bool_key}
     always: list[str] = []
     optional: list[str] = []
     for index, field in enumerate(descriptor.fields):
@@ -101,7 +105,6 @@ def _compile(descriptor: Descriptor) -> _Converter:
                 if key_field.type == FieldDescriptor.TYPE_BOOL
                 else ("k" if key_field.type == FieldDescriptor.TYPE_STRING else "str(k)")
             )
-            namespace["_bool_key"] = _bool_key
             if value_convert is None and map_key == "k":
                 expression = f"dict({get})"
             else:
@@ -128,6 +131,7 @@ def _compile(descriptor: Descriptor) -> _Converter:
 
 
 def _lazy(descriptor: Descriptor) -> _Converter:
+    """A recursive type's converter, looked up when first called (it is still being compiled)."""
     return lambda message: _converter_for(descriptor)(message)
 
 
@@ -141,8 +145,9 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 def _converter(field: FieldDescriptor) -> _Converter | None:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        compiled = _CONVERTERS.get(field.message_type.full_name)
-        return compiled if compiled is not None else _lazy(field.message_type)
+        if field.message_type.full_name in _COMPILING:
+            return _lazy(field.message_type)
+        return _converter_for(field.message_type)
     return _scalar_converter(field)
 
 

@@ -418,3 +418,17 @@ def test_env_maps_inside_step_arguments_are_redacted_too(tmp_path: Path) -> None
     line = json.loads(record_to_line(record, Redactor()))
     assert line["action"]["args"]["env"] == {"API_TOKEN": REDACTED, "LANG": "C"}
     assert "tok-in-a-struct-1" not in record_to_line(record, Redactor())
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_the_writer_runs_as_a_batch_job(tmp_path: Path) -> None:
+    """Its bursts of JSON conversion must not preempt the service's event loop or a command."""
+    tlog = TrainingLog(tmp_path)
+    try:
+        assert tlog.writer_pid is not None
+        deadline = time.monotonic() + 10
+        while os.sched_getscheduler(tlog.writer_pid) != os.SCHED_BATCH and time.monotonic() < deadline:
+            time.sleep(0.02)  # it sets its policy once started
+        assert os.sched_getscheduler(tlog.writer_pid) == os.SCHED_BATCH
+    finally:
+        tlog.close()
