@@ -13,6 +13,7 @@ from typing import Any
 import docker
 import grpc
 
+from bench.services import wait_quiet
 from executor_service.backend import LABEL_ID, LABEL_POOL
 from executor_service.backends.docker import LABEL_OWNER
 from firebox.executor.v1 import executor_pb2 as pb
@@ -85,6 +86,9 @@ class ExecutorBench:
         session_id = await self.session(workspace_id)
         for _ in range(50):  # warm up
             await execute(self.stub, workspace_id=workspace_id, session_id=session_id, script="true")
+        # The workspace may have come from the warm pool, whose refill (a container start) would
+        # otherwise run during the first second of samples.
+        await asyncio.to_thread(wait_quiet)
         samples = []
         for _ in range(n):
             t0 = time.perf_counter()
