@@ -418,8 +418,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
         message.content = request.content
         yield agent_pb2.EditMessageResponse(message=message)
-        async for event in live.follow(0):
-            yield agent_pb2.EditMessageResponse(event=event)
+        if request.batch_events:
+            async for batch in live.follow_batches(0):
+                yield agent_pb2.EditMessageResponse(events=batch)
+        else:
+            async for event in live.follow(0):
+                yield agent_pb2.EditMessageResponse(event=event)
 
     async def GetServerInfo(
         self, request: agent_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext

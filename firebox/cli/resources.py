@@ -13,7 +13,7 @@ from firebox.cli.app import App, CliError, describe, exit_code_for
 from firebox.cli.approvals import Approver
 from firebox.cli.events import JsonRenderer, RunRenderer
 from firebox.cli.exec_cmd import parse_env
-from firebox.client import FireboxClient, FireboxRpcError
+from firebox.client import FireboxClient, FireboxRpcError, run_events
 from firebox.client.aio import Service
 from firebox.executor.v1 import executor_pb2 as ex
 
@@ -395,8 +395,7 @@ def _edit_events(
                 output.print_json(response, compact=True)
             else:
                 output.note(f"edited message {response.message.id}")
-        if response.HasField("event"):
-            yield response.event
+        yield from run_events(response)
 
 
 def sessions_edit(app: App, args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@
 `FireboxRpcError` carrying the gRPC status code and the server's message.
 """
 
-from firebox.client.aio import AsyncFireboxClient
+from firebox.client.aio import AsyncFireboxClient, run_events
 from firebox.client.errors import FireboxRpcError
 from firebox.client.execution import ExecCall, ExecResult
 from firebox.client.settings import ConnectionSettings, SettingsError
@@ -26,4 +26,5 @@ __all__ = [
     "SettingsError",
     "SyncExecCall",
     "SyncStream",
+    "run_events",
 ]

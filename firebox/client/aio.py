@@ -275,14 +275,14 @@ class AsyncFireboxClient:
             batch_events=True,
         )
         async for response in self._server_stream("agent", "SendMessage", request):
-            for event in _events(response):
+            for event in run_events(response):
                 yield event
 
     async def stream_run(self, run_id: str, after_index: int = 0) -> AsyncIterator[ag.RunEvent]:
         """Replay a run's events after `after_index`, then follow it live until it ends."""
         request = ag.StreamRunRequest(run_id=run_id, after_index=after_index, batch_events=True)
         async for response in self._server_stream("agent", "StreamRun", request):
-            for event in _events(response):
+            for event in run_events(response):
                 yield event
 
     async def cancel_run(self, run_id: str) -> ag.Run:
@@ -329,12 +329,14 @@ class AsyncFireboxClient:
         self, session_id: str, message_id: str, content: str, *, resend: bool = False
     ) -> AsyncIterator[ag.EditMessageResponse]:
         """Rewrite a user message: first the edited message, then (with `resend`, which drops
-        everything after it and starts a run from it) the run's events."""
+        everything after it and starts a run from it) the run's events, several per response in
+        `events` (read them with `run_events`)."""
         request = ag.EditMessageRequest(
             session_id=session_id,
             message_id=message_id,
             content=content,
             action=ag.EDIT_ACTION_RESEND if resend else ag.EDIT_ACTION_SAVE,
+            batch_events=True,
         )
         async for response in self._server_stream("agent", "EditMessage", request):
             yield response
@@ -364,7 +366,9 @@ class AsyncFireboxClient:
         return await self._unary("agent", "GetServerInfo", ag.GetServerInfoRequest())
 
 
-def _events(response: ag.SendMessageResponse | ag.StreamRunResponse) -> Sequence[ag.RunEvent]:
+def run_events(
+    response: ag.SendMessageResponse | ag.StreamRunResponse | ag.EditMessageResponse,
+) -> Sequence[ag.RunEvent]:
     """The run events of one stream message. The client asks for batch_events (several events
     per message, far fewer messages for a fast run); an agent older than that field ignores it
     and sends one event per message in `event`."""

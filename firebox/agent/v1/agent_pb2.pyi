@@ -673,21 +673,25 @@ class CompactionStarted(_message.Message):
     def __init__(self, tokens_before: _Optional[int] = ...) -> None: ...
 
 class EditMessageRequest(_message.Message):
-    __slots__ = ("session_id", "message_id", "content", "action")
+    __slots__ = ("session_id", "message_id", "content", "action", "batch_events")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
+    BATCH_EVENTS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     message_id: str
     content: str
     action: EditAction
-    def __init__(self, session_id: _Optional[str] = ..., message_id: _Optional[str] = ..., content: _Optional[str] = ..., action: _Optional[_Union[EditAction, str]] = ...) -> None: ...
+    batch_events: bool
+    def __init__(self, session_id: _Optional[str] = ..., message_id: _Optional[str] = ..., content: _Optional[str] = ..., action: _Optional[_Union[EditAction, str]] = ..., batch_events: _Optional[bool] = ...) -> None: ...
 
 class EditMessageResponse(_message.Message):
-    __slots__ = ("message", "event")
+    __slots__ = ("message", "event", "events")
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     message: Message
     event: RunEvent
-    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., event: _Optional[_Union[RunEvent, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[RunEvent]
+    def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., event: _Optional[_Union[RunEvent, _Mapping]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ...) -> None: ...

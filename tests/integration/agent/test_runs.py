@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from firebox.agent.v1 import agent_pb2
-from firebox.client.aio import AsyncFireboxClient, _events
+from firebox.client.aio import AsyncFireboxClient, run_events
 from firebox.client.settings import ConnectionSettings
 from tests.support.agent_server import collect, kinds, new_session, text_of
 from tests.support.fake_provider import Hold, Reply, chunk, text_reply
@@ -364,6 +364,33 @@ async def test_the_client_library_opts_in_and_yields_every_event_in_order(agent,
 
 def test_the_client_library_reads_one_event_messages_of_agents_older_than_batching():
     event = agent_pb2.RunEvent(index=4, run_id="r", text_delta=agent_pb2.TextDelta(text="x"))
-    assert list(_events(agent_pb2.SendMessageResponse(event=event))) == [event]
-    assert list(_events(agent_pb2.StreamRunResponse(events=[event, event]))) == [event, event]
-    assert list(_events(agent_pb2.StreamRunResponse())) == []
+    assert list(run_events(agent_pb2.SendMessageResponse(event=event))) == [event]
+    assert list(run_events(agent_pb2.StreamRunResponse(events=[event, event]))) == [event, event]
+    assert list(run_events(agent_pb2.StreamRunResponse())) == []
+    assert list(run_events(agent_pb2.EditMessageResponse(event=event))) == [event]
+
+
+async def test_a_batched_edit_and_resend_streams_the_same_events_as_its_replay(stub, fake):
+    session = await new_session(stub)
+    fake.script(text_reply("one"), text_reply(*[f"t{i} " for i in range(30)]))
+    first = await collect(_send(stub, session.id, "first"))
+    responses = [
+        r
+        async for r in stub.EditMessage(
+            agent_pb2.EditMessageRequest(
+                session_id=session.id,
+                message_id=first[0].run_started.user_message_id,
+                content="again",
+                action=agent_pb2.EDIT_ACTION_RESEND,
+                batch_events=True,
+            )
+        )
+    ]
+    assert responses[0].message.content == "again" and not responses[0].events
+    assert all(r.events and not r.HasField("event") for r in responses[1:])
+    events = [e for r in responses[1:] for e in r.events]
+    assert [e.index for e in events] == list(range(1, len(events) + 1))
+    assert kinds(events)[0] == "run_started" and kinds(events)[-1] == "run_completed"
+    assert text_of(events) == "".join(f"t{i} " for i in range(30))
+    # One event per message when not asked, as before: the replay of the same run.
+    assert await collect(stub.StreamRun(agent_pb2.StreamRunRequest(run_id=events[0].run_id))) == events
