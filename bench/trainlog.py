@@ -3,9 +3,11 @@
 Two executors run side by side, one with `--training-log on`, one with `off`; measurement windows
 alternate between them, in the order on-off then off-on (so that neither side always follows the
 other), so that drift on a shared machine hits both alike, and each side's figure is the median of
-its windows. Windows on this machine vary by ±5% on their own, against a cost of a few percent:
-hence many short windows, over the same open sessions. The writer process's CPU per record is reported too: it does not depend on
-the machine's other load. The "on" side's log is then read back to prove it really wrote.
+its windows; the paired estimate is the median of each round's two windows' difference. One-second
+windows on the development VM vary by ±15-20% on their own, against a cost of a few percent:
+hence 60 pairs, over the same open sessions (an A/A run, both sides off, gives about 0%). The
+writer process's CPU per record is reported too: it moves far less with the machine's other
+load. The "on" side's log is then read back to prove it really wrote.
 
     python -m bench.trainlog [--quick]          # or call bench_trainlog() from `make bench`
 """
