@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -30,6 +32,8 @@ from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, TrainingLog
 from firebox.executor.v1 import executor_pb2
 from firebox.trace.v1 import trace_pb2
+
+_Response = TypeVar("_Response")
 
 log = get_logger("firebox.agent.servicer")
 
@@ -179,12 +183,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             session.id, request.content, policy, RunOptions(approval_policy=request.approval_policy)
         )
         log.info("run_submitted", run_id=live.id, session_id=session.id, policy=policy.value)
-        if request.batch_events:
-            async for batch in live.follow_batches(0):
-                yield agent_pb2.SendMessageResponse(events=batch)
-        else:
-            async for event in live.follow(0):
-                yield agent_pb2.SendMessageResponse(event=event)
+        async for response in _responses(
+            request.batch_events,
+            partial(live.follow, 0),
+            partial(live.follow_batches, 0),
+            agent_pb2.SendMessageResponse,
+        ):
+            yield response
 
     async def StreamRun(
         self, request: agent_pb2.StreamRunRequest, context: grpc.aio.ServicerContext
@@ -192,12 +197,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         _require(request.run_id, "run_id")
         if request.after_index < 0:
             raise InvalidArgument("after_index", f"must be 0 or more, got {request.after_index}")
-        if request.batch_events:
-            async for batch in self._runs.follow_batches(request.run_id, request.after_index):
-                yield agent_pb2.StreamRunResponse(events=batch)
-        else:
-            async for event in self._runs.follow(request.run_id, request.after_index):
-                yield agent_pb2.StreamRunResponse(event=event)
+        async for response in _responses(
+            request.batch_events,
+            partial(self._runs.follow, request.run_id, request.after_index),
+            partial(self._runs.follow_batches, request.run_id, request.after_index),
+            agent_pb2.StreamRunResponse,
+        ):
+            yield response
 
     async def _run(self, run_id: str) -> agent_pb2.Run:
         live = self._runs.get(_require(run_id, "run_id"))
@@ -418,12 +424,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
         message.content = request.content
         yield agent_pb2.EditMessageResponse(message=message)
-        if request.batch_events:
-            async for batch in live.follow_batches(0):
-                yield agent_pb2.EditMessageResponse(events=batch)
-        else:
-            async for event in live.follow(0):
-                yield agent_pb2.EditMessageResponse(event=event)
+        async for response in _responses(
+            request.batch_events,
+            partial(live.follow, 0),
+            partial(live.follow_batches, 0),
+            agent_pb2.EditMessageResponse,
+        ):
+            yield response
 
     async def GetServerInfo(
         self, request: agent_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext
@@ -467,6 +474,22 @@ _DECISIONS = {
     agent_pb2.APPROVAL_DECISION_DENY: Decision.DENY,
     agent_pb2.APPROVAL_DECISION_APPROVE_EDITED: Decision.APPROVE_EDITED,
 }
+
+
+async def _responses(
+    batch: bool,
+    events: Callable[[], AsyncIterator[agent_pb2.RunEvent]],
+    batches: Callable[[], AsyncIterator[list[agent_pb2.RunEvent]]],
+    response: Callable[..., _Response],
+) -> AsyncIterator[_Response]:
+    """A run's events as stream messages: with `batch` (the request's batch_events), every event
+    ready at once in one message's `events`; else one event per message in `event`."""
+    if batch:
+        async for ready in batches():
+            yield response(events=ready)
+    else:
+        async for event in events():
+            yield response(event=event)
 
 
 async def _wait_finished(live: LiveRun, limit: float) -> None:
