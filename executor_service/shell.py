@@ -7,6 +7,10 @@ stdin, and runs S, the session shell, in the FOREGROUND as `setsid SH -s DIR < c
 own process group, so signals for the command never touch T or F, and S does not inherit the
 SIGINT-ignored disposition that background jobs of a non-interactive shell get. When S exits,
 T prints an `X STATUS` record on both streams and waits for F to ask for a new S or to quit.
+T first raises its own OOM score adjustment to 500 (raising needs no privilege), so that when a
+workspace runs out of memory the kernel kills a session's processes, the command first (the
+biggest), and never the workspace's idle main process before them: killing that stops the
+container, and with it every session.
 
 F reads frames from the executor, one line at a time (the `read` builtin reads a pipe byte by
 byte, so it never takes more than its line):
@@ -91,6 +95,7 @@ log = get_logger("executor.shell")
 # The front shell F. $1 is the shell to run S with. Comments live in the module docstring: this
 # text is an argv element, kept short.
 FRONT = r"""
+echo 500 >/proc/self/oom_score_adj 2>/dev/null
 IFS= read -r t || exit 1
 IFS= read -r m || exit 1
 IFS= read -r k || exit 1

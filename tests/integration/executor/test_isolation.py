@@ -102,6 +102,23 @@ async def test_memory_hog_is_out_of_memory_and_executor_keeps_serving(stub):
         await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
 
 
+async def test_out_of_memory_takes_a_command_before_the_workspace_itself(stub):
+    """Every session process carries a higher OOM score adjustment than the container's init and
+    idle main process, so a workspace out of memory loses a command, not its container."""
+    ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest())).workspace
+    try:
+        result = await execute(
+            stub,
+            ws.id,
+            script="cat /proc/self/oom_score_adj; for p in 1 $(pgrep -x sleep); do cat /proc/$p/oom_score_adj; done",
+        )
+        ours, *workspace = result.stdout.decode().split()
+        assert int(ours) == 500, result.stdout
+        assert workspace and all(int(v) < int(ours) for v in workspace), result.stdout
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
+
+
 async def test_fork_bomb_is_contained_by_pids_limit(stub):
     ws = (
         await stub.CreateWorkspace(pb.CreateWorkspaceRequest(policy=pb.IsolationPolicy(pids_limit=64)))
