@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from executor_service.execution import EndReason, Finished, Output, shell_quote
+from executor_service.execution import EndReason, Execution, Finished, Output, shell_quote
 from firebox.common import errors
 from tests.integration.shell.conftest import OUTPUT_CAP, Env, collect
 
@@ -94,19 +94,26 @@ async def test_input_written_before_the_command_reads_is_not_lost(env: Env) -> N
     assert result.stdout == b"early\n"
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["interrupt", "kill"])
-async def test_stop_kills_children_and_background_jobs_and_session_stays_usable(env: Env, kill: bool) -> None:
-    sid = await env.session()
-    await env.run("cd /tmp; marker=kept", sid)
-    execution = await env.start("sleep 30 & bg=$!; echo started; sleep 30; echo not-reached", sid)
+async def _stop_once_started(execution: Execution, kill: bool) -> tuple[bytes, float]:
+    """Read the command's output to its end, stopping it when it has printed `started`; returns
+    the output and when the stop was sent."""
     await execution.close_input()
-    stdout = b""
+    stdout, stopped_at = b"", 0.0
     async for event in execution.events():
         if isinstance(event, Output):
             stdout += event.stdout
             if stdout == b"started\n":
                 stopped_at = time.monotonic()
                 await execution.stop(kill=kill)
+    return stdout, stopped_at
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["interrupt", "kill"])
+async def test_stop_kills_children_and_background_jobs_and_session_stays_usable(env: Env, kill: bool) -> None:
+    sid = await env.session()
+    await env.run("cd /tmp; marker=kept", sid)
+    execution = await env.start("sleep 30 & bg=$!; echo started; sleep 30; echo not-reached", sid)
+    stdout, stopped_at = await _stop_once_started(execution, kill)
     finished = await asyncio.wait_for(execution.wait(), 5)
     assert time.monotonic() - stopped_at < 3
     assert finished.reason is EndReason.STOPPED
@@ -150,13 +157,7 @@ async def test_kill_also_kills_a_child_the_shell_starts_after_the_stop_and_keeps
         "echo not-reached"
     )
     execution = await env.start(script, sid)
-    await execution.close_input()
-    stdout = b""
-    async for event in execution.events():
-        if isinstance(event, Output):
-            stdout += event.stdout
-            if stdout == b"started\n":
-                await execution.stop(kill=True)
+    stdout, _ = await _stop_once_started(execution, kill=True)
     finished = await asyncio.wait_for(execution.wait(), 5)
     assert finished.reason is EndReason.STOPPED
     assert finished.exit_code == 137
