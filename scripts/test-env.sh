@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the virtual environment: a Docker engine that answers,
-# bubblewrap, and the locally built workspace image. Installs and starts what is missing (as root).
+# bubblewrap, tmux (the interactive CLI tests), and the locally built workspace image. Installs and starts what is missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 if [ ${#need[@]} -gt 0 ]; then
