@@ -15,10 +15,10 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from firebox.common.errors import FireboxError, InvalidArgument
 from firebox.common.logging import get_logger
+from firebox.common.reflection import enable_reflection
 
 log = get_logger("firebox.server")
 
@@ -289,13 +289,8 @@ async def start(spec: ServerSpec) -> RunningServer:
     spec.register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [
-            *spec.service_names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
+    enable_reflection(
+        [*spec.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
     )
     if spec.server_credentials is not None:
         port = server.add_secure_port(spec.listen, spec.server_credentials)
