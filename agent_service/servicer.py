@@ -6,6 +6,7 @@ Errors are raised as `firebox.common.errors` and become statuses in the shared i
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -156,6 +157,35 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 )
         log.info("session_deleted", session_id=session.id)
         return agent_pb2.DeleteSessionResponse()
+
+    async def ClearSession(
+        self, request: agent_pb2.ClearSessionRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ClearSessionResponse:
+        session = await self._session(request.session_id)
+        async with self._runs.take_over(session.id, "the session was cleared") as cancelled:
+            counts = await self._store.clear_conversation(session.id, time.time_ns())
+        if counts is None:
+            raise NotFound(f"session {session.id} not found")
+        messages, runs = counts
+        record = trace_pb2.FeedbackRecord(
+            feedback_id=new_id("fb"),
+            event=trace_pb2.FeedbackEvent(
+                kind=trace_pb2.FEEDBACK_KIND_SESSION_CLEARED,
+                session_id=session.id,
+                run_id=cancelled,
+                reason=f"cleared {messages} messages and {runs} runs",
+            ),
+            source="agent",
+        )
+        record.server_time.GetCurrentTime()
+        self._log.write(FEEDBACK, record)
+        log.info("session_cleared", session_id=session.id, messages=messages, runs=runs, cancelled=cancelled)
+        return agent_pb2.ClearSessionResponse(
+            session=await self._session(session.id),
+            cleared_message_count=messages,
+            cleared_run_count=runs,
+            cancelled_run_id=cancelled,
+        )
 
     # -- runs ------------------------------------------------------------------------------
 

@@ -237,6 +237,19 @@ class FireboxClient:
     def delete_session(self, session_id: str) -> None:
         self._run(self._async.delete_session(session_id))
 
+    def clear_session(self, session_id: str) -> ag.ClearSessionResponse:
+        return self._run(self._async.clear_session(session_id))
+
+    def update_session(
+        self,
+        session_id: str,
+        paths: list[str],
+        *,
+        title: str = "",
+        settings: ag.SessionSettings | None = None,
+    ) -> ag.Session:
+        return self._run(self._async.update_session(session_id, paths, title=title, settings=settings))
+
     # agent: runs
     def send_message(
         self,
