@@ -25,17 +25,16 @@ from executor_service.files import (
     SYMLINK,
     FileEntry,
     WorkspaceFiles,
-    workspace_path,
 )
 from executor_service.records import ExecutionRecorder
 from executor_service.sessions import Session, SessionManager
 from executor_service.tools import Tool, ToolRegistry, collect
 from executor_service.workspaces import PolicyOverrides, WorkspaceManager, validate_env
-from executor_service.writable import is_writable
 from firebox.common import errors
 from firebox.common.logging import get_logger
 from firebox.common.secrets import SecretPolicy, redactor
 from firebox.common.trainlog import EXECUTIONS, TrainingLog
+from firebox.common.workspace_paths import is_writable, workspace_path
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 

@@ -16,10 +16,10 @@ from typing import Protocol
 
 from executor_service.backend import Policy, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
 from executor_service.pool import WarmPool
-from executor_service.writable import normalize_writable_paths
 from firebox.common import errors
 from firebox.common.logging import get_logger
 from firebox.common.secrets import SecretPolicy, is_valid_env_name
+from firebox.common.workspace_paths import normalize_writable_paths
 
 log = get_logger("executor.workspaces")
 

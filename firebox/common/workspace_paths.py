@@ -1,20 +1,41 @@
-"""Writable paths: the directories under /workspace that stay writable when the rest is not.
+"""Paths under /workspace, as both services read them: normalized, confined, and the writable
+paths of a policy (IsolationPolicy.writable_paths, SessionSettings.writable_paths).
 
 A policy's `writable_paths` are kept as normalized paths relative to /workspace ("src",
 "docs/api"), sorted, with none inside another. Empty means no restriction: all of /workspace is
-writable (unless the policy is read_only). The backends enforce them for every process (see
-backends/mountns.py for Docker, sandbox_argv for bubblewrap); UploadFile checks them first so
-that a refused upload names its path.
+writable (unless the policy is read_only). The executor's backends enforce them for every
+process; UploadFile checks them first so that a refused upload names its path, and the agent
+checks them to know which tool calls write outside (and need an approval).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from executor_service.files import WORKDIR, workspace_path
 from firebox.common import errors
 
+WORKDIR = "/workspace"
+MAX_PATH_BYTES = 4096
 MAX_WRITABLE_PATHS = 32
+
+
+def workspace_path(path: str, field: str = "path", *, allow_root: bool = True) -> str:
+    """`path` (relative to /workspace unless absolute) as a normalized absolute path inside
+    /workspace. InvalidArgument for `..`, paths elsewhere, NUL bytes, an empty path."""
+    if "\x00" in path:
+        raise errors.InvalidArgument(field, "contains a NUL byte")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise errors.InvalidArgument(field, f"longer than {MAX_PATH_BYTES} bytes")
+    absolute = path if path.startswith("/") else f"{WORKDIR}/{path}"
+    parts = [part for part in absolute.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise errors.InvalidArgument(field, f"{path!r}: '..' is not allowed; paths stay inside /workspace")
+    normalized = "/" + "/".join(parts)
+    if normalized != WORKDIR and not normalized.startswith(WORKDIR + "/"):
+        raise errors.InvalidArgument(field, f"{path!r} is outside /workspace; paths stay inside /workspace")
+    if normalized == WORKDIR and not allow_root:
+        raise errors.InvalidArgument(field, "name a file inside /workspace")
+    return normalized
 
 
 def normalize_writable_paths(paths: Iterable[str], field: str = "policy.writable_paths") -> tuple[str, ...]:
