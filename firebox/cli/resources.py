@@ -335,6 +335,7 @@ def sessions_show(app: App, args: argparse.Namespace) -> int:
             ("model", session.settings.model or "(agent default)"),
             ("approval", _policy_word(session.settings.approval_policy)),
             ("sandbox", _sandbox_word(session.settings.sandbox_mode)),
+            ("writable", ", ".join(session.settings.writable_paths) or "all of /workspace"),
             ("created", output.when(session.create_time)),
             ("updated", output.when(session.update_time)),
             ("workspace", session.workspace_id or "-"),

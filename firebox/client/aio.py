@@ -324,15 +324,18 @@ class AsyncFireboxClient:
         *,
         reason: str = "",
         edited_command: str = "",
+        always_allow_paths: bool = False,
     ) -> None:
         """Answer a run's approval request: APPROVE, DENY (with `reason`, told to the model) or
-        APPROVE_EDITED (`edited_command` runs instead)."""
+        APPROVE_EDITED (`edited_command` runs instead); `always_allow_paths` adds the request's
+        paths to the session's writable paths."""
         request = ag.ResolveApprovalRequest(
             run_id=run_id,
             tool_call_id=tool_call_id,
             decision=decision,
             reason=reason,
             edited_command=edited_command,
+            always_allow_paths=always_allow_paths,
         )
         await self._unary("agent", "ResolveApproval", request)
 

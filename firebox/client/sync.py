@@ -286,10 +286,16 @@ class FireboxClient:
         *,
         reason: str = "",
         edited_command: str = "",
+        always_allow_paths: bool = False,
     ) -> None:
         self._run(
             self._async.resolve_approval(
-                run_id, tool_call_id, decision, reason=reason, edited_command=edited_command
+                run_id,
+                tool_call_id,
+                decision,
+                reason=reason,
+                edited_command=edited_command,
+                always_allow_paths=always_allow_paths,
             )
         )
 
