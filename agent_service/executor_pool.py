@@ -431,6 +431,13 @@ class ExecutorPool:
         self._owners.pop(workspace_id, None)
         await self._store.delete_workspace_owner(workspace_id)
 
+    async def set_writable_paths(
+        self, workspace_id: str, writable_paths: list[str], deadline: float = 60.0
+    ) -> executor_pb2.Workspace:
+        return await self._call(
+            workspace_id, lambda c: c.set_writable_paths(workspace_id, writable_paths, deadline)
+        )  # type: ignore[return-value]
+
     async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
         return await self._call(workspace_id, lambda c: c.create_shell_session(workspace_id, deadline))  # type: ignore[return-value]
 

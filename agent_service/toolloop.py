@@ -17,9 +17,11 @@ gets a synthetic one, so the history stays valid for the next model call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +49,13 @@ from agent_service.tools import (
     ToolCatalog,
     approval_text,
     needs_approval,
+    paths_written_outside,
 )
 from firebox.agent.v1 import agent_pb2
-from firebox.common.errors import FireboxError, NotFound
+from firebox.common.errors import FailedPrecondition, FireboxError, NotFound
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, GENERATIONS, TrainingLog
+from firebox.common.workspace_paths import WORKDIR, is_writable, normalize_writable_paths
 from firebox.executor.v1 import executor_pb2
 from firebox.trace.v1 import trace_pb2
 
@@ -513,11 +517,21 @@ class ToolLoop:
                 "[refused: the session's sandbox mode is READ_ONLY; write_file is not allowed. Files can "
                 "only be read in this session.]",
             )
+        writable = tuple(turn.session.settings.writable_paths)
+        outside = paths_written_outside(call.name, arguments, writable)
         why = needs_approval(
-            turn.approval_policy, call.name, arguments, turn.tools, self._settings.read_only_commands
+            turn.approval_policy,
+            call.name,
+            arguments,
+            turn.tools,
+            self._settings.read_only_commands,
+            writable,
+            outside,
         )
         if why:
-            resolution = await self._approve(live, turn, call, approval_text(call.name, arguments), why)
+            resolution = await self._approve(
+                live, turn, call, approval_text(call.name, arguments), why, outside
+            )
             if resolution.decision is Decision.DENY:
                 return self._finish(
                     live, call.id, f"denied by the user: {resolution.reason or 'no reason given'}"
@@ -527,6 +541,23 @@ class ToolLoop:
                     arguments = _edited_arguments(call.name, arguments, resolution.edited_command)
                 except (ValueError, TypeError, KeyError) as exc:
                     return self._finish(live, call.id, f"[error: the edited call is not valid: {exc}]")
+                outside = paths_written_outside(call.name, arguments, writable)
+        elif outside and call.name == WRITE_FILE_TOOL_NAME:
+            # No one to ask (policy NEVER): the executor would refuse it anyway.
+            return self._finish(
+                live,
+                call.id,
+                f"[refused: {outside[0]} is outside the session's writable paths ({', '.join(writable)}); "
+                "write inside them, or ask the user to allow this path]",
+            )
+        else:
+            outside = ()  # not approved by anyone: the workspace's mounts keep it inside
+        async with self._writable_for(turn.session, outside):
+            return await self._run_approved(live, turn, call, arguments)
+
+    async def _run_approved(
+        self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall, arguments: dict[str, Any]
+    ) -> str:
         if call.name == SHELL_TOOL_NAME:
             return await self._run_shell(live, turn.session, call, arguments["command"])
         if call.name == LOAD_SKILL_TOOL_NAME:
@@ -551,14 +582,74 @@ class ToolLoop:
                 raise
             return self._finish(live, call.id, f"[error: {exc.message}]")
 
+    @contextlib.asynccontextmanager
+    async def _writable_for(self, session: agent_pb2.Session, paths: tuple[str, ...]) -> AsyncIterator[None]:
+        """Let one approved call write `paths` (their directories; all of /workspace for a file
+        at its top) beyond the session's writable paths, and take that back afterwards."""
+        current = tuple(session.settings.writable_paths)
+        wanted = {_directory(p) for p in paths if not is_writable(current, p)}
+        if not wanted:
+            yield
+            return
+        workspace_id, _shell = await self._workspace(session)
+        widened = [] if "" in wanted else list(normalize_writable_paths([*current, *wanted]))
+        try:
+            await self._executor.set_writable_paths(workspace_id, widened)
+        except ExecutorError as exc:
+            if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
+                raise
+            # E.g. a backend that cannot change a live sandbox: the call runs as it is, and the
+            # model sees the writes refused.
+            log.warning("writable_paths_not_widened", session_id=session.id, error=exc.message)
+            yield
+            return
+        try:
+            yield
+        finally:
+            await self._shielded(self._executor.set_writable_paths(workspace_id, list(current)))
+
+    async def set_writable_paths(self, session: agent_pb2.Session, paths: list[str]) -> agent_pb2.Session:
+        """Replace the session's writable paths, in its workspace first (when it has one; the
+        shell keeps its state) and then in the store. The caller keeps runs off the session."""
+        normalized = normalize_writable_paths(paths, "settings.writable_paths")
+        stored = await self._store.get_session(session.id)
+        if stored is None:
+            raise NotFound(f"session {session.id} not found")
+        if normalized and _sandbox(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
+            raise FailedPrecondition(
+                f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
+            )
+        if stored.workspace_id:
+            try:
+                await self._executor.set_writable_paths(stored.workspace_id, list(normalized))
+            except ExecutorError as exc:
+                if exc.code.name != "NOT_FOUND":
+                    raise
+                # Gone: the next tool call makes a new workspace, with these paths.
+        del stored.settings.writable_paths[:]
+        stored.settings.writable_paths.extend(normalized)
+        stored.update_time.GetCurrentTime()
+        await self._store.update_session(stored)
+        del session.settings.writable_paths[:]
+        session.settings.writable_paths.extend(normalized)
+        log.info("writable_paths_set", session_id=session.id, writable_paths=list(normalized))
+        return stored
+
     async def _approve(
-        self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall, command: str, why: str
+        self,
+        live: LiveRun,
+        turn: _Turn,
+        call: agent_pb2.ToolCall,
+        command: str,
+        why: str,
+        paths: tuple[str, ...] = (),
     ) -> Resolution:
-        """Ask, wait (bounded), tell the client, and log the decision for training."""
+        """Ask, wait (bounded), tell the client, and log the decision for training. An approval
+        with always_allow_paths adds the directories of `paths` to the session's writable paths."""
         timeout = self._settings.approval_timeout
         live.emit(
             approval_requested=agent_pb2.ApprovalRequested(
-                tool_call=call, command=command, reason=why, timeout_seconds=timeout
+                tool_call=call, command=command, reason=why, timeout_seconds=timeout, paths=paths
             )
         )
         log.info("approval_requested", run_id=live.id, tool_call_id=call.id, tool=call.name)
@@ -569,6 +660,17 @@ class ToolLoop:
             Decision.APPROVE_EDITED: agent_pb2.APPROVAL_DECISION_APPROVE_EDITED,
         }[resolution.decision]
         runs_now = resolution.edited_command if resolution.decision is Decision.APPROVE_EDITED else command
+        added: list[str] = []
+        directories = [d for d in {_directory(p) for p in paths} if d]
+        if resolution.always_allow_paths and resolution.decision is not Decision.DENY and directories:
+            before = set(turn.session.settings.writable_paths)
+            try:
+                await self.set_writable_paths(turn.session, [*before, *directories])
+            except ExecutorError as exc:
+                if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
+                    raise
+                log.warning("writable_paths_not_added", session_id=turn.session.id, error=exc.message)
+            added = [p for p in turn.session.settings.writable_paths if p not in before]
         live.emit(
             approval_resolved=agent_pb2.ApprovalResolved(
                 tool_call_id=call.id,
@@ -576,6 +678,7 @@ class ToolLoop:
                 reason=resolution.reason,
                 command="" if resolution.decision is Decision.DENY else runs_now,
                 timed_out=resolution.timed_out,
+                added_writable_paths=added,
             )
         )
         kind = {
@@ -596,6 +699,8 @@ class ToolLoop:
                 if resolution.decision is Decision.APPROVE_EDITED
                 else "",
                 reason=resolution.reason,
+                paths=paths,
+                writable_paths_added=added,
             ),
             source="agent",
         )
@@ -804,17 +909,27 @@ def _sandbox(session: agent_pb2.Session) -> int:
 def workspace_policy(settings: agent_pb2.SessionSettings) -> executor_pb2.IsolationPolicy | None:
     """The session's workspace policy with the sandbox mode applied: READ_ONLY makes /workspace
     read-only, FULL turns the network on, WORKSPACE_WRITE (the default) neither. A session with
-    no sandbox mode set keeps what its workspace_policy says."""
+    no sandbox mode set keeps what its workspace_policy says. The session's writable_paths
+    replace the policy's."""
     policy = executor_pb2.IsolationPolicy()
     if settings.HasField("workspace_policy"):
         policy.CopyFrom(settings.workspace_policy)
+    if settings.writable_paths:
+        del policy.writable_paths[:]
+        policy.writable_paths.extend(settings.writable_paths)
     mode = settings.sandbox_mode
     if mode != agent_pb2.SANDBOX_MODE_UNSPECIFIED:
         policy.read_only = mode == agent_pb2.SANDBOX_MODE_READ_ONLY
         policy.network = mode == agent_pb2.SANDBOX_MODE_FULL
-    elif not settings.HasField("workspace_policy"):
+    elif not settings.HasField("workspace_policy") and not settings.writable_paths:
         return None
     return policy
+
+
+def _directory(path: str) -> str:
+    """The directory (relative to /workspace; "" for /workspace itself) that must be writable to
+    create, change or remove `path`."""
+    return posixpath.dirname(path.removeprefix(WORKDIR + "/")) if path != WORKDIR else ""
 
 
 def _check_builtin_arguments(name: str, arguments: dict[str, Any]) -> None:

@@ -8,13 +8,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_service.approvals import is_read_only_command
+from agent_service.approvals import is_read_only_command, written_paths
 from agent_service.executor_client import ExecutorClient
 from agent_service.generation import SHELL_TOOL, SHELL_TOOL_NAME
 from agent_service.skills import LOAD_SKILL_TOOL_NAME, SkillLibrary
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FireboxError
 from firebox.common.logging import get_logger
+from firebox.common.workspace_paths import is_writable, workspace_path
 from firebox.executor.v1 import executor_pb2
 
 log = get_logger("firebox.agent.tools")
@@ -86,11 +87,21 @@ class OfferedTools:
 
 
 def needs_approval(
-    policy: int, name: str, arguments: dict[str, Any], offered: OfferedTools, prefixes: tuple[str, ...]
+    policy: int,
+    name: str,
+    arguments: dict[str, Any],
+    offered: OfferedTools,
+    prefixes: tuple[str, ...],
+    writable_paths: tuple[str, ...] = (),
+    outside: tuple[str, ...] = (),
 ) -> str:
-    """Why this call must wait for a person under `policy`, or "" when it may run at once."""
+    """Why this call must wait for a person under `policy`, or "" when it may run at once.
+    `outside`: the paths it would write outside the session's `writable_paths`; a write_file
+    inside them runs without asking (that is what the paths are for)."""
     if name == LOAD_SKILL_TOOL_NAME or policy == agent_pb2.APPROVAL_POLICY_NEVER:
         return ""
+    if outside:
+        return f"it writes outside the session's writable paths: {', '.join(outside)}"
     if policy == agent_pb2.APPROVAL_POLICY_ALWAYS:
         return "the approval policy is ALWAYS"
     if name == SHELL_TOOL_NAME:
@@ -101,11 +112,30 @@ def needs_approval(
     if name == READ_FILE_TOOL_NAME:
         return ""
     if name == WRITE_FILE_TOOL_NAME:
-        return "it writes a file"
+        return "" if writable_paths else "it writes a file"
     tool = offered.named.get(name)
     if tool is not None and tool.read_only:
         return ""
     return f"the tool {name!r} is not declared read-only"
+
+
+def paths_written_outside(
+    name: str, arguments: dict[str, Any], writable_paths: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The paths under /workspace this call would write outside `writable_paths` (none when
+    the session has none: all of /workspace is writable then)."""
+    if not writable_paths:
+        return ()
+    if name == WRITE_FILE_TOOL_NAME:
+        try:
+            written = [workspace_path(str(arguments.get("path", "")), allow_root=False)]
+        except FireboxError:
+            return ()  # a bad path: the executor refuses it and the model is told why
+    elif name == SHELL_TOOL_NAME:
+        written = written_paths(str(arguments.get("command", "")))
+    else:
+        return ()
+    return tuple(path for path in written if not is_writable(writable_paths, path))
 
 
 def approval_text(name: str, arguments: dict[str, Any]) -> str:

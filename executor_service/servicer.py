@@ -25,7 +25,6 @@ from executor_service.files import (
     SYMLINK,
     FileEntry,
     WorkspaceFiles,
-    workspace_path,
 )
 from executor_service.records import ExecutionRecorder
 from executor_service.sessions import Session, SessionManager
@@ -35,6 +34,7 @@ from firebox.common import errors
 from firebox.common.logging import get_logger
 from firebox.common.secrets import SecretPolicy, redactor
 from firebox.common.trainlog import EXECUTIONS, TrainingLog
+from firebox.common.workspace_paths import is_writable, workspace_path
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 
@@ -88,6 +88,7 @@ def policy_to_proto(policy: Policy) -> pb.IsolationPolicy:
         no_new_privileges=policy.no_new_privileges,
         read_only_root=policy.read_only_root,
         tmp_bytes=policy.tmp_bytes,
+        writable_paths=list(policy.writable_paths),
     )
 
 
@@ -109,6 +110,8 @@ def policy_overrides(message: pb.IsolationPolicy) -> PolicyOverrides:
             values[name] = getattr(message, name)
     if message.capabilities:
         values["capabilities"] = tuple(message.capabilities)
+    if message.writable_paths:
+        values["writable_paths"] = tuple(message.writable_paths)
     return PolicyOverrides(**values)
 
 
@@ -348,6 +351,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     ) -> pb.DeleteWorkspaceResponse:
         await self.workspaces.delete(request.workspace_id)
         return pb.DeleteWorkspaceResponse()
+
+    async def SetWritablePaths(
+        self, request: pb.SetWritablePathsRequest, context: Any
+    ) -> pb.SetWritablePathsResponse:
+        info = await self.workspaces.set_writable_paths(request.workspace_id, list(request.writable_paths))
+        return pb.SetWritablePathsResponse(workspace=self._workspace(info))
 
     # ---- sessions ----
 
@@ -595,6 +604,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         if workspace.policy.read_only:
             raise errors.FailedPrecondition(
                 f"workspace {workspace.id} is read-only (policy.read_only); uploads are refused"
+            )
+        if not is_writable(workspace.policy.writable_paths, path):
+            raise errors.PermissionDenied(
+                f"{path} is outside the workspace's writable paths "
+                f"({', '.join(workspace.policy.writable_paths)}); uploads there are refused"
             )
 
         async def later() -> AsyncIterator[bytes]:

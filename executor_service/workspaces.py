@@ -19,6 +19,7 @@ from executor_service.pool import WarmPool
 from firebox.common import errors
 from firebox.common.logging import get_logger
 from firebox.common.secrets import SecretPolicy, is_valid_env_name
+from firebox.common.workspace_paths import normalize_writable_paths
 
 log = get_logger("executor.workspaces")
 
@@ -73,6 +74,7 @@ class PolicyOverrides:
     no_new_privileges: bool | None = None
     read_only_root: bool | None = None
     tmp_bytes: int | None = None
+    writable_paths: tuple[str, ...] | None = None
 
 
 def validate_env(env: Mapping[str, str], field: str, secret_policy: SecretPolicy) -> None:
@@ -129,8 +131,17 @@ def decide_policy(default: Policy, overrides: PolicyOverrides) -> Policy:
                 "policy.capabilities", f"not a Linux capability: {cap!r} (e.g. NET_BIND_SERVICE, CHOWN)"
             )
         caps.append(name)
+    writable_paths = normalize_writable_paths(policy.writable_paths)
+    if writable_paths and policy.read_only:
+        raise errors.InvalidArgument(
+            "policy.writable_paths", "a read-only workspace (policy.read_only) has no writable paths"
+        )
     return Policy(
-        **{**{f.name: getattr(policy, f.name) for f in fields(Policy)}, "capabilities": tuple(caps)}
+        **{
+            **{f.name: getattr(policy, f.name) for f in fields(Policy)},
+            "capabilities": tuple(caps),
+            "writable_paths": writable_paths,
+        }
     )
 
 
@@ -287,6 +298,22 @@ class WorkspaceManager:
         await self.backend.delete(workspace_id)
         self._known.pop(workspace_id, None)
         log.info("workspace_deleted", workspace_id=workspace_id)
+
+    async def set_writable_paths(self, workspace_id: str, paths: list[str]) -> WorkspaceInfo:
+        """Replace a workspace's writable paths (see IsolationPolicy.writable_paths)."""
+        self._check_id(workspace_id)
+        writable_paths = normalize_writable_paths(paths, "writable_paths")
+        info = await self.get(workspace_id)
+        if writable_paths and info.policy.read_only:
+            raise errors.FailedPrecondition(
+                f"workspace {workspace_id} is read-only (policy.read_only); it has no writable paths"
+            )
+        info = await self.backend.set_writable_paths(
+            info, writable_paths, sessions_open=self.session_count(workspace_id) > 0
+        )
+        self._known[workspace_id] = info
+        log.info("writable_paths_set", workspace_id=workspace_id, writable_paths=list(writable_paths))
+        return info
 
     async def require_running(self, workspace_id: str, field: str = "workspace_id") -> WorkspaceInfo:
         """The workspace, for starting a command in it: NotFound if unknown, FailedPrecondition

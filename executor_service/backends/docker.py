@@ -18,6 +18,11 @@ read-write on a read-only mount; the workspace cannot create or remove anything 
 LABEL_IO. Workspaces made without it (older ones, or with --session-io attach) use the docker exec
 socket, as do file transfers.
 
+Writable paths (policy.writable_paths) are bind mounts made inside the running container's mount
+namespace (backends/mountns.py says why), after create, after every start and at adoption. A
+change on a live workspace is applied at once and kept in <config-dir>/writable-paths/<id>.json,
+since the policy label cannot change.
+
 Every SDK call is blocking, so each runs in a worker thread.
 """
 
@@ -29,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -51,6 +57,7 @@ from executor_service.backend import (
     ShellTransport,
     WorkspaceInfo,
     WorkspaceSpec,
+    workspace_access,
 )
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -75,6 +82,8 @@ WORKDIR = "/workspace"
 # The idle main process: exits at once on SIGTERM (tini forwards it), so stop takes no timeout.
 IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 STOP_TIMEOUT_SECONDS = 3
+# Setting up writable paths is a few mount calls; this bounds a wedged helper.
+MOUNT_TIMEOUT_SECONDS = 30
 IMAGE_HELP = "build it with `make images` (scripts/build-images.sh) or load it with `docker load`"
 
 
@@ -115,7 +124,7 @@ def isolation_line(policy: Policy) -> str:
     parts.append(f"pids {policy.pids_limit or 'unlimited'}")
     parts.append(f"cpu {_limit(policy.cpu_millis, 'm', 1)}")
     parts.append("read-only root" if policy.read_only_root else "writable root")
-    parts.append("/workspace read-only" if policy.read_only else "/workspace writable")
+    parts.append(workspace_access(policy))
     parts.append(f"/tmp tmpfs {policy.tmp_bytes // (1024 * 1024)}MiB")
     return ", ".join(parts)
 
@@ -129,8 +138,9 @@ def _policy_from_label(text: str | None) -> Policy:
         return Policy()
     raw = json.loads(text)
     known = {k: v for k, v in raw.items() if k in Policy.__dataclass_fields__}
-    if "capabilities" in known:
-        known["capabilities"] = tuple(known["capabilities"])
+    for name in ("capabilities", "writable_paths"):
+        if name in known:
+            known[name] = tuple(known[name])
     return Policy(**known)
 
 
@@ -152,6 +162,7 @@ class DockerBackend:
         owner: str = "default",
         claims_dir: Path | None = None,
         io_dir: Path | None = None,
+        writable_dir: Path | None = None,
     ) -> None:
         self.client = client or docker.from_env()
         self.owner = owner
@@ -166,6 +177,9 @@ class DockerBackend:
         self._claims: dict[str, dict[str, Any]] = {}
         # Filled by adopt(): pool members found waiting, for the pool to take back or remove.
         self.pool_members: list[WorkspaceInfo] = []
+        # Writable paths changed since create (the label has the original); None = not kept.
+        self.writable_dir = writable_dir
+        self._writable: dict[str, tuple[str, ...]] = {}
 
     # ---- workspace lifecycle -------------------------------------------------------------------
 
@@ -178,6 +192,13 @@ class DockerBackend:
         except docker.errors.ImageNotFound:
             await self._ensure_image(spec.image)
             container = await _engine(self._create_and_start, spec, pool_key)
+        if spec.policy.writable_paths:
+            try:
+                await self._mount_writable(container, spec.policy.writable_paths)
+            except errors.FailedPrecondition:
+                await _engine(container.remove, force=True)
+                await _engine(self._remove_volume, volume_name(spec.id))
+                raise
         return self._info(container)
 
     async def claim(self, member: WorkspaceInfo, name: str, labels: dict[str, str]) -> WorkspaceInfo:
@@ -214,7 +235,56 @@ class DockerBackend:
         container = await self._container(workspace_id)
         await _engine(container.start)
         await _engine(container.reload)
+        info = self._info(container)
+        if info.policy.writable_paths:
+            # A restarted container has a fresh mount namespace.
+            await self._mount_writable(container, info.policy.writable_paths)
+        return info
+
+    async def set_writable_paths(
+        self, workspace: WorkspaceInfo, writable_paths: tuple[str, ...], *, sessions_open: bool
+    ) -> WorkspaceInfo:
+        """Applied in the running container at once: open sessions keep their state and see the
+        change from their next command. A stopped workspace gets it at its next start."""
+        container = await self._container(workspace.id)
+        if container.status == "running":
+            await self._mount_writable(container, writable_paths)
+        self._writable[workspace.id] = writable_paths
+        if self.writable_dir is not None:
+            await asyncio.to_thread(self._write_writable, workspace.id, writable_paths)
         return self._info(container)
+
+    async def _mount_writable(self, container: Container, writable_paths: tuple[str, ...]) -> None:
+        """Set up `writable_paths` in the running container's mount namespace (mountns.py)."""
+        await _engine(container.reload)
+        pid = container.attrs.get("State", {}).get("Pid") or 0
+        if not pid:
+            raise errors.FailedPrecondition(f"workspace {container.labels.get(LABEL_ID)} is not running")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "executor_service.backends.mountns",
+            str(pid),
+            json.dumps(list(writable_paths)),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(MOUNT_TIMEOUT_SECONDS):
+                _, stderr = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise errors.FailedPrecondition("setting up the writable paths took too long") from None
+        if process.returncode:
+            reason = stderr.decode(errors="replace").strip()[-500:]
+            hint = (
+                "; writable paths need the executor to run as root on the Docker engine's host"
+                if "not permitted" in reason or "denied" in reason or "No such file" in reason
+                else ""
+            )
+            raise errors.FailedPrecondition(f"the writable paths could not be set up: {reason}{hint}")
 
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         container = await self._container(workspace_id)
@@ -230,6 +300,8 @@ class DockerBackend:
         if self._claims.pop(workspace_id, None) is not None:
             await asyncio.to_thread(self._remove_claim, workspace_id)
         self._io_workspaces.discard(workspace_id)
+        if self._writable.pop(workspace_id, None) is not None and self.writable_dir is not None:
+            await asyncio.to_thread((self.writable_dir / f"{workspace_id}.json").unlink, True)
         if self.io_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self.io_dir / workspace_id, True)
 
@@ -238,6 +310,7 @@ class DockerBackend:
         members nobody took (kept in `pool_members` for the pool). Volumes whose container is gone
         are reported, not deleted: their files may still matter to someone."""
         self._claims = await asyncio.to_thread(self._read_claims)
+        self._writable = await asyncio.to_thread(self._read_writable)
         everything = await self._list_all()
         infos = [info for info in everything if not info.pool_key]
         self.pool_members = [info for info in everything if info.pool_key]
@@ -248,6 +321,13 @@ class DockerBackend:
             await asyncio.to_thread(self._remove_claim, stale)
         if self.io_dir is not None:
             await asyncio.to_thread(self._tidy_io_dir, present)
+        for info in infos:
+            if info.state == "running" and info.policy.writable_paths:
+                # Idempotent; also covers a container restarted while no executor watched.
+                try:
+                    await self._mount_writable(await self._container(info.id), info.policy.writable_paths)
+                except errors.FireboxError as exc:
+                    log.error("writable_paths_not_enforced", workspace_id=info.id, error=exc.message)
         volumes = await _engine(self.client.volumes.list, filters=self._filters)
         in_use = {volume_name(i.id) for i in everything}
         for volume in volumes:
@@ -443,6 +523,25 @@ class DockerBackend:
             os.fsync(f.fileno())
         tmp.replace(path)
 
+    def _write_writable(self, workspace_id: str, writable_paths: tuple[str, ...]) -> None:
+        assert self.writable_dir is not None
+        self.writable_dir.mkdir(parents=True, exist_ok=True)
+        path = self.writable_dir / f"{workspace_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(list(writable_paths)))
+        tmp.replace(path)
+
+    def _read_writable(self) -> dict[str, tuple[str, ...]]:
+        if self.writable_dir is None or not self.writable_dir.is_dir():
+            return {}
+        kept = {}
+        for path in self.writable_dir.glob("*.json"):
+            try:
+                kept[path.stem] = tuple(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                log.warning("writable_paths_unreadable", path=str(path), error=repr(exc))
+        return kept
+
     def _remove_claim(self, workspace_id: str) -> None:
         self._claim_path(workspace_id).unlink(missing_ok=True)
 
@@ -488,6 +587,8 @@ class DockerBackend:
         policy = _policy_from_label(labels.get(LABEL_POLICY))
         image = attrs.get("Config", {}).get("Image", "")
         workspace_id = labels[LABEL_ID]
+        if workspace_id in self._writable:
+            policy = replace(policy, writable_paths=self._writable[workspace_id])
         name = labels.get(LABEL_NAME, "")
         user_labels = json.loads(labels.get(LABEL_USER_LABELS) or "{}")
         pool_key = labels.get(LABEL_POOL, "")

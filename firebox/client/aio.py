@@ -253,6 +253,25 @@ class AsyncFireboxClient:
             "agent", "DeleteSession", ag.DeleteSessionRequest(session_id=session_id), SLOW_TIMEOUT
         )
 
+    async def clear_session(self, session_id: str) -> ag.ClearSessionResponse:
+        return await self._unary(
+            "agent", "ClearSession", ag.ClearSessionRequest(session_id=session_id), SLOW_TIMEOUT
+        )
+
+    async def update_session(
+        self,
+        session_id: str,
+        paths: list[str],
+        *,
+        title: str = "",
+        settings: ag.SessionSettings | None = None,
+    ) -> ag.Session:
+        """Change the session fields named in `paths` (e.g. "settings.writable_paths")."""
+        request = ag.UpdateSessionRequest(session_id=session_id, title=title, settings=settings)
+        request.update_mask.paths.extend(paths)
+        response = await self._unary("agent", "UpdateSession", request, SLOW_TIMEOUT)
+        return response.session
+
     # -- agent: runs ---------------------------------------------------------------------------
 
     async def send_message(
@@ -305,15 +324,18 @@ class AsyncFireboxClient:
         *,
         reason: str = "",
         edited_command: str = "",
+        always_allow_paths: bool = False,
     ) -> None:
         """Answer a run's approval request: APPROVE, DENY (with `reason`, told to the model) or
-        APPROVE_EDITED (`edited_command` runs instead)."""
+        APPROVE_EDITED (`edited_command` runs instead); `always_allow_paths` adds the request's
+        paths to the session's writable paths."""
         request = ag.ResolveApprovalRequest(
             run_id=run_id,
             tool_call_id=tool_call_id,
             decision=decision,
             reason=reason,
             edited_command=edited_command,
+            always_allow_paths=always_allow_paths,
         )
         await self._unary("agent", "ResolveApproval", request)
 

@@ -65,6 +65,11 @@ class ExecutorServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.SetWritablePaths = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/SetWritablePaths',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsResponse.FromString,
+                _registered_method=True)
         self.CreateSession = channel.unary_unary(
                 '/firebox.executor.v1.ExecutorService/CreateSession',
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSessionRequest.SerializeToString,
@@ -163,6 +168,15 @@ class ExecutorServiceServicer:
 
     def DeleteWorkspace(self, request, context):
         """DeleteWorkspace removes a workspace, its container and its storage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWritablePaths(self, request, context):
+        """SetWritablePaths replaces the workspace's policy.writable_paths. Open shell sessions keep
+        their state and see the change from their next command (docker); a backend that cannot
+        change a running sandbox refuses with FAILED_PRECONDITION while shell sessions are open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -283,6 +297,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.DeleteWorkspace,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.SerializeToString,
+            ),
+            'SetWritablePaths': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWritablePaths,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsResponse.SerializeToString,
             ),
             'CreateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSession,
@@ -503,6 +522,33 @@ class ExecutorService:
             '/firebox.executor.v1.ExecutorService/DeleteWorkspace',
             firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWritablePaths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/SetWritablePaths',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsResponse.FromString,
             options,
             channel_credentials,
             insecure,
