@@ -182,7 +182,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Requires `authorization: Bearer <token>` on every call but health checks and reflection."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         if handler_call_details.method.startswith(OPEN_PREFIXES):
@@ -192,7 +192,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if key == "authorization":
                 supplied = value if isinstance(value, str) else value.decode(errors="replace")
                 break
-        if supplied and hmac.compare_digest(supplied.encode(), self._expected):
+        # The scheme is case-insensitive (RFC 9110 section 11.1): "bearer x" is "Bearer x".
+        scheme, _, credentials = supplied.strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), self._expected):
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
         if handler is None:
