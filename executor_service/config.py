@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firebox.common.secrets import DEFAULT_DENY_PATTERNS
+from firebox.common.secrets import DEFAULT_DENY_PATTERNS, parse_patterns
 
 BACKEND_CHOICES = ("auto", "docker", "bwrap")
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -60,6 +60,8 @@ class ExecutorConfig:
     session_io: str = "auto"
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     env_allow: tuple[str, ...] = ()
+    # Operators' own credential shapes, redacted by value besides the built-in ones.
+    redact_patterns: tuple[str, ...] = ()
     training_log: bool = True
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     log_level: str = "info"
@@ -259,6 +261,14 @@ OPTIONS: tuple[_Option, ...] = (
         _patterns,
         "variable names let through although they match a deny pattern (default none)",
         "NAMES",
+    ),
+    _Option(
+        "redact_patterns",
+        "--redact-patterns",
+        "FIREBOX_REDACT_PATTERNS",
+        parse_patterns,
+        "more credential shapes to redact by value from logs and training records, regular expressions separated by whitespace (built in: provider keys sk-…, AWS AKIA…/ASIA…, GitHub ghp_…/github_pat_…, Slack xox…, Google AIza…, JWTs, PEM private keys)",
+        "REGEXES",
     ),
     _Option(
         "training_log",

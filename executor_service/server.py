@@ -66,6 +66,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     secret_policy = SecretPolicy(config.env_deny, config.env_allow)
     # Logs hide values of every secret-looking name, allowed ones included.
     redactor.policy = SecretPolicy(config.env_deny)
+    redactor.add_patterns(config.redact_patterns)
     if config.auth_token:
         redactor.add_value(config.auth_token)
     backend = await choose_backend(config.backend, config.config_dir, config.session_io)
