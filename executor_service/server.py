@@ -76,6 +76,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         default_policy=Policy(),
         secret_policy=secret_policy,
         warm_pool_size=config.warm_pool_size,
+        ceiling=config.policy_ceiling,
     )
     sessions = SessionManager(
         backend,
@@ -135,6 +136,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         workspaces=workspaces.count,
         config_dir=str(config.config_dir),
         training_log=config.training_log,
+        policy_ceiling=workspaces.ceiling.describe(),
     )
     return Executor(config, running, workspaces, sessions, training_log)
 

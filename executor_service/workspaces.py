@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Protocol
 
 from executor_service.backend import Policy, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
+from executor_service.ceiling import ALL_CAPABILITIES, PolicyCeiling
 from executor_service.pool import WarmPool
 from firebox.common import errors
 from firebox.common.limits import quote
@@ -148,10 +149,18 @@ class WorkspaceManager:
         secret_policy: SecretPolicy,
         sessions: SessionCloser | None = None,
         warm_pool_size: int = 0,
+        ceiling: PolicyCeiling | None = None,
     ) -> None:
         self.backend = backend
         self.default_image = default_image
         self.default_policy = default_policy
+        # What a request may loosen; by default nothing above the default policy.
+        self.ceiling = ceiling or PolicyCeiling.of(default_policy)
+        unknown = self.ceiling.capabilities - KNOWN_CAPABILITIES - {ALL_CAPABILITIES}
+        if unknown:
+            raise errors.InvalidArgument(
+                "policy ceiling", f"not Linux capabilities: {', '.join(sorted(unknown))}"
+            )
         self.secret_policy = secret_policy
         # Set after construction when the session manager needs this manager too.
         self.sessions = sessions
@@ -206,6 +215,7 @@ class WorkspaceManager:
         validate_env(env, "env", self.secret_policy)
         self._validate_labels(labels)
         decided = decide_policy(self.default_policy, policy or PolicyOverrides())
+        self.ceiling.check(self.default_policy, decided)
         if name:
             # The known set is complete: adopt() filled it and every create/delete goes through here.
             # Checked and reserved with no await in between, so concurrent creates cannot both pass.
