@@ -22,6 +22,7 @@ from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common.secrets import redactor
 from firebox.common.tls import ClientTLS, ServerTLS
 from firebox.common.trainlog import TrainingLog
 
@@ -88,6 +89,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         config.executor, store, config.auth_token, executor_tls, config.executor_resolve_interval
     )
     await executor.start()
+    redactor.add_patterns(config.redact_patterns)
     training_log = TrainingLog(config.log_dir, enabled=config.training_log)
     skills = await ensure_skills(config.skills_path, config.skills_source)
     loop = ToolLoop(

@@ -42,7 +42,6 @@ log = get_logger("firebox.agent.servicer")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_FEEDBACK_EVENTS = 1000
-MAX_CONTENT_BYTES = 4 * 1024 * 1024
 MAX_TITLE_CHARS = 1000
 # How long CancelRun waits for the run to wind down before answering with its state then.
 CANCEL_WAIT_SECONDS = 5.0
@@ -229,8 +228,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         _require(request.session_id, "session_id")
         if not request.content.strip():
             raise InvalidArgument("content", "must not be empty")
-        if len(request.content.encode()) > MAX_CONTENT_BYTES:
-            raise InvalidArgument("content", f"must be at most {MAX_CONTENT_BYTES} bytes")
         policy = _POLICIES.get(request.on_conflict)
         if policy is None:
             raise InvalidArgument(
@@ -459,8 +456,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("action", "must be SAVE or RESEND")
         if not request.content.strip():
             raise InvalidArgument("content", "must not be empty")
-        if len(request.content.encode()) > MAX_CONTENT_BYTES:
-            raise InvalidArgument("content", f"must be at most {MAX_CONTENT_BYTES} bytes")
         session = await self._session(request.session_id)
         message = await self._store.get_message(session.id, request.message_id)
         if message is None:

@@ -49,6 +49,10 @@ MERGED_USR_LINKS = ("/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+# /dev/shm's size, as Docker's default shm_size.
+SHM_BYTES = 64 * 1024 * 1024
+
+
 def enforced(policy: Policy, with_cgroups: bool) -> Policy:
     """The policy as this backend can enforce it: what it cannot do is set to 0 / false."""
     policy = replace(policy, no_new_privileges=True)
@@ -139,6 +143,9 @@ def sandbox_argv(
         elif os.path.isdir(link):
             cmd += ["--ro-bind", link, link]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
+    # bubblewrap's /dev is an unbounded tmpfs the workspace user owns: /dev/shm gets its own,
+    # the size Docker gives a container's.
+    cmd += ["--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
     cmd += ["--perms", "1777", "--size", str(policy.tmp_bytes), "--tmpfs", "/tmp"]
     cmd += ["--ro-bind" if policy.read_only or policy.writable_paths else "--bind", str(files_dir), WORKDIR]
     for path, fd in (writable_fds or {}).items():

@@ -222,7 +222,11 @@ class DockerBackend:
         return [info for info in await self._list_all() if not info.pool_key]
 
     async def _list_all(self) -> list[WorkspaceInfo]:
-        containers = await _engine(self.client.containers.list, all=True, filters=self._filters)
+        # The SDK lists, then inspects each container: one removed in between is simply gone from
+        # the answer (ignore_removed), not a NotFound escaping a List.
+        containers = await _engine(
+            self.client.containers.list, all=True, filters=self._filters, ignore_removed=True
+        )
         infos = []
         for container in containers:
             try:
@@ -295,7 +299,16 @@ class DockerBackend:
     async def delete(self, workspace_id: str) -> None:
         container = await self._container(workspace_id)
         volume = container.labels.get(LABEL_VOLUME) or volume_name(workspace_id)
-        await _engine(container.remove, force=True)
+        try:
+            await _engine(container.remove, force=True)
+        except docker.errors.NotFound as exc:
+            # Another delete won the race between our lookup and this removal.
+            raise errors.NotFound(f"workspace {workspace_id!r} not found") from exc
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # 409: a removal is already in progress (a concurrent delete): it is going away.
+            raise errors.NotFound(f"workspace {workspace_id!r} is being deleted") from exc
         await _engine(self._remove_volume, volume)
         if self._claims.pop(workspace_id, None) is not None:
             await asyncio.to_thread(self._remove_claim, workspace_id)

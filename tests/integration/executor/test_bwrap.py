@@ -93,6 +93,13 @@ async def test_isolation_probes(bw):
     assert "FIREBOX_TEST_LEAK" not in out
 
 
+async def test_dev_shm_is_bounded_like_dockers(bw):
+    stub, ws, _ = bw
+    result = await execute(stub, ws.id, script="df -k /dev/shm | tail -1; touch /dev/shm/s; echo shm=$?")
+    assert result.stdout.split()[1] == b"65536", result.stdout
+    assert b"shm=0" in result.stdout
+
+
 async def test_no_network(bw):
     stub, ws, _ = bw
     result = await execute(stub, ws.id, script="cat /proc/net/dev | tail -n +3 | cut -d: -f1")

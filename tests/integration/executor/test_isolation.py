@@ -46,6 +46,15 @@ async def test_root_filesystem_is_read_only_but_workspace_and_tmp_are_writable(s
     assert b"Read-only file system" in result.stderr
 
 
+async def test_dev_shm_is_a_64_mib_tmpfs_as_the_policy_docs_say(stub, workspace):
+    # docs/executor.md: Docker's default /dev/shm, writable, its pages charged to memory_bytes.
+    result = await execute(
+        stub, workspace.id, script="df -k /dev/shm | tail -1; touch /dev/shm/s; echo shm=$?; rm -f /dev/shm/s"
+    )
+    assert result.stdout.split()[1] == b"65536", result.stdout
+    assert b"shm=0" in result.stdout
+
+
 async def test_read_only_mode_refuses_writes_to_workspace(stub):
     ws = (
         await stub.CreateWorkspace(pb.CreateWorkspaceRequest(policy=pb.IsolationPolicy(read_only=True)))
