@@ -141,3 +141,26 @@ async def test_session_keeps_directory(bw):
         assert (await execute(stub, ws.id, script="pwd", session_id=session.id)).stdout == b"/tmp\n"
     finally:
         await stub.CloseSession(pb.CloseSessionRequest(session_id=session.id))
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_any_uid_gets_a_writable_home_tmp_and_workspace_as_in_a_container(bw, read_only):
+    stub, _ws, _ = bw
+    policy = pb.IsolationPolicy(user="4242:4242", read_only=read_only)
+    ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(policy=policy))).workspace
+    try:
+        result = await execute(
+            stub,
+            ws.id,
+            script="id -u; stat -c %a /tmp; touch /tmp/t && echo tmp-ok; cd ~ && pwd; "
+            "touch /workspace/w 2>/dev/null && echo ws-ok || echo ws-ro",
+        )
+        assert result.exit_code == 0, result.stderr
+        expected = ["4242", "1777", "tmp-ok", "/workspace", "ws-ro" if read_only else "ws-ok"]
+        assert result.stdout.decode().splitlines() == expected
+        session = (await stub.CreateSession(pb.CreateSessionRequest(workspace_id=ws.id))).session
+        await execute(stub, ws.id, script="KEPT=1; cd /tmp", session_id=session.id)
+        kept = await execute(stub, ws.id, script="echo $KEPT; pwd", session_id=session.id)
+        assert kept.stdout == b"1\n/tmp\n"
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
