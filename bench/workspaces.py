@@ -1,6 +1,6 @@
 """Workspace lifecycle benchmarks, each side by side with the raw docker SDK call in the same run:
 create-to-running for an unprepared stock image (scripts/build-stock-images.sh) against a bare
-create+start of the same image.
+create+start of the same image; pause + resume against the SDK's pause + unpause.
 
     python -m bench.workspaces [--quick] [--out bench/results/workspaces.json]
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.executor import ExecutorBench, summary_ms
+from bench.executor import IMAGE, ExecutorBench, summary_ms
 from bench.services import service
 from firebox.executor.v1 import executor_pb2 as pb
 
@@ -62,6 +62,36 @@ class WorkspaceBench(ExecutorBench):
             "ratio_p50": round(a["p50_ms"] / b["p50_ms"], 3),
         }
 
+    async def pause_resume(self, n: int) -> dict[str, Any]:
+        """PauseWorkspace + ResumeWorkspace of a workspace with an open session, against the raw
+        SDK pause + unpause of a plain container of the same image."""
+        ws = (await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=IMAGE))).workspace.id
+        await self.stub.CreateSession(pb.CreateSessionRequest(workspace_id=ws))
+        c = await asyncio.to_thread(
+            self.docker.containers.create, IMAGE, entrypoint=IDLE, init=True, network_mode="none"
+        )
+        await asyncio.to_thread(c.start)
+        ours, raw = [], []
+        try:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await self.stub.PauseWorkspace(pb.PauseWorkspaceRequest(workspace_id=ws))
+                await self.stub.ResumeWorkspace(pb.ResumeWorkspaceRequest(workspace_id=ws))
+                ours.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await asyncio.to_thread(c.pause)
+                await asyncio.to_thread(c.unpause)
+                raw.append(time.perf_counter() - t0)
+        finally:
+            await self.delete(ws)
+            await asyncio.to_thread(c.remove, force=True)
+        return _pair(ours, raw)
+
+
+def _pair(ours: list[float], raw: list[float]) -> dict[str, Any]:
+    a, b = summary_ms(ours), summary_ms(raw)
+    return {"firebox": a, "docker_sdk": b, "ratio_p50": round(a["p50_ms"] / b["p50_ms"], 3)}
+
 
 async def bench_workspaces(target: str, quick: bool) -> dict[str, Any]:
     b = WorkspaceBench(target)
@@ -71,6 +101,7 @@ async def bench_workspaces(target: str, quick: bool) -> dict[str, Any]:
         for kind in ("busybox", "debian"):
             image = await asyncio.to_thread(stock_image, kind)
             results["stock_create_to_running"][kind] = await b.stock_create_to_running(image, n)
+        results["pause_resume"] = await b.pause_resume(n * 4)
         return results
     finally:
         await b.close()

@@ -255,6 +255,37 @@ class DockerBackend:
         await _engine(container.reload)
         return self._info(container)
 
+    async def pause(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """One engine call on the common path: `workspace` (the manager's last answer) says the
+        container is ours; what changed since then shows as the engine's 404 or 409."""
+        return await self._pause_or_resume(workspace, pause=True)
+
+    async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        return await self._pause_or_resume(workspace, pause=False)
+
+    async def _pause_or_resume(self, workspace: WorkspaceInfo, *, pause: bool) -> WorkspaceInfo:
+        api = self.client.api
+        try:
+            await _engine(api.pause if pause else api.unpause, container_name(workspace.id))
+        except docker.errors.NotFound as exc:
+            raise errors.NotFound(f"workspace {workspace.id!r} not found") from exc
+        except docker.errors.APIError as exc:
+            # Already in the wanted state (the engine says 409 or 500 for that: fine), or stopped
+            # (a client's mistake): the engine's state decides; anything else is the engine's.
+            info = await self.get(workspace.id)
+            if info.state == ("paused" if pause else "running"):
+                return info
+            if pause and info.state != "running":
+                raise errors.FailedPrecondition(
+                    f"workspace {workspace.id} is {info.state}, not running"
+                ) from exc
+            if not pause and info.state != "paused":
+                raise errors.FailedPrecondition(
+                    f"workspace {workspace.id} is {info.state}, not paused; start it with StartWorkspace"
+                ) from exc
+            raise
+        return replace(workspace, state="paused" if pause else "running")
+
     async def delete(self, workspace_id: str) -> None:
         container = await self._container(workspace_id)
         volume = container.labels.get(LABEL_VOLUME) or volume_name(workspace_id)
