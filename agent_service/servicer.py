@@ -369,6 +369,24 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         log.info("workspace_deleted", workspace_id=workspace_id)
         return executor_pb2.DeleteWorkspaceResponse()
 
+    async def PauseWorkspace(
+        self, request: executor_pb2.PauseWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.PauseWorkspaceResponse:
+        workspace_id = _require(request.workspace_id, "workspace_id")
+        deadline = forwardable_timeout(context.time_remaining()) or 60.0
+        return executor_pb2.PauseWorkspaceResponse(
+            workspace=await self._executor.pause_workspace(workspace_id, deadline)
+        )
+
+    async def ResumeWorkspace(
+        self, request: executor_pb2.ResumeWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.ResumeWorkspaceResponse:
+        workspace_id = _require(request.workspace_id, "workspace_id")
+        deadline = forwardable_timeout(context.time_remaining()) or 60.0
+        return executor_pb2.ResumeWorkspaceResponse(
+            workspace=await self._executor.resume_workspace(workspace_id, deadline)
+        )
+
     # -- approvals, compaction, edits ------------------------------------------------------
 
     async def ResolveApproval(

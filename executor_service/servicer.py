@@ -351,6 +351,18 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         info = await self.workspaces.set_writable_paths(request.workspace_id, list(request.writable_paths))
         return pb.SetWritablePathsResponse(workspace=self._workspace(info))
 
+    async def PauseWorkspace(
+        self, request: pb.PauseWorkspaceRequest, context: Any
+    ) -> pb.PauseWorkspaceResponse:
+        info = await self.workspaces.pause(request.workspace_id)
+        return pb.PauseWorkspaceResponse(workspace=self._workspace(info))
+
+    async def ResumeWorkspace(
+        self, request: pb.ResumeWorkspaceRequest, context: Any
+    ) -> pb.ResumeWorkspaceResponse:
+        info = await self.workspaces.resume(request.workspace_id)
+        return pb.ResumeWorkspaceResponse(workspace=self._workspace(info))
+
     # ---- sessions ----
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
@@ -411,7 +423,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         except StopAsyncIteration:
             raise errors.InvalidArgument("request", "the stream closed before the first message") from None
         spec = execute_spec(first, self.secret_policy, self.default_timeout)
-        workspace = await self.workspaces.require_running(first.workspace_id)
+        workspace = await self.workspaces.require_running(first.workspace_id, resume=first.resume_workspace)
         recorder = ExecutionRecorder(
             first, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
         )

@@ -289,14 +289,39 @@ class WorkspaceManager:
 
     async def start(self, workspace_id: str) -> WorkspaceInfo:
         self._check_id(workspace_id)
+        if (await self.backend.get(workspace_id)).state == "paused":
+            return await self.resume(workspace_id)
         info = await self.backend.start(workspace_id)
         self._known[workspace_id] = info
         log.info("workspace_started", workspace_id=workspace_id, state=info.state)
         return info
 
+    async def pause(self, workspace_id: str) -> WorkspaceInfo:
+        """Freeze the workspace; its processes and sessions stay as they are."""
+        info = await self.backend.pause(await self._last_known(workspace_id))
+        self._known[workspace_id] = info
+        log.info("workspace_paused", workspace_id=workspace_id, state=info.state)
+        return info
+
+    async def resume(self, workspace_id: str) -> WorkspaceInfo:
+        info = await self.backend.resume(await self._last_known(workspace_id))
+        self._known[workspace_id] = info
+        log.info("workspace_resumed", workspace_id=workspace_id, state=info.state)
+        return info
+
+    async def _last_known(self, workspace_id: str) -> WorkspaceInfo:
+        self._check_id(workspace_id)
+        return self._known.get(workspace_id) or await self.get(workspace_id)
+
+    async def _thawed(self, workspace_id: str) -> None:
+        """NotFound if unknown; a paused workspace is resumed, so that its sessions can be
+        closed (a frozen shell cannot end) before it stops or goes."""
+        if (await self.backend.get(workspace_id)).state == "paused":
+            await self.resume(workspace_id)
+
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         self._check_id(workspace_id)
-        await self.backend.get(workspace_id)  # NotFound before touching sessions
+        await self._thawed(workspace_id)  # NotFound before touching sessions
         if self.sessions is not None:
             await self.sessions.close_workspace(workspace_id)
         info = await self.backend.stop(workspace_id)
@@ -306,7 +331,7 @@ class WorkspaceManager:
 
     async def delete(self, workspace_id: str) -> None:
         self._check_id(workspace_id)
-        await self.backend.get(workspace_id)
+        await self._thawed(workspace_id)
         if self.sessions is not None:
             await self.sessions.close_workspace(workspace_id)
         await self.backend.delete(workspace_id)
@@ -329,14 +354,24 @@ class WorkspaceManager:
         log.info("writable_paths_set", workspace_id=workspace_id, writable_paths=list(writable_paths))
         return info
 
-    async def require_running(self, workspace_id: str, field: str = "workspace_id") -> WorkspaceInfo:
+    async def require_running(
+        self, workspace_id: str, field: str = "workspace_id", *, resume: bool = False
+    ) -> WorkspaceInfo:
         """The workspace, for starting a command in it: NotFound if unknown, FailedPrecondition
-        unless running. Uses the last known state; asks the backend only when it is not running."""
+        unless running (a paused one is resumed first when `resume`). Uses the last known state;
+        asks the backend only when it is not running."""
         if not workspace_id:
             raise errors.InvalidArgument(field, "required")
         info = self._known.get(workspace_id)
         if info is None or info.state != "running":
             info = await self.get(workspace_id)
+        if info.state == "paused":
+            if not resume:
+                raise errors.FailedPrecondition(
+                    f"workspace {workspace_id} is paused; resume it with ResumeWorkspace "
+                    "(or set resume_workspace on the Execute request)"
+                )
+            info = await self.resume(workspace_id)
         if info.state != "running":
             raise errors.FailedPrecondition(
                 f"workspace {workspace_id} is {info.state}, not running; start it with StartWorkspace"

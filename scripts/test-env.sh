@@ -19,3 +19,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 bash scripts/start-docker.sh
 bash scripts/build-images.sh
+# The stock-like images of the workspace tests (a debootstrap Debian root and busybox variants),
+# tagged with a hash of their recipe: rebuilt only when scripts/build-stock-images.sh changes.
+bash scripts/build-stock-images.sh >/dev/null

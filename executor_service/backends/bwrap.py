@@ -231,11 +231,51 @@ class BwrapBackend:
     async def start(self, workspace_id: str) -> WorkspaceInfo:
         return await self._set_state(workspace_id, "running")
 
+    async def pause(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """Freeze the workspace's cgroup (cgroup v1 freezer). Without one there is no way to stop
+        every process a sandbox forked (they may leave its process group): FailedPrecondition."""
+        workspace_id = workspace.id
+        info = await self.get(workspace_id)
+        if info.state == "paused":
+            return info
+        if info.state != "running":
+            raise errors.FailedPrecondition(f"workspace {workspace_id} is {info.state}, not running")
+        if self.cgroups is None or not self.cgroups.has_freezer:
+            raise errors.FailedPrecondition(
+                "pausing a bwrap workspace needs the cgroup v1 freezer (the executor as root on a "
+                "cgroup-v1 host); it is not available here"
+            )
+        await asyncio.to_thread(self.cgroups.ensure, workspace_id, info.policy)
+        try:
+            await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, True)
+        except RuntimeError as exc:
+            await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
+            raise errors.Unavailable(f"pausing workspace {workspace_id} failed: {exc}") from exc
+        return await self._set_state(workspace_id, "paused")
+
+    async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        workspace_id = workspace.id
+        info = await self.get(workspace_id)
+        if info.state == "running":
+            return info
+        if info.state != "paused":
+            raise errors.FailedPrecondition(
+                f"workspace {workspace_id} is {info.state}, not paused; start it with StartWorkspace"
+            )
+        if self.cgroups is not None and self.cgroups.has_freezer:
+            try:
+                await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
+            except RuntimeError as exc:
+                raise errors.Unavailable(f"resuming workspace {workspace_id} failed: {exc}") from exc
+        return await self._set_state(workspace_id, "running")
+
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         # Its bwrap processes are the sessions, which the workspace manager closes first; with
         # cgroups anything left behind is killed too, as stopping a container would.
         info = await self._set_state(workspace_id, "exited")
         if self.cgroups is not None:
+            if self.cgroups.has_freezer:
+                await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
             await asyncio.to_thread(self.cgroups.kill_all, workspace_id)
         return info
 

@@ -151,6 +151,15 @@ class AsyncFireboxClient:
         request = ex.StopWorkspaceRequest(workspace_id=workspace_id)
         return (await self._unary("executor", "StopWorkspace", request, SLOW_TIMEOUT)).workspace
 
+    async def pause_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        """Freeze the workspace's processes (its sessions are kept); see ResumeWorkspace."""
+        request = ex.PauseWorkspaceRequest(workspace_id=workspace_id)
+        return (await self._unary(via, "PauseWorkspace", request, SLOW_TIMEOUT)).workspace
+
+    async def resume_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        request = ex.ResumeWorkspaceRequest(workspace_id=workspace_id)
+        return (await self._unary(via, "ResumeWorkspace", request, SLOW_TIMEOUT)).workspace
+
     async def delete_workspace(self, workspace_id: str, *, via: Service = "executor") -> None:
         request = ex.DeleteWorkspaceRequest(workspace_id=workspace_id)
         await self._unary(via, "DeleteWorkspace", request, SLOW_TIMEOUT)
@@ -186,6 +195,7 @@ class AsyncFireboxClient:
         timeout: float | None = None,  # noqa: ASYNC109
         known_id: str = "",
         known_name: str = "",
+        resume_workspace: bool = False,
         via: Service = "executor",
     ) -> ExecCall:
         """Start a program and return the running call: iterate it for output, send input or a
@@ -200,6 +210,7 @@ class AsyncFireboxClient:
             timeout=timeout,
             known_id=known_id,
             known_name=known_name,
+            resume_workspace=resume_workspace,
         )
         stub = self._agent() if via == "agent" else self._executor()
         call = stub.Execute(metadata=self.settings.metadata())

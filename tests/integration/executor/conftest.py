@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 
+import docker
 import grpc
 import pytest
 
@@ -43,3 +44,8 @@ async def stub(executor) -> AsyncIterator[executor_pb2_grpc.ExecutorServiceStub]
 async def workspace(stub) -> pb.Workspace:
     response = await stub.CreateWorkspace(pb.CreateWorkspaceRequest(name="shared"))
     return response.workspace
+
+
+@pytest.fixture(scope="module")
+def engine() -> docker.DockerClient:
+    return docker.from_env()

@@ -28,11 +28,19 @@ async def test_runs_as_uid_1000(stub, workspace):
 
 async def test_all_capabilities_dropped_and_no_new_privileges(stub, workspace):
     result = await execute(
-        stub, workspace.id, script="grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status"
+        stub,
+        workspace.id,
+        script="grep -E '^(CapEff|CapPrm|CapInh|CapAmb|CapBnd|NoNewPrivs)' /proc/self/status; "
+        "touch mine; chown 0 mine 2>/dev/null && echo chowned || echo refused",
     )
-    fields = dict(line.split(":\t") for line in result.stdout.decode().splitlines())
-    assert fields["CapEff"] == fields["CapPrm"] == fields["CapBnd"] == "0000000000000000"
+    lines = result.stdout.decode().splitlines()
+    fields = dict(line.split(":\t") for line in lines[:-1])
+    assert fields["CapEff"] == fields["CapPrm"] == fields["CapInh"] == fields["CapAmb"] == "0000000000000000"
+    # Only CAP_CHOWN (bit 0) stays in the bounding set, for the root init that gives /workspace to
+    # the user; with no-new-privileges the user's processes can never gain it.
+    assert fields["CapBnd"] == "0000000000000001"
     assert fields["NoNewPrivs"] == "1"
+    assert lines[-1] == "refused"
 
 
 async def test_root_filesystem_is_read_only_but_workspace_and_tmp_are_writable(stub, workspace):
