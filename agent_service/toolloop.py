@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from agent_service.generation import (
     provider_messages,
     usage_proto,
 )
+from agent_service.mcp_tools import McpServerSpec, McpTools
 from agent_service.provider import Completion, ModelProvider, ReasoningPiece, TextPiece
 from agent_service.runs import LiveRun
 from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
@@ -146,6 +147,7 @@ class ToolLoop:
         settings: LoopSettings,
         approvals: ApprovalBroker | None = None,
         skills: SkillLibrary | None = None,
+        mcp_servers: Mapping[str, McpServerSpec] | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
@@ -158,7 +160,15 @@ class ToolLoop:
         self.builtins = BuiltinTools(
             executor, self.workspaces, self.skills, settings.tool_output_limit, settings.tool_timeout
         )
-        self.catalog = ToolCatalog([self.builtins])
+        self.mcp = McpTools(
+            mcp_servers or {},
+            executor,
+            self.workspaces,
+            training_log,
+            settings.tool_output_limit,
+            settings.tool_timeout,
+        )
+        self.catalog = ToolCatalog([self.builtins, self.mcp])
         self.compactor = Compactor(provider, training_log, settings.keep_user_tokens)
 
     def system_prompt(self, session: agent_pb2.Session) -> str:
@@ -477,7 +487,7 @@ class ToolLoop:
                 except (ValueError, TypeError, KeyError) as exc:
                     return self._finish(live, call.id, f"[error: the edited call is not valid: {exc}]")
         try:
-            return await tool.run(ToolRun(live, turn.session, call, arguments))
+            return await tool.run(ToolRun(live, turn.session, call, arguments, turn.generation_id))
         except ExecutorError as exc:
             if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
                 raise

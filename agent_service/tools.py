@@ -34,6 +34,8 @@ class ToolRun:
     session: agent_pb2.Session
     call: agent_pb2.ToolCall
     arguments: dict[str, Any]
+    # The model call that asked for it (joins training-log records).
+    generation_id: str = ""
 
     def finish(self, result: str, exit_code: int = -1) -> str:
         """Tell the client the call ended with `result` (what the model is told) and return it."""
@@ -56,6 +58,14 @@ def never_read_only(name: str) -> Callable[[dict[str, Any], Sequence[str]], str]
 
 def always_runs(_arguments: dict[str, Any], _prefixes: Sequence[str]) -> str:
     return ""
+
+
+_SOURCES = {
+    "builtin": agent_pb2.TOOL_SOURCE_BUILTIN,
+    "skill": agent_pb2.TOOL_SOURCE_SKILL,
+    "executor": agent_pb2.TOOL_SOURCE_EXECUTOR,
+    "mcp": agent_pb2.TOOL_SOURCE_MCP,
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,17 @@ class Tool:
     @property
     def description(self) -> str:
         return str(self.spec["function"].get("description", ""))
+
+    def info(self) -> agent_pb2.ToolInfo:
+        """The tool as ListTools shows it."""
+        return agent_pb2.ToolInfo(
+            name=self.name,
+            description=self.description,
+            parameters_json=json.dumps(self.spec["function"].get("parameters", {}), ensure_ascii=False),
+            source=_SOURCES[self.source],  # type: ignore[arg-type]
+            mcp_server=self.server,
+            mcp_tool=self.remote_name,
+        )
 
     def check(self, arguments: dict[str, Any]) -> None:
         for key in self.string_arguments:
