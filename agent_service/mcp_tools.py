@@ -386,13 +386,14 @@ def workspace_stdio(
         stderr_tail = bytearray()
 
         async def outgoing() -> AsyncIterator[executor_pb2.ExecuteRequest]:
+            yield first
             while (request := await requests.get()) is not None:
                 yield request
 
         async def read_stdout() -> None:
             buffer = bytearray()
             async with read_writer:
-                responses = executor.forward_execute(first, outgoing(), deadline=None)
+                responses = executor.forward_execute(outgoing(), deadline=None)
                 try:
                     async for response in responses:
                         if response.stderr_data:
