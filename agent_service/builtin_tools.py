@@ -18,7 +18,7 @@ from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import SHELL_TOOL
 from agent_service.session_workspace import SessionWorkspaces
 from agent_service.skills import SkillLibrary
-from agent_service.tool_output import RUN_EVENT_OUTPUT_CAP_BYTES, HeadTail, tool_result_text
+from agent_service.tool_output import RUN_EVENT_OUTPUT_CAP_BYTES, tool_result_text
 from agent_service.tools import (
     BUILTIN_NAMES,
     READ_FILE_TOOL_NAME,
@@ -32,6 +32,7 @@ from agent_service.tools import (
 )
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FireboxError
+from firebox.common.headtail import HeadTail
 from firebox.common.logging import get_logger
 from firebox.executor.v1 import executor_pb2
 

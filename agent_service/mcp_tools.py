@@ -48,10 +48,11 @@ from mcp.shared.message import SessionMessage
 import firebox
 from agent_service.executor_pool import ExecutorPool
 from agent_service.session_workspace import SessionWorkspaces
-from agent_service.tool_output import RUN_EVENT_OUTPUT_CAP_BYTES, HeadTail
+from agent_service.tool_output import RUN_EVENT_OUTPUT_CAP_BYTES
 from agent_service.tools import Tool, ToolRun, always_runs, function_spec
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FireboxError, InvalidArgument
+from firebox.common.headtail import HeadTail
 from firebox.common.logging import get_logger
 from firebox.common.secrets import redactor
 from firebox.common.trainlog import TOOL_CALLS, TrainingLog

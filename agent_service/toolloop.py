@@ -39,11 +39,11 @@ from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
 from agent_service.session_workspace import workspace_policy as workspace_policy
 from agent_service.skills import SkillLibrary
 from agent_service.store import Store
-from agent_service.tool_output import HeadTail as HeadTail
 from agent_service.tool_output import tool_result_text as tool_result_text
 from agent_service.tools import OfferedTools, ToolCatalog, ToolRun, needs_approval
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FireboxError, NotFound
+from firebox.common.headtail import HeadTail as HeadTail
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, GENERATIONS, TrainingLog
 from firebox.trace.v1 import trace_pb2
