@@ -99,6 +99,8 @@ def build_server(tools: FireboxTools) -> MCPServer:
     server = MCPServer(
         "firebox",
         version=__version__,
+        # The client shows a server's stderr to its user: tool failures are in the results already.
+        log_level="WARNING",
         instructions=(
             "Firebox runs commands in isolated workspaces (containers). Create a workspace, run "
             "commands in it (open_session keeps the working directory and environment between "

@@ -69,7 +69,7 @@ async def test_a_client_stdio_server_runs_in_the_session_workspace_not_on_the_ag
         settings = A.SessionSettings(
             mcp_servers={
                 "ws": A.McpServer(
-                    command="/usr/bin/python3",
+                    command=f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}",
                     args=["/workspace/mcp_tool_server.py"],
                     env={"PYTHONPATH": "/workspace/pylib"},
                 )
