@@ -106,6 +106,8 @@ class AgentConfig:
     # Skills: folders with SKILL.md; a git repository cloned into skills_dir once when it is missing.
     skills_dir: Path | None = None
     skills_source: str = ""
+    # MCP servers whose tools the model is offered, in the mcp.json shape (docs/mcp.md).
+    mcp_config: Path | None = None
     shutdown_grace: float = 10.0
     log_level: str = "info"
     log_json: bool = False
@@ -408,6 +410,13 @@ _OPTIONS = (
         parse_patterns,
         "more credential shapes to redact by value from logs and training records, regular expressions separated by whitespace (built in: provider keys sk-…, AWS AKIA…/ASIA…, GitHub ghp_…/github_pat_…, Slack xox…, Google AIza…, JWTs, PEM private keys)",
     ),
+    (
+        "--mcp-config",
+        "mcp_config",
+        "FIREBOX_MCP_CONFIG",
+        Path,
+        'MCP servers for the model\'s tools, in the mcp.json shape {"mcpServers": {...}}',
+    ),
     ("--log-level", "log_level", "FIREBOX_LOG_LEVEL", _log_level, "debug, info, warning or error"),
     ("--log-json", "log_json", "FIREBOX_LOG_JSON", _on_off, "JSON lines on the console too: on|off"),
 )
@@ -463,6 +472,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "config_dir",
         "database",
         "skills_dir",
+        "mcp_config",
         "tls_cert",
         "tls_key",
         "tls_client_ca",

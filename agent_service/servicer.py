@@ -22,6 +22,7 @@ from agent_service.context import estimate_tokens, model_view
 from agent_service.executor_client import forwardable_timeout
 from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import generate, new_id, provider_messages
+from agent_service.mcp_tools import session_servers
 from agent_service.provider import ModelProvider
 from agent_service.runs import ConflictPolicy, LiveRun, RunManager, RunOptions
 from agent_service.store import Store
@@ -113,6 +114,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("settings.writable_paths", "a READ_ONLY session has no writable paths")
         del request.settings.writable_paths[:]
         request.settings.writable_paths.extend(writable_paths)
+        session_servers(request.settings, self._loop.mcp.operator_names)
         session = agent_pb2.Session(
             id=f"ses-{uuid.uuid4().hex}",
             title=request.title,
@@ -149,6 +151,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session = await self._session(request.session_id)
         await self._runs.cancel_session(session.id, "the session was deleted")
         await self._store.delete_session(session.id)
+        await self._loop.mcp.forget_session(session.id)
         if session.workspace_id:
             # Best effort: the session is gone either way; a workspace left behind is logged.
             try:
@@ -515,6 +518,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             agent_pb2.EditMessageResponse,
         ):
             yield response
+
+    async def ListTools(
+        self, request: agent_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ListToolsResponse:
+        session = await self._session(request.session_id) if request.session_id else None
+        offered = await self._loop.catalog.offered(session)
+        return agent_pb2.ListToolsResponse(
+            tools=[tool.info() for tool in offered.tools.values()],
+            mcp_servers=await self._loop.mcp.statuses(session),
+        )
 
     async def GetServerInfo(
         self, request: agent_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext

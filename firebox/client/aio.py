@@ -177,6 +177,73 @@ class AsyncFireboxClient:
     async def close_shell_session(self, session_id: str) -> None:
         await self._unary("executor", "CloseSession", ex.CloseSessionRequest(session_id=session_id))
 
+    # -- executor: files and named tools -------------------------------------------------------
+
+    async def list_files(
+        self, workspace_id: str, path: str = "", *, recursive: bool = False, max_entries: int = 0
+    ) -> ex.ListFilesResponse:
+        request = ex.ListFilesRequest(
+            workspace_id=workspace_id, path=path, recursive=recursive, max_entries=max_entries
+        )
+        return await self._unary("executor", "ListFiles", request)
+
+    async def read_file(self, workspace_id: str, path: str, max_bytes: int) -> tuple[ex.FileInfo, bytes]:
+        """A file's info and at most `max_bytes` of its content (the rest is not transferred)."""
+        info = ex.FileInfo()
+        data = bytearray()
+        request = ex.DownloadFileRequest(workspace_id=workspace_id, path=path)
+        stream = self._server_stream("executor", "DownloadFile", request)
+        try:
+            async for response in stream:
+                if response.HasField("file"):
+                    info = response.file
+                data += response.data[: max_bytes - len(data)]
+                if len(data) >= max_bytes:
+                    break
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        return info, bytes(data)
+
+    async def write_file(
+        self,
+        workspace_id: str,
+        path: str,
+        data: bytes,
+        *,
+        mode: int = 0,
+        overwrite: bool = True,
+        create_parents: bool = True,
+        chunk_bytes: int = 1024 * 1024,
+    ) -> ex.FileInfo:
+        first = ex.UploadFileRequest(
+            workspace_id=workspace_id,
+            path=path,
+            mode=mode,
+            overwrite=overwrite,
+            create_parents=create_parents,
+            data=data[:chunk_bytes],
+        )
+        rest = [
+            ex.UploadFileRequest(data=data[i : i + chunk_bytes])
+            for i in range(chunk_bytes, len(data), chunk_bytes)
+        ]
+        stub = self._executor()
+        try:
+            response = await stub.UploadFile(
+                iter([first, *rest]), timeout=SLOW_TIMEOUT, metadata=self.settings.metadata()
+            )
+        except grpc.RpcError as exc:
+            raise self._error(exc, "executor", "UploadFile") from None
+        return response.file
+
+    async def list_tools(self) -> list[ex.Tool]:
+        """The executor's named tools (run with `step`)."""
+        return list((await self._unary("executor", "ListTools", ex.ListToolsRequest())).tools)
+
+    async def step(self, request: ex.StepRequest, deadline: float = SLOW_TIMEOUT) -> ex.StepResponse:
+        """Run one named tool (Hardpoint's Environment.step)."""
+        return await self._unary("executor", "Step", request, deadline)
+
     async def executor_info(self) -> ex.GetServerInfoResponse:
         return await self._unary("executor", "GetServerInfo", ex.GetServerInfoRequest())
 

@@ -55,10 +55,11 @@ from firebox.common.trainlog_writer import (
     GENERATIONS,
     KINDS,
     REDACTION,
+    TOOL_CALLS,
     record_to_line,
 )
 
-__all__ = ["EXECUTIONS", "FEEDBACK", "GENERATIONS", "KINDS", "TrainingLog", "record_to_line"]
+__all__ = ["EXECUTIONS", "FEEDBACK", "GENERATIONS", "KINDS", "TOOL_CALLS", "TrainingLog", "record_to_line"]
 
 LOGGER_NAME = "firebox.trainlog"
 # Drop reports must reach the service log whatever level someone sets on the "firebox" parents.

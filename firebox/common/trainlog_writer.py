@@ -41,11 +41,13 @@ from firebox.trace.v1 import trace_pb2
 EXECUTIONS = "executions"
 GENERATIONS = "generations"
 FEEDBACK = "feedback"
-KINDS = (EXECUTIONS, GENERATIONS, FEEDBACK)
+TOOL_CALLS = "tool_calls"
+KINDS = (EXECUTIONS, GENERATIONS, FEEDBACK, TOOL_CALLS)
 RECORD_TYPES: dict[str, type[Message]] = {
     EXECUTIONS: trace_pb2.ExecutionRecord,
     GENERATIONS: trace_pb2.GenerationRecord,
     FEEDBACK: trace_pb2.FeedbackRecord,
+    TOOL_CALLS: trace_pb2.ToolCallRecord,
 }
 
 # Every record type's count of values redacted from it (redacted_values).

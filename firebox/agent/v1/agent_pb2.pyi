@@ -71,6 +71,20 @@ class EditAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EDIT_ACTION_UNSPECIFIED: _ClassVar[EditAction]
     EDIT_ACTION_SAVE: _ClassVar[EditAction]
     EDIT_ACTION_RESEND: _ClassVar[EditAction]
+
+class ToolSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOOL_SOURCE_UNSPECIFIED: _ClassVar[ToolSource]
+    TOOL_SOURCE_BUILTIN: _ClassVar[ToolSource]
+    TOOL_SOURCE_SKILL: _ClassVar[ToolSource]
+    TOOL_SOURCE_EXECUTOR: _ClassVar[ToolSource]
+    TOOL_SOURCE_MCP: _ClassVar[ToolSource]
+
+class McpServerOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MCP_SERVER_ORIGIN_UNSPECIFIED: _ClassVar[McpServerOrigin]
+    MCP_SERVER_ORIGIN_OPERATOR: _ClassVar[McpServerOrigin]
+    MCP_SERVER_ORIGIN_SESSION: _ClassVar[McpServerOrigin]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -106,6 +120,14 @@ APPROVAL_DECISION_APPROVE_EDITED: ApprovalDecision
 EDIT_ACTION_UNSPECIFIED: EditAction
 EDIT_ACTION_SAVE: EditAction
 EDIT_ACTION_RESEND: EditAction
+TOOL_SOURCE_UNSPECIFIED: ToolSource
+TOOL_SOURCE_BUILTIN: ToolSource
+TOOL_SOURCE_SKILL: ToolSource
+TOOL_SOURCE_EXECUTOR: ToolSource
+TOOL_SOURCE_MCP: ToolSource
+MCP_SERVER_ORIGIN_UNSPECIFIED: McpServerOrigin
+MCP_SERVER_ORIGIN_OPERATOR: McpServerOrigin
+MCP_SERVER_ORIGIN_SESSION: McpServerOrigin
 
 class ToolCall(_message.Message):
     __slots__ = ("id", "name", "arguments")
@@ -168,7 +190,14 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSettings(_message.Message):
-    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths")
+    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths", "mcp_servers")
+    class McpServersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: McpServer
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[McpServer, _Mapping]] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +206,7 @@ class SessionSettings(_message.Message):
     APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_MODE_FIELD_NUMBER: _ClassVar[int]
     WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
     model: str
     system_prompt: str
     workspace_image: str
@@ -185,7 +215,36 @@ class SessionSettings(_message.Message):
     approval_policy: ApprovalPolicy
     sandbox_mode: SandboxMode
     writable_paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    mcp_servers: _containers.MessageMap[str, McpServer]
+    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ...) -> None: ...
+
+class McpServer(_message.Message):
+    __slots__ = ("command", "args", "env", "url", "headers")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    command: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    url: str
+    headers: _containers.ScalarMap[str, str]
+    def __init__(self, command: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("id", "title", "settings", "create_time", "update_time", "usage", "workspace_id", "shell_session_id", "active_run_id", "message_count", "labels", "context_tokens", "context_window")
@@ -740,3 +799,47 @@ class EditMessageResponse(_message.Message):
     event: RunEvent
     events: _containers.RepeatedCompositeFieldContainer[RunEvent]
     def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., event: _Optional[_Union[RunEvent, _Mapping]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ...) -> None: ...
+
+class ListToolsRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ListToolsResponse(_message.Message):
+    __slots__ = ("tools", "mcp_servers")
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    tools: _containers.RepeatedCompositeFieldContainer[ToolInfo]
+    mcp_servers: _containers.RepeatedCompositeFieldContainer[McpServerStatus]
+    def __init__(self, tools: _Optional[_Iterable[_Union[ToolInfo, _Mapping]]] = ..., mcp_servers: _Optional[_Iterable[_Union[McpServerStatus, _Mapping]]] = ...) -> None: ...
+
+class ToolInfo(_message.Message):
+    __slots__ = ("name", "description", "parameters_json", "source", "mcp_server", "mcp_tool")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVER_FIELD_NUMBER: _ClassVar[int]
+    MCP_TOOL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    parameters_json: str
+    source: ToolSource
+    mcp_server: str
+    mcp_tool: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json: _Optional[str] = ..., source: _Optional[_Union[ToolSource, str]] = ..., mcp_server: _Optional[str] = ..., mcp_tool: _Optional[str] = ...) -> None: ...
+
+class McpServerStatus(_message.Message):
+    __slots__ = ("name", "origin", "ready", "error", "tool_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TOOL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    origin: McpServerOrigin
+    ready: bool
+    error: str
+    tool_count: int
+    def __init__(self, name: _Optional[str] = ..., origin: _Optional[_Union[McpServerOrigin, str]] = ..., ready: _Optional[bool] = ..., error: _Optional[str] = ..., tool_count: _Optional[int] = ...) -> None: ...

@@ -208,3 +208,37 @@ class FeedbackRecord(_message.Message):
     source: str
     redacted_values: int
     def __init__(self, feedback_id: _Optional[str] = ..., event: _Optional[_Union[FeedbackEvent, _Mapping]] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., redacted_values: _Optional[int] = ...) -> None: ...
+
+class ToolCallRecord(_message.Message):
+    __slots__ = ("tool_call_id", "run_id", "session_id", "generation_id", "name", "source", "server", "tool", "arguments", "result", "is_error", "start_time", "duration", "result_bytes", "result_truncated")
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    IS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESULT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    tool_call_id: str
+    run_id: str
+    session_id: str
+    generation_id: str
+    name: str
+    source: str
+    server: str
+    tool: str
+    arguments: str
+    result: str
+    is_error: bool
+    start_time: _timestamp_pb2.Timestamp
+    duration: _duration_pb2.Duration
+    result_bytes: int
+    result_truncated: bool
+    def __init__(self, tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., session_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., server: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[str] = ..., result: _Optional[str] = ..., is_error: _Optional[bool] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., result_bytes: _Optional[int] = ..., result_truncated: _Optional[bool] = ...) -> None: ...
