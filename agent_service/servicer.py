@@ -21,7 +21,7 @@ from agent_service.context import estimate_tokens, model_view
 from agent_service.executor_client import forwardable_timeout
 from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import generate, new_id, provider_messages
-from agent_service.provider import ModelProvider
+from agent_service.providers.base import ModelProvider
 from agent_service.runs import ConflictPolicy, LiveRun, RunManager, RunOptions
 from agent_service.store import Store
 from agent_service.toolloop import ToolLoop
