@@ -43,6 +43,7 @@ from agent_service.providers.base import (
     TokenCounts,
     ToolCallBuilder,
     overflow,
+    read_timeout,
     retry_after,
 )
 from firebox.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
@@ -79,7 +80,7 @@ class AnthropicMessagesProvider(ModelProvider):
         super().__init__(settings)
         self._client: anthropic.AsyncAnthropic | None = None
         if settings.configured:
-            timeout = httpx2.Timeout(settings.idle_timeout, connect=settings.connect_timeout)
+            timeout = httpx2.Timeout(read_timeout(settings), connect=settings.connect_timeout)
             try:
                 # aiohttp's C parser, for the reason the OpenAI module gives.
                 http_client: httpx2.AsyncClient | None = anthropic.DefaultAioHttpClient(timeout=timeout)
@@ -157,30 +158,31 @@ class AnthropicMessagesProvider(ModelProvider):
                 if kind == "content_block_delta":
                     delta = event.get("delta") or {}
                     delta_kind = delta.get("type")
+                    if delta_kind == "signature_delta":
+                        state.fed()
+                        signature.append(delta.get("signature") or "")
+                        continue
+                    state.piece()
+                    if state.over_limit:
+                        # The server ignores max_tokens: stop where it would have (the piece past
+                        # the limit is not relayed).
+                        log.warning("provider_ignored_output_limit", limit=request.max_output_tokens)
+                        completion.finish_reason, finished = FINISH_LENGTH, True
+                        break
                     if delta_kind == "text_delta":
                         piece = delta.get("text") or ""
                         if piece:
-                            state.piece()
                             text.append(piece)
                             yield TextPiece(piece)
                     elif delta_kind == "thinking_delta":
                         piece = delta.get("thinking") or ""
                         if piece:
-                            state.piece()
                             reasoning.append(piece)
                             yield ReasoningPiece(piece)
                     elif delta_kind == "input_json_delta":
-                        state.piece()
                         builder = state.calls.get(event.get("index", 0))
                         if builder is not None:
                             builder.arguments.append(delta.get("partial_json") or "")
-                    elif delta_kind == "signature_delta":
-                        state.fed()
-                        signature.append(delta.get("signature") or "")
-                    if state.over_limit:
-                        log.warning("provider_ignored_output_limit", limit=request.max_output_tokens)
-                        completion.finish_reason, finished = FINISH_LENGTH, True
-                        break
                 elif kind == "content_block_start":
                     state.fed()
                     block = event.get("content_block") or {}
@@ -256,12 +258,13 @@ class AnthropicMessagesProvider(ModelProvider):
             return Failure(
                 InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}")
             )
-        if isinstance(exc, anthropic.APITimeoutError):
+        if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
             return Failure(
                 StreamFailed(f"model provider sent no tokens for {self.settings.idle_timeout:g} s{tries}"),
                 retryable=True,
             )
-        if isinstance(exc, anthropic.APIConnectionError):
+        if isinstance(exc, (anthropic.APIConnectionError, httpx2.RequestError)):
+            # Reading the body, the SDK's stream lets the transport's errors through unwrapped.
             cause = exc.__cause__ or exc
             return Failure(
                 StreamFailed(f"cannot reach the model provider at {self.target}{tries}: {cause}"),

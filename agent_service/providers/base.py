@@ -164,6 +164,12 @@ class ProviderSettings:
         return bool(self.base_url or self.api_key)
 
 
+def read_timeout(settings: ProviderSettings) -> float:
+    """The HTTP read timeout under the idle watch: a backstop for a socket that goes silent, a
+    little longer than the idle timeout so that the watch, which words the failure, fires first."""
+    return settings.idle_timeout + 1.0
+
+
 @dataclass
 class Failure:
     """How one failed attempt is handled."""

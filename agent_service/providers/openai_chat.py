@@ -41,6 +41,7 @@ from agent_service.providers.base import (
     TokenCounts,
     ToolCallBuilder,
     overflow,
+    read_timeout,
     refuses_field,
     retry_after,
 )
@@ -105,7 +106,7 @@ class OpenAIChatProvider(ModelProvider):
         if settings.configured:
             # The read timeout backs the idle watch up (a silent socket); the watch is what ends
             # a stream that sends keep-alives but no tokens.
-            timeout = httpx2.Timeout(settings.idle_timeout, connect=settings.connect_timeout)
+            timeout = httpx2.Timeout(read_timeout(settings), connect=settings.connect_timeout)
             self._client = openai.AsyncOpenAI(
                 base_url=settings.base_url or None,
                 # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
@@ -175,15 +176,21 @@ class OpenAIChatProvider(ModelProvider):
                             content = delta.get("content")
                             if content:
                                 state.piece()
+                                if state.over_limit:
+                                    break
                                 text.append(content)
                                 yield TextPiece(content)
                             thought = delta.get("reasoning_content") or delta.get("reasoning")
                             if isinstance(thought, str) and thought:
                                 state.piece()
+                                if state.over_limit:
+                                    break
                                 reasoning.append(thought)
                                 yield ReasoningPiece(thought)
                             for fragment in delta.get("tool_calls") or ():
                                 state.piece()
+                                if state.over_limit:
+                                    break
                                 builder = calls.get(fragment.get("index") or 0)
                                 if builder is None:
                                     builder = calls[fragment.get("index") or 0] = ToolCallBuilder()
@@ -198,7 +205,8 @@ class OpenAIChatProvider(ModelProvider):
                             completion.finish_reason = choice["finish_reason"]
                             finished = True
                     if state.over_limit and not finished:
-                        # The server ignores the limit: stop reading, as the limit would have.
+                        # The server ignores the limit: stop reading where the limit would have
+                        # stopped it (the piece past it is not relayed).
                         log.warning("provider_ignored_output_limit", limit=request.max_output_tokens)
                         completion.finish_reason, finished = FINISH_LENGTH, True
                         break
