@@ -105,6 +105,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("title", f"must be at most {MAX_TITLE_CHARS} characters")
         if request.settings.max_steps < 0:
             raise InvalidArgument("settings.max_steps", "must not be negative (0 means the server's default)")
+        if request.settings.max_output_tokens < 0:
+            raise InvalidArgument(
+                "settings.max_output_tokens", "must not be negative (0 means the server's default)"
+            )
         _check_enum(request.settings.approval_policy, agent_pb2.ApprovalPolicy, "settings.approval_policy")
         _check_enum(request.settings.sandbox_mode, agent_pb2.SandboxMode, "settings.sandbox_mode")
         session = agent_pb2.Session(

@@ -694,12 +694,13 @@ class FakeProvider:
 def _main() -> None:
     """Serve a default answer of N text deltas until killed; print the base URL first.
     For benchmarks, which run the provider in a process of its own:
-    `python -m tests.support.fake_provider --deltas 500`."""
+    `python -m tests.support.fake_provider --deltas 500 [--wire anthropic]`."""
     import argparse
 
     parser = argparse.ArgumentParser(description=_main.__doc__)
     parser.add_argument("--deltas", type=int, default=1)
     parser.add_argument("--pause", type=float, default=0.0, help="seconds between deltas")
+    parser.add_argument("--wire", choices=("openai", "anthropic"), default="openai")
     args = parser.parse_args()
 
     async def serve() -> None:
@@ -709,7 +710,11 @@ def _main() -> None:
         reply.steps = [
             Raw("data: " + json.dumps(step)) if isinstance(step, dict) else step for step in reply.steps
         ]
-        fake = await FakeProvider.start(reply)
+        reply.anthropic = [
+            Raw(f"event: {step.name}\ndata: {json.dumps(step.data)}") if isinstance(step, Event) else step
+            for step in reply.anthropic or ()
+        ]
+        fake = await FakeProvider.start(reply, wire=args.wire)
         print(fake.base_url, flush=True)
         await asyncio.Event().wait()
 
