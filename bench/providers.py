@@ -15,7 +15,7 @@ a stalled stream ends, for each wire format (`openai` chat completions, `anthrop
   timeout 2 s, no retries: the seconds from the last token to `run_failed`, which must be at most
   idle timeout + 1 s.
 
-Run `python -m bench.providers [--quick]`; it prints one JSON object.
+Run `python -m bench.providers [--quick]` (it prints one JSON object); `make bench` runs it too.
 """
 
 from __future__ import annotations
