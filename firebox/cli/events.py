@@ -164,7 +164,9 @@ def _run_completed(renderer: RunRenderer, completed: ag.RunCompleted, _event: ag
     if completed.step_limit_reached:
         output.warn("the run stopped at the step limit before the model gave a final answer")
     if completed.output_truncated:
-        output.warn("the answer was cut at the output-token limit (max_output_tokens); its tool calls did not run")
+        output.warn(
+            "the answer was cut at the output-token limit (max_output_tokens); its tool calls did not run"
+        )
     if renderer.last_usage is not None:
         call, total = renderer.last_usage.call, renderer.last_usage.cumulative
         output.note(
