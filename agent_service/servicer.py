@@ -23,7 +23,7 @@ from agent_service.executor_client import forwardable_timeout
 from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import generate, new_id, provider_messages
 from agent_service.mcp_tools import session_servers
-from agent_service.provider import ModelProvider
+from agent_service.providers.base import ModelProvider
 from agent_service.runs import ConflictPolicy, LiveRun, RunManager, RunOptions
 from agent_service.store import Store
 from agent_service.toolloop import ToolLoop
@@ -107,6 +107,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("title", f"must be at most {MAX_TITLE_CHARS} characters")
         if request.settings.max_steps < 0:
             raise InvalidArgument("settings.max_steps", "must not be negative (0 means the server's default)")
+        if request.settings.max_output_tokens < 0:
+            raise InvalidArgument(
+                "settings.max_output_tokens", "must not be negative (0 means the server's default)"
+            )
         _check_enum(request.settings.approval_policy, agent_pb2.ApprovalPolicy, "settings.approval_policy")
         _check_enum(request.settings.sandbox_mode, agent_pb2.SandboxMode, "settings.sandbox_mode")
         writable_paths = normalize_writable_paths(request.settings.writable_paths, "settings.writable_paths")

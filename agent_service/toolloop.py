@@ -35,7 +35,14 @@ from agent_service.generation import (
     usage_proto,
 )
 from agent_service.mcp_tools import McpServerSpec, McpTools
-from agent_service.provider import Completion, ModelProvider, ReasoningPiece, TextPiece
+from agent_service.providers.base import (
+    Completion,
+    ModelProvider,
+    ReasoningPiece,
+    Restarted,
+    StreamFailed,
+    TextPiece,
+)
 from agent_service.runs import LiveRun
 from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
 from agent_service.session_workspace import workspace_policy as workspace_policy
@@ -62,6 +69,11 @@ log = get_logger("firebox.agent.toolloop")
 
 # Assistant progress is written to the store at most this often while it streams.
 PERSIST_INTERVAL_SECONDS = 0.5
+# What the model is told of a call in an answer cut at the output-token limit.
+_CUT_CALL_RESULT = (
+    "[not run: your answer reached the output-token limit (max_output_tokens) and was cut, so this "
+    "call may be incomplete; make it again in a shorter answer]"
+)
 
 
 @dataclass(frozen=True)
@@ -211,6 +223,13 @@ class ToolLoop:
         for step in range(1, max_steps + 1):
             messages = await self._prepare_context(live, turn)
             assistant = await self._model_step(live, turn, messages, step)
+            if assistant.truncated:
+                # Cut at the output limit: no call in it runs (the last may be half written);
+                # the run ends here and says so.
+                live.output_truncated = True
+                for call in assistant.tool_calls:
+                    await self._add_tool_message(live, session.id, call.id, _CUT_CALL_RESULT)
+                return False
             if not assistant.tool_calls:
                 return False
             await self._run_tools(live, turn, assistant)
@@ -325,23 +344,7 @@ class ToolLoop:
         step: int,
     ) -> agent_pb2.Message:
         session = turn.session
-        trace = GenerationTrace(
-            new_id("gen"),
-            turn.model,
-            messages,
-            session_id=session.id,
-            run_id=live.id,
-            step=step,
-            tools=turn.tools.specs,
-        )
-        turn.generation_id = trace.generation_id
-        assistant = agent_pb2.Message(
-            id=new_id("msg"),
-            role=agent_pb2.ROLE_ASSISTANT,
-            status=agent_pb2.MESSAGE_STATUS_STREAMING,
-            run_id=live.id,
-        )
-        _now_stamp(assistant)
+        trace, assistant = self._new_answer(live, turn, messages, step)
         text: list[str] = []
         reasoning: list[str] = []
 
@@ -356,7 +359,13 @@ class ToolLoop:
         try:
             # Every piece the provider sends is one delta event (a token, from most servers):
             # clients that want fewer messages ask for batch_events, which packs events, not text.
-            async for event in self._provider.stream(messages, turn.model, turn.tools.specs):
+            async for event in self._provider.stream(
+                messages,
+                turn.model,
+                turn.tools.specs,
+                max_output_tokens=session.settings.max_output_tokens,
+                restartable=True,
+            ):
                 if isinstance(event, TextPiece):
                     trace.saw_output()
                     text.append(event.text)
@@ -365,6 +374,29 @@ class ToolLoop:
                     trace.saw_output()
                     reasoning.append(event.text)
                     live.emit_delta(assistant.id, event.text, reasoning=True)
+                elif isinstance(event, Restarted):
+                    # The stream broke after text went out and the call is made again: what went
+                    # out stays as an interrupted message, the retry streams into a new one.
+                    throttle.stop()
+                    assistant.content, assistant.reasoning = "".join(text), "".join(reasoning)
+                    assistant.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                    await throttle.now(assistant)
+                    live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
+                    self._log.write(
+                        GENERATIONS, trace.record(None, error=event.reason, partial_text=assistant.content)
+                    )
+                    live.emit(
+                        model_retry=agent_pb2.ModelRetry(
+                            attempt=event.attempt,
+                            delay_seconds=event.delay_seconds,
+                            reason=event.reason,
+                            superseded_message_id=assistant.id,
+                        )
+                    )
+                    trace, assistant = self._new_answer(live, turn, messages, step)
+                    text, reasoning = [], []
+                    throttle = _Throttle(self._store, session.id, snapshot)
+                    continue
                 else:
                     completion = event
                     break
@@ -374,12 +406,21 @@ class ToolLoop:
             throttle.stop()
             assistant.content, assistant.reasoning = "".join(text), "".join(reasoning)
             assistant.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
-            if text or reasoning or throttle.written:
+            # Calls the model had begun when its stream broke: kept, as far as they arrived, and
+            # answered as never run, so the history stays valid.
+            opened = exc.open_tool_calls if isinstance(exc, StreamFailed) else []
+            assistant.tool_calls.extend(
+                agent_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in opened
+            )
+            if text or reasoning or opened or throttle.written:
                 await self._shielded(throttle.now(assistant))
                 live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
             error = (
                 "cancelled" if isinstance(exc, asyncio.CancelledError) else getattr(exc, "message", repr(exc))
             )
+            for call in opened:
+                result = f"[not run: the model's output stopped before this call was complete ({error})]"
+                await self._shielded(self._add_tool_message(live, session.id, call.id, result))
             self._log.write(GENERATIONS, trace.record(None, error=error, partial_text=assistant.content))
             raise
         assert completion is not None
@@ -388,6 +429,8 @@ class ToolLoop:
             agent_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in completion.tool_calls
         )
         assistant.status = agent_pb2.MESSAGE_STATUS_COMPLETE
+        assistant.truncated = completion.truncated
+        assistant.reasoning_signature = completion.reasoning_signature
         await throttle.now(assistant)
         self._log.write(GENERATIONS, trace.record(completion))
         call = usage_proto(completion.usage)
@@ -417,6 +460,30 @@ class ToolLoop:
             )
         live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
         return assistant
+
+    @staticmethod
+    def _new_answer(
+        live: LiveRun, turn: _Turn, messages: list[dict[str, Any]], step: int
+    ) -> tuple[GenerationTrace, agent_pb2.Message]:
+        """The trace and the (empty, streaming) assistant message of one model call."""
+        trace = GenerationTrace(
+            new_id("gen"),
+            turn.model,
+            messages,
+            session_id=turn.session.id,
+            run_id=live.id,
+            step=step,
+            tools=turn.tools.specs,
+        )
+        turn.generation_id = trace.generation_id
+        assistant = agent_pb2.Message(
+            id=new_id("msg"),
+            role=agent_pb2.ROLE_ASSISTANT,
+            status=agent_pb2.MESSAGE_STATUS_STREAMING,
+            run_id=live.id,
+        )
+        _now_stamp(assistant)
+        return trace, assistant
 
     async def _run_tools(self, live: LiveRun, turn: _Turn, assistant: agent_pb2.Message) -> None:
         answered: set[str] = set()

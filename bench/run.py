@@ -25,6 +25,7 @@ from rich.table import Table
 from bench.agent import bench_agent
 from bench.executor import ExecutorBench
 from bench.memory import agent_memory, executor_memory, rss_mb
+from bench.providers import STALL_IDLE_SECONDS, bench_providers
 from bench.services import service
 from bench.trainlog import bench_trainlog
 
@@ -44,6 +45,23 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "warm pool create p50 (ms)": (("executor", "warm_pool", "p50_ms"), "<=", 20),
     "agent added TTFT p50 (ms)": (("agent", "ttft", "added_p50_ms"), "<=", 5),
     "relayed delta events/s at 64 runs": (("agent", "relay", "64", "deltas_per_s"), ">=", 20000),
+    "TTFT added p50, openai / anthropic wire (ms)": (("providers", "ttft_added_p50_ms"), None, None),
+    "provider CPU per token, openai / anthropic (µs)": (("providers", "relay_us_per_token"), None, None),
+    "openai SDK's own stream CPU per token (µs)": (
+        ("providers", "openai", "relay", "sdk_stream_us_per_token"),
+        None,
+        None,
+    ),
+    "stall ended after last token, openai (s)": (
+        ("providers", "openai", "stall", "ended_after_last_token_s"),
+        "<=",
+        STALL_IDLE_SECONDS + 1,
+    ),
+    "stall ended after last token, anthropic (s)": (
+        ("providers", "anthropic", "stall", "ended_after_last_token_s"),
+        "<=",
+        STALL_IDLE_SECONDS + 1,
+    ),
     "training log cost (%)": (("trainlog", "overhead_pct"), "<=", 5),
     "executor RSS idle (MB)": (("memory", "executor", "idle_mb"), None, None),
     "executor RSS, W workspaces (MB)": (("memory", "executor", "with_workspaces_mb"), None, None),
@@ -180,6 +198,15 @@ def main() -> None:
         if exec_run and through_agent:
             results["agent"]["execute_ratio_p50"] = round(through_agent / exec_run, 4)
         results["memory"]["agent"] = guarded("agent memory", console, lambda: agent_memory(target, sessions))
+    console.print("provider paths…")
+    results["providers"] = guarded("providers", console, lambda: asyncio.run(bench_providers(args.quick)))
+    wires = ("openai", "anthropic")
+    if all(dig(results, ("providers", w, "ttft", "added_p50_ms")) is not None for w in wires):
+        providers = results["providers"]
+        providers["ttft_added_p50_ms"] = " / ".join(str(providers[w]["ttft"]["added_p50_ms"]) for w in wires)
+        providers["relay_us_per_token"] = " / ".join(
+            str(providers[w]["relay"]["module_us_per_token"]) for w in wires
+        )
     console.print("training log cost…")
     results["trainlog"] = guarded("training log", console, lambda: bench_trainlog(args.quick))
     results["machine"]["load_end"] = round(os.getloadavg()[0], 2)

@@ -30,7 +30,7 @@ from tests.support.agent_server import (
     running_agent,
 )
 from tests.support.executor_server import free_port, health_status
-from tests.support.fake_provider import Hold, Reply, chunk
+from tests.support.fake_provider import held_reply
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -146,7 +146,7 @@ async def test_server_info_and_health(stub, agent):
 
 
 async def test_log_events_writes_one_feedback_record_per_event(tmp_path, fake):
-    async with running_agent(tmp_path, provider=fake.base_url) as agent:
+    async with running_agent(tmp_path, fake=fake) as agent:
         response = await agent_stub(agent).LogEvents(
             agent_pb2.LogEventsRequest(
                 events=[
@@ -176,7 +176,7 @@ async def test_log_events_writes_one_feedback_record_per_event(tmp_path, fake):
 
 
 async def test_auth_token_is_required_when_set(tmp_path, fake):
-    async with running_agent(tmp_path, provider=fake.base_url, auth_token="s3cret-token") as agent:
+    async with running_agent(tmp_path, fake=fake, auth_token="s3cret-token") as agent:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await agent_stub(agent).ListSessions(agent_pb2.ListSessionsRequest())
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -189,7 +189,7 @@ async def test_auth_token_is_required_when_set(tmp_path, fake):
 async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial_output(tmp_path, fake):
     """The agent process is killed (SIGKILL) mid-stream; a new agent on the same database finds
     the run INTERRUPTED and the partial answer stored, marked interrupted."""
-    fake.script(Reply(steps=[chunk({"content": "half an ans"}), chunk({"content": "wer"}), Hold()]))
+    fake.script(held_reply("half an ans", "wer"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FIREBOX_", "OPENAI_"))}
     proc = await asyncio.to_thread(
@@ -202,6 +202,8 @@ async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial
             f"127.0.0.1:{port}",
             "--config-dir",
             str(tmp_path),
+            "--provider",
+            fake.wire,
             "--provider-base-url",
             fake.base_url,
             "--model",
@@ -235,7 +237,7 @@ async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial
     finally:
         if proc.poll() is None:
             proc.kill()
-    async with running_agent(tmp_path, provider=fake.base_url) as agent:
+    async with running_agent(tmp_path, fake=fake) as agent:
         stub = agent_stub(agent)
         got = await stub.GetSession(agent_pb2.GetSessionRequest(session_id=session.id, include_messages=True))
         runs = await stub.ListRuns(agent_pb2.ListRunsRequest(session_id=session.id))
@@ -251,8 +253,8 @@ async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial
 
 
 async def test_graceful_stop_ends_running_runs_as_interrupted_keeping_their_output(tmp_path, fake):
-    fake.script(Reply(steps=[chunk({"content": "going"}), Hold()]))
-    agent = await start_agent(agent_config(tmp_path, provider=fake.base_url))
+    fake.script(held_reply("going"))
+    agent = await start_agent(agent_config(tmp_path, fake=fake))
     stub = agent_stub(agent)
     session = await new_session(stub)
     call = stub.SendMessage(agent_pb2.SendMessageRequest(session_id=session.id, content="long job"))
