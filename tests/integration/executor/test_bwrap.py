@@ -10,6 +10,7 @@ import pytest
 from executor_service.backend import Policy, WorkspaceSpec
 from executor_service.backends.bwrap import BwrapBackend
 from executor_service.backends.cgroups import CgroupLimits
+from executor_service.ceiling import PolicyCeiling
 from firebox.common import errors
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
@@ -25,7 +26,9 @@ pytestmark = [
 @pytest.fixture(scope="module")
 async def bw(tmp_path_factory):
     config_dir = tmp_path_factory.mktemp("bwrap")
-    async with running_executor_handle(config_dir, backend="bwrap") as running:
+    # Some tests run as another user than the default: this executor's ceiling allows it.
+    ceiling = PolicyCeiling.parse("user=allow")
+    async with running_executor_handle(config_dir, backend="bwrap", policy_ceiling=ceiling) as running:
         async with grpc.aio.insecure_channel(running.target) as channel:
             stub = executor_pb2_grpc.ExecutorServiceStub(channel)
             ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(name="bw"))).workspace
