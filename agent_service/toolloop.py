@@ -265,7 +265,7 @@ class ToolLoop:
             log.info("message_resent", session_id=session.id, message_id=user.id, dropped=dropped)
             return user
         user = agent_pb2.Message(
-            id=new_id("msg"),
+            id=live.options.message_id or new_id("msg"),
             role=agent_pb2.ROLE_USER,
             content=live.content,
             status=agent_pb2.MESSAGE_STATUS_COMPLETE,
