@@ -64,6 +64,8 @@ class Resolution:
     timed_out: bool = False
     # Add the call's paths outside the writable paths to the session's writable paths.
     always_allow_paths: bool = False
+    # Decided by the reviewer model (MODEL_REVIEW), not a person.
+    reviewed: bool = False
 
 
 def is_read_only_command(command: str, prefixes: Sequence[str]) -> bool:
@@ -155,6 +157,7 @@ POLICY_NAMES = {
     "never": agent_pb2.APPROVAL_POLICY_NEVER,
     "on-request": agent_pb2.APPROVAL_POLICY_ON_REQUEST,
     "always": agent_pb2.APPROVAL_POLICY_ALWAYS,
+    "model-review": agent_pb2.APPROVAL_POLICY_MODEL_REVIEW,
 }
 
 

@@ -14,6 +14,7 @@ from agent_service.approvals import POLICY_NAMES
 from agent_service.config import AgentConfig
 from agent_service.executor_pool import ExecutorPool
 from agent_service.provider import ModelProvider, ProviderSettings
+from agent_service.review import ApprovalReviewer
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
 from agent_service.skills import ensure_skills
@@ -107,6 +108,7 @@ async def start_agent(config: AgentConfig) -> Agent:
             keep_user_tokens=config.keep_user_tokens,
         ),
         skills=skills,
+        reviewer=ApprovalReviewer(provider, config.review_model, config.review_timeout),
     )
     runs = RunManager(store, loop, config.event_retention)
     servicer = AgentServicer(config, store, runs, provider, executor, training_log, loop)
