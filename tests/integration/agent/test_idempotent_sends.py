@@ -102,3 +102,18 @@ async def test_a_repeated_resend_is_refused_naming_the_message_and_its_run(stub,
     fake.script(text_reply("third answer"))
     resend.request_id = "resend-2"
     assert kinds([r.event async for r in stub.EditMessage(resend)][1:])[-1] == "run_completed"
+
+
+async def test_the_client_library_sends_a_message_id_and_reports_a_repeat(agent, fake):
+    from firebox.client import FireboxRpcError
+    from firebox.client.aio import AsyncFireboxClient
+    from firebox.client.settings import ConnectionSettings
+
+    fake.script(text_reply("once"))
+    async with AsyncFireboxClient(ConnectionSettings(agent=agent.target)) as client:
+        session = await client.create_session(title="retries")
+        events = [e async for e in client.send_message(session.id, "hi", message_id="lib-1")]
+        with pytest.raises(FireboxRpcError) as error:
+            [e async for e in client.send_message(session.id, "hi", message_id="lib-1")]
+        assert error.value.code == grpc.StatusCode.ALREADY_EXISTS
+        assert events[0].run_id in str(error.value)
