@@ -123,7 +123,9 @@ def written_paths(command: str) -> list[str]:
     while index <= len(tokens):
         token = tokens[index] if index < len(tokens) else ";"
         index += 1
-        if token.rstrip("0123456789") in _REDIRECTIONS or token in _REDIRECTIONS:
+        if token in _REDIRECTIONS:
+            if words and words[-1].isdigit():
+                words.pop()  # the `2` of `2>`: a descriptor, not an operand
             if index < len(tokens):
                 note(tokens[index])
                 index += 1
