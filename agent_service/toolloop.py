@@ -619,10 +619,12 @@ class ToolLoop:
         stored = await self._store.get_session(session.id)
         if stored is None:
             raise NotFound(f"session {session.id} not found")
-        if normalized and _sandbox(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
-            raise FailedPrecondition(
-                f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
-            )
+        if _sandbox(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
+            if normalized:
+                raise FailedPrecondition(
+                    f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
+                )
+            return stored  # nothing to change: a read-only workspace has no writable paths
         if stored.workspace_id:
             try:
                 await self._executor.set_writable_paths(stored.workspace_id, list(normalized))

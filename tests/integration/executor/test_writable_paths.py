@@ -119,6 +119,18 @@ async def test_bad_writable_paths_are_refused_naming_the_field(backend, paths, p
     assert "writable_paths" in error.value.details()
 
 
+async def test_a_read_only_workspace_cannot_be_made_writable(backend):
+    _name, stub = backend
+    policy = pb.IsolationPolicy(read_only=True)
+    ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(policy=policy))).workspace
+    for paths in ([], ["src"]):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.SetWritablePaths(pb.SetWritablePathsRequest(workspace_id=ws.id, writable_paths=paths))
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    code, out = await _run(stub, ws.id, "touch /workspace/x")
+    assert code != 0 and "Read-only file system" in out
+
+
 async def test_a_writable_path_through_a_symlink_is_refused(backend):
     _name, stub = backend
     ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest())).workspace
