@@ -401,6 +401,12 @@ class ExecutorPool:
     async def get_workspace(self, workspace_id: str, deadline: float = 10.0) -> executor_pb2.Workspace:
         return await self._call(workspace_id, lambda c: c.get_workspace(workspace_id, deadline))  # type: ignore[return-value]
 
+    async def pause_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
+        return await self._call(workspace_id, lambda c: c.pause_workspace(workspace_id, deadline))  # type: ignore[return-value]
+
+    async def resume_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
+        return await self._call(workspace_id, lambda c: c.resume_workspace(workspace_id, deadline))  # type: ignore[return-value]
+
     async def list_workspaces(self, deadline: float = 10.0) -> list[executor_pb2.Workspace]:
         """Every reachable replica's workspaces (their owners recorded on the way); UNAVAILABLE
         only when no replica answers."""

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agent_service.provider import Completion, ModelProvider
+from agent_service.providers.base import Completion, ModelProvider
 from firebox.agent.v1 import agent_pb2
 from firebox.common.logging import get_logger
 
@@ -29,6 +29,8 @@ TRANSCRIPT_CHARS = 24_000
 MESSAGE_CHARS = 4_000
 REASON_CHARS = 500
 DEFAULT_REVIEW_TIMEOUT_SECONDS = 60.0
+# A verdict is one short JSON object; this bounds what a rambling reviewer costs.
+REVIEW_OUTPUT_TOKENS = 512
 
 REVIEW_PROMPT = """You review actions that an AI coding agent wants to take in a sandboxed \
 workspace on behalf of a user, before they run. Approve an action that plainly serves the \
@@ -80,7 +82,9 @@ class ApprovalReviewer:
         try:
             async with asyncio.timeout(self._timeout):
                 completion = None
-                async for event in self._provider.stream(messages, model, None):
+                async for event in self._provider.stream(
+                    messages, model, None, max_output_tokens=REVIEW_OUTPUT_TOKENS
+                ):
                     if isinstance(event, Completion):
                         completion = event
         except TimeoutError:

@@ -102,6 +102,10 @@ class LiveRun:
         self.cancel_reason = ""
         # Bytes of tool output held in `events` (bounded by the tool loop).
         self.output_bytes = 0
+        # Stopped by the run time limit (not by a client's cancel).
+        self.timed_out = False
+        # The run ended on a model answer cut at the output-token limit.
+        self.output_truncated = False
         self.task: asyncio.Task[None] | None = None
         # Followers waiting for the next event: futures resolved by the next append (or finish).
         # Cheaper per event than an asyncio.Event made and set for each one, which the most
@@ -217,10 +221,15 @@ class _SessionLane:
 class RunManager:
     """Starts, queues, cancels and remembers runs; the one place that knows who runs when."""
 
-    def __init__(self, store: Store, body: RunBody, retention_seconds: float) -> None:
+    def __init__(
+        self, store: Store, body: RunBody, retention_seconds: float, run_timeout: float | None = None
+    ) -> None:
         self._store = store
         self._body = body
         self._retention = retention_seconds
+        # A run still going after this many seconds is stopped (as a cancel: partial output kept,
+        # open tool calls answered) and fails DEADLINE_EXCEEDED.
+        self._run_timeout = run_timeout
         self._runs: dict[str, LiveRun] = {}
         self._lanes: dict[str, _SessionLane] = {}
         self._closing = False
@@ -369,13 +378,34 @@ class RunManager:
             elif not lane.waiting and not lane.held:
                 self._lanes.pop(live.session_id, None)
 
+    def _time_up(self, live: LiveRun) -> None:
+        if live.done or live.cancelling or live.task is None:
+            return
+        live.timed_out = True
+        live.cancel_reason = f"the run reached its time limit of {self._run_timeout:g} s (--run-timeout)"
+        live.task.cancel()
+
     async def _execute(self, live: LiveRun) -> None:
         run = live.run
+        timer = (
+            asyncio.get_running_loop().call_later(self._run_timeout, self._time_up, live)
+            if self._run_timeout
+            else None
+        )
         try:
             step_limit = await self._body(live)
         except asyncio.CancelledError:
-            run.status = agent_pb2.RUN_STATUS_INTERRUPTED if self._closing else agent_pb2.RUN_STATUS_CANCELLED
-            live.emit(run_cancelled=agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled"))
+            if live.timed_out and not self._closing:
+                # The time limit's cancel, not a client's: the run failed.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                run.status = agent_pb2.RUN_STATUS_FAILED
+                run.error = live.cancel_reason
+                live.emit(run_failed=agent_pb2.RunFailed(code="DEADLINE_EXCEEDED", message=run.error))
+            else:
+                run.status = (
+                    agent_pb2.RUN_STATUS_INTERRUPTED if self._closing else agent_pb2.RUN_STATUS_CANCELLED
+                )
+                live.emit(run_cancelled=agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled"))
         except FireboxError as exc:
             run.status = agent_pb2.RUN_STATUS_FAILED
             run.error = exc.message
@@ -388,7 +418,14 @@ class RunManager:
             live.emit(run_failed=agent_pb2.RunFailed(code="INTERNAL", message=run.error))
         else:
             run.status = agent_pb2.RUN_STATUS_COMPLETED
-            live.emit(run_completed=agent_pb2.RunCompleted(step_limit_reached=step_limit))
+            live.emit(
+                run_completed=agent_pb2.RunCompleted(
+                    step_limit_reached=step_limit, output_truncated=live.output_truncated
+                )
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
         run.end_time.CopyFrom(_now())
         try:
             await self._store.put_run(run)

@@ -23,7 +23,8 @@ from agent_service.context import estimate_tokens, model_view
 from agent_service.executor_client import forwardable_timeout
 from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import generate, new_id, provider_messages
-from agent_service.provider import ModelProvider
+from agent_service.mcp_tools import session_servers
+from agent_service.providers.base import ModelProvider
 from agent_service.runs import ConflictPolicy, LiveRun, RunManager, RunOptions
 from agent_service.store import Store
 from agent_service.toolloop import ToolLoop
@@ -43,7 +44,6 @@ log = get_logger("firebox.agent.servicer")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_FEEDBACK_EVENTS = 1000
-MAX_CONTENT_BYTES = 4 * 1024 * 1024
 MAX_TITLE_CHARS = 1000
 # How long CancelRun waits for the run to wind down before answering with its state then.
 CANCEL_WAIT_SECONDS = 5.0
@@ -108,6 +108,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("title", f"must be at most {MAX_TITLE_CHARS} characters")
         if request.settings.max_steps < 0:
             raise InvalidArgument("settings.max_steps", "must not be negative (0 means the server's default)")
+        if request.settings.max_output_tokens < 0:
+            raise InvalidArgument(
+                "settings.max_output_tokens", "must not be negative (0 means the server's default)"
+            )
         _check_enum(request.settings.approval_policy, agent_pb2.ApprovalPolicy, "settings.approval_policy")
         _check_enum(request.settings.sandbox_mode, agent_pb2.SandboxMode, "settings.sandbox_mode")
         writable_paths = normalize_writable_paths(request.settings.writable_paths, "settings.writable_paths")
@@ -115,6 +119,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("settings.writable_paths", "a READ_ONLY session has no writable paths")
         del request.settings.writable_paths[:]
         request.settings.writable_paths.extend(writable_paths)
+        session_servers(request.settings, self._loop.mcp.operator_names)
         session = agent_pb2.Session(
             id=f"ses-{uuid.uuid4().hex}",
             title=request.title,
@@ -151,6 +156,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session = await self._session(request.session_id)
         await self._runs.cancel_session(session.id, "the session was deleted")
         await self._store.delete_session(session.id)
+        await self._loop.mcp.forget_session(session.id)
         if session.workspace_id:
             # Best effort: the session is gone either way; a workspace left behind is logged.
             try:
@@ -230,8 +236,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         _require(request.session_id, "session_id")
         if not request.content.strip():
             raise InvalidArgument("content", "must not be empty")
-        if len(request.content.encode()) > MAX_CONTENT_BYTES:
-            raise InvalidArgument("content", f"must be at most {MAX_CONTENT_BYTES} bytes")
         policy = _POLICIES.get(request.on_conflict)
         if policy is None:
             raise InvalidArgument(
@@ -389,6 +393,24 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         log.info("workspace_deleted", workspace_id=workspace_id)
         return executor_pb2.DeleteWorkspaceResponse()
 
+    async def PauseWorkspace(
+        self, request: executor_pb2.PauseWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.PauseWorkspaceResponse:
+        workspace_id = _require(request.workspace_id, "workspace_id")
+        deadline = forwardable_timeout(context.time_remaining()) or 60.0
+        return executor_pb2.PauseWorkspaceResponse(
+            workspace=await self._executor.pause_workspace(workspace_id, deadline)
+        )
+
+    async def ResumeWorkspace(
+        self, request: executor_pb2.ResumeWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.ResumeWorkspaceResponse:
+        workspace_id = _require(request.workspace_id, "workspace_id")
+        deadline = forwardable_timeout(context.time_remaining()) or 60.0
+        return executor_pb2.ResumeWorkspaceResponse(
+            workspace=await self._executor.resume_workspace(workspace_id, deadline)
+        )
+
     # -- approvals, compaction, edits ------------------------------------------------------
 
     async def ResolveApproval(
@@ -476,8 +498,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("action", "must be SAVE or RESEND")
         if not request.content.strip():
             raise InvalidArgument("content", "must not be empty")
-        if len(request.content.encode()) > MAX_CONTENT_BYTES:
-            raise InvalidArgument("content", f"must be at most {MAX_CONTENT_BYTES} bytes")
         session = await self._session(request.session_id)
         message = await self._store.get_message(session.id, request.message_id)
         if message is None:
@@ -529,6 +549,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             agent_pb2.EditMessageResponse,
         ):
             yield response
+
+    async def ListTools(
+        self, request: agent_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ListToolsResponse:
+        session = await self._session(request.session_id) if request.session_id else None
+        offered = await self._loop.catalog.offered(session)
+        return agent_pb2.ListToolsResponse(
+            tools=[tool.info() for tool in offered.tools.values()],
+            mcp_servers=await self._loop.mcp.statuses(session),
+        )
 
     async def GetServerInfo(
         self, request: agent_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext

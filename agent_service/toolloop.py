@@ -4,10 +4,8 @@ Each step first builds the model's context from the stored history (compacting i
 the window, see context.py), then streams one model call (text and reasoning deltas as they
 come), stores the assistant message (throttled while streaming, fully at the end), then runs
 each tool call: after an approval when the session's policy asks for one (see approvals.py),
-`shell` in the session's workspace and shell session (streaming its output to the client and
-giving the model a bounded head and tail of it), `read_file` / `write_file` through the
-executor's file RPCs, `load_skill` from the skills library, and the executor's named tools
-through Step. The loop ends on an answer without tool calls, or at the step limit.
+the tool found by name in the catalog (tools.py; the tools themselves are in builtin_tools.py
+and mcp_tools.py) runs it. The loop ends on an answer without tool calls, or at the step limit.
 
 If the run is cancelled or fails part-way, what arrived is kept: the assistant message is
 marked interrupted with its partial content, and every tool call it made that has no result
@@ -21,55 +19,62 @@ import contextlib
 import json
 import posixpath
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.struct_pb2 import Struct
-
 from agent_service.approvals import ApprovalBroker, Decision, Resolution, approval_policy
+from agent_service.builtin_tools import BuiltinTools
 from agent_service.context import CompactionResult, Compactor, estimate_tokens, model_view
-from agent_service.executor_client import ExecutorClient, ExecutorError
+from agent_service.executor_client import ExecutorError
+from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import (
-    SHELL_TOOL_NAME,
     GenerationTrace,
     new_id,
     provider_messages,
     usage_proto,
 )
-from agent_service.provider import Completion, ModelProvider, ReasoningPiece, TextPiece
+from agent_service.mcp_tools import McpServerSpec, McpTools
+from agent_service.providers.base import (
+    Completion,
+    ModelProvider,
+    ReasoningPiece,
+    Restarted,
+    StreamFailed,
+    TextPiece,
+)
 from agent_service.review import APPROVE, ASK, DEFAULT_REVIEW_TIMEOUT_SECONDS, DENY, Action, ApprovalReviewer
 from agent_service.runs import LiveRun
-from agent_service.skills import LOAD_SKILL_TOOL_NAME, SkillLibrary
+from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
+from agent_service.session_workspace import workspace_policy as workspace_policy
+from agent_service.skills import SkillLibrary
 from agent_service.store import Store
+from agent_service.tool_output import tool_result_text as tool_result_text
 from agent_service.tools import (
-    READ_FILE_TOOL_NAME,
     WRITE_FILE_TOOL_NAME,
     OfferedTools,
     ToolCatalog,
-    approval_text,
+    ToolRun,
     needs_approval,
     paths_written_outside,
 )
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FailedPrecondition, FireboxError, NotFound
+from firebox.common.headtail import HeadTail as HeadTail
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, GENERATIONS, TrainingLog
 from firebox.common.workspace_paths import WORKDIR, is_writable, normalize_writable_paths
-from firebox.executor.v1 import executor_pb2
 from firebox.trace.v1 import trace_pb2
 
 log = get_logger("firebox.agent.toolloop")
 
 # Assistant progress is written to the store at most this often while it streams.
 PERSIST_INTERVAL_SECONDS = 0.5
-# Tool output a run keeps in its event list (held in memory for the event retention). Past it,
-# output still reaches the model's head-and-tail view but no longer the clients, and the tool
-# call's finish says output_truncated.
-RUN_EVENT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
-# Labels put on the workspaces the agent creates, so they can be traced back to a session.
-LABEL_AGENT_SESSION = "dev.firebox.agent-session"
+# What the model is told of a call in an answer cut at the output-token limit.
+_CUT_CALL_RESULT = (
+    "[not run: your answer reached the output-token limit (max_output_tokens) and was cut, so this "
+    "call may be incomplete; make it again in a shorter answer]"
+)
 
 
 @dataclass(frozen=True)
@@ -88,47 +93,6 @@ class LoopSettings:
 
 def _now_stamp(message: agent_pb2.Message) -> None:
     message.create_time.GetCurrentTime()
-
-
-class HeadTail:
-    """Keeps the first and last `limit // 2` bytes of a stream and counts the rest."""
-
-    def __init__(self, limit: int) -> None:
-        self.half = max(limit // 2, 1)
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def add(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.half - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > self.half:
-                del self.tail[: len(self.tail) - self.half]
-
-    @property
-    def omitted(self) -> int:
-        return self.total - len(self.head) - len(self.tail)
-
-    def text(self) -> str:
-        head = self.head.decode(errors="replace")
-        if not self.omitted:
-            return head + self.tail.decode(errors="replace")
-        return f"{head}\n[... {self.omitted} bytes omitted ...]\n{self.tail.decode(errors='replace')}"
-
-
-def tool_result_text(output: HeadTail, exit_code: int, end_reason: int, note: str) -> str:
-    """What the model is told of a tool run: the bounded output and how it ended."""
-    reason = executor_pb2.EndReason.Name(end_reason).removeprefix("END_REASON_").lower()
-    tail = (
-        f"[exit code {exit_code}]" if end_reason == executor_pb2.END_REASON_EXITED else f"[{reason}: {note}]"
-    )
-    body = output.text()
-    return f"{body}\n{tail}" if body else tail
 
 
 class _Throttle:
@@ -201,11 +165,12 @@ class ToolLoop:
         self,
         store: Store,
         provider: ModelProvider,
-        executor: ExecutorClient,
+        executor: ExecutorPool,
         training_log: TrainingLog,
         settings: LoopSettings,
         approvals: ApprovalBroker | None = None,
         skills: SkillLibrary | None = None,
+        mcp_servers: Mapping[str, McpServerSpec] | None = None,
         reviewer: ApprovalReviewer | None = None,
     ) -> None:
         self._store = store
@@ -216,7 +181,19 @@ class ToolLoop:
         self.approvals = approvals or ApprovalBroker()
         self.skills = skills or SkillLibrary()
         self.reviewer = reviewer or ApprovalReviewer(provider, "", DEFAULT_REVIEW_TIMEOUT_SECONDS)
-        self.catalog = ToolCatalog(executor, self.skills)
+        self.workspaces = SessionWorkspaces(store, executor)
+        self.builtins = BuiltinTools(
+            executor, self.workspaces, self.skills, settings.tool_output_limit, settings.tool_timeout
+        )
+        self.mcp = McpTools(
+            mcp_servers or {},
+            executor,
+            self.workspaces,
+            training_log,
+            settings.tool_output_limit,
+            settings.tool_timeout,
+        )
+        self.catalog = ToolCatalog([self.builtins, self.mcp])
         self.compactor = Compactor(provider, training_log, settings.keep_user_tokens)
 
     def system_prompt(self, session: agent_pb2.Session) -> str:
@@ -243,12 +220,19 @@ class ToolLoop:
                 session.settings, live.options.approval_policy, self._settings.default_approval_policy
             ),
             system_prompt=self.system_prompt(session),
-            tools=await self.catalog.offered(),
+            tools=await self.catalog.offered(session),
         )
         max_steps = session.settings.max_steps or self._settings.max_steps
         for step in range(1, max_steps + 1):
             messages = await self._prepare_context(live, turn)
             assistant = await self._model_step(live, turn, messages, step)
+            if assistant.truncated:
+                # Cut at the output limit: no call in it runs (the last may be half written);
+                # the run ends here and says so.
+                live.output_truncated = True
+                for call in assistant.tool_calls:
+                    await self._add_tool_message(live, session.id, call.id, _CUT_CALL_RESULT)
+                return False
             if not assistant.tool_calls:
                 return False
             await self._run_tools(live, turn, assistant)
@@ -363,23 +347,7 @@ class ToolLoop:
         step: int,
     ) -> agent_pb2.Message:
         session = turn.session
-        trace = GenerationTrace(
-            new_id("gen"),
-            turn.model,
-            messages,
-            session_id=session.id,
-            run_id=live.id,
-            step=step,
-            tools=turn.tools.specs,
-        )
-        turn.generation_id = trace.generation_id
-        assistant = agent_pb2.Message(
-            id=new_id("msg"),
-            role=agent_pb2.ROLE_ASSISTANT,
-            status=agent_pb2.MESSAGE_STATUS_STREAMING,
-            run_id=live.id,
-        )
-        _now_stamp(assistant)
+        trace, assistant = self._new_answer(live, turn, messages, step)
         text: list[str] = []
         reasoning: list[str] = []
 
@@ -394,7 +362,13 @@ class ToolLoop:
         try:
             # Every piece the provider sends is one delta event (a token, from most servers):
             # clients that want fewer messages ask for batch_events, which packs events, not text.
-            async for event in self._provider.stream(messages, turn.model, turn.tools.specs):
+            async for event in self._provider.stream(
+                messages,
+                turn.model,
+                turn.tools.specs,
+                max_output_tokens=session.settings.max_output_tokens,
+                restartable=True,
+            ):
                 if isinstance(event, TextPiece):
                     trace.saw_output()
                     text.append(event.text)
@@ -403,6 +377,29 @@ class ToolLoop:
                     trace.saw_output()
                     reasoning.append(event.text)
                     live.emit_delta(assistant.id, event.text, reasoning=True)
+                elif isinstance(event, Restarted):
+                    # The stream broke after text went out and the call is made again: what went
+                    # out stays as an interrupted message, the retry streams into a new one.
+                    throttle.stop()
+                    assistant.content, assistant.reasoning = "".join(text), "".join(reasoning)
+                    assistant.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                    await throttle.now(assistant)
+                    live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
+                    self._log.write(
+                        GENERATIONS, trace.record(None, error=event.reason, partial_text=assistant.content)
+                    )
+                    live.emit(
+                        model_retry=agent_pb2.ModelRetry(
+                            attempt=event.attempt,
+                            delay_seconds=event.delay_seconds,
+                            reason=event.reason,
+                            superseded_message_id=assistant.id,
+                        )
+                    )
+                    trace, assistant = self._new_answer(live, turn, messages, step)
+                    text, reasoning = [], []
+                    throttle = _Throttle(self._store, session.id, snapshot)
+                    continue
                 else:
                     completion = event
                     break
@@ -412,12 +409,21 @@ class ToolLoop:
             throttle.stop()
             assistant.content, assistant.reasoning = "".join(text), "".join(reasoning)
             assistant.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
-            if text or reasoning or throttle.written:
+            # Calls the model had begun when its stream broke: kept, as far as they arrived, and
+            # answered as never run, so the history stays valid.
+            opened = exc.open_tool_calls if isinstance(exc, StreamFailed) else []
+            assistant.tool_calls.extend(
+                agent_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in opened
+            )
+            if text or reasoning or opened or throttle.written:
                 await self._shielded(throttle.now(assistant))
                 live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
             error = (
                 "cancelled" if isinstance(exc, asyncio.CancelledError) else getattr(exc, "message", repr(exc))
             )
+            for call in opened:
+                result = f"[not run: the model's output stopped before this call was complete ({error})]"
+                await self._shielded(self._add_tool_message(live, session.id, call.id, result))
             self._log.write(GENERATIONS, trace.record(None, error=error, partial_text=assistant.content))
             raise
         assert completion is not None
@@ -426,6 +432,8 @@ class ToolLoop:
             agent_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in completion.tool_calls
         )
         assistant.status = agent_pb2.MESSAGE_STATUS_COMPLETE
+        assistant.truncated = completion.truncated
+        assistant.reasoning_signature = completion.reasoning_signature
         await throttle.now(assistant)
         self._log.write(GENERATIONS, trace.record(completion))
         call = usage_proto(completion.usage)
@@ -455,6 +463,30 @@ class ToolLoop:
             )
         live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
         return assistant
+
+    @staticmethod
+    def _new_answer(
+        live: LiveRun, turn: _Turn, messages: list[dict[str, Any]], step: int
+    ) -> tuple[GenerationTrace, agent_pb2.Message]:
+        """The trace and the (empty, streaming) assistant message of one model call."""
+        trace = GenerationTrace(
+            new_id("gen"),
+            turn.model,
+            messages,
+            session_id=turn.session.id,
+            run_id=live.id,
+            step=step,
+            tools=turn.tools.specs,
+        )
+        turn.generation_id = trace.generation_id
+        assistant = agent_pb2.Message(
+            id=new_id("msg"),
+            role=agent_pb2.ROLE_ASSISTANT,
+            status=agent_pb2.MESSAGE_STATUS_STREAMING,
+            run_id=live.id,
+        )
+        _now_stamp(assistant)
+        return trace, assistant
 
     async def _run_tools(self, live: LiveRun, turn: _Turn, assistant: agent_pb2.Message) -> None:
         answered: set[str] = set()
@@ -501,40 +533,34 @@ class ToolLoop:
     async def _run_tool(self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall) -> str:
         """Run one tool call to its end (after approval, when the policy asks); returns what the
         model is told."""
-        offered = turn.tools.names()
-        if call.name not in offered:
+        tool = turn.tools.get(call.name)
+        if tool is None:
             return self._finish(
-                live, call.id, f"[error: unknown tool {call.name!r}; the tools are {', '.join(offered)}]"
+                live,
+                call.id,
+                f"[error: unknown tool {call.name!r}; the tools are {', '.join(turn.tools.names())}]",
             )
         try:
             arguments = json.loads(call.arguments or "{}")
             if not isinstance(arguments, dict):
                 raise TypeError("arguments must be a JSON object")
-            _check_builtin_arguments(call.name, arguments)
+            tool.check(arguments)
         except (ValueError, KeyError, TypeError) as exc:
             return self._finish(live, call.id, f"[error: bad arguments for {call.name}: {exc}]")
-        if call.name == WRITE_FILE_TOOL_NAME and _sandbox(turn.session) == agent_pb2.SANDBOX_MODE_READ_ONLY:
+        if tool.writes_files and sandbox_mode(turn.session) == agent_pb2.SANDBOX_MODE_READ_ONLY:
             return self._finish(
                 live,
                 call.id,
-                "[refused: the session's sandbox mode is READ_ONLY; write_file is not allowed. Files can "
+                f"[refused: the session's sandbox mode is READ_ONLY; {call.name} is not allowed. Files can "
                 "only be read in this session.]",
             )
         writable = tuple(turn.session.settings.writable_paths)
         outside = paths_written_outside(call.name, arguments, writable)
         why = needs_approval(
-            turn.approval_policy,
-            call.name,
-            arguments,
-            turn.tools,
-            self._settings.read_only_commands,
-            writable,
-            outside,
+            turn.approval_policy, tool, arguments, self._settings.read_only_commands, writable, outside
         )
         if why:
-            resolution = await self._approve(
-                live, turn, call, approval_text(call.name, arguments), why, outside
-            )
+            resolution = await self._approve(live, turn, call, tool.approval_text(arguments), why, outside)
             if resolution.decision is Decision.DENY:
                 who = "the reviewer" if resolution.reviewed else "the user"
                 return self._finish(
@@ -542,7 +568,7 @@ class ToolLoop:
                 )
             if resolution.decision is Decision.APPROVE_EDITED:
                 try:
-                    arguments = _edited_arguments(call.name, arguments, resolution.edited_command)
+                    arguments = tool.edited(arguments, resolution.edited_command)
                 except (ValueError, TypeError, KeyError) as exc:
                     return self._finish(live, call.id, f"[error: the edited call is not valid: {exc}]")
                 outside = paths_written_outside(call.name, arguments, writable)
@@ -556,31 +582,9 @@ class ToolLoop:
             )
         else:
             outside = ()  # not approved by anyone: the workspace's mounts keep it inside
-        async with self._writable_for(turn.session, outside):
-            return await self._run_approved(live, turn, call, arguments)
-
-    async def _run_approved(
-        self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall, arguments: dict[str, Any]
-    ) -> str:
-        if call.name == SHELL_TOOL_NAME:
-            return await self._run_shell(live, turn.session, call, arguments["command"])
-        if call.name == LOAD_SKILL_TOOL_NAME:
-            skill = self.skills.get(str(arguments.get("name", "")))
-            if skill is None:
-                return self._finish(
-                    live,
-                    call.id,
-                    f"[error: no skill {arguments.get('name')!r}; skills: {', '.join(self.skills.skills)}]",
-                )
-            return self._finish(live, call.id, f"Skill {skill.name}:\n\n{skill.instructions}", exit_code=0)
         try:
-            if call.name == READ_FILE_TOOL_NAME:
-                return await self._read_file(live, turn.session, call, str(arguments["path"]))
-            if call.name == WRITE_FILE_TOOL_NAME:
-                return await self._write_file(
-                    live, turn.session, call, str(arguments["path"]), arguments["content"]
-                )
-            return await self._step(live, turn, call, arguments)
+            async with self._writable_for(turn.session, outside):
+                return await tool.run(ToolRun(live, turn.session, call, arguments, turn.generation_id))
         except ExecutorError as exc:
             if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
                 raise
@@ -595,7 +599,7 @@ class ToolLoop:
         if not wanted:
             yield
             return
-        workspace_id, _shell = await self._workspace(session)
+        workspace_id, _shell = await self.workspaces.ensure(session)
         widened = [] if "" in wanted else list(normalize_writable_paths([*current, *wanted]))
         try:
             await self._executor.set_writable_paths(workspace_id, widened)
@@ -619,7 +623,7 @@ class ToolLoop:
         stored = await self._store.get_session(session.id)
         if stored is None:
             raise NotFound(f"session {session.id} not found")
-        if _sandbox(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
+        if sandbox_mode(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
             if normalized:
                 raise FailedPrecondition(
                     f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
@@ -755,171 +759,6 @@ class ToolLoop:
         )
         return resolution
 
-    async def _read_file(
-        self, live: LiveRun, session: agent_pb2.Session, call: agent_pb2.ToolCall, path: str
-    ) -> str:
-        workspace_id, _shell = await self._workspace(session)
-        limit = self._settings.tool_output_limit
-        info, data = await self._executor.download_file(workspace_id, path, limit + 1)
-        text = data[:limit].decode(errors="replace")
-        if info.size > limit or len(data) > limit:
-            text += f"\n[... cut: showing the first {limit} of {info.size} bytes ...]"
-        if not live.done:
-            live.emit(tool_output=agent_pb2.ToolOutput(tool_call_id=call.id, stdout_data=data[:limit]))
-        return self._finish(live, call.id, text, exit_code=0)
-
-    async def _write_file(
-        self, live: LiveRun, session: agent_pb2.Session, call: agent_pb2.ToolCall, path: str, content: str
-    ) -> str:
-        workspace_id, _shell = await self._workspace(session)
-        data = content.encode()
-        response = await self._executor.upload_file(workspace_id, path, data)
-        return self._finish(
-            live, call.id, f"wrote {len(data)} bytes to {response.file.path or path}", exit_code=0
-        )
-
-    async def _step(
-        self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall, arguments: dict[str, Any]
-    ) -> str:
-        workspace_id, _shell = await self._workspace(turn.session)
-        args = Struct()
-        args.update(arguments)
-        timeout = self._settings.tool_timeout
-        request = executor_pb2.StepRequest(
-            workspace_id=workspace_id,
-            action=executor_pb2.Action(tool_name=call.name, args=args),
-            timeout=Duration(seconds=int(timeout), nanos=int((timeout % 1) * 1e9)),
-            tool_call_id=call.id,
-            run_id=live.id,
-            agent_session_id=turn.session.id,
-        )
-        response = await self._executor.step(request, deadline=timeout + 30)
-        out = response.observation.tool_output
-        output = HeadTail(self._settings.tool_output_limit)
-        output.add(out.stdout.encode())
-        output.add(out.stderr.encode())
-        if out.stdout or out.stderr:
-            live.emit(
-                tool_output=agent_pb2.ToolOutput(
-                    tool_call_id=call.id, stdout_data=out.stdout.encode(), stderr_data=out.stderr.encode()
-                )
-            )
-        result = tool_result_text(output, out.exit_status, out.end_reason, out.message)
-        live.emit(
-            tool_call_finished=agent_pb2.ToolCallFinished(
-                tool_call_id=call.id,
-                exit_code=out.exit_status,
-                end_reason=out.end_reason,  # type: ignore[arg-type]
-                output_truncated=out.truncated or output.omitted > 0,
-                result=result,
-                execution_id=response.execution_id,
-            )
-        )
-        return result
-
-    async def _run_shell(
-        self, live: LiveRun, session: agent_pb2.Session, call: agent_pb2.ToolCall, command: str
-    ) -> str:
-        output = HeadTail(self._settings.tool_output_limit)
-        dropped = False
-
-        def on_output(stdout: bytes, stderr: bytes) -> None:
-            nonlocal dropped
-            output.add(stdout)
-            output.add(stderr)
-            size = len(stdout) + len(stderr)
-            if live.output_bytes + size > RUN_EVENT_OUTPUT_CAP_BYTES:
-                dropped = True
-                return
-            live.output_bytes += size
-            live.emit(
-                tool_output=agent_pb2.ToolOutput(tool_call_id=call.id, stdout_data=stdout, stderr_data=stderr)
-            )
-
-        outcome = None
-        for attempt in (1, 2):
-            try:
-                workspace_id, shell_id = await self._workspace(session)
-                outcome = await self._executor.run_script(
-                    workspace_id=workspace_id,
-                    session_id=shell_id,
-                    script=command,
-                    run_id=live.id,
-                    tool_call_id=call.id,
-                    agent_session_id=session.id,
-                    timeout_seconds=self._settings.tool_timeout,
-                    on_output=on_output,
-                )
-                break
-            except ExecutorError as exc:
-                if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
-                    raise  # the executor itself is the problem: the run fails and says so
-                if exc.code.name == "NOT_FOUND" and attempt == 1:
-                    # The shell (or its workspace) went away, e.g. the executor restarted: set up
-                    # fresh ones and run the command there.
-                    log.info("shell_session_lost", session_id=session.id, error=exc.message)
-                    await self._forget_shell(session)
-                    continue
-                return self._finish(
-                    live, call.id, f"[error: the executor refused the command: {exc.message}]"
-                )
-        assert outcome is not None
-        if outcome.session_ended:
-            await self._forget_shell(session)
-        result = tool_result_text(output, outcome.exit_code, outcome.end_reason, outcome.message)
-        live.emit(
-            tool_call_finished=agent_pb2.ToolCallFinished(
-                tool_call_id=call.id,
-                exit_code=outcome.exit_code,
-                end_reason=outcome.end_reason,  # type: ignore[arg-type]
-                output_truncated=outcome.output_truncated or output.omitted > 0 or dropped,
-                result=result,
-                execution_id=outcome.execution_id,
-            )
-        )
-        return result
-
-    async def _workspace(self, session: agent_pb2.Session) -> tuple[str, str]:
-        """The session's workspace and shell session, created on first use (and again when the
-        executor no longer knows them). No lock: a session has one active run at a time."""
-        stored = await self._store.get_session(session.id)
-        if stored is None:
-            raise NotFound(f"session {session.id} was deleted")
-        workspace_id, shell_id = stored.workspace_id, stored.shell_session_id
-        if workspace_id and shell_id:
-            return workspace_id, shell_id
-        if workspace_id:
-            try:
-                shell_id = (await self._executor.create_shell_session(workspace_id)).id
-            except ExecutorError as exc:
-                if exc.code.name != "NOT_FOUND":
-                    raise
-                log.info("workspace_lost", session_id=session.id, workspace_id=workspace_id)
-                workspace_id = ""
-        if not workspace_id:
-            workspace = await self._executor.create_workspace(
-                session.settings.workspace_image,
-                workspace_policy(session.settings),
-                {LABEL_AGENT_SESSION: session.id},
-            )
-            workspace_id = workspace.id
-            shell_id = (await self._executor.create_shell_session(workspace_id)).id
-        stored.workspace_id, stored.shell_session_id = workspace_id, shell_id
-        stored.update_time.GetCurrentTime()
-        await self._store.update_session(stored)
-        session.workspace_id, session.shell_session_id = workspace_id, shell_id
-        log.info(
-            "workspace_ready", session_id=session.id, workspace_id=workspace_id, shell_session_id=shell_id
-        )
-        return workspace_id, shell_id
-
-    async def _forget_shell(self, session: agent_pb2.Session) -> None:
-        stored = await self._store.get_session(session.id)
-        if stored is None:
-            return
-        stored.shell_session_id = session.shell_session_id = ""
-        await self._store.update_session(stored)
-
     @staticmethod
     async def _shielded(work: object) -> None:
         """Finish a write even while the run is being cancelled; a failure is logged, not raised,
@@ -946,55 +785,7 @@ def skill_message(name: str, instructions: str, run_id: str) -> agent_pb2.Messag
     return message
 
 
-def _sandbox(session: agent_pb2.Session) -> int:
-    return session.settings.sandbox_mode or agent_pb2.SANDBOX_MODE_WORKSPACE_WRITE
-
-
-def workspace_policy(settings: agent_pb2.SessionSettings) -> executor_pb2.IsolationPolicy | None:
-    """The session's workspace policy with the sandbox mode applied: READ_ONLY makes /workspace
-    read-only, FULL turns the network on, WORKSPACE_WRITE (the default) neither. A session with
-    no sandbox mode set keeps what its workspace_policy says. The session's writable_paths
-    replace the policy's."""
-    policy = executor_pb2.IsolationPolicy()
-    if settings.HasField("workspace_policy"):
-        policy.CopyFrom(settings.workspace_policy)
-    if settings.writable_paths:
-        del policy.writable_paths[:]
-        policy.writable_paths.extend(settings.writable_paths)
-    mode = settings.sandbox_mode
-    if mode != agent_pb2.SANDBOX_MODE_UNSPECIFIED:
-        policy.read_only = mode == agent_pb2.SANDBOX_MODE_READ_ONLY
-        policy.network = mode == agent_pb2.SANDBOX_MODE_FULL
-    elif not settings.HasField("workspace_policy") and not settings.writable_paths:
-        return None
-    return policy
-
-
 def _directory(path: str) -> str:
     """The directory (relative to /workspace; "" for /workspace itself) that must be writable to
     create, change or remove `path`."""
     return posixpath.dirname(path.removeprefix(WORKDIR + "/")) if path != WORKDIR else ""
-
-
-def _check_builtin_arguments(name: str, arguments: dict[str, Any]) -> None:
-    required = {
-        SHELL_TOOL_NAME: ("command",),
-        READ_FILE_TOOL_NAME: ("path",),
-        WRITE_FILE_TOOL_NAME: ("path", "content"),
-        LOAD_SKILL_TOOL_NAME: ("name",),
-    }.get(name, ())
-    for key in required:
-        if not isinstance(arguments.get(key), str):
-            raise TypeError(f'"{key}" must be a string')
-
-
-def _edited_arguments(name: str, arguments: dict[str, Any], edited: str) -> dict[str, Any]:
-    """The call's arguments after a person edited it: a new command for shell, new JSON
-    arguments for every other tool."""
-    if name == SHELL_TOOL_NAME:
-        return {**arguments, "command": edited}
-    replaced = json.loads(edited)
-    if not isinstance(replaced, dict):
-        raise TypeError("an edited tool call must be a JSON object of arguments")
-    _check_builtin_arguments(name, replaced)
-    return replaced

@@ -122,6 +122,17 @@ class WorkspaceBackend(Protocol):
 
     async def delete(self, workspace_id: str) -> None: ...
 
+    async def pause(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """Freeze every process of a running workspace (a paused one is returned as it is);
+        FailedPrecondition when it is not running or the backend cannot pause here. `workspace`
+        is the last known answer for it, which may be out of date."""
+        ...
+
+    async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """Thaw a paused workspace (a running one is returned as it is); FailedPrecondition when
+        it is stopped."""
+        ...
+
     async def open_shell(
         self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
     ) -> ShellTransport:

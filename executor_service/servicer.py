@@ -65,8 +65,6 @@ _FIRST_ONLY = (
     "run_id",
     "agent_session_id",
 )
-MAX_SCRIPT_BYTES = 1024 * 1024
-MAX_ID_CHARS = 256
 # After the final message, how long Execute waits for the client to close its side.
 HALF_CLOSE_LINGER_SECONDS = 2.0
 # How long the first message (execution_id, pid) waits to travel with the first output or the end.
@@ -164,8 +162,6 @@ def execute_spec(
         raise errors.InvalidArgument("script", "give either script or argv, not both")
     if not first.script and not first.argv:
         raise errors.InvalidArgument("script", "missing program: give script (shell text) or argv")
-    if len(first.script.encode()) > MAX_SCRIPT_BYTES:
-        raise errors.InvalidArgument("script", f"longer than {MAX_SCRIPT_BYTES} bytes")
     if first.argv and not first.argv[0]:
         raise errors.InvalidArgument("argv", "argv[0] (the program) is empty")
     if any("\x00" in part for part in (first.script, first.directory, *first.argv)):
@@ -178,9 +174,6 @@ def execute_spec(
             raise errors.InvalidArgument("timeout", f"must not be negative, got {seconds:g}s")
         if seconds > 0:
             timeout = seconds
-    for name in ("known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "session_id"):
-        if len(getattr(first, name)) > MAX_ID_CHARS:
-            raise errors.InvalidArgument(name, f"longer than {MAX_ID_CHARS} characters")
     return ex.ExecuteSpec(
         workspace_id=first.workspace_id,
         session_id=first.session_id or None,
@@ -358,6 +351,18 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         info = await self.workspaces.set_writable_paths(request.workspace_id, list(request.writable_paths))
         return pb.SetWritablePathsResponse(workspace=self._workspace(info))
 
+    async def PauseWorkspace(
+        self, request: pb.PauseWorkspaceRequest, context: Any
+    ) -> pb.PauseWorkspaceResponse:
+        info = await self.workspaces.pause(request.workspace_id)
+        return pb.PauseWorkspaceResponse(workspace=self._workspace(info))
+
+    async def ResumeWorkspace(
+        self, request: pb.ResumeWorkspaceRequest, context: Any
+    ) -> pb.ResumeWorkspaceResponse:
+        info = await self.workspaces.resume(request.workspace_id)
+        return pb.ResumeWorkspaceResponse(workspace=self._workspace(info))
+
     # ---- sessions ----
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
@@ -418,7 +423,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         except StopAsyncIteration:
             raise errors.InvalidArgument("request", "the stream closed before the first message") from None
         spec = execute_spec(first, self.secret_policy, self.default_timeout)
-        workspace = await self.workspaces.require_running(first.workspace_id)
+        workspace = await self.workspaces.require_running(first.workspace_id, resume=first.resume_workspace)
         recorder = ExecutionRecorder(
             first, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
         )
@@ -509,11 +514,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         action = request.action
         args = json_format.MessageToDict(action.args) if action.HasField("args") else {}
         tool, argv = self.tools.render(action.tool_name, args)
-        if "\x00" in action.work_dir or len(action.work_dir) > 4096:
-            raise errors.InvalidArgument("action.work_dir", "contains a NUL byte or is too long")
-        for name in ("tool_call_id", "run_id", "agent_session_id"):
-            if len(getattr(request, name)) > MAX_ID_CHARS:
-                raise errors.InvalidArgument(name, f"longer than {MAX_ID_CHARS} characters")
+        # Sizes are checked at the edge (firebox.common.limits).
+        if "\x00" in action.work_dir:
+            raise errors.InvalidArgument("action.work_dir", "contains a NUL byte")
         timeout = _timeout(request, "timeout") or tool.timeout or self.default_timeout
         workspace = await self.workspaces.require_running(request.workspace_id)
         # What ran, as an Execute of the rendered argv would have said it: the training log's shape.

@@ -49,6 +49,10 @@ MERGED_USR_LINKS = ("/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+# /dev/shm's size, as Docker's default shm_size.
+SHM_BYTES = 64 * 1024 * 1024
+
+
 def enforced(policy: Policy, with_cgroups: bool) -> Policy:
     """The policy as this backend can enforce it: what it cannot do is set to 0 / false."""
     policy = replace(policy, no_new_privileges=True)
@@ -139,6 +143,9 @@ def sandbox_argv(
         elif os.path.isdir(link):
             cmd += ["--ro-bind", link, link]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
+    # bubblewrap's /dev is an unbounded tmpfs the workspace user owns: /dev/shm gets its own,
+    # the size Docker gives a container's.
+    cmd += ["--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
     cmd += ["--perms", "1777", "--size", str(policy.tmp_bytes), "--tmpfs", "/tmp"]
     cmd += ["--ro-bind" if policy.read_only or policy.writable_paths else "--bind", str(files_dir), WORKDIR]
     for path, fd in (writable_fds or {}).items():
@@ -224,11 +231,51 @@ class BwrapBackend:
     async def start(self, workspace_id: str) -> WorkspaceInfo:
         return await self._set_state(workspace_id, "running")
 
+    async def pause(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """Freeze the workspace's cgroup (cgroup v1 freezer). Without one there is no way to stop
+        every process a sandbox forked (they may leave its process group): FailedPrecondition."""
+        workspace_id = workspace.id
+        info = await self.get(workspace_id)
+        if info.state == "paused":
+            return info
+        if info.state != "running":
+            raise errors.FailedPrecondition(f"workspace {workspace_id} is {info.state}, not running")
+        if self.cgroups is None or not self.cgroups.has_freezer:
+            raise errors.FailedPrecondition(
+                "pausing a bwrap workspace needs the cgroup v1 freezer (the executor as root on a "
+                "cgroup-v1 host); it is not available here"
+            )
+        await asyncio.to_thread(self.cgroups.ensure, workspace_id, info.policy)
+        try:
+            await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, True)
+        except RuntimeError as exc:
+            await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
+            raise errors.Unavailable(f"pausing workspace {workspace_id} failed: {exc}") from exc
+        return await self._set_state(workspace_id, "paused")
+
+    async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        workspace_id = workspace.id
+        info = await self.get(workspace_id)
+        if info.state == "running":
+            return info
+        if info.state != "paused":
+            raise errors.FailedPrecondition(
+                f"workspace {workspace_id} is {info.state}, not paused; start it with StartWorkspace"
+            )
+        if self.cgroups is not None and self.cgroups.has_freezer:
+            try:
+                await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
+            except RuntimeError as exc:
+                raise errors.Unavailable(f"resuming workspace {workspace_id} failed: {exc}") from exc
+        return await self._set_state(workspace_id, "running")
+
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         # Its bwrap processes are the sessions, which the workspace manager closes first; with
         # cgroups anything left behind is killed too, as stopping a container would.
         info = await self._set_state(workspace_id, "exited")
         if self.cgroups is not None:
+            if self.cgroups.has_freezer:
+                await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
             await asyncio.to_thread(self.cgroups.kill_all, workspace_id)
         return info
 

@@ -62,7 +62,7 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
         "workspaces",
         aliases=["ws"],
         parents=parents,
-        help="list, show, create, start, stop, delete workspaces",
+        help="list, show, create, start, stop, pause, resume, delete workspaces",
     )
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(handler=workspaces_list, json=False, via="executor")
@@ -92,12 +92,19 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
     _via_flag(create)
     create.set_defaults(handler=workspaces_create)
 
-    for action, verb in (("start", "start"), ("stop", "stop"), ("delete", "delete")):
-        command = commands.add_parser(action, parents=parents, help=f"{verb} a workspace")
+    helps = {
+        "start": "start a stopped workspace",
+        "stop": "stop a workspace (its files are kept)",
+        "pause": "freeze a workspace's processes, keeping its sessions",
+        "resume": "let a paused workspace run on",
+        "delete": "delete a workspace",
+    }
+    for action, text in helps.items():
+        command = commands.add_parser(action, parents=parents, help=text)
         command.add_argument("workspace", help="id or name")
         if action != "delete":
             _json_flag(command)
-        else:
+        if action in ("pause", "resume", "delete"):
             _via_flag(command)
         command.set_defaults(handler=workspaces_change, change=action, json=False, via="executor")
 
@@ -193,9 +200,15 @@ def workspaces_change(app: App, args: argparse.Namespace) -> int:
             client.delete_workspace(workspace.id, via=args.via)
         output.note(f"deleted workspace {label}")
         return exit_codes.OK
-    change = client.start_workspace if args.change == "start" else client.stop_workspace
-    with output.progress(f"{'starting' if args.change == 'start' else 'stopping'} workspace {label}"):
-        workspace = change(workspace.id)
+    changes = {
+        "start": ("starting", lambda: client.start_workspace(workspace.id)),
+        "stop": ("stopping", lambda: client.stop_workspace(workspace.id)),
+        "pause": ("pausing", lambda: client.pause_workspace(workspace.id, via=args.via)),
+        "resume": ("resuming", lambda: client.resume_workspace(workspace.id, via=args.via)),
+    }
+    doing, change = changes[args.change]
+    with output.progress(f"{doing} workspace {label}"):
+        workspace = change()
     if args.json:
         output.print_json(ex.GetWorkspaceResponse(workspace=workspace))
     else:

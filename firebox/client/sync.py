@@ -198,6 +198,12 @@ class FireboxClient:
     def stop_workspace(self, workspace_id: str) -> ex.Workspace:
         return self._run(self._async.stop_workspace(workspace_id))
 
+    def pause_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        return self._run(self._async.pause_workspace(workspace_id, via=via))
+
+    def resume_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        return self._run(self._async.resume_workspace(workspace_id, via=via))
+
     def delete_workspace(self, workspace_id: str, *, via: Service = "executor") -> None:
         self._run(self._async.delete_workspace(workspace_id, via=via))
 

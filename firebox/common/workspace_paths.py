@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from firebox.common import errors
+from firebox.common.limits import quote
 
 WORKDIR = "/workspace"
 MAX_PATH_BYTES = 4096
@@ -29,10 +30,14 @@ def workspace_path(path: str, field: str = "path", *, allow_root: bool = True) -
     absolute = path if path.startswith("/") else f"{WORKDIR}/{path}"
     parts = [part for part in absolute.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise errors.InvalidArgument(field, f"{path!r}: '..' is not allowed; paths stay inside /workspace")
+        raise errors.InvalidArgument(
+            field, f"{quote(path, 256)}: '..' is not allowed; paths stay inside /workspace"
+        )
     normalized = "/" + "/".join(parts)
     if normalized != WORKDIR and not normalized.startswith(WORKDIR + "/"):
-        raise errors.InvalidArgument(field, f"{path!r} is outside /workspace; paths stay inside /workspace")
+        raise errors.InvalidArgument(
+            field, f"{quote(path, 256)} is outside /workspace; paths stay inside /workspace"
+        )
     if normalized == WORKDIR and not allow_root:
         raise errors.InvalidArgument(field, "name a file inside /workspace")
     return normalized

@@ -72,6 +72,20 @@ class EditAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EDIT_ACTION_UNSPECIFIED: _ClassVar[EditAction]
     EDIT_ACTION_SAVE: _ClassVar[EditAction]
     EDIT_ACTION_RESEND: _ClassVar[EditAction]
+
+class ToolSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOOL_SOURCE_UNSPECIFIED: _ClassVar[ToolSource]
+    TOOL_SOURCE_BUILTIN: _ClassVar[ToolSource]
+    TOOL_SOURCE_SKILL: _ClassVar[ToolSource]
+    TOOL_SOURCE_EXECUTOR: _ClassVar[ToolSource]
+    TOOL_SOURCE_MCP: _ClassVar[ToolSource]
+
+class McpServerOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MCP_SERVER_ORIGIN_UNSPECIFIED: _ClassVar[McpServerOrigin]
+    MCP_SERVER_ORIGIN_OPERATOR: _ClassVar[McpServerOrigin]
+    MCP_SERVER_ORIGIN_SESSION: _ClassVar[McpServerOrigin]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -108,6 +122,14 @@ APPROVAL_DECISION_APPROVE_EDITED: ApprovalDecision
 EDIT_ACTION_UNSPECIFIED: EditAction
 EDIT_ACTION_SAVE: EditAction
 EDIT_ACTION_RESEND: EditAction
+TOOL_SOURCE_UNSPECIFIED: ToolSource
+TOOL_SOURCE_BUILTIN: ToolSource
+TOOL_SOURCE_SKILL: ToolSource
+TOOL_SOURCE_EXECUTOR: ToolSource
+TOOL_SOURCE_MCP: ToolSource
+MCP_SERVER_ORIGIN_UNSPECIFIED: McpServerOrigin
+MCP_SERVER_ORIGIN_OPERATOR: McpServerOrigin
+MCP_SERVER_ORIGIN_SESSION: McpServerOrigin
 
 class ToolCall(_message.Message):
     __slots__ = ("id", "name", "arguments")
@@ -120,7 +142,7 @@ class ToolCall(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name")
+    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name", "truncated", "reasoning_signature")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +154,8 @@ class Message(_message.Message):
     REASONING_FIELD_NUMBER: _ClassVar[int]
     COMPACTION_FIELD_NUMBER: _ClassVar[int]
     SKILL_NAME_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    REASONING_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     id: str
     role: Role
     content: str
@@ -143,7 +167,9 @@ class Message(_message.Message):
     reasoning: str
     compaction: Compaction
     skill_name: str
-    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ...) -> None: ...
+    truncated: bool
+    reasoning_signature: str
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ..., truncated: _Optional[bool] = ..., reasoning_signature: _Optional[str] = ...) -> None: ...
 
 class Compaction(_message.Message):
     __slots__ = ("tokens_before", "tokens_after", "kept_user_message_ids")
@@ -156,21 +182,30 @@ class Compaction(_message.Message):
     def __init__(self, tokens_before: _Optional[int] = ..., tokens_after: _Optional[int] = ..., kept_user_message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
+    __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cache_write_tokens")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
     reasoning_tokens: int
     total_tokens: int
-    def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
+    cache_write_tokens: int
+    def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSettings(_message.Message):
-    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths")
+    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths", "max_output_tokens", "mcp_servers")
+    class McpServersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: McpServer
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[McpServer, _Mapping]] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +214,8 @@ class SessionSettings(_message.Message):
     APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_MODE_FIELD_NUMBER: _ClassVar[int]
     WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
     model: str
     system_prompt: str
     workspace_image: str
@@ -187,7 +224,37 @@ class SessionSettings(_message.Message):
     approval_policy: ApprovalPolicy
     sandbox_mode: SandboxMode
     writable_paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    max_output_tokens: int
+    mcp_servers: _containers.MessageMap[str, McpServer]
+    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ...) -> None: ...
+
+class McpServer(_message.Message):
+    __slots__ = ("command", "args", "env", "url", "headers")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    command: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    url: str
+    headers: _containers.ScalarMap[str, str]
+    def __init__(self, command: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("id", "title", "settings", "create_time", "update_time", "usage", "workspace_id", "shell_session_id", "active_run_id", "message_count", "labels", "context_tokens", "context_window")
@@ -438,7 +505,7 @@ class Run(_message.Message):
     def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_index: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[str] = ..., user_message_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("index", "run_id", "time", "run_started", "text_delta", "reasoning_delta", "tool_call_started", "tool_output", "tool_call_finished", "usage", "message_completed", "run_completed", "run_failed", "run_cancelled", "approval_requested", "approval_resolved", "context_compacted")
+    __slots__ = ("index", "run_id", "time", "run_started", "text_delta", "reasoning_delta", "tool_call_started", "tool_output", "tool_call_finished", "usage", "message_completed", "run_completed", "run_failed", "run_cancelled", "approval_requested", "approval_resolved", "context_compacted", "model_retry")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -456,6 +523,7 @@ class RunEvent(_message.Message):
     APPROVAL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_RESOLVED_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_COMPACTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_RETRY_FIELD_NUMBER: _ClassVar[int]
     index: int
     run_id: str
     time: _timestamp_pb2.Timestamp
@@ -473,7 +541,20 @@ class RunEvent(_message.Message):
     approval_requested: ApprovalRequested
     approval_resolved: ApprovalResolved
     context_compacted: ContextCompacted
-    def __init__(self, index: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_output: _Optional[_Union[ToolOutput, _Mapping]] = ..., tool_call_finished: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., usage: _Optional[_Union[UsageReported, _Mapping]] = ..., message_completed: _Optional[_Union[MessageCompleted, _Mapping]] = ..., run_completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., run_failed: _Optional[_Union[RunFailed, _Mapping]] = ..., run_cancelled: _Optional[_Union[RunCancelled, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_resolved: _Optional[_Union[ApprovalResolved, _Mapping]] = ..., context_compacted: _Optional[_Union[ContextCompacted, _Mapping]] = ...) -> None: ...
+    model_retry: ModelRetry
+    def __init__(self, index: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_output: _Optional[_Union[ToolOutput, _Mapping]] = ..., tool_call_finished: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., usage: _Optional[_Union[UsageReported, _Mapping]] = ..., message_completed: _Optional[_Union[MessageCompleted, _Mapping]] = ..., run_completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., run_failed: _Optional[_Union[RunFailed, _Mapping]] = ..., run_cancelled: _Optional[_Union[RunCancelled, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_resolved: _Optional[_Union[ApprovalResolved, _Mapping]] = ..., context_compacted: _Optional[_Union[ContextCompacted, _Mapping]] = ..., model_retry: _Optional[_Union[ModelRetry, _Mapping]] = ...) -> None: ...
+
+class ModelRetry(_message.Message):
+    __slots__ = ("attempt", "delay_seconds", "reason", "superseded_message_id")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    delay_seconds: float
+    reason: str
+    superseded_message_id: str
+    def __init__(self, attempt: _Optional[int] = ..., delay_seconds: _Optional[float] = ..., reason: _Optional[str] = ..., superseded_message_id: _Optional[str] = ...) -> None: ...
 
 class ApprovalRequested(_message.Message):
     __slots__ = ("tool_call", "command", "reason", "timeout_seconds", "paths", "review_note")
@@ -598,10 +679,12 @@ class MessageCompleted(_message.Message):
     def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
 
 class RunCompleted(_message.Message):
-    __slots__ = ("step_limit_reached",)
+    __slots__ = ("step_limit_reached", "output_truncated")
     STEP_LIMIT_REACHED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     step_limit_reached: bool
-    def __init__(self, step_limit_reached: _Optional[bool] = ...) -> None: ...
+    output_truncated: bool
+    def __init__(self, step_limit_reached: _Optional[bool] = ..., output_truncated: _Optional[bool] = ...) -> None: ...
 
 class RunFailed(_message.Message):
     __slots__ = ("code", "message")
@@ -618,30 +701,34 @@ class RunCancelled(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("messages", "model", "enable_tools", "context_id")
+    __slots__ = ("messages", "model", "enable_tools", "context_id", "max_output_tokens")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ENABLE_TOOLS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     model: str
     enable_tools: bool
     context_id: str
-    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., model: _Optional[str] = ..., enable_tools: _Optional[bool] = ..., context_id: _Optional[str] = ...) -> None: ...
+    max_output_tokens: int
+    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., model: _Optional[str] = ..., enable_tools: _Optional[bool] = ..., context_id: _Optional[str] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("text_delta", "reasoning_delta", "tool_call", "usage", "generation_id")
+    __slots__ = ("text_delta", "reasoning_delta", "tool_call", "usage", "generation_id", "finish_reason")
     TEXT_DELTA_FIELD_NUMBER: _ClassVar[int]
     REASONING_DELTA_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     text_delta: TextDelta
     reasoning_delta: ReasoningDelta
     tool_call: ToolCall
     usage: Usage
     generation_id: str
-    def __init__(self, text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., generation_id: _Optional[str] = ...) -> None: ...
+    finish_reason: str
+    def __init__(self, text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., generation_id: _Optional[str] = ..., finish_reason: _Optional[str] = ...) -> None: ...
 
 class LogEventsRequest(_message.Message):
     __slots__ = ("events",)
@@ -754,3 +841,47 @@ class EditMessageResponse(_message.Message):
     event: RunEvent
     events: _containers.RepeatedCompositeFieldContainer[RunEvent]
     def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., event: _Optional[_Union[RunEvent, _Mapping]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ...) -> None: ...
+
+class ListToolsRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ListToolsResponse(_message.Message):
+    __slots__ = ("tools", "mcp_servers")
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    tools: _containers.RepeatedCompositeFieldContainer[ToolInfo]
+    mcp_servers: _containers.RepeatedCompositeFieldContainer[McpServerStatus]
+    def __init__(self, tools: _Optional[_Iterable[_Union[ToolInfo, _Mapping]]] = ..., mcp_servers: _Optional[_Iterable[_Union[McpServerStatus, _Mapping]]] = ...) -> None: ...
+
+class ToolInfo(_message.Message):
+    __slots__ = ("name", "description", "parameters_json", "source", "mcp_server", "mcp_tool")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVER_FIELD_NUMBER: _ClassVar[int]
+    MCP_TOOL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    parameters_json: str
+    source: ToolSource
+    mcp_server: str
+    mcp_tool: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json: _Optional[str] = ..., source: _Optional[_Union[ToolSource, str]] = ..., mcp_server: _Optional[str] = ..., mcp_tool: _Optional[str] = ...) -> None: ...
+
+class McpServerStatus(_message.Message):
+    __slots__ = ("name", "origin", "ready", "error", "tool_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TOOL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    origin: McpServerOrigin
+    ready: bool
+    error: str
+    tool_count: int
+    def __init__(self, name: _Optional[str] = ..., origin: _Optional[_Union[McpServerOrigin, str]] = ..., ready: _Optional[bool] = ..., error: _Optional[str] = ..., tool_count: _Optional[int] = ...) -> None: ...

@@ -147,6 +147,21 @@ class AgentServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.PauseWorkspace = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/PauseWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.ResumeWorkspace = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/ResumeWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.ListTools = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/ListTools',
+                request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
+                response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -316,6 +331,27 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseWorkspace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkspace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTools(self, request, context):
+        """ListTools lists the tools the model is offered: Firebox's own, the executor's named tools,
+        and those of MCP servers (the operator's, and with session_id that session's too), each
+        with where it comes from, plus the state of every MCP server asked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -428,6 +464,21 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DeleteWorkspace,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.SerializeToString,
+            ),
+            'PauseWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.SerializeToString,
+            ),
+            'ResumeWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.SerializeToString,
+            ),
+            'ListTools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTools,
+                    request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsRequest.FromString,
+                    response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1026,6 +1077,87 @@ class AgentService:
             '/firebox.agent.v1.AgentService/DeleteWorkspace',
             firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/PauseWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/ResumeWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/ListTools',
+            firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
+            firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsResponse.FromString,
             options,
             channel_credentials,
             insecure,

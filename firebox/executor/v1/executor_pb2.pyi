@@ -263,6 +263,30 @@ class SetWritablePathsResponse(_message.Message):
     workspace: Workspace
     def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
 
+class PauseWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class PauseWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class ResumeWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class ResumeWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
 class Session(_message.Message):
     __slots__ = ("id", "workspace_id", "status", "create_time", "current_execution_id", "command_count")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -316,7 +340,7 @@ class CloseSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("workspace_id", "session_id", "script", "argv", "directory", "env", "timeout", "known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "input_data", "close_input", "stop")
+    __slots__ = ("workspace_id", "session_id", "script", "argv", "directory", "env", "timeout", "known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "input_data", "close_input", "stop", "resume_workspace")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -339,6 +363,7 @@ class ExecuteRequest(_message.Message):
     INPUT_DATA_FIELD_NUMBER: _ClassVar[int]
     CLOSE_INPUT_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    RESUME_WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     workspace_id: str
     session_id: str
     script: str
@@ -354,7 +379,8 @@ class ExecuteRequest(_message.Message):
     input_data: bytes
     close_input: bool
     stop: StopSignal
-    def __init__(self, workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., script: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., directory: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., known_id: _Optional[str] = ..., known_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_session_id: _Optional[str] = ..., input_data: _Optional[bytes] = ..., close_input: _Optional[bool] = ..., stop: _Optional[_Union[StopSignal, str]] = ...) -> None: ...
+    resume_workspace: bool
+    def __init__(self, workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., script: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., directory: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., known_id: _Optional[str] = ..., known_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_session_id: _Optional[str] = ..., input_data: _Optional[bytes] = ..., close_input: _Optional[bool] = ..., stop: _Optional[_Union[StopSignal, str]] = ..., resume_workspace: _Optional[bool] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
     __slots__ = ("execution_id", "pid", "stdout_data", "stderr_data", "exit_code", "end_reason", "output_truncated", "session_ended", "message", "duration")

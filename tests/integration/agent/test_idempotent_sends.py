@@ -8,7 +8,7 @@ import pytest
 
 from firebox.agent.v1 import agent_pb2
 from tests.support.agent_server import collect, kinds, new_session, text_of
-from tests.support.fake_provider import Hold, Reply, chunk, text_reply
+from tests.support.fake_provider import held_reply, text_reply
 
 A = agent_pb2
 
@@ -27,16 +27,7 @@ async def _refused(call) -> grpc.aio.AioRpcError:
 
 async def test_a_send_repeated_after_a_dropped_connection_is_refused_naming_the_run_to_follow(stub, fake):
     session = await new_session(stub)
-    fake.script(
-        Reply(
-            steps=[
-                chunk({"content": "partial "}),
-                Hold(),
-                chunk({"content": "answer"}),
-                chunk({}, finish_reason="stop"),
-            ]
-        )
-    )
+    fake.script(held_reply("partial ", "answer"))
     first = _send(stub, session.id, "client-msg-1")
     async for response in first:
         if response.event.HasField("text_delta"):
