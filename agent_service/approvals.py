@@ -64,6 +64,8 @@ class Resolution:
     timed_out: bool = False
     # Add the call's paths outside the writable paths to the session's writable paths.
     always_allow_paths: bool = False
+    # Decided by the reviewer model (MODEL_REVIEW), not a person.
+    reviewed: bool = False
 
 
 def is_read_only_command(command: str, prefixes: Sequence[str]) -> bool:
@@ -121,7 +123,9 @@ def written_paths(command: str) -> list[str]:
     while index <= len(tokens):
         token = tokens[index] if index < len(tokens) else ";"
         index += 1
-        if token.rstrip("0123456789") in _REDIRECTIONS or token in _REDIRECTIONS:
+        if token in _REDIRECTIONS:
+            if words and words[-1].isdigit():
+                words.pop()  # the `2` of `2>`: a descriptor, not an operand
             if index < len(tokens):
                 note(tokens[index])
                 index += 1
@@ -155,6 +159,7 @@ POLICY_NAMES = {
     "never": agent_pb2.APPROVAL_POLICY_NEVER,
     "on-request": agent_pb2.APPROVAL_POLICY_ON_REQUEST,
     "always": agent_pb2.APPROVAL_POLICY_ALWAYS,
+    "model-review": agent_pb2.APPROVAL_POLICY_MODEL_REVIEW,
 }
 
 

@@ -30,6 +30,7 @@ DEFAULT_RUN_TIMEOUT_SECONDS = 3600.0
 PROVIDER_KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 DEFAULT_TOOL_TIMEOUT_SECONDS = 600.0
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 600.0
+DEFAULT_REVIEW_TIMEOUT_SECONDS = 60.0
 DEFAULT_CONTEXT_WINDOW = 128_000
 DEFAULT_COMPACT_THRESHOLD = 0.8
 # Compaction must leave room for the summary call itself.
@@ -112,6 +113,10 @@ class AgentConfig:
     # clients that know nothing of approvals working (nobody would answer them).
     default_approval_policy: str = "never"
     read_only_commands: tuple[str, ...] = DEFAULT_READ_ONLY_COMMANDS
+    # MODEL_REVIEW: the reviewer model (empty: the session's own) and how long a review may take
+    # before the request goes to the person.
+    review_model: str = ""
+    review_timeout: float = DEFAULT_REVIEW_TIMEOUT_SECONDS
     # The model's window in tokens; compaction starts at compact_threshold of it.
     context_window: int = DEFAULT_CONTEXT_WINDOW
     compact_threshold: float = DEFAULT_COMPACT_THRESHOLD
@@ -203,8 +208,8 @@ def _threshold(text: str) -> float:
 
 def _policy(text: str) -> str:
     lowered = text.strip().lower().replace("_", "-")
-    if lowered not in ("never", "on-request", "always"):
-        raise argparse.ArgumentTypeError(f"expected never, on-request or always, got {text!r}")
+    if lowered not in ("never", "on-request", "always", "model-review"):
+        raise argparse.ArgumentTypeError(f"expected never, on-request, always or model-review, got {text!r}")
     return lowered
 
 
@@ -420,7 +425,21 @@ _OPTIONS = (
         "default_approval_policy",
         "FIREBOX_DEFAULT_APPROVAL_POLICY",
         _policy,
-        "approval policy of sessions that set none: never, on-request or always",
+        "approval policy of sessions that set none: never, on-request, always or model-review",
+    ),
+    (
+        "--review-model",
+        "review_model",
+        "FIREBOX_REVIEW_MODEL",
+        str,
+        "model that reviews approvals under the model-review policy (default: the session's model)",
+    ),
+    (
+        "--review-timeout",
+        "review_timeout",
+        "FIREBOX_REVIEW_TIMEOUT",
+        _duration,
+        "a review taking longer than this goes to the person, e.g. 30s",
     ),
     (
         "--read-only-commands",

@@ -30,6 +30,7 @@ from agent_service.store import Store
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import (
     Aborted,
+    AlreadyExists,
     FailedPrecondition,
     FireboxError,
     NotFound,
@@ -76,6 +77,15 @@ class RunOptions:
     # EditMessage RESEND: this stored user message is replaced by `content`, everything after it
     # dropped, and the run starts from it instead of adding a new message.
     resend_message_id: str = ""
+    # Client-chosen ids that make a send idempotent: the new user message's id (SendMessage), or
+    # the resend's request id (EditMessage RESEND).
+    message_id: str = ""
+    request_id: str = ""
+
+    def idempotency_key(self, session_id: str) -> str:
+        if self.message_id:
+            return f"message:{self.message_id}"
+        return f"resend:{session_id}:{self.request_id}" if self.request_id else ""
 
 
 class LiveRun:
@@ -224,6 +234,9 @@ class RunManager:
         self._lanes: dict[str, _SessionLane] = {}
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
+        # Idempotency keys (RunOptions.idempotency_key) of the runs still remembered -> run id:
+        # a repeated send is caught here from submit on, before its message is stored.
+        self._keys: dict[str, str] = {}
 
     def get(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
@@ -302,6 +315,15 @@ class RunManager:
                 f"session {session_id} already has an active run {active.id}; wait for it, cancel it, or send "
                 "with on_conflict ENQUEUE or INTERRUPT"
             )
+        options = options or RunOptions()
+        key = options.idempotency_key(session_id)
+        if key in self._keys:
+            existing = self._runs[self._keys[key]]
+            if existing.session_id != session_id:
+                raise AlreadyExists(
+                    f"message id {options.message_id} is used by another session; choose another"
+                )
+            raise AlreadyExists(_repeated(session_id, options, existing.id))
         if busy and len(lane.waiting) >= MAX_WAITING_RUNS:
             raise ResourceExhausted(
                 f"session {session_id} already has {len(lane.waiting)} runs waiting (at most {MAX_WAITING_RUNS}); "
@@ -312,9 +334,12 @@ class RunManager:
             session_id=session_id,
             status=agent_pb2.RUN_STATUS_QUEUED,
             create_time=_now(),
+            request_id=options.request_id,
         )
         live = LiveRun(run, content, options)
         self._runs[run.id] = live
+        if key:
+            self._keys[key] = run.id
         if not busy:
             self._start(lane, live)
             return live
@@ -484,4 +509,21 @@ class RunManager:
             await asyncio.wait(remaining, timeout=5)
 
     def _forget(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
+        live = self._runs.pop(run_id, None)
+        if live is not None:
+            key = live.options.idempotency_key(live.session_id)
+            if self._keys.get(key) == run_id:
+                del self._keys[key]
+
+
+def _repeated(session_id: str, options: RunOptions, run_id: str) -> str:
+    """The ALREADY_EXISTS message of a repeated send: what exists, and what to do instead."""
+    if options.message_id:
+        return (
+            f"message {options.message_id} was already sent (run {run_id}, session {session_id}); "
+            "StreamRun that run instead of sending it again"
+        )
+    return (
+        f"resend {options.request_id} of message {options.resend_message_id} was already made (run {run_id}, "
+        f"session {session_id}); StreamRun that run instead of resending"
+    )

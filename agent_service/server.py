@@ -16,6 +16,7 @@ from agent_service.executor_pool import ExecutorPool
 from agent_service.mcp_tools import load_mcp_config
 from agent_service.providers import build_provider
 from agent_service.providers.base import ModelProvider, ProviderSettings
+from agent_service.review import ApprovalReviewer
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
 from agent_service.skills import ensure_skills
@@ -116,6 +117,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         ),
         skills=skills,
         mcp_servers=mcp_servers,
+        reviewer=ApprovalReviewer(provider, config.review_model, config.review_timeout),
     )
     runs = RunManager(store, loop, config.event_retention, run_timeout=config.run_timeout)
     servicer = AgentServicer(config, store, runs, provider, executor, training_log, loop)

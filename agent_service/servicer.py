@@ -6,6 +6,7 @@ Errors are raised as `firebox.common.errors` and become statuses in the shared i
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +30,7 @@ from agent_service.store import Store
 from agent_service.toolloop import ToolLoop
 from firebox import __version__
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
-from firebox.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from firebox.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, TrainingLog
 from firebox.common.workspace_paths import normalize_writable_paths
@@ -243,12 +244,28 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             )
         _check_enum(request.approval_policy, agent_pb2.ApprovalPolicy, "approval_policy")
         _check_enum(request.sandbox_mode, agent_pb2.SandboxMode, "sandbox_mode")
+        _check_client_id(request.message_id, "message_id")
         session = await self._session(request.session_id)
         _check_sandbox_unchanged(session, request.sandbox_mode)
+        if request.message_id:
+            found = await self._store.find_message(request.message_id)
+            if found is not None:
+                owner, existing = found
+                if owner != session.id:
+                    raise AlreadyExists(
+                        f"message id {request.message_id} is used by another session; choose another"
+                    )
+                raise AlreadyExists(
+                    f"message {existing.id} was already sent (run {existing.run_id}, session {owner}); "
+                    "StreamRun that run instead of sending it again"
+                )
         # No provider or no model: say so now, as a status, rather than as a failed run.
         self._provider.resolve_model(session.settings.model)
         live = self._runs.submit(
-            session.id, request.content, policy, RunOptions(approval_policy=request.approval_policy)
+            session.id,
+            request.content,
+            policy,
+            RunOptions(approval_policy=request.approval_policy, message_id=request.message_id),
         )
         log.info("run_submitted", run_id=live.id, session_id=session.id, policy=policy.value)
         async for response in _responses(
@@ -491,8 +508,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 f"message {message.id} is a {agent_pb2.Role.Name(message.role)} message; only user "
                 "messages can be edited",
             )
+        _check_client_id(request.request_id, "request_id")
+        if request.request_id and request.action != agent_pb2.EDIT_ACTION_RESEND:
+            raise InvalidArgument("request_id", "is only for RESEND")
         if request.action == agent_pb2.EDIT_ACTION_RESEND:
             self._provider.resolve_model(session.settings.model)
+        if request.request_id and message.run_id:
+            last = await self._store.get_run(message.run_id)
+            if last is not None and last.request_id == request.request_id:
+                raise AlreadyExists(
+                    f"resend {request.request_id} of message {message.id} was already made (run {last.id}); "
+                    "StreamRun that run instead of resending"
+                )
         # Checked again after the awaits above, and claimed in the same step: atomic.
         if self._runs.busy(session.id):
             active = self._runs.active_run_id(session.id)
@@ -511,7 +538,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             session.id,
             request.content,
             ConflictPolicy.REJECT,
-            RunOptions(resend_message_id=message.id),
+            RunOptions(resend_message_id=message.id, request_id=request.request_id),
         )
         message.content = request.content
         yield agent_pb2.EditMessageResponse(message=message)
@@ -558,6 +585,15 @@ def _check_enum(value: int, enum: object, field: str) -> None:
     if value not in enum.values():  # type: ignore[attr-defined]
         names = ", ".join(n for n in enum.keys() if not n.endswith("UNSPECIFIED"))  # type: ignore[attr-defined]
         raise InvalidArgument(field, f"unknown value {value}; use one of {names}")
+
+
+# Client-chosen ids (SendMessageRequest.message_id, EditMessageRequest.request_id).
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _check_client_id(value: str, field: str) -> None:
+    if value and not _CLIENT_ID.fullmatch(value):
+        raise InvalidArgument(field, "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
 
 
 def _check_sandbox_unchanged(session: agent_pb2.Session, requested: int) -> None:

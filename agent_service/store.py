@@ -105,6 +105,10 @@ class Store(abc.ABC):
     async def get_message(self, session_id: str, message_id: str) -> agent_pb2.Message | None: ...
 
     @abc.abstractmethod
+    async def find_message(self, message_id: str) -> tuple[str, agent_pb2.Message] | None:
+        """(session id, message) of the message with this id in any session, or None."""
+
+    @abc.abstractmethod
     async def rewind(self, session_id: str, message: agent_pb2.Message) -> int:
         """Replace `message` in place and delete every message after it, in one transaction;
         returns how many were deleted."""
@@ -382,6 +386,14 @@ class SqliteStore(Store):
             return agent_pb2.Message.FromString(row[0]) if row else None
 
         return await self._call(get)
+
+    async def find_message(self, message_id: str) -> tuple[str, agent_pb2.Message] | None:
+        row = await self._call(
+            lambda: self._db.execute(
+                "SELECT session_id, data FROM messages WHERE id = ?", (message_id,)
+            ).fetchone()
+        )
+        return (row[0], agent_pb2.Message.FromString(row[1])) if row else None
 
     async def rewind(self, session_id: str, message: agent_pb2.Message) -> int:
         data = message.SerializeToString()

@@ -43,6 +43,7 @@ from agent_service.providers.base import (
     StreamFailed,
     TextPiece,
 )
+from agent_service.review import APPROVE, ASK, DEFAULT_REVIEW_TIMEOUT_SECONDS, DENY, Action, ApprovalReviewer
 from agent_service.runs import LiveRun
 from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
 from agent_service.session_workspace import workspace_policy as workspace_policy
@@ -170,6 +171,7 @@ class ToolLoop:
         approvals: ApprovalBroker | None = None,
         skills: SkillLibrary | None = None,
         mcp_servers: Mapping[str, McpServerSpec] | None = None,
+        reviewer: ApprovalReviewer | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
@@ -178,6 +180,7 @@ class ToolLoop:
         self._settings = settings
         self.approvals = approvals or ApprovalBroker()
         self.skills = skills or SkillLibrary()
+        self.reviewer = reviewer or ApprovalReviewer(provider, "", DEFAULT_REVIEW_TIMEOUT_SECONDS)
         self.workspaces = SessionWorkspaces(store, executor)
         self.builtins = BuiltinTools(
             executor, self.workspaces, self.skills, settings.tool_output_limit, settings.tool_timeout
@@ -249,7 +252,7 @@ class ToolLoop:
             log.info("message_resent", session_id=session.id, message_id=user.id, dropped=dropped)
             return user
         user = agent_pb2.Message(
-            id=new_id("msg"),
+            id=live.options.message_id or new_id("msg"),
             role=agent_pb2.ROLE_USER,
             content=live.content,
             status=agent_pb2.MESSAGE_STATUS_COMPLETE,
@@ -559,8 +562,9 @@ class ToolLoop:
         if why:
             resolution = await self._approve(live, turn, call, tool.approval_text(arguments), why, outside)
             if resolution.decision is Decision.DENY:
+                who = "the reviewer" if resolution.reviewed else "the user"
                 return self._finish(
-                    live, call.id, f"denied by the user: {resolution.reason or 'no reason given'}"
+                    live, call.id, f"denied by {who}: {resolution.reason or 'no reason given'}"
                 )
             if resolution.decision is Decision.APPROVE_EDITED:
                 try:
@@ -619,10 +623,12 @@ class ToolLoop:
         stored = await self._store.get_session(session.id)
         if stored is None:
             raise NotFound(f"session {session.id} not found")
-        if normalized and sandbox_mode(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
-            raise FailedPrecondition(
-                f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
-            )
+        if sandbox_mode(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
+            if normalized:
+                raise FailedPrecondition(
+                    f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
+                )
+            return stored  # nothing to change: a read-only workspace has no writable paths
         if stored.workspace_id:
             try:
                 await self._executor.set_writable_paths(stored.workspace_id, list(normalized))
@@ -648,16 +654,48 @@ class ToolLoop:
         why: str,
         paths: tuple[str, ...] = (),
     ) -> Resolution:
-        """Ask, wait (bounded), tell the client, and log the decision for training. An approval
-        with always_allow_paths adds the directories of `paths` to the session's writable paths."""
+        """Ask (the reviewer model first under MODEL_REVIEW, then the person unless it decided),
+        wait (bounded), tell the client, and log the decision and who made it for training. An
+        approval with always_allow_paths adds the directories of `paths` to the session's
+        writable paths."""
         timeout = self._settings.approval_timeout
-        live.emit(
-            approval_requested=agent_pb2.ApprovalRequested(
-                tool_call=call, command=command, reason=why, timeout_seconds=timeout, paths=paths
+        verdict, reviewer_model = None, ""
+        if turn.approval_policy == agent_pb2.APPROVAL_POLICY_MODEL_REVIEW:
+            reviewer_model = self.reviewer.model_for(turn.model)
+            transcript = model_view(await self._store.list_messages(turn.session.id))
+            verdict = await self.reviewer.review(
+                reviewer_model, live.content, transcript, Action(call.name, command, why, paths)
             )
-        )
-        log.info("approval_requested", run_id=live.id, tool_call_id=call.id, tool=call.name)
-        resolution = await self.approvals.wait(live.id, call.id, timeout)
+            log.info("approval_reviewed", run_id=live.id, tool_call_id=call.id, verdict=verdict.decision)
+        if verdict is not None and verdict.decision in (APPROVE, DENY):
+            decided = Decision.APPROVE if verdict.decision == APPROVE else Decision.DENY
+            resolution = Resolution(decided, verdict.reason, reviewed=True)
+            decided_by = trace_pb2.APPROVAL_DECIDER_MODEL
+        else:
+            note = ""
+            if verdict is not None:
+                note = (
+                    f"the reviewer asked for a person: {verdict.reason}"
+                    if verdict.decision == ASK
+                    else verdict.reason
+                )
+            live.emit(
+                approval_requested=agent_pb2.ApprovalRequested(
+                    tool_call=call,
+                    command=command,
+                    reason=why,
+                    timeout_seconds=timeout,
+                    paths=paths,
+                    review_note=note,
+                )
+            )
+            log.info("approval_requested", run_id=live.id, tool_call_id=call.id, tool=call.name)
+            resolution = await self.approvals.wait(live.id, call.id, timeout)
+            decided_by = (
+                trace_pb2.APPROVAL_DECIDER_TIMEOUT
+                if resolution.timed_out
+                else trace_pb2.APPROVAL_DECIDER_PERSON
+            )
         decision = {
             Decision.APPROVE: agent_pb2.APPROVAL_DECISION_APPROVE,
             Decision.DENY: agent_pb2.APPROVAL_DECISION_DENY,
@@ -683,6 +721,8 @@ class ToolLoop:
                 command="" if resolution.decision is Decision.DENY else runs_now,
                 timed_out=resolution.timed_out,
                 added_writable_paths=added,
+                decided_by=decided_by,
+                reviewer_model=reviewer_model,
             )
         )
         kind = {
@@ -705,6 +745,10 @@ class ToolLoop:
                 reason=resolution.reason,
                 paths=paths,
                 writable_paths_added=added,
+                decided_by=decided_by,
+                review_verdict=verdict.decision if verdict is not None else "",
+                review_reason=verdict.reason if verdict is not None else "",
+                reviewer_model=reviewer_model,
             ),
             source="agent",
         )

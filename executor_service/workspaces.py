@@ -343,7 +343,8 @@ class WorkspaceManager:
         self._check_id(workspace_id)
         writable_paths = normalize_writable_paths(paths, "writable_paths")
         info = await self.get(workspace_id)
-        if writable_paths and info.policy.read_only:
+        if info.policy.read_only:
+            # Even an empty list: it would make all of /workspace writable.
             raise errors.FailedPrecondition(
                 f"workspace {workspace_id} is read-only (policy.read_only); it has no writable paths"
             )

@@ -68,6 +68,7 @@ from executor_service.backend import (
     WorkspaceSpec,
     workspace_access,
 )
+from executor_service.backends import mountns
 from firebox.common import errors
 from firebox.common.logging import get_logger
 
@@ -284,7 +285,8 @@ class DockerBackend:
         """Applied in the running container at once: open sessions keep their state and see the
         change from their next command. A stopped workspace gets it at its next start."""
         container = await self._container(workspace.id)
-        if container.status == "running":
+        if container.status in ("running", "paused"):
+            # A paused container keeps its mount namespace: changed now, in force when it resumes.
             await self._mount_writable(container, writable_paths)
         self._writable[workspace.id] = writable_paths
         if self.writable_dir is not None:
@@ -297,10 +299,12 @@ class DockerBackend:
         pid = container.attrs.get("State", {}).get("Pid") or 0
         if not pid:
             raise errors.FailedPrecondition(f"workspace {container.labels.get(LABEL_ID)} is not running")
+        # The file itself, in isolated mode: only the standard library loads, nothing of the
+        # package or the environment (a fresh interpreter is what setns needs anyway).
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "executor_service.backends.mountns",
+            "-I",
+            mountns.__file__,
             str(pid),
             json.dumps(list(writable_paths)),
             stdin=asyncio.subprocess.DEVNULL,

@@ -12,8 +12,8 @@ re-enters its working directory before each command (shell.py), so it sees it to
 losing anything. The mounts live as long as the container runs; the backend applies them again
 after every start and at adoption.
 
-Run as `python -m executor_service.backends.mountns PID PATHS_JSON`: setns(2) into a mount
-namespace needs a single-threaded process, which the executor is not. Paths are resolved one
+Run as `python -I executor_service/backends/mountns.py PID PATHS_JSON` (standard library only):
+setns(2) into a mount namespace needs a single-threaded process, which the executor is not. Paths are resolved one
 component at a time with O_NOFOLLOW from /workspace, and mounted through /proc/self/fd of the
 host's /proc, so a symlink planted in the workspace cannot point a mount anywhere else.
 Missing directories are created (owned like /workspace) in a private copy of the namespace

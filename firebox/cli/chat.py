@@ -34,6 +34,7 @@ APPROVAL_POLICIES = {
     "never": ag.APPROVAL_POLICY_NEVER,
     "on-request": ag.APPROVAL_POLICY_ON_REQUEST,
     "always": ag.APPROVAL_POLICY_ALWAYS,
+    "model-review": ag.APPROVAL_POLICY_MODEL_REVIEW,
 }
 SANDBOX_MODES = {
     "read-only": ag.SANDBOX_MODE_READ_ONLY,

@@ -14,6 +14,7 @@ from rich.console import Console
 from firebox.agent.v1 import agent_pb2 as ag
 from firebox.cli import output
 from firebox.executor.v1 import executor_pb2 as ex
+from firebox.trace.v1 import trace_pb2
 
 Handler = Callable[["RunRenderer", Any, ag.RunEvent], None]
 _HANDLERS: dict[str, Handler] = {}
@@ -193,10 +194,22 @@ def _approval_requested(renderer: RunRenderer, request: ag.ApprovalRequested, _e
     if request.timeout_seconds > 0:
         details += f"; denied if not answered within {request.timeout_seconds:g} s"
     renderer.line(f"  ({details})", style="yellow")
+    if request.review_note:
+        renderer.line(f"  (review: {request.review_note})", style="yellow")
 
 
 @renders("approval_resolved")
 def _approval_resolved(renderer: RunRenderer, resolved: ag.ApprovalResolved, _event: ag.RunEvent) -> None:
+    if resolved.decided_by == trace_pb2.APPROVAL_DECIDER_MODEL:
+        verdict = "approved" if resolved.decision == ag.APPROVAL_DECISION_APPROVE else "denied"
+        style = "green" if verdict == "approved" else "red"
+        renderer.line(
+            f"{'✔' if verdict == 'approved' else '✘'} {verdict} by review ({resolved.reviewer_model}): {resolved.reason}",
+            style=style,
+        )
+        return
+    if resolved.added_writable_paths:
+        renderer.line(f"  now writable: {', '.join(resolved.added_writable_paths)}", style="green")
     if resolved.decision == ag.APPROVAL_DECISION_APPROVE:
         renderer.line("✔ approved", style="green")
     elif resolved.decision == ag.APPROVAL_DECISION_APPROVE_EDITED:

@@ -360,9 +360,12 @@ class AsyncFireboxClient:
         *,
         approval_policy: ag.ApprovalPolicy.ValueType = ag.APPROVAL_POLICY_UNSPECIFIED,
         sandbox_mode: ag.SandboxMode.ValueType = ag.SANDBOX_MODE_UNSPECIFIED,
+        message_id: str = "",
     ) -> AsyncIterator[ag.RunEvent]:
         """Add a user message and stream the events of the run it starts. `approval_policy`
-        overrides the session's for this run; `sandbox_mode` must match the session's if set."""
+        overrides the session's for this run; `sandbox_mode` must match the session's if set.
+        `message_id` (e.g. a UUID) makes the send idempotent: sent again, it is ALREADY_EXISTS
+        naming the run to `stream_run`."""
         request = ag.SendMessageRequest(
             session_id=session_id,
             content=content,
@@ -370,6 +373,7 @@ class AsyncFireboxClient:
             approval_policy=approval_policy,
             sandbox_mode=sandbox_mode,
             batch_events=True,
+            message_id=message_id,
         )
         async for response in self._server_stream("agent", "SendMessage", request):
             for event in run_events(response):

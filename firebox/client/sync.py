@@ -265,10 +265,16 @@ class FireboxClient:
         *,
         approval_policy: ag.ApprovalPolicy.ValueType = ag.APPROVAL_POLICY_UNSPECIFIED,
         sandbox_mode: ag.SandboxMode.ValueType = ag.SANDBOX_MODE_UNSPECIFIED,
+        message_id: str = "",
     ) -> SyncStream[ag.RunEvent]:
         return self._stream(
             self._async.send_message(
-                session_id, content, on_conflict, approval_policy=approval_policy, sandbox_mode=sandbox_mode
+                session_id,
+                content,
+                on_conflict,
+                approval_policy=approval_policy,
+                sandbox_mode=sandbox_mode,
+                message_id=message_id,
             )
         )
 

@@ -131,6 +131,10 @@ def check_alive_and_unchanged(t: Target, before: tuple[object, ...], outcomes: O
 ID_RPCS = {
     "GetSession": lambda i, n, tok: pb.GetSessionRequest(session_id=i, include_messages=n % 2 == 0),
     "DeleteSession": lambda i, n, tok: pb.DeleteSessionRequest(session_id=i),
+    "ClearSession": lambda i, n, tok: pb.ClearSessionRequest(session_id=i),
+    "UpdateSession": lambda i, n, tok: pb.UpdateSessionRequest(
+        session_id=i, settings=pb.SessionSettings(writable_paths=[tok]), update_mask={"paths": [tok]}
+    ),
     "CancelRun": lambda i, n, tok: pb.CancelRunRequest(run_id=i),
     "GetRun": lambda i, n, tok: pb.GetRunRequest(run_id=i),
     "ListRuns": lambda i, n, tok: pb.ListRunsRequest(session_id=i, page_size=n, page_token=tok),

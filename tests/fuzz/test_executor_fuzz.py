@@ -106,6 +106,7 @@ ID_RPCS = {
     "StartWorkspace": lambda i: pb.StartWorkspaceRequest(workspace_id=i),
     "StopWorkspace": lambda i: pb.StopWorkspaceRequest(workspace_id=i),
     "DeleteWorkspace": lambda i: pb.DeleteWorkspaceRequest(workspace_id=i),
+    "SetWritablePaths": lambda i: pb.SetWritablePathsRequest(workspace_id=i, writable_paths=["src"]),
     "CloseSession": lambda i: pb.CloseSessionRequest(session_id=i),
     "ListSessions": lambda i: pb.ListSessionsRequest(workspace_id=i),
 }

@@ -34,6 +34,7 @@ class ApprovalPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     APPROVAL_POLICY_NEVER: _ClassVar[ApprovalPolicy]
     APPROVAL_POLICY_ON_REQUEST: _ClassVar[ApprovalPolicy]
     APPROVAL_POLICY_ALWAYS: _ClassVar[ApprovalPolicy]
+    APPROVAL_POLICY_MODEL_REVIEW: _ClassVar[ApprovalPolicy]
 
 class SandboxMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -98,6 +99,7 @@ APPROVAL_POLICY_UNSPECIFIED: ApprovalPolicy
 APPROVAL_POLICY_NEVER: ApprovalPolicy
 APPROVAL_POLICY_ON_REQUEST: ApprovalPolicy
 APPROVAL_POLICY_ALWAYS: ApprovalPolicy
+APPROVAL_POLICY_MODEL_REVIEW: ApprovalPolicy
 SANDBOX_MODE_UNSPECIFIED: SandboxMode
 SANDBOX_MODE_READ_ONLY: SandboxMode
 SANDBOX_MODE_WORKSPACE_WRITE: SandboxMode
@@ -393,20 +395,22 @@ class UpdateSessionResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class SendMessageRequest(_message.Message):
-    __slots__ = ("session_id", "content", "on_conflict", "approval_policy", "sandbox_mode", "batch_events")
+    __slots__ = ("session_id", "content", "on_conflict", "approval_policy", "sandbox_mode", "batch_events", "message_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     ON_CONFLICT_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_MODE_FIELD_NUMBER: _ClassVar[int]
     BATCH_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     content: str
     on_conflict: ConflictPolicy
     approval_policy: ApprovalPolicy
     sandbox_mode: SandboxMode
     batch_events: bool
-    def __init__(self, session_id: _Optional[str] = ..., content: _Optional[str] = ..., on_conflict: _Optional[_Union[ConflictPolicy, str]] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., batch_events: _Optional[bool] = ...) -> None: ...
+    message_id: str
+    def __init__(self, session_id: _Optional[str] = ..., content: _Optional[str] = ..., on_conflict: _Optional[_Union[ConflictPolicy, str]] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., batch_events: _Optional[bool] = ..., message_id: _Optional[str] = ...) -> None: ...
 
 class SendMessageResponse(_message.Message):
     __slots__ = ("event", "events")
@@ -477,7 +481,7 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "session_id", "status", "create_time", "end_time", "last_event_index", "usage", "error", "user_message_id")
+    __slots__ = ("id", "session_id", "status", "create_time", "end_time", "last_event_index", "usage", "error", "user_message_id", "request_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -487,6 +491,7 @@ class Run(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     USER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     session_id: str
     status: RunStatus
@@ -496,7 +501,8 @@ class Run(_message.Message):
     usage: Usage
     error: str
     user_message_id: str
-    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_index: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[str] = ..., user_message_id: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_index: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[str] = ..., user_message_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("index", "run_id", "time", "run_started", "text_delta", "reasoning_delta", "tool_call_started", "tool_output", "tool_call_finished", "usage", "message_completed", "run_completed", "run_failed", "run_cancelled", "approval_requested", "approval_resolved", "context_compacted", "model_retry")
@@ -551,34 +557,40 @@ class ModelRetry(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., delay_seconds: _Optional[float] = ..., reason: _Optional[str] = ..., superseded_message_id: _Optional[str] = ...) -> None: ...
 
 class ApprovalRequested(_message.Message):
-    __slots__ = ("tool_call", "command", "reason", "timeout_seconds", "paths")
+    __slots__ = ("tool_call", "command", "reason", "timeout_seconds", "paths", "review_note")
     TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_NOTE_FIELD_NUMBER: _ClassVar[int]
     tool_call: ToolCall
     command: str
     reason: str
     timeout_seconds: float
     paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., command: _Optional[str] = ..., reason: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    review_note: str
+    def __init__(self, tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., command: _Optional[str] = ..., reason: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., paths: _Optional[_Iterable[str]] = ..., review_note: _Optional[str] = ...) -> None: ...
 
 class ApprovalResolved(_message.Message):
-    __slots__ = ("tool_call_id", "decision", "reason", "command", "timed_out", "added_writable_paths")
+    __slots__ = ("tool_call_id", "decision", "reason", "command", "timed_out", "added_writable_paths", "decided_by", "reviewer_model")
     TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
     ADDED_WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_MODEL_FIELD_NUMBER: _ClassVar[int]
     tool_call_id: str
     decision: ApprovalDecision
     reason: str
     command: str
     timed_out: bool
     added_writable_paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., command: _Optional[str] = ..., timed_out: _Optional[bool] = ..., added_writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    decided_by: _trace_pb2.ApprovalDecider
+    reviewer_model: str
+    def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., command: _Optional[str] = ..., timed_out: _Optional[bool] = ..., added_writable_paths: _Optional[_Iterable[str]] = ..., decided_by: _Optional[_Union[_trace_pb2.ApprovalDecider, str]] = ..., reviewer_model: _Optional[str] = ...) -> None: ...
 
 class ContextCompacted(_message.Message):
     __slots__ = ("tokens_before", "tokens_after", "marker_message_id")
@@ -805,18 +817,20 @@ class CompactionStarted(_message.Message):
     def __init__(self, tokens_before: _Optional[int] = ...) -> None: ...
 
 class EditMessageRequest(_message.Message):
-    __slots__ = ("session_id", "message_id", "content", "action", "batch_events")
+    __slots__ = ("session_id", "message_id", "content", "action", "batch_events", "request_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     BATCH_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     message_id: str
     content: str
     action: EditAction
     batch_events: bool
-    def __init__(self, session_id: _Optional[str] = ..., message_id: _Optional[str] = ..., content: _Optional[str] = ..., action: _Optional[_Union[EditAction, str]] = ..., batch_events: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, session_id: _Optional[str] = ..., message_id: _Optional[str] = ..., content: _Optional[str] = ..., action: _Optional[_Union[EditAction, str]] = ..., batch_events: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class EditMessageResponse(_message.Message):
     __slots__ = ("message", "event", "events")

@@ -11,7 +11,7 @@ from firebox.agent.v1 import agent_pb2
 from firebox.trace.v1 import trace_pb2
 from tests.integration.agent_policies.conftest import log_records
 from tests.support.agent_server import agent_stub, collect, kinds, new_session, running_agent, text_of
-from tests.support.fake_provider import Hold, Reply, chunk, shell_reply, text_reply
+from tests.support.fake_provider import held_reply, shell_reply, text_reply
 
 pytestmark = pytest.mark.docker
 
@@ -127,7 +127,7 @@ async def test_a_message_racing_a_clear_lands_in_the_cleared_session_or_is_refus
         stub = agent_stub(agent)
         session = await new_session(stub)
         fake.script(
-            Reply(steps=[chunk({"content": "old "}), Hold(), chunk({}, finish_reason="stop")]),
+            held_reply("old "),
             text_reply("after the clear"),
         )
         call = _send(stub, session.id, "old message")

@@ -4,6 +4,7 @@ refused while sessions are open (bwrap)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 
@@ -118,6 +119,18 @@ async def test_bad_writable_paths_are_refused_naming_the_field(backend, paths, p
     assert "writable_paths" in error.value.details()
 
 
+async def test_a_read_only_workspace_cannot_be_made_writable(backend):
+    _name, stub = backend
+    policy = pb.IsolationPolicy(read_only=True)
+    ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(policy=policy))).workspace
+    for paths in ([], ["src"]):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.SetWritablePaths(pb.SetWritablePathsRequest(workspace_id=ws.id, writable_paths=paths))
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    code, out = await _run(stub, ws.id, "touch /workspace/x")
+    assert code != 0 and "Read-only file system" in out
+
+
 async def test_a_writable_path_through_a_symlink_is_refused(backend):
     _name, stub = backend
     ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest())).workspace
@@ -170,3 +183,34 @@ async def test_changing_writable_paths_on_a_live_workspace(backend):
     # Empty: all of /workspace writable again.
     await stub.SetWritablePaths(pb.SetWritablePathsRequest(workspace_id=ws.id))
     assert (await _run(stub, ws.id, "touch /workspace/anywhere && echo ok"))[1] == "ok\n"
+
+
+@pytest.mark.docker
+async def test_a_live_change_survives_an_executor_restart_and_a_container_restarted_behind_its_back(tmp_path):
+    import docker
+
+    from tests.support.executor_server import remove_owned_workspaces
+
+    try:
+        async with running_executor_handle(tmp_path, backend="docker", keep_workspaces=True) as first:
+            async with grpc.aio.insecure_channel(first.target) as channel:
+                stub = executor_pb2_grpc.ExecutorServiceStub(channel)
+                ws = await _create(stub, "src")
+                await stub.SetWritablePaths(
+                    pb.SetWritablePathsRequest(workspace_id=ws.id, writable_paths=["docs"])
+                )
+        # Restarted outside Firebox: a fresh mount namespace, all of /workspace writable again...
+        client = docker.from_env()
+        await asyncio.to_thread(client.containers.get(f"firebox-{ws.id}").restart, timeout=1)
+        client.close()
+        # ...until the next executor adopts it and applies the paths it was last given.
+        async with running_executor_handle(tmp_path, backend="docker", keep_workspaces=True) as second:
+            async with grpc.aio.insecure_channel(second.target) as channel:
+                stub = executor_pb2_grpc.ExecutorServiceStub(channel)
+                got = (await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id=ws.id))).workspace
+                assert list(got.policy.writable_paths) == ["docs"]
+                code, out = await _run(stub, ws.id, "touch /workspace/src/x")
+                assert code != 0 and "Read-only file system" in out
+                assert (await _run(stub, ws.id, "touch /workspace/docs/x && echo ok"))[1] == "ok\n"
+    finally:
+        remove_owned_workspaces(tmp_path)

@@ -22,6 +22,7 @@ from agent_service.tools import paths_written_outside
         ("dd if=/dev/zero of=disk.img", ["/workspace/disk.img"]),
         ("chmod +x run.sh", ["/workspace/run.sh"]),
         ("a=1\ntouch n", ["/workspace/n"]),
+        ("touch a 2>err.log", ["/workspace/err.log", "/workspace/a"]),
         # Reads, and writes outside /workspace, are not the workspace's business.
         ("ls -la 2>/dev/null", []),
         ("echo x > /tmp/z", []),

@@ -11,6 +11,7 @@ from firebox.agent.v1 import agent_pb2 as ag
 from firebox.cli import events
 from firebox.cli.events import JsonRenderer, RunRenderer
 from firebox.executor.v1 import executor_pb2 as ex
+from firebox.trace.v1 import trace_pb2
 
 
 def renderer() -> tuple[RunRenderer, io.StringIO]:
@@ -128,6 +129,37 @@ def test_approval_events_show_the_command_why_and_the_decision() -> None:
         "✘ denied: not now\n"
         "✎ approved as edited: rm y\n"
         "✘ denied: no answer in time\n"
+    )
+
+
+def test_review_decisions_and_added_writable_paths_are_shown() -> None:
+    r, buffer = renderer()
+    call = ag.ToolCall(id="c1", name="shell", arguments=json.dumps({"command": "rm x"}))
+    note = "the reviewer asked for a person: unsure"
+    r.render(
+        ag.RunEvent(
+            index=1, approval_requested=ag.ApprovalRequested(tool_call=call, command="rm x", review_note=note)
+        )
+    )
+    by_model = ag.ApprovalResolved(
+        tool_call_id="c2",
+        decision=ag.APPROVAL_DECISION_DENY,
+        reason="destructive",
+        decided_by=trace_pb2.APPROVAL_DECIDER_MODEL,
+        reviewer_model="small",
+    )
+    r.render(ag.RunEvent(index=2, approval_resolved=by_model))
+    always = ag.ApprovalResolved(
+        tool_call_id="c3", decision=ag.APPROVAL_DECISION_APPROVE, added_writable_paths=["docs"]
+    )
+    r.render(ag.RunEvent(index=3, approval_resolved=always))
+    assert buffer.getvalue() == (
+        "⏸ approval needed: shell: rm x\n"
+        "  (the session's approval policy)\n"
+        "  (review: the reviewer asked for a person: unsure)\n"
+        "✘ denied by review (small): destructive\n"
+        "  now writable: docs\n"
+        "✔ approved\n"
     )
 
 
