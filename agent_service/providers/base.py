@@ -21,7 +21,13 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from firebox.common.errors import FailedPrecondition, FireboxError, InvalidArgument, Unavailable
+from firebox.common.errors import (
+    FailedPrecondition,
+    FireboxError,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from firebox.common.logging import get_logger
 
 log = get_logger("firebox.agent.provider")
@@ -202,6 +208,14 @@ class Stall(Exception):
     """No model data for the idle timeout."""
 
 
+class StreamEndedEarly(Exception):
+    """The stream closed before the model said it was finished (no finish reason, no
+    message_stop): a transport failure, retried."""
+
+    def __init__(self) -> None:
+        super().__init__("the provider's stream ended before the model finished its answer")
+
+
 class AttemptState:
     """One attempt's bookkeeping, shared by the wire module and the retry loop.
 
@@ -368,14 +382,11 @@ class ModelProvider:
     def _classify(self, exc: Exception, state: AttemptState, request: ModelRequest, attempt: int) -> Failure:
         tries = f" (after {attempt + 1} attempts)" if attempt else ""
         if isinstance(exc, Stall):
-            return Failure(
-                StreamFailed(
-                    f"model provider sent no tokens for {self.settings.idle_timeout:g} s{tries}",
-                    state.open_tool_calls(),
-                ),
-                retryable=True,
-            )
-        failure = self._failure(exc, request, tries)
+            failure = self._silent(tries)
+        elif isinstance(exc, StreamEndedEarly):
+            failure = Failure(StreamFailed(f"{exc}{tries}"), retryable=True)
+        else:
+            failure = self._failure(exc, request, tries)
         if isinstance(failure.error, StreamFailed) and not failure.error.open_tool_calls:
             failure.error.open_tool_calls = state.open_tool_calls()
         return failure
@@ -386,6 +397,46 @@ class ModelProvider:
         backoff = min(self.settings.retry_base_delay * (2**attempt), self.settings.retry_max_delay)
         # Full jitter between half and all of the backoff, so clients that failed together spread out.
         return backoff * (0.5 + random.random() / 2)
+
+    def _silent(self, tries: str) -> Failure:
+        """No tokens for the idle timeout (the watch fired, or the socket's read timeout)."""
+        return Failure(
+            StreamFailed(f"model provider sent no tokens for {self.settings.idle_timeout:g} s{tries}"),
+            retryable=True,
+        )
+
+    def _unreachable(self, cause: BaseException, tries: str) -> Failure:
+        return Failure(
+            StreamFailed(f"cannot reach the model provider at {self.target}{tries}: {cause}"), retryable=True
+        )
+
+    def _http_failure(
+        self, status: int, detail: str, headers: Mapping[str, str], tries: str, kind: str = ""
+    ) -> Failure:
+        """What an HTTP error status stands for, whatever the wire; `kind` is the provider's
+        error type when it has one (Anthropic's overloaded_error ...)."""
+        named = f", {kind}" if kind else ""
+        if status == 429:
+            return Failure(
+                ResourceExhausted(f"model provider rate limit{tries}: {detail}"),
+                retryable=True,
+                retry_after=retry_after(headers),
+            )
+        if status >= 500:
+            return Failure(
+                Unavailable(f"model provider unavailable (HTTP {status}{named}){tries}: {detail}"),
+                retryable=True,
+                retry_after=retry_after(headers),
+            )
+        if status in (401, 403):
+            return Failure(
+                FailedPrecondition(
+                    f"model provider refused the credentials (HTTP {status}): {detail}; check {self.key_hint}"
+                )
+            )
+        if status in (400, 413, 422) and overflow(detail):
+            return Failure(ContextLengthExceeded(f"HTTP {status}: {detail}"))
+        return Failure(InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}"))
 
     def _attempt(self, request: ModelRequest, state: AttemptState) -> AsyncIterator[ProviderEvent]:
         """One HTTP call, streamed: pieces as they come, then the Completion."""

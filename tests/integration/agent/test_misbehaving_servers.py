@@ -7,14 +7,19 @@ session free for the next message."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from google.protobuf import json_format
 
 from firebox.agent.v1 import agent_pb2
-from firebox.trace.v1 import trace_pb2
-from tests.support.agent_server import agent_stub, collect, kinds, new_session, running_agent, text_of
+from tests.support.agent_server import (
+    agent_stub,
+    collect,
+    generation_records,
+    kinds,
+    new_session,
+    running_agent,
+    text_of,
+)
 from tests.support.fake_provider import (
     Pings,
     Reply,
@@ -38,16 +43,6 @@ async def _messages(stub, session_id: str) -> list[agent_pb2.Message]:
     return list(got.messages)
 
 
-def _records(config_dir: Path) -> list[trace_pb2.GenerationRecord]:
-    records = []
-    for path in sorted((config_dir / "logs").glob("generations-*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = trace_pb2.GenerationRecord()
-            json_format.ParseDict(json.loads(line), record)
-            records.append(record)
-    return records
-
-
 async def test_keepalive_pings_without_tokens_fail_the_step_and_free_the_session(tmp_path, fake):
     # llama.cpp: about 50 deltas, then `: ping - <time>` comments (Anthropic: ping events) and
     # no tokens. The pings arrive well inside the idle timeout; they must not keep the run alive.
@@ -69,7 +64,7 @@ async def test_keepalive_pings_without_tokens_fail_the_step_and_free_the_session
         after = await _send(stub, session.id, "again")
         assert kinds(after)[-1] == "run_completed"
         assert text_of(after) == "ok"
-    cut = [r for r in _records(tmp_path) if r.cut_short]
+    cut = [r for r in generation_records(tmp_path) if r.cut_short]
     assert len(cut) == 1
     assert (cut[0].completion, cut[0].error) == ("The answer is", "model provider sent no tokens for 0.6 s")
     assert cut[0].finish_reason == ""
@@ -163,7 +158,7 @@ async def test_model_that_never_stops_is_bounded_by_the_sessions_output_limit(tm
         stored = await _messages(stub, session.id)
         assert stored[-1].truncated
     assert fake.requests[0]["max_tokens"] == 40
-    assert [r.finish_reason for r in _records(tmp_path)] == ["length"]
+    assert [r.finish_reason for r in generation_records(tmp_path)] == ["length"]
 
 
 async def test_server_that_ignores_the_output_limit_is_cut_by_the_agent(tmp_path, fake):
