@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import pytest
 
 from firebox.agent.v1 import agent_pb2
@@ -287,3 +288,39 @@ async def test_tool_loop_runs_on_both_wires_with_results_in_the_wire_shape(tmp_p
         "shell",
         {"command": "echo hi"},
     )
+
+
+def _generate_request(max_output_tokens: int = 0) -> agent_pb2.GenerateRequest:
+    return agent_pb2.GenerateRequest(
+        messages=[agent_pb2.Message(role=agent_pb2.ROLE_USER, content="hi")],
+        max_output_tokens=max_output_tokens,
+    )
+
+
+async def test_generate_reports_why_the_model_stopped_and_takes_an_output_limit(stub, fake):
+    fake.script(endless_reply(), text_reply("short"))
+    cut = [r async for r in stub.Generate(_generate_request(max_output_tokens=5))]
+    assert "".join(r.text_delta.text for r in cut) == "more " * 5
+    assert cut[-1].finish_reason == "length"
+    assert fake.requests[0]["max_tokens"] == 5
+    whole = [r async for r in stub.Generate(_generate_request())]
+    assert whole[-1].finish_reason == "stop"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect_generate(stub, _generate_request(max_output_tokens=-1))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def collect_generate(stub, request) -> list[agent_pb2.GenerateResponse]:
+    return [r async for r in stub.Generate(request)]
+
+
+async def test_generate_fails_a_stall_after_text_rather_than_repeat_it(tmp_path, fake):
+    # Generate has no way to tell its client to drop text it got: no retry once text went out.
+    fake.script(stalled_reply("partial", interval=0.1), text_reply("never sent"))
+    async with running_agent(tmp_path, fake=fake, idle_timeout=0.5, provider_retries=2) as agent:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await collect_generate(agent_stub(agent), _generate_request())
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == "model provider sent no tokens for 0.5 s"
+    assert len(fake.requests) == 1
+    assert [r.cut_short for r in generation_records(tmp_path)] == [True]
