@@ -147,8 +147,10 @@ async def start_agent(config: AgentConfig) -> Agent:
         tls=server_tls is not None,
         mutual_tls=bool(server_tls and server_tls.mutual),
         executor_tls=executor_tls is not None,
-        provider=provider.target if provider.configured else "(none)",
+        provider=f"{config.provider} {provider.target}" if provider.configured else "(none)",
         model=config.model or "(none)",
+        max_output_tokens=config.max_output_tokens,
+        run_timeout_seconds=config.run_timeout,
         database=str(config.database_path),
         training_log=config.training_log,
     )
