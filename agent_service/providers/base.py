@@ -381,7 +381,9 @@ class ModelProvider:
 
     def _classify(self, exc: Exception, state: AttemptState, request: ModelRequest, attempt: int) -> Failure:
         tries = f" (after {attempt + 1} attempts)" if attempt else ""
-        if isinstance(exc, Stall):
+        if isinstance(exc, Stall) or (state.fired and state.took_cancel()):
+            # (A library that turned the watch's cancel into an error of its own: still a stall,
+            # and the cancel is taken back.)
             failure = self._silent(tries)
         elif isinstance(exc, StreamEndedEarly):
             failure = Failure(StreamFailed(f"{exc}{tries}"), retryable=True)
