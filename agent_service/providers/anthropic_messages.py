@@ -187,6 +187,8 @@ class AnthropicMessagesProvider(ModelProvider):
                         state.calls[index] = ToolCallBuilder(block.get("id") or "", block.get("name") or "")
                     elif block.get("type") == "thinking" and block.get("signature"):
                         signature.append(block["signature"])
+                    elif block.get("type") == "redacted_thinking":
+                        completion.redacted_reasoning.append(block.get("data") or "")
                 elif kind == "message_start":
                     state.fed()
                     counted = _add_usage(usage, (event.get("message") or {}).get("usage")) or counted
@@ -340,6 +342,10 @@ def messages_shape(chat: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]
                         "signature": message["reasoning_signature"],
                     }
                 )
+            if calls:
+                blocks += [
+                    {"type": "redacted_thinking", "data": d} for d in message.get("redacted_reasoning") or ()
+                ]
             if content:
                 blocks.append({"type": "text", "text": content})
             for call in calls:

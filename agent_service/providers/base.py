@@ -7,8 +7,8 @@ SDK's errors are classified). Callers hold a `ModelProvider` and never learn whi
 
 The conversation handed to `stream` is in the chat-completions shape (generation.py builds it),
 with one extension the OpenAI module strips: an assistant message may carry
-`reasoning_signature` (and `reasoning`), which the Anthropic module sends back as a signed
-thinking block.
+`reasoning_signature` (and `reasoning`) and `redacted_reasoning`, which the Anthropic module sends
+back as its signed thinking and redacted_thinking blocks.
 """
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ class Completion:
     reasoning: str = ""
     # Anthropic's signature over the reasoning, sent back with it when the message called tools.
     reasoning_signature: str = ""
+    # Anthropic's redacted_thinking blocks (their data), sent back like the signed reasoning.
+    redacted_reasoning: list[str] = field(default_factory=list)
     tool_calls: list[AssembledToolCall] = field(default_factory=list)
     # One of the FINISH_* words (or what an unusual server said).
     finish_reason: str = ""

@@ -57,7 +57,7 @@ log = get_logger("firebox.agent.provider.openai")
 # refuse it and want `max_completion_tokens`.
 TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 # Keys of the shared conversation shape that are not chat-completions fields.
-_EXTENSION_KEYS = ("reasoning", "reasoning_signature")
+_EXTENSION_KEYS = ("reasoning", "reasoning_signature", "redacted_reasoning")
 
 
 class _EventTooLarge(Exception):

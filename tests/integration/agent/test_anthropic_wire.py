@@ -91,7 +91,9 @@ async def test_thinking_is_relayed_as_reasoning_and_sent_back_signed_with_tool_u
             block_delta(0, {"type": "thinking_delta", "thinking": "look."}),
             block_delta(0, {"type": "signature_delta", "signature": "EqQBCkgIARABGAIiQ"}),
             block_stop(0),
-            *anthropic_tool_use(1, "shell", json.dumps({"command": "ls"}), "toolu_9"),
+            block_start(1, {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}),
+            block_stop(1),
+            *anthropic_tool_use(2, "shell", json.dumps({"command": "ls"}), "toolu_9"),
             *_end("tool_use"),
         ]
     )
@@ -105,11 +107,13 @@ async def test_thinking_is_relayed_as_reasoning_and_sent_back_signed_with_tool_u
         got = await stub.GetSession(agent_pb2.GetSessionRequest(session_id=session.id, include_messages=True))
         assistant = got.messages[1]
         assert (assistant.reasoning, assistant.reasoning_signature) == ("I should look.", "EqQBCkgIARABGAIiQ")
+        assert list(assistant.redacted_reasoning) == ["EmwKAhgBEgy3va3pzix"]
         await _send(stub, session.id, "next")
     assert fake.requests[0]["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     blocks = fake.requests[1]["messages"][1]["content"]
     assert blocks[0] == {"type": "thinking", "thinking": "I should look.", "signature": "EqQBCkgIARABGAIiQ"}
-    assert blocks[1]["type"] == "tool_use"
+    assert blocks[1] == {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}
+    assert blocks[2]["type"] == "tool_use"
 
 
 async def test_usage_counts_cache_reads_and_writes(stub, fake):

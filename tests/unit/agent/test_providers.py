@@ -9,7 +9,7 @@ import pytest
 from agent_service.config import load
 from agent_service.providers import build_provider
 from agent_service.providers.anthropic_messages import AnthropicMessagesProvider, messages_shape
-from agent_service.providers.base import AttemptState, ProviderSettings, refuses_field
+from agent_service.providers.base import AttemptState, ModelRequest, ProviderSettings, refuses_field
 from agent_service.providers.openai_chat import OpenAIChatProvider
 
 
@@ -114,3 +114,18 @@ async def test_output_limit_counts_pieces():
         assert state.over_limit
     finally:
         state.stop()
+
+
+def test_openai_body_drops_the_anthropic_only_keys_and_carries_the_limit():
+    provider = OpenAIChatProvider(ProviderSettings(base_url="http://127.0.0.1:9/v1"))
+    signed = {
+        "role": "assistant",
+        "content": None,
+        "reasoning": "r",
+        "reasoning_signature": "sig",
+        "redacted_reasoning": ["x"],
+        "tool_calls": [],
+    }
+    body = provider._body(ModelRequest([{"role": "user", "content": "hi"}, signed], "m", None, 99))
+    assert body["messages"][1] == {"role": "assistant", "content": None, "tool_calls": []}
+    assert body["max_tokens"] == 99 and "max_completion_tokens" not in body
