@@ -79,6 +79,8 @@ def provider_messages(system_prompt: str, messages: Iterable[agent_pb2.Message])
                 # Anthropic's signed thinking goes back with the tool calls it led to.
                 entry["reasoning"] = message.reasoning
                 entry["reasoning_signature"] = message.reasoning_signature
+            if message.redacted_reasoning:
+                entry["redacted_reasoning"] = list(message.redacted_reasoning)
         if role == "tool":
             if not message.tool_call_id:
                 raise InvalidArgument(

@@ -434,6 +434,7 @@ class ToolLoop:
         assistant.status = agent_pb2.MESSAGE_STATUS_COMPLETE
         assistant.truncated = completion.truncated
         assistant.reasoning_signature = completion.reasoning_signature
+        assistant.redacted_reasoning.extend(completion.redacted_reasoning)
         await throttle.now(assistant)
         self._log.write(GENERATIONS, trace.record(completion))
         call = usage_proto(completion.usage)

@@ -31,22 +31,21 @@ from agent_service.providers.base import (
     MAX_ERROR_CHARS,
     AttemptState,
     Completion,
-    ContextLengthExceeded,
     Failure,
     ModelProvider,
     ModelRequest,
     ProviderEvent,
     ProviderSettings,
     ReasoningPiece,
+    StreamEndedEarly,
     StreamFailed,
     TextPiece,
     TokenCounts,
     ToolCallBuilder,
-    overflow,
     read_timeout,
     retry_after,
 )
-from firebox.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
+from firebox.common.errors import Unavailable
 from firebox.common.logging import get_logger
 
 log = get_logger("firebox.agent.provider.anthropic")
@@ -65,10 +64,6 @@ _STOP_REASONS = {
 _RETRYABLE_TYPES = ("overloaded_error", "api_error", "rate_limit_error", "timeout_error")
 # The smallest thinking budget the API accepts.
 MIN_THINKING_BUDGET = 1024
-
-
-class _StreamEndedEarly(Exception):
-    """The stream closed before `message_stop`."""
 
 
 class AnthropicMessagesProvider(ModelProvider):
@@ -192,6 +187,8 @@ class AnthropicMessagesProvider(ModelProvider):
                         state.calls[index] = ToolCallBuilder(block.get("id") or "", block.get("name") or "")
                     elif block.get("type") == "thinking" and block.get("signature"):
                         signature.append(block["signature"])
+                    elif block.get("type") == "redacted_thinking":
+                        completion.redacted_reasoning.append(block.get("data") or "")
                 elif kind == "message_start":
                     state.fed()
                     counted = _add_usage(usage, (event.get("message") or {}).get("usage")) or counted
@@ -207,7 +204,7 @@ class AnthropicMessagesProvider(ModelProvider):
         finally:
             await stream.close()
         if not finished:
-            raise _StreamEndedEarly("the provider's stream ended before the model finished its answer")
+            raise StreamEndedEarly()
         completion.finish_reason = completion.finish_reason or FINISH_STOP
         completion.text = "".join(text)
         completion.reasoning = "".join(reasoning)
@@ -233,45 +230,16 @@ class AnthropicMessagesProvider(ModelProvider):
                     retryable=kind in _RETRYABLE_TYPES,
                     retry_after=retry_after(exc.response.headers),
                 )
-            if status == 429 or kind == "rate_limit_error":
-                return Failure(
-                    ResourceExhausted(f"model provider rate limit{tries}: {detail}"),
-                    retryable=True,
-                    retry_after=retry_after(exc.response.headers),
-                )
-            if status >= 500 or kind in _RETRYABLE_TYPES:
-                return Failure(
-                    Unavailable(
-                        f"model provider unavailable (HTTP {status}, {kind or 'error'}){tries}: {detail}"
-                    ),
-                    retryable=True,
-                    retry_after=retry_after(exc.response.headers),
-                )
-            if status in (401, 403):
-                return Failure(
-                    FailedPrecondition(
-                        f"model provider refused the credentials (HTTP {status}): {detail}; check {self.key_hint}"
-                    )
-                )
-            if status in (400, 413) and overflow(detail):
-                return Failure(ContextLengthExceeded(f"HTTP {status}: {detail}"))
-            return Failure(
-                InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}")
-            )
+            if kind == "rate_limit_error":
+                status = 429
+            elif kind in _RETRYABLE_TYPES:
+                status = max(status, 500)
+            return self._http_failure(status, detail, exc.response.headers, tries, kind)
         if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
-            return Failure(
-                StreamFailed(f"model provider sent no tokens for {self.settings.idle_timeout:g} s{tries}"),
-                retryable=True,
-            )
+            return self._silent(tries)
         if isinstance(exc, (anthropic.APIConnectionError, httpx2.RequestError)):
             # Reading the body, the SDK's stream lets the transport's errors through unwrapped.
-            cause = exc.__cause__ or exc
-            return Failure(
-                StreamFailed(f"cannot reach the model provider at {self.target}{tries}: {cause}"),
-                retryable=True,
-            )
-        if isinstance(exc, _StreamEndedEarly):
-            return Failure(StreamFailed(f"{exc}{tries}"), retryable=True)
+            return self._unreachable(exc.__cause__ or exc, tries)
         if isinstance(exc, json.JSONDecodeError):
             return Failure(
                 StreamFailed(f"model provider sent a malformed stream event: {exc.msg} in {exc.doc[:200]!r}")
@@ -374,6 +342,10 @@ def messages_shape(chat: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]
                         "signature": message["reasoning_signature"],
                     }
                 )
+            if calls:
+                blocks += [
+                    {"type": "redacted_thinking", "data": d} for d in message.get("redacted_reasoning") or ()
+                ]
             if content:
                 blocks.append({"type": "text", "text": content})
             for call in calls:

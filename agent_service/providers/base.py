@@ -7,8 +7,8 @@ SDK's errors are classified). Callers hold a `ModelProvider` and never learn whi
 
 The conversation handed to `stream` is in the chat-completions shape (generation.py builds it),
 with one extension the OpenAI module strips: an assistant message may carry
-`reasoning_signature` (and `reasoning`), which the Anthropic module sends back as a signed
-thinking block.
+`reasoning_signature` (and `reasoning`) and `redacted_reasoning`, which the Anthropic module sends
+back as its signed thinking and redacted_thinking blocks.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from firebox.common.errors import FailedPrecondition, FireboxError, InvalidArgument, Unavailable
+from firebox.common.errors import (
+    FailedPrecondition,
+    FireboxError,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from firebox.common.logging import get_logger
 
 log = get_logger("firebox.agent.provider")
@@ -115,6 +121,8 @@ class Completion:
     reasoning: str = ""
     # Anthropic's signature over the reasoning, sent back with it when the message called tools.
     reasoning_signature: str = ""
+    # Anthropic's redacted_thinking blocks (their data), sent back like the signed reasoning.
+    redacted_reasoning: list[str] = field(default_factory=list)
     tool_calls: list[AssembledToolCall] = field(default_factory=list)
     # One of the FINISH_* words (or what an unusual server said).
     finish_reason: str = ""
@@ -200,6 +208,14 @@ class ToolCallBuilder:
 
 class Stall(Exception):
     """No model data for the idle timeout."""
+
+
+class StreamEndedEarly(Exception):
+    """The stream closed before the model said it was finished (no finish reason, no
+    message_stop): a transport failure, retried."""
+
+    def __init__(self) -> None:
+        super().__init__("the provider's stream ended before the model finished its answer")
 
 
 class AttemptState:
@@ -367,15 +383,14 @@ class ModelProvider:
 
     def _classify(self, exc: Exception, state: AttemptState, request: ModelRequest, attempt: int) -> Failure:
         tries = f" (after {attempt + 1} attempts)" if attempt else ""
-        if isinstance(exc, Stall):
-            return Failure(
-                StreamFailed(
-                    f"model provider sent no tokens for {self.settings.idle_timeout:g} s{tries}",
-                    state.open_tool_calls(),
-                ),
-                retryable=True,
-            )
-        failure = self._failure(exc, request, tries)
+        if isinstance(exc, Stall) or (state.fired and state.took_cancel()):
+            # (A library that turned the watch's cancel into an error of its own: still a stall,
+            # and the cancel is taken back.)
+            failure = self._silent(tries)
+        elif isinstance(exc, StreamEndedEarly):
+            failure = Failure(StreamFailed(f"{exc}{tries}"), retryable=True)
+        else:
+            failure = self._failure(exc, request, tries)
         if isinstance(failure.error, StreamFailed) and not failure.error.open_tool_calls:
             failure.error.open_tool_calls = state.open_tool_calls()
         return failure
@@ -386,6 +401,46 @@ class ModelProvider:
         backoff = min(self.settings.retry_base_delay * (2**attempt), self.settings.retry_max_delay)
         # Full jitter between half and all of the backoff, so clients that failed together spread out.
         return backoff * (0.5 + random.random() / 2)
+
+    def _silent(self, tries: str) -> Failure:
+        """No tokens for the idle timeout (the watch fired, or the socket's read timeout)."""
+        return Failure(
+            StreamFailed(f"model provider sent no tokens for {self.settings.idle_timeout:g} s{tries}"),
+            retryable=True,
+        )
+
+    def _unreachable(self, cause: BaseException, tries: str) -> Failure:
+        return Failure(
+            StreamFailed(f"cannot reach the model provider at {self.target}{tries}: {cause}"), retryable=True
+        )
+
+    def _http_failure(
+        self, status: int, detail: str, headers: Mapping[str, str], tries: str, kind: str = ""
+    ) -> Failure:
+        """What an HTTP error status stands for, whatever the wire; `kind` is the provider's
+        error type when it has one (Anthropic's overloaded_error ...)."""
+        named = f", {kind}" if kind else ""
+        if status == 429:
+            return Failure(
+                ResourceExhausted(f"model provider rate limit{tries}: {detail}"),
+                retryable=True,
+                retry_after=retry_after(headers),
+            )
+        if status >= 500:
+            return Failure(
+                Unavailable(f"model provider unavailable (HTTP {status}{named}){tries}: {detail}"),
+                retryable=True,
+                retry_after=retry_after(headers),
+            )
+        if status in (401, 403):
+            return Failure(
+                FailedPrecondition(
+                    f"model provider refused the credentials (HTTP {status}): {detail}; check {self.key_hint}"
+                )
+            )
+        if status in (400, 413, 422) and overflow(detail):
+            return Failure(ContextLengthExceeded(f"HTTP {status}: {detail}"))
+        return Failure(InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}"))
 
     def _attempt(self, request: ModelRequest, state: AttemptState) -> AsyncIterator[ProviderEvent]:
         """One HTTP call, streamed: pieces as they come, then the Completion."""

@@ -9,8 +9,12 @@ again), SSE comments (`: ping`) between chunks, a body that ends without `[DONE]
 refuses `tools` is a FAILED_PRECONDITION naming the server flag that turns tool calling on.
 
 The request goes through the SDK (its client, headers, errors); the body is read here (see
-`_payloads`): measured, the SDK's SSE decoder and stream wrapper cost twice what this reader does
-per relayed token (docs/agent.md, "Agent relay"; bench.providers measures both paths).
+`_payloads`) because it is measurably cheaper: `python -m bench.providers` (docs/providers.md,
+"Relay cost per wire") consumed the same burst answers at 11.3 us of CPU per token through this
+module and 98.7 us through the SDK's own stream (`chat.completions.create(stream=True)`, a typed
+chunk per token); with the SDK's SSE decoder but untyped chunks it was twice this reader's cost
+(docs/agent.md, "Agent relay"). httpx2 and anyio, under the SDK, are imported for its response
+and errors, and declared.
 """
 
 from __future__ import annotations
@@ -29,23 +33,21 @@ from agent_service.providers.base import (
     MAX_ERROR_CHARS,
     AttemptState,
     Completion,
-    ContextLengthExceeded,
     Failure,
     ModelProvider,
     ModelRequest,
     ProviderEvent,
     ProviderSettings,
     ReasoningPiece,
+    StreamEndedEarly,
     StreamFailed,
     TextPiece,
     TokenCounts,
     ToolCallBuilder,
-    overflow,
     read_timeout,
     refuses_field,
-    retry_after,
 )
-from firebox.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
+from firebox.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from firebox.common.logging import get_logger
 
 log = get_logger("firebox.agent.provider.openai")
@@ -55,11 +57,7 @@ log = get_logger("firebox.agent.provider.openai")
 # refuse it and want `max_completion_tokens`.
 TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
 # Keys of the shared conversation shape that are not chat-completions fields.
-_EXTENSION_KEYS = ("reasoning", "reasoning_signature")
-
-
-class _StreamEndedEarly(Exception):
-    """The stream closed before the model said it was finished."""
+_EXTENSION_KEYS = ("reasoning", "reasoning_signature", "redacted_reasoning")
 
 
 class _EventTooLarge(Exception):
@@ -215,7 +213,7 @@ class OpenAIChatProvider(ModelProvider):
         finally:
             await response.aclose()
         if not finished:
-            raise _StreamEndedEarly("the provider's stream ended before the model finished its answer")
+            raise StreamEndedEarly()
         completion.text = "".join(text)
         completion.reasoning = "".join(reasoning)
         completion.tool_calls = state.open_tool_calls()
@@ -238,51 +236,20 @@ class OpenAIChatProvider(ModelProvider):
                         log.warning("provider_refused_token_field", field=field, using=others[0])
                         self._limit_field[request.model] = others[0]
                         return Failure(InvalidArgument("", detail), adjusted=True)
-                if request.tools and _refuses_tools(text):
-                    return Failure(
-                        FailedPrecondition(
-                            f"the model server refused tool definitions (HTTP {status}): {detail}; the agent "
-                            "needs tool calling on: vLLM --enable-auto-tool-choice --tool-call-parser NAME, "
-                            "llama.cpp's server --jinja (docs/providers.md)"
-                        )
-                    )
-            if status == 429:
-                return Failure(
-                    ResourceExhausted(f"model provider rate limit{tries}: {detail}"),
-                    retryable=True,
-                    retry_after=retry_after(exc.response.headers),
-                )
-            if status >= 500:
-                return Failure(
-                    Unavailable(f"model provider unavailable (HTTP {status}){tries}: {detail}"),
-                    retryable=True,
-                    retry_after=retry_after(exc.response.headers),
-                )
-            if status in (401, 403):
+            # Any status: llama.cpp's server answers 500 to tools without --jinja.
+            if request.tools and _refuses_tools(text):
                 return Failure(
                     FailedPrecondition(
-                        f"model provider refused the credentials (HTTP {status}): {detail}; check "
-                        f"{self.key_hint}"
+                        f"the model server refused tool definitions (HTTP {status}): {detail}; the agent "
+                        "needs tool calling on: vLLM --enable-auto-tool-choice --tool-call-parser NAME, "
+                        "llama.cpp's server --jinja (docs/providers.md)"
                     )
                 )
-            if status in (400, 413, 422) and overflow(detail):
-                return Failure(ContextLengthExceeded(f"HTTP {status}: {detail}"))
-            return Failure(
-                InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}")
-            )
+            return self._http_failure(status, detail, exc.response.headers, tries)
         if isinstance(exc, openai.APITimeoutError):
-            return Failure(
-                StreamFailed(f"model provider sent no tokens for {self.settings.idle_timeout:g} s{tries}"),
-                retryable=True,
-            )
+            return self._silent(tries)
         if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return Failure(
-                StreamFailed(f"cannot reach the model provider at {self.target}{tries}: {cause}"),
-                retryable=True,
-            )
-        if isinstance(exc, _StreamEndedEarly):
-            return Failure(StreamFailed(f"{exc}{tries}"), retryable=True)
+            return self._unreachable(exc.__cause__ or exc, tries)
         if isinstance(exc, json.JSONDecodeError):
             return Failure(
                 StreamFailed(f"model provider sent a malformed stream chunk: {exc.msg} in {exc.doc[:200]!r}")

@@ -11,16 +11,19 @@ executor with tests.support.executor_server); the provider to none at all.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 
 from agent_service.config import AgentConfig
 from agent_service.server import Agent, start_agent
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.executor.v1 import executor_pb2_grpc
+from firebox.trace.v1 import trace_pb2
 from tests.support.fake_provider import FakeProvider
 
 # Nothing listens on port 9 (discard) on loopback here: an unreachable executor.
@@ -100,3 +103,14 @@ def kinds(events: list[agent_pb2.RunEvent]) -> list[str]:
 
 def text_of(events: list[agent_pb2.RunEvent]) -> str:
     return "".join(e.text_delta.text for e in events if e.HasField("text_delta"))
+
+
+def generation_records(config_dir: Path) -> list[trace_pb2.GenerationRecord]:
+    """Every GenerationRecord the agent with this config dir wrote to its training log, in order."""
+    records = []
+    for path in sorted((config_dir / "logs").glob("generations-*.jsonl")):
+        for line in path.read_text().splitlines():
+            record = trace_pb2.GenerationRecord()
+            json_format.ParseDict(json.loads(line), record)
+            records.append(record)
+    return records

@@ -187,6 +187,15 @@ def block_stop(index: int) -> Event:
     return Event("content_block_stop", {"type": "content_block_stop", "index": index})
 
 
+def text_block(index: int, text: str) -> list[Step]:
+    """A whole text content block: start, one text_delta, stop."""
+    return [
+        block_start(index, {"type": "text", "text": ""}),
+        block_delta(index, {"type": "text_delta", "text": text}),
+        block_stop(index),
+    ]
+
+
 def text_reply(
     *pieces: str,
     usage: bool = True,
@@ -286,11 +295,7 @@ def truncated_tool_reply(name: str, arguments: str, call_id: str, text: str = ""
     anthropic: list[Step] = _message_start(True)
     offset = 0
     if text:
-        anthropic += [
-            block_start(0, {"type": "text", "text": ""}),
-            block_delta(0, {"type": "text_delta", "text": text}),
-            block_stop(0),
-        ]
+        anthropic += text_block(0, text)
         offset = 1
     anthropic += anthropic_tool_use(offset, name, arguments, call_id, pieces=3)
     anthropic += _message_end("max_tokens", True)
@@ -341,11 +346,7 @@ def tool_reply(*calls: tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], s
     anthropic: list[Step] = _message_start(True)
     offset = 0
     if text:
-        anthropic += [
-            block_start(0, {"type": "text", "text": ""}),
-            block_delta(0, {"type": "text_delta", "text": text}),
-            block_stop(0),
-        ]
+        anthropic += text_block(0, text)
         offset = 1
     for index, call in enumerate(calls):
         name, args = call[0], call[1]

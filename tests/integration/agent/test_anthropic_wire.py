@@ -5,14 +5,19 @@ stop reasons, retry-after on 529."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from google.protobuf import json_format
 
 from firebox.agent.v1 import agent_pb2
-from firebox.trace.v1 import trace_pb2
-from tests.support.agent_server import agent_stub, collect, kinds, new_session, running_agent, text_of
+from tests.support.agent_server import (
+    agent_stub,
+    collect,
+    generation_records,
+    kinds,
+    new_session,
+    running_agent,
+    text_of,
+)
 from tests.support.fake_provider import (
     Event,
     Reply,
@@ -22,6 +27,7 @@ from tests.support.fake_provider import (
     block_stop,
     error_reply,
     shell_reply,
+    text_block,
     text_reply,
 )
 
@@ -52,16 +58,6 @@ def _end(stop_reason: str, output_tokens: int = 9) -> list[Event]:
         ),
         Event("message_stop", {"type": "message_stop"}),
     ]
-
-
-def _records(config_dir: Path) -> list[trace_pb2.GenerationRecord]:
-    records = []
-    for path in sorted((config_dir / "logs").glob("generations-*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = trace_pb2.GenerationRecord()
-            json_format.ParseDict(json.loads(line), record)
-            records.append(record)
-    return records
 
 
 async def test_system_prompt_and_tool_results_go_in_the_messages_shape(stub, fake):
@@ -95,7 +91,9 @@ async def test_thinking_is_relayed_as_reasoning_and_sent_back_signed_with_tool_u
             block_delta(0, {"type": "thinking_delta", "thinking": "look."}),
             block_delta(0, {"type": "signature_delta", "signature": "EqQBCkgIARABGAIiQ"}),
             block_stop(0),
-            *anthropic_tool_use(1, "shell", json.dumps({"command": "ls"}), "toolu_9"),
+            block_start(1, {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}),
+            block_stop(1),
+            *anthropic_tool_use(2, "shell", json.dumps({"command": "ls"}), "toolu_9"),
             *_end("tool_use"),
         ]
     )
@@ -109,11 +107,13 @@ async def test_thinking_is_relayed_as_reasoning_and_sent_back_signed_with_tool_u
         got = await stub.GetSession(agent_pb2.GetSessionRequest(session_id=session.id, include_messages=True))
         assistant = got.messages[1]
         assert (assistant.reasoning, assistant.reasoning_signature) == ("I should look.", "EqQBCkgIARABGAIiQ")
+        assert list(assistant.redacted_reasoning) == ["EmwKAhgBEgy3va3pzix"]
         await _send(stub, session.id, "next")
     assert fake.requests[0]["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     blocks = fake.requests[1]["messages"][1]["content"]
     assert blocks[0] == {"type": "thinking", "thinking": "I should look.", "signature": "EqQBCkgIARABGAIiQ"}
-    assert blocks[1]["type"] == "tool_use"
+    assert blocks[1] == {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"}
+    assert blocks[2]["type"] == "tool_use"
 
 
 async def test_usage_counts_cache_reads_and_writes(stub, fake):
@@ -127,9 +127,7 @@ async def test_usage_counts_cache_reads_and_writes(stub, fake):
         Reply(
             anthropic=[
                 *_start(usage),
-                block_start(0, {"type": "text", "text": ""}),
-                block_delta(0, {"type": "text_delta", "text": "cached"}),
-                block_stop(0),
+                *text_block(0, "cached"),
                 *_end("end_turn", output_tokens=3),
             ]
         )
@@ -194,9 +192,7 @@ async def test_refusal_stop_reason_ends_the_run_and_is_logged(tmp_path, fake):
         Reply(
             anthropic=[
                 *_start({"input_tokens": 5, "output_tokens": 1}),
-                block_start(0, {"type": "text", "text": ""}),
-                block_delta(0, {"type": "text_delta", "text": "I can't help with that."}),
-                block_stop(0),
+                *text_block(0, "I can't help with that."),
                 *_end("refusal"),
             ]
         )
@@ -207,7 +203,7 @@ async def test_refusal_stop_reason_ends_the_run_and_is_logged(tmp_path, fake):
         events = await _send(stub, session.id)
     assert kinds(events)[-1] == "run_completed"
     assert not events[-1].run_completed.output_truncated
-    assert [r.finish_reason for r in _records(tmp_path)] == ["refusal"]
+    assert [r.finish_reason for r in generation_records(tmp_path)] == ["refusal"]
 
 
 async def test_max_tokens_stop_reason_is_truncation(tmp_path, fake):
@@ -215,9 +211,7 @@ async def test_max_tokens_stop_reason_is_truncation(tmp_path, fake):
         Reply(
             anthropic=[
                 *_start({"input_tokens": 5, "output_tokens": 1}),
-                block_start(0, {"type": "text", "text": ""}),
-                block_delta(0, {"type": "text_delta", "text": "and then the"}),
-                block_stop(0),
+                *text_block(0, "and then the"),
                 *_end("max_tokens"),
             ]
         )
@@ -228,4 +222,4 @@ async def test_max_tokens_stop_reason_is_truncation(tmp_path, fake):
         events = await _send(stub, session.id)
     assert events[-1].run_completed.output_truncated
     assert fake.requests[0]["max_tokens"] == 4
-    assert [r.finish_reason for r in _records(tmp_path)] == ["length"]
+    assert [r.finish_reason for r in generation_records(tmp_path)] == ["length"]

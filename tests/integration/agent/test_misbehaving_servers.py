@@ -7,14 +7,20 @@ session free for the next message."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+import grpc
 import pytest
-from google.protobuf import json_format
 
 from firebox.agent.v1 import agent_pb2
-from firebox.trace.v1 import trace_pb2
-from tests.support.agent_server import agent_stub, collect, kinds, new_session, running_agent, text_of
+from tests.support.agent_server import (
+    agent_stub,
+    collect,
+    generation_records,
+    kinds,
+    new_session,
+    running_agent,
+    text_of,
+)
 from tests.support.fake_provider import (
     Pings,
     Reply,
@@ -38,16 +44,6 @@ async def _messages(stub, session_id: str) -> list[agent_pb2.Message]:
     return list(got.messages)
 
 
-def _records(config_dir: Path) -> list[trace_pb2.GenerationRecord]:
-    records = []
-    for path in sorted((config_dir / "logs").glob("generations-*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = trace_pb2.GenerationRecord()
-            json_format.ParseDict(json.loads(line), record)
-            records.append(record)
-    return records
-
-
 async def test_keepalive_pings_without_tokens_fail_the_step_and_free_the_session(tmp_path, fake):
     # llama.cpp: about 50 deltas, then `: ping - <time>` comments (Anthropic: ping events) and
     # no tokens. The pings arrive well inside the idle timeout; they must not keep the run alive.
@@ -69,7 +65,7 @@ async def test_keepalive_pings_without_tokens_fail_the_step_and_free_the_session
         after = await _send(stub, session.id, "again")
         assert kinds(after)[-1] == "run_completed"
         assert text_of(after) == "ok"
-    cut = [r for r in _records(tmp_path) if r.cut_short]
+    cut = [r for r in generation_records(tmp_path) if r.cut_short]
     assert len(cut) == 1
     assert (cut[0].completion, cut[0].error) == ("The answer is", "model provider sent no tokens for 0.6 s")
     assert cut[0].finish_reason == ""
@@ -163,7 +159,7 @@ async def test_model_that_never_stops_is_bounded_by_the_sessions_output_limit(tm
         stored = await _messages(stub, session.id)
         assert stored[-1].truncated
     assert fake.requests[0]["max_tokens"] == 40
-    assert [r.finish_reason for r in _records(tmp_path)] == ["length"]
+    assert [r.finish_reason for r in generation_records(tmp_path)] == ["length"]
 
 
 async def test_server_that_ignores_the_output_limit_is_cut_by_the_agent(tmp_path, fake):
@@ -292,3 +288,39 @@ async def test_tool_loop_runs_on_both_wires_with_results_in_the_wire_shape(tmp_p
         "shell",
         {"command": "echo hi"},
     )
+
+
+def _generate_request(max_output_tokens: int = 0) -> agent_pb2.GenerateRequest:
+    return agent_pb2.GenerateRequest(
+        messages=[agent_pb2.Message(role=agent_pb2.ROLE_USER, content="hi")],
+        max_output_tokens=max_output_tokens,
+    )
+
+
+async def test_generate_reports_why_the_model_stopped_and_takes_an_output_limit(stub, fake):
+    fake.script(endless_reply(), text_reply("short"))
+    cut = [r async for r in stub.Generate(_generate_request(max_output_tokens=5))]
+    assert "".join(r.text_delta.text for r in cut) == "more " * 5
+    assert cut[-1].finish_reason == "length"
+    assert fake.requests[0]["max_tokens"] == 5
+    whole = [r async for r in stub.Generate(_generate_request())]
+    assert whole[-1].finish_reason == "stop"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect_generate(stub, _generate_request(max_output_tokens=-1))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def collect_generate(stub, request) -> list[agent_pb2.GenerateResponse]:
+    return [r async for r in stub.Generate(request)]
+
+
+async def test_generate_fails_a_stall_after_text_rather_than_repeat_it(tmp_path, fake):
+    # Generate has no way to tell its client to drop text it got: no retry once text went out.
+    fake.script(stalled_reply("partial", interval=0.1), text_reply("never sent"))
+    async with running_agent(tmp_path, fake=fake, idle_timeout=0.5, provider_retries=2) as agent:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await collect_generate(agent_stub(agent), _generate_request())
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == "model provider sent no tokens for 0.5 s"
+    assert len(fake.requests) == 1
+    assert [r.cut_short for r in generation_records(tmp_path)] == [True]

@@ -10,8 +10,15 @@ import grpc
 import pytest
 
 from firebox.agent.v1 import agent_pb2
-from firebox.trace.v1 import trace_pb2
-from tests.support.agent_server import agent_stub, collect, kinds, new_session, running_agent, text_of
+from tests.support.agent_server import (
+    agent_stub,
+    collect,
+    generation_records,
+    kinds,
+    new_session,
+    running_agent,
+    text_of,
+)
 from tests.support.fake_provider import (
     Cut,
     Raw,
@@ -293,20 +300,12 @@ async def test_generation_records_are_written_for_runs_and_generate(tmp_path, fa
         request.context_id = "notebook-7"
         request.enable_tools = True
         await _generate(stub, request)
-    lines = [
-        json.loads(line)
-        for path in sorted((tmp_path / "logs").glob("generations-*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
-    records = [trace_pb2.GenerationRecord() for _ in lines]
-    from google.protobuf import json_format
-
-    for record, line in zip(records, lines, strict=True):
-        json_format.ParseDict(line, record)
+    records = generation_records(tmp_path)
     assert len(records) == 2
     run_record = next(r for r in records if r.run_id)
     assert (run_record.session_id, run_record.run_id, run_record.step) == (session.id, events[0].run_id, 1)
     assert run_record.completion == "from run"
+    assert (run_record.finish_reason, run_record.cut_short) == ("stop", False)
     assert [m.content for m in run_record.messages] == ["hi"]
     assert run_record.usage.input_tokens == 11
     generate_record = next(r for r in records if r.context_id)

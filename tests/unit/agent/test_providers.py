@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agent_service.config import load
 from agent_service.providers import build_provider
 from agent_service.providers.anthropic_messages import AnthropicMessagesProvider, messages_shape
-from agent_service.providers.base import ProviderSettings, refuses_field
+from agent_service.providers.base import AttemptState, ModelRequest, ProviderSettings, refuses_field
 from agent_service.providers.openai_chat import OpenAIChatProvider
 
 
@@ -83,3 +85,47 @@ def test_refusal_words_name_the_field_not_a_longer_one():
     assert refuses_field(openai_reasoning, "max_tokens")
     assert not refuses_field("unrecognized request argument supplied: max_completion_tokens", "max_tokens")
     assert not refuses_field("max_tokens is too large: 100000", "max_tokens")
+
+
+async def test_idle_watch_ends_a_read_but_never_a_busy_caller():
+    state = AttemptState(idle=0.05, max_pieces=0)
+    try:
+        # Not reading: the caller is busy with what arrived (a client under flow control); that
+        # is not the server's silence, however long it lasts.
+        await asyncio.sleep(0.3)
+        assert not state.fired
+        state.reading = True
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        # The watch's own cancel is taken back, so the task goes on to report the stall.
+        assert state.took_cancel()
+        assert asyncio.current_task().cancelling() == 0
+    finally:
+        state.stop()
+
+
+async def test_output_limit_counts_pieces():
+    state = AttemptState(idle=60, max_pieces=2)
+    try:
+        state.piece()
+        state.piece()
+        assert not state.over_limit
+        state.piece()
+        assert state.over_limit
+    finally:
+        state.stop()
+
+
+def test_openai_body_drops_the_anthropic_only_keys_and_carries_the_limit():
+    provider = OpenAIChatProvider(ProviderSettings(base_url="http://127.0.0.1:9/v1"))
+    signed = {
+        "role": "assistant",
+        "content": None,
+        "reasoning": "r",
+        "reasoning_signature": "sig",
+        "redacted_reasoning": ["x"],
+        "tool_calls": [],
+    }
+    body = provider._body(ModelRequest([{"role": "user", "content": "hi"}, signed], "m", None, 99))
+    assert body["messages"][1] == {"role": "assistant", "content": None, "tool_calls": []}
+    assert body["max_tokens"] == 99 and "max_completion_tokens" not in body
