@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the virtual environment: a Docker engine that answers,
-# bubblewrap, and the locally built workspace image. Installs and starts what is missing (as root).
+# bubblewrap, the locally built workspace image, and the TypeScript client's npm dependencies.
+# Installs and starts what is missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test-env: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2
@@ -17,3 +19,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 bash scripts/start-docker.sh
 bash scripts/build-images.sh
+bash scripts/ts-client-env.sh

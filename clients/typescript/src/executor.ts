@@ -1,0 +1,231 @@
+import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
+import { connect, unary, type CallOptions, type Connection, type ConnectionOptions } from "./connection.js";
+import { call, Code, FireboxError, stream } from "./errors.js";
+import { duration, Execution, type ExecuteOptions } from "./execution.js";
+import {
+  ExecutorService,
+  type FileInfo,
+  type GetServerInfoResponse,
+  type IsolationPolicy,
+  type IsolationPolicySchema,
+  type ListFilesResponse,
+  type Session,
+  type StepResponse,
+  type Tool,
+  type Workspace,
+} from "./gen/firebox/executor/v1/executor_pb.js";
+
+export interface CreateWorkspaceOptions {
+  name?: string;
+  /** Empty: the server's default image. */
+  image?: string;
+  /** Overrides of the server's default isolation policy. */
+  policy?: MessageInitShape<typeof IsolationPolicySchema>;
+  env?: Record<string, string>;
+  labels?: Record<string, string>;
+}
+
+/** Workspaces: the same calls on the executor and, forwarded, on the agent. */
+export interface Workspaces {
+  create(options?: CreateWorkspaceOptions, callOptions?: CallOptions): Promise<Workspace>;
+  get(workspaceId: string, callOptions?: CallOptions): Promise<Workspace>;
+  list(callOptions?: CallOptions): Promise<Workspace[]>;
+  delete(workspaceId: string, callOptions?: CallOptions): Promise<void>;
+}
+
+export interface WriteFileOptions {
+  /** Permission bits, e.g. 0o755; default 0o644. */
+  mode?: number;
+  /** Replace an existing file (else ALREADY_EXISTS). */
+  overwrite?: boolean;
+  /** Create missing parent directories. */
+  createParents?: boolean;
+}
+
+// One UploadFile message carries at most this much (the server takes up to 16 MiB a message).
+const UPLOAD_CHUNK_BYTES = 256 << 10;
+
+async function* chunks(data: string | Uint8Array | AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  if (typeof data === "string" || data instanceof Uint8Array) {
+    const all = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    for (let start = 0; start < all.length; start += UPLOAD_CHUNK_BYTES) {
+      yield all.subarray(start, start + UPLOAD_CHUNK_BYTES);
+    }
+    return;
+  }
+  for await (const piece of data) {
+    for (let start = 0; start < piece.length; start += UPLOAD_CHUNK_BYTES) {
+      yield piece.subarray(start, start + UPLOAD_CHUNK_BYTES);
+    }
+  }
+}
+
+/**
+ * A client of firebox.executor.v1.ExecutorService.
+ *
+ *     const executor = createExecutorClient({ address: "127.0.0.1:50051", token });
+ *     const ws = await executor.workspaces.create({ name: "demo" });
+ *     const { stdout, exit } = await executor.execute({ workspaceId: ws.id, script: "ls" }).collect();
+ */
+export class ExecutorClient {
+  /** The generated Connect client, for anything this layer does not wrap. */
+  readonly raw: Client<typeof ExecutorService>;
+  private readonly connection: Connection;
+
+  constructor(options: ConnectionOptions | Connection) {
+    this.connection = "transport" in options ? options : connect(options);
+    this.raw = createClient(ExecutorService, this.connection.transport);
+  }
+
+  private opts(callOptions?: CallOptions): CallOptions {
+    return unary(this.connection, callOptions);
+  }
+
+  readonly workspaces: Workspaces & {
+    start(workspaceId: string, callOptions?: CallOptions): Promise<Workspace>;
+    stop(workspaceId: string, callOptions?: CallOptions): Promise<Workspace>;
+  } = {
+    create: async (options = {}, callOptions) =>
+      (await call(this.raw.createWorkspace(options, this.opts(callOptions)))).workspace!,
+    get: async (workspaceId, callOptions) =>
+      (await call(this.raw.getWorkspace({ workspaceId }, this.opts(callOptions)))).workspace!,
+    list: async (callOptions) => (await call(this.raw.listWorkspaces({}, this.opts(callOptions)))).workspaces,
+    start: async (workspaceId, callOptions) =>
+      (await call(this.raw.startWorkspace({ workspaceId }, this.opts(callOptions)))).workspace!,
+    stop: async (workspaceId, callOptions) =>
+      (await call(this.raw.stopWorkspace({ workspaceId }, this.opts(callOptions)))).workspace!,
+    delete: async (workspaceId, callOptions) => {
+      await call(this.raw.deleteWorkspace({ workspaceId }, this.opts(callOptions)));
+    },
+  };
+
+  /** Shell sessions: long-lived shells whose cd, variables and functions survive between commands. */
+  readonly sessions = {
+    create: async (
+      workspaceId: string,
+      options: { sessionId?: string } = {},
+      callOptions?: CallOptions,
+    ): Promise<Session> =>
+      (await call(this.raw.createSession({ workspaceId, sessionId: options.sessionId ?? "" }, this.opts(callOptions))))
+        .session!,
+    /** The sessions of one workspace, or of all when `workspaceId` is omitted. */
+    list: async (workspaceId = "", callOptions?: CallOptions): Promise<Session[]> =>
+      (await call(this.raw.listSessions({ workspaceId }, this.opts(callOptions)))).sessions,
+    close: async (sessionId: string, callOptions?: CallOptions): Promise<void> => {
+      await call(this.raw.closeSession({ sessionId }, this.opts(callOptions)));
+    },
+  };
+
+  /** Files under /workspace. */
+  readonly files = {
+    /** Write a file; it appears whole when the upload ends, or not at all. */
+    write: async (
+      workspaceId: string,
+      path: string,
+      data: string | Uint8Array | AsyncIterable<Uint8Array>,
+      options: WriteFileOptions = {},
+      callOptions?: CallOptions,
+    ): Promise<{ file: FileInfo; sha256: string }> => {
+      async function* requests() {
+        yield {
+          workspaceId,
+          path,
+          mode: options.mode ?? 0,
+          overwrite: options.overwrite ?? false,
+          createParents: options.createParents ?? false,
+        };
+        for await (const piece of chunks(data)) yield { data: piece };
+      }
+      const response = await call(this.raw.uploadFile(requests(), callOptions));
+      return { file: response.file!, sha256: response.sha256 };
+    },
+    /** A file's bytes as they arrive; `info` resolves with its FileInfo from the first message. */
+    readStream: (workspaceId: string, path: string, callOptions?: CallOptions) => {
+      const responses = stream(this.raw.downloadFile({ workspaceId, path }, callOptions));
+      let resolveInfo!: (info: FileInfo) => void;
+      const info = new Promise<FileInfo>((resolve) => (resolveInfo = resolve));
+      async function* data(): AsyncGenerator<Uint8Array> {
+        for await (const response of responses) {
+          if (response.file) resolveInfo(response.file);
+          if (response.data.length) yield response.data;
+        }
+      }
+      return { info, data: data() };
+    },
+    /** A whole file; refused with RESOURCE_EXHAUSTED past `maxBytes` (default 64 MiB). */
+    read: async (
+      workspaceId: string,
+      path: string,
+      options: { maxBytes?: number } = {},
+      callOptions?: CallOptions,
+    ): Promise<Uint8Array> => {
+      const maxBytes = options.maxBytes ?? 64 << 20;
+      const abort = new AbortController();
+      const signal = callOptions?.signal ? AbortSignal.any([callOptions.signal, abort.signal]) : abort.signal;
+      const { data } = this.files.readStream(workspaceId, path, { ...callOptions, signal });
+      const pieces: Uint8Array[] = [];
+      let size = 0;
+      for await (const piece of data) {
+        size += piece.length;
+        if (size > maxBytes) {
+          abort.abort();
+          throw new FireboxError(Code.ResourceExhausted, `${path} is larger than maxBytes (${maxBytes})`);
+        }
+        pieces.push(piece);
+      }
+      return Buffer.concat(pieces);
+    },
+    /** A directory's entries, sorted by path (or the one file a path names). */
+    list: async (
+      workspaceId: string,
+      path = "",
+      options: { recursive?: boolean; maxEntries?: number } = {},
+      callOptions?: CallOptions,
+    ): Promise<ListFilesResponse> =>
+      call(
+        this.raw.listFiles(
+          { workspaceId, path, recursive: options.recursive ?? false, maxEntries: options.maxEntries ?? 0 },
+          this.opts(callOptions),
+        ),
+      ),
+    stat: async (workspaceId: string, path: string, callOptions?: CallOptions): Promise<FileInfo> =>
+      (await call(this.raw.statFile({ workspaceId, path }, this.opts(callOptions)))).file!,
+  };
+
+  /** The operator's named tools, and Step to run one. */
+  readonly tools = {
+    list: async (callOptions?: CallOptions): Promise<Tool[]> =>
+      (await call(this.raw.listTools({}, this.opts(callOptions)))).tools,
+    step: async (
+      request: { workspaceId: string; toolName: string; args?: JsonObject; workDir?: string; timeoutSeconds?: number },
+      callOptions?: CallOptions,
+    ): Promise<StepResponse> =>
+      call(
+        this.raw.step(
+          {
+            workspaceId: request.workspaceId,
+            action: { toolName: request.toolName, args: request.args ?? {}, workDir: request.workDir ?? "" },
+            timeout: duration(request.timeoutSeconds),
+          },
+          callOptions,
+        ),
+      ),
+  };
+
+  /** Run a program; see Execution. `callOptions.signal` cancels it, `timeoutMs` is the call's deadline. */
+  execute(options: ExecuteOptions, callOptions: CallOptions = {}): Execution {
+    return new Execution((requests, opts) => this.raw.execute(requests, opts), options, callOptions);
+  }
+
+  serverInfo(callOptions?: CallOptions): Promise<GetServerInfoResponse> {
+    return call(this.raw.getServerInfo({}, this.opts(callOptions)));
+  }
+}
+
+export type { IsolationPolicy };
+
+/** A client of the executor at `options.address`. */
+export function createExecutorClient(options: ConnectionOptions): ExecutorClient {
+  return new ExecutorClient(options);
+}
