@@ -155,7 +155,7 @@ export class RunStream implements AsyncIterable<RunEvent> {
             }
           }
         } catch (reason) {
-          const error = FireboxError.from(reason);
+          const error = FireboxError.from(reason, this.abort.signal);
           const canResume =
             resume &&
             this.runId !== undefined &&
@@ -170,7 +170,7 @@ export class RunStream implements AsyncIterable<RunEvent> {
           // Backoff with jitter: 100 ms, 200 ms, ... up to 3 s.
           const delay = Math.min(3000, 100 * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
           await sleep(delay, this.abort.signal).catch((why) => {
-            throw FireboxError.from(why);
+            throw FireboxError.from(why, this.abort.signal);
           });
           source = eager(
             this.agent.raw.streamRun(
@@ -234,7 +234,7 @@ export class AgentClient {
         labels?: Record<string, string>;
       } = {},
       callOptions?: CallOptions,
-    ): Promise<Session> => (await call(this.raw.createSession(options, this.opts(callOptions)))).session!,
+    ): Promise<Session> => (await call(this.raw.createSession(options, this.opts(callOptions)), callOptions?.signal)).session!,
     get: async (
       sessionId: string,
       options: { includeMessages?: boolean } = {},
@@ -242,6 +242,7 @@ export class AgentClient {
     ): Promise<{ session: Session; messages: Message[] }> => {
       const response = await call(
         this.raw.getSession({ sessionId, includeMessages: options.includeMessages ?? false }, this.opts(callOptions)),
+        callOptions?.signal,
       );
       return { session: response.session!, messages: response.messages };
     },
@@ -249,11 +250,11 @@ export class AgentClient {
     list: (
       options: { pageSize?: number; pageToken?: string } = {},
       callOptions?: CallOptions,
-    ): Promise<ListSessionsResponse> => call(this.raw.listSessions(options, this.opts(callOptions))),
+    ): Promise<ListSessionsResponse> => call(this.raw.listSessions(options, this.opts(callOptions)), callOptions?.signal),
     /** Every session, newest first, fetched a page at a time. */
     all: (callOptions?: CallOptions): AsyncGenerator<Session> => this.allSessions(callOptions),
     delete: async (sessionId: string, callOptions?: CallOptions): Promise<void> => {
-      await call(this.raw.deleteSession({ sessionId }, this.opts(callOptions)));
+      await call(this.raw.deleteSession({ sessionId }, this.opts(callOptions)), callOptions?.signal);
     },
   };
 
@@ -269,13 +270,13 @@ export class AgentClient {
   /** Workspaces, forwarded to the executor that owns them. */
   readonly workspaces: Workspaces = {
     create: async (options: CreateWorkspaceOptions = {}, callOptions?: CallOptions) =>
-      (await call(this.raw.createWorkspace(options, this.opts(callOptions)))).workspace!,
+      (await call(this.raw.createWorkspace(options, this.opts(callOptions)), callOptions?.signal)).workspace!,
     get: async (workspaceId: string, callOptions?: CallOptions) =>
-      (await call(this.raw.getWorkspace({ workspaceId }, this.opts(callOptions)))).workspace!,
+      (await call(this.raw.getWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).workspace!,
     list: async (callOptions?: CallOptions) =>
-      (await call(this.raw.listWorkspaces({}, this.opts(callOptions)))).workspaces,
+      (await call(this.raw.listWorkspaces({}, this.opts(callOptions)), callOptions?.signal)).workspaces,
     delete: async (workspaceId: string, callOptions?: CallOptions) => {
-      await call(this.raw.deleteWorkspace({ workspaceId }, this.opts(callOptions)));
+      await call(this.raw.deleteWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal);
     },
   };
 
@@ -304,11 +305,11 @@ export class AgentClient {
 
   /** Stop a run; cancelling a finished run is not an error. */
   async cancelRun(runId: string, callOptions?: CallOptions): Promise<Run> {
-    return (await call(this.raw.cancelRun({ runId }, this.opts(callOptions)))).run!;
+    return (await call(this.raw.cancelRun({ runId }, this.opts(callOptions)), callOptions?.signal)).run!;
   }
 
   async getRun(runId: string, callOptions?: CallOptions): Promise<Run> {
-    return (await call(this.raw.getRun({ runId }, this.opts(callOptions)))).run!;
+    return (await call(this.raw.getRun({ runId }, this.opts(callOptions)), callOptions?.signal)).run!;
   }
 
   /** A session's runs, newest first, one page. */
@@ -316,7 +317,7 @@ export class AgentClient {
     request: { sessionId: string; pageSize?: number; pageToken?: string },
     callOptions?: CallOptions,
   ): Promise<ListRunsResponse> {
-    return call(this.raw.listRuns(request, this.opts(callOptions)));
+    return call(this.raw.listRuns(request, this.opts(callOptions)), callOptions?.signal);
   }
 
   /** Answer an approvalRequested event: approve, deny with a reason, or run an edited command. */
@@ -344,6 +345,7 @@ export class AgentClient {
         },
         this.opts(callOptions),
       ),
+      callOptions?.signal,
     );
   }
 
@@ -353,7 +355,7 @@ export class AgentClient {
   }
 
   serverInfo(callOptions?: CallOptions): Promise<GetServerInfoResponse> {
-    return call(this.raw.getServerInfo({}, this.opts(callOptions)));
+    return call(this.raw.getServerInfo({}, this.opts(callOptions)), callOptions?.signal);
   }
 }
 

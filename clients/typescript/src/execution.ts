@@ -200,7 +200,7 @@ export class Execution implements AsyncIterable<Output> {
       if (exit) return exit;
       throw new FireboxError(Code.Internal, "the Execute stream ended without telling how the program ended");
     } catch (reason) {
-      const error = FireboxError.from(reason);
+      const error = FireboxError.from(reason, this.abort.signal);
       this.output.end(error);
       throw error;
     } finally {

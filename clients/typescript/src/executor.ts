@@ -87,16 +87,16 @@ export class ExecutorClient {
     stop(workspaceId: string, callOptions?: CallOptions): Promise<Workspace>;
   } = {
     create: async (options = {}, callOptions) =>
-      (await call(this.raw.createWorkspace(options, this.opts(callOptions)))).workspace!,
+      (await call(this.raw.createWorkspace(options, this.opts(callOptions)), callOptions?.signal)).workspace!,
     get: async (workspaceId, callOptions) =>
-      (await call(this.raw.getWorkspace({ workspaceId }, this.opts(callOptions)))).workspace!,
-    list: async (callOptions) => (await call(this.raw.listWorkspaces({}, this.opts(callOptions)))).workspaces,
+      (await call(this.raw.getWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).workspace!,
+    list: async (callOptions) => (await call(this.raw.listWorkspaces({}, this.opts(callOptions)), callOptions?.signal)).workspaces,
     start: async (workspaceId, callOptions) =>
-      (await call(this.raw.startWorkspace({ workspaceId }, this.opts(callOptions)))).workspace!,
+      (await call(this.raw.startWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).workspace!,
     stop: async (workspaceId, callOptions) =>
-      (await call(this.raw.stopWorkspace({ workspaceId }, this.opts(callOptions)))).workspace!,
+      (await call(this.raw.stopWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).workspace!,
     delete: async (workspaceId, callOptions) => {
-      await call(this.raw.deleteWorkspace({ workspaceId }, this.opts(callOptions)));
+      await call(this.raw.deleteWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal);
     },
   };
 
@@ -107,13 +107,13 @@ export class ExecutorClient {
       options: { sessionId?: string } = {},
       callOptions?: CallOptions,
     ): Promise<Session> =>
-      (await call(this.raw.createSession({ workspaceId, sessionId: options.sessionId ?? "" }, this.opts(callOptions))))
+      (await call(this.raw.createSession({ workspaceId, sessionId: options.sessionId ?? "" }, this.opts(callOptions)), callOptions?.signal))
         .session!,
     /** The sessions of one workspace, or of all when `workspaceId` is omitted. */
     list: async (workspaceId = "", callOptions?: CallOptions): Promise<Session[]> =>
-      (await call(this.raw.listSessions({ workspaceId }, this.opts(callOptions)))).sessions,
+      (await call(this.raw.listSessions({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).sessions,
     close: async (sessionId: string, callOptions?: CallOptions): Promise<void> => {
-      await call(this.raw.closeSession({ sessionId }, this.opts(callOptions)));
+      await call(this.raw.closeSession({ sessionId }, this.opts(callOptions)), callOptions?.signal);
     },
   };
 
@@ -137,12 +137,12 @@ export class ExecutorClient {
         };
         for await (const piece of chunks(data)) yield { data: piece };
       }
-      const response = await call(this.raw.uploadFile(requests(), callOptions));
+      const response = await call(this.raw.uploadFile(requests(), callOptions), callOptions?.signal);
       return { file: response.file!, sha256: response.sha256 };
     },
     /** A file's bytes as they arrive; `info` resolves with its FileInfo from the first message. */
     readStream: (workspaceId: string, path: string, callOptions?: CallOptions) => {
-      const responses = stream(this.raw.downloadFile({ workspaceId, path }, callOptions));
+      const responses = stream(this.raw.downloadFile({ workspaceId, path }, callOptions), callOptions?.signal);
       let resolveInfo!: (info: FileInfo) => void;
       const info = new Promise<FileInfo>((resolve) => (resolveInfo = resolve));
       async function* data(): AsyncGenerator<Uint8Array> {
@@ -188,15 +188,16 @@ export class ExecutorClient {
           { workspaceId, path, recursive: options.recursive ?? false, maxEntries: options.maxEntries ?? 0 },
           this.opts(callOptions),
         ),
+        callOptions?.signal,
       ),
     stat: async (workspaceId: string, path: string, callOptions?: CallOptions): Promise<FileInfo> =>
-      (await call(this.raw.statFile({ workspaceId, path }, this.opts(callOptions)))).file!,
+      (await call(this.raw.statFile({ workspaceId, path }, this.opts(callOptions)), callOptions?.signal)).file!,
   };
 
   /** The operator's named tools, and Step to run one. */
   readonly tools = {
     list: async (callOptions?: CallOptions): Promise<Tool[]> =>
-      (await call(this.raw.listTools({}, this.opts(callOptions)))).tools,
+      (await call(this.raw.listTools({}, this.opts(callOptions)), callOptions?.signal)).tools,
     step: async (
       request: { workspaceId: string; toolName: string; args?: JsonObject; workDir?: string; timeoutSeconds?: number },
       callOptions?: CallOptions,
@@ -210,6 +211,7 @@ export class ExecutorClient {
           },
           callOptions,
         ),
+        callOptions?.signal,
       ),
   };
 
@@ -219,7 +221,7 @@ export class ExecutorClient {
   }
 
   serverInfo(callOptions?: CallOptions): Promise<GetServerInfoResponse> {
-    return call(this.raw.getServerInfo({}, this.opts(callOptions)));
+    return call(this.raw.getServerInfo({}, this.opts(callOptions)), callOptions?.signal);
   }
 }
 

@@ -21,6 +21,7 @@ import pytest
 from tests.support.agent_server import running_agent
 from tests.support.executor_server import running_executor
 from tests.support.fake_provider import FakeProvider, text_reply
+from tests.support.tls_certs import make_certs
 
 REPO = Path(__file__).resolve().parents[3]
 CLIENT = REPO / "clients" / "typescript"
@@ -65,17 +66,29 @@ async def built() -> None:
 async def services(tmp_path_factory: pytest.TempPathFactory, built: None) -> AsyncIterator[dict[str, str]]:
     base = tmp_path_factory.mktemp("typescript")
     fake = await FakeProvider.start(text_reply(*(f"w{n} " for n in range(REPLY_DELTAS)), pause=0.05))
+    certs = make_certs(base / "certs")
     try:
-        async with running_executor(base / "executor", auth_token=TOKEN) as executor:
-            async with running_agent(
-                base / "agent", provider=fake.base_url, executor=executor, auth_token=TOKEN
-            ) as agent:
-                yield {
-                    "FIREBOX_TEST_EXECUTOR": executor,
-                    "FIREBOX_TEST_AGENT": agent.target,
-                    "FIREBOX_TEST_TOKEN": TOKEN,
-                    "FIREBOX_TEST_REPLY_DELTAS": str(REPLY_DELTAS),
-                }
+        async with (
+            running_executor(base / "executor", auth_token=TOKEN) as executor,
+            # Mutual TLS: the server's certificate from a private CA, and client certificates required.
+            running_executor(
+                base / "tls-executor",
+                backend="bwrap",
+                auth_token=TOKEN,
+                tls_cert=certs.server_cert,
+                tls_key=certs.server_key,
+                tls_client_ca=certs.ca,
+            ) as tls_executor,
+            running_agent(base / "agent", provider=fake.base_url, executor=executor, auth_token=TOKEN) as agent,
+        ):
+            yield {
+                "FIREBOX_TEST_EXECUTOR": executor,
+                "FIREBOX_TEST_AGENT": agent.target,
+                "FIREBOX_TEST_TOKEN": TOKEN,
+                "FIREBOX_TEST_REPLY_DELTAS": str(REPLY_DELTAS),
+                "FIREBOX_TEST_TLS_EXECUTOR": tls_executor,
+                "FIREBOX_TEST_TLS_DIR": str(certs.dir),
+            }
     finally:
         await fake.stop()
 
@@ -97,6 +110,10 @@ async def test_executor_client_against_a_real_executor(services: dict[str, str])
 
 async def test_agent_client_against_a_real_agent(services: dict[str, str]) -> None:
     await _node_test(services, "test/agent.test.js")
+
+
+async def test_tls_and_client_certificates(services: dict[str, str]) -> None:
+    await _node_test(services, "test/tls.test.js")
 
 
 async def test_npm_pack_gives_an_installable_typed_package(services: dict[str, str]) -> None:
