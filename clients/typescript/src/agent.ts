@@ -1,10 +1,10 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { linkedAbort } from "./channel.js";
-import { connect, unary, type CallOptions, type Connection, type ConnectionOptions } from "./connection.js";
-import { call, Code, FireboxError } from "./errors.js";
+import { ServiceClient, type Workspaces } from "./client.js";
+import type { CallOptions, Connection, ConnectionOptions } from "./connection.js";
+import { Code, FireboxError } from "./errors.js";
 import { Execution, type ExecuteOptions } from "./execution.js";
-import type { CreateWorkspaceOptions, Workspaces } from "./executor.js";
 import {
   AgentService,
   ApprovalDecision,
@@ -210,19 +210,14 @@ export interface SendMessageOptions {
  *     const session = await agent.sessions.create({ title: "chat" });
  *     for await (const event of agent.sendMessage({ sessionId: session.id, content: "hi" })) ...
  */
-export class AgentClient {
+export class AgentClient extends ServiceClient {
   /** The generated Connect client, for anything this layer does not wrap (approvals' details,
    * compaction, EditMessage, Generate, LogEvents). */
   readonly raw: Client<typeof AgentService>;
-  private readonly connection: Connection;
 
   constructor(options: ConnectionOptions | Connection) {
-    this.connection = "transport" in options ? options : connect(options);
+    super(options);
     this.raw = createClient(AgentService, this.connection.transport);
-  }
-
-  private opts(callOptions?: CallOptions): CallOptions {
-    return unary(this.connection, callOptions);
   }
 
   /** Conversations. */
@@ -234,15 +229,16 @@ export class AgentClient {
         labels?: Record<string, string>;
       } = {},
       callOptions?: CallOptions,
-    ): Promise<Session> => (await call(this.raw.createSession(options, this.opts(callOptions)), callOptions?.signal)).session!,
+    ): Promise<Session> => (await this.unary(this.raw.createSession, options, callOptions)).session!,
     get: async (
       sessionId: string,
       options: { includeMessages?: boolean } = {},
       callOptions?: CallOptions,
     ): Promise<{ session: Session; messages: Message[] }> => {
-      const response = await call(
-        this.raw.getSession({ sessionId, includeMessages: options.includeMessages ?? false }, this.opts(callOptions)),
-        callOptions?.signal,
+      const response = await this.unary(
+        this.raw.getSession,
+        { sessionId, includeMessages: options.includeMessages ?? false },
+        callOptions,
       );
       return { session: response.session!, messages: response.messages };
     },
@@ -250,11 +246,11 @@ export class AgentClient {
     list: (
       options: { pageSize?: number; pageToken?: string } = {},
       callOptions?: CallOptions,
-    ): Promise<ListSessionsResponse> => call(this.raw.listSessions(options, this.opts(callOptions)), callOptions?.signal),
+    ): Promise<ListSessionsResponse> => this.unary(this.raw.listSessions, options, callOptions),
     /** Every session, newest first, fetched a page at a time. */
     all: (callOptions?: CallOptions): AsyncGenerator<Session> => this.allSessions(callOptions),
     delete: async (sessionId: string, callOptions?: CallOptions): Promise<void> => {
-      await call(this.raw.deleteSession({ sessionId }, this.opts(callOptions)), callOptions?.signal);
+      await this.unary(this.raw.deleteSession, { sessionId }, callOptions);
     },
   };
 
@@ -268,17 +264,12 @@ export class AgentClient {
   }
 
   /** Workspaces, forwarded to the executor that owns them. */
-  readonly workspaces: Workspaces = {
-    create: async (options: CreateWorkspaceOptions = {}, callOptions?: CallOptions) =>
-      (await call(this.raw.createWorkspace(options, this.opts(callOptions)), callOptions?.signal)).workspace!,
-    get: async (workspaceId: string, callOptions?: CallOptions) =>
-      (await call(this.raw.getWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).workspace!,
-    list: async (callOptions?: CallOptions) =>
-      (await call(this.raw.listWorkspaces({}, this.opts(callOptions)), callOptions?.signal)).workspaces,
-    delete: async (workspaceId: string, callOptions?: CallOptions) => {
-      await call(this.raw.deleteWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal);
-    },
-  };
+  readonly workspaces: Workspaces = this.workspaceCalls({
+    createWorkspace: (request, options) => this.raw.createWorkspace(request, options),
+    getWorkspace: (request, options) => this.raw.getWorkspace(request, options),
+    listWorkspaces: (request, options) => this.raw.listWorkspaces(request, options),
+    deleteWorkspace: (request, options) => this.raw.deleteWorkspace(request, options),
+  });
 
   /** Add a user message and stream the run it starts. `timeoutMs` bounds the whole stream. */
   sendMessage(message: SendMessageOptions, options: RunStreamOptions = {}): RunStream {
@@ -305,11 +296,11 @@ export class AgentClient {
 
   /** Stop a run; cancelling a finished run is not an error. */
   async cancelRun(runId: string, callOptions?: CallOptions): Promise<Run> {
-    return (await call(this.raw.cancelRun({ runId }, this.opts(callOptions)), callOptions?.signal)).run!;
+    return (await this.unary(this.raw.cancelRun, { runId }, callOptions)).run!;
   }
 
   async getRun(runId: string, callOptions?: CallOptions): Promise<Run> {
-    return (await call(this.raw.getRun({ runId }, this.opts(callOptions)), callOptions?.signal)).run!;
+    return (await this.unary(this.raw.getRun, { runId }, callOptions)).run!;
   }
 
   /** A session's runs, newest first, one page. */
@@ -317,7 +308,7 @@ export class AgentClient {
     request: { sessionId: string; pageSize?: number; pageToken?: string },
     callOptions?: CallOptions,
   ): Promise<ListRunsResponse> {
-    return call(this.raw.listRuns(request, this.opts(callOptions)), callOptions?.signal);
+    return this.unary(this.raw.listRuns, request, callOptions);
   }
 
   /** Answer an approvalRequested event: approve, deny with a reason, or run an edited command. */
@@ -334,18 +325,16 @@ export class AgentClient {
       deny: ApprovalDecision.DENY,
       "approve-edited": ApprovalDecision.APPROVE_EDITED,
     }[request.decision];
-    await call(
-      this.raw.resolveApproval(
-        {
-          runId: request.runId,
-          toolCallId: request.toolCallId,
-          decision,
-          reason: "reason" in request ? (request.reason ?? "") : "",
-          editedCommand: "editedCommand" in request ? request.editedCommand : "",
-        },
-        this.opts(callOptions),
-      ),
-      callOptions?.signal,
+    await this.unary(
+      this.raw.resolveApproval,
+      {
+        runId: request.runId,
+        toolCallId: request.toolCallId,
+        decision,
+        reason: "reason" in request ? (request.reason ?? "") : "",
+        editedCommand: "editedCommand" in request ? request.editedCommand : "",
+      },
+      callOptions,
     );
   }
 
@@ -355,7 +344,7 @@ export class AgentClient {
   }
 
   serverInfo(callOptions?: CallOptions): Promise<GetServerInfoResponse> {
-    return call(this.raw.getServerInfo({}, this.opts(callOptions)), callOptions?.signal);
+    return this.unary(this.raw.getServerInfo, {}, callOptions);
   }
 }
 

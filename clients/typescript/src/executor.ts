@@ -1,6 +1,7 @@
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
-import { connect, unary, type CallOptions, type Connection, type ConnectionOptions } from "./connection.js";
+import { ServiceClient, type Workspaces } from "./client.js";
+import type { CallOptions, Connection, ConnectionOptions } from "./connection.js";
 import { call, Code, FireboxError, stream } from "./errors.js";
 import { duration, Execution, type ExecuteOptions } from "./execution.js";
 import {
@@ -24,14 +25,6 @@ export interface CreateWorkspaceOptions {
   policy?: MessageInitShape<typeof IsolationPolicySchema>;
   env?: Record<string, string>;
   labels?: Record<string, string>;
-}
-
-/** Workspaces: the same calls on the executor and, forwarded, on the agent. */
-export interface Workspaces {
-  create(options?: CreateWorkspaceOptions, callOptions?: CallOptions): Promise<Workspace>;
-  get(workspaceId: string, callOptions?: CallOptions): Promise<Workspace>;
-  list(callOptions?: CallOptions): Promise<Workspace[]>;
-  delete(workspaceId: string, callOptions?: CallOptions): Promise<void>;
 }
 
 export interface WriteFileOptions {
@@ -68,36 +61,29 @@ async function* chunks(data: string | Uint8Array | AsyncIterable<Uint8Array>): A
  *     const ws = await executor.workspaces.create({ name: "demo" });
  *     const { stdout, exit } = await executor.execute({ workspaceId: ws.id, script: "ls" }).collect();
  */
-export class ExecutorClient {
+export class ExecutorClient extends ServiceClient {
   /** The generated Connect client, for anything this layer does not wrap. */
   readonly raw: Client<typeof ExecutorService>;
-  private readonly connection: Connection;
 
   constructor(options: ConnectionOptions | Connection) {
-    this.connection = "transport" in options ? options : connect(options);
+    super(options);
     this.raw = createClient(ExecutorService, this.connection.transport);
-  }
-
-  private opts(callOptions?: CallOptions): CallOptions {
-    return unary(this.connection, callOptions);
   }
 
   readonly workspaces: Workspaces & {
     start(workspaceId: string, callOptions?: CallOptions): Promise<Workspace>;
     stop(workspaceId: string, callOptions?: CallOptions): Promise<Workspace>;
   } = {
-    create: async (options = {}, callOptions) =>
-      (await call(this.raw.createWorkspace(options, this.opts(callOptions)), callOptions?.signal)).workspace!,
-    get: async (workspaceId, callOptions) =>
-      (await call(this.raw.getWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).workspace!,
-    list: async (callOptions) => (await call(this.raw.listWorkspaces({}, this.opts(callOptions)), callOptions?.signal)).workspaces,
+    ...this.workspaceCalls({
+      createWorkspace: (request, options) => this.raw.createWorkspace(request, options),
+      getWorkspace: (request, options) => this.raw.getWorkspace(request, options),
+      listWorkspaces: (request, options) => this.raw.listWorkspaces(request, options),
+      deleteWorkspace: (request, options) => this.raw.deleteWorkspace(request, options),
+    }),
     start: async (workspaceId, callOptions) =>
-      (await call(this.raw.startWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).workspace!,
+      (await this.unary(this.raw.startWorkspace, { workspaceId }, callOptions)).workspace!,
     stop: async (workspaceId, callOptions) =>
-      (await call(this.raw.stopWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).workspace!,
-    delete: async (workspaceId, callOptions) => {
-      await call(this.raw.deleteWorkspace({ workspaceId }, this.opts(callOptions)), callOptions?.signal);
-    },
+      (await this.unary(this.raw.stopWorkspace, { workspaceId }, callOptions)).workspace!,
   };
 
   /** Shell sessions: long-lived shells whose cd, variables and functions survive between commands. */
@@ -107,13 +93,13 @@ export class ExecutorClient {
       options: { sessionId?: string } = {},
       callOptions?: CallOptions,
     ): Promise<Session> =>
-      (await call(this.raw.createSession({ workspaceId, sessionId: options.sessionId ?? "" }, this.opts(callOptions)), callOptions?.signal))
+      (await this.unary(this.raw.createSession, { workspaceId, sessionId: options.sessionId ?? "" }, callOptions))
         .session!,
     /** The sessions of one workspace, or of all when `workspaceId` is omitted. */
     list: async (workspaceId = "", callOptions?: CallOptions): Promise<Session[]> =>
-      (await call(this.raw.listSessions({ workspaceId }, this.opts(callOptions)), callOptions?.signal)).sessions,
+      (await this.unary(this.raw.listSessions, { workspaceId }, callOptions)).sessions,
     close: async (sessionId: string, callOptions?: CallOptions): Promise<void> => {
-      await call(this.raw.closeSession({ sessionId }, this.opts(callOptions)), callOptions?.signal);
+      await this.unary(this.raw.closeSession, { sessionId }, callOptions);
     },
   };
 
@@ -183,25 +169,24 @@ export class ExecutorClient {
       options: { recursive?: boolean; maxEntries?: number } = {},
       callOptions?: CallOptions,
     ): Promise<ListFilesResponse> =>
-      call(
-        this.raw.listFiles(
-          { workspaceId, path, recursive: options.recursive ?? false, maxEntries: options.maxEntries ?? 0 },
-          this.opts(callOptions),
-        ),
-        callOptions?.signal,
+      this.unary(
+        this.raw.listFiles,
+        { workspaceId, path, recursive: options.recursive ?? false, maxEntries: options.maxEntries ?? 0 },
+        callOptions,
       ),
     stat: async (workspaceId: string, path: string, callOptions?: CallOptions): Promise<FileInfo> =>
-      (await call(this.raw.statFile({ workspaceId, path }, this.opts(callOptions)), callOptions?.signal)).file!,
+      (await this.unary(this.raw.statFile, { workspaceId, path }, callOptions)).file!,
   };
 
   /** The operator's named tools, and Step to run one. */
   readonly tools = {
     list: async (callOptions?: CallOptions): Promise<Tool[]> =>
-      (await call(this.raw.listTools({}, this.opts(callOptions)), callOptions?.signal)).tools,
+      (await this.unary(this.raw.listTools, {}, callOptions)).tools,
     step: async (
       request: { workspaceId: string; toolName: string; args?: JsonObject; workDir?: string; timeoutSeconds?: number },
       callOptions?: CallOptions,
     ): Promise<StepResponse> =>
+      // No default deadline: a tool runs as long as its own timeout allows.
       call(
         this.raw.step(
           {
@@ -221,11 +206,11 @@ export class ExecutorClient {
   }
 
   serverInfo(callOptions?: CallOptions): Promise<GetServerInfoResponse> {
-    return call(this.raw.getServerInfo({}, this.opts(callOptions)), callOptions?.signal);
+    return this.unary(this.raw.getServerInfo, {}, callOptions);
   }
 }
 
-export type { IsolationPolicy };
+export type { IsolationPolicy, Workspaces };
 
 /** A client of the executor at `options.address`. */
 export function createExecutorClient(options: ConnectionOptions): ExecutorClient {

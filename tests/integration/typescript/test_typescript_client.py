@@ -4,7 +4,8 @@ to a fake model provider that streams every answer slowly enough to cut a connec
 
 `node --test` gets the services' addresses in FIREBOX_TEST_* variables; each of its test files
 says what it covers (Execute with stdin and stop, a run resumed after a dropped connection,
-cancellation, deadlines, auth failures, NOT_FOUND, files, sessions, and `npm pack`).
+cancellation, deadlines, auth failures, NOT_FOUND, files, sessions, TLS, the notebook-runner
+example, and `npm pack`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ async def services(tmp_path_factory: pytest.TempPathFactory, built: None) -> Asy
                 tls_key=certs.server_key,
                 tls_client_ca=certs.ca,
             ) as tls_executor,
-            running_agent(base / "agent", provider=fake.base_url, executor=executor, auth_token=TOKEN) as agent,
+            running_agent(
+                base / "agent", provider=fake.base_url, executor=executor, auth_token=TOKEN
+            ) as agent,
         ):
             yield {
                 "FIREBOX_TEST_EXECUTOR": executor,
@@ -101,7 +104,8 @@ async def _node_test(services: dict[str, str], *files: str) -> None:
     assert code == 0 and failed and failed.group(1) == "0", output[-6000:]
     assert passed and int(passed.group(1)) > 0, output[-6000:]
     # Skips and todos would hide untested promises.
-    assert re.search(r"^# skipped 0$", output, re.M) and re.search(r"^# todo 0$", output, re.M), output[-3000:]
+    tail = output[-3000:]
+    assert re.search(r"^# skipped 0$", output, re.M) and re.search(r"^# todo 0$", output, re.M), tail
 
 
 async def test_executor_client_against_a_real_executor(services: dict[str, str]) -> None:
@@ -114,6 +118,10 @@ async def test_agent_client_against_a_real_agent(services: dict[str, str]) -> No
 
 async def test_tls_and_client_certificates(services: dict[str, str]) -> None:
     await _node_test(services, "test/tls.test.js")
+
+
+async def test_the_notebook_runner_example(services: dict[str, str]) -> None:
+    await _node_test(services, "test/example.test.js")
 
 
 async def test_npm_pack_gives_an_installable_typed_package(services: dict[str, str]) -> None:
