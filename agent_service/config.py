@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firebox.common.secrets import redactor
+from firebox.common.secrets import parse_patterns, redactor
 
 DEFAULT_LISTEN = "127.0.0.1:50052"
 DEFAULT_EXECUTOR = "127.0.0.1:50051"
@@ -90,6 +90,8 @@ class AgentConfig:
     retry_base_delay: float = 0.5
     retry_max_delay: float = 30.0
     training_log: bool = True
+    # Operators' own credential shapes, redacted by value besides the built-in ones.
+    redact_patterns: tuple[str, ...] = ()
     # A tool call waiting for approval longer than this is denied (fail closed).
     approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT_SECONDS
     # The approval policy of sessions that set none: never, on-request or always. "never" keeps
@@ -104,6 +106,8 @@ class AgentConfig:
     # Skills: folders with SKILL.md; a git repository cloned into skills_dir once when it is missing.
     skills_dir: Path | None = None
     skills_source: str = ""
+    # MCP servers whose tools the model is offered, in the mcp.json shape (docs/mcp.md).
+    mcp_config: Path | None = None
     shutdown_grace: float = 10.0
     log_level: str = "info"
     log_json: bool = False
@@ -399,6 +403,20 @@ _OPTIONS = (
         str,
         "git repository cloned into the skills directory once, when it is missing",
     ),
+    (
+        "--redact-patterns",
+        "redact_patterns",
+        "FIREBOX_REDACT_PATTERNS",
+        parse_patterns,
+        "more credential shapes to redact by value from logs and training records, regular expressions separated by whitespace (built in: provider keys sk-…, AWS AKIA…/ASIA…, GitHub ghp_…/github_pat_…, Slack xox…, Google AIza…, JWTs, PEM private keys)",
+    ),
+    (
+        "--mcp-config",
+        "mcp_config",
+        "FIREBOX_MCP_CONFIG",
+        Path,
+        'MCP servers for the model\'s tools, in the mcp.json shape {"mcpServers": {...}}',
+    ),
     ("--log-level", "log_level", "FIREBOX_LOG_LEVEL", _log_level, "debug, info, warning or error"),
     ("--log-json", "log_json", "FIREBOX_LOG_JSON", _on_off, "JSON lines on the console too: on|off"),
 )
@@ -454,6 +472,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "config_dir",
         "database",
         "skills_dir",
+        "mcp_config",
         "tls_cert",
         "tls_key",
         "tls_client_ca",

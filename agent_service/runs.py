@@ -243,11 +243,37 @@ class RunManager:
         try:
             yield
         finally:
-            lane.held = False
-            if lane.waiting and not self._closing:
-                self._start(lane, lane.waiting.popleft())
-            elif lane.active is None:
-                self._lanes.pop(session_id, None)
+            self._release(session_id, lane)
+
+    @contextlib.asynccontextmanager
+    async def take_over(self, session_id: str, reason: str) -> AsyncIterator[str]:
+        """Hold the session (as `hold`), cancel its active run and wait for it to end, then run
+        the block; yields the id of the run cancelled ("" if none). The claim comes first, in
+        one synchronous step, so no message can start a run between the cancel and the block:
+        messages sent meanwhile are refused (ABORTED) or, with ENQUEUE, run after it. Runs that
+        were already waiting stay waiting. FAILED_PRECONDITION if a compaction holds it."""
+        lane = self._lanes.setdefault(session_id, _SessionLane())
+        if lane.held:
+            raise FailedPrecondition(
+                f"session {session_id} is being compacted or cleared; try again when that is done"
+            )
+        lane.held = True
+        try:
+            active = lane.active
+            if active is not None:
+                self.cancel(active.id, reason)
+                if active.task is not None:
+                    await asyncio.wait({active.task})
+            yield active.id if active is not None else ""
+        finally:
+            self._release(session_id, lane)
+
+    def _release(self, session_id: str, lane: _SessionLane) -> None:
+        lane.held = False
+        if lane.waiting and not self._closing:
+            self._start(lane, lane.waiting.popleft())
+        elif lane.active is None:
+            self._lanes.pop(session_id, None)
 
     def submit(
         self, session_id: str, content: str, policy: ConflictPolicy, options: RunOptions | None = None
@@ -260,7 +286,7 @@ class RunManager:
         if busy and policy is ConflictPolicy.REJECT:
             if lane.active is None and not lane.waiting:
                 raise Aborted(
-                    f"session {session_id} is being compacted; send the message again when it is done"
+                    f"session {session_id} is being compacted or cleared; send the message again when it is done"
                 )
             active = lane.active or lane.waiting[0]
             raise Aborted(

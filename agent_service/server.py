@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from agent_service.approvals import POLICY_NAMES
 from agent_service.config import AgentConfig
 from agent_service.executor_pool import ExecutorPool
+from agent_service.mcp_tools import load_mcp_config
 from agent_service.provider import ModelProvider, ProviderSettings
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
@@ -22,6 +23,7 @@ from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common.secrets import redactor
 from firebox.common.tls import ClientTLS, ServerTLS
 from firebox.common.trainlog import TrainingLog
 
@@ -88,8 +90,10 @@ async def start_agent(config: AgentConfig) -> Agent:
         config.executor, store, config.auth_token, executor_tls, config.executor_resolve_interval
     )
     await executor.start()
+    redactor.add_patterns(config.redact_patterns)
     training_log = TrainingLog(config.log_dir, enabled=config.training_log)
     skills = await ensure_skills(config.skills_path, config.skills_source)
+    mcp_servers = load_mcp_config(config.mcp_config) if config.mcp_config is not None else {}
     loop = ToolLoop(
         store,
         provider,
@@ -107,6 +111,7 @@ async def start_agent(config: AgentConfig) -> Agent:
             keep_user_tokens=config.keep_user_tokens,
         ),
         skills=skills,
+        mcp_servers=mcp_servers,
     )
     runs = RunManager(store, loop, config.event_retention)
     servicer = AgentServicer(config, store, runs, provider, executor, training_log, loop)
@@ -117,6 +122,7 @@ async def start_agent(config: AgentConfig) -> Agent:
 
     async def on_stopped() -> None:
         await provider.close()
+        await loop.mcp.close()
         await executor.close()
         await store.close()
         await asyncio.to_thread(training_log.close)
@@ -147,6 +153,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         model=config.model or "(none)",
         database=str(config.database_path),
         training_log=config.training_log,
+        mcp_servers=sorted(mcp_servers),
     )
     return Agent(config, running, store, runs, provider, executor, training_log, loop)
 

@@ -4,10 +4,8 @@ Each step first builds the model's context from the stored history (compacting i
 the window, see context.py), then streams one model call (text and reasoning deltas as they
 come), stores the assistant message (throttled while streaming, fully at the end), then runs
 each tool call: after an approval when the session's policy asks for one (see approvals.py),
-`shell` in the session's workspace and shell session (streaming its output to the client and
-giving the model a bounded head and tail of it), `read_file` / `write_file` through the
-executor's file RPCs, `load_skill` from the skills library, and the executor's named tools
-through Step. The loop ends on an answer without tool calls, or at the step limit.
+the tool found by name in the catalog (tools.py; the tools themselves are in builtin_tools.py
+and mcp_tools.py) runs it. The loop ends on an answer without tool calls, or at the step limit.
 
 If the run is cancelled or fails part-way, what arrived is kept: the assistant message is
 marked interrupted with its partial content, and every tool call it made that has no result
@@ -17,54 +15,53 @@ gets a synthetic one, so the history stays valid for the next model call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.struct_pb2 import Struct
-
 from agent_service.approvals import ApprovalBroker, Decision, Resolution, approval_policy
+from agent_service.builtin_tools import BuiltinTools
 from agent_service.context import CompactionResult, Compactor, estimate_tokens, model_view
-from agent_service.executor_client import ExecutorClient, ExecutorError
+from agent_service.executor_client import ExecutorError
+from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import (
-    SHELL_TOOL_NAME,
     GenerationTrace,
     new_id,
     provider_messages,
     usage_proto,
 )
+from agent_service.mcp_tools import McpServerSpec, McpTools
 from agent_service.provider import Completion, ModelProvider, ReasoningPiece, TextPiece
 from agent_service.runs import LiveRun
-from agent_service.skills import LOAD_SKILL_TOOL_NAME, SkillLibrary
+from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
+from agent_service.session_workspace import workspace_policy as workspace_policy
+from agent_service.skills import SkillLibrary
 from agent_service.store import Store
+from agent_service.tool_output import tool_result_text as tool_result_text
 from agent_service.tools import (
-    READ_FILE_TOOL_NAME,
     WRITE_FILE_TOOL_NAME,
     OfferedTools,
     ToolCatalog,
-    approval_text,
+    ToolRun,
     needs_approval,
+    paths_written_outside,
 )
 from firebox.agent.v1 import agent_pb2
-from firebox.common.errors import FireboxError, NotFound
+from firebox.common.errors import FailedPrecondition, FireboxError, NotFound
+from firebox.common.headtail import HeadTail as HeadTail
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, GENERATIONS, TrainingLog
-from firebox.executor.v1 import executor_pb2
+from firebox.common.workspace_paths import WORKDIR, is_writable, normalize_writable_paths
 from firebox.trace.v1 import trace_pb2
 
 log = get_logger("firebox.agent.toolloop")
 
 # Assistant progress is written to the store at most this often while it streams.
 PERSIST_INTERVAL_SECONDS = 0.5
-# Tool output a run keeps in its event list (held in memory for the event retention). Past it,
-# output still reaches the model's head-and-tail view but no longer the clients, and the tool
-# call's finish says output_truncated.
-RUN_EVENT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
-# Labels put on the workspaces the agent creates, so they can be traced back to a session.
-LABEL_AGENT_SESSION = "dev.firebox.agent-session"
 
 
 @dataclass(frozen=True)
@@ -83,47 +80,6 @@ class LoopSettings:
 
 def _now_stamp(message: agent_pb2.Message) -> None:
     message.create_time.GetCurrentTime()
-
-
-class HeadTail:
-    """Keeps the first and last `limit // 2` bytes of a stream and counts the rest."""
-
-    def __init__(self, limit: int) -> None:
-        self.half = max(limit // 2, 1)
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def add(self, data: bytes) -> None:
-        self.total += len(data)
-        room = self.half - len(self.head)
-        if room > 0:
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            if len(self.tail) > self.half:
-                del self.tail[: len(self.tail) - self.half]
-
-    @property
-    def omitted(self) -> int:
-        return self.total - len(self.head) - len(self.tail)
-
-    def text(self) -> str:
-        head = self.head.decode(errors="replace")
-        if not self.omitted:
-            return head + self.tail.decode(errors="replace")
-        return f"{head}\n[... {self.omitted} bytes omitted ...]\n{self.tail.decode(errors='replace')}"
-
-
-def tool_result_text(output: HeadTail, exit_code: int, end_reason: int, note: str) -> str:
-    """What the model is told of a tool run: the bounded output and how it ended."""
-    reason = executor_pb2.EndReason.Name(end_reason).removeprefix("END_REASON_").lower()
-    tail = (
-        f"[exit code {exit_code}]" if end_reason == executor_pb2.END_REASON_EXITED else f"[{reason}: {note}]"
-    )
-    body = output.text()
-    return f"{body}\n{tail}" if body else tail
 
 
 class _Throttle:
@@ -196,11 +152,12 @@ class ToolLoop:
         self,
         store: Store,
         provider: ModelProvider,
-        executor: ExecutorClient,
+        executor: ExecutorPool,
         training_log: TrainingLog,
         settings: LoopSettings,
         approvals: ApprovalBroker | None = None,
         skills: SkillLibrary | None = None,
+        mcp_servers: Mapping[str, McpServerSpec] | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
@@ -209,7 +166,19 @@ class ToolLoop:
         self._settings = settings
         self.approvals = approvals or ApprovalBroker()
         self.skills = skills or SkillLibrary()
-        self.catalog = ToolCatalog(executor, self.skills)
+        self.workspaces = SessionWorkspaces(store, executor)
+        self.builtins = BuiltinTools(
+            executor, self.workspaces, self.skills, settings.tool_output_limit, settings.tool_timeout
+        )
+        self.mcp = McpTools(
+            mcp_servers or {},
+            executor,
+            self.workspaces,
+            training_log,
+            settings.tool_output_limit,
+            settings.tool_timeout,
+        )
+        self.catalog = ToolCatalog([self.builtins, self.mcp])
         self.compactor = Compactor(provider, training_log, settings.keep_user_tokens)
 
     def system_prompt(self, session: agent_pb2.Session) -> str:
@@ -236,7 +205,7 @@ class ToolLoop:
                 session.settings, live.options.approval_policy, self._settings.default_approval_policy
             ),
             system_prompt=self.system_prompt(session),
-            tools=await self.catalog.offered(),
+            tools=await self.catalog.offered(session),
         )
         max_steps = session.settings.max_steps or self._settings.max_steps
         for step in range(1, max_steps + 1):
@@ -494,71 +463,130 @@ class ToolLoop:
     async def _run_tool(self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall) -> str:
         """Run one tool call to its end (after approval, when the policy asks); returns what the
         model is told."""
-        offered = turn.tools.names()
-        if call.name not in offered:
+        tool = turn.tools.get(call.name)
+        if tool is None:
             return self._finish(
-                live, call.id, f"[error: unknown tool {call.name!r}; the tools are {', '.join(offered)}]"
+                live,
+                call.id,
+                f"[error: unknown tool {call.name!r}; the tools are {', '.join(turn.tools.names())}]",
             )
         try:
             arguments = json.loads(call.arguments or "{}")
             if not isinstance(arguments, dict):
                 raise TypeError("arguments must be a JSON object")
-            _check_builtin_arguments(call.name, arguments)
+            tool.check(arguments)
         except (ValueError, KeyError, TypeError) as exc:
             return self._finish(live, call.id, f"[error: bad arguments for {call.name}: {exc}]")
-        if call.name == WRITE_FILE_TOOL_NAME and _sandbox(turn.session) == agent_pb2.SANDBOX_MODE_READ_ONLY:
+        if tool.writes_files and sandbox_mode(turn.session) == agent_pb2.SANDBOX_MODE_READ_ONLY:
             return self._finish(
                 live,
                 call.id,
-                "[refused: the session's sandbox mode is READ_ONLY; write_file is not allowed. Files can "
+                f"[refused: the session's sandbox mode is READ_ONLY; {call.name} is not allowed. Files can "
                 "only be read in this session.]",
             )
+        writable = tuple(turn.session.settings.writable_paths)
+        outside = paths_written_outside(call.name, arguments, writable)
         why = needs_approval(
-            turn.approval_policy, call.name, arguments, turn.tools, self._settings.read_only_commands
+            turn.approval_policy, tool, arguments, self._settings.read_only_commands, writable, outside
         )
         if why:
-            resolution = await self._approve(live, turn, call, approval_text(call.name, arguments), why)
+            resolution = await self._approve(live, turn, call, tool.approval_text(arguments), why, outside)
             if resolution.decision is Decision.DENY:
                 return self._finish(
                     live, call.id, f"denied by the user: {resolution.reason or 'no reason given'}"
                 )
             if resolution.decision is Decision.APPROVE_EDITED:
                 try:
-                    arguments = _edited_arguments(call.name, arguments, resolution.edited_command)
+                    arguments = tool.edited(arguments, resolution.edited_command)
                 except (ValueError, TypeError, KeyError) as exc:
                     return self._finish(live, call.id, f"[error: the edited call is not valid: {exc}]")
-        if call.name == SHELL_TOOL_NAME:
-            return await self._run_shell(live, turn.session, call, arguments["command"])
-        if call.name == LOAD_SKILL_TOOL_NAME:
-            skill = self.skills.get(str(arguments.get("name", "")))
-            if skill is None:
-                return self._finish(
-                    live,
-                    call.id,
-                    f"[error: no skill {arguments.get('name')!r}; skills: {', '.join(self.skills.skills)}]",
-                )
-            return self._finish(live, call.id, f"Skill {skill.name}:\n\n{skill.instructions}", exit_code=0)
+                outside = paths_written_outside(call.name, arguments, writable)
+        elif outside and call.name == WRITE_FILE_TOOL_NAME:
+            # No one to ask (policy NEVER): the executor would refuse it anyway.
+            return self._finish(
+                live,
+                call.id,
+                f"[refused: {outside[0]} is outside the session's writable paths ({', '.join(writable)}); "
+                "write inside them, or ask the user to allow this path]",
+            )
+        else:
+            outside = ()  # not approved by anyone: the workspace's mounts keep it inside
         try:
-            if call.name == READ_FILE_TOOL_NAME:
-                return await self._read_file(live, turn.session, call, str(arguments["path"]))
-            if call.name == WRITE_FILE_TOOL_NAME:
-                return await self._write_file(
-                    live, turn.session, call, str(arguments["path"]), arguments["content"]
-                )
-            return await self._step(live, turn, call, arguments)
+            async with self._writable_for(turn.session, outside):
+                return await tool.run(ToolRun(live, turn.session, call, arguments, turn.generation_id))
         except ExecutorError as exc:
             if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
                 raise
             return self._finish(live, call.id, f"[error: {exc.message}]")
 
+    @contextlib.asynccontextmanager
+    async def _writable_for(self, session: agent_pb2.Session, paths: tuple[str, ...]) -> AsyncIterator[None]:
+        """Let one approved call write `paths` (their directories; all of /workspace for a file
+        at its top) beyond the session's writable paths, and take that back afterwards."""
+        current = tuple(session.settings.writable_paths)
+        wanted = {_directory(p) for p in paths if not is_writable(current, p)}
+        if not wanted:
+            yield
+            return
+        workspace_id, _shell = await self.workspaces.ensure(session)
+        widened = [] if "" in wanted else list(normalize_writable_paths([*current, *wanted]))
+        try:
+            await self._executor.set_writable_paths(workspace_id, widened)
+        except ExecutorError as exc:
+            if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
+                raise
+            # E.g. a backend that cannot change a live sandbox: the call runs as it is, and the
+            # model sees the writes refused.
+            log.warning("writable_paths_not_widened", session_id=session.id, error=exc.message)
+            yield
+            return
+        try:
+            yield
+        finally:
+            await self._shielded(self._executor.set_writable_paths(workspace_id, list(current)))
+
+    async def set_writable_paths(self, session: agent_pb2.Session, paths: list[str]) -> agent_pb2.Session:
+        """Replace the session's writable paths, in its workspace first (when it has one; the
+        shell keeps its state) and then in the store. The caller keeps runs off the session."""
+        normalized = normalize_writable_paths(paths, "settings.writable_paths")
+        stored = await self._store.get_session(session.id)
+        if stored is None:
+            raise NotFound(f"session {session.id} not found")
+        if normalized and sandbox_mode(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
+            raise FailedPrecondition(
+                f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
+            )
+        if stored.workspace_id:
+            try:
+                await self._executor.set_writable_paths(stored.workspace_id, list(normalized))
+            except ExecutorError as exc:
+                if exc.code.name != "NOT_FOUND":
+                    raise
+                # Gone: the next tool call makes a new workspace, with these paths.
+        del stored.settings.writable_paths[:]
+        stored.settings.writable_paths.extend(normalized)
+        stored.update_time.GetCurrentTime()
+        await self._store.update_session(stored)
+        del session.settings.writable_paths[:]
+        session.settings.writable_paths.extend(normalized)
+        log.info("writable_paths_set", session_id=session.id, writable_paths=list(normalized))
+        return stored
+
     async def _approve(
-        self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall, command: str, why: str
+        self,
+        live: LiveRun,
+        turn: _Turn,
+        call: agent_pb2.ToolCall,
+        command: str,
+        why: str,
+        paths: tuple[str, ...] = (),
     ) -> Resolution:
-        """Ask, wait (bounded), tell the client, and log the decision for training."""
+        """Ask, wait (bounded), tell the client, and log the decision for training. An approval
+        with always_allow_paths adds the directories of `paths` to the session's writable paths."""
         timeout = self._settings.approval_timeout
         live.emit(
             approval_requested=agent_pb2.ApprovalRequested(
-                tool_call=call, command=command, reason=why, timeout_seconds=timeout
+                tool_call=call, command=command, reason=why, timeout_seconds=timeout, paths=paths
             )
         )
         log.info("approval_requested", run_id=live.id, tool_call_id=call.id, tool=call.name)
@@ -569,6 +597,17 @@ class ToolLoop:
             Decision.APPROVE_EDITED: agent_pb2.APPROVAL_DECISION_APPROVE_EDITED,
         }[resolution.decision]
         runs_now = resolution.edited_command if resolution.decision is Decision.APPROVE_EDITED else command
+        added: list[str] = []
+        directories = [d for d in {_directory(p) for p in paths} if d]
+        if resolution.always_allow_paths and resolution.decision is not Decision.DENY and directories:
+            before = set(turn.session.settings.writable_paths)
+            try:
+                await self.set_writable_paths(turn.session, [*before, *directories])
+            except ExecutorError as exc:
+                if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
+                    raise
+                log.warning("writable_paths_not_added", session_id=turn.session.id, error=exc.message)
+            added = [p for p in turn.session.settings.writable_paths if p not in before]
         live.emit(
             approval_resolved=agent_pb2.ApprovalResolved(
                 tool_call_id=call.id,
@@ -576,6 +615,7 @@ class ToolLoop:
                 reason=resolution.reason,
                 command="" if resolution.decision is Decision.DENY else runs_now,
                 timed_out=resolution.timed_out,
+                added_writable_paths=added,
             )
         )
         kind = {
@@ -596,6 +636,8 @@ class ToolLoop:
                 if resolution.decision is Decision.APPROVE_EDITED
                 else "",
                 reason=resolution.reason,
+                paths=paths,
+                writable_paths_added=added,
             ),
             source="agent",
         )
@@ -605,171 +647,6 @@ class ToolLoop:
             "approval_resolved", run_id=live.id, tool_call_id=call.id, decision=resolution.decision.value
         )
         return resolution
-
-    async def _read_file(
-        self, live: LiveRun, session: agent_pb2.Session, call: agent_pb2.ToolCall, path: str
-    ) -> str:
-        workspace_id, _shell = await self._workspace(session)
-        limit = self._settings.tool_output_limit
-        info, data = await self._executor.download_file(workspace_id, path, limit + 1)
-        text = data[:limit].decode(errors="replace")
-        if info.size > limit or len(data) > limit:
-            text += f"\n[... cut: showing the first {limit} of {info.size} bytes ...]"
-        if not live.done:
-            live.emit(tool_output=agent_pb2.ToolOutput(tool_call_id=call.id, stdout_data=data[:limit]))
-        return self._finish(live, call.id, text, exit_code=0)
-
-    async def _write_file(
-        self, live: LiveRun, session: agent_pb2.Session, call: agent_pb2.ToolCall, path: str, content: str
-    ) -> str:
-        workspace_id, _shell = await self._workspace(session)
-        data = content.encode()
-        response = await self._executor.upload_file(workspace_id, path, data)
-        return self._finish(
-            live, call.id, f"wrote {len(data)} bytes to {response.file.path or path}", exit_code=0
-        )
-
-    async def _step(
-        self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall, arguments: dict[str, Any]
-    ) -> str:
-        workspace_id, _shell = await self._workspace(turn.session)
-        args = Struct()
-        args.update(arguments)
-        timeout = self._settings.tool_timeout
-        request = executor_pb2.StepRequest(
-            workspace_id=workspace_id,
-            action=executor_pb2.Action(tool_name=call.name, args=args),
-            timeout=Duration(seconds=int(timeout), nanos=int((timeout % 1) * 1e9)),
-            tool_call_id=call.id,
-            run_id=live.id,
-            agent_session_id=turn.session.id,
-        )
-        response = await self._executor.step(request, deadline=timeout + 30)
-        out = response.observation.tool_output
-        output = HeadTail(self._settings.tool_output_limit)
-        output.add(out.stdout.encode())
-        output.add(out.stderr.encode())
-        if out.stdout or out.stderr:
-            live.emit(
-                tool_output=agent_pb2.ToolOutput(
-                    tool_call_id=call.id, stdout_data=out.stdout.encode(), stderr_data=out.stderr.encode()
-                )
-            )
-        result = tool_result_text(output, out.exit_status, out.end_reason, out.message)
-        live.emit(
-            tool_call_finished=agent_pb2.ToolCallFinished(
-                tool_call_id=call.id,
-                exit_code=out.exit_status,
-                end_reason=out.end_reason,  # type: ignore[arg-type]
-                output_truncated=out.truncated or output.omitted > 0,
-                result=result,
-                execution_id=response.execution_id,
-            )
-        )
-        return result
-
-    async def _run_shell(
-        self, live: LiveRun, session: agent_pb2.Session, call: agent_pb2.ToolCall, command: str
-    ) -> str:
-        output = HeadTail(self._settings.tool_output_limit)
-        dropped = False
-
-        def on_output(stdout: bytes, stderr: bytes) -> None:
-            nonlocal dropped
-            output.add(stdout)
-            output.add(stderr)
-            size = len(stdout) + len(stderr)
-            if live.output_bytes + size > RUN_EVENT_OUTPUT_CAP_BYTES:
-                dropped = True
-                return
-            live.output_bytes += size
-            live.emit(
-                tool_output=agent_pb2.ToolOutput(tool_call_id=call.id, stdout_data=stdout, stderr_data=stderr)
-            )
-
-        outcome = None
-        for attempt in (1, 2):
-            try:
-                workspace_id, shell_id = await self._workspace(session)
-                outcome = await self._executor.run_script(
-                    workspace_id=workspace_id,
-                    session_id=shell_id,
-                    script=command,
-                    run_id=live.id,
-                    tool_call_id=call.id,
-                    agent_session_id=session.id,
-                    timeout_seconds=self._settings.tool_timeout,
-                    on_output=on_output,
-                )
-                break
-            except ExecutorError as exc:
-                if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
-                    raise  # the executor itself is the problem: the run fails and says so
-                if exc.code.name == "NOT_FOUND" and attempt == 1:
-                    # The shell (or its workspace) went away, e.g. the executor restarted: set up
-                    # fresh ones and run the command there.
-                    log.info("shell_session_lost", session_id=session.id, error=exc.message)
-                    await self._forget_shell(session)
-                    continue
-                return self._finish(
-                    live, call.id, f"[error: the executor refused the command: {exc.message}]"
-                )
-        assert outcome is not None
-        if outcome.session_ended:
-            await self._forget_shell(session)
-        result = tool_result_text(output, outcome.exit_code, outcome.end_reason, outcome.message)
-        live.emit(
-            tool_call_finished=agent_pb2.ToolCallFinished(
-                tool_call_id=call.id,
-                exit_code=outcome.exit_code,
-                end_reason=outcome.end_reason,  # type: ignore[arg-type]
-                output_truncated=outcome.output_truncated or output.omitted > 0 or dropped,
-                result=result,
-                execution_id=outcome.execution_id,
-            )
-        )
-        return result
-
-    async def _workspace(self, session: agent_pb2.Session) -> tuple[str, str]:
-        """The session's workspace and shell session, created on first use (and again when the
-        executor no longer knows them). No lock: a session has one active run at a time."""
-        stored = await self._store.get_session(session.id)
-        if stored is None:
-            raise NotFound(f"session {session.id} was deleted")
-        workspace_id, shell_id = stored.workspace_id, stored.shell_session_id
-        if workspace_id and shell_id:
-            return workspace_id, shell_id
-        if workspace_id:
-            try:
-                shell_id = (await self._executor.create_shell_session(workspace_id)).id
-            except ExecutorError as exc:
-                if exc.code.name != "NOT_FOUND":
-                    raise
-                log.info("workspace_lost", session_id=session.id, workspace_id=workspace_id)
-                workspace_id = ""
-        if not workspace_id:
-            workspace = await self._executor.create_workspace(
-                session.settings.workspace_image,
-                workspace_policy(session.settings),
-                {LABEL_AGENT_SESSION: session.id},
-            )
-            workspace_id = workspace.id
-            shell_id = (await self._executor.create_shell_session(workspace_id)).id
-        stored.workspace_id, stored.shell_session_id = workspace_id, shell_id
-        stored.update_time.GetCurrentTime()
-        await self._store.update_session(stored)
-        session.workspace_id, session.shell_session_id = workspace_id, shell_id
-        log.info(
-            "workspace_ready", session_id=session.id, workspace_id=workspace_id, shell_session_id=shell_id
-        )
-        return workspace_id, shell_id
-
-    async def _forget_shell(self, session: agent_pb2.Session) -> None:
-        stored = await self._store.get_session(session.id)
-        if stored is None:
-            return
-        stored.shell_session_id = session.shell_session_id = ""
-        await self._store.update_session(stored)
 
     @staticmethod
     async def _shielded(work: object) -> None:
@@ -797,45 +674,7 @@ def skill_message(name: str, instructions: str, run_id: str) -> agent_pb2.Messag
     return message
 
 
-def _sandbox(session: agent_pb2.Session) -> int:
-    return session.settings.sandbox_mode or agent_pb2.SANDBOX_MODE_WORKSPACE_WRITE
-
-
-def workspace_policy(settings: agent_pb2.SessionSettings) -> executor_pb2.IsolationPolicy | None:
-    """The session's workspace policy with the sandbox mode applied: READ_ONLY makes /workspace
-    read-only, FULL turns the network on, WORKSPACE_WRITE (the default) neither. A session with
-    no sandbox mode set keeps what its workspace_policy says."""
-    policy = executor_pb2.IsolationPolicy()
-    if settings.HasField("workspace_policy"):
-        policy.CopyFrom(settings.workspace_policy)
-    mode = settings.sandbox_mode
-    if mode != agent_pb2.SANDBOX_MODE_UNSPECIFIED:
-        policy.read_only = mode == agent_pb2.SANDBOX_MODE_READ_ONLY
-        policy.network = mode == agent_pb2.SANDBOX_MODE_FULL
-    elif not settings.HasField("workspace_policy"):
-        return None
-    return policy
-
-
-def _check_builtin_arguments(name: str, arguments: dict[str, Any]) -> None:
-    required = {
-        SHELL_TOOL_NAME: ("command",),
-        READ_FILE_TOOL_NAME: ("path",),
-        WRITE_FILE_TOOL_NAME: ("path", "content"),
-        LOAD_SKILL_TOOL_NAME: ("name",),
-    }.get(name, ())
-    for key in required:
-        if not isinstance(arguments.get(key), str):
-            raise TypeError(f'"{key}" must be a string')
-
-
-def _edited_arguments(name: str, arguments: dict[str, Any], edited: str) -> dict[str, Any]:
-    """The call's arguments after a person edited it: a new command for shell, new JSON
-    arguments for every other tool."""
-    if name == SHELL_TOOL_NAME:
-        return {**arguments, "command": edited}
-    replaced = json.loads(edited)
-    if not isinstance(replaced, dict):
-        raise TypeError("an edited tool call must be a JSON object of arguments")
-    _check_builtin_arguments(name, replaced)
-    return replaced
+def _directory(path: str) -> str:
+    """The directory (relative to /workspace; "" for /workspace itself) that must be writable to
+    create, change or remove `path`."""
+    return posixpath.dirname(path.removeprefix(WORKDIR + "/")) if path != WORKDIR else ""

@@ -1,151 +1,240 @@
-"""The tools offered to the model: built-ins (shell, read_file, write_file, load_skill) and the
-executor's named tools (run through Step), with what each needs under an approval policy."""
+"""The tool registry: each tool the model may call is one `Tool` — its OpenAI function spec, its
+handler, and what it needs under an approval policy — and the loop finds it by name.
+
+The built-ins (shell, files, the executor's named tools, load_skill) live in builtin_tools.py;
+tools from MCP servers in mcp_tools.py. A new kind of tool is a new source of `Tool`s for the
+`ToolCatalog`, never a new branch in the loop.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from agent_service.approvals import is_read_only_command
-from agent_service.executor_client import ExecutorClient
-from agent_service.generation import SHELL_TOOL, SHELL_TOOL_NAME
-from agent_service.skills import LOAD_SKILL_TOOL_NAME, SkillLibrary
+from agent_service.approvals import is_read_only_command, written_paths
+from agent_service.generation import SHELL_TOOL_NAME
+from agent_service.skills import LOAD_SKILL_TOOL_NAME
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FireboxError
-from firebox.common.logging import get_logger
-from firebox.executor.v1 import executor_pb2
+from firebox.common.workspace_paths import is_writable, workspace_path
 
-log = get_logger("firebox.agent.tools")
+if TYPE_CHECKING:
+    from agent_service.runs import LiveRun
 
 READ_FILE_TOOL_NAME = "read_file"
 WRITE_FILE_TOOL_NAME = "write_file"
 BUILTIN_NAMES = frozenset({SHELL_TOOL_NAME, READ_FILE_TOOL_NAME, WRITE_FILE_TOOL_NAME, LOAD_SKILL_TOOL_NAME})
-# How long the executor's tool list is reused before it is asked again.
-NAMED_TOOLS_TTL_SECONDS = 30.0
 
-READ_FILE_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": READ_FILE_TOOL_NAME,
-        "description": (
-            "Read a text file in the workspace (paths relative to /workspace). Long files are cut; "
-            "the result says how many bytes there were."
-        ),
-        "parameters": {
-            "type": "object",
-            "properties": {"path": {"type": "string", "description": "the file, e.g. src/main.py"}},
-            "required": ["path"],
-        },
-    },
+
+@dataclass
+class ToolRun:
+    """One call of a tool, as its handler sees it."""
+
+    live: LiveRun
+    session: agent_pb2.Session
+    call: agent_pb2.ToolCall
+    arguments: dict[str, Any]
+    # The model call that asked for it (joins training-log records).
+    generation_id: str = ""
+
+    def finish(self, result: str, exit_code: int = -1) -> str:
+        """Tell the client the call ended with `result` (what the model is told) and return it."""
+        self.live.emit(
+            tool_call_finished=agent_pb2.ToolCallFinished(
+                tool_call_id=self.call.id, exit_code=exit_code, result=result
+            )
+        )
+        return result
+
+
+def never_read_only(name: str) -> Callable[[dict[str, Any], Sequence[str]], str]:
+    """The approval rule of a tool that may change anything: it always waits under ON_REQUEST."""
+
+    def rule(_arguments: dict[str, Any], _prefixes: Sequence[str]) -> str:
+        return f"the tool {name!r} is not declared read-only"
+
+    return rule
+
+
+def always_runs(_arguments: dict[str, Any], _prefixes: Sequence[str]) -> str:
+    return ""
+
+
+_SOURCES = {
+    "builtin": agent_pb2.TOOL_SOURCE_BUILTIN,
+    "skill": agent_pb2.TOOL_SOURCE_SKILL,
+    "executor": agent_pb2.TOOL_SOURCE_EXECUTOR,
+    "mcp": agent_pb2.TOOL_SOURCE_MCP,
 }
-WRITE_FILE_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": WRITE_FILE_TOOL_NAME,
-        "description": (
-            "Write a whole text file in the workspace (paths relative to /workspace), replacing it if it "
-            "exists and creating missing directories."
-        ),
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "path": {"type": "string", "description": "the file, e.g. notes/todo.md"},
-                "content": {"type": "string", "description": "the file's entire new content"},
-            },
-            "required": ["path", "content"],
-        },
-    },
-}
 
 
-def named_tool_spec(tool: executor_pb2.Tool) -> dict[str, Any]:
-    """An executor tool as an OpenAI function tool."""
-    try:
-        parameters = json.loads(tool.args_schema_json) if tool.args_schema_json else {}
-    except ValueError:
-        parameters = {}
+@dataclass(frozen=True)
+class Tool:
+    """One tool: what the model is shown, how a call runs, and when it waits for a person."""
+
+    # The OpenAI function tool offered to the model ({"type": "function", "function": {...}}).
+    spec: dict[str, Any]
+    # Runs one call to its end; returns what the model is told (and has emitted the finish).
+    run: Callable[[ToolRun], Awaitable[str]]
+    # Under ON_REQUEST: why a call waits for a person, "" when it may run at once.
+    on_request: Callable[[dict[str, Any], Sequence[str]], str]
+    # False for tools that never wait, whatever the policy (loading a skill changes nothing).
+    asks: bool = True
+    # Refused in a READ_ONLY sandbox.
+    writes_files: bool = False
+    # Arguments that must be strings (checked before approval and again after an edit).
+    string_arguments: tuple[str, ...] = ()
+    # The argument a person approves and may edit as plain text (the shell's command); with none,
+    # the whole call is shown and edited as JSON.
+    edited_argument: str = ""
+    # Where it comes from, for ListTools: builtin, skill, executor or mcp (with the server's name
+    # and the tool's own name there).
+    source: str = "builtin"
+    server: str = ""
+    remote_name: str = ""
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["function"]["name"])
+
+    @property
+    def description(self) -> str:
+        return str(self.spec["function"].get("description", ""))
+
+    def info(self) -> agent_pb2.ToolInfo:
+        """The tool as ListTools shows it."""
+        return agent_pb2.ToolInfo(
+            name=self.name,
+            description=self.description,
+            parameters_json=json.dumps(self.spec["function"].get("parameters", {}), ensure_ascii=False),
+            source=_SOURCES[self.source],  # type: ignore[arg-type]
+            mcp_server=self.server,
+            mcp_tool=self.remote_name,
+        )
+
+    def check(self, arguments: dict[str, Any]) -> None:
+        for key in self.string_arguments:
+            if not isinstance(arguments.get(key), str):
+                raise TypeError(f'"{key}" must be a string')
+
+    def approval_text(self, arguments: dict[str, Any]) -> str:
+        """What the person is asked to approve: the edited argument alone, or the whole call."""
+        if self.edited_argument:
+            return str(arguments.get(self.edited_argument, ""))
+        return json.dumps(arguments, ensure_ascii=False)
+
+    def edited(self, arguments: dict[str, Any], edited: str) -> dict[str, Any]:
+        """The call's arguments after a person edited it."""
+        if self.edited_argument:
+            return {**arguments, self.edited_argument: edited}
+        replaced = json.loads(edited)
+        if not isinstance(replaced, dict):
+            raise TypeError("an edited tool call must be a JSON object of arguments")
+        self.check(replaced)
+        return replaced
+
+
+def function_spec(name: str, description: str, parameters: Any) -> dict[str, Any]:
+    """An OpenAI function tool; a schema that is not a JSON object becomes an empty object schema."""
     if not isinstance(parameters, dict) or not parameters:
         parameters = {"type": "object", "properties": {}}
     return {
         "type": "function",
-        "function": {"name": tool.name, "description": tool.description, "parameters": parameters},
+        "function": {"name": name, "description": description, "parameters": parameters},
     }
+
+
+def shell_on_request(arguments: dict[str, Any], prefixes: Sequence[str]) -> str:
+    if is_read_only_command(str(arguments.get("command", "")), prefixes):
+        return ""
+    return "the command is not a plain read-only command from the allowlist"
 
 
 @dataclass
 class OfferedTools:
     """The tools of one model call, in the order offered."""
 
-    specs: list[dict[str, Any]]
-    named: dict[str, executor_pb2.Tool] = field(default_factory=dict)
+    tools: dict[str, Tool] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, tools: Iterable[Tool]) -> OfferedTools:
+        offered = cls()
+        for tool in tools:
+            offered.tools.setdefault(tool.name, tool)
+        return offered
+
+    @property
+    def specs(self) -> list[dict[str, Any]]:
+        return [t.spec for t in self.tools.values()]
 
     def names(self) -> list[str]:
-        return [s["function"]["name"] for s in self.specs]
+        return list(self.tools)
+
+    def get(self, name: str) -> Tool | None:
+        return self.tools.get(name)
 
 
 def needs_approval(
-    policy: int, name: str, arguments: dict[str, Any], offered: OfferedTools, prefixes: tuple[str, ...]
+    policy: int,
+    tool: Tool,
+    arguments: dict[str, Any],
+    prefixes: Sequence[str],
+    writable_paths: Sequence[str] = (),
+    outside: Sequence[str] = (),
 ) -> str:
-    """Why this call must wait for a person under `policy`, or "" when it may run at once."""
-    if name == LOAD_SKILL_TOOL_NAME or policy == agent_pb2.APPROVAL_POLICY_NEVER:
+    """Why this call must wait for a person under `policy`, or "" when it may run at once.
+    `outside`: the paths it would write outside the session's `writable_paths`; a write_file
+    inside them runs without asking (that is what the paths are for)."""
+    if not tool.asks or policy == agent_pb2.APPROVAL_POLICY_NEVER:
         return ""
+    if outside:
+        return f"it writes outside the session's writable paths: {', '.join(outside)}"
     if policy == agent_pb2.APPROVAL_POLICY_ALWAYS:
         return "the approval policy is ALWAYS"
-    if name == SHELL_TOOL_NAME:
-        command = str(arguments.get("command", ""))
-        if is_read_only_command(command, prefixes):
-            return ""
-        return "the command is not a plain read-only command from the allowlist"
-    if name == READ_FILE_TOOL_NAME:
+    if tool.name == WRITE_FILE_TOOL_NAME and writable_paths:
         return ""
+    return tool.on_request(arguments, prefixes)
+
+
+def paths_written_outside(
+    name: str, arguments: dict[str, Any], writable_paths: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The paths under /workspace this call would write outside `writable_paths` (none when
+    the session has none: all of /workspace is writable then)."""
+    if not writable_paths:
+        return ()
     if name == WRITE_FILE_TOOL_NAME:
-        return "it writes a file"
-    tool = offered.named.get(name)
-    if tool is not None and tool.read_only:
-        return ""
-    return f"the tool {name!r} is not declared read-only"
+        try:
+            written = [workspace_path(str(arguments.get("path", "")), allow_root=False)]
+        except FireboxError:
+            return ()  # a bad path: the executor refuses it and the model is told why
+    elif name == SHELL_TOOL_NAME:
+        written = written_paths(str(arguments.get("command", "")))
+    else:
+        return ()
+    return tuple(path for path in written if not is_writable(writable_paths, path))
 
 
-def approval_text(name: str, arguments: dict[str, Any]) -> str:
-    """What the person is asked to approve: the command for shell, the call otherwise."""
-    if name == SHELL_TOOL_NAME:
-        return str(arguments.get("command", ""))
-    return json.dumps(arguments, ensure_ascii=False)
+class ToolSource(Protocol):
+    """Something that contributes tools to a session's model calls."""
+
+    async def tools(self, session: agent_pb2.Session | None) -> list[Tool]: ...
 
 
 class ToolCatalog:
-    """Builds the tool list of each model call; caches the executor's named tools briefly."""
+    """Builds the tool list of each model call from its sources, in order; an earlier source's
+    name wins (the built-ins come first, so nothing can shadow them)."""
 
-    def __init__(self, executor: ExecutorClient, skills: SkillLibrary) -> None:
-        self._executor = executor
-        self._skills = skills
-        self._named: list[executor_pb2.Tool] = []
-        self._fetched_at = float("-inf")
+    def __init__(self, sources: Sequence[ToolSource]) -> None:
+        self._sources = list(sources)
 
-    async def named_tools(self) -> list[executor_pb2.Tool]:
-        if time.monotonic() - self._fetched_at < NAMED_TOOLS_TTL_SECONDS:
-            return self._named
-        try:
-            tools = await self._executor.list_tools_now()
-        except FireboxError as exc:
-            # No executor (or an old one): offer the built-ins; the next run asks again.
-            log.debug("named_tools_unavailable", error=exc.message)
-            return self._named
-        kept = []
-        for tool in tools:
-            if tool.name in BUILTIN_NAMES:
-                log.warning("named_tool_shadows_builtin", name=tool.name)
-                continue
-            kept.append(tool)
-        self._named, self._fetched_at = kept, time.monotonic()
-        return kept
+    def add(self, source: ToolSource) -> None:
+        self._sources.append(source)
 
-    async def offered(self) -> OfferedTools:
-        specs: list[dict[str, Any]] = [SHELL_TOOL, READ_FILE_TOOL, WRITE_FILE_TOOL]
-        if self._skills.skills:
-            specs.append(self._skills.tool())
-        named = await self.named_tools()
-        specs.extend(named_tool_spec(t) for t in named)
-        return OfferedTools(specs, {t.name: t for t in named})
+    async def offered(self, session: agent_pb2.Session | None = None) -> OfferedTools:
+        tools: list[Tool] = []
+        for source in self._sources:
+            tools.extend(await source.tools(session))
+        return OfferedTools.of(tools)

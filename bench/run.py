@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -78,12 +79,17 @@ async def wait_pool(target: str, config_dir: Path, size: int) -> None:
         await b.close()
 
 
+FAILED: list[str] = []
+
+
 def guarded(name: str, console: Console, measure: Any) -> dict[str, Any]:
-    """One part's figures; a part that fails is reported in the results, and the rest still run."""
+    """One part's figures; a part that fails is reported in the results, the rest still run, and the
+    run as a whole exits non-zero (a benchmark that measured nothing must not look like a pass)."""
     try:
         return measure()
     except Exception as exc:
         console.print(f"[red]{name} benchmark failed: {exc!r}[/red]")
+        FAILED.append(name)
         return {"error": repr(exc)}
 
 
@@ -93,7 +99,9 @@ def dig(results: dict[str, Any], path: tuple[str, ...]) -> Any:
     return results if results != {} else None
 
 
-def render(results: dict[str, Any], console: Console) -> None:
+def render(results: dict[str, Any], console: Console) -> list[str]:
+    """Print the table; return the names of the figures that were not measured."""
+    unmeasured = []
     table = Table(title="Firebox benchmarks")
     for col in ("figure", "measured", "target", "met"):
         table.add_column(col)
@@ -102,6 +110,7 @@ def render(results: dict[str, Any], console: Console) -> None:
         wanted = f"{op} {target}" if op else ""
         if value is None:
             table.add_row(name, "not measured", wanted, "-")
+            unmeasured.append(name)
             continue
         if op is None or target is None:
             table.add_row(name, f"{value}", "", "")
@@ -109,6 +118,7 @@ def render(results: dict[str, Any], console: Console) -> None:
         met = value <= target if op == "<=" else value >= target
         table.add_row(name, f"{value}", wanted, "yes" if met else "NO")
     console.print(table)
+    return unmeasured
 
 
 def main() -> None:
@@ -175,8 +185,13 @@ def main() -> None:
     results["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    render(results, console)
+    unmeasured = render(results, console)
     console.print(f"figures written to {args.out}")
+    if FAILED or unmeasured:
+        console.print(
+            f"[red]failed parts: {FAILED or 'none'}; figures not measured: {unmeasured or 'none'}[/red]"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

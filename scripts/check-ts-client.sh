@@ -4,7 +4,7 @@
 # client does not type-check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ts-client-env.sh
+bash scripts/npm-ci.sh clients/typescript
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 bash scripts/gen-ts-client.sh "$tmp/gen"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 out=${1:-clients/typescript/src/gen}
 py=${PYTHON:-.venv/bin/python}
 plugin=clients/typescript/node_modules/.bin/protoc-gen-es
-bash scripts/ts-client-env.sh
+bash scripts/npm-ci.sh clients/typescript
 mapfile -t protos < <(find protos -name '*.proto' | sort)
 rm -rf "$out"
 mkdir -p "$out"

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from firebox import __version__
-from firebox.cli import chat, exec_cmd, exit_codes, output, resources
+from firebox.cli import chat, exec_cmd, exit_codes, mcp_cmd, output, resources
 from firebox.cli.app import App, CliError, describe, exit_code_for
 from firebox.client import ConnectionSettings, FireboxRpcError, SettingsError
 from firebox.client.settings import (
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     resources.add_workspace_parsers(subparsers, parents)
     resources.add_run_parsers(subparsers, parents)
     resources.add_status_parser(subparsers, parents)
+    mcp_cmd.add_parser(subparsers, parents)
     _add_dataset_parser(subparsers, parents)
     return parser
 

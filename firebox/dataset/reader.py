@@ -10,7 +10,7 @@ from pathlib import Path
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from firebox.common.trainlog import EXECUTIONS, FEEDBACK, GENERATIONS, KINDS
+from firebox.common.trainlog import EXECUTIONS, FEEDBACK, GENERATIONS
 from firebox.trace.v1 import trace_pb2
 
 RECORD_TYPES: dict[str, type[Message]] = {
@@ -41,8 +41,11 @@ class LogRecords:
 
 
 def log_files(logs_dir: Path) -> dict[str, list[Path]]:
-    """The files of each kind under `logs_dir` (rotated ones and subfolders included), sorted."""
-    return {kind: sorted(p for p in logs_dir.rglob(f"{kind}-*.jsonl") if p.is_file()) for kind in KINDS}
+    """The files of each kind the dataset is built from (rotated ones and subfolders included),
+    sorted. Tool-call records (MCP tools) are not part of it yet."""
+    return {
+        kind: sorted(p for p in logs_dir.rglob(f"{kind}-*.jsonl") if p.is_file()) for kind in RECORD_TYPES
+    }
 
 
 def read_logs(logs_dir: Path, progress: Progress | None = None) -> LogRecords:

@@ -2,6 +2,7 @@ import datetime
 
 from firebox.executor.v1 import executor_pb2 as _executor_pb2
 from firebox.trace.v1 import trace_pb2 as _trace_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -70,6 +71,20 @@ class EditAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EDIT_ACTION_UNSPECIFIED: _ClassVar[EditAction]
     EDIT_ACTION_SAVE: _ClassVar[EditAction]
     EDIT_ACTION_RESEND: _ClassVar[EditAction]
+
+class ToolSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOOL_SOURCE_UNSPECIFIED: _ClassVar[ToolSource]
+    TOOL_SOURCE_BUILTIN: _ClassVar[ToolSource]
+    TOOL_SOURCE_SKILL: _ClassVar[ToolSource]
+    TOOL_SOURCE_EXECUTOR: _ClassVar[ToolSource]
+    TOOL_SOURCE_MCP: _ClassVar[ToolSource]
+
+class McpServerOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MCP_SERVER_ORIGIN_UNSPECIFIED: _ClassVar[McpServerOrigin]
+    MCP_SERVER_ORIGIN_OPERATOR: _ClassVar[McpServerOrigin]
+    MCP_SERVER_ORIGIN_SESSION: _ClassVar[McpServerOrigin]
 ROLE_UNSPECIFIED: Role
 ROLE_SYSTEM: Role
 ROLE_USER: Role
@@ -105,6 +120,14 @@ APPROVAL_DECISION_APPROVE_EDITED: ApprovalDecision
 EDIT_ACTION_UNSPECIFIED: EditAction
 EDIT_ACTION_SAVE: EditAction
 EDIT_ACTION_RESEND: EditAction
+TOOL_SOURCE_UNSPECIFIED: ToolSource
+TOOL_SOURCE_BUILTIN: ToolSource
+TOOL_SOURCE_SKILL: ToolSource
+TOOL_SOURCE_EXECUTOR: ToolSource
+TOOL_SOURCE_MCP: ToolSource
+MCP_SERVER_ORIGIN_UNSPECIFIED: McpServerOrigin
+MCP_SERVER_ORIGIN_OPERATOR: McpServerOrigin
+MCP_SERVER_ORIGIN_SESSION: McpServerOrigin
 
 class ToolCall(_message.Message):
     __slots__ = ("id", "name", "arguments")
@@ -167,7 +190,14 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSettings(_message.Message):
-    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode")
+    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths", "mcp_servers")
+    class McpServersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: McpServer
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[McpServer, _Mapping]] = ...) -> None: ...
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_PROMPT_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +205,8 @@ class SessionSettings(_message.Message):
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_MODE_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
     model: str
     system_prompt: str
     workspace_image: str
@@ -182,7 +214,37 @@ class SessionSettings(_message.Message):
     max_steps: int
     approval_policy: ApprovalPolicy
     sandbox_mode: SandboxMode
-    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ...) -> None: ...
+    writable_paths: _containers.RepeatedScalarFieldContainer[str]
+    mcp_servers: _containers.MessageMap[str, McpServer]
+    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ...) -> None: ...
+
+class McpServer(_message.Message):
+    __slots__ = ("command", "args", "env", "url", "headers")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    command: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    url: str
+    headers: _containers.ScalarMap[str, str]
+    def __init__(self, command: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("id", "title", "settings", "create_time", "update_time", "usage", "workspace_id", "shell_session_id", "active_run_id", "message_count", "labels", "context_tokens", "context_window")
@@ -285,6 +347,42 @@ class DeleteSessionRequest(_message.Message):
 class DeleteSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ClearSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ClearSessionResponse(_message.Message):
+    __slots__ = ("session", "cleared_message_count", "cleared_run_count", "cancelled_run_id")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    CLEARED_MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CLEARED_RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    cleared_message_count: int
+    cleared_run_count: int
+    cancelled_run_id: str
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., cleared_message_count: _Optional[int] = ..., cleared_run_count: _Optional[int] = ..., cancelled_run_id: _Optional[str] = ...) -> None: ...
+
+class UpdateSessionRequest(_message.Message):
+    __slots__ = ("session_id", "title", "settings", "update_mask")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    title: str
+    settings: SessionSettings
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, session_id: _Optional[str] = ..., title: _Optional[str] = ..., settings: _Optional[_Union[SessionSettings, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateSessionResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
 
 class SendMessageRequest(_message.Message):
     __slots__ = ("session_id", "content", "on_conflict", "approval_policy", "sandbox_mode", "batch_events")
@@ -431,30 +529,34 @@ class RunEvent(_message.Message):
     def __init__(self, index: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_output: _Optional[_Union[ToolOutput, _Mapping]] = ..., tool_call_finished: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., usage: _Optional[_Union[UsageReported, _Mapping]] = ..., message_completed: _Optional[_Union[MessageCompleted, _Mapping]] = ..., run_completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., run_failed: _Optional[_Union[RunFailed, _Mapping]] = ..., run_cancelled: _Optional[_Union[RunCancelled, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_resolved: _Optional[_Union[ApprovalResolved, _Mapping]] = ..., context_compacted: _Optional[_Union[ContextCompacted, _Mapping]] = ...) -> None: ...
 
 class ApprovalRequested(_message.Message):
-    __slots__ = ("tool_call", "command", "reason", "timeout_seconds")
+    __slots__ = ("tool_call", "command", "reason", "timeout_seconds", "paths")
     TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
     tool_call: ToolCall
     command: str
     reason: str
     timeout_seconds: float
-    def __init__(self, tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., command: _Optional[str] = ..., reason: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., command: _Optional[str] = ..., reason: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApprovalResolved(_message.Message):
-    __slots__ = ("tool_call_id", "decision", "reason", "command", "timed_out")
+    __slots__ = ("tool_call_id", "decision", "reason", "command", "timed_out", "added_writable_paths")
     TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    ADDED_WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
     tool_call_id: str
     decision: ApprovalDecision
     reason: str
     command: str
     timed_out: bool
-    def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., command: _Optional[str] = ..., timed_out: _Optional[bool] = ...) -> None: ...
+    added_writable_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., command: _Optional[str] = ..., timed_out: _Optional[bool] = ..., added_writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ContextCompacted(_message.Message):
     __slots__ = ("tokens_before", "tokens_after", "marker_message_id")
@@ -633,18 +735,20 @@ class ExecutorReplica(_message.Message):
     def __init__(self, address: _Optional[str] = ..., instance_id: _Optional[str] = ..., reachable: _Optional[bool] = ..., workspace_count: _Optional[int] = ...) -> None: ...
 
 class ResolveApprovalRequest(_message.Message):
-    __slots__ = ("run_id", "tool_call_id", "decision", "reason", "edited_command")
+    __slots__ = ("run_id", "tool_call_id", "decision", "reason", "edited_command", "always_allow_paths")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     EDITED_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ALWAYS_ALLOW_PATHS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     tool_call_id: str
     decision: ApprovalDecision
     reason: str
     edited_command: str
-    def __init__(self, run_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., edited_command: _Optional[str] = ...) -> None: ...
+    always_allow_paths: bool
+    def __init__(self, run_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., edited_command: _Optional[str] = ..., always_allow_paths: _Optional[bool] = ...) -> None: ...
 
 class ResolveApprovalResponse(_message.Message):
     __slots__ = ()
@@ -695,3 +799,47 @@ class EditMessageResponse(_message.Message):
     event: RunEvent
     events: _containers.RepeatedCompositeFieldContainer[RunEvent]
     def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ..., event: _Optional[_Union[RunEvent, _Mapping]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ...) -> None: ...
+
+class ListToolsRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ListToolsResponse(_message.Message):
+    __slots__ = ("tools", "mcp_servers")
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    tools: _containers.RepeatedCompositeFieldContainer[ToolInfo]
+    mcp_servers: _containers.RepeatedCompositeFieldContainer[McpServerStatus]
+    def __init__(self, tools: _Optional[_Iterable[_Union[ToolInfo, _Mapping]]] = ..., mcp_servers: _Optional[_Iterable[_Union[McpServerStatus, _Mapping]]] = ...) -> None: ...
+
+class ToolInfo(_message.Message):
+    __slots__ = ("name", "description", "parameters_json", "source", "mcp_server", "mcp_tool")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVER_FIELD_NUMBER: _ClassVar[int]
+    MCP_TOOL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    parameters_json: str
+    source: ToolSource
+    mcp_server: str
+    mcp_tool: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json: _Optional[str] = ..., source: _Optional[_Union[ToolSource, str]] = ..., mcp_server: _Optional[str] = ..., mcp_tool: _Optional[str] = ...) -> None: ...
+
+class McpServerStatus(_message.Message):
+    __slots__ = ("name", "origin", "ready", "error", "tool_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TOOL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    origin: McpServerOrigin
+    ready: bool
+    error: str
+    tool_count: int
+    def __init__(self, name: _Optional[str] = ..., origin: _Optional[_Union[McpServerOrigin, str]] = ..., ready: _Optional[bool] = ..., error: _Optional[str] = ..., tool_count: _Optional[int] = ...) -> None: ...

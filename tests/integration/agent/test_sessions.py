@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -31,6 +33,22 @@ from tests.support.executor_server import free_port, health_status
 from tests.support.fake_provider import Hold, Reply, chunk
 
 REPO = Path(__file__).resolve().parents[3]
+
+
+async def until_stored_text(database: Path, session_id: str, text: str, within: float = 30.0) -> None:
+    """Wait (bounded) until the session's last message in the SQLite file carries `text`."""
+
+    def last_text() -> str:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            row = db.execute(
+                "SELECT data FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,)
+            ).fetchone()
+        return agent_pb2.Message.FromString(row[0]).content if row else ""
+
+    deadline = time.monotonic() + within
+    while (seen := await asyncio.to_thread(last_text)) != text:
+        assert time.monotonic() < deadline, f"stored {seen!r}, waited for {text!r}"
+        await asyncio.sleep(0.05)
 
 
 async def test_sessions_are_listed_newest_first_a_page_at_a_time(stub):
@@ -209,8 +227,8 @@ async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial
             text += response.event.text_delta.text
             if text == "half an answer":
                 break
-        # Progress is written within about half a second of arriving.
-        await asyncio.sleep(1.2)
+        # Progress is written within about half a second of arriving: kill once the store has it.
+        await until_stored_text(tmp_path / "agent.db", session.id, "half an answer")
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait, 10)
         call.cancel()

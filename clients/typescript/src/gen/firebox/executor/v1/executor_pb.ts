@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file firebox/executor/v1/executor.proto.
  */
 export const file_firebox_executor_v1_executor: GenFile = /*@__PURE__*/
-  fileDesc("CiJmaXJlYm94L2V4ZWN1dG9yL3YxL2V4ZWN1dG9yLnByb3RvEhNmaXJlYm94LmV4ZWN1dG9yLnYxIpMDCg9Jc29sYXRpb25Qb2xpY3kSFAoHbmV0d29yaxgBIAEoCEgAiAEBEhYKCXJlYWRfb25seRgCIAEoCEgBiAEBEhEKBHVzZXIYAyABKAlIAogBARIZCgxtZW1vcnlfYnl0ZXMYBCABKANIA4gBARIXCgpwaWRzX2xpbWl0GAUgASgDSASIAQESFwoKY3B1X21pbGxpcxgGIAEoA0gFiAEBEhQKDGNhcGFiaWxpdGllcxgHIAMoCRIeChFub19uZXdfcHJpdmlsZWdlcxgIIAEoCEgGiAEBEhsKDnJlYWRfb25seV9yb290GAkgASgISAeIAQESFgoJdG1wX2J5dGVzGAogASgDSAiIAQFCCgoIX25ldHdvcmtCDAoKX3JlYWRfb25seUIHCgVfdXNlckIPCg1fbWVtb3J5X2J5dGVzQg0KC19waWRzX2xpbWl0Qg0KC19jcHVfbWlsbGlzQhQKEl9ub19uZXdfcHJpdmlsZWdlc0IRCg9fcmVhZF9vbmx5X3Jvb3RCDAoKX3RtcF9ieXRlcyL3AwoJV29ya3NwYWNlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFaW1hZ2UYAyABKAkSNAoGc3RhdHVzGAQgASgOMiQuZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2VTdGF0dXMSLQoHYmFja2VuZBgFIAEoDjIcLmZpcmVib3guZXhlY3V0b3IudjEuQmFja2VuZBI0CgZwb2xpY3kYBiABKAsyJC5maXJlYm94LmV4ZWN1dG9yLnYxLklzb2xhdGlvblBvbGljeRIRCglpc29sYXRpb24YByABKAkSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjoKBmxhYmVscxgJIAMoCzIqLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlLkxhYmVsc0VudHJ5EjQKA2VudhgKIAMoCzInLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlLkVudkVudHJ5EhUKDXNlc3Npb25fY291bnQYCyABKAUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItICChZDcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFaW1hZ2UYAiABKAkSNAoGcG9saWN5GAMgASgLMiQuZmlyZWJveC5leGVjdXRvci52MS5Jc29sYXRpb25Qb2xpY3kSQQoDZW52GAQgAygLMjQuZmlyZWJveC5leGVjdXRvci52MS5DcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0LkVudkVudHJ5EkcKBmxhYmVscxgFIAMoCzI3LmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlV29ya3NwYWNlUmVxdWVzdC5MYWJlbHNFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTAoXQ3JlYXRlV29ya3NwYWNlUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiKwoTR2V0V29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSQoUR2V0V29ya3NwYWNlUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiFwoVTGlzdFdvcmtzcGFjZXNSZXF1ZXN0IkwKFkxpc3RXb3Jrc3BhY2VzUmVzcG9uc2USMgoKd29ya3NwYWNlcxgBIAMoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi0KFVN0YXJ0V29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSwoWU3RhcnRXb3Jrc3BhY2VSZXNwb25zZRIxCgl3b3Jrc3BhY2UYASABKAsyHi5maXJlYm94LmV4ZWN1dG9yLnYxLldvcmtzcGFjZSIsChRTdG9wV29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSgoVU3RvcFdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi4KFkRlbGV0ZVdvcmtzcGFjZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJIhkKF0RlbGV0ZVdvcmtzcGFjZVJlc3BvbnNlIsUBCgdTZXNzaW9uEgoKAmlkGAEgASgJEhQKDHdvcmtzcGFjZV9pZBgCIAEoCRIyCgZzdGF0dXMYAyABKA4yIi5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb25TdGF0dXMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFGN1cnJlbnRfZXhlY3V0aW9uX2lkGAUgASgJEhUKDWNvbW1hbmRfY291bnQYBiABKAMiQAoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkiRgoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEi0KB3Nlc3Npb24YASABKAsyHC5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb24iKwoTTGlzdFNlc3Npb25zUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiRgoUTGlzdFNlc3Npb25zUmVzcG9uc2USLgoIc2Vzc2lvbnMYASADKAsyHC5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb24iKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhYKFENsb3NlU2Vzc2lvblJlc3BvbnNlIrwDCg5FeGVjdXRlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZzY3JpcHQYAyABKAkSDAoEYXJndhgEIAMoCRIRCglkaXJlY3RvcnkYBSABKAkSOQoDZW52GAYgAygLMiwuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRlUmVxdWVzdC5FbnZFbnRyeRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGtub3duX2lkGAggASgJEhIKCmtub3duX25hbWUYCSABKAkSFAoMdG9vbF9jYWxsX2lkGAogASgJEg4KBnJ1bl9pZBgLIAEoCRIYChBhZ2VudF9zZXNzaW9uX2lkGAwgASgJEhIKCmlucHV0X2RhdGEYFCABKAwSEwoLY2xvc2VfaW5wdXQYFSABKAgSLQoEc3RvcBgWIAEoDjIfLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFNpZ25hbBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrECCg9FeGVjdXRlUmVzcG9uc2USFAoMZXhlY3V0aW9uX2lkGAEgASgJEgsKA3BpZBgCIAEoBRITCgtzdGRvdXRfZGF0YRgDIAEoDBITCgtzdGRlcnJfZGF0YRgEIAEoDBIuCglleGl0X2NvZGUYBSABKAsyGy5nb29nbGUucHJvdG9idWYuSW50MzJWYWx1ZRIyCgplbmRfcmVhc29uGAYgASgOMh4uZmlyZWJveC5leGVjdXRvci52MS5FbmRSZWFzb24SGAoQb3V0cHV0X3RydW5jYXRlZBgHIAEoCBIVCg1zZXNzaW9uX2VuZGVkGAggASgIEg8KB21lc3NhZ2UYCSABKAkSKwoIZHVyYXRpb24YCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iFgoUR2V0U2VydmVySW5mb1JlcXVlc3QijgIKFUdldFNlcnZlckluZm9SZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEi0KB2JhY2tlbmQYAiABKA4yHC5maXJlYm94LmV4ZWN1dG9yLnYxLkJhY2tlbmQSFQoNZGVmYXVsdF9pbWFnZRgDIAEoCRI8Cg5kZWZhdWx0X3BvbGljeRgEIAEoCzIkLmZpcmVib3guZXhlY3V0b3IudjEuSXNvbGF0aW9uUG9saWN5EhsKE2Ryb3BwZWRfbG9nX3JlY29yZHMYBSABKAMSFwoPd29ya3NwYWNlX2NvdW50GAYgASgDEhUKDXNlc3Npb25fY291bnQYByABKAMSEwoLaW5zdGFuY2VfaWQYCCABKAkikwEKBFRvb2wSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIYChBhcmdzX3NjaGVtYV9qc29uGAMgASgJEg8KB2NvbW1hbmQYBCADKAkSEQoJcmVhZF9vbmx5GAUgASgIEioKB3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iEgoQTGlzdFRvb2xzUmVxdWVzdCI9ChFMaXN0VG9vbHNSZXNwb25zZRIoCgV0b29scxgBIAMoCzIZLmZpcmVib3guZXhlY3V0b3IudjEuVG9vbCJUCgZBY3Rpb24SEQoJdG9vbF9uYW1lGAEgASgJEiUKBGFyZ3MYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhAKCHdvcmtfZGlyGAMgASgJIrwBCgtTdGVwUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSKwoGYWN0aW9uGAIgASgLMhsuZmlyZWJveC5leGVjdXRvci52MS5BY3Rpb24SKgoHdGltZW91dBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgx0b29sX2NhbGxfaWQYBCABKAkSDgoGcnVuX2lkGAUgASgJEhgKEGFnZW50X3Nlc3Npb25faWQYBiABKAkixgEKClRvb2xPdXRwdXQSEwoLZXhpdF9zdGF0dXMYASABKAUSDgoGc3Rkb3V0GAIgASgJEg4KBnN0ZGVychgDIAEoCRIRCgl0cnVuY2F0ZWQYBCABKAgSMgoKZW5kX3JlYXNvbhgFIAEoDjIeLmZpcmVib3guZXhlY3V0b3IudjEuRW5kUmVhc29uEg8KB21lc3NhZ2UYBiABKAkSKwoIZHVyYXRpb24YByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXwoPRW52aXJvbm1lbnRJbmZvEgwKBGluZm8YASABKAkSPgoQd29ya3NwYWNlX3N0YXR1cxgCIAEoDjIkLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlU3RhdHVzIoMBCgtPYnNlcnZhdGlvbhI0Cgt0b29sX291dHB1dBgBIAEoCzIfLmZpcmVib3guZXhlY3V0b3IudjEuVG9vbE91dHB1dBI+ChBlbnZpcm9ubWVudF9pbmZvGAIgASgLMiQuZmlyZWJveC5leGVjdXRvci52MS5FbnZpcm9ubWVudEluZm8iWwoMU3RlcFJlc3BvbnNlEjUKC29ic2VydmF0aW9uGAEgASgLMiAuZmlyZWJveC5leGVjdXRvci52MS5PYnNlcnZhdGlvbhIUCgxleGVjdXRpb25faWQYAiABKAkitQEKCEZpbGVJbmZvEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIrCgR0eXBlGAMgASgOMh0uZmlyZWJveC5leGVjdXRvci52MS5GaWxlVHlwZRIMCgRzaXplGAQgASgDEgwKBG1vZGUYBSABKA0SLwoLbW9kaWZ5X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2xpbmtfdGFyZ2V0GAcgASgJIn4KEVVwbG9hZEZpbGVSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBG1vZGUYAyABKA0SEQoJb3ZlcndyaXRlGAQgASgIEhYKDmNyZWF0ZV9wYXJlbnRzGAUgASgIEgwKBGRhdGEYCiABKAwiUQoSVXBsb2FkRmlsZVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5maXJlYm94LmV4ZWN1dG9yLnYxLkZpbGVJbmZvEg4KBnNoYTI1NhgCIAEoCSI5ChNEb3dubG9hZEZpbGVSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJIlEKFERvd25sb2FkRmlsZVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5maXJlYm94LmV4ZWN1dG9yLnYxLkZpbGVJbmZvEgwKBGRhdGEYAiABKAwiXgoQTGlzdEZpbGVzUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIRCglyZWN1cnNpdmUYAyABKAgSEwoLbWF4X2VudHJpZXMYBCABKAUiVgoRTGlzdEZpbGVzUmVzcG9uc2USLgoHZW50cmllcxgBIAMoCzIdLmZpcmVib3guZXhlY3V0b3IudjEuRmlsZUluZm8SEQoJdHJ1bmNhdGVkGAIgASgIIjUKD1N0YXRGaWxlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSDAoEcGF0aBgCIAEoCSI/ChBTdGF0RmlsZVJlc3BvbnNlEisKBGZpbGUYASABKAsyHS5maXJlYm94LmV4ZWN1dG9yLnYxLkZpbGVJbmZvKoQCCg9Xb3Jrc3BhY2VTdGF0dXMSIAocV09SS1NQQUNFX1NUQVRVU19VTlNQRUNJRklFRBAAEhwKGFdPUktTUEFDRV9TVEFUVVNfQ1JFQVRFRBABEh8KG1dPUktTUEFDRV9TVEFUVVNfUkVTVEFSVElORxACEhwKGFdPUktTUEFDRV9TVEFUVVNfUlVOTklORxADEh0KGVdPUktTUEFDRV9TVEFUVVNfUkVNT1ZJTkcQBBIbChdXT1JLU1BBQ0VfU1RBVFVTX1BBVVNFRBAFEhsKF1dPUktTUEFDRV9TVEFUVVNfRVhJVEVEEAYSGQoVV09SS1NQQUNFX1NUQVRVU19ERUFEEAcqSQoHQmFja2VuZBIXChNCQUNLRU5EX1VOU1BFQ0lGSUVEEAASEgoOQkFDS0VORF9ET0NLRVIQARIRCg1CQUNLRU5EX0JXUkFQEAIqewoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1NFU1NJT05fU1RBVFVTX0lETEUQARIXChNTRVNTSU9OX1NUQVRVU19CVVNZEAISGAoUU0VTU0lPTl9TVEFUVVNfRU5ERUQQAypaCgpTdG9wU2lnbmFsEhsKF1NUT1BfU0lHTkFMX1VOU1BFQ0lGSUVEEAASGQoVU1RPUF9TSUdOQUxfSU5URVJSVVBUEAESFAoQU1RPUF9TSUdOQUxfS0lMTBACKtoBCglFbmRSZWFzb24SGgoWRU5EX1JFQVNPTl9VTlNQRUNJRklFRBAAEhUKEUVORF9SRUFTT05fRVhJVEVEEAESFwoTRU5EX1JFQVNPTl9TSUdOQUxFRBACEhgKFEVORF9SRUFTT05fVElNRURfT1VUEAMSFgoSRU5EX1JFQVNPTl9TVE9QUEVEEAQSGAoURU5EX1JFQVNPTl9DQU5DRUxMRUQQBRIcChhFTkRfUkVBU09OX09VVF9PRl9NRU1PUlkQBhIXChNFTkRfUkVBU09OX1NIVVRET1dOEAcqgQEKCEZpbGVUeXBlEhkKFUZJTEVfVFlQRV9VTlNQRUNJRklFRBAAEhUKEUZJTEVfVFlQRV9SRUdVTEFSEAESFwoTRklMRV9UWVBFX0RJUkVDVE9SWRACEhUKEUZJTEVfVFlQRV9TWU1MSU5LEAMSEwoPRklMRV9UWVBFX09USEVSEAQyqg0KD0V4ZWN1dG9yU2VydmljZRJsCg9DcmVhdGVXb3Jrc3BhY2USKy5maXJlYm94LmV4ZWN1dG9yLnYxLkNyZWF0ZVdvcmtzcGFjZVJlcXVlc3QaLC5maXJlYm94LmV4ZWN1dG9yLnYxLkNyZWF0ZVdvcmtzcGFjZVJlc3BvbnNlEmMKDEdldFdvcmtzcGFjZRIoLmZpcmVib3guZXhlY3V0b3IudjEuR2V0V29ya3NwYWNlUmVxdWVzdBopLmZpcmVib3guZXhlY3V0b3IudjEuR2V0V29ya3NwYWNlUmVzcG9uc2USaQoOTGlzdFdvcmtzcGFjZXMSKi5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RXb3Jrc3BhY2VzUmVxdWVzdBorLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFdvcmtzcGFjZXNSZXNwb25zZRJpCg5TdGFydFdvcmtzcGFjZRIqLmZpcmVib3guZXhlY3V0b3IudjEuU3RhcnRXb3Jrc3BhY2VSZXF1ZXN0GisuZmlyZWJveC5leGVjdXRvci52MS5TdGFydFdvcmtzcGFjZVJlc3BvbnNlEmYKDVN0b3BXb3Jrc3BhY2USKS5maXJlYm94LmV4ZWN1dG9yLnYxLlN0b3BXb3Jrc3BhY2VSZXF1ZXN0GiouZmlyZWJveC5leGVjdXRvci52MS5TdG9wV29ya3NwYWNlUmVzcG9uc2USbAoPRGVsZXRlV29ya3NwYWNlEisuZmlyZWJveC5leGVjdXRvci52MS5EZWxldGVXb3Jrc3BhY2VSZXF1ZXN0GiwuZmlyZWJveC5leGVjdXRvci52MS5EZWxldGVXb3Jrc3BhY2VSZXNwb25zZRJmCg1DcmVhdGVTZXNzaW9uEikuZmlyZWJveC5leGVjdXRvci52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoqLmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEmMKDExpc3RTZXNzaW9ucxIoLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFNlc3Npb25zUmVxdWVzdBopLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USYwoMQ2xvc2VTZXNzaW9uEiguZmlyZWJveC5leGVjdXRvci52MS5DbG9zZVNlc3Npb25SZXF1ZXN0GikuZmlyZWJveC5leGVjdXRvci52MS5DbG9zZVNlc3Npb25SZXNwb25zZRJYCgdFeGVjdXRlEiMuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRlUmVxdWVzdBokLmZpcmVib3guZXhlY3V0b3IudjEuRXhlY3V0ZVJlc3BvbnNlKAEwARJmCg1HZXRTZXJ2ZXJJbmZvEikuZmlyZWJveC5leGVjdXRvci52MS5HZXRTZXJ2ZXJJbmZvUmVxdWVzdBoqLmZpcmVib3guZXhlY3V0b3IudjEuR2V0U2VydmVySW5mb1Jlc3BvbnNlEloKCUxpc3RUb29scxIlLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFRvb2xzUmVxdWVzdBomLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFRvb2xzUmVzcG9uc2USSwoEU3RlcBIgLmZpcmVib3guZXhlY3V0b3IudjEuU3RlcFJlcXVlc3QaIS5maXJlYm94LmV4ZWN1dG9yLnYxLlN0ZXBSZXNwb25zZRJfCgpVcGxvYWRGaWxlEiYuZmlyZWJveC5leGVjdXRvci52MS5VcGxvYWRGaWxlUmVxdWVzdBonLmZpcmVib3guZXhlY3V0b3IudjEuVXBsb2FkRmlsZVJlc3BvbnNlKAESZQoMRG93bmxvYWRGaWxlEiguZmlyZWJveC5leGVjdXRvci52MS5Eb3dubG9hZEZpbGVSZXF1ZXN0GikuZmlyZWJveC5leGVjdXRvci52MS5Eb3dubG9hZEZpbGVSZXNwb25zZTABEloKCUxpc3RGaWxlcxIlLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdEZpbGVzUmVxdWVzdBomLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdEZpbGVzUmVzcG9uc2USVwoIU3RhdEZpbGUSJC5maXJlYm94LmV4ZWN1dG9yLnYxLlN0YXRGaWxlUmVxdWVzdBolLmZpcmVib3guZXhlY3V0b3IudjEuU3RhdEZpbGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
+  fileDesc("CiJmaXJlYm94L2V4ZWN1dG9yL3YxL2V4ZWN1dG9yLnByb3RvEhNmaXJlYm94LmV4ZWN1dG9yLnYxIqsDCg9Jc29sYXRpb25Qb2xpY3kSFAoHbmV0d29yaxgBIAEoCEgAiAEBEhYKCXJlYWRfb25seRgCIAEoCEgBiAEBEhEKBHVzZXIYAyABKAlIAogBARIZCgxtZW1vcnlfYnl0ZXMYBCABKANIA4gBARIXCgpwaWRzX2xpbWl0GAUgASgDSASIAQESFwoKY3B1X21pbGxpcxgGIAEoA0gFiAEBEhQKDGNhcGFiaWxpdGllcxgHIAMoCRIeChFub19uZXdfcHJpdmlsZWdlcxgIIAEoCEgGiAEBEhsKDnJlYWRfb25seV9yb290GAkgASgISAeIAQESFgoJdG1wX2J5dGVzGAogASgDSAiIAQESFgoOd3JpdGFibGVfcGF0aHMYFCADKAlCCgoIX25ldHdvcmtCDAoKX3JlYWRfb25seUIHCgVfdXNlckIPCg1fbWVtb3J5X2J5dGVzQg0KC19waWRzX2xpbWl0Qg0KC19jcHVfbWlsbGlzQhQKEl9ub19uZXdfcHJpdmlsZWdlc0IRCg9fcmVhZF9vbmx5X3Jvb3RCDAoKX3RtcF9ieXRlcyL3AwoJV29ya3NwYWNlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFaW1hZ2UYAyABKAkSNAoGc3RhdHVzGAQgASgOMiQuZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2VTdGF0dXMSLQoHYmFja2VuZBgFIAEoDjIcLmZpcmVib3guZXhlY3V0b3IudjEuQmFja2VuZBI0CgZwb2xpY3kYBiABKAsyJC5maXJlYm94LmV4ZWN1dG9yLnYxLklzb2xhdGlvblBvbGljeRIRCglpc29sYXRpb24YByABKAkSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjoKBmxhYmVscxgJIAMoCzIqLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlLkxhYmVsc0VudHJ5EjQKA2VudhgKIAMoCzInLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlLkVudkVudHJ5EhUKDXNlc3Npb25fY291bnQYCyABKAUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItICChZDcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFaW1hZ2UYAiABKAkSNAoGcG9saWN5GAMgASgLMiQuZmlyZWJveC5leGVjdXRvci52MS5Jc29sYXRpb25Qb2xpY3kSQQoDZW52GAQgAygLMjQuZmlyZWJveC5leGVjdXRvci52MS5DcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0LkVudkVudHJ5EkcKBmxhYmVscxgFIAMoCzI3LmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlV29ya3NwYWNlUmVxdWVzdC5MYWJlbHNFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTAoXQ3JlYXRlV29ya3NwYWNlUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiKwoTR2V0V29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSQoUR2V0V29ya3NwYWNlUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiFwoVTGlzdFdvcmtzcGFjZXNSZXF1ZXN0IkwKFkxpc3RXb3Jrc3BhY2VzUmVzcG9uc2USMgoKd29ya3NwYWNlcxgBIAMoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi0KFVN0YXJ0V29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSwoWU3RhcnRXb3Jrc3BhY2VSZXNwb25zZRIxCgl3b3Jrc3BhY2UYASABKAsyHi5maXJlYm94LmV4ZWN1dG9yLnYxLldvcmtzcGFjZSIsChRTdG9wV29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSgoVU3RvcFdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi4KFkRlbGV0ZVdvcmtzcGFjZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJIhkKF0RlbGV0ZVdvcmtzcGFjZVJlc3BvbnNlIkcKF1NldFdyaXRhYmxlUGF0aHNSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIWCg53cml0YWJsZV9wYXRocxgCIAMoCSJNChhTZXRXcml0YWJsZVBhdGhzUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiLQoVUGF1c2VXb3Jrc3BhY2VSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCSJLChZQYXVzZVdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi4KFlJlc3VtZVdvcmtzcGFjZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJIkwKF1Jlc3VtZVdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIsUBCgdTZXNzaW9uEgoKAmlkGAEgASgJEhQKDHdvcmtzcGFjZV9pZBgCIAEoCRIyCgZzdGF0dXMYAyABKA4yIi5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb25TdGF0dXMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFGN1cnJlbnRfZXhlY3V0aW9uX2lkGAUgASgJEhUKDWNvbW1hbmRfY291bnQYBiABKAMiQAoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkiRgoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEi0KB3Nlc3Npb24YASABKAsyHC5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb24iKwoTTGlzdFNlc3Npb25zUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiRgoUTGlzdFNlc3Npb25zUmVzcG9uc2USLgoIc2Vzc2lvbnMYASADKAsyHC5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb24iKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhYKFENsb3NlU2Vzc2lvblJlc3BvbnNlItYDCg5FeGVjdXRlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZzY3JpcHQYAyABKAkSDAoEYXJndhgEIAMoCRIRCglkaXJlY3RvcnkYBSABKAkSOQoDZW52GAYgAygLMiwuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRlUmVxdWVzdC5FbnZFbnRyeRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGtub3duX2lkGAggASgJEhIKCmtub3duX25hbWUYCSABKAkSFAoMdG9vbF9jYWxsX2lkGAogASgJEg4KBnJ1bl9pZBgLIAEoCRIYChBhZ2VudF9zZXNzaW9uX2lkGAwgASgJEhIKCmlucHV0X2RhdGEYFCABKAwSEwoLY2xvc2VfaW5wdXQYFSABKAgSLQoEc3RvcBgWIAEoDjIfLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFNpZ25hbBIYChByZXN1bWVfd29ya3NwYWNlGB4gASgIGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEisQIKD0V4ZWN1dGVSZXNwb25zZRIUCgxleGVjdXRpb25faWQYASABKAkSCwoDcGlkGAIgASgFEhMKC3N0ZG91dF9kYXRhGAMgASgMEhMKC3N0ZGVycl9kYXRhGAQgASgMEi4KCWV4aXRfY29kZRgFIAEoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQzMlZhbHVlEjIKCmVuZF9yZWFzb24YBiABKA4yHi5maXJlYm94LmV4ZWN1dG9yLnYxLkVuZFJlYXNvbhIYChBvdXRwdXRfdHJ1bmNhdGVkGAcgASgIEhUKDXNlc3Npb25fZW5kZWQYCCABKAgSDwoHbWVzc2FnZRgJIAEoCRIrCghkdXJhdGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIWChRHZXRTZXJ2ZXJJbmZvUmVxdWVzdCKOAgoVR2V0U2VydmVySW5mb1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLQoHYmFja2VuZBgCIAEoDjIcLmZpcmVib3guZXhlY3V0b3IudjEuQmFja2VuZBIVCg1kZWZhdWx0X2ltYWdlGAMgASgJEjwKDmRlZmF1bHRfcG9saWN5GAQgASgLMiQuZmlyZWJveC5leGVjdXRvci52MS5Jc29sYXRpb25Qb2xpY3kSGwoTZHJvcHBlZF9sb2dfcmVjb3JkcxgFIAEoAxIXCg93b3Jrc3BhY2VfY291bnQYBiABKAMSFQoNc2Vzc2lvbl9jb3VudBgHIAEoAxITCgtpbnN0YW5jZV9pZBgIIAEoCSKTAQoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhgKEGFyZ3Nfc2NoZW1hX2pzb24YAyABKAkSDwoHY29tbWFuZBgEIAMoCRIRCglyZWFkX29ubHkYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiISChBMaXN0VG9vbHNSZXF1ZXN0Ij0KEUxpc3RUb29sc1Jlc3BvbnNlEigKBXRvb2xzGAEgAygLMhkuZmlyZWJveC5leGVjdXRvci52MS5Ub29sIlQKBkFjdGlvbhIRCgl0b29sX25hbWUYASABKAkSJQoEYXJncxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoId29ya19kaXIYAyABKAkivAEKC1N0ZXBSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIrCgZhY3Rpb24YAiABKAsyGy5maXJlYm94LmV4ZWN1dG9yLnYxLkFjdGlvbhIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDHRvb2xfY2FsbF9pZBgEIAEoCRIOCgZydW5faWQYBSABKAkSGAoQYWdlbnRfc2Vzc2lvbl9pZBgGIAEoCSLGAQoKVG9vbE91dHB1dBITCgtleGl0X3N0YXR1cxgBIAEoBRIOCgZzdGRvdXQYAiABKAkSDgoGc3RkZXJyGAMgASgJEhEKCXRydW5jYXRlZBgEIAEoCBIyCgplbmRfcmVhc29uGAUgASgOMh4uZmlyZWJveC5leGVjdXRvci52MS5FbmRSZWFzb24SDwoHbWVzc2FnZRgGIAEoCRIrCghkdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJfCg9FbnZpcm9ubWVudEluZm8SDAoEaW5mbxgBIAEoCRI+ChB3b3Jrc3BhY2Vfc3RhdHVzGAIgASgOMiQuZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2VTdGF0dXMigwEKC09ic2VydmF0aW9uEjQKC3Rvb2xfb3V0cHV0GAEgASgLMh8uZmlyZWJveC5leGVjdXRvci52MS5Ub29sT3V0cHV0Ej4KEGVudmlyb25tZW50X2luZm8YAiABKAsyJC5maXJlYm94LmV4ZWN1dG9yLnYxLkVudmlyb25tZW50SW5mbyJbCgxTdGVwUmVzcG9uc2USNQoLb2JzZXJ2YXRpb24YASABKAsyIC5maXJlYm94LmV4ZWN1dG9yLnYxLk9ic2VydmF0aW9uEhQKDGV4ZWN1dGlvbl9pZBgCIAEoCSK1AQoIRmlsZUluZm8SDAoEcGF0aBgBIAEoCRIMCgRuYW1lGAIgASgJEisKBHR5cGUYAyABKA4yHS5maXJlYm94LmV4ZWN1dG9yLnYxLkZpbGVUeXBlEgwKBHNpemUYBCABKAMSDAoEbW9kZRgFIAEoDRIvCgttb2RpZnlfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbGlua190YXJnZXQYByABKAkifgoRVXBsb2FkRmlsZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEbW9kZRgDIAEoDRIRCglvdmVyd3JpdGUYBCABKAgSFgoOY3JlYXRlX3BhcmVudHMYBSABKAgSDAoEZGF0YRgKIAEoDCJRChJVcGxvYWRGaWxlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLmZpcmVib3guZXhlY3V0b3IudjEuRmlsZUluZm8SDgoGc2hhMjU2GAIgASgJIjkKE0Rvd25sb2FkRmlsZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkiUQoURG93bmxvYWRGaWxlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLmZpcmVib3guZXhlY3V0b3IudjEuRmlsZUluZm8SDAoEZGF0YRgCIAEoDCJeChBMaXN0RmlsZXNSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJlY3Vyc2l2ZRgDIAEoCBITCgttYXhfZW50cmllcxgEIAEoBSJWChFMaXN0RmlsZXNSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uZmlyZWJveC5leGVjdXRvci52MS5GaWxlSW5mbxIRCgl0cnVuY2F0ZWQYAiABKAgiNQoPU3RhdEZpbGVSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJIj8KEFN0YXRGaWxlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLmZpcmVib3guZXhlY3V0b3IudjEuRmlsZUluZm8qhAIKD1dvcmtzcGFjZVN0YXR1cxIgChxXT1JLU1BBQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYV09SS1NQQUNFX1NUQVRVU19DUkVBVEVEEAESHwobV09SS1NQQUNFX1NUQVRVU19SRVNUQVJUSU5HEAISHAoYV09SS1NQQUNFX1NUQVRVU19SVU5OSU5HEAMSHQoZV09SS1NQQUNFX1NUQVRVU19SRU1PVklORxAEEhsKF1dPUktTUEFDRV9TVEFUVVNfUEFVU0VEEAUSGwoXV09SS1NQQUNFX1NUQVRVU19FWElURUQQBhIZChVXT1JLU1BBQ0VfU1RBVFVTX0RFQUQQBypJCgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABISCg5CQUNLRU5EX0RPQ0tFUhABEhEKDUJBQ0tFTkRfQldSQVAQAip7Cg1TZXNzaW9uU3RhdHVzEh4KGlNFU1NJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU0VTU0lPTl9TVEFUVVNfSURMRRABEhcKE1NFU1NJT05fU1RBVFVTX0JVU1kQAhIYChRTRVNTSU9OX1NUQVRVU19FTkRFRBADKloKClN0b3BTaWduYWwSGwoXU1RPUF9TSUdOQUxfVU5TUEVDSUZJRUQQABIZChVTVE9QX1NJR05BTF9JTlRFUlJVUFQQARIUChBTVE9QX1NJR05BTF9LSUxMEAIq2gEKCUVuZFJlYXNvbhIaChZFTkRfUkVBU09OX1VOU1BFQ0lGSUVEEAASFQoRRU5EX1JFQVNPTl9FWElURUQQARIXChNFTkRfUkVBU09OX1NJR05BTEVEEAISGAoURU5EX1JFQVNPTl9USU1FRF9PVVQQAxIWChJFTkRfUkVBU09OX1NUT1BQRUQQBBIYChRFTkRfUkVBU09OX0NBTkNFTExFRBAFEhwKGEVORF9SRUFTT05fT1VUX09GX01FTU9SWRAGEhcKE0VORF9SRUFTT05fU0hVVERPV04QByqBAQoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRRklMRV9UWVBFX1JFR1VMQVIQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxITCg9GSUxFX1RZUEVfT1RIRVIQBDL0DwoPRXhlY3V0b3JTZXJ2aWNlEmwKD0NyZWF0ZVdvcmtzcGFjZRIrLmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlV29ya3NwYWNlUmVxdWVzdBosLmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlV29ya3NwYWNlUmVzcG9uc2USYwoMR2V0V29ya3NwYWNlEiguZmlyZWJveC5leGVjdXRvci52MS5HZXRXb3Jrc3BhY2VSZXF1ZXN0GikuZmlyZWJveC5leGVjdXRvci52MS5HZXRXb3Jrc3BhY2VSZXNwb25zZRJpCg5MaXN0V29ya3NwYWNlcxIqLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFdvcmtzcGFjZXNSZXF1ZXN0GisuZmlyZWJveC5leGVjdXRvci52MS5MaXN0V29ya3NwYWNlc1Jlc3BvbnNlEmkKDlN0YXJ0V29ya3NwYWNlEiouZmlyZWJveC5leGVjdXRvci52MS5TdGFydFdvcmtzcGFjZVJlcXVlc3QaKy5maXJlYm94LmV4ZWN1dG9yLnYxLlN0YXJ0V29ya3NwYWNlUmVzcG9uc2USZgoNU3RvcFdvcmtzcGFjZRIpLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFdvcmtzcGFjZVJlcXVlc3QaKi5maXJlYm94LmV4ZWN1dG9yLnYxLlN0b3BXb3Jrc3BhY2VSZXNwb25zZRJsCg9EZWxldGVXb3Jrc3BhY2USKy5maXJlYm94LmV4ZWN1dG9yLnYxLkRlbGV0ZVdvcmtzcGFjZVJlcXVlc3QaLC5maXJlYm94LmV4ZWN1dG9yLnYxLkRlbGV0ZVdvcmtzcGFjZVJlc3BvbnNlEm8KEFNldFdyaXRhYmxlUGF0aHMSLC5maXJlYm94LmV4ZWN1dG9yLnYxLlNldFdyaXRhYmxlUGF0aHNSZXF1ZXN0Gi0uZmlyZWJveC5leGVjdXRvci52MS5TZXRXcml0YWJsZVBhdGhzUmVzcG9uc2USZgoNQ3JlYXRlU2Vzc2lvbhIpLmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaKi5maXJlYm94LmV4ZWN1dG9yLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJjCgxMaXN0U2Vzc2lvbnMSKC5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaKS5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEmMKDENsb3NlU2Vzc2lvbhIoLmZpcmVib3guZXhlY3V0b3IudjEuQ2xvc2VTZXNzaW9uUmVxdWVzdBopLmZpcmVib3guZXhlY3V0b3IudjEuQ2xvc2VTZXNzaW9uUmVzcG9uc2USWAoHRXhlY3V0ZRIjLmZpcmVib3guZXhlY3V0b3IudjEuRXhlY3V0ZVJlcXVlc3QaJC5maXJlYm94LmV4ZWN1dG9yLnYxLkV4ZWN1dGVSZXNwb25zZSgBMAESZgoNR2V0U2VydmVySW5mbxIpLmZpcmVib3guZXhlY3V0b3IudjEuR2V0U2VydmVySW5mb1JlcXVlc3QaKi5maXJlYm94LmV4ZWN1dG9yLnYxLkdldFNlcnZlckluZm9SZXNwb25zZRJaCglMaXN0VG9vbHMSJS5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RUb29sc1JlcXVlc3QaJi5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RUb29sc1Jlc3BvbnNlEksKBFN0ZXASIC5maXJlYm94LmV4ZWN1dG9yLnYxLlN0ZXBSZXF1ZXN0GiEuZmlyZWJveC5leGVjdXRvci52MS5TdGVwUmVzcG9uc2USXwoKVXBsb2FkRmlsZRImLmZpcmVib3guZXhlY3V0b3IudjEuVXBsb2FkRmlsZVJlcXVlc3QaJy5maXJlYm94LmV4ZWN1dG9yLnYxLlVwbG9hZEZpbGVSZXNwb25zZSgBEmUKDERvd25sb2FkRmlsZRIoLmZpcmVib3guZXhlY3V0b3IudjEuRG93bmxvYWRGaWxlUmVxdWVzdBopLmZpcmVib3guZXhlY3V0b3IudjEuRG93bmxvYWRGaWxlUmVzcG9uc2UwARJaCglMaXN0RmlsZXMSJS5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RGaWxlc1JlcXVlc3QaJi5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RGaWxlc1Jlc3BvbnNlElcKCFN0YXRGaWxlEiQuZmlyZWJveC5leGVjdXRvci52MS5TdGF0RmlsZVJlcXVlc3QaJS5maXJlYm94LmV4ZWN1dG9yLnYxLlN0YXRGaWxlUmVzcG9uc2USaQoOUGF1c2VXb3Jrc3BhY2USKi5maXJlYm94LmV4ZWN1dG9yLnYxLlBhdXNlV29ya3NwYWNlUmVxdWVzdBorLmZpcmVib3guZXhlY3V0b3IudjEuUGF1c2VXb3Jrc3BhY2VSZXNwb25zZRJsCg9SZXN1bWVXb3Jrc3BhY2USKy5maXJlYm94LmV4ZWN1dG9yLnYxLlJlc3VtZVdvcmtzcGFjZVJlcXVlc3QaLC5maXJlYm94LmV4ZWN1dG9yLnYxLlJlc3VtZVdvcmtzcGFjZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
 
 /**
  * IsolationPolicy is what a workspace may do. In a request every field left unset takes the
@@ -90,6 +90,16 @@ export type IsolationPolicy = Message<"firebox.executor.v1.IsolationPolicy"> & {
    * @generated from field: optional int64 tmp_bytes = 10;
    */
   tmpBytes?: bigint | undefined;
+
+  /**
+   * Directories under /workspace (relative, or absolute under /workspace) that stay writable
+   * while the rest of /workspace is read-only, for every process and for UploadFile (which is
+   * refused with PERMISSION_DENIED outside them). Created when missing. Empty: all of
+   * /workspace is writable (unless read_only). At most 32.
+   *
+   * @generated from field: repeated string writable_paths = 20;
+   */
+  writablePaths: string[];
 };
 
 /**
@@ -401,6 +411,115 @@ export const DeleteWorkspaceResponseSchema: GenMessage<DeleteWorkspaceResponse> 
   messageDesc(file_firebox_executor_v1_executor, 13);
 
 /**
+ * @generated from message firebox.executor.v1.SetWritablePathsRequest
+ */
+export type SetWritablePathsRequest = Message<"firebox.executor.v1.SetWritablePathsRequest"> & {
+  /**
+   * @generated from field: string workspace_id = 1;
+   */
+  workspaceId: string;
+
+  /**
+   * The new list (see IsolationPolicy.writable_paths); empty makes all of /workspace writable.
+   *
+   * @generated from field: repeated string writable_paths = 2;
+   */
+  writablePaths: string[];
+};
+
+/**
+ * Describes the message firebox.executor.v1.SetWritablePathsRequest.
+ * Use `create(SetWritablePathsRequestSchema)` to create a new message.
+ */
+export const SetWritablePathsRequestSchema: GenMessage<SetWritablePathsRequest> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 14);
+
+/**
+ * @generated from message firebox.executor.v1.SetWritablePathsResponse
+ */
+export type SetWritablePathsResponse = Message<"firebox.executor.v1.SetWritablePathsResponse"> & {
+  /**
+   * @generated from field: firebox.executor.v1.Workspace workspace = 1;
+   */
+  workspace?: Workspace | undefined;
+};
+
+/**
+ * Describes the message firebox.executor.v1.SetWritablePathsResponse.
+ * Use `create(SetWritablePathsResponseSchema)` to create a new message.
+ */
+export const SetWritablePathsResponseSchema: GenMessage<SetWritablePathsResponse> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 15);
+
+/**
+ * @generated from message firebox.executor.v1.PauseWorkspaceRequest
+ */
+export type PauseWorkspaceRequest = Message<"firebox.executor.v1.PauseWorkspaceRequest"> & {
+  /**
+   * @generated from field: string workspace_id = 1;
+   */
+  workspaceId: string;
+};
+
+/**
+ * Describes the message firebox.executor.v1.PauseWorkspaceRequest.
+ * Use `create(PauseWorkspaceRequestSchema)` to create a new message.
+ */
+export const PauseWorkspaceRequestSchema: GenMessage<PauseWorkspaceRequest> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 16);
+
+/**
+ * @generated from message firebox.executor.v1.PauseWorkspaceResponse
+ */
+export type PauseWorkspaceResponse = Message<"firebox.executor.v1.PauseWorkspaceResponse"> & {
+  /**
+   * @generated from field: firebox.executor.v1.Workspace workspace = 1;
+   */
+  workspace?: Workspace | undefined;
+};
+
+/**
+ * Describes the message firebox.executor.v1.PauseWorkspaceResponse.
+ * Use `create(PauseWorkspaceResponseSchema)` to create a new message.
+ */
+export const PauseWorkspaceResponseSchema: GenMessage<PauseWorkspaceResponse> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 17);
+
+/**
+ * @generated from message firebox.executor.v1.ResumeWorkspaceRequest
+ */
+export type ResumeWorkspaceRequest = Message<"firebox.executor.v1.ResumeWorkspaceRequest"> & {
+  /**
+   * @generated from field: string workspace_id = 1;
+   */
+  workspaceId: string;
+};
+
+/**
+ * Describes the message firebox.executor.v1.ResumeWorkspaceRequest.
+ * Use `create(ResumeWorkspaceRequestSchema)` to create a new message.
+ */
+export const ResumeWorkspaceRequestSchema: GenMessage<ResumeWorkspaceRequest> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 18);
+
+/**
+ * @generated from message firebox.executor.v1.ResumeWorkspaceResponse
+ */
+export type ResumeWorkspaceResponse = Message<"firebox.executor.v1.ResumeWorkspaceResponse"> & {
+  /**
+   * @generated from field: firebox.executor.v1.Workspace workspace = 1;
+   */
+  workspace?: Workspace | undefined;
+};
+
+/**
+ * Describes the message firebox.executor.v1.ResumeWorkspaceResponse.
+ * Use `create(ResumeWorkspaceResponseSchema)` to create a new message.
+ */
+export const ResumeWorkspaceResponseSchema: GenMessage<ResumeWorkspaceResponse> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 19);
+
+/**
  * Session is a long-lived shell in a workspace.
  *
  * @generated from message firebox.executor.v1.Session
@@ -446,7 +565,7 @@ export type Session = Message<"firebox.executor.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 14);
+  messageDesc(file_firebox_executor_v1_executor, 20);
 
 /**
  * @generated from message firebox.executor.v1.CreateSessionRequest
@@ -470,7 +589,7 @@ export type CreateSessionRequest = Message<"firebox.executor.v1.CreateSessionReq
  * Use `create(CreateSessionRequestSchema)` to create a new message.
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 15);
+  messageDesc(file_firebox_executor_v1_executor, 21);
 
 /**
  * @generated from message firebox.executor.v1.CreateSessionResponse
@@ -487,7 +606,7 @@ export type CreateSessionResponse = Message<"firebox.executor.v1.CreateSessionRe
  * Use `create(CreateSessionResponseSchema)` to create a new message.
  */
 export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 16);
+  messageDesc(file_firebox_executor_v1_executor, 22);
 
 /**
  * @generated from message firebox.executor.v1.ListSessionsRequest
@@ -506,7 +625,7 @@ export type ListSessionsRequest = Message<"firebox.executor.v1.ListSessionsReque
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 17);
+  messageDesc(file_firebox_executor_v1_executor, 23);
 
 /**
  * @generated from message firebox.executor.v1.ListSessionsResponse
@@ -523,7 +642,7 @@ export type ListSessionsResponse = Message<"firebox.executor.v1.ListSessionsResp
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 18);
+  messageDesc(file_firebox_executor_v1_executor, 24);
 
 /**
  * @generated from message firebox.executor.v1.CloseSessionRequest
@@ -540,7 +659,7 @@ export type CloseSessionRequest = Message<"firebox.executor.v1.CloseSessionReque
  * Use `create(CloseSessionRequestSchema)` to create a new message.
  */
 export const CloseSessionRequestSchema: GenMessage<CloseSessionRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 19);
+  messageDesc(file_firebox_executor_v1_executor, 25);
 
 /**
  * @generated from message firebox.executor.v1.CloseSessionResponse
@@ -553,7 +672,7 @@ export type CloseSessionResponse = Message<"firebox.executor.v1.CloseSessionResp
  * Use `create(CloseSessionResponseSchema)` to create a new message.
  */
 export const CloseSessionResponseSchema: GenMessage<CloseSessionResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 20);
+  messageDesc(file_firebox_executor_v1_executor, 26);
 
 /**
  * ExecuteRequest is one message of an Execute stream; see Execute.
@@ -660,6 +779,14 @@ export type ExecuteRequest = Message<"firebox.executor.v1.ExecuteRequest"> & {
    * @generated from field: firebox.executor.v1.StopSignal stop = 22;
    */
   stop: StopSignal;
+
+  /**
+   * First message only. Resume the workspace first if it is paused (otherwise a paused
+   * workspace refuses the command with FAILED_PRECONDITION).
+   *
+   * @generated from field: bool resume_workspace = 30;
+   */
+  resumeWorkspace: boolean;
 };
 
 /**
@@ -667,7 +794,7 @@ export type ExecuteRequest = Message<"firebox.executor.v1.ExecuteRequest"> & {
  * Use `create(ExecuteRequestSchema)` to create a new message.
  */
 export const ExecuteRequestSchema: GenMessage<ExecuteRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 21);
+  messageDesc(file_firebox_executor_v1_executor, 27);
 
 /**
  * ExecuteResponse is one message of an Execute stream; see Execute.
@@ -745,7 +872,7 @@ export type ExecuteResponse = Message<"firebox.executor.v1.ExecuteResponse"> & {
  * Use `create(ExecuteResponseSchema)` to create a new message.
  */
 export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 22);
+  messageDesc(file_firebox_executor_v1_executor, 28);
 
 /**
  * @generated from message firebox.executor.v1.GetServerInfoRequest
@@ -758,7 +885,7 @@ export type GetServerInfoRequest = Message<"firebox.executor.v1.GetServerInfoReq
  * Use `create(GetServerInfoRequestSchema)` to create a new message.
  */
 export const GetServerInfoRequestSchema: GenMessage<GetServerInfoRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 23);
+  messageDesc(file_firebox_executor_v1_executor, 29);
 
 /**
  * @generated from message firebox.executor.v1.GetServerInfoResponse
@@ -815,7 +942,7 @@ export type GetServerInfoResponse = Message<"firebox.executor.v1.GetServerInfoRe
  * Use `create(GetServerInfoResponseSchema)` to create a new message.
  */
 export const GetServerInfoResponseSchema: GenMessage<GetServerInfoResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 24);
+  messageDesc(file_firebox_executor_v1_executor, 30);
 
 /**
  * Tool is a named tool declared by the executor's operator.
@@ -873,7 +1000,7 @@ export type Tool = Message<"firebox.executor.v1.Tool"> & {
  * Use `create(ToolSchema)` to create a new message.
  */
 export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 25);
+  messageDesc(file_firebox_executor_v1_executor, 31);
 
 /**
  * @generated from message firebox.executor.v1.ListToolsRequest
@@ -886,7 +1013,7 @@ export type ListToolsRequest = Message<"firebox.executor.v1.ListToolsRequest"> &
  * Use `create(ListToolsRequestSchema)` to create a new message.
  */
 export const ListToolsRequestSchema: GenMessage<ListToolsRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 26);
+  messageDesc(file_firebox_executor_v1_executor, 32);
 
 /**
  * @generated from message firebox.executor.v1.ListToolsResponse
@@ -903,7 +1030,7 @@ export type ListToolsResponse = Message<"firebox.executor.v1.ListToolsResponse">
  * Use `create(ListToolsResponseSchema)` to create a new message.
  */
 export const ListToolsResponseSchema: GenMessage<ListToolsResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 27);
+  messageDesc(file_firebox_executor_v1_executor, 33);
 
 /**
  * Action names a tool and its arguments (Hardpoint's Action).
@@ -938,7 +1065,7 @@ export type Action = Message<"firebox.executor.v1.Action"> & {
  * Use `create(ActionSchema)` to create a new message.
  */
 export const ActionSchema: GenMessage<Action> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 28);
+  messageDesc(file_firebox_executor_v1_executor, 34);
 
 /**
  * @generated from message firebox.executor.v1.StepRequest
@@ -984,7 +1111,7 @@ export type StepRequest = Message<"firebox.executor.v1.StepRequest"> & {
  * Use `create(StepRequestSchema)` to create a new message.
  */
 export const StepRequestSchema: GenMessage<StepRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 29);
+  messageDesc(file_firebox_executor_v1_executor, 35);
 
 /**
  * ToolOutput is what the tool printed and how it ended.
@@ -1041,7 +1168,7 @@ export type ToolOutput = Message<"firebox.executor.v1.ToolOutput"> & {
  * Use `create(ToolOutputSchema)` to create a new message.
  */
 export const ToolOutputSchema: GenMessage<ToolOutput> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 30);
+  messageDesc(file_firebox_executor_v1_executor, 36);
 
 /**
  * EnvironmentInfo describes the workspace the tool ran in.
@@ -1067,7 +1194,7 @@ export type EnvironmentInfo = Message<"firebox.executor.v1.EnvironmentInfo"> & {
  * Use `create(EnvironmentInfoSchema)` to create a new message.
  */
 export const EnvironmentInfoSchema: GenMessage<EnvironmentInfo> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 31);
+  messageDesc(file_firebox_executor_v1_executor, 37);
 
 /**
  * Observation is what a Step saw (Hardpoint's Observation).
@@ -1091,7 +1218,7 @@ export type Observation = Message<"firebox.executor.v1.Observation"> & {
  * Use `create(ObservationSchema)` to create a new message.
  */
 export const ObservationSchema: GenMessage<Observation> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 32);
+  messageDesc(file_firebox_executor_v1_executor, 38);
 
 /**
  * @generated from message firebox.executor.v1.StepResponse
@@ -1115,7 +1242,7 @@ export type StepResponse = Message<"firebox.executor.v1.StepResponse"> & {
  * Use `create(StepResponseSchema)` to create a new message.
  */
 export const StepResponseSchema: GenMessage<StepResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 33);
+  messageDesc(file_firebox_executor_v1_executor, 39);
 
 /**
  * FileInfo describes one entry under /workspace.
@@ -1174,7 +1301,7 @@ export type FileInfo = Message<"firebox.executor.v1.FileInfo"> & {
  * Use `create(FileInfoSchema)` to create a new message.
  */
 export const FileInfoSchema: GenMessage<FileInfo> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 34);
+  messageDesc(file_firebox_executor_v1_executor, 40);
 
 /**
  * UploadFileRequest is one message of an UploadFile stream; see UploadFile.
@@ -1231,7 +1358,7 @@ export type UploadFileRequest = Message<"firebox.executor.v1.UploadFileRequest">
  * Use `create(UploadFileRequestSchema)` to create a new message.
  */
 export const UploadFileRequestSchema: GenMessage<UploadFileRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 35);
+  messageDesc(file_firebox_executor_v1_executor, 41);
 
 /**
  * @generated from message firebox.executor.v1.UploadFileResponse
@@ -1257,7 +1384,7 @@ export type UploadFileResponse = Message<"firebox.executor.v1.UploadFileResponse
  * Use `create(UploadFileResponseSchema)` to create a new message.
  */
 export const UploadFileResponseSchema: GenMessage<UploadFileResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 36);
+  messageDesc(file_firebox_executor_v1_executor, 42);
 
 /**
  * @generated from message firebox.executor.v1.DownloadFileRequest
@@ -1281,7 +1408,7 @@ export type DownloadFileRequest = Message<"firebox.executor.v1.DownloadFileReque
  * Use `create(DownloadFileRequestSchema)` to create a new message.
  */
 export const DownloadFileRequestSchema: GenMessage<DownloadFileRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 37);
+  messageDesc(file_firebox_executor_v1_executor, 43);
 
 /**
  * DownloadFileResponse is one message of a DownloadFile stream; see DownloadFile.
@@ -1309,7 +1436,7 @@ export type DownloadFileResponse = Message<"firebox.executor.v1.DownloadFileResp
  * Use `create(DownloadFileResponseSchema)` to create a new message.
  */
 export const DownloadFileResponseSchema: GenMessage<DownloadFileResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 38);
+  messageDesc(file_firebox_executor_v1_executor, 44);
 
 /**
  * @generated from message firebox.executor.v1.ListFilesRequest
@@ -1347,7 +1474,7 @@ export type ListFilesRequest = Message<"firebox.executor.v1.ListFilesRequest"> &
  * Use `create(ListFilesRequestSchema)` to create a new message.
  */
 export const ListFilesRequestSchema: GenMessage<ListFilesRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 39);
+  messageDesc(file_firebox_executor_v1_executor, 45);
 
 /**
  * @generated from message firebox.executor.v1.ListFilesResponse
@@ -1373,7 +1500,7 @@ export type ListFilesResponse = Message<"firebox.executor.v1.ListFilesResponse">
  * Use `create(ListFilesResponseSchema)` to create a new message.
  */
 export const ListFilesResponseSchema: GenMessage<ListFilesResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 40);
+  messageDesc(file_firebox_executor_v1_executor, 46);
 
 /**
  * @generated from message firebox.executor.v1.StatFileRequest
@@ -1395,7 +1522,7 @@ export type StatFileRequest = Message<"firebox.executor.v1.StatFileRequest"> & {
  * Use `create(StatFileRequestSchema)` to create a new message.
  */
 export const StatFileRequestSchema: GenMessage<StatFileRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 41);
+  messageDesc(file_firebox_executor_v1_executor, 47);
 
 /**
  * @generated from message firebox.executor.v1.StatFileResponse
@@ -1412,7 +1539,7 @@ export type StatFileResponse = Message<"firebox.executor.v1.StatFileResponse"> &
  * Use `create(StatFileResponseSchema)` to create a new message.
  */
 export const StatFileResponseSchema: GenMessage<StatFileResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 42);
+  messageDesc(file_firebox_executor_v1_executor, 48);
 
 /**
  * WorkspaceStatus mirrors the Docker Engine's container states.
@@ -1744,6 +1871,18 @@ export const ExecutorService: GenService<{
     output: typeof DeleteWorkspaceResponseSchema;
   },
   /**
+   * SetWritablePaths replaces the workspace's policy.writable_paths. Open shell sessions keep
+   * their state and see the change from their next command (docker); a backend that cannot
+   * change a running sandbox refuses with FAILED_PRECONDITION while shell sessions are open.
+   *
+   * @generated from rpc firebox.executor.v1.ExecutorService.SetWritablePaths
+   */
+  setWritablePaths: {
+    methodKind: "unary";
+    input: typeof SetWritablePathsRequestSchema;
+    output: typeof SetWritablePathsResponseSchema;
+  },
+  /**
    * CreateSession starts a long-lived shell in a workspace whose state (working directory,
    * variables, functions) survives between Execute calls that name it.
    *
@@ -1858,6 +1997,30 @@ export const ExecutorService: GenService<{
     methodKind: "unary";
     input: typeof StatFileRequestSchema;
     output: typeof StatFileResponseSchema;
+  },
+  /**
+   * PauseWorkspace freezes every process of a running workspace (Docker pause; status PAUSED).
+   * Its processes and shell sessions are kept; commands and file calls are refused with
+   * FAILED_PRECONDITION until it is resumed (an Execute may ask to resume it). Pausing a paused
+   * workspace returns it unchanged.
+   *
+   * @generated from rpc firebox.executor.v1.ExecutorService.PauseWorkspace
+   */
+  pauseWorkspace: {
+    methodKind: "unary";
+    input: typeof PauseWorkspaceRequestSchema;
+    output: typeof PauseWorkspaceResponseSchema;
+  },
+  /**
+   * ResumeWorkspace lets a paused workspace's processes run on. Resuming a running workspace
+   * returns it unchanged; a stopped one is FAILED_PRECONDITION (use StartWorkspace).
+   *
+   * @generated from rpc firebox.executor.v1.ExecutorService.ResumeWorkspace
+   */
+  resumeWorkspace: {
+    methodKind: "unary";
+    input: typeof ResumeWorkspaceRequestSchema;
+    output: typeof ResumeWorkspaceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_firebox_executor_v1_executor, 0);

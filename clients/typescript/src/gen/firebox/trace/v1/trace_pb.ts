@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file firebox/trace/v1/trace.proto.
  */
 export const file_firebox_trace_v1_trace: GenFile = /*@__PURE__*/
-  fileDesc("ChxmaXJlYm94L3RyYWNlL3YxL3RyYWNlLnByb3RvEhBmaXJlYm94LnRyYWNlLnYxIuQECg9FeGVjdXRpb25SZWNvcmQSNAoHcmVxdWVzdBgBIAEoCzIjLmZpcmVib3guZXhlY3V0b3IudjEuRXhlY3V0ZVJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAIgASgJEhQKDHdvcmtzcGFjZV9pZBgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEi0KB2JhY2tlbmQYBSABKA4yHC5maXJlYm94LmV4ZWN1dG9yLnYxLkJhY2tlbmQSEQoJaXNvbGF0aW9uGAYgASgJEi4KCnN0YXJ0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglleGl0X2NvZGUYCSABKAUSMgoKZW5kX3JlYXNvbhgKIAEoDjIeLmZpcmVib3guZXhlY3V0b3IudjEuRW5kUmVhc29uEhQKDHN0ZG91dF9ieXRlcxgLIAEoAxIUCgxzdGRlcnJfYnl0ZXMYDCABKAMSGAoQb3V0cHV0X3RydW5jYXRlZBgNIAEoCBITCgtzdGRvdXRfaGVhZBgOIAEoCRITCgtzdGRvdXRfdGFpbBgPIAEoCRITCgtzdGRlcnJfaGVhZBgQIAEoCRITCgtzdGRlcnJfdGFpbBgRIAEoCRITCgtpbnB1dF9ieXRlcxgSIAEoAxIYChBleGVjdXRvcl92ZXJzaW9uGBMgASgJEisKBmFjdGlvbhgUIAEoCzIbLmZpcmVib3guZXhlY3V0b3IudjEuQWN0aW9uInYKC0NoYXRNZXNzYWdlEgwKBHJvbGUYASABKAkSDwoHY29udGVudBgCIAEoCRIyCgp0b29sX2NhbGxzGAMgAygLMh4uZmlyZWJveC50cmFjZS52MS5DaGF0VG9vbENhbGwSFAoMdG9vbF9jYWxsX2lkGAQgASgJIjsKDENoYXRUb29sQ2FsbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhEKCWFyZ3VtZW50cxgDIAEoCSJBCghDaGF0VG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhIKCnBhcmFtZXRlcnMYAyABKAkicAoKVG9rZW5Vc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSGwoTY2FjaGVkX2lucHV0X3Rva2VucxgCIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAMgASgDEhgKEHJlYXNvbmluZ190b2tlbnMYBCABKAMi8gMKEEdlbmVyYXRpb25SZWNvcmQSFQoNZ2VuZXJhdGlvbl9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRISCgpjb250ZXh0X2lkGAQgASgJEg0KBW1vZGVsGAUgASgJEi8KCG1lc3NhZ2VzGAYgAygLMh0uZmlyZWJveC50cmFjZS52MS5DaGF0TWVzc2FnZRISCgpjb21wbGV0aW9uGAcgASgJEjIKCnRvb2xfY2FsbHMYCCADKAsyHi5maXJlYm94LnRyYWNlLnYxLkNoYXRUb29sQ2FsbBIrCgV1c2FnZRgJIAEoCzIcLmZpcmVib3gudHJhY2UudjEuVG9rZW5Vc2FnZRIuCgpzdGFydF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdsYXRlbmN5GAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjYKE3RpbWVfdG9fZmlyc3RfdG9rZW4YDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDQoFZXJyb3IYDSABKAkSDAoEc3RlcBgOIAEoBRIpCgV0b29scxgPIAMoCzIaLmZpcmVib3gudHJhY2UudjEuQ2hhdFRvb2wiogIKDUZlZWRiYWNrRXZlbnQSLAoEa2luZBgBIAEoDjIeLmZpcmVib3gudHJhY2UudjEuRmVlZGJhY2tLaW5kEhAKCGtub3duX2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSEgoKY29udGV4dF9pZBgEIAEoCRIVCg1nZW5lcmF0aW9uX2lkGAUgASgJEhQKDHRvb2xfY2FsbF9pZBgGIAEoCRIOCgZydW5faWQYByABKAkSFgoOc3VnZ2VzdGVkX3RleHQYCCABKAkSEwoLZWRpdGVkX3RleHQYCSABKAkSDgoGcmVhc29uGAogASgJEi8KC2NsaWVudF90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKWAQoORmVlZGJhY2tSZWNvcmQSEwoLZmVlZGJhY2tfaWQYASABKAkSLgoFZXZlbnQYAiABKAsyHy5maXJlYm94LnRyYWNlLnYxLkZlZWRiYWNrRXZlbnQSLwoLc2VydmVyX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnNvdXJjZRgEIAEoCSqUAwoMRmVlZGJhY2tLaW5kEh0KGUZFRURCQUNLX0tJTkRfVU5TUEVDSUZJRUQQABIiCh5GRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fU0hPV04QARIlCiFGRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fQUNDRVBURUQQAhIjCh9GRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fRURJVEVEEAMSJQohRkVFREJBQ0tfS0lORF9TVUdHRVNUSU9OX1JFSkVDVEVEEAQSHwobRkVFREJBQ0tfS0lORF9DRUxMX0VYRUNVVEVEEAUSIQodRkVFREJBQ0tfS0lORF9TRVNTSU9OX1NUQVJURUQQBhIfChtGRUVEQkFDS19LSU5EX1NFU1NJT05fRU5ERUQQBxIjCh9GRUVEQkFDS19LSU5EX0FQUFJPVkFMX0FQUFJPVkVEEAgSIQodRkVFREJBQ0tfS0lORF9BUFBST1ZBTF9ERU5JRUQQCRIhCh1GRUVEQkFDS19LSU5EX0FQUFJPVkFMX0VESVRFRBAKYgZwcm90bzM", [file_firebox_executor_v1_executor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxmaXJlYm94L3RyYWNlL3YxL3RyYWNlLnByb3RvEhBmaXJlYm94LnRyYWNlLnYxIv0ECg9FeGVjdXRpb25SZWNvcmQSNAoHcmVxdWVzdBgBIAEoCzIjLmZpcmVib3guZXhlY3V0b3IudjEuRXhlY3V0ZVJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAIgASgJEhQKDHdvcmtzcGFjZV9pZBgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEi0KB2JhY2tlbmQYBSABKA4yHC5maXJlYm94LmV4ZWN1dG9yLnYxLkJhY2tlbmQSEQoJaXNvbGF0aW9uGAYgASgJEi4KCnN0YXJ0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglleGl0X2NvZGUYCSABKAUSMgoKZW5kX3JlYXNvbhgKIAEoDjIeLmZpcmVib3guZXhlY3V0b3IudjEuRW5kUmVhc29uEhQKDHN0ZG91dF9ieXRlcxgLIAEoAxIUCgxzdGRlcnJfYnl0ZXMYDCABKAMSGAoQb3V0cHV0X3RydW5jYXRlZBgNIAEoCBITCgtzdGRvdXRfaGVhZBgOIAEoCRITCgtzdGRvdXRfdGFpbBgPIAEoCRITCgtzdGRlcnJfaGVhZBgQIAEoCRITCgtzdGRlcnJfdGFpbBgRIAEoCRITCgtpbnB1dF9ieXRlcxgSIAEoAxIYChBleGVjdXRvcl92ZXJzaW9uGBMgASgJEisKBmFjdGlvbhgUIAEoCzIbLmZpcmVib3guZXhlY3V0b3IudjEuQWN0aW9uEhcKD3JlZGFjdGVkX3ZhbHVlcxgVIAEoBSJ2CgtDaGF0TWVzc2FnZRIMCgRyb2xlGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSMgoKdG9vbF9jYWxscxgDIAMoCzIeLmZpcmVib3gudHJhY2UudjEuQ2hhdFRvb2xDYWxsEhQKDHRvb2xfY2FsbF9pZBgEIAEoCSI7CgxDaGF0VG9vbENhbGwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglhcmd1bWVudHMYAyABKAkiQQoIQ2hhdFRvb2wSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgpwYXJhbWV0ZXJzGAMgASgJInAKClRva2VuVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhsKE2NhY2hlZF9pbnB1dF90b2tlbnMYAiABKAMSFQoNb3V0cHV0X3Rva2VucxgDIAEoAxIYChByZWFzb25pbmdfdG9rZW5zGAQgASgDIosEChBHZW5lcmF0aW9uUmVjb3JkEhUKDWdlbmVyYXRpb25faWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSEgoKY29udGV4dF9pZBgEIAEoCRINCgVtb2RlbBgFIAEoCRIvCghtZXNzYWdlcxgGIAMoCzIdLmZpcmVib3gudHJhY2UudjEuQ2hhdE1lc3NhZ2USEgoKY29tcGxldGlvbhgHIAEoCRIyCgp0b29sX2NhbGxzGAggAygLMh4uZmlyZWJveC50cmFjZS52MS5DaGF0VG9vbENhbGwSKwoFdXNhZ2UYCSABKAsyHC5maXJlYm94LnRyYWNlLnYxLlRva2VuVXNhZ2USLgoKc3RhcnRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoHbGF0ZW5jeRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X3Rva2VuGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWVycm9yGA0gASgJEgwKBHN0ZXAYDiABKAUSKQoFdG9vbHMYDyADKAsyGi5maXJlYm94LnRyYWNlLnYxLkNoYXRUb29sEhcKD3JlZGFjdGVkX3ZhbHVlcxgQIAEoBSLPAgoNRmVlZGJhY2tFdmVudBIsCgRraW5kGAEgASgOMh4uZmlyZWJveC50cmFjZS52MS5GZWVkYmFja0tpbmQSEAoIa25vd25faWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRISCgpjb250ZXh0X2lkGAQgASgJEhUKDWdlbmVyYXRpb25faWQYBSABKAkSFAoMdG9vbF9jYWxsX2lkGAYgASgJEg4KBnJ1bl9pZBgHIAEoCRIWCg5zdWdnZXN0ZWRfdGV4dBgIIAEoCRITCgtlZGl0ZWRfdGV4dBgJIAEoCRIOCgZyZWFzb24YCiABKAkSLwoLY2xpZW50X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXBhdGhzGAwgAygJEhwKFHdyaXRhYmxlX3BhdGhzX2FkZGVkGA0gAygJIq8BCg5GZWVkYmFja1JlY29yZBITCgtmZWVkYmFja19pZBgBIAEoCRIuCgVldmVudBgCIAEoCzIfLmZpcmVib3gudHJhY2UudjEuRmVlZGJhY2tFdmVudBIvCgtzZXJ2ZXJfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGc291cmNlGAQgASgJEhcKD3JlZGFjdGVkX3ZhbHVlcxgFIAEoBSLfAgoOVG9vbENhbGxSZWNvcmQSFAoMdG9vbF9jYWxsX2lkGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEhUKDWdlbmVyYXRpb25faWQYBCABKAkSDAoEbmFtZRgFIAEoCRIOCgZzb3VyY2UYBiABKAkSDgoGc2VydmVyGAcgASgJEgwKBHRvb2wYCCABKAkSEQoJYXJndW1lbnRzGAkgASgJEg4KBnJlc3VsdBgKIAEoCRIQCghpc19lcnJvchgLIAEoCBIuCgpzdGFydF90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxyZXN1bHRfYnl0ZXMYDiABKAMSGAoQcmVzdWx0X3RydW5jYXRlZBgPIAEoCCq3AwoMRmVlZGJhY2tLaW5kEh0KGUZFRURCQUNLX0tJTkRfVU5TUEVDSUZJRUQQABIiCh5GRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fU0hPV04QARIlCiFGRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fQUNDRVBURUQQAhIjCh9GRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fRURJVEVEEAMSJQohRkVFREJBQ0tfS0lORF9TVUdHRVNUSU9OX1JFSkVDVEVEEAQSHwobRkVFREJBQ0tfS0lORF9DRUxMX0VYRUNVVEVEEAUSIQodRkVFREJBQ0tfS0lORF9TRVNTSU9OX1NUQVJURUQQBhIfChtGRUVEQkFDS19LSU5EX1NFU1NJT05fRU5ERUQQBxIjCh9GRUVEQkFDS19LSU5EX0FQUFJPVkFMX0FQUFJPVkVEEAgSIQodRkVFREJBQ0tfS0lORF9BUFBST1ZBTF9ERU5JRUQQCRIhCh1GRUVEQkFDS19LSU5EX0FQUFJPVkFMX0VESVRFRBAKEiEKHUZFRURCQUNLX0tJTkRfU0VTU0lPTl9DTEVBUkVEEAtiBnByb3RvMw", [file_firebox_executor_v1_executor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ExecutionRecord is written by the executor for every Execute call, when it ends.
@@ -134,6 +134,14 @@ export type ExecutionRecord = Message<"firebox.trace.v1.ExecutionRecord"> & {
    * @generated from field: firebox.executor.v1.Action action = 20;
    */
   action?: Action | undefined;
+
+  /**
+   * How many credential values (API keys, tokens, private keys, registered secrets: see
+   * docs/training-log.md) the writer replaced with [REDACTED] in this record's text.
+   *
+   * @generated from field: int32 redacted_values = 21;
+   */
+  redactedValues: number;
 };
 
 /**
@@ -357,6 +365,14 @@ export type GenerationRecord = Message<"firebox.trace.v1.GenerationRecord"> & {
    * @generated from field: repeated firebox.trace.v1.ChatTool tools = 15;
    */
   tools: ChatTool[];
+
+  /**
+   * How many credential values (API keys, tokens, private keys, registered secrets: see
+   * docs/training-log.md) the writer replaced with [REDACTED] in this record's text.
+   *
+   * @generated from field: int32 redacted_values = 16;
+   */
+  redactedValues: number;
 };
 
 /**
@@ -436,6 +452,19 @@ export type FeedbackEvent = Message<"firebox.trace.v1.FeedbackEvent"> & {
    * @generated from field: google.protobuf.Timestamp client_time = 11;
    */
   clientTime?: Timestamp | undefined;
+
+  /**
+   * An approval of a write outside the session's writable paths: the paths, and those the
+   * decision added to the writable paths ("always allow for this path").
+   *
+   * @generated from field: repeated string paths = 12;
+   */
+  paths: string[];
+
+  /**
+   * @generated from field: repeated string writable_paths_added = 13;
+   */
+  writablePathsAdded: string[];
 };
 
 /**
@@ -472,6 +501,14 @@ export type FeedbackRecord = Message<"firebox.trace.v1.FeedbackRecord"> & {
    * @generated from field: string source = 4;
    */
   source: string;
+
+  /**
+   * How many credential values (API keys, tokens, private keys, registered secrets: see
+   * docs/training-log.md) the writer replaced with [REDACTED] in this record's text.
+   *
+   * @generated from field: int32 redacted_values = 5;
+   */
+  redactedValues: number;
 };
 
 /**
@@ -480,6 +517,108 @@ export type FeedbackRecord = Message<"firebox.trace.v1.FeedbackRecord"> & {
  */
 export const FeedbackRecordSchema: GenMessage<FeedbackRecord> = /*@__PURE__*/
   messageDesc(file_firebox_trace_v1_trace, 7);
+
+/**
+ * ToolCallRecord is written by the agent for every call of a tool that is not an Execute or
+ * Step (those are the executor's ExecutionRecords): today, MCP tools.
+ *
+ * @generated from message firebox.trace.v1.ToolCallRecord
+ */
+export type ToolCallRecord = Message<"firebox.trace.v1.ToolCallRecord"> & {
+  /**
+   * @generated from field: string tool_call_id = 1;
+   */
+  toolCallId: string;
+
+  /**
+   * @generated from field: string run_id = 2;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string session_id = 3;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: string generation_id = 4;
+   */
+  generationId: string;
+
+  /**
+   * The name the model called.
+   *
+   * @generated from field: string name = 5;
+   */
+  name: string;
+
+  /**
+   * "mcp" for an MCP server's tool.
+   *
+   * @generated from field: string source = 6;
+   */
+  source: string;
+
+  /**
+   * The MCP server (its name in the configuration) and the tool's own name there.
+   *
+   * @generated from field: string server = 7;
+   */
+  server: string;
+
+  /**
+   * @generated from field: string tool = 8;
+   */
+  tool: string;
+
+  /**
+   * The arguments it ran with (after any edit at approval), as JSON.
+   *
+   * @generated from field: string arguments = 9;
+   */
+  arguments: string;
+
+  /**
+   * What the model was told (bounded like every tool result).
+   *
+   * @generated from field: string result = 10;
+   */
+  result: string;
+
+  /**
+   * @generated from field: bool is_error = 11;
+   */
+  isError: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 12;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration duration = 13;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * Bytes of result before the model's head-and-tail cut.
+   *
+   * @generated from field: int64 result_bytes = 14;
+   */
+  resultBytes: bigint;
+
+  /**
+   * @generated from field: bool result_truncated = 15;
+   */
+  resultTruncated: boolean;
+};
+
+/**
+ * Describes the message firebox.trace.v1.ToolCallRecord.
+ * Use `create(ToolCallRecordSchema)` to create a new message.
+ */
+export const ToolCallRecordSchema: GenMessage<ToolCallRecord> = /*@__PURE__*/
+  messageDesc(file_firebox_trace_v1_trace, 8);
 
 /**
  * @generated from enum firebox.trace.v1.FeedbackKind
@@ -543,6 +682,14 @@ export enum FeedbackKind {
    * @generated from enum value: FEEDBACK_KIND_APPROVAL_EDITED = 10;
    */
   APPROVAL_EDITED = 10,
+
+  /**
+   * The session's conversation was cleared (ClearSession): generations after this event saw none
+   * of the history before it. reason says what was removed; run_id is the run cancelled, if any.
+   *
+   * @generated from enum value: FEEDBACK_KIND_SESSION_CLEARED = 11;
+   */
+  SESSION_CLEARED = 11,
 }
 
 /**
