@@ -9,6 +9,7 @@ import {
   AgentService,
   ApprovalDecision,
   type ApprovalPolicy,
+  type ClearSessionResponse,
   type ConflictPolicy,
   type GetServerInfoResponse,
   type ListRunsResponse,
@@ -249,6 +250,9 @@ export class AgentClient extends ServiceClient {
     ): Promise<ListSessionsResponse> => this.unary(this.raw.listSessions, options, callOptions),
     /** Every session, newest first, fetched a page at a time. */
     all: (callOptions?: CallOptions): AsyncGenerator<Session> => this.allSessions(callOptions),
+    /** "New chat in the same workspace": cancels the active run, removes every message and run. */
+    clear: async (sessionId: string, callOptions?: CallOptions): Promise<ClearSessionResponse> =>
+      this.unary(this.raw.clearSession, { sessionId }, callOptions),
     delete: async (sessionId: string, callOptions?: CallOptions): Promise<void> => {
       await this.unary(this.raw.deleteSession, { sessionId }, callOptions);
     },

@@ -125,6 +125,10 @@ describe("sessions and workspaces", () => {
       messages.map((m) => m.content),
       ["hello", REPLY_TEXT],
     );
+    const cleared = await agent.sessions.clear(session.id);
+    assert.equal(cleared.clearedMessageCount, 2n);
+    assert.equal(cleared.session.messageCount, 0n);
+    assert.equal((await agent.sessions.get(session.id, { includeMessages: true })).messages.length, 0);
     const ids = [];
     for await (const s of agent.sessions.all()) ids.push(s.id);
     assert.ok(ids.includes(session.id));

@@ -1,5 +1,6 @@
 // The executor client against a real executor (Docker workspaces), token required.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, createExecutorClient, FireboxError, FileType, SessionStatus } from "../dist/index.js";
 import { EXECUTOR, TOKEN } from "./helpers.js";
@@ -53,6 +54,18 @@ describe("Execute", () => {
       .execute({ workspaceId: workspace.id, argv: ["wc", "-c"], stdin: "12345" })
       .collect();
     assert.equal(stdout.trim(), "5");
+    assert.equal(exit.exitCode, 0);
+  });
+
+  test("a large stdin write goes in pieces and arrives whole, in order", async () => {
+    // Bigger than one input message (256 KiB): kept small because stdin into a workspace is slow.
+    const input = new Uint8Array(600_001).map((_, i) => i % 253);
+    const run = executor.execute({ workspaceId: workspace.id, script: "md5sum; echo done >&2" });
+    const written = run.write(input).then(() => run.closeInput());
+    const { stdout, stderr, exit } = await run.collect();
+    await written;
+    assert.equal(stdout.split(" ")[0], createHash("md5").update(input).digest("hex"));
+    assert.equal(stderr, "done\n");
     assert.equal(exit.exitCode, 0);
   });
 
