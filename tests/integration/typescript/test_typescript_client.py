@@ -107,6 +107,13 @@ async def _node_test(services: dict[str, str], *files: str) -> None:
     assert re.search(r"^# skipped 0$", output, re.M) and re.search(r"^# todo 0$", output, re.M), tail
 
 
+async def test_committed_generated_code_matches_the_protos() -> None:
+    """What `make lint` checks, here too so that CI (which runs `make test`) fails on stale code."""
+    code, output = await _run("bash", str(REPO / "scripts" / "check-ts-client.sh"))
+    assert code == 0, output
+    assert "generated code is up to date" in output
+
+
 async def test_executor_client_against_a_real_executor(services: dict[str, str]) -> None:
     await _node_test(services, "test/executor.test.js")
 
