@@ -1,5 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { CallOptions } from "./connection.js";
+import { pieces, toBytes } from "./bytes.js";
 import { Channel, linkedAbort } from "./channel.js";
 import { Code, FireboxError } from "./errors.js";
 import {
@@ -68,8 +69,6 @@ export interface Collected {
 // past them `write()` waits and the server's output waits (gRPC flow control) respectively.
 const MAX_PENDING_INPUT_BYTES = 1 << 20;
 const MAX_PENDING_OUTPUT_BYTES = 4 << 20;
-// One input_data message carries at most this much (the server takes up to 16 MiB a message).
-const INPUT_CHUNK_BYTES = 256 << 10;
 
 export type StartExecute = (
   requests: AsyncIterable<ExecuteRequestInit>,
@@ -96,10 +95,6 @@ export function firstRequest(options: ExecuteOptions): ExecuteRequestInit {
     knownId: options.knownId ?? "",
     knownName: options.knownName ?? "",
   };
-}
-
-function bytes(data: string | Uint8Array): Uint8Array {
-  return typeof data === "string" ? new TextEncoder().encode(data) : data;
 }
 
 /**
@@ -213,10 +208,8 @@ export class Execution implements AsyncIterable<Output> {
   /** Send bytes (or UTF-8 text) to the program's standard input. Resolves once it is on its way. */
   async write(data: string | Uint8Array): Promise<void> {
     if (this.inputClosed) throw new FireboxError(Code.FailedPrecondition, "standard input is already closed");
-    const all = bytes(data);
     // In pieces: one message of any size would be refused past the server's message limit.
-    for (let start = 0; start < all.length; start += INPUT_CHUNK_BYTES) {
-      const inputData = all.subarray(start, start + INPUT_CHUNK_BYTES);
+    for (const inputData of pieces(toBytes(data))) {
       await this.requests.push({ inputData }, inputData.length);
     }
   }

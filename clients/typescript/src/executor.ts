@@ -1,5 +1,6 @@
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
+import { pieces, toBytes } from "./bytes.js";
 import { ServiceClient, type Workspaces } from "./client.js";
 import type { CallOptions, Connection, ConnectionOptions } from "./connection.js";
 import { call, Code, FireboxError, stream } from "./errors.js";
@@ -36,22 +37,12 @@ export interface WriteFileOptions {
   createParents?: boolean;
 }
 
-// One UploadFile message carries at most this much (the server takes up to 16 MiB a message).
-const UPLOAD_CHUNK_BYTES = 256 << 10;
-
 async function* chunks(data: string | Uint8Array | AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
   if (typeof data === "string" || data instanceof Uint8Array) {
-    const all = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    for (let start = 0; start < all.length; start += UPLOAD_CHUNK_BYTES) {
-      yield all.subarray(start, start + UPLOAD_CHUNK_BYTES);
-    }
+    yield* pieces(toBytes(data));
     return;
   }
-  for await (const piece of data) {
-    for (let start = 0; start < piece.length; start += UPLOAD_CHUNK_BYTES) {
-      yield piece.subarray(start, start + UPLOAD_CHUNK_BYTES);
-    }
-  }
+  for await (const piece of data) yield* pieces(piece);
 }
 
 /**
@@ -126,15 +117,26 @@ export class ExecutorClient extends ServiceClient {
       const response = await call(this.raw.uploadFile(requests(), callOptions), callOptions?.signal);
       return { file: response.file!, sha256: response.sha256 };
     },
-    /** A file's bytes as they arrive; `info` resolves with its FileInfo from the first message. */
+    /** A file's bytes as they arrive. `info` (its FileInfo, from the first message) settles once
+     * `data` is being read; it rejects as `data` does if the call fails first. */
     readStream: (workspaceId: string, path: string, callOptions?: CallOptions) => {
       const responses = stream(this.raw.downloadFile({ workspaceId, path }, callOptions), callOptions?.signal);
       let resolveInfo!: (info: FileInfo) => void;
-      const info = new Promise<FileInfo>((resolve) => (resolveInfo = resolve));
+      let rejectInfo!: (error: unknown) => void;
+      const info = new Promise<FileInfo>((resolve, reject) => {
+        resolveInfo = resolve;
+        rejectInfo = reject;
+      });
+      info.catch(() => {}); // whoever awaits it sees the failure; nobody has to
       async function* data(): AsyncGenerator<Uint8Array> {
-        for await (const response of responses) {
-          if (response.file) resolveInfo(response.file);
-          if (response.data.length) yield response.data;
+        try {
+          for await (const response of responses) {
+            if (response.file) resolveInfo(response.file);
+            if (response.data.length) yield response.data;
+          }
+        } catch (error) {
+          rejectInfo(error);
+          throw error;
         }
       }
       return { info, data: data() };

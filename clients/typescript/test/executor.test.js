@@ -170,6 +170,11 @@ describe("files", () => {
     assert.deepEqual(listing.entries.map((e) => e.name), ["a.txt"]);
     const data = await executor.files.read(workspace.id, "notes/a.txt");
     assert.equal(new TextDecoder().decode(data), "hello, file\n");
+    const streamed = executor.files.readStream(workspace.id, "notes/a.txt");
+    const pieces = [];
+    for await (const piece of streamed.data) pieces.push(Buffer.from(piece));
+    assert.equal(Buffer.concat(pieces).toString(), "hello, file\n");
+    assert.equal((await streamed.info).size, 12n);
     await assert.rejects(
       executor.files.write(workspace.id, "notes/a.txt", "again"),
       (e) => e instanceof FireboxError && e.code === Code.AlreadyExists,
@@ -196,11 +201,12 @@ describe("errors", () => {
     assert.match(error.rawMessage, /ws_doesnotexist/);
   });
 
-  test("a missing file is NOT_FOUND", async () => {
-    await assert.rejects(
-      executor.files.read(workspace.id, "no/such/file"),
-      (e) => e instanceof FireboxError && e.code === Code.NotFound,
-    );
+  test("a missing file is NOT_FOUND, for read and for readStream's data and info", async () => {
+    const notFound = (e) => e instanceof FireboxError && e.code === Code.NotFound;
+    await assert.rejects(executor.files.read(workspace.id, "no/such/file"), notFound);
+    const { info, data } = executor.files.readStream(workspace.id, "no/such/file");
+    await assert.rejects(data.next(), notFound);
+    await assert.rejects(info, notFound);
   });
 
   test("no token, or a wrong one, is UNAUTHENTICATED", async () => {
