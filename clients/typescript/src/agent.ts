@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
-import { linkedAbort } from "./channel.js";
+import { linkedAbort, type LinkedAbort } from "./channel.js";
 import { ServiceClient, type Workspaces } from "./client.js";
 import type { CallOptions, Connection, ConnectionOptions } from "./connection.js";
 import { Code, FireboxError } from "./errors.js";
@@ -92,7 +92,7 @@ export class RunStream implements AsyncIterable<RunEvent> {
   lastIndex: bigint;
   /** How many times the stream reconnected. */
   reconnects = 0;
-  private readonly abort: AbortController;
+  private readonly abort: LinkedAbort;
   private readonly deadline: number | undefined;
   private readonly first: AsyncIterator<Batch>;
   private readonly runIdKnown: Promise<string>;

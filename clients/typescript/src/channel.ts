@@ -76,13 +76,15 @@ export class Channel<T> implements AsyncIterable<T> {
   }
 }
 
-/** An AbortController that also aborts when any of `signals` does. */
-export function linkedAbort(...signals: (AbortSignal | undefined)[]): AbortController {
-  const controller = new AbortController();
-  for (const signal of signals) {
-    if (!signal) continue;
-    if (signal.aborted) controller.abort(signal.reason);
-    else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
-  }
-  return controller;
+/** An abort of our own that also follows the caller's signals. AbortSignal.any holds those only
+ * weakly, so a long-lived caller signal reused for many calls gathers no listeners. */
+export interface LinkedAbort {
+  readonly signal: AbortSignal;
+  abort(reason?: unknown): void;
+}
+
+export function linkedAbort(...signals: (AbortSignal | undefined)[]): LinkedAbort {
+  const own = new AbortController();
+  const signal = AbortSignal.any([own.signal, ...signals.filter((s): s is AbortSignal => s !== undefined)]);
+  return { signal, abort: (reason) => own.abort(reason) };
 }

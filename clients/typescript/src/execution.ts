@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { CallOptions } from "./connection.js";
 import { pieces, toBytes } from "./bytes.js";
-import { Channel, linkedAbort } from "./channel.js";
+import { Channel, linkedAbort, type LinkedAbort } from "./channel.js";
 import { Code, FireboxError } from "./errors.js";
 import {
   EndReason,
@@ -117,7 +117,7 @@ export class Execution implements AsyncIterable<Output> {
   readonly started: Promise<{ executionId: string; pid: number }>;
   private readonly requests = new Channel<ExecuteRequestInit>(MAX_PENDING_INPUT_BYTES);
   private readonly output: Channel<Output>;
-  private readonly abort: AbortController;
+  private readonly abort: LinkedAbort;
   private inputClosed = false;
 
   constructor(start: StartExecute, options: ExecuteOptions, callOptions: CallOptions = {}) {
