@@ -6,7 +6,7 @@ CONFIG    ?= $(CURDIR)/.firebox
 EXECUTOR  ?= 127.0.0.1:50051
 AGENT     ?= 127.0.0.1:50052
 
-.PHONY: install run test lint protos release-protos bench chaos e2e images docker clean
+.PHONY: install run test lint protos ts-client release-protos bench chaos e2e images docker clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,9 +38,16 @@ lint: install
 	$(VENV)/bin/buf lint
 	bash scripts/check-breaking.sh
 	bash scripts/check-protos.sh
+	bash scripts/check-ts-client.sh
 
+## Regenerate the Python stubs and the TypeScript client's code from protos/ (commit both).
 protos: install
 	bash scripts/gen-protos.sh
+	bash scripts/gen-ts-client.sh
+
+## Regenerate only the TypeScript client's code (clients/typescript/src/gen) from protos/.
+ts-client: install
+	bash scripts/gen-ts-client.sh
 
 ## Snapshot the protos as released (protos/released.binpb); `make lint` then refuses breaking changes.
 release-protos: install

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the virtual environment: a Docker engine that answers,
-# bubblewrap, tmux (the interactive CLI tests), and the locally built workspace image. Installs and starts what is missing (as root).
+# bubblewrap, tmux (the interactive CLI tests), the locally built workspace image, and the npm
+# packages of the Node tests (the MCP SDK's client, the TypeScript client). Installs and starts what
+# is missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -23,11 +25,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-# npm ci only when the lock file changed since the last install (it deletes node_modules first).
-if ! cmp -s tests/mcp_node/package-lock.json tests/mcp_node/node_modules/.firebox-installed-lock; then
-  (cd tests/mcp_node && npm ci --no-audit --no-fund --loglevel=error)
-  cp tests/mcp_node/package-lock.json tests/mcp_node/node_modules/.firebox-installed-lock
-fi
+bash scripts/npm-ci.sh tests/mcp_node
+bash scripts/npm-ci.sh clients/typescript
 bash scripts/start-docker.sh
 bash scripts/build-images.sh
 # The stock-like images of the workspace tests (a debootstrap Debian root and busybox variants),
