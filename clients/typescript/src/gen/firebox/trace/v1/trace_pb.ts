@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file firebox/trace/v1/trace.proto.
  */
 export const file_firebox_trace_v1_trace: GenFile = /*@__PURE__*/
-  fileDesc("ChxmaXJlYm94L3RyYWNlL3YxL3RyYWNlLnByb3RvEhBmaXJlYm94LnRyYWNlLnYxIv0ECg9FeGVjdXRpb25SZWNvcmQSNAoHcmVxdWVzdBgBIAEoCzIjLmZpcmVib3guZXhlY3V0b3IudjEuRXhlY3V0ZVJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAIgASgJEhQKDHdvcmtzcGFjZV9pZBgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEi0KB2JhY2tlbmQYBSABKA4yHC5maXJlYm94LmV4ZWN1dG9yLnYxLkJhY2tlbmQSEQoJaXNvbGF0aW9uGAYgASgJEi4KCnN0YXJ0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglleGl0X2NvZGUYCSABKAUSMgoKZW5kX3JlYXNvbhgKIAEoDjIeLmZpcmVib3guZXhlY3V0b3IudjEuRW5kUmVhc29uEhQKDHN0ZG91dF9ieXRlcxgLIAEoAxIUCgxzdGRlcnJfYnl0ZXMYDCABKAMSGAoQb3V0cHV0X3RydW5jYXRlZBgNIAEoCBITCgtzdGRvdXRfaGVhZBgOIAEoCRITCgtzdGRvdXRfdGFpbBgPIAEoCRITCgtzdGRlcnJfaGVhZBgQIAEoCRITCgtzdGRlcnJfdGFpbBgRIAEoCRITCgtpbnB1dF9ieXRlcxgSIAEoAxIYChBleGVjdXRvcl92ZXJzaW9uGBMgASgJEisKBmFjdGlvbhgUIAEoCzIbLmZpcmVib3guZXhlY3V0b3IudjEuQWN0aW9uEhcKD3JlZGFjdGVkX3ZhbHVlcxgVIAEoBSJ2CgtDaGF0TWVzc2FnZRIMCgRyb2xlGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSMgoKdG9vbF9jYWxscxgDIAMoCzIeLmZpcmVib3gudHJhY2UudjEuQ2hhdFRvb2xDYWxsEhQKDHRvb2xfY2FsbF9pZBgEIAEoCSI7CgxDaGF0VG9vbENhbGwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglhcmd1bWVudHMYAyABKAkiQQoIQ2hhdFRvb2wSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgpwYXJhbWV0ZXJzGAMgASgJInAKClRva2VuVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhsKE2NhY2hlZF9pbnB1dF90b2tlbnMYAiABKAMSFQoNb3V0cHV0X3Rva2VucxgDIAEoAxIYChByZWFzb25pbmdfdG9rZW5zGAQgASgDIosEChBHZW5lcmF0aW9uUmVjb3JkEhUKDWdlbmVyYXRpb25faWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZydW5faWQYAyABKAkSEgoKY29udGV4dF9pZBgEIAEoCRINCgVtb2RlbBgFIAEoCRIvCghtZXNzYWdlcxgGIAMoCzIdLmZpcmVib3gudHJhY2UudjEuQ2hhdE1lc3NhZ2USEgoKY29tcGxldGlvbhgHIAEoCRIyCgp0b29sX2NhbGxzGAggAygLMh4uZmlyZWJveC50cmFjZS52MS5DaGF0VG9vbENhbGwSKwoFdXNhZ2UYCSABKAsyHC5maXJlYm94LnRyYWNlLnYxLlRva2VuVXNhZ2USLgoKc3RhcnRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoHbGF0ZW5jeRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI2ChN0aW1lX3RvX2ZpcnN0X3Rva2VuGAwgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBWVycm9yGA0gASgJEgwKBHN0ZXAYDiABKAUSKQoFdG9vbHMYDyADKAsyGi5maXJlYm94LnRyYWNlLnYxLkNoYXRUb29sEhcKD3JlZGFjdGVkX3ZhbHVlcxgQIAEoBSLPAgoNRmVlZGJhY2tFdmVudBIsCgRraW5kGAEgASgOMh4uZmlyZWJveC50cmFjZS52MS5GZWVkYmFja0tpbmQSEAoIa25vd25faWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRISCgpjb250ZXh0X2lkGAQgASgJEhUKDWdlbmVyYXRpb25faWQYBSABKAkSFAoMdG9vbF9jYWxsX2lkGAYgASgJEg4KBnJ1bl9pZBgHIAEoCRIWCg5zdWdnZXN0ZWRfdGV4dBgIIAEoCRITCgtlZGl0ZWRfdGV4dBgJIAEoCRIOCgZyZWFzb24YCiABKAkSLwoLY2xpZW50X3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXBhdGhzGAwgAygJEhwKFHdyaXRhYmxlX3BhdGhzX2FkZGVkGA0gAygJIq8BCg5GZWVkYmFja1JlY29yZBITCgtmZWVkYmFja19pZBgBIAEoCRIuCgVldmVudBgCIAEoCzIfLmZpcmVib3gudHJhY2UudjEuRmVlZGJhY2tFdmVudBIvCgtzZXJ2ZXJfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGc291cmNlGAQgASgJEhcKD3JlZGFjdGVkX3ZhbHVlcxgFIAEoBSLfAgoOVG9vbENhbGxSZWNvcmQSFAoMdG9vbF9jYWxsX2lkGAEgASgJEg4KBnJ1bl9pZBgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEhUKDWdlbmVyYXRpb25faWQYBCABKAkSDAoEbmFtZRgFIAEoCRIOCgZzb3VyY2UYBiABKAkSDgoGc2VydmVyGAcgASgJEgwKBHRvb2wYCCABKAkSEQoJYXJndW1lbnRzGAkgASgJEg4KBnJlc3VsdBgKIAEoCRIQCghpc19lcnJvchgLIAEoCBIuCgpzdGFydF90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgNIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxyZXN1bHRfYnl0ZXMYDiABKAMSGAoQcmVzdWx0X3RydW5jYXRlZBgPIAEoCCq3AwoMRmVlZGJhY2tLaW5kEh0KGUZFRURCQUNLX0tJTkRfVU5TUEVDSUZJRUQQABIiCh5GRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fU0hPV04QARIlCiFGRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fQUNDRVBURUQQAhIjCh9GRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fRURJVEVEEAMSJQohRkVFREJBQ0tfS0lORF9TVUdHRVNUSU9OX1JFSkVDVEVEEAQSHwobRkVFREJBQ0tfS0lORF9DRUxMX0VYRUNVVEVEEAUSIQodRkVFREJBQ0tfS0lORF9TRVNTSU9OX1NUQVJURUQQBhIfChtGRUVEQkFDS19LSU5EX1NFU1NJT05fRU5ERUQQBxIjCh9GRUVEQkFDS19LSU5EX0FQUFJPVkFMX0FQUFJPVkVEEAgSIQodRkVFREJBQ0tfS0lORF9BUFBST1ZBTF9ERU5JRUQQCRIhCh1GRUVEQkFDS19LSU5EX0FQUFJPVkFMX0VESVRFRBAKEiEKHUZFRURCQUNLX0tJTkRfU0VTU0lPTl9DTEVBUkVEEAtiBnByb3RvMw", [file_firebox_executor_v1_executor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxmaXJlYm94L3RyYWNlL3YxL3RyYWNlLnByb3RvEhBmaXJlYm94LnRyYWNlLnYxIv0ECg9FeGVjdXRpb25SZWNvcmQSNAoHcmVxdWVzdBgBIAEoCzIjLmZpcmVib3guZXhlY3V0b3IudjEuRXhlY3V0ZVJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAIgASgJEhQKDHdvcmtzcGFjZV9pZBgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEi0KB2JhY2tlbmQYBSABKA4yHC5maXJlYm94LmV4ZWN1dG9yLnYxLkJhY2tlbmQSEQoJaXNvbGF0aW9uGAYgASgJEi4KCnN0YXJ0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglleGl0X2NvZGUYCSABKAUSMgoKZW5kX3JlYXNvbhgKIAEoDjIeLmZpcmVib3guZXhlY3V0b3IudjEuRW5kUmVhc29uEhQKDHN0ZG91dF9ieXRlcxgLIAEoAxIUCgxzdGRlcnJfYnl0ZXMYDCABKAMSGAoQb3V0cHV0X3RydW5jYXRlZBgNIAEoCBITCgtzdGRvdXRfaGVhZBgOIAEoCRITCgtzdGRvdXRfdGFpbBgPIAEoCRITCgtzdGRlcnJfaGVhZBgQIAEoCRITCgtzdGRlcnJfdGFpbBgRIAEoCRITCgtpbnB1dF9ieXRlcxgSIAEoAxIYChBleGVjdXRvcl92ZXJzaW9uGBMgASgJEisKBmFjdGlvbhgUIAEoCzIbLmZpcmVib3guZXhlY3V0b3IudjEuQWN0aW9uEhcKD3JlZGFjdGVkX3ZhbHVlcxgVIAEoBSJ2CgtDaGF0TWVzc2FnZRIMCgRyb2xlGAEgASgJEg8KB2NvbnRlbnQYAiABKAkSMgoKdG9vbF9jYWxscxgDIAMoCzIeLmZpcmVib3gudHJhY2UudjEuQ2hhdFRvb2xDYWxsEhQKDHRvb2xfY2FsbF9pZBgEIAEoCSI7CgxDaGF0VG9vbENhbGwSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglhcmd1bWVudHMYAyABKAkiQQoIQ2hhdFRvb2wSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgpwYXJhbWV0ZXJzGAMgASgJIowBCgpUb2tlblVzYWdlEhQKDGlucHV0X3Rva2VucxgBIAEoAxIbChNjYWNoZWRfaW5wdXRfdG9rZW5zGAIgASgDEhUKDW91dHB1dF90b2tlbnMYAyABKAMSGAoQcmVhc29uaW5nX3Rva2VucxgEIAEoAxIaChJjYWNoZV93cml0ZV90b2tlbnMYBSABKAMitQQKEEdlbmVyYXRpb25SZWNvcmQSFQoNZ2VuZXJhdGlvbl9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBnJ1bl9pZBgDIAEoCRISCgpjb250ZXh0X2lkGAQgASgJEg0KBW1vZGVsGAUgASgJEi8KCG1lc3NhZ2VzGAYgAygLMh0uZmlyZWJveC50cmFjZS52MS5DaGF0TWVzc2FnZRISCgpjb21wbGV0aW9uGAcgASgJEjIKCnRvb2xfY2FsbHMYCCADKAsyHi5maXJlYm94LnRyYWNlLnYxLkNoYXRUb29sQ2FsbBIrCgV1c2FnZRgJIAEoCzIcLmZpcmVib3gudHJhY2UudjEuVG9rZW5Vc2FnZRIuCgpzdGFydF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdsYXRlbmN5GAsgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjYKE3RpbWVfdG9fZmlyc3RfdG9rZW4YDCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDQoFZXJyb3IYDSABKAkSDAoEc3RlcBgOIAEoBRIpCgV0b29scxgPIAMoCzIaLmZpcmVib3gudHJhY2UudjEuQ2hhdFRvb2wSFwoPcmVkYWN0ZWRfdmFsdWVzGBAgASgFEhUKDWZpbmlzaF9yZWFzb24YESABKAkSEQoJY3V0X3Nob3J0GBIgASgIIs0DCg1GZWVkYmFja0V2ZW50EiwKBGtpbmQYASABKA4yHi5maXJlYm94LnRyYWNlLnYxLkZlZWRiYWNrS2luZBIQCghrbm93bl9pZBgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEhIKCmNvbnRleHRfaWQYBCABKAkSFQoNZ2VuZXJhdGlvbl9pZBgFIAEoCRIUCgx0b29sX2NhbGxfaWQYBiABKAkSDgoGcnVuX2lkGAcgASgJEhYKDnN1Z2dlc3RlZF90ZXh0GAggASgJEhMKC2VkaXRlZF90ZXh0GAkgASgJEg4KBnJlYXNvbhgKIAEoCRIvCgtjbGllbnRfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcGF0aHMYDCADKAkSHAoUd3JpdGFibGVfcGF0aHNfYWRkZWQYDSADKAkSNQoKZGVjaWRlZF9ieRgOIAEoDjIhLmZpcmVib3gudHJhY2UudjEuQXBwcm92YWxEZWNpZGVyEhYKDnJldmlld192ZXJkaWN0GA8gASgJEhUKDXJldmlld19yZWFzb24YECABKAkSFgoOcmV2aWV3ZXJfbW9kZWwYESABKAkirwEKDkZlZWRiYWNrUmVjb3JkEhMKC2ZlZWRiYWNrX2lkGAEgASgJEi4KBWV2ZW50GAIgASgLMh8uZmlyZWJveC50cmFjZS52MS5GZWVkYmFja0V2ZW50Ei8KC3NlcnZlcl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYBCABKAkSFwoPcmVkYWN0ZWRfdmFsdWVzGAUgASgFIt8CCg5Ub29sQ2FsbFJlY29yZBIUCgx0b29sX2NhbGxfaWQYASABKAkSDgoGcnVuX2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSFQoNZ2VuZXJhdGlvbl9pZBgEIAEoCRIMCgRuYW1lGAUgASgJEg4KBnNvdXJjZRgGIAEoCRIOCgZzZXJ2ZXIYByABKAkSDAoEdG9vbBgIIAEoCRIRCglhcmd1bWVudHMYCSABKAkSDgoGcmVzdWx0GAogASgJEhAKCGlzX2Vycm9yGAsgASgIEi4KCnN0YXJ0X3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCGR1cmF0aW9uGA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDHJlc3VsdF9ieXRlcxgOIAEoAxIYChByZXN1bHRfdHJ1bmNhdGVkGA8gASgIKrcDCgxGZWVkYmFja0tpbmQSHQoZRkVFREJBQ0tfS0lORF9VTlNQRUNJRklFRBAAEiIKHkZFRURCQUNLX0tJTkRfU1VHR0VTVElPTl9TSE9XThABEiUKIUZFRURCQUNLX0tJTkRfU1VHR0VTVElPTl9BQ0NFUFRFRBACEiMKH0ZFRURCQUNLX0tJTkRfU1VHR0VTVElPTl9FRElURUQQAxIlCiFGRUVEQkFDS19LSU5EX1NVR0dFU1RJT05fUkVKRUNURUQQBBIfChtGRUVEQkFDS19LSU5EX0NFTExfRVhFQ1VURUQQBRIhCh1GRUVEQkFDS19LSU5EX1NFU1NJT05fU1RBUlRFRBAGEh8KG0ZFRURCQUNLX0tJTkRfU0VTU0lPTl9FTkRFRBAHEiMKH0ZFRURCQUNLX0tJTkRfQVBQUk9WQUxfQVBQUk9WRUQQCBIhCh1GRUVEQkFDS19LSU5EX0FQUFJPVkFMX0RFTklFRBAJEiEKHUZFRURCQUNLX0tJTkRfQVBQUk9WQUxfRURJVEVEEAoSIQodRkVFREJBQ0tfS0lORF9TRVNTSU9OX0NMRUFSRUQQCyqKAQoPQXBwcm92YWxEZWNpZGVyEiAKHEFQUFJPVkFMX0RFQ0lERVJfVU5TUEVDSUZJRUQQABIbChdBUFBST1ZBTF9ERUNJREVSX1BFUlNPThABEhoKFkFQUFJPVkFMX0RFQ0lERVJfTU9ERUwQAhIcChhBUFBST1ZBTF9ERUNJREVSX1RJTUVPVVQQA2IGcHJvdG8z", [file_firebox_executor_v1_executor, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ExecutionRecord is written by the executor for every Execute call, when it ends.
@@ -266,6 +266,13 @@ export type TokenUsage = Message<"firebox.trace.v1.TokenUsage"> & {
    * @generated from field: int64 reasoning_tokens = 4;
    */
   reasoningTokens: bigint;
+
+  /**
+   * Input tokens written to the provider's prompt cache (Anthropic).
+   *
+   * @generated from field: int64 cache_write_tokens = 5;
+   */
+  cacheWriteTokens: bigint;
 };
 
 /**
@@ -373,6 +380,22 @@ export type GenerationRecord = Message<"firebox.trace.v1.GenerationRecord"> & {
    * @generated from field: int32 redacted_values = 16;
    */
   redactedValues: number;
+
+  /**
+   * Why the model stopped: stop, length (cut at the output-token limit), tool_calls,
+   * content_filter, refusal; empty when the call did not finish.
+   *
+   * @generated from field: string finish_reason = 17;
+   */
+  finishReason: string;
+
+  /**
+   * The call did not finish (a stalled or broken stream, a cancel, a time limit): completion
+   * holds the partial output that arrived, and error says why.
+   *
+   * @generated from field: bool cut_short = 18;
+   */
+  cutShort: boolean;
 };
 
 /**
@@ -465,6 +488,30 @@ export type FeedbackEvent = Message<"firebox.trace.v1.FeedbackEvent"> & {
    * @generated from field: repeated string writable_paths_added = 13;
    */
   writablePathsAdded: string[];
+
+  /**
+   * An approval decision: who made it, and under MODEL_REVIEW what the reviewer model said
+   * ("approve", "deny", "ask", or "failed" when it gave no usable answer), its reason and name,
+   * so reviewer verdicts can be measured against people's decisions.
+   *
+   * @generated from field: firebox.trace.v1.ApprovalDecider decided_by = 14;
+   */
+  decidedBy: ApprovalDecider;
+
+  /**
+   * @generated from field: string review_verdict = 15;
+   */
+  reviewVerdict: string;
+
+  /**
+   * @generated from field: string review_reason = 16;
+   */
+  reviewReason: string;
+
+  /**
+   * @generated from field: string reviewer_model = 17;
+   */
+  reviewerModel: string;
 };
 
 /**
@@ -697,4 +744,43 @@ export enum FeedbackKind {
  */
 export const FeedbackKindSchema: GenEnum<FeedbackKind> = /*@__PURE__*/
   enumDesc(file_firebox_trace_v1_trace, 0);
+
+/**
+ * ApprovalDecider says who decided an approval.
+ *
+ * @generated from enum firebox.trace.v1.ApprovalDecider
+ */
+export enum ApprovalDecider {
+  /**
+   * @generated from enum value: APPROVAL_DECIDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A person, through ResolveApproval.
+   *
+   * @generated from enum value: APPROVAL_DECIDER_PERSON = 1;
+   */
+  PERSON = 1,
+
+  /**
+   * The reviewer model (approval policy MODEL_REVIEW).
+   *
+   * @generated from enum value: APPROVAL_DECIDER_MODEL = 2;
+   */
+  MODEL = 2,
+
+  /**
+   * No decision within the approval timeout: a denial.
+   *
+   * @generated from enum value: APPROVAL_DECIDER_TIMEOUT = 3;
+   */
+  TIMEOUT = 3,
+}
+
+/**
+ * Describes the enum firebox.trace.v1.ApprovalDecider.
+ */
+export const ApprovalDeciderSchema: GenEnum<ApprovalDecider> = /*@__PURE__*/
+  enumDesc(file_firebox_trace_v1_trace, 1);
 
