@@ -93,6 +93,30 @@ class ShellTransport(Protocol):
         """Close stdin and the streams, and make sure the process is gone."""
 
 
+class TtyTransport(Protocol):
+    """A process in a workspace on a pseudo-terminal: the terminal's master side."""
+
+    async def write(self, data: bytes) -> None:
+        """Type `data` at the terminal."""
+
+    async def read(self) -> bytes | None:
+        """The next output the terminal produced; None once it has closed."""
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """Set the terminal's size (the foreground process group gets SIGWINCH)."""
+
+    async def signal(self, leader: int, kill: bool) -> None:
+        """`kill`: SIGKILL every process of the terminal's session (`leader`: its leader's pid in
+        the workspace); else SIGINT to the terminal's foreground process group."""
+
+    async def exit_status(self) -> int | None:
+        """After the end of output: the process's status as a shell reports it (128+n after
+        signal n); None if unknown."""
+
+    async def close(self) -> None:
+        """Release the terminal; the process is not waited for."""
+
+
 class WorkspaceBackend(Protocol):
     """Creates and runs workspaces. Raises firebox.common.errors for anything a client caused."""
 
@@ -116,6 +140,13 @@ class WorkspaceBackend(Protocol):
         """Start `argv` in the workspace (working directory /workspace, as the policy's user, with
         exactly `env` plus PATH/HOME) and return a transport to it. `session`: a long-lived
         session shell, for which a backend may use a faster path."""
+        ...
+
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        """Start `argv` like open_shell, but as the leader of a new session whose controlling
+        terminal (and stdin, stdout, stderr) is a new pseudo-terminal of `rows` x `cols`."""
         ...
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:

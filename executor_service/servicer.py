@@ -64,6 +64,7 @@ _FIRST_ONLY = (
     "tool_call_id",
     "run_id",
     "agent_session_id",
+    "tty",
 )
 MAX_SCRIPT_BYTES = 1024 * 1024
 MAX_ID_CHARS = 256
@@ -186,6 +187,9 @@ def execute_spec(
         directory=first.directory or None,
         env=dict(first.env),
         timeout=timeout,
+        tty=first.tty,
+        rows=first.winsize.rows or ex.DEFAULT_ROWS,
+        cols=first.winsize.cols or ex.DEFAULT_COLS,
     )
 
 
@@ -480,6 +484,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     await execution.write_input(request.input_data)
                 if request.close_input:
                     await execution.close_input()
+                if request.HasField("winsize"):
+                    try:
+                        await execution.resize(request.winsize.rows, request.winsize.cols)
+                    except errors.InvalidArgument as exc:
+                        log.warning("execute_bad_winsize", execution_id=execution.id, error=exc.message)
                 if request.stop != pb.STOP_SIGNAL_UNSPECIFIED:
                     await execution.stop(kill=request.stop == pb.STOP_SIGNAL_KILL)
             await execution.close_input()

@@ -200,8 +200,9 @@ SESSION_INIT = r"""__fb_d=$1; set --; __fb_t={nonce}; __fb_busy=; __fb_o='\037FB
 FIREBOX_SESSION_MARK={mark}; export FIREBOX_SESSION_MARK
 trap '[ -n "$__fb_busy" ] && {{ __fb_busy=; __fb_sig=130; return 130; }}' INT
 trap '[ -n "$__fb_busy" ] && {{ __fb_busy=; __fb_sig=137; return 137; }}' TERM
-__fb_run() {{ __fb_sig=; __fb_busy=1; command eval "$__fb_cmd"; __fb_s=$?; __fb_busy=; return $__fb_s; }}
-__fb_x() {{ exec 9<>"$__fb_d/i"; {{ exec 9>&-; printf "$__fb_o" "$1"; __fb_run; }} <"$__fb_d/i"; __fb_done "$1" $?; }}
+__fb_q() {{ __fb_a=; for __fb_i do __fb_w=; while :; do case $__fb_i in *\'*) __fb_w="$__fb_w${{__fb_i%%\'*}}'\\''"; __fb_i=${{__fb_i#*\'}};; *) break;; esac; done; __fb_a="$__fb_a '$__fb_w$__fb_i'"; done; }}
+__fb_run() {{ __fb_sig=; __fb_busy=1; command eval "$__fb_cmd"; __fb_s=$?; __fb_busy=; __fb_q "$@"; return $__fb_s; }}
+__fb_x() {{ exec 9<>"$__fb_d/i"; {{ exec 9>&-; printf "$__fb_o" "$1"; eval "__fb_run ${{__fb_a-}}"; }} <"$__fb_d/i"; __fb_done "$1" $?; }}
 __fb_done() {{ __fb_cmd=; __fb_s=${{__fb_sig:-$2}}; __fb_sig=; set >"$__fb_d/st" 2>/dev/null; export -p >>"$__fb_d/st" 2>/dev/null; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$__fb_s"; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$__fb_s" >&2; }}
 __fb_r=0; if [ -f "$__fb_d/st" ]; then command . "$__fb_d/st" >/dev/null 2>&1; cd -- "$PWD" 2>/dev/null; __fb_r=1; fi
 printf '\037FBX%s H %s %s\n' "$__fb_t" "$$" "$__fb_r"
@@ -503,6 +504,9 @@ class Shell:
             # The command is over; its background jobs (which ignore SIGINT) go too.
             await self._sweep(b"w\n")
         return await self._outcome(cmd, started, killed_shell)
+
+    async def resize(self, execution: Execution, rows: int, cols: int) -> None:
+        """A session shell's commands have no terminal: nothing to resize."""
 
     def wake(self) -> None:
         """Something may have changed for the running command (spurious wake-ups are harmless:

@@ -23,7 +23,7 @@ import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from executor_service.backend import BWRAP, Policy, ShellTransport, WorkspaceInfo, WorkspaceSpec
+from executor_service.backend import BWRAP, Policy, ShellTransport, TtyTransport, WorkspaceInfo, WorkspaceSpec
 from executor_service.backends.cgroups import CgroupLimits
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -84,7 +84,12 @@ def _uid_gid(user: str) -> tuple[int, int]:
 
 
 def sandbox_argv(
-    files_dir: Path, policy: Policy, argv: list[str], env: dict[str, str], rlimit_memory: bool = True
+    files_dir: Path,
+    policy: Policy,
+    argv: list[str],
+    env: dict[str, str],
+    rlimit_memory: bool = True,
+    new_session: bool = True,
 ) -> list[str]:
     """The full command line: bwrap around `argv`, inside prlimit when memory is capped per
     process (`rlimit_memory`, used when there are no cgroups)."""
@@ -92,7 +97,9 @@ def sandbox_argv(
     cmd: list[str] = []
     if policy.memory_bytes and rlimit_memory:
         cmd += ["prlimit", f"--as={policy.memory_bytes}", "--"]
-    cmd += ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]
+    cmd += ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent"]
+    if new_session:
+        cmd.append("--new-session")
     if policy.network:
         cmd.append("--share-net")
     for directory in SYSTEM_DIRS:
@@ -221,6 +228,31 @@ class BwrapBackend:
             command = self.cgroups.enter_argv(workspace.id, command)
         # bwrap itself gets a minimal environment: nothing of the executor's leaks through it.
         return await PipeTransport.spawn(command, env={"PATH": DEFAULT_PATH})
+
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        from executor_service.transports import PtyTransport
+
+        files_dir = self._dir(workspace.id) / FILES
+        # The program must lead a session INSIDE the sandbox's pid namespace, with the terminal
+        # as its controlling terminal: util-linux's setsid (from the host's /usr) does both (and
+        # waits, should it have to fork). Taken outside, the terminal's process groups would be
+        # invisible inside, and an interactive shell could not hand the terminal back on exit.
+        # No --new-session: it would leave the terminal behind, and the terminal is the
+        # program's own, so TIOCSTI reaches nothing else.
+        command = sandbox_argv(
+            files_dir,
+            workspace.policy,
+            ["setsid", "--wait", "--ctty", *argv],
+            env,
+            rlimit_memory=self.cgroups is None,
+            new_session=False,
+        )
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.ensure, workspace.id, workspace.policy)
+            command = self.cgroups.enter_argv(workspace.id, command)
+        return await PtyTransport.spawn(command, {"PATH": DEFAULT_PATH}, rows, cols)
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         if self.cgroups is None:

@@ -49,6 +49,7 @@ from executor_service.backend import (
     STATES,
     Policy,
     ShellTransport,
+    TtyTransport,
     WorkspaceInfo,
     WorkspaceSpec,
 )
@@ -298,6 +299,22 @@ class DockerBackend:
                 )
         return await DockerExecTransport.open(
             self.client, name, argv=argv, env=env, user=workspace.policy.user, workdir=WORKDIR
+        )
+
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        from executor_service.transports import DockerTtyTransport
+
+        return await DockerTtyTransport.open(
+            self.client,
+            container_name(workspace.id),
+            argv=argv,
+            env=env,
+            rows=rows,
+            cols=cols,
+            user=workspace.policy.user,
+            workdir=WORKDIR,
         )
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:

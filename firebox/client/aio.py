@@ -187,6 +187,8 @@ class AsyncFireboxClient:
         known_id: str = "",
         known_name: str = "",
         via: Service = "executor",
+        tty: bool = False,
+        winsize: tuple[int, int] | None = None,
     ) -> ExecCall:
         """Start a program and return the running call: iterate it for output, send input or a
         stop through it. `via="agent"` sends the stream through the agent's Execute forwarding."""
@@ -200,6 +202,8 @@ class AsyncFireboxClient:
             timeout=timeout,
             known_id=known_id,
             known_name=known_name,
+            tty=tty,
+            winsize=winsize,
         )
         stub = self._agent() if via == "agent" else self._executor()
         call = stub.Execute(metadata=self.settings.metadata())

@@ -27,8 +27,11 @@ def first_request(
     timeout: float | None = None,
     known_id: str = "",
     known_name: str = "",
+    tty: bool = False,
+    winsize: tuple[int, int] | None = None,
 ) -> ex.ExecuteRequest:
-    """The first message of an Execute stream: the program and where it runs."""
+    """The first message of an Execute stream: the program and where it runs (`tty`: on a
+    terminal of `winsize` = (rows, cols))."""
     request = ex.ExecuteRequest(
         workspace_id=workspace_id,
         session_id=session_id,
@@ -38,7 +41,10 @@ def first_request(
         env=env or {},
         known_id=known_id,
         known_name=known_name,
+        tty=tty,
     )
+    if winsize is not None:
+        request.winsize.CopyFrom(ex.Winsize(rows=winsize[0], cols=winsize[1]))
     if timeout is not None:
         request.timeout.CopyFrom(duration_pb2.Duration(seconds=int(timeout), nanos=int(timeout % 1 * 1e9)))
     return request
@@ -111,6 +117,10 @@ class ExecCall:
         SIGKILL to its whole process group with `kill`."""
         signal = ex.STOP_SIGNAL_KILL if kill else ex.STOP_SIGNAL_INTERRUPT
         return await self._write(ex.ExecuteRequest(stop=signal), required=False)
+
+    async def resize(self, rows: int, cols: int) -> bool:
+        """Resize the program's terminal (an execution with tty)."""
+        return await self._write(ex.ExecuteRequest(winsize=ex.Winsize(rows=rows, cols=cols)), required=False)
 
     def cancel(self) -> None:
         """Abandon the call; the server kills the program (end reason CANCELLED)."""
