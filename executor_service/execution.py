@@ -411,11 +411,15 @@ class ExecutionEngine:
         self.sessions = sessions
         self.output_cap_bytes = output_cap_bytes
 
-    async def start(self, workspace: WorkspaceInfo, spec: ExecuteSpec) -> Execution:
+    async def start(
+        self, workspace: WorkspaceInfo, spec: ExecuteSpec, *, output_cap_bytes: int | None = None
+    ) -> Execution:
         """Start `spec` and return at once. Raises NotFound (unknown session), FailedPrecondition
-        (session busy — naming the running execution — or ended), InvalidArgument."""
+        (session busy — naming the running execution — or ended), InvalidArgument.
+        `output_cap_bytes` replaces the engine's cap (a background execution has none: its
+        buffer bounds what is kept)."""
         spec.check()
-        execution = Execution(spec, output_cap_bytes=self.output_cap_bytes)
+        execution = Execution(spec, output_cap_bytes=output_cap_bytes or self.output_cap_bytes)
         if spec.tty:
             session = (
                 self.sessions.acquire(workspace.id, spec.session_id, execution) if spec.session_id else None
