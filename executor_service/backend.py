@@ -8,6 +8,7 @@ the same way on every backend.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -147,6 +148,11 @@ class WorkspaceBackend(Protocol):
     ) -> TtyTransport:
         """Start `argv` like open_shell, but as the leader of a new session whose controlling
         terminal (and stdin, stdout, stderr) is a new pseudo-terminal of `rows` x `cols`."""
+        ...
+
+    async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
+        """A non-blocking TCP connection to `port` on the workspace's loopback interface, made
+        whether or not the workspace has a network (see ports.py)."""
         ...
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:

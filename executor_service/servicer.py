@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ _FIRST_ONLY = (
     "tty",
 )
 MAX_SCRIPT_BYTES = 1024 * 1024
+# Bytes per ForwardPortResponse at most.
+FORWARD_CHUNK = 256 * 1024
 MAX_ID_CHARS = 256
 # After the final message, how long Execute waits for the client to close its side.
 HALF_CLOSE_LINGER_SECONDS = 2.0
@@ -543,6 +546,15 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         try:
             while True:
                 step = asyncio.ensure_future(anext(events))
+                if first:
+                    # Output already buffered goes with the first message; else it names the
+                    # execution alone, at once (a quiet server may print nothing for long).
+                    await asyncio.wait(
+                        [step, pump], timeout=STARTED_HOLD_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not step.done() and not pump.done():
+                        yield pb.ExecuteResponse(execution_id=bg.id, pid=bg.pid, output_offset=after_offset)
+                        first = False
                 await asyncio.wait([step, pump], return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
                     # The requests failed (a read-only client wrote): that ends this attach.
@@ -655,6 +667,58 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             raise errors.InvalidArgument("execution_id", "required")
         bg = await self.background.stop(request.execution_id, kill=request.signal == pb.STOP_SIGNAL_KILL)
         return pb.StopExecutionResponse(execution=_execution_info(bg))
+
+    # ---- port forwarding ----
+
+    async def ForwardPort(
+        self, request_iterator: AsyncIterator[pb.ForwardPortRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ForwardPortResponse]:
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            raise errors.InvalidArgument("request", "the stream closed before the first message") from None
+        if not first.workspace_id:
+            raise errors.InvalidArgument("workspace_id", "required in the first message")
+        if not 1 <= first.port <= 65535:
+            raise errors.InvalidArgument("port", f"must be 1 to 65535, got {first.port}")
+        workspace = await self.workspaces.require_running(first.workspace_id)
+        sock = await self.workspaces.backend.connect_port(workspace, first.port)
+        loop = asyncio.get_running_loop()
+
+        async def send() -> None:
+            """Our side's bytes; the request stream's end (or close_write) half-closes."""
+            try:
+                request = first
+                requests = aiter(request_iterator)
+                while True:
+                    if request.data:
+                        await loop.sock_sendall(sock, request.data)
+                    if request.close_write:
+                        break
+                    try:
+                        request = await anext(requests)
+                    except StopAsyncIteration:
+                        break
+                sock.shutdown(socket.SHUT_WR)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection or the client went away: reading ends too
+                log.debug("forward_port_send_ended", error=repr(exc))
+
+        sender = asyncio.create_task(send())
+        try:
+            yield pb.ForwardPortResponse()
+            while True:
+                try:
+                    data = await loop.sock_recv(sock, FORWARD_CHUNK)
+                except OSError:
+                    break
+                if not data:
+                    break
+                yield pb.ForwardPortResponse(data=data)
+        finally:
+            sender.cancel()
+            sock.close()
 
     async def _pump_requests(
         self,

@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -253,6 +254,20 @@ class BwrapBackend:
             await asyncio.to_thread(self.cgroups.ensure, workspace.id, workspace.policy)
             command = self.cgroups.enter_argv(workspace.id, command)
         return await PtyTransport.spawn(command, {"PATH": DEFAULT_PATH}, rows, cols)
+
+    async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
+        from executor_service import ports
+
+        if not workspace.policy.network:
+            # --unshare-all gives every bwrap process a network namespace of its own: there is
+            # no one namespace of the workspace to enter.
+            raise errors.FailedPrecondition(
+                "the bwrap backend cannot forward ports of a workspace without network (each of "
+                "its processes has a network namespace of its own); use the docker backend or "
+                "policy.network"
+            )
+        # With network, sandboxes share the host's network namespace.
+        return await ports.connect(None, port)
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         if self.cgroups is None:

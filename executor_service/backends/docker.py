@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -316,6 +317,15 @@ class DockerBackend:
             user=workspace.policy.user,
             workdir=WORKDIR,
         )
+
+    async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
+        from executor_service import ports
+
+        container = await self._container(workspace.id)
+        pid = (container.attrs.get("State") or {}).get("Pid") or 0
+        if not pid:
+            raise errors.FailedPrecondition(f"workspace {workspace.id!r} is not running; start it first")
+        return await ports.connect(f"/proc/{pid}/ns/net", port)
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         container_id = await self._container_id(workspace.id)

@@ -135,6 +135,11 @@ class ExecutorServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionResponse.FromString,
                 _registered_method=True)
+        self.ForwardPort = channel.stream_stream(
+                '/firebox.executor.v1.ExecutorService/ForwardPort',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -291,6 +296,16 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForwardPort(self, request_iterator, context):
+        """ForwardPort is one TCP connection to a port inside a workspace, as bytes both ways (like
+        kubectl port-forward; open one stream per connection). It works with the workspace's network
+        off. The first response, empty, says the connection is made; the stream ends when the
+        workspace side closes. Closing the request stream, or close_write, half-closes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -393,6 +408,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.StopExecution,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionResponse.SerializeToString,
+            ),
+            'ForwardPort': grpc.stream_stream_rpc_method_handler(
+                    servicer.ForwardPort,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -936,6 +956,33 @@ class ExecutorService:
             '/firebox.executor.v1.ExecutorService/StopExecution',
             firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardPort(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/firebox.executor.v1.ExecutorService/ForwardPort',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.FromString,
             options,
             channel_credentials,
             insecure,
