@@ -82,10 +82,20 @@ class WorkspaceInfo:
 
 
 class ShellTransport(Protocol):
-    """A byte pipe to one process in a workspace: its stdin, and its stdout/stderr as chunks."""
+    """A byte pipe to one process in a workspace: its stdin, and its stdout/stderr as chunks.
+
+    A transport may also have a data path: a FIFO the process can open at `data_path` (None:
+    there is none), into which `write_data` puts raw bytes, at most `data_chunk` at a time, for a
+    session's commands' stdin (much faster than through the process's stdin, see shell.py)."""
+
+    data_path: str | None
+    data_chunk: int
 
     async def write(self, data: bytes) -> None:
         """Write to the process's stdin."""
+
+    async def write_data(self, data: bytes) -> None:
+        """Write to the data path (Unavailable without one)."""
 
     async def read(self) -> tuple[int, bytes] | None:
         """The next chunk as (STDOUT or STDERR, bytes); None once both streams are closed."""

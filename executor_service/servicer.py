@@ -7,6 +7,7 @@ statuses in firebox.common.server.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import socket
 from collections.abc import AsyncIterator
@@ -69,6 +70,8 @@ _FIRST_ONLY = (
     "tty",
 )
 MAX_SCRIPT_BYTES = 1024 * 1024
+# Input read from an Execute stream ahead of what the program has taken (see _InputQueue).
+INPUT_READ_AHEAD_BYTES = 32 * 1024 * 1024
 # Bytes per ForwardPortResponse at most.
 FORWARD_CHUNK = 256 * 1024
 MAX_ID_CHARS = 256
@@ -244,6 +247,63 @@ def _execution_info(bg: BackgroundExecution) -> pb.ExecutionInfo:
         if bg.finished_at is not None:
             info.finished.FromDatetime(bg.finished_at)
     return info
+
+
+class _InputQueue:
+    """An Execute's input on its way to the program, written in order by one task (made with
+    the first input: a command without input pays for none), at most INPUT_READ_AHEAD_BYTES
+    ahead of the program."""
+
+    def __init__(self, execution: ex.Execution) -> None:
+        self.execution = execution
+        self._items: collections.deque[bytes | None] = collections.deque()
+        self._queued = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def put(self, data: bytes) -> None:
+        if self._closed:
+            return
+        while self._queued >= INPUT_READ_AHEAD_BYTES and self._task is not None and not self._task.done():
+            self._changed.clear()
+            await self._changed.wait()
+        self._items.append(data)
+        self._queued += len(data)
+        self._changed.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._write())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is None:
+            await self.execution.close_input()
+            return
+        self._items.append(None)
+        self._changed.set()
+
+    async def drained(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _write(self) -> None:
+        while True:
+            while not self._items:
+                self._changed.clear()
+                await self._changed.wait()
+            item = self._items.popleft()
+            if item is None:
+                await self.execution.close_input()
+                return
+            await self.execution.write_input(item)
+            self._queued -= len(item)
+            self._changed.set()
 
 
 def tool_to_proto(tool: Tool) -> pb.Tool:
@@ -727,7 +787,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         recorder: ExecutionRecorder,
     ) -> None:
         """Later requests: input, end of input, stop. The client closing its side is end of input,
-        never a stop (grpcurl closes as soon as it has sent its -d messages)."""
+        never a stop (grpcurl closes as soon as it has sent its -d messages).
+
+        Input is written by a task of its own (started with the first input), up to
+        INPUT_READ_AHEAD_BYTES behind: a program that stops reading its input must not keep a
+        stop or a resize sent after that input from being read."""
+        inbox = _InputQueue(execution)
         try:
             async for request in request_iterator:
                 for name in _FIRST_ONLY:
@@ -737,9 +802,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                         break
                 if request.input_data:
                     recorder.input_bytes += len(request.input_data)
-                    await execution.write_input(request.input_data)
+                    await inbox.put(request.input_data)
                 if request.close_input:
-                    await execution.close_input()
+                    await inbox.close()
                 if request.HasField("winsize"):
                     try:
                         await execution.resize(request.winsize.rows, request.winsize.cols)
@@ -747,11 +812,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                         log.warning("execute_bad_winsize", execution_id=execution.id, error=exc.message)
                 if request.stop != pb.STOP_SIGNAL_UNSPECIFIED:
                     await execution.stop(kill=request.stop == pb.STOP_SIGNAL_KILL)
-            await execution.close_input()
+            await inbox.close()
+            await inbox.drained()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the client went away mid-read; the main loop handles the ending
             log.debug("execute_requests_ended", execution_id=execution.id, error=repr(exc))
+        finally:
+            inbox.cancel()
 
     # ---- named tools ----
 

@@ -40,11 +40,16 @@ from firebox.common.logging import get_logger
 log = get_logger("executor.transports")
 
 READ_SIZE = 256 * 1024
+_DETACH_KEYS = ",".join("ctrl-" + c for c in "@_^]\\@_^]\\@_^]\\@_^]\\@_^]\\@_^]\\@_")
 _HEADER = struct.Struct(">BxxxL")
 
 
 class DockerExecTransport:
     """stdin/stdout/stderr of one `docker exec` process, over its hijacked attach socket."""
+
+    # No raw data path: a session's command input goes through stdin (see shell.py).
+    data_path: str | None = None
+    data_chunk = 0
 
     def __init__(self, api: Any, exec_id: str, response: Any, sock: socket.socket) -> None:
         self.api = api
@@ -86,6 +91,11 @@ class DockerExecTransport:
                 stdout=True,
                 stderr=True,
                 tty=tty,
+                # On a TTY the engine watches stdin for a detach sequence (Ctrl-P Ctrl-Q by
+                # default) and cuts stdin off when it passes: editors use those keys, and binary
+                # input holds them. It cannot be turned off, only replaced: by one no keyboard
+                # or data plausibly sends.
+                detach_keys=_DETACH_KEYS if tty else None,
                 environment=env,
                 workdir=workdir or None,
                 user=user or "",
@@ -165,6 +175,9 @@ class DockerExecTransport:
                 return None
             buf += chunk
 
+    async def write_data(self, data: bytes) -> None:
+        raise errors.Unavailable("this transport has no data path")
+
     async def host_pid(self) -> int | None:
         """The exec'd process's pid on the host (None when it is gone)."""
         info = await asyncio.to_thread(self.api.exec_inspect, self.exec_id)
@@ -192,6 +205,7 @@ _FIFO_WRAPPER = (
 )
 # Bigger FIFO buffers: fewer reads and wake-ups when a command streams output.
 FIFO_PIPE_BYTES = 1024 * 1024
+FIFO_DATA_BYTES = 8 * 1024 * 1024
 FIFO_START_TIMEOUT = 20.0
 
 
@@ -210,9 +224,14 @@ class FifoTransport:
     writes are non-blocking on the event loop; a reader is registered only while a read waits,
     so output nobody is reading yet leaves the loop idle and blocks the writer (backpressure)."""
 
-    def __init__(self, directory: Path, fds: dict[str, int], attach: DockerExecTransport) -> None:
+    def __init__(
+        self, directory: Path, fds: dict[str, int], attach: DockerExecTransport, container_dir: str
+    ) -> None:
         self.directory = directory
-        self._in, self._out, self._err = fds["in"], fds["out"], fds["err"]
+        self._in, self._out, self._err, self._data = fds["in"], fds["out"], fds["err"], fds["data"]
+        # The data FIFO as the container sees it, and how much it holds.
+        self.data_path = f"{container_dir}/data"
+        self.data_chunk = _pipe_size(self._data)
         self._attach = attach
         self._exited = False
         self._closed = False
@@ -259,7 +278,7 @@ class FifoTransport:
         except BaseException:
             await asyncio.to_thread(_remove_fifos, directory, fds)
             raise
-        transport = cls(directory, fds, attach)
+        transport = cls(directory, fds, attach, f"{container_dir}/{token}")
         try:
             await transport._await_wrapper()
         except BaseException:
@@ -351,13 +370,27 @@ class FifoTransport:
         return None
 
     async def write(self, data: bytes) -> None:
+        await self._write_to(self._in, data)
+
+    async def write_data(self, data: bytes) -> None:
+        """Raw bytes into the data FIFO (at most `data_chunk` at a time: the pipe holds them all)."""
+        self._drain_data()
+        await self._write_to(self._data, data)
+
+    def _drain_data(self) -> None:
+        # Left by a reader that was killed mid-way: never let them reach the next reader.
+        with contextlib.suppress(OSError):
+            while os.read(self._data, READ_SIZE):
+                pass
+
+    async def _write_to(self, fd: int, data: bytes) -> None:
         view = memoryview(data)
         loop = asyncio.get_running_loop()
         while view:
             if self._closed or self._exited:
                 raise errors.Unavailable("the shell's connection is closed")
             try:
-                written = os.write(self._in, view)
+                written = os.write(fd, view)
             except BlockingIOError:
                 written = 0
             except OSError as exc:
@@ -367,12 +400,12 @@ class FifoTransport:
                 # The FIFO is full (the shell is not reading): wait until it drains or the
                 # process ends.
                 self._write_waiter = loop.create_future()
-                loop.add_writer(self._in, self._wake_writer)
+                loop.add_writer(fd, self._wake_writer)
                 try:
                     await self._write_waiter
                 finally:
                     self._write_waiter = None
-                    loop.remove_writer(self._in)
+                    loop.remove_writer(fd)
 
     async def host_pid(self) -> int | None:
         return await self._attach.host_pid()
@@ -392,17 +425,25 @@ class FifoTransport:
             await asyncio.wait_for(asyncio.shield(self._watch), 2)
         await self._attach.close()
         self._watch.cancel()
-        fds = {"out": self._out, "err": self._err}
+        fds = {"out": self._out, "err": self._err, "data": self._data}
         await asyncio.to_thread(_remove_fifos, self.directory, fds)
 
 
+def _pipe_size(fd: int) -> int:
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except OSError:
+        return 64 * 1024
+
+
 def _make_fifos(directory: Path) -> dict[str, int]:
-    """The FIFOs in/out/err in a new `directory`, each opened read-write and non-blocking."""
+    """The FIFOs in/out/err (the process's stdio) and data (a command's stdin, raw: see
+    shell.py) in a new `directory`, each opened read-write and non-blocking."""
     directory.mkdir(mode=0o755)
     directory.chmod(0o755)
     fds: dict[str, int] = {}
     try:
-        for name in ("in", "out", "err"):
+        for name in ("in", "out", "err", "data"):
             path = directory / name
             os.mkfifo(path, 0o666)
             path.chmod(0o666)  # whatever the umask: the workspace's user must open them
@@ -410,6 +451,14 @@ def _make_fifos(directory: Path) -> dict[str, int]:
         for name in ("out", "err"):
             with contextlib.suppress(OSError):
                 fcntl.fcntl(fds[name], fcntl.F_SETPIPE_SZ, FIFO_PIPE_BYTES)
+        # A command's input moves a pipe-full per acknowledged step: bigger steps, fewer of
+        # them. Past /proc/sys/fs/pipe-max-size only root may go; else the default size stays.
+        for size in (FIFO_DATA_BYTES, FIFO_PIPE_BYTES):
+            try:
+                fcntl.fcntl(fds["data"], fcntl.F_SETPIPE_SZ, size)
+                break
+            except OSError:
+                continue
     except BaseException:
         _remove_fifos(directory, fds)
         raise
@@ -628,6 +677,10 @@ class PtyTransport:
 class PipeTransport:
     """An asyncio subprocess with its stdin, stdout and stderr on pipes."""
 
+    # No raw data path: a session's command input goes through stdin (see shell.py).
+    data_path: str | None = None
+    data_chunk = 0
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         # One chunk read ahead per stream at most: bounded.
@@ -687,6 +740,9 @@ class PipeTransport:
             await stdin.drain()
         except (ConnectionError, OSError) as exc:
             raise errors.Unavailable(f"the shell went away: {exc}") from exc
+
+    async def write_data(self, data: bytes) -> None:
+        raise errors.Unavailable("this transport has no data path")
 
     async def read(self) -> tuple[int, bytes] | None:
         if self._open_streams == 0 and self._queue.empty():

@@ -240,3 +240,12 @@ async def test_bwrap_terminal_in_a_session_keeps_what_it_changes(bw):
         assert after.stdout == b"/\n1 2\n"
     finally:
         await stub.CloseSession(pb.CloseSessionRequest(session_id=session.id))
+
+
+async def test_every_byte_typed_reaches_the_program_even_the_engines_detach_keys(stub, workspace):
+    script = "stty raw -echo; echo ready; head -c 6 | od -An -tx1"
+    async with TerminalExecution(stub, tty_request(workspace.id, script)) as term:
+        await term.wait_for("ready")
+        term.type(b"\x10\x11\x00\x03ab")  # Ctrl-P Ctrl-Q (docker's default detach), NUL, Ctrl-C
+        result = await term.finish()
+    assert b"10 11 00 03 61 62" in result.stdout and result.exit_code == 0
