@@ -26,6 +26,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
+from agent_service import process_tools
 from agent_service.approvals import ApprovalBroker, Decision, Resolution, approval_policy
 from agent_service.context import CompactionResult, Compactor, estimate_tokens, model_view
 from agent_service.executor_client import ExecutorClient, ExecutorError
@@ -36,6 +37,7 @@ from agent_service.generation import (
     provider_messages,
     usage_proto,
 )
+from agent_service.process_tools import ProcessTools
 from agent_service.provider import Completion, ModelProvider, ReasoningPiece, TextPiece
 from agent_service.runs import LiveRun
 from agent_service.skills import LOAD_SKILL_TOOL_NAME, SkillLibrary
@@ -210,6 +212,7 @@ class ToolLoop:
         self.approvals = approvals or ApprovalBroker()
         self.skills = skills or SkillLibrary()
         self.catalog = ToolCatalog(executor, self.skills)
+        self.processes = ProcessTools(executor, settings.tool_output_limit)
         self.compactor = Compactor(provider, training_log, settings.keep_user_tokens)
 
     def system_prompt(self, session: agent_pb2.Session) -> str:
@@ -529,6 +532,8 @@ class ToolLoop:
                     return self._finish(live, call.id, f"[error: the edited call is not valid: {exc}]")
         if call.name == SHELL_TOOL_NAME:
             return await self._run_shell(live, turn.session, call, arguments["command"])
+        if call.name in process_tools.NAMES:
+            return await self._run_process_tool(live, turn.session, call, arguments)
         if call.name == LOAD_SKILL_TOOL_NAME:
             skill = self.skills.get(str(arguments.get("name", "")))
             if skill is None:
@@ -729,6 +734,35 @@ class ToolLoop:
             )
         )
         return result
+
+    async def _run_process_tool(
+        self, live: LiveRun, session: agent_pb2.Session, call: agent_pb2.ToolCall, arguments: dict[str, Any]
+    ) -> str:
+        """exec_command / write_stdin / stop_process (process_tools.py) in the session's workspace."""
+        try:
+            workspace_id, _ = await self._workspace(session)
+            result = await self.processes.run(
+                call.name,
+                arguments,
+                workspace_id=workspace_id,
+                run_id=live.id,
+                tool_call_id=call.id,
+                agent_session_id=session.id,
+            )
+        except ExecutorError as exc:
+            if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
+                raise
+            return self._finish(live, call.id, f"[error: {exc.message}]")
+        except FireboxError as exc:  # bad arguments
+            return self._finish(live, call.id, f"[error: {exc.message}]")
+        output = HeadTail(self._settings.tool_output_limit)
+        output.add(result.output)
+        if result.output:
+            live.emit(tool_output=agent_pb2.ToolOutput(tool_call_id=call.id, stdout_data=result.output))
+        body = output.text()
+        return self._finish(
+            live, call.id, f"{body}\n[{result.status}]" if body else f"[{result.status}]", result.exit_code
+        )
 
     async def _workspace(self, session: agent_pb2.Session) -> tuple[str, str]:
         """The session's workspace and shell session, created on first use (and again when the

@@ -1,5 +1,6 @@
-"""The tools offered to the model: built-ins (shell, read_file, write_file, load_skill) and the
-executor's named tools (run through Step), with what each needs under an approval policy."""
+"""The tools offered to the model: built-ins (shell, read_file, write_file, load_skill, and the
+background-process tools of process_tools.py) and the executor's named tools (run through Step),
+with what each needs under an approval policy."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent_service import process_tools
 from agent_service.approvals import is_read_only_command
 from agent_service.executor_client import ExecutorClient
 from agent_service.generation import SHELL_TOOL, SHELL_TOOL_NAME
@@ -21,7 +23,9 @@ log = get_logger("firebox.agent.tools")
 
 READ_FILE_TOOL_NAME = "read_file"
 WRITE_FILE_TOOL_NAME = "write_file"
-BUILTIN_NAMES = frozenset({SHELL_TOOL_NAME, READ_FILE_TOOL_NAME, WRITE_FILE_TOOL_NAME, LOAD_SKILL_TOOL_NAME})
+BUILTIN_NAMES = frozenset(
+    {SHELL_TOOL_NAME, READ_FILE_TOOL_NAME, WRITE_FILE_TOOL_NAME, LOAD_SKILL_TOOL_NAME} | process_tools.NAMES
+)
 # How long the executor's tool list is reused before it is asked again.
 NAMED_TOOLS_TTL_SECONDS = 30.0
 
@@ -93,12 +97,14 @@ def needs_approval(
         return ""
     if policy == agent_pb2.APPROVAL_POLICY_ALWAYS:
         return "the approval policy is ALWAYS"
-    if name == SHELL_TOOL_NAME:
+    if name in (SHELL_TOOL_NAME, process_tools.EXEC_COMMAND):
         command = str(arguments.get("command", ""))
         if is_read_only_command(command, prefixes):
             return ""
         return "the command is not a plain read-only command from the allowlist"
-    if name == READ_FILE_TOOL_NAME:
+    if name == process_tools.WRITE_STDIN:
+        return "" if not arguments.get("chars") else "it types at a running process"
+    if name in (READ_FILE_TOOL_NAME, process_tools.STOP_PROCESS):
         return ""
     if name == WRITE_FILE_TOOL_NAME:
         return "it writes a file"
@@ -110,7 +116,7 @@ def needs_approval(
 
 def approval_text(name: str, arguments: dict[str, Any]) -> str:
     """What the person is asked to approve: the command for shell, the call otherwise."""
-    if name == SHELL_TOOL_NAME:
+    if name in (SHELL_TOOL_NAME, process_tools.EXEC_COMMAND):
         return str(arguments.get("command", ""))
     return json.dumps(arguments, ensure_ascii=False)
 
@@ -143,7 +149,7 @@ class ToolCatalog:
         return kept
 
     async def offered(self) -> OfferedTools:
-        specs: list[dict[str, Any]] = [SHELL_TOOL, READ_FILE_TOOL, WRITE_FILE_TOOL]
+        specs: list[dict[str, Any]] = [SHELL_TOOL, READ_FILE_TOOL, WRITE_FILE_TOOL, *process_tools.SPECS]
         if self._skills.skills:
             specs.append(self._skills.tool())
         named = await self.named_tools()

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,9 +190,11 @@ class FakeProvider:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def script(self, *replies: Reply) -> None:
-        """Queue replies, served one per request in this order."""
-        self._script.extend(replies)
+    def script(self, *replies: Reply | Callable[[dict[str, Any]], Reply]) -> None:
+        """Queue replies, served one per request in this order. A callable is given the request
+        (its JSON body) and returns the reply: for answers that depend on earlier tool results,
+        as a real model's do."""
+        self._script.extend(replies)  # type: ignore[arg-type]
 
     def reset(self) -> None:
         self._script.clear()
@@ -233,6 +235,8 @@ class FakeProvider:
                 self.request_times.append(loop.time())
                 self.requests.append(json.loads(body) if body else {})
                 reply = self._script.pop(0) if self._script else self.default
+                if callable(reply):
+                    reply = reply(self.requests[-1])
                 if not await self._respond(reply, writer):
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
