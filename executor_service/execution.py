@@ -190,6 +190,17 @@ class Driver(Protocol):
     def wake(self) -> None: ...
 
 
+def stop_message(request: StopRequest, timeout: float | None) -> str:
+    """How a command that a stop request ended is described to people."""
+    return {
+        StopRequest.INTERRUPT: "stopped by an interrupt",
+        StopRequest.KILL: "killed by a stop request",
+        StopRequest.TIMEOUT: f"killed after the {timeout or 0:g}s timeout",
+        StopRequest.CANCEL: "killed: the client cancelled",
+        StopRequest.SHUTDOWN: "killed: the executor is shutting down",
+    }[request]
+
+
 # "No event" (None in the queue means the end).
 _NOTHING = object()
 

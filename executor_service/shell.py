@@ -95,6 +95,7 @@ from executor_service.execution import (
     Started,
     StopRequest,
     shell_quote,
+    stop_message,
 )
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -624,13 +625,7 @@ class Shell:
             status = 128 + 9
         if request is not None:
             reason = STOP_REASONS[request]
-            message = {
-                StopRequest.INTERRUPT: "stopped by an interrupt",
-                StopRequest.KILL: "killed by a stop request",
-                StopRequest.TIMEOUT: f"killed after the {execution.spec.timeout or 0:g}s timeout",
-                StopRequest.CANCEL: "killed: the client cancelled",
-                StopRequest.SHUTDOWN: "killed: the executor is shutting down",
-            }[request]
+            message = stop_message(request, execution.spec.timeout)
             if request is StopRequest.INTERRUPT and status == 137:
                 message = "killed: it did not end within the grace period after an interrupt"
         elif status is None:

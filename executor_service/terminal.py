@@ -41,6 +41,7 @@ from executor_service.execution import (
     Finished,
     Started,
     StopRequest,
+    stop_message,
 )
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -280,13 +281,7 @@ class Terminal:
             status = 128 + 9
         if request is not None and (killed or status is None or status > 128):
             reason = STOP_REASONS[request]
-            message = {
-                StopRequest.INTERRUPT: "stopped by an interrupt",
-                StopRequest.KILL: "killed by a stop request",
-                StopRequest.TIMEOUT: f"killed after the {execution.spec.timeout or 0:g}s timeout",
-                StopRequest.CANCEL: "killed: the client cancelled",
-                StopRequest.SHUTDOWN: "killed: the executor is shutting down",
-            }[request]
+            message = stop_message(request, execution.spec.timeout)
         elif status is None:
             reason, message = EndReason.SIGNALED, "the terminal's process went away"
         elif 128 < status <= 128 + 64:

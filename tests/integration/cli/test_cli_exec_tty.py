@@ -4,23 +4,16 @@ in the workspace — a prompt, keys, Ctrl-C for the remote foreground job, and t
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.support.cli import FIREBOX
-from tests.support.terminal import Terminal, tmux, tmux_terminal
+from tests.support.terminal import Terminal, tmux
 
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)"),
 ]
-
-
-@pytest.fixture
-async def terminal() -> AsyncIterator[Terminal]:
-    async with tmux_terminal() as opened:
-        yield opened
 
 
 async def test_exec_t_runs_an_interactive_shell_with_ctrl_c_and_the_window_size(
