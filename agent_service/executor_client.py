@@ -59,6 +59,19 @@ class ExecutionOutcome:
     message: str = ""
 
 
+@dataclass
+class ProcessOutput:
+    """What a background execution printed after an offset (see ExecutorClient.read_process)."""
+
+    output: bytes = b""
+    # Offset just past `output`: where the next read continues.
+    offset: int = 0
+    # Bytes after the asked offset the executor no longer had (its buffer overflowed).
+    skipped: int = 0
+    # Set once it has ended: its last message.
+    final: executor_pb2.ExecuteResponse | None = None
+
+
 class ExecutorClient:
     """The agent's connection to one executor (one replica of a pool: see executor_pool), over
     TLS when `tls` is given. Building it reads the TLS files: a bad one raises InvalidArgument."""
@@ -274,6 +287,93 @@ class ExecutorClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, f"writing {path}") from None
+
+    async def start_process(
+        self, *, workspace_id: str, script: str, run_id: str, tool_call_id: str, agent_session_id: str
+    ) -> str:
+        """Start `script` as a background execution (it outlives this call); its id."""
+        await self.ensure_reachable()
+        first = executor_pb2.ExecuteRequest(
+            workspace_id=workspace_id,
+            script=script,
+            background=True,
+            run_id=run_id,
+            tool_call_id=tool_call_id,
+            agent_session_id=agent_session_id,
+        )
+        call = self._stub.Execute(metadata=self._metadata, timeout=60, wait_for_ready=False)
+        try:
+            await call.write(first)
+            response = await call.read()
+            if response is grpc.aio.EOF:
+                raise ExecutorError(
+                    grpc.StatusCode.UNAVAILABLE, "the executor ended the call before starting it"
+                )
+            return response.execution_id
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "starting the process") from None
+        finally:
+            call.cancel()  # the execution runs on: that is what background means
+
+    async def read_process(
+        self,
+        *,
+        workspace_id: str,
+        execution_id: str,
+        after_offset: int,
+        wait_seconds: float,
+        max_bytes: int,
+        input_data: bytes = b"",
+    ) -> ProcessOutput:
+        """Send `input_data` (if any), then collect what the background execution prints after
+        `after_offset` for up to `wait_seconds` (less once it ends or `max_bytes` came).
+        `workspace_id` is the execution's (a pool of executors routes by it)."""
+        await self.ensure_reachable()
+        call = self._stub.AttachExecution(
+            metadata=self._metadata, timeout=wait_seconds + 30, wait_for_ready=False
+        )
+        result = ProcessOutput(offset=after_offset)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            await call.write(
+                executor_pb2.AttachExecutionRequest(
+                    execution_id=execution_id, after_offset=after_offset, read_only=not input_data
+                )
+            )
+            if input_data:
+                await call.write(executor_pb2.AttachExecutionRequest(input_data=input_data))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_seconds):
+                    while size < max_bytes:
+                        message = await call.read()
+                        if message is grpc.aio.EOF:
+                            break
+                        response = message.response
+                        result.skipped += response.output_skipped
+                        data = response.stdout_data + response.stderr_data
+                        chunks.append(data)
+                        size += len(data)
+                        result.offset = max(result.offset, response.output_offset)
+                        if response.end_reason:
+                            result.final = response
+                            break
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "reading the process") from None
+        finally:
+            call.cancel()
+        result.output = b"".join(chunks)
+        return result
+
+    async def stop_process(
+        self, execution_id: str, *, workspace_id: str, deadline: float = 30.0
+    ) -> executor_pb2.ExecutionInfo:
+        request = executor_pb2.StopExecutionRequest(
+            execution_id=execution_id, signal=executor_pb2.STOP_SIGNAL_KILL
+        )
+        return (
+            await self._unary(self._stub.StopExecution, request, "stopping the process", deadline)
+        ).execution  # type: ignore[attr-defined]
 
     async def run_script(
         self,

@@ -25,10 +25,11 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
-from agent_service.executor_client import ExecutionOutcome, ExecutorClient, ExecutorError
+from agent_service.executor_client import ExecutionOutcome, ExecutorClient, ExecutorError, ProcessOutput
 from agent_service.store import Store
 from firebox.common.errors import FireboxError
 from firebox.common.logging import get_logger
@@ -446,6 +447,18 @@ class ExecutorPool:
 
     async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
         return await self._call(workspace_id, lambda c: c.create_shell_session(workspace_id, deadline))  # type: ignore[return-value]
+
+    async def start_process(self, *, workspace_id: str, **fields: str) -> str:
+        return await self._call(workspace_id, lambda c: c.start_process(workspace_id=workspace_id, **fields))  # type: ignore[return-value]
+
+    async def read_process(self, *, workspace_id: str, **fields: Any) -> ProcessOutput:
+        """As ExecutorClient.read_process, on the replica that owns the workspace."""
+        return await self._call(workspace_id, lambda c: c.read_process(workspace_id=workspace_id, **fields))  # type: ignore[return-value]
+
+    async def stop_process(self, execution_id: str, *, workspace_id: str) -> executor_pb2.ExecutionInfo:
+        return await self._call(
+            workspace_id, lambda c: c.stop_process(execution_id, workspace_id=workspace_id)
+        )  # type: ignore[return-value]
 
     async def step(self, request: executor_pb2.StepRequest, deadline: float) -> executor_pb2.StepResponse:
         return await self._call(request.workspace_id, lambda c: c.step(request, deadline))  # type: ignore[return-value]

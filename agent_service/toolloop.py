@@ -35,6 +35,7 @@ from agent_service.generation import (
     usage_proto,
 )
 from agent_service.mcp_tools import McpServerSpec, McpTools
+from agent_service.process_tools import ProcessTools
 from agent_service.providers.base import (
     Completion,
     ModelProvider,
@@ -193,7 +194,8 @@ class ToolLoop:
             settings.tool_output_limit,
             settings.tool_timeout,
         )
-        self.catalog = ToolCatalog([self.builtins, self.mcp])
+        self.processes = ProcessTools(executor, self.workspaces, settings.tool_output_limit)
+        self.catalog = ToolCatalog([self.builtins, self.processes, self.mcp])
         self.compactor = Compactor(provider, training_log, settings.keep_user_tokens)
 
     def system_prompt(self, session: agent_pb2.Session) -> str:

@@ -2,6 +2,7 @@
 handler, and what it needs under an approval policy — and the loop finds it by name.
 
 The built-ins (shell, files, the executor's named tools, load_skill) live in builtin_tools.py;
+the background-process tools (exec_command, write_stdin, stop_process) in process_tools.py;
 tools from MCP servers in mcp_tools.py. A new kind of tool is a new source of `Tool`s for the
 `ToolCatalog`, never a new branch in the loop.
 """
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
 
 READ_FILE_TOOL_NAME = "read_file"
 WRITE_FILE_TOOL_NAME = "write_file"
-BUILTIN_NAMES = frozenset({SHELL_TOOL_NAME, READ_FILE_TOOL_NAME, WRITE_FILE_TOOL_NAME, LOAD_SKILL_TOOL_NAME})
+# Names no executor tool may take: the built-ins and the background-process tools (process_tools.py).
+BUILTIN_NAMES = frozenset(
+    {SHELL_TOOL_NAME, READ_FILE_TOOL_NAME, WRITE_FILE_TOOL_NAME, LOAD_SKILL_TOOL_NAME}
+    | {"exec_command", "write_stdin", "stop_process"}
+)
 
 
 @dataclass

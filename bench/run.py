@@ -27,6 +27,7 @@ from bench.executor import ExecutorBench
 from bench.memory import agent_memory, executor_memory, rss_mb
 from bench.providers import STALL_IDLE_SECONDS, bench_providers
 from bench.services import service
+from bench.terminals import bench_terminals
 from bench.trainlog import bench_trainlog
 
 # name -> (figure path in the results, comparison, target); comparison None = shown, no target.
@@ -40,6 +41,20 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "executes/s at 8 sessions": (("executor", "throughput", "8", "executes_per_s"), None, None),
     "executes/s at 32 sessions": (("executor", "throughput", "32", "executes_per_s"), ">=", 1000),
     "output streaming (MB/s, dd bs=1M)": (("executor", "streaming", "mb_per_s"), ">=", 100),
+    "PTY round trip p50 (ms)": (("executor", "terminals", "pty_round_trip", "p50_ms"), None, None),
+    "stdin into a session command (MB/s)": (("executor", "terminals", "stdin", "mb_per_s"), ">=", 50),
+    "stdin into a PTY (MB/s)": (("executor", "terminals", "pty_stdin", "mb_per_s"), ">=", 10),
+    "attach replay of 1 MiB p50 (ms)": (
+        ("executor", "terminals", "attach_replay", "replay_1mib", "p50_ms"),
+        None,
+        None,
+    ),
+    "ForwardPort (MB/s)": (("executor", "terminals", "port_forward", "forward_port_mb_per_s"), None, None),
+    "docker exec piping the same (MB/s)": (
+        ("executor", "terminals", "port_forward", "docker_exec_pipe_mb_per_s"),
+        None,
+        None,
+    ),
     "create-to-running / raw SDK": (("executor", "create_to_running", "ratio_p50"), "<=", 1.2),
     "create-to-running p50 (ms)": (("executor", "create_to_running", "firebox", "p50_ms"), None, None),
     "warm pool create p50 (ms)": (("executor", "warm_pool", "p50_ms"), "<=", 20),
@@ -81,6 +96,7 @@ async def bench_executor(target: str, config_dir: Path, quick: bool, pool_size: 
             str(c): await b.throughput(ws, c, seconds=2 if quick else 5) for c in (1, 8, 32)
         }
         results["streaming"] = await b.streaming(ws, mib=50 if quick else 200)
+        results["terminals"] = await bench_terminals(target, quick)
         await b.delete(ws)
         results["create_to_running"] = await b.create_to_running(n=3 if quick else 8)
         results["warm_pool"] = await b.warm_pool(config_dir, pool_size, n=pool_size * (2 if quick else 5))

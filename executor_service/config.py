@@ -31,6 +31,7 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 DEFAULT_STEP_OUTPUT_BYTES = 1024 * 1024
 MAX_STEP_OUTPUT_BYTES = 6 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
+DEFAULT_EXECUTION_BUFFER_BYTES = 1024 * 1024
 # Ready workspaces (default image and policy, no env) kept running so that CreateWorkspace takes one
 # in milliseconds. Off by default: each member is an idle container the operator did not ask for,
 # and every workspace the engine holds for an owner is then no longer one a client created.
@@ -55,6 +56,8 @@ class ExecutorConfig:
     backend: str = "auto"
     image: str = DEFAULT_IMAGE
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
+    # Output kept per background execution for AttachExecution (the newest bytes).
+    execution_buffer_bytes: int = DEFAULT_EXECUTION_BUFFER_BYTES
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE
     warm_pool_size: int = DEFAULT_WARM_POOL_SIZE
@@ -88,6 +91,11 @@ class ExecutorConfig:
     @property
     def training_log_dir(self) -> Path:
         return self.config_dir / "logs"
+
+    @property
+    def executions_dir(self) -> Path:
+        """Records of background executions (see background.py)."""
+        return self.config_dir / "executions"
 
     @property
     def workspaces_dir(self) -> Path:
@@ -217,6 +225,15 @@ OPTIONS: tuple[_Option, ...] = (
         "FIREBOX_OUTPUT_CAP_BYTES",
         _positive_int,
         f"output kept per execution, stdout and stderr together (default {DEFAULT_OUTPUT_CAP_BYTES})",
+        "N",
+    ),
+    _Option(
+        "execution_buffer_bytes",
+        "--execution-buffer-bytes",
+        "FIREBOX_EXECUTION_BUFFER_BYTES",
+        _positive_int,
+        "output kept per background execution for AttachExecution to replay, the newest bytes; "
+        f"older output is dropped and counted (default {DEFAULT_EXECUTION_BUFFER_BYTES})",
         "N",
     ),
     _Option(

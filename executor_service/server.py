@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from executor_service.backend import Policy
 from executor_service.backends import choose_backend
+from executor_service.background import BackgroundExecutions
 from executor_service.config import ExecutorConfig
 from executor_service.execution import ExecutionEngine
 from executor_service.files import WorkspaceFiles
@@ -89,6 +90,8 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         output_cap_bytes=config.output_cap_bytes,
     )
     await workspaces.adopt()
+    background = BackgroundExecutions(config.executions_dir, config.execution_buffer_bytes)
+    await background.load()
     training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)
     files = WorkspaceFiles(
         backend, max_file_bytes=config.max_file_bytes, spool_dir=config.config_dir / "uploads"
@@ -105,6 +108,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         tools=tools,
         files=files,
         step_output_bytes=config.step_output_bytes,
+        background=background,
     )
 
     async def on_stopping(grace: float) -> None:

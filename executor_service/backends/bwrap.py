@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from executor_service.backend import (
     BWRAP,
     Policy,
     ShellTransport,
+    TtyTransport,
     WorkspaceInfo,
     WorkspaceSpec,
     workspace_access,
@@ -122,6 +124,7 @@ def sandbox_argv(
     env: dict[str, str],
     rlimit_memory: bool = True,
     writable_fds: dict[str, int] | None = None,
+    new_session: bool = True,
 ) -> list[str]:
     """The full command line: bwrap around `argv`, inside prlimit when memory is capped per
     process (`rlimit_memory`, used when there are no cgroups). With writable paths /workspace
@@ -131,7 +134,9 @@ def sandbox_argv(
     cmd: list[str] = []
     if policy.memory_bytes and rlimit_memory:
         cmd += ["prlimit", f"--as={policy.memory_bytes}", "--"]
-    cmd += ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]
+    cmd += ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent"]
+    if new_session:
+        cmd.append("--new-session")
     if policy.network:
         cmd.append("--share-net")
     for directory in SYSTEM_DIRS:
@@ -341,6 +346,45 @@ class BwrapBackend:
 
         async with self._lock:
             return await asyncio.to_thread(update)
+
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        from executor_service.transports import PtyTransport
+
+        files_dir = self._dir(workspace.id) / FILES
+        # The program must lead a session INSIDE the sandbox's pid namespace, with the terminal
+        # as its controlling terminal: util-linux's setsid (from the host's /usr) does both (and
+        # waits, should it have to fork). Taken outside, the terminal's process groups would be
+        # invisible inside, and an interactive shell could not hand the terminal back on exit.
+        # No --new-session: it would leave the terminal behind, and the terminal is the
+        # program's own, so TIOCSTI reaches nothing else.
+        command = sandbox_argv(
+            files_dir,
+            workspace.policy,
+            ["setsid", "--wait", "--ctty", *argv],
+            env,
+            rlimit_memory=self.cgroups is None,
+            new_session=False,
+        )
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.ensure, workspace.id, workspace.policy)
+            command = self.cgroups.enter_argv(workspace.id, command)
+        return await PtyTransport.spawn(command, {"PATH": DEFAULT_PATH}, rows, cols)
+
+    async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
+        from executor_service import ports
+
+        if not workspace.policy.network:
+            # --unshare-all gives every bwrap process a network namespace of its own: there is
+            # no one namespace of the workspace to enter.
+            raise errors.FailedPrecondition(
+                "the bwrap backend cannot forward ports of a workspace without network (each of "
+                "its processes has a network namespace of its own); use the docker backend or "
+                "policy.network"
+            )
+        # With network, sandboxes share the host's network namespace.
+        return await ports.connect(None, port)
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         if self.cgroups is None:

@@ -64,6 +64,7 @@ from executor_service.backend import (
     STATES,
     Policy,
     ShellTransport,
+    TtyTransport,
     WorkspaceInfo,
     WorkspaceSpec,
     workspace_access,
@@ -461,6 +462,31 @@ class DockerBackend:
         return await DockerExecTransport.open(
             self.client, name, argv=argv, env=env, user=workspace.policy.user, workdir=WORKDIR
         )
+
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        from executor_service.transports import DockerTtyTransport
+
+        return await DockerTtyTransport.open(
+            self.client,
+            container_name(workspace.id),
+            argv=argv,
+            env=env,
+            rows=rows,
+            cols=cols,
+            user=workspace.policy.user,
+            workdir=WORKDIR,
+        )
+
+    async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
+        from executor_service import ports
+
+        container = await self._container(workspace.id)
+        pid = (container.attrs.get("State") or {}).get("Pid") or 0
+        if not pid:
+            raise errors.FailedPrecondition(f"workspace {workspace.id!r} is not running; start it first")
+        return await ports.connect(f"/proc/{pid}/ns/net", port)
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         container_id = await self._container_id(workspace.id)

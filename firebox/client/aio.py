@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from firebox.agent.v1 import agent_pb2 as ag
 from firebox.agent.v1 import agent_pb2_grpc as ag_grpc
 from firebox.client.errors import FireboxRpcError
-from firebox.client.execution import ExecCall, ExecResult, first_request
+from firebox.client.execution import ExecCall, ExecResult, PortConnection, first_request
 from firebox.client.settings import ConnectionSettings
 from firebox.executor.v1 import executor_pb2 as ex
 from firebox.executor.v1 import executor_pb2_grpc as ex_grpc
@@ -264,6 +264,8 @@ class AsyncFireboxClient:
         known_name: str = "",
         resume_workspace: bool = False,
         via: Service = "executor",
+        tty: bool = False,
+        winsize: tuple[int, int] | None = None,
     ) -> ExecCall:
         """Start a program and return the running call: iterate it for output, send input or a
         stop through it. `via="agent"` sends the stream through the agent's Execute forwarding."""
@@ -278,12 +280,21 @@ class AsyncFireboxClient:
             known_id=known_id,
             known_name=known_name,
             resume_workspace=resume_workspace,
+            tty=tty,
+            winsize=winsize,
         )
         stub = self._agent() if via == "agent" else self._executor()
         call = stub.Execute(metadata=self.settings.metadata())
         execution = ExecCall(call, lambda exc: self._error(exc, via, "Execute"))
         await execution.start(request)
         return execution
+
+    async def forward_port(self, workspace_id: str, port: int) -> PortConnection:
+        """One TCP connection to `port` inside the workspace (ForwardPort), once it is made."""
+        call = self._executor().ForwardPort(metadata=self.settings.metadata())
+        connection = PortConnection(call, lambda exc: self._error(exc, "executor", "ForwardPort"))
+        await connection.open(workspace_id, port)
+        return connection
 
     async def run(self, workspace_id: str, *, stdin: bytes | None = None, **exec_args: Any) -> ExecResult:
         """Run a program to the end and return its exit status and all its output."""

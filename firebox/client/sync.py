@@ -132,6 +132,10 @@ class SyncExecCall:
     def stop(self, kill: bool = False) -> bool:
         return self._runner.run(self._call.stop(kill))
 
+    def resize_soon(self, rows: int, cols: int) -> None:
+        """Schedule a resize of the program's terminal; returns at once (safe in a signal handler)."""
+        self._runner.submit(self._call.resize(rows, cols))
+
     def stop_soon(self, kill: bool = False) -> None:
         self._runner.submit(self._call.stop(kill))
 

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file firebox/executor/v1/executor.proto.
  */
 export const file_firebox_executor_v1_executor: GenFile = /*@__PURE__*/
-  fileDesc("CiJmaXJlYm94L2V4ZWN1dG9yL3YxL2V4ZWN1dG9yLnByb3RvEhNmaXJlYm94LmV4ZWN1dG9yLnYxIqsDCg9Jc29sYXRpb25Qb2xpY3kSFAoHbmV0d29yaxgBIAEoCEgAiAEBEhYKCXJlYWRfb25seRgCIAEoCEgBiAEBEhEKBHVzZXIYAyABKAlIAogBARIZCgxtZW1vcnlfYnl0ZXMYBCABKANIA4gBARIXCgpwaWRzX2xpbWl0GAUgASgDSASIAQESFwoKY3B1X21pbGxpcxgGIAEoA0gFiAEBEhQKDGNhcGFiaWxpdGllcxgHIAMoCRIeChFub19uZXdfcHJpdmlsZWdlcxgIIAEoCEgGiAEBEhsKDnJlYWRfb25seV9yb290GAkgASgISAeIAQESFgoJdG1wX2J5dGVzGAogASgDSAiIAQESFgoOd3JpdGFibGVfcGF0aHMYFCADKAlCCgoIX25ldHdvcmtCDAoKX3JlYWRfb25seUIHCgVfdXNlckIPCg1fbWVtb3J5X2J5dGVzQg0KC19waWRzX2xpbWl0Qg0KC19jcHVfbWlsbGlzQhQKEl9ub19uZXdfcHJpdmlsZWdlc0IRCg9fcmVhZF9vbmx5X3Jvb3RCDAoKX3RtcF9ieXRlcyL3AwoJV29ya3NwYWNlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFaW1hZ2UYAyABKAkSNAoGc3RhdHVzGAQgASgOMiQuZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2VTdGF0dXMSLQoHYmFja2VuZBgFIAEoDjIcLmZpcmVib3guZXhlY3V0b3IudjEuQmFja2VuZBI0CgZwb2xpY3kYBiABKAsyJC5maXJlYm94LmV4ZWN1dG9yLnYxLklzb2xhdGlvblBvbGljeRIRCglpc29sYXRpb24YByABKAkSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjoKBmxhYmVscxgJIAMoCzIqLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlLkxhYmVsc0VudHJ5EjQKA2VudhgKIAMoCzInLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlLkVudkVudHJ5EhUKDXNlc3Npb25fY291bnQYCyABKAUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItICChZDcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFaW1hZ2UYAiABKAkSNAoGcG9saWN5GAMgASgLMiQuZmlyZWJveC5leGVjdXRvci52MS5Jc29sYXRpb25Qb2xpY3kSQQoDZW52GAQgAygLMjQuZmlyZWJveC5leGVjdXRvci52MS5DcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0LkVudkVudHJ5EkcKBmxhYmVscxgFIAMoCzI3LmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlV29ya3NwYWNlUmVxdWVzdC5MYWJlbHNFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTAoXQ3JlYXRlV29ya3NwYWNlUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiKwoTR2V0V29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSQoUR2V0V29ya3NwYWNlUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiFwoVTGlzdFdvcmtzcGFjZXNSZXF1ZXN0IkwKFkxpc3RXb3Jrc3BhY2VzUmVzcG9uc2USMgoKd29ya3NwYWNlcxgBIAMoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi0KFVN0YXJ0V29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSwoWU3RhcnRXb3Jrc3BhY2VSZXNwb25zZRIxCgl3b3Jrc3BhY2UYASABKAsyHi5maXJlYm94LmV4ZWN1dG9yLnYxLldvcmtzcGFjZSIsChRTdG9wV29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSgoVU3RvcFdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi4KFkRlbGV0ZVdvcmtzcGFjZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJIhkKF0RlbGV0ZVdvcmtzcGFjZVJlc3BvbnNlIkcKF1NldFdyaXRhYmxlUGF0aHNSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIWCg53cml0YWJsZV9wYXRocxgCIAMoCSJNChhTZXRXcml0YWJsZVBhdGhzUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiLQoVUGF1c2VXb3Jrc3BhY2VSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCSJLChZQYXVzZVdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi4KFlJlc3VtZVdvcmtzcGFjZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJIkwKF1Jlc3VtZVdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIsUBCgdTZXNzaW9uEgoKAmlkGAEgASgJEhQKDHdvcmtzcGFjZV9pZBgCIAEoCRIyCgZzdGF0dXMYAyABKA4yIi5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb25TdGF0dXMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFGN1cnJlbnRfZXhlY3V0aW9uX2lkGAUgASgJEhUKDWNvbW1hbmRfY291bnQYBiABKAMiQAoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkiRgoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEi0KB3Nlc3Npb24YASABKAsyHC5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb24iKwoTTGlzdFNlc3Npb25zUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiRgoUTGlzdFNlc3Npb25zUmVzcG9uc2USLgoIc2Vzc2lvbnMYASADKAsyHC5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb24iKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhYKFENsb3NlU2Vzc2lvblJlc3BvbnNlItYDCg5FeGVjdXRlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZzY3JpcHQYAyABKAkSDAoEYXJndhgEIAMoCRIRCglkaXJlY3RvcnkYBSABKAkSOQoDZW52GAYgAygLMiwuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRlUmVxdWVzdC5FbnZFbnRyeRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGtub3duX2lkGAggASgJEhIKCmtub3duX25hbWUYCSABKAkSFAoMdG9vbF9jYWxsX2lkGAogASgJEg4KBnJ1bl9pZBgLIAEoCRIYChBhZ2VudF9zZXNzaW9uX2lkGAwgASgJEhIKCmlucHV0X2RhdGEYFCABKAwSEwoLY2xvc2VfaW5wdXQYFSABKAgSLQoEc3RvcBgWIAEoDjIfLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFNpZ25hbBIYChByZXN1bWVfd29ya3NwYWNlGB4gASgIGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEisQIKD0V4ZWN1dGVSZXNwb25zZRIUCgxleGVjdXRpb25faWQYASABKAkSCwoDcGlkGAIgASgFEhMKC3N0ZG91dF9kYXRhGAMgASgMEhMKC3N0ZGVycl9kYXRhGAQgASgMEi4KCWV4aXRfY29kZRgFIAEoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQzMlZhbHVlEjIKCmVuZF9yZWFzb24YBiABKA4yHi5maXJlYm94LmV4ZWN1dG9yLnYxLkVuZFJlYXNvbhIYChBvdXRwdXRfdHJ1bmNhdGVkGAcgASgIEhUKDXNlc3Npb25fZW5kZWQYCCABKAgSDwoHbWVzc2FnZRgJIAEoCRIrCghkdXJhdGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIWChRHZXRTZXJ2ZXJJbmZvUmVxdWVzdCKOAgoVR2V0U2VydmVySW5mb1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSLQoHYmFja2VuZBgCIAEoDjIcLmZpcmVib3guZXhlY3V0b3IudjEuQmFja2VuZBIVCg1kZWZhdWx0X2ltYWdlGAMgASgJEjwKDmRlZmF1bHRfcG9saWN5GAQgASgLMiQuZmlyZWJveC5leGVjdXRvci52MS5Jc29sYXRpb25Qb2xpY3kSGwoTZHJvcHBlZF9sb2dfcmVjb3JkcxgFIAEoAxIXCg93b3Jrc3BhY2VfY291bnQYBiABKAMSFQoNc2Vzc2lvbl9jb3VudBgHIAEoAxITCgtpbnN0YW5jZV9pZBgIIAEoCSKTAQoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhgKEGFyZ3Nfc2NoZW1hX2pzb24YAyABKAkSDwoHY29tbWFuZBgEIAMoCRIRCglyZWFkX29ubHkYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiISChBMaXN0VG9vbHNSZXF1ZXN0Ij0KEUxpc3RUb29sc1Jlc3BvbnNlEigKBXRvb2xzGAEgAygLMhkuZmlyZWJveC5leGVjdXRvci52MS5Ub29sIlQKBkFjdGlvbhIRCgl0b29sX25hbWUYASABKAkSJQoEYXJncxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoId29ya19kaXIYAyABKAkivAEKC1N0ZXBSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIrCgZhY3Rpb24YAiABKAsyGy5maXJlYm94LmV4ZWN1dG9yLnYxLkFjdGlvbhIqCgd0aW1lb3V0GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhQKDHRvb2xfY2FsbF9pZBgEIAEoCRIOCgZydW5faWQYBSABKAkSGAoQYWdlbnRfc2Vzc2lvbl9pZBgGIAEoCSLGAQoKVG9vbE91dHB1dBITCgtleGl0X3N0YXR1cxgBIAEoBRIOCgZzdGRvdXQYAiABKAkSDgoGc3RkZXJyGAMgASgJEhEKCXRydW5jYXRlZBgEIAEoCBIyCgplbmRfcmVhc29uGAUgASgOMh4uZmlyZWJveC5leGVjdXRvci52MS5FbmRSZWFzb24SDwoHbWVzc2FnZRgGIAEoCRIrCghkdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJfCg9FbnZpcm9ubWVudEluZm8SDAoEaW5mbxgBIAEoCRI+ChB3b3Jrc3BhY2Vfc3RhdHVzGAIgASgOMiQuZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2VTdGF0dXMigwEKC09ic2VydmF0aW9uEjQKC3Rvb2xfb3V0cHV0GAEgASgLMh8uZmlyZWJveC5leGVjdXRvci52MS5Ub29sT3V0cHV0Ej4KEGVudmlyb25tZW50X2luZm8YAiABKAsyJC5maXJlYm94LmV4ZWN1dG9yLnYxLkVudmlyb25tZW50SW5mbyJbCgxTdGVwUmVzcG9uc2USNQoLb2JzZXJ2YXRpb24YASABKAsyIC5maXJlYm94LmV4ZWN1dG9yLnYxLk9ic2VydmF0aW9uEhQKDGV4ZWN1dGlvbl9pZBgCIAEoCSK1AQoIRmlsZUluZm8SDAoEcGF0aBgBIAEoCRIMCgRuYW1lGAIgASgJEisKBHR5cGUYAyABKA4yHS5maXJlYm94LmV4ZWN1dG9yLnYxLkZpbGVUeXBlEgwKBHNpemUYBCABKAMSDAoEbW9kZRgFIAEoDRIvCgttb2RpZnlfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbGlua190YXJnZXQYByABKAkifgoRVXBsb2FkRmlsZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEbW9kZRgDIAEoDRIRCglvdmVyd3JpdGUYBCABKAgSFgoOY3JlYXRlX3BhcmVudHMYBSABKAgSDAoEZGF0YRgKIAEoDCJRChJVcGxvYWRGaWxlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLmZpcmVib3guZXhlY3V0b3IudjEuRmlsZUluZm8SDgoGc2hhMjU2GAIgASgJIjkKE0Rvd25sb2FkRmlsZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkiUQoURG93bmxvYWRGaWxlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLmZpcmVib3guZXhlY3V0b3IudjEuRmlsZUluZm8SDAoEZGF0YRgCIAEoDCJeChBMaXN0RmlsZXNSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJlY3Vyc2l2ZRgDIAEoCBITCgttYXhfZW50cmllcxgEIAEoBSJWChFMaXN0RmlsZXNSZXNwb25zZRIuCgdlbnRyaWVzGAEgAygLMh0uZmlyZWJveC5leGVjdXRvci52MS5GaWxlSW5mbxIRCgl0cnVuY2F0ZWQYAiABKAgiNQoPU3RhdEZpbGVSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIMCgRwYXRoGAIgASgJIj8KEFN0YXRGaWxlUmVzcG9uc2USKwoEZmlsZRgBIAEoCzIdLmZpcmVib3guZXhlY3V0b3IudjEuRmlsZUluZm8qhAIKD1dvcmtzcGFjZVN0YXR1cxIgChxXT1JLU1BBQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYV09SS1NQQUNFX1NUQVRVU19DUkVBVEVEEAESHwobV09SS1NQQUNFX1NUQVRVU19SRVNUQVJUSU5HEAISHAoYV09SS1NQQUNFX1NUQVRVU19SVU5OSU5HEAMSHQoZV09SS1NQQUNFX1NUQVRVU19SRU1PVklORxAEEhsKF1dPUktTUEFDRV9TVEFUVVNfUEFVU0VEEAUSGwoXV09SS1NQQUNFX1NUQVRVU19FWElURUQQBhIZChVXT1JLU1BBQ0VfU1RBVFVTX0RFQUQQBypJCgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABISCg5CQUNLRU5EX0RPQ0tFUhABEhEKDUJBQ0tFTkRfQldSQVAQAip7Cg1TZXNzaW9uU3RhdHVzEh4KGlNFU1NJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU0VTU0lPTl9TVEFUVVNfSURMRRABEhcKE1NFU1NJT05fU1RBVFVTX0JVU1kQAhIYChRTRVNTSU9OX1NUQVRVU19FTkRFRBADKloKClN0b3BTaWduYWwSGwoXU1RPUF9TSUdOQUxfVU5TUEVDSUZJRUQQABIZChVTVE9QX1NJR05BTF9JTlRFUlJVUFQQARIUChBTVE9QX1NJR05BTF9LSUxMEAIq2gEKCUVuZFJlYXNvbhIaChZFTkRfUkVBU09OX1VOU1BFQ0lGSUVEEAASFQoRRU5EX1JFQVNPTl9FWElURUQQARIXChNFTkRfUkVBU09OX1NJR05BTEVEEAISGAoURU5EX1JFQVNPTl9USU1FRF9PVVQQAxIWChJFTkRfUkVBU09OX1NUT1BQRUQQBBIYChRFTkRfUkVBU09OX0NBTkNFTExFRBAFEhwKGEVORF9SRUFTT05fT1VUX09GX01FTU9SWRAGEhcKE0VORF9SRUFTT05fU0hVVERPV04QByqBAQoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASFQoRRklMRV9UWVBFX1JFR1VMQVIQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxITCg9GSUxFX1RZUEVfT1RIRVIQBDL0DwoPRXhlY3V0b3JTZXJ2aWNlEmwKD0NyZWF0ZVdvcmtzcGFjZRIrLmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlV29ya3NwYWNlUmVxdWVzdBosLmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlV29ya3NwYWNlUmVzcG9uc2USYwoMR2V0V29ya3NwYWNlEiguZmlyZWJveC5leGVjdXRvci52MS5HZXRXb3Jrc3BhY2VSZXF1ZXN0GikuZmlyZWJveC5leGVjdXRvci52MS5HZXRXb3Jrc3BhY2VSZXNwb25zZRJpCg5MaXN0V29ya3NwYWNlcxIqLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFdvcmtzcGFjZXNSZXF1ZXN0GisuZmlyZWJveC5leGVjdXRvci52MS5MaXN0V29ya3NwYWNlc1Jlc3BvbnNlEmkKDlN0YXJ0V29ya3NwYWNlEiouZmlyZWJveC5leGVjdXRvci52MS5TdGFydFdvcmtzcGFjZVJlcXVlc3QaKy5maXJlYm94LmV4ZWN1dG9yLnYxLlN0YXJ0V29ya3NwYWNlUmVzcG9uc2USZgoNU3RvcFdvcmtzcGFjZRIpLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFdvcmtzcGFjZVJlcXVlc3QaKi5maXJlYm94LmV4ZWN1dG9yLnYxLlN0b3BXb3Jrc3BhY2VSZXNwb25zZRJsCg9EZWxldGVXb3Jrc3BhY2USKy5maXJlYm94LmV4ZWN1dG9yLnYxLkRlbGV0ZVdvcmtzcGFjZVJlcXVlc3QaLC5maXJlYm94LmV4ZWN1dG9yLnYxLkRlbGV0ZVdvcmtzcGFjZVJlc3BvbnNlEm8KEFNldFdyaXRhYmxlUGF0aHMSLC5maXJlYm94LmV4ZWN1dG9yLnYxLlNldFdyaXRhYmxlUGF0aHNSZXF1ZXN0Gi0uZmlyZWJveC5leGVjdXRvci52MS5TZXRXcml0YWJsZVBhdGhzUmVzcG9uc2USZgoNQ3JlYXRlU2Vzc2lvbhIpLmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaKi5maXJlYm94LmV4ZWN1dG9yLnYxLkNyZWF0ZVNlc3Npb25SZXNwb25zZRJjCgxMaXN0U2Vzc2lvbnMSKC5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaKS5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEmMKDENsb3NlU2Vzc2lvbhIoLmZpcmVib3guZXhlY3V0b3IudjEuQ2xvc2VTZXNzaW9uUmVxdWVzdBopLmZpcmVib3guZXhlY3V0b3IudjEuQ2xvc2VTZXNzaW9uUmVzcG9uc2USWAoHRXhlY3V0ZRIjLmZpcmVib3guZXhlY3V0b3IudjEuRXhlY3V0ZVJlcXVlc3QaJC5maXJlYm94LmV4ZWN1dG9yLnYxLkV4ZWN1dGVSZXNwb25zZSgBMAESZgoNR2V0U2VydmVySW5mbxIpLmZpcmVib3guZXhlY3V0b3IudjEuR2V0U2VydmVySW5mb1JlcXVlc3QaKi5maXJlYm94LmV4ZWN1dG9yLnYxLkdldFNlcnZlckluZm9SZXNwb25zZRJaCglMaXN0VG9vbHMSJS5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RUb29sc1JlcXVlc3QaJi5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RUb29sc1Jlc3BvbnNlEksKBFN0ZXASIC5maXJlYm94LmV4ZWN1dG9yLnYxLlN0ZXBSZXF1ZXN0GiEuZmlyZWJveC5leGVjdXRvci52MS5TdGVwUmVzcG9uc2USXwoKVXBsb2FkRmlsZRImLmZpcmVib3guZXhlY3V0b3IudjEuVXBsb2FkRmlsZVJlcXVlc3QaJy5maXJlYm94LmV4ZWN1dG9yLnYxLlVwbG9hZEZpbGVSZXNwb25zZSgBEmUKDERvd25sb2FkRmlsZRIoLmZpcmVib3guZXhlY3V0b3IudjEuRG93bmxvYWRGaWxlUmVxdWVzdBopLmZpcmVib3guZXhlY3V0b3IudjEuRG93bmxvYWRGaWxlUmVzcG9uc2UwARJaCglMaXN0RmlsZXMSJS5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RGaWxlc1JlcXVlc3QaJi5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RGaWxlc1Jlc3BvbnNlElcKCFN0YXRGaWxlEiQuZmlyZWJveC5leGVjdXRvci52MS5TdGF0RmlsZVJlcXVlc3QaJS5maXJlYm94LmV4ZWN1dG9yLnYxLlN0YXRGaWxlUmVzcG9uc2USaQoOUGF1c2VXb3Jrc3BhY2USKi5maXJlYm94LmV4ZWN1dG9yLnYxLlBhdXNlV29ya3NwYWNlUmVxdWVzdBorLmZpcmVib3guZXhlY3V0b3IudjEuUGF1c2VXb3Jrc3BhY2VSZXNwb25zZRJsCg9SZXN1bWVXb3Jrc3BhY2USKy5maXJlYm94LmV4ZWN1dG9yLnYxLlJlc3VtZVdvcmtzcGFjZVJlcXVlc3QaLC5maXJlYm94LmV4ZWN1dG9yLnYxLlJlc3VtZVdvcmtzcGFjZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
+  fileDesc("CiJmaXJlYm94L2V4ZWN1dG9yL3YxL2V4ZWN1dG9yLnByb3RvEhNmaXJlYm94LmV4ZWN1dG9yLnYxIqsDCg9Jc29sYXRpb25Qb2xpY3kSFAoHbmV0d29yaxgBIAEoCEgAiAEBEhYKCXJlYWRfb25seRgCIAEoCEgBiAEBEhEKBHVzZXIYAyABKAlIAogBARIZCgxtZW1vcnlfYnl0ZXMYBCABKANIA4gBARIXCgpwaWRzX2xpbWl0GAUgASgDSASIAQESFwoKY3B1X21pbGxpcxgGIAEoA0gFiAEBEhQKDGNhcGFiaWxpdGllcxgHIAMoCRIeChFub19uZXdfcHJpdmlsZWdlcxgIIAEoCEgGiAEBEhsKDnJlYWRfb25seV9yb290GAkgASgISAeIAQESFgoJdG1wX2J5dGVzGAogASgDSAiIAQESFgoOd3JpdGFibGVfcGF0aHMYFCADKAlCCgoIX25ldHdvcmtCDAoKX3JlYWRfb25seUIHCgVfdXNlckIPCg1fbWVtb3J5X2J5dGVzQg0KC19waWRzX2xpbWl0Qg0KC19jcHVfbWlsbGlzQhQKEl9ub19uZXdfcHJpdmlsZWdlc0IRCg9fcmVhZF9vbmx5X3Jvb3RCDAoKX3RtcF9ieXRlcyL3AwoJV29ya3NwYWNlEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDQoFaW1hZ2UYAyABKAkSNAoGc3RhdHVzGAQgASgOMiQuZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2VTdGF0dXMSLQoHYmFja2VuZBgFIAEoDjIcLmZpcmVib3guZXhlY3V0b3IudjEuQmFja2VuZBI0CgZwb2xpY3kYBiABKAsyJC5maXJlYm94LmV4ZWN1dG9yLnYxLklzb2xhdGlvblBvbGljeRIRCglpc29sYXRpb24YByABKAkSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjoKBmxhYmVscxgJIAMoCzIqLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlLkxhYmVsc0VudHJ5EjQKA2VudhgKIAMoCzInLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlLkVudkVudHJ5EhUKDXNlc3Npb25fY291bnQYCyABKAUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItICChZDcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFaW1hZ2UYAiABKAkSNAoGcG9saWN5GAMgASgLMiQuZmlyZWJveC5leGVjdXRvci52MS5Jc29sYXRpb25Qb2xpY3kSQQoDZW52GAQgAygLMjQuZmlyZWJveC5leGVjdXRvci52MS5DcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0LkVudkVudHJ5EkcKBmxhYmVscxgFIAMoCzI3LmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlV29ya3NwYWNlUmVxdWVzdC5MYWJlbHNFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTAoXQ3JlYXRlV29ya3NwYWNlUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiKwoTR2V0V29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSQoUR2V0V29ya3NwYWNlUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiFwoVTGlzdFdvcmtzcGFjZXNSZXF1ZXN0IkwKFkxpc3RXb3Jrc3BhY2VzUmVzcG9uc2USMgoKd29ya3NwYWNlcxgBIAMoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi0KFVN0YXJ0V29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSwoWU3RhcnRXb3Jrc3BhY2VSZXNwb25zZRIxCgl3b3Jrc3BhY2UYASABKAsyHi5maXJlYm94LmV4ZWN1dG9yLnYxLldvcmtzcGFjZSIsChRTdG9wV29ya3NwYWNlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiSgoVU3RvcFdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi4KFkRlbGV0ZVdvcmtzcGFjZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJIhkKF0RlbGV0ZVdvcmtzcGFjZVJlc3BvbnNlIkcKF1NldFdyaXRhYmxlUGF0aHNSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCRIWCg53cml0YWJsZV9wYXRocxgCIAMoCSJNChhTZXRXcml0YWJsZVBhdGhzUmVzcG9uc2USMQoJd29ya3NwYWNlGAEgASgLMh4uZmlyZWJveC5leGVjdXRvci52MS5Xb3Jrc3BhY2UiLQoVUGF1c2VXb3Jrc3BhY2VSZXF1ZXN0EhQKDHdvcmtzcGFjZV9pZBgBIAEoCSJLChZQYXVzZVdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIi4KFlJlc3VtZVdvcmtzcGFjZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJIkwKF1Jlc3VtZVdvcmtzcGFjZVJlc3BvbnNlEjEKCXdvcmtzcGFjZRgBIAEoCzIeLmZpcmVib3guZXhlY3V0b3IudjEuV29ya3NwYWNlIsUBCgdTZXNzaW9uEgoKAmlkGAEgASgJEhQKDHdvcmtzcGFjZV9pZBgCIAEoCRIyCgZzdGF0dXMYAyABKA4yIi5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb25TdGF0dXMSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFGN1cnJlbnRfZXhlY3V0aW9uX2lkGAUgASgJEhUKDWNvbW1hbmRfY291bnQYBiABKAMiQAoUQ3JlYXRlU2Vzc2lvblJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkiRgoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEi0KB3Nlc3Npb24YASABKAsyHC5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb24iKwoTTGlzdFNlc3Npb25zUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiRgoUTGlzdFNlc3Npb25zUmVzcG9uc2USLgoIc2Vzc2lvbnMYASADKAsyHC5maXJlYm94LmV4ZWN1dG9yLnYxLlNlc3Npb24iKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJIhYKFENsb3NlU2Vzc2lvblJlc3BvbnNlIqYECg5FeGVjdXRlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZzY3JpcHQYAyABKAkSDAoEYXJndhgEIAMoCRIRCglkaXJlY3RvcnkYBSABKAkSOQoDZW52GAYgAygLMiwuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRlUmVxdWVzdC5FbnZFbnRyeRIqCgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCGtub3duX2lkGAggASgJEhIKCmtub3duX25hbWUYCSABKAkSFAoMdG9vbF9jYWxsX2lkGAogASgJEg4KBnJ1bl9pZBgLIAEoCRIYChBhZ2VudF9zZXNzaW9uX2lkGAwgASgJEhIKCmlucHV0X2RhdGEYFCABKAwSEwoLY2xvc2VfaW5wdXQYFSABKAgSLQoEc3RvcBgWIAEoDjIfLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFNpZ25hbBIYChByZXN1bWVfd29ya3NwYWNlGB4gASgIEgsKA3R0eRgXIAEoCBItCgd3aW5zaXplGBggASgLMhwuZmlyZWJveC5leGVjdXRvci52MS5XaW5zaXplEhIKCmJhY2tncm91bmQYGSABKAgaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIlCgdXaW5zaXplEgwKBHJvd3MYASABKA0SDAoEY29scxgCIAEoDSLgAgoPRXhlY3V0ZVJlc3BvbnNlEhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRILCgNwaWQYAiABKAUSEwoLc3Rkb3V0X2RhdGEYAyABKAwSEwoLc3RkZXJyX2RhdGEYBCABKAwSLgoJZXhpdF9jb2RlGAUgASgLMhsuZ29vZ2xlLnByb3RvYnVmLkludDMyVmFsdWUSMgoKZW5kX3JlYXNvbhgGIAEoDjIeLmZpcmVib3guZXhlY3V0b3IudjEuRW5kUmVhc29uEhgKEG91dHB1dF90cnVuY2F0ZWQYByABKAgSFQoNc2Vzc2lvbl9lbmRlZBgIIAEoCBIPCgdtZXNzYWdlGAkgASgJEisKCGR1cmF0aW9uGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDW91dHB1dF9vZmZzZXQYCyABKAQSFgoOb3V0cHV0X3NraXBwZWQYDCABKAQivQMKDUV4ZWN1dGlvbkluZm8SFAoMZXhlY3V0aW9uX2lkGAEgASgJEhQKDHdvcmtzcGFjZV9pZBgCIAEoCRISCgpzZXNzaW9uX2lkGAMgASgJEg8KB2NvbW1hbmQYBCABKAkSKwoHc3RhcnRlZBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDcGlkGAYgASgFEjIKBXN0YXRlGAcgASgOMiMuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRpb25TdGF0ZRILCgN0dHkYCCABKAgSFAoMb3V0cHV0X2J5dGVzGAkgASgEEhUKDWRyb3BwZWRfYnl0ZXMYCiABKAQSEAoIYXR0YWNoZWQYCyABKAUSLAoIZmluaXNoZWQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCWV4aXRfY29kZRgNIAEoCzIbLmdvb2dsZS5wcm90b2J1Zi5JbnQzMlZhbHVlEjIKCmVuZF9yZWFzb24YDiABKA4yHi5maXJlYm94LmV4ZWN1dG9yLnYxLkVuZFJlYXNvbhIPCgdtZXNzYWdlGA8gASgJIi0KFUxpc3RFeGVjdXRpb25zUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkiUAoWTGlzdEV4ZWN1dGlvbnNSZXNwb25zZRI2CgpleGVjdXRpb25zGAEgAygLMiIuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRpb25JbmZvIt4BChZBdHRhY2hFeGVjdXRpb25SZXF1ZXN0EhQKDGV4ZWN1dGlvbl9pZBgBIAEoCRIUCgxhZnRlcl9vZmZzZXQYAiABKAQSEQoJcmVhZF9vbmx5GAMgASgIEhIKCmlucHV0X2RhdGEYFCABKAwSEwoLY2xvc2VfaW5wdXQYFSABKAgSLQoEc3RvcBgWIAEoDjIfLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFNpZ25hbBItCgd3aW5zaXplGBggASgLMhwuZmlyZWJveC5leGVjdXRvci52MS5XaW5zaXplIlEKF0F0dGFjaEV4ZWN1dGlvblJlc3BvbnNlEjYKCHJlc3BvbnNlGAEgASgLMiQuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRlUmVzcG9uc2UiXQoUU3RvcEV4ZWN1dGlvblJlcXVlc3QSFAoMZXhlY3V0aW9uX2lkGAEgASgJEi8KBnNpZ25hbBgCIAEoDjIfLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFNpZ25hbCJOChVTdG9wRXhlY3V0aW9uUmVzcG9uc2USNQoJZXhlY3V0aW9uGAEgASgLMiIuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRpb25JbmZvIhYKFEdldFNlcnZlckluZm9SZXF1ZXN0Io4CChVHZXRTZXJ2ZXJJbmZvUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRItCgdiYWNrZW5kGAIgASgOMhwuZmlyZWJveC5leGVjdXRvci52MS5CYWNrZW5kEhUKDWRlZmF1bHRfaW1hZ2UYAyABKAkSPAoOZGVmYXVsdF9wb2xpY3kYBCABKAsyJC5maXJlYm94LmV4ZWN1dG9yLnYxLklzb2xhdGlvblBvbGljeRIbChNkcm9wcGVkX2xvZ19yZWNvcmRzGAUgASgDEhcKD3dvcmtzcGFjZV9jb3VudBgGIAEoAxIVCg1zZXNzaW9uX2NvdW50GAcgASgDEhMKC2luc3RhbmNlX2lkGAggASgJIpMBCgRUb29sEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSGAoQYXJnc19zY2hlbWFfanNvbhgDIAEoCRIPCgdjb21tYW5kGAQgAygJEhEKCXJlYWRfb25seRgFIAEoCBIqCgd0aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIhIKEExpc3RUb29sc1JlcXVlc3QiPQoRTGlzdFRvb2xzUmVzcG9uc2USKAoFdG9vbHMYASADKAsyGS5maXJlYm94LmV4ZWN1dG9yLnYxLlRvb2wiVAoGQWN0aW9uEhEKCXRvb2xfbmFtZRgBIAEoCRIlCgRhcmdzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCgh3b3JrX2RpchgDIAEoCSK8AQoLU3RlcFJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEisKBmFjdGlvbhgCIAEoCzIbLmZpcmVib3guZXhlY3V0b3IudjEuQWN0aW9uEioKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMdG9vbF9jYWxsX2lkGAQgASgJEg4KBnJ1bl9pZBgFIAEoCRIYChBhZ2VudF9zZXNzaW9uX2lkGAYgASgJIsYBCgpUb29sT3V0cHV0EhMKC2V4aXRfc3RhdHVzGAEgASgFEg4KBnN0ZG91dBgCIAEoCRIOCgZzdGRlcnIYAyABKAkSEQoJdHJ1bmNhdGVkGAQgASgIEjIKCmVuZF9yZWFzb24YBSABKA4yHi5maXJlYm94LmV4ZWN1dG9yLnYxLkVuZFJlYXNvbhIPCgdtZXNzYWdlGAYgASgJEisKCGR1cmF0aW9uGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIl8KD0Vudmlyb25tZW50SW5mbxIMCgRpbmZvGAEgASgJEj4KEHdvcmtzcGFjZV9zdGF0dXMYAiABKA4yJC5maXJlYm94LmV4ZWN1dG9yLnYxLldvcmtzcGFjZVN0YXR1cyKDAQoLT2JzZXJ2YXRpb24SNAoLdG9vbF9vdXRwdXQYASABKAsyHy5maXJlYm94LmV4ZWN1dG9yLnYxLlRvb2xPdXRwdXQSPgoQZW52aXJvbm1lbnRfaW5mbxgCIAEoCzIkLmZpcmVib3guZXhlY3V0b3IudjEuRW52aXJvbm1lbnRJbmZvIlsKDFN0ZXBSZXNwb25zZRI1CgtvYnNlcnZhdGlvbhgBIAEoCzIgLmZpcmVib3guZXhlY3V0b3IudjEuT2JzZXJ2YXRpb24SFAoMZXhlY3V0aW9uX2lkGAIgASgJIrUBCghGaWxlSW5mbxIMCgRwYXRoGAEgASgJEgwKBG5hbWUYAiABKAkSKwoEdHlwZRgDIAEoDjIdLmZpcmVib3guZXhlY3V0b3IudjEuRmlsZVR5cGUSDAoEc2l6ZRgEIAEoAxIMCgRtb2RlGAUgASgNEi8KC21vZGlmeV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsaW5rX3RhcmdldBgHIAEoCSJ+ChFVcGxvYWRGaWxlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgRtb2RlGAMgASgNEhEKCW92ZXJ3cml0ZRgEIAEoCBIWCg5jcmVhdGVfcGFyZW50cxgFIAEoCBIMCgRkYXRhGAogASgMIlEKElVwbG9hZEZpbGVSZXNwb25zZRIrCgRmaWxlGAEgASgLMh0uZmlyZWJveC5leGVjdXRvci52MS5GaWxlSW5mbxIOCgZzaGEyNTYYAiABKAkiOQoTRG93bmxvYWRGaWxlUmVxdWVzdBIUCgx3b3Jrc3BhY2VfaWQYASABKAkSDAoEcGF0aBgCIAEoCSJRChREb3dubG9hZEZpbGVSZXNwb25zZRIrCgRmaWxlGAEgASgLMh0uZmlyZWJveC5leGVjdXRvci52MS5GaWxlSW5mbxIMCgRkYXRhGAIgASgMIl4KEExpc3RGaWxlc1JlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcmVjdXJzaXZlGAMgASgIEhMKC21heF9lbnRyaWVzGAQgASgFIlYKEUxpc3RGaWxlc1Jlc3BvbnNlEi4KB2VudHJpZXMYASADKAsyHS5maXJlYm94LmV4ZWN1dG9yLnYxLkZpbGVJbmZvEhEKCXRydW5jYXRlZBgCIAEoCCI1Cg9TdGF0RmlsZVJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEgwKBHBhdGgYAiABKAkiPwoQU3RhdEZpbGVSZXNwb25zZRIrCgRmaWxlGAEgASgLMh0uZmlyZWJveC5leGVjdXRvci52MS5GaWxlSW5mbyJbChJGb3J3YXJkUG9ydFJlcXVlc3QSFAoMd29ya3NwYWNlX2lkGAEgASgJEgwKBHBvcnQYAiABKA0SDAoEZGF0YRgDIAEoDBITCgtjbG9zZV93cml0ZRgEIAEoCCIjChNGb3J3YXJkUG9ydFJlc3BvbnNlEgwKBGRhdGEYASABKAwqhAIKD1dvcmtzcGFjZVN0YXR1cxIgChxXT1JLU1BBQ0VfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYV09SS1NQQUNFX1NUQVRVU19DUkVBVEVEEAESHwobV09SS1NQQUNFX1NUQVRVU19SRVNUQVJUSU5HEAISHAoYV09SS1NQQUNFX1NUQVRVU19SVU5OSU5HEAMSHQoZV09SS1NQQUNFX1NUQVRVU19SRU1PVklORxAEEhsKF1dPUktTUEFDRV9TVEFUVVNfUEFVU0VEEAUSGwoXV09SS1NQQUNFX1NUQVRVU19FWElURUQQBhIZChVXT1JLU1BBQ0VfU1RBVFVTX0RFQUQQBypJCgdCYWNrZW5kEhcKE0JBQ0tFTkRfVU5TUEVDSUZJRUQQABISCg5CQUNLRU5EX0RPQ0tFUhABEhEKDUJBQ0tFTkRfQldSQVAQAip7Cg1TZXNzaW9uU3RhdHVzEh4KGlNFU1NJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTU0VTU0lPTl9TVEFUVVNfSURMRRABEhcKE1NFU1NJT05fU1RBVFVTX0JVU1kQAhIYChRTRVNTSU9OX1NUQVRVU19FTkRFRBADKloKClN0b3BTaWduYWwSGwoXU1RPUF9TSUdOQUxfVU5TUEVDSUZJRUQQABIZChVTVE9QX1NJR05BTF9JTlRFUlJVUFQQARIUChBTVE9QX1NJR05BTF9LSUxMEAIq2gEKCUVuZFJlYXNvbhIaChZFTkRfUkVBU09OX1VOU1BFQ0lGSUVEEAASFQoRRU5EX1JFQVNPTl9FWElURUQQARIXChNFTkRfUkVBU09OX1NJR05BTEVEEAISGAoURU5EX1JFQVNPTl9USU1FRF9PVVQQAxIWChJFTkRfUkVBU09OX1NUT1BQRUQQBBIYChRFTkRfUkVBU09OX0NBTkNFTExFRBAFEhwKGEVORF9SRUFTT05fT1VUX09GX01FTU9SWRAGEhcKE0VORF9SRUFTT05fU0hVVERPV04QBypsCg5FeGVjdXRpb25TdGF0ZRIfChtFWEVDVVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIbChdFWEVDVVRJT05fU1RBVEVfUlVOTklORxABEhwKGEVYRUNVVElPTl9TVEFURV9GSU5JU0hFRBACKoEBCghGaWxlVHlwZRIZChVGSUxFX1RZUEVfVU5TUEVDSUZJRUQQABIVChFGSUxFX1RZUEVfUkVHVUxBUhABEhcKE0ZJTEVfVFlQRV9ESVJFQ1RPUlkQAhIVChFGSUxFX1RZUEVfU1lNTElOSxADEhMKD0ZJTEVfVFlQRV9PVEhFUhAEMp8TCg9FeGVjdXRvclNlcnZpY2USbAoPQ3JlYXRlV29ya3NwYWNlEisuZmlyZWJveC5leGVjdXRvci52MS5DcmVhdGVXb3Jrc3BhY2VSZXF1ZXN0GiwuZmlyZWJveC5leGVjdXRvci52MS5DcmVhdGVXb3Jrc3BhY2VSZXNwb25zZRJjCgxHZXRXb3Jrc3BhY2USKC5maXJlYm94LmV4ZWN1dG9yLnYxLkdldFdvcmtzcGFjZVJlcXVlc3QaKS5maXJlYm94LmV4ZWN1dG9yLnYxLkdldFdvcmtzcGFjZVJlc3BvbnNlEmkKDkxpc3RXb3Jrc3BhY2VzEiouZmlyZWJveC5leGVjdXRvci52MS5MaXN0V29ya3NwYWNlc1JlcXVlc3QaKy5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RXb3Jrc3BhY2VzUmVzcG9uc2USaQoOU3RhcnRXb3Jrc3BhY2USKi5maXJlYm94LmV4ZWN1dG9yLnYxLlN0YXJ0V29ya3NwYWNlUmVxdWVzdBorLmZpcmVib3guZXhlY3V0b3IudjEuU3RhcnRXb3Jrc3BhY2VSZXNwb25zZRJmCg1TdG9wV29ya3NwYWNlEikuZmlyZWJveC5leGVjdXRvci52MS5TdG9wV29ya3NwYWNlUmVxdWVzdBoqLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcFdvcmtzcGFjZVJlc3BvbnNlEmwKD0RlbGV0ZVdvcmtzcGFjZRIrLmZpcmVib3guZXhlY3V0b3IudjEuRGVsZXRlV29ya3NwYWNlUmVxdWVzdBosLmZpcmVib3guZXhlY3V0b3IudjEuRGVsZXRlV29ya3NwYWNlUmVzcG9uc2USbwoQU2V0V3JpdGFibGVQYXRocxIsLmZpcmVib3guZXhlY3V0b3IudjEuU2V0V3JpdGFibGVQYXRoc1JlcXVlc3QaLS5maXJlYm94LmV4ZWN1dG9yLnYxLlNldFdyaXRhYmxlUGF0aHNSZXNwb25zZRJmCg1DcmVhdGVTZXNzaW9uEikuZmlyZWJveC5leGVjdXRvci52MS5DcmVhdGVTZXNzaW9uUmVxdWVzdBoqLmZpcmVib3guZXhlY3V0b3IudjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEmMKDExpc3RTZXNzaW9ucxIoLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFNlc3Npb25zUmVxdWVzdBopLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USYwoMQ2xvc2VTZXNzaW9uEiguZmlyZWJveC5leGVjdXRvci52MS5DbG9zZVNlc3Npb25SZXF1ZXN0GikuZmlyZWJveC5leGVjdXRvci52MS5DbG9zZVNlc3Npb25SZXNwb25zZRJYCgdFeGVjdXRlEiMuZmlyZWJveC5leGVjdXRvci52MS5FeGVjdXRlUmVxdWVzdBokLmZpcmVib3guZXhlY3V0b3IudjEuRXhlY3V0ZVJlc3BvbnNlKAEwARJmCg1HZXRTZXJ2ZXJJbmZvEikuZmlyZWJveC5leGVjdXRvci52MS5HZXRTZXJ2ZXJJbmZvUmVxdWVzdBoqLmZpcmVib3guZXhlY3V0b3IudjEuR2V0U2VydmVySW5mb1Jlc3BvbnNlEloKCUxpc3RUb29scxIlLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFRvb2xzUmVxdWVzdBomLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdFRvb2xzUmVzcG9uc2USSwoEU3RlcBIgLmZpcmVib3guZXhlY3V0b3IudjEuU3RlcFJlcXVlc3QaIS5maXJlYm94LmV4ZWN1dG9yLnYxLlN0ZXBSZXNwb25zZRJfCgpVcGxvYWRGaWxlEiYuZmlyZWJveC5leGVjdXRvci52MS5VcGxvYWRGaWxlUmVxdWVzdBonLmZpcmVib3guZXhlY3V0b3IudjEuVXBsb2FkRmlsZVJlc3BvbnNlKAESZQoMRG93bmxvYWRGaWxlEiguZmlyZWJveC5leGVjdXRvci52MS5Eb3dubG9hZEZpbGVSZXF1ZXN0GikuZmlyZWJveC5leGVjdXRvci52MS5Eb3dubG9hZEZpbGVSZXNwb25zZTABEloKCUxpc3RGaWxlcxIlLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdEZpbGVzUmVxdWVzdBomLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdEZpbGVzUmVzcG9uc2USVwoIU3RhdEZpbGUSJC5maXJlYm94LmV4ZWN1dG9yLnYxLlN0YXRGaWxlUmVxdWVzdBolLmZpcmVib3guZXhlY3V0b3IudjEuU3RhdEZpbGVSZXNwb25zZRJpCg5QYXVzZVdvcmtzcGFjZRIqLmZpcmVib3guZXhlY3V0b3IudjEuUGF1c2VXb3Jrc3BhY2VSZXF1ZXN0GisuZmlyZWJveC5leGVjdXRvci52MS5QYXVzZVdvcmtzcGFjZVJlc3BvbnNlEmwKD1Jlc3VtZVdvcmtzcGFjZRIrLmZpcmVib3guZXhlY3V0b3IudjEuUmVzdW1lV29ya3NwYWNlUmVxdWVzdBosLmZpcmVib3guZXhlY3V0b3IudjEuUmVzdW1lV29ya3NwYWNlUmVzcG9uc2USaQoOTGlzdEV4ZWN1dGlvbnMSKi5maXJlYm94LmV4ZWN1dG9yLnYxLkxpc3RFeGVjdXRpb25zUmVxdWVzdBorLmZpcmVib3guZXhlY3V0b3IudjEuTGlzdEV4ZWN1dGlvbnNSZXNwb25zZRJwCg9BdHRhY2hFeGVjdXRpb24SKy5maXJlYm94LmV4ZWN1dG9yLnYxLkF0dGFjaEV4ZWN1dGlvblJlcXVlc3QaLC5maXJlYm94LmV4ZWN1dG9yLnYxLkF0dGFjaEV4ZWN1dGlvblJlc3BvbnNlKAEwARJmCg1TdG9wRXhlY3V0aW9uEikuZmlyZWJveC5leGVjdXRvci52MS5TdG9wRXhlY3V0aW9uUmVxdWVzdBoqLmZpcmVib3guZXhlY3V0b3IudjEuU3RvcEV4ZWN1dGlvblJlc3BvbnNlEmQKC0ZvcndhcmRQb3J0EicuZmlyZWJveC5leGVjdXRvci52MS5Gb3J3YXJkUG9ydFJlcXVlc3QaKC5maXJlYm94LmV4ZWN1dG9yLnYxLkZvcndhcmRQb3J0UmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_protobuf_wrappers]);
 
 /**
  * IsolationPolicy is what a workspace may do. In a request every field left unset takes the
@@ -787,6 +787,36 @@ export type ExecuteRequest = Message<"firebox.executor.v1.ExecuteRequest"> & {
    * @generated from field: bool resume_workspace = 30;
    */
   resumeWorkspace: boolean;
+
+  /**
+   * First message only: run the program on a terminal (a pseudo-terminal in the workspace).
+   * Its standard input, output and error are the terminal: output arrives on stdout_data as the
+   * terminal produced it, input_data is typed at it (0x03 interrupts the foreground job, 0x04 at
+   * the start of a line ends input), and TERM is set (xterm unless env gives one).
+   *
+   * @generated from field: bool tty = 23;
+   */
+  tty: boolean;
+
+  /**
+   * The terminal's size: in the first message (default 24x80), and in later ones to resize it
+   * (the program gets SIGWINCH). Ignored without tty.
+   *
+   * @generated from field: firebox.executor.v1.Winsize winsize = 24;
+   */
+  winsize?: Winsize | undefined;
+
+  /**
+   * First message only: keep running when this stream ends (even if the client goes away). Its
+   * output is kept in a bounded buffer (the executor's --execution-buffer-bytes; what no longer
+   * fits is counted in ExecutionInfo.dropped_bytes) for AttachExecution, ListExecutions lists
+   * it, and it has no default timeout. This stream works like an AttachExecution from offset 0;
+   * its end (a half-close, or the client going away) leaves the program running with its input
+   * open: only close_input ends its input.
+   *
+   * @generated from field: bool background = 25;
+   */
+  background: boolean;
 };
 
 /**
@@ -795,6 +825,30 @@ export type ExecuteRequest = Message<"firebox.executor.v1.ExecuteRequest"> & {
  */
 export const ExecuteRequestSchema: GenMessage<ExecuteRequest> = /*@__PURE__*/
   messageDesc(file_firebox_executor_v1_executor, 27);
+
+/**
+ * Winsize is a terminal's size in character cells.
+ *
+ * @generated from message firebox.executor.v1.Winsize
+ */
+export type Winsize = Message<"firebox.executor.v1.Winsize"> & {
+  /**
+   * @generated from field: uint32 rows = 1;
+   */
+  rows: number;
+
+  /**
+   * @generated from field: uint32 cols = 2;
+   */
+  cols: number;
+};
+
+/**
+ * Describes the message firebox.executor.v1.Winsize.
+ * Use `create(WinsizeSchema)` to create a new message.
+ */
+export const WinsizeSchema: GenMessage<Winsize> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 28);
 
 /**
  * ExecuteResponse is one message of an Execute stream; see Execute.
@@ -865,6 +919,22 @@ export type ExecuteResponse = Message<"firebox.executor.v1.ExecuteResponse"> & {
    * @generated from field: google.protobuf.Duration duration = 10;
    */
   duration?: Duration | undefined;
+
+  /**
+   * Background executions only: the byte offset (stdout and stderr counted together) just past
+   * this message's output; attach with it as after_offset to continue without gap or repeat.
+   *
+   * @generated from field: uint64 output_offset = 11;
+   */
+  outputOffset: bigint;
+
+  /**
+   * Background executions only, in the first message of an attach: bytes after the requested
+   * offset that the buffer no longer holds (they overflowed it), skipped.
+   *
+   * @generated from field: uint64 output_skipped = 12;
+   */
+  outputSkipped: bigint;
 };
 
 /**
@@ -872,7 +942,259 @@ export type ExecuteResponse = Message<"firebox.executor.v1.ExecuteResponse"> & {
  * Use `create(ExecuteResponseSchema)` to create a new message.
  */
 export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 28);
+  messageDesc(file_firebox_executor_v1_executor, 29);
+
+/**
+ * ExecutionInfo describes one background execution.
+ *
+ * @generated from message firebox.executor.v1.ExecutionInfo
+ */
+export type ExecutionInfo = Message<"firebox.executor.v1.ExecutionInfo"> & {
+  /**
+   * @generated from field: string execution_id = 1;
+   */
+  executionId: string;
+
+  /**
+   * @generated from field: string workspace_id = 2;
+   */
+  workspaceId: string;
+
+  /**
+   * @generated from field: string session_id = 3;
+   */
+  sessionId: string;
+
+  /**
+   * The program: its script, or its argv quoted as shell words.
+   *
+   * @generated from field: string command = 4;
+   */
+  command: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started = 5;
+   */
+  started?: Timestamp | undefined;
+
+  /**
+   * Of the shell running it, in the workspace (as in ExecuteResponse.pid).
+   *
+   * @generated from field: int32 pid = 6;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: firebox.executor.v1.ExecutionState state = 7;
+   */
+  state: ExecutionState;
+
+  /**
+   * @generated from field: bool tty = 8;
+   */
+  tty: boolean;
+
+  /**
+   * Output produced so far (stdout and stderr together): the offset live output continues from.
+   *
+   * @generated from field: uint64 output_bytes = 9;
+   */
+  outputBytes: bigint;
+
+  /**
+   * The oldest output no longer retained: replay starts at this offset at the earliest.
+   *
+   * @generated from field: uint64 dropped_bytes = 10;
+   */
+  droppedBytes: bigint;
+
+  /**
+   * Clients attached now (Execute with background counts as one).
+   *
+   * @generated from field: int32 attached = 11;
+   */
+  attached: number;
+
+  /**
+   * Once finished: as in the last ExecuteResponse.
+   *
+   * @generated from field: google.protobuf.Timestamp finished = 12;
+   */
+  finished?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Int32Value exit_code = 13;
+   */
+  exitCode?: number | undefined;
+
+  /**
+   * @generated from field: firebox.executor.v1.EndReason end_reason = 14;
+   */
+  endReason: EndReason;
+
+  /**
+   * @generated from field: string message = 15;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message firebox.executor.v1.ExecutionInfo.
+ * Use `create(ExecutionInfoSchema)` to create a new message.
+ */
+export const ExecutionInfoSchema: GenMessage<ExecutionInfo> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 30);
+
+/**
+ * @generated from message firebox.executor.v1.ListExecutionsRequest
+ */
+export type ListExecutionsRequest = Message<"firebox.executor.v1.ListExecutionsRequest"> & {
+  /**
+   * @generated from field: string workspace_id = 1;
+   */
+  workspaceId: string;
+};
+
+/**
+ * Describes the message firebox.executor.v1.ListExecutionsRequest.
+ * Use `create(ListExecutionsRequestSchema)` to create a new message.
+ */
+export const ListExecutionsRequestSchema: GenMessage<ListExecutionsRequest> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 31);
+
+/**
+ * @generated from message firebox.executor.v1.ListExecutionsResponse
+ */
+export type ListExecutionsResponse = Message<"firebox.executor.v1.ListExecutionsResponse"> & {
+  /**
+   * @generated from field: repeated firebox.executor.v1.ExecutionInfo executions = 1;
+   */
+  executions: ExecutionInfo[];
+};
+
+/**
+ * Describes the message firebox.executor.v1.ListExecutionsResponse.
+ * Use `create(ListExecutionsResponseSchema)` to create a new message.
+ */
+export const ListExecutionsResponseSchema: GenMessage<ListExecutionsResponse> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 32);
+
+/**
+ * AttachExecutionRequest is one message of an AttachExecution stream.
+ *
+ * @generated from message firebox.executor.v1.AttachExecutionRequest
+ */
+export type AttachExecutionRequest = Message<"firebox.executor.v1.AttachExecutionRequest"> & {
+  /**
+   * First message only.
+   *
+   * @generated from field: string execution_id = 1;
+   */
+  executionId: string;
+
+  /**
+   * Replay retained output after this byte offset (0: all of it), then go live.
+   *
+   * @generated from field: uint64 after_offset = 2;
+   */
+  afterOffset: bigint;
+
+  /**
+   * Only read: never the writer, so another client's input is not taken over.
+   *
+   * @generated from field: bool read_only = 3;
+   */
+  readOnly: boolean;
+
+  /**
+   * Later messages only, as in ExecuteRequest; only from the writer.
+   *
+   * @generated from field: bytes input_data = 20;
+   */
+  inputData: Uint8Array;
+
+  /**
+   * @generated from field: bool close_input = 21;
+   */
+  closeInput: boolean;
+
+  /**
+   * @generated from field: firebox.executor.v1.StopSignal stop = 22;
+   */
+  stop: StopSignal;
+
+  /**
+   * @generated from field: firebox.executor.v1.Winsize winsize = 24;
+   */
+  winsize?: Winsize | undefined;
+};
+
+/**
+ * Describes the message firebox.executor.v1.AttachExecutionRequest.
+ * Use `create(AttachExecutionRequestSchema)` to create a new message.
+ */
+export const AttachExecutionRequestSchema: GenMessage<AttachExecutionRequest> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 33);
+
+/**
+ * AttachExecutionResponse carries what Execute would send for the execution.
+ *
+ * @generated from message firebox.executor.v1.AttachExecutionResponse
+ */
+export type AttachExecutionResponse = Message<"firebox.executor.v1.AttachExecutionResponse"> & {
+  /**
+   * @generated from field: firebox.executor.v1.ExecuteResponse response = 1;
+   */
+  response?: ExecuteResponse | undefined;
+};
+
+/**
+ * Describes the message firebox.executor.v1.AttachExecutionResponse.
+ * Use `create(AttachExecutionResponseSchema)` to create a new message.
+ */
+export const AttachExecutionResponseSchema: GenMessage<AttachExecutionResponse> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 34);
+
+/**
+ * @generated from message firebox.executor.v1.StopExecutionRequest
+ */
+export type StopExecutionRequest = Message<"firebox.executor.v1.StopExecutionRequest"> & {
+  /**
+   * @generated from field: string execution_id = 1;
+   */
+  executionId: string;
+
+  /**
+   * INTERRUPT (the default) or KILL.
+   *
+   * @generated from field: firebox.executor.v1.StopSignal signal = 2;
+   */
+  signal: StopSignal;
+};
+
+/**
+ * Describes the message firebox.executor.v1.StopExecutionRequest.
+ * Use `create(StopExecutionRequestSchema)` to create a new message.
+ */
+export const StopExecutionRequestSchema: GenMessage<StopExecutionRequest> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 35);
+
+/**
+ * @generated from message firebox.executor.v1.StopExecutionResponse
+ */
+export type StopExecutionResponse = Message<"firebox.executor.v1.StopExecutionResponse"> & {
+  /**
+   * @generated from field: firebox.executor.v1.ExecutionInfo execution = 1;
+   */
+  execution?: ExecutionInfo | undefined;
+};
+
+/**
+ * Describes the message firebox.executor.v1.StopExecutionResponse.
+ * Use `create(StopExecutionResponseSchema)` to create a new message.
+ */
+export const StopExecutionResponseSchema: GenMessage<StopExecutionResponse> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 36);
 
 /**
  * @generated from message firebox.executor.v1.GetServerInfoRequest
@@ -885,7 +1207,7 @@ export type GetServerInfoRequest = Message<"firebox.executor.v1.GetServerInfoReq
  * Use `create(GetServerInfoRequestSchema)` to create a new message.
  */
 export const GetServerInfoRequestSchema: GenMessage<GetServerInfoRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 29);
+  messageDesc(file_firebox_executor_v1_executor, 37);
 
 /**
  * @generated from message firebox.executor.v1.GetServerInfoResponse
@@ -942,7 +1264,7 @@ export type GetServerInfoResponse = Message<"firebox.executor.v1.GetServerInfoRe
  * Use `create(GetServerInfoResponseSchema)` to create a new message.
  */
 export const GetServerInfoResponseSchema: GenMessage<GetServerInfoResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 30);
+  messageDesc(file_firebox_executor_v1_executor, 38);
 
 /**
  * Tool is a named tool declared by the executor's operator.
@@ -1000,7 +1322,7 @@ export type Tool = Message<"firebox.executor.v1.Tool"> & {
  * Use `create(ToolSchema)` to create a new message.
  */
 export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 31);
+  messageDesc(file_firebox_executor_v1_executor, 39);
 
 /**
  * @generated from message firebox.executor.v1.ListToolsRequest
@@ -1013,7 +1335,7 @@ export type ListToolsRequest = Message<"firebox.executor.v1.ListToolsRequest"> &
  * Use `create(ListToolsRequestSchema)` to create a new message.
  */
 export const ListToolsRequestSchema: GenMessage<ListToolsRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 32);
+  messageDesc(file_firebox_executor_v1_executor, 40);
 
 /**
  * @generated from message firebox.executor.v1.ListToolsResponse
@@ -1030,7 +1352,7 @@ export type ListToolsResponse = Message<"firebox.executor.v1.ListToolsResponse">
  * Use `create(ListToolsResponseSchema)` to create a new message.
  */
 export const ListToolsResponseSchema: GenMessage<ListToolsResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 33);
+  messageDesc(file_firebox_executor_v1_executor, 41);
 
 /**
  * Action names a tool and its arguments (Hardpoint's Action).
@@ -1065,7 +1387,7 @@ export type Action = Message<"firebox.executor.v1.Action"> & {
  * Use `create(ActionSchema)` to create a new message.
  */
 export const ActionSchema: GenMessage<Action> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 34);
+  messageDesc(file_firebox_executor_v1_executor, 42);
 
 /**
  * @generated from message firebox.executor.v1.StepRequest
@@ -1111,7 +1433,7 @@ export type StepRequest = Message<"firebox.executor.v1.StepRequest"> & {
  * Use `create(StepRequestSchema)` to create a new message.
  */
 export const StepRequestSchema: GenMessage<StepRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 35);
+  messageDesc(file_firebox_executor_v1_executor, 43);
 
 /**
  * ToolOutput is what the tool printed and how it ended.
@@ -1168,7 +1490,7 @@ export type ToolOutput = Message<"firebox.executor.v1.ToolOutput"> & {
  * Use `create(ToolOutputSchema)` to create a new message.
  */
 export const ToolOutputSchema: GenMessage<ToolOutput> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 36);
+  messageDesc(file_firebox_executor_v1_executor, 44);
 
 /**
  * EnvironmentInfo describes the workspace the tool ran in.
@@ -1194,7 +1516,7 @@ export type EnvironmentInfo = Message<"firebox.executor.v1.EnvironmentInfo"> & {
  * Use `create(EnvironmentInfoSchema)` to create a new message.
  */
 export const EnvironmentInfoSchema: GenMessage<EnvironmentInfo> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 37);
+  messageDesc(file_firebox_executor_v1_executor, 45);
 
 /**
  * Observation is what a Step saw (Hardpoint's Observation).
@@ -1218,7 +1540,7 @@ export type Observation = Message<"firebox.executor.v1.Observation"> & {
  * Use `create(ObservationSchema)` to create a new message.
  */
 export const ObservationSchema: GenMessage<Observation> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 38);
+  messageDesc(file_firebox_executor_v1_executor, 46);
 
 /**
  * @generated from message firebox.executor.v1.StepResponse
@@ -1242,7 +1564,7 @@ export type StepResponse = Message<"firebox.executor.v1.StepResponse"> & {
  * Use `create(StepResponseSchema)` to create a new message.
  */
 export const StepResponseSchema: GenMessage<StepResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 39);
+  messageDesc(file_firebox_executor_v1_executor, 47);
 
 /**
  * FileInfo describes one entry under /workspace.
@@ -1301,7 +1623,7 @@ export type FileInfo = Message<"firebox.executor.v1.FileInfo"> & {
  * Use `create(FileInfoSchema)` to create a new message.
  */
 export const FileInfoSchema: GenMessage<FileInfo> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 40);
+  messageDesc(file_firebox_executor_v1_executor, 48);
 
 /**
  * UploadFileRequest is one message of an UploadFile stream; see UploadFile.
@@ -1358,7 +1680,7 @@ export type UploadFileRequest = Message<"firebox.executor.v1.UploadFileRequest">
  * Use `create(UploadFileRequestSchema)` to create a new message.
  */
 export const UploadFileRequestSchema: GenMessage<UploadFileRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 41);
+  messageDesc(file_firebox_executor_v1_executor, 49);
 
 /**
  * @generated from message firebox.executor.v1.UploadFileResponse
@@ -1384,7 +1706,7 @@ export type UploadFileResponse = Message<"firebox.executor.v1.UploadFileResponse
  * Use `create(UploadFileResponseSchema)` to create a new message.
  */
 export const UploadFileResponseSchema: GenMessage<UploadFileResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 42);
+  messageDesc(file_firebox_executor_v1_executor, 50);
 
 /**
  * @generated from message firebox.executor.v1.DownloadFileRequest
@@ -1408,7 +1730,7 @@ export type DownloadFileRequest = Message<"firebox.executor.v1.DownloadFileReque
  * Use `create(DownloadFileRequestSchema)` to create a new message.
  */
 export const DownloadFileRequestSchema: GenMessage<DownloadFileRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 43);
+  messageDesc(file_firebox_executor_v1_executor, 51);
 
 /**
  * DownloadFileResponse is one message of a DownloadFile stream; see DownloadFile.
@@ -1436,7 +1758,7 @@ export type DownloadFileResponse = Message<"firebox.executor.v1.DownloadFileResp
  * Use `create(DownloadFileResponseSchema)` to create a new message.
  */
 export const DownloadFileResponseSchema: GenMessage<DownloadFileResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 44);
+  messageDesc(file_firebox_executor_v1_executor, 52);
 
 /**
  * @generated from message firebox.executor.v1.ListFilesRequest
@@ -1474,7 +1796,7 @@ export type ListFilesRequest = Message<"firebox.executor.v1.ListFilesRequest"> &
  * Use `create(ListFilesRequestSchema)` to create a new message.
  */
 export const ListFilesRequestSchema: GenMessage<ListFilesRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 45);
+  messageDesc(file_firebox_executor_v1_executor, 53);
 
 /**
  * @generated from message firebox.executor.v1.ListFilesResponse
@@ -1500,7 +1822,7 @@ export type ListFilesResponse = Message<"firebox.executor.v1.ListFilesResponse">
  * Use `create(ListFilesResponseSchema)` to create a new message.
  */
 export const ListFilesResponseSchema: GenMessage<ListFilesResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 46);
+  messageDesc(file_firebox_executor_v1_executor, 54);
 
 /**
  * @generated from message firebox.executor.v1.StatFileRequest
@@ -1522,7 +1844,7 @@ export type StatFileRequest = Message<"firebox.executor.v1.StatFileRequest"> & {
  * Use `create(StatFileRequestSchema)` to create a new message.
  */
 export const StatFileRequestSchema: GenMessage<StatFileRequest> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 47);
+  messageDesc(file_firebox_executor_v1_executor, 55);
 
 /**
  * @generated from message firebox.executor.v1.StatFileResponse
@@ -1539,7 +1861,66 @@ export type StatFileResponse = Message<"firebox.executor.v1.StatFileResponse"> &
  * Use `create(StatFileResponseSchema)` to create a new message.
  */
 export const StatFileResponseSchema: GenMessage<StatFileResponse> = /*@__PURE__*/
-  messageDesc(file_firebox_executor_v1_executor, 48);
+  messageDesc(file_firebox_executor_v1_executor, 56);
+
+/**
+ * ForwardPortRequest is one message of a ForwardPort stream.
+ *
+ * @generated from message firebox.executor.v1.ForwardPortRequest
+ */
+export type ForwardPortRequest = Message<"firebox.executor.v1.ForwardPortRequest"> & {
+  /**
+   * First message only: where to connect, 127.0.0.1:port in the workspace.
+   *
+   * @generated from field: string workspace_id = 1;
+   */
+  workspaceId: string;
+
+  /**
+   * @generated from field: uint32 port = 2;
+   */
+  port: number;
+
+  /**
+   * Bytes to send on the connection (the first message may carry some too).
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * No more bytes to send (the workspace side reads end of file).
+   *
+   * @generated from field: bool close_write = 4;
+   */
+  closeWrite: boolean;
+};
+
+/**
+ * Describes the message firebox.executor.v1.ForwardPortRequest.
+ * Use `create(ForwardPortRequestSchema)` to create a new message.
+ */
+export const ForwardPortRequestSchema: GenMessage<ForwardPortRequest> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 57);
+
+/**
+ * ForwardPortResponse carries bytes the workspace side sent.
+ *
+ * @generated from message firebox.executor.v1.ForwardPortResponse
+ */
+export type ForwardPortResponse = Message<"firebox.executor.v1.ForwardPortResponse"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message firebox.executor.v1.ForwardPortResponse.
+ * Use `create(ForwardPortResponseSchema)` to create a new message.
+ */
+export const ForwardPortResponseSchema: GenMessage<ForwardPortResponse> = /*@__PURE__*/
+  messageDesc(file_firebox_executor_v1_executor, 58);
 
 /**
  * WorkspaceStatus mirrors the Docker Engine's container states.
@@ -1765,6 +2146,34 @@ export const EndReasonSchema: GenEnum<EndReason> = /*@__PURE__*/
   enumDesc(file_firebox_executor_v1_executor, 4);
 
 /**
+ * ExecutionState tells whether a background execution still runs.
+ *
+ * @generated from enum firebox.executor.v1.ExecutionState
+ */
+export enum ExecutionState {
+  /**
+   * @generated from enum value: EXECUTION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: EXECUTION_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * @generated from enum value: EXECUTION_STATE_FINISHED = 2;
+   */
+  FINISHED = 2,
+}
+
+/**
+ * Describes the enum firebox.executor.v1.ExecutionState.
+ */
+export const ExecutionStateSchema: GenEnum<ExecutionState> = /*@__PURE__*/
+  enumDesc(file_firebox_executor_v1_executor, 5);
+
+/**
  * FileType is the kind of a file system entry.
  *
  * @generated from enum firebox.executor.v1.FileType
@@ -1802,7 +2211,7 @@ export enum FileType {
  * Describes the enum firebox.executor.v1.FileType.
  */
 export const FileTypeSchema: GenEnum<FileType> = /*@__PURE__*/
-  enumDesc(file_firebox_executor_v1_executor, 5);
+  enumDesc(file_firebox_executor_v1_executor, 6);
 
 /**
  * ExecutorService runs commands inside isolated workspaces and streams their output.
@@ -2021,6 +2430,53 @@ export const ExecutorService: GenService<{
     methodKind: "unary";
     input: typeof ResumeWorkspaceRequestSchema;
     output: typeof ResumeWorkspaceResponseSchema;
+  },
+  /**
+   * ListExecutions lists a workspace's background executions (ExecuteRequest.background):
+   * running ones and the most recently finished ones, oldest first.
+   *
+   * @generated from rpc firebox.executor.v1.ExecutorService.ListExecutions
+   */
+  listExecutions: {
+    methodKind: "unary";
+    input: typeof ListExecutionsRequestSchema;
+    output: typeof ListExecutionsResponseSchema;
+  },
+  /**
+   * AttachExecution follows a background execution: it replays the retained output after a byte
+   * offset, then streams live output and the end, as Execute would. Later requests carry input,
+   * end of input, a stop or a window size, like Execute's. Several clients may attach at once;
+   * one of them (the latest that did not ask for read_only) is the writer.
+   *
+   * @generated from rpc firebox.executor.v1.ExecutorService.AttachExecution
+   */
+  attachExecution: {
+    methodKind: "bidi_streaming";
+    input: typeof AttachExecutionRequestSchema;
+    output: typeof AttachExecutionResponseSchema;
+  },
+  /**
+   * StopExecution stops a background execution and returns it as it is then.
+   *
+   * @generated from rpc firebox.executor.v1.ExecutorService.StopExecution
+   */
+  stopExecution: {
+    methodKind: "unary";
+    input: typeof StopExecutionRequestSchema;
+    output: typeof StopExecutionResponseSchema;
+  },
+  /**
+   * ForwardPort is one TCP connection to a port inside a workspace, as bytes both ways (like
+   * kubectl port-forward; open one stream per connection). It works with the workspace's network
+   * off. The first response, empty, says the connection is made; the stream ends when the
+   * workspace side closes. Closing the request stream, or close_write, half-closes it.
+   *
+   * @generated from rpc firebox.executor.v1.ExecutorService.ForwardPort
+   */
+  forwardPort: {
+    methodKind: "bidi_streaming";
+    input: typeof ForwardPortRequestSchema;
+    output: typeof ForwardPortResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_firebox_executor_v1_executor, 0);
