@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-from executor_service.backend import Policy, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
+from executor_service.backend import Policy, SnapshotInfo, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
 from executor_service.pool import WarmPool
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -23,6 +23,7 @@ from firebox.common.secrets import SecretPolicy, is_valid_env_name
 log = get_logger("executor.workspaces")
 
 ID_PREFIX = "ws_"
+SNAPSHOT_ID_PREFIX = "sn_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$")
 # Linux capabilities (capabilities(7)), so that a typo is refused here on every backend.
@@ -189,19 +190,31 @@ class WorkspaceManager:
         policy: PolicyOverrides | None = None,
         env: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
+        snapshot_id: str = "",
     ) -> WorkspaceInfo:
+        """A new running workspace; with `snapshot_id`, a fork of that snapshot: its image,
+        files, policy and env, with `policy` and `env` applied on top."""
         env = dict(env or {})
         labels = dict(labels or {})
         if name and not _NAME.match(name):
             raise errors.InvalidArgument(
                 "name", f"{name!r}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)"
             )
+        snapshot = None
+        base_policy = self.default_policy
+        if snapshot_id:
+            if image:
+                raise errors.InvalidArgument(
+                    "image", "must be empty with snapshot_id (a fork has its snapshot's)"
+                )
+            snapshot = await self.backend.get_snapshot(snapshot_id)
+            image, base_policy, env = snapshot.image, snapshot.policy, {**snapshot.env, **env}
         image = image or self.default_image
         if not _IMAGE.match(image):
             raise errors.InvalidArgument("image", f"not an image reference: {image!r}")
         validate_env(env, "env", self.secret_policy)
         self._validate_labels(labels)
-        decided = decide_policy(self.default_policy, policy or PolicyOverrides())
+        decided = decide_policy(base_policy, policy or PolicyOverrides())
         if name:
             # The known set is complete: adopt() filled it and every create/delete goes through here.
             # Checked and reserved with no await in between, so concurrent creates cannot both pass.
@@ -212,11 +225,17 @@ class WorkspaceManager:
                     raise errors.AlreadyExists(f"a workspace named {name!r} exists: {existing.id}")
             self._creating_names.add(name)
         try:
-            info = await self._take_from_pool(name, image, decided, env, labels)
+            info = None if snapshot else await self._take_from_pool(name, image, decided, env, labels)
             pooled = info is not None
             if info is None:
                 spec = WorkspaceSpec(
-                    id=new_workspace_id(), name=name, image=image, policy=decided, env=env, labels=labels
+                    id=new_workspace_id(),
+                    name=name,
+                    image=image,
+                    policy=decided,
+                    env=env,
+                    labels=labels,
+                    snapshot=snapshot,
                 )
                 info = await self.backend.create(spec)
             self._known[info.id] = info
@@ -229,6 +248,7 @@ class WorkspaceManager:
             image=image,
             isolation=info.isolation,
             from_pool=pooled,
+            parent_snapshot_id=snapshot_id,
         )
         return info
 
@@ -283,6 +303,39 @@ class WorkspaceManager:
         self._known[workspace_id] = info
         log.info("workspace_resumed", workspace_id=workspace_id, state=info.state)
         return info
+
+    # ---- snapshots ----
+
+    async def create_snapshot(self, workspace_id: str, name: str = "") -> SnapshotInfo:
+        self._check_id(workspace_id)
+        if name and not _NAME.match(name):
+            raise errors.InvalidArgument(
+                "name", f"{name!r}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)"
+            )
+        if name and any(s.name == name for s in await self.backend.list_snapshots()):
+            raise errors.AlreadyExists(f"a snapshot named {name!r} exists")
+        info = await self.get(workspace_id)
+        snapshot = await self.backend.create_snapshot(info, SNAPSHOT_ID_PREFIX + secrets.token_hex(8), name)
+        log.info(
+            "snapshot_created",
+            snapshot_id=snapshot.id,
+            workspace_id=workspace_id,
+            name=name,
+            files_bytes=snapshot.files_bytes,
+        )
+        return snapshot
+
+    async def list_snapshots(self, workspace_id: str = "") -> list[SnapshotInfo]:
+        snapshots = await self.backend.list_snapshots()
+        if workspace_id:
+            snapshots = [s for s in snapshots if s.workspace_id == workspace_id]
+        return sorted(snapshots, key=lambda s: (s.created, s.id))
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        if not snapshot_id:
+            raise errors.InvalidArgument("snapshot_id", "required")
+        await self.backend.delete_snapshot(snapshot_id)
+        log.info("snapshot_deleted", snapshot_id=snapshot_id)
 
     async def _last_known(self, workspace_id: str) -> WorkspaceInfo:
         self._check_id(workspace_id)

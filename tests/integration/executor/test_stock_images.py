@@ -129,3 +129,22 @@ async def test_user_name_the_image_does_not_know_is_failed_precondition(stub):
         await create(stub, "busybox", user="nosuchuser")
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "nosuchuser" in info.value.details()
+
+
+async def test_snapshot_of_a_stock_workspace_keeps_its_container_filesystem_and_files(stub):
+    # A writable root: the user installs something outside /workspace (its own /tmp-free place).
+    ws = await create(stub, "volume", read_only_root=False, user="0:0")
+    try:
+        await sh(stub, ws.id, "mkdir -p /opt/tool && echo installed > /opt/tool/version; echo ws > mine")
+        snap = (await stub.CreateSnapshot(pb.CreateSnapshotRequest(workspace_id=ws.id))).snapshot
+        fork = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(snapshot_id=snap.id))).workspace
+        try:
+            assert fork.parent_snapshot_id == snap.id and fork.policy.read_only_root is False
+            assert await sh(stub, fork.id, "cat /opt/tool/version README mine") == (
+                "installed\nshipped in the image\nws\n"
+            )
+        finally:
+            await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=fork.id))
+            await stub.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snap.id))
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
