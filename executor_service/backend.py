@@ -60,6 +60,9 @@ class WorkspaceSpec:
     labels: dict[str, str] = field(default_factory=dict)
     # Set for a fork: the snapshot whose files and image it starts from.
     snapshot: SnapshotInfo | None = None
+    # Seconds (0: never) the client asked for; None: the server's default (see expiry.py).
+    idle_timeout: float | None = None
+    ttl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ class WorkspaceInfo:
     pool_key: str = ""
     # Set on a fork: the snapshot it was made from.
     parent_snapshot_id: str = ""
+    # As in WorkspaceSpec: None means the server's default.
+    idle_timeout: float | None = None
+    ttl: float | None = None
 
 
 class ShellTransport(Protocol):

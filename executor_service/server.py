@@ -13,6 +13,7 @@ from executor_service.backend import Policy
 from executor_service.backends import choose_backend
 from executor_service.config import ExecutorConfig
 from executor_service.execution import ExecutionEngine
+from executor_service.expiry import WorkspaceExpiry
 from executor_service.files import WorkspaceFiles
 from executor_service.servicer import ExecutorServicer
 from executor_service.sessions import SessionManager
@@ -87,6 +88,17 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         output_cap_bytes=config.output_cap_bytes,
     )
     await workspaces.adopt()
+    expiry = WorkspaceExpiry(
+        config.config_dir,
+        config.idle_timeout,
+        config.workspace_ttl,
+        running=engine.running_count,
+        known=workspaces.known,
+        stop=workspaces.stop,
+        delete=workspaces.delete,
+    )
+    await expiry.start()
+    workspaces.expiry = expiry
     training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)
     files = WorkspaceFiles(
         backend, max_file_bytes=config.max_file_bytes, spool_dir=config.config_dir / "uploads"
@@ -111,6 +123,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         await sessions.shutdown(max(0.0, grace - min(1.0, grace / 2)))
 
     async def on_stopped() -> None:
+        await expiry.close()
         await workspaces.close()
         await asyncio.to_thread(training_log.close)
         await backend.close()

@@ -321,7 +321,19 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self._instance: str | None = None
 
     def _workspace(self, info: WorkspaceInfo) -> pb.Workspace:
-        return workspace_to_proto(info, self.workspaces.session_count(info.id))
+        workspace = workspace_to_proto(info, self.workspaces.session_count(info.id))
+        expiry = self.workspaces.expiry
+        if expiry is not None:
+            workspace.idle_timeout.FromTimedelta(dt.timedelta(seconds=expiry.idle_timeout(info)))
+            workspace.ttl.FromTimedelta(dt.timedelta(seconds=expiry.ttl(info)))
+            stop_time, delete_time = expiry.stop_time(info), expiry.delete_time(info)
+            if stop_time is not None:
+                workspace.stop_time.FromDatetime(stop_time)
+            if delete_time is not None:
+                workspace.delete_time.FromDatetime(delete_time)
+            if info.state not in ("running", "paused"):
+                workspace.stopped_reason = expiry.stopped_reason(info.id)
+        return workspace
 
     # ---- workspaces ----
 
@@ -335,6 +347,10 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             env=dict(request.env),
             labels=dict(request.labels),
             snapshot_id=request.snapshot_id,
+            idle_timeout=request.idle_timeout.ToTimedelta().total_seconds()
+            if request.HasField("idle_timeout")
+            else None,
+            ttl=request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None,
         )
         return pb.CreateWorkspaceResponse(workspace=self._workspace(info))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Protocol
 
 from executor_service.backend import Policy, SnapshotInfo, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
+from executor_service.expiry import WorkspaceExpiry, check_seconds
 from executor_service.pool import WarmPool
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -153,6 +154,8 @@ class WorkspaceManager:
         self.secret_policy = secret_policy
         # Set after construction when the session manager needs this manager too.
         self.sessions = sessions
+        # Set after adoption (it needs the known workspaces): told of every use, start and delete.
+        self.expiry: WorkspaceExpiry | None = None
         self._known: dict[str, WorkspaceInfo] = {}
         # Names of workspaces being created: two creates of one name cannot both pass the check.
         self._creating_names: set[str] = set()
@@ -191,9 +194,14 @@ class WorkspaceManager:
         env: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         snapshot_id: str = "",
+        idle_timeout: float | None = None,
+        ttl: float | None = None,
     ) -> WorkspaceInfo:
         """A new running workspace; with `snapshot_id`, a fork of that snapshot: its image,
-        files, policy and env, with `policy` and `env` applied on top."""
+        files, policy and env, with `policy` and `env` applied on top. `idle_timeout` and `ttl`
+        in seconds (0: never; None: the server's defaults, see expiry.py)."""
+        idle_timeout = check_seconds("idle_timeout", idle_timeout)
+        ttl = check_seconds("ttl", ttl)
         env = dict(env or {})
         labels = dict(labels or {})
         if name and not _NAME.match(name):
@@ -225,7 +233,9 @@ class WorkspaceManager:
                     raise errors.AlreadyExists(f"a workspace named {name!r} exists: {existing.id}")
             self._creating_names.add(name)
         try:
-            info = None if snapshot else await self._take_from_pool(name, image, decided, env, labels)
+            # Pool members carry no expiry of their own: they take the server's defaults.
+            own = snapshot is not None or idle_timeout is not None or ttl is not None
+            info = None if own else await self._take_from_pool(name, image, decided, env, labels)
             pooled = info is not None
             if info is None:
                 spec = WorkspaceSpec(
@@ -236,9 +246,13 @@ class WorkspaceManager:
                     env=env,
                     labels=labels,
                     snapshot=snapshot,
+                    idle_timeout=idle_timeout,
+                    ttl=ttl,
                 )
                 info = await self.backend.create(spec)
             self._known[info.id] = info
+            if self.expiry is not None:
+                self.expiry.touch(info.id)
         finally:
             self._creating_names.discard(name)
         log.info(
@@ -288,6 +302,8 @@ class WorkspaceManager:
             return await self.resume(workspace_id)
         info = await self.backend.start(workspace_id)
         self._known[workspace_id] = info
+        if self.expiry is not None:
+            self.expiry.started(workspace_id)
         log.info("workspace_started", workspace_id=workspace_id, state=info.state)
         return info
 
@@ -364,6 +380,8 @@ class WorkspaceManager:
             await self.sessions.close_workspace(workspace_id)
         await self.backend.delete(workspace_id)
         self._known.pop(workspace_id, None)
+        if self.expiry is not None:
+            self.expiry.forget(workspace_id)
         log.info("workspace_deleted", workspace_id=workspace_id)
 
     async def require_running(
@@ -377,6 +395,8 @@ class WorkspaceManager:
         info = self._known.get(workspace_id)
         if info is None or info.state != "running":
             info = await self.get(workspace_id)
+        if self.expiry is not None:
+            self.expiry.touch(workspace_id)
         if info.state == "paused":
             if not resume:
                 raise errors.FailedPrecondition(
@@ -389,6 +409,10 @@ class WorkspaceManager:
                 f"workspace {workspace_id} is {info.state}, not running; start it with StartWorkspace"
             )
         return info
+
+    def known(self) -> list[WorkspaceInfo]:
+        """The last answer for every workspace, without asking the backend."""
+        return list(self._known.values())
 
     def session_count(self, workspace_id: str | None = None) -> int:
         return self.sessions.count(workspace_id) if self.sessions is not None else 0

@@ -173,6 +173,8 @@ class BwrapBackend:
             env=dict(spec.env),
             labels=dict(spec.labels),
             parent_snapshot_id=spec.snapshot.id if spec.snapshot is not None else "",
+            idle_timeout=spec.idle_timeout,
+            ttl=spec.ttl,
         )
         directory = self._dir(spec.id)
 
@@ -383,6 +385,8 @@ class BwrapBackend:
                 "created": info.created.isoformat(),
                 "env": info.env,
                 "parent_snapshot_id": info.parent_snapshot_id,
+                "idle_timeout": info.idle_timeout,
+                "ttl": info.ttl,
                 "labels": info.labels,
             },
         )
@@ -414,6 +418,8 @@ class BwrapBackend:
             env=data["env"],
             labels=data["labels"],
             parent_snapshot_id=data.get("parent_snapshot_id", ""),
+            idle_timeout=data.get("idle_timeout"),
+            ttl=data.get("ttl"),
         )
 
     async def _set_state(self, workspace_id: str, state: str) -> WorkspaceInfo:

@@ -87,6 +87,8 @@ LABEL_SNAPSHOT = "dev.firebox.snapshot"
 LABEL_SNAPSHOT_INFO = "dev.firebox.snapshot-info"
 # On a fork's container: the snapshot it was made from.
 LABEL_PARENT_SNAPSHOT = "dev.firebox.parent-snapshot"
+# The idle timeout and time to live the client asked for (JSON; absent: the server's defaults).
+LABEL_EXPIRY = "dev.firebox.expiry"
 # Marks the short-lived containers that copy a volume.
 LABEL_HELPER = "dev.firebox.helper"
 COPY_TIMEOUT_SECONDS = 600
@@ -599,6 +601,9 @@ class DockerBackend:
             labels[LABEL_POOL] = pool_key
         if spec.snapshot is not None:
             labels[LABEL_PARENT_SNAPSHOT] = spec.snapshot.id
+        expiry = {k: v for k, v in (("idle_timeout", spec.idle_timeout), ("ttl", spec.ttl)) if v is not None}
+        if expiry:
+            labels[LABEL_EXPIRY] = json.dumps(expiry, sort_keys=True)
         mounts = [self._workspace_mount(spec, volume)]
         if self.io_dir is not None:
             # The root is the executor's alone; the workspace's own directory is what the
@@ -783,6 +788,7 @@ class DockerBackend:
             self._io_workspaces.add(workspace_id)
         if claim is not None:
             name, user_labels, pool_key = claim.get("name", ""), dict(claim.get("labels", {})), ""
+        expiry = json.loads(labels.get(LABEL_EXPIRY) or "{}")
         return WorkspaceInfo(
             id=workspace_id,
             name=name,
@@ -796,6 +802,8 @@ class DockerBackend:
             labels=user_labels,
             pool_key=pool_key,
             parent_snapshot_id=labels.get(LABEL_PARENT_SNAPSHOT, ""),
+            idle_timeout=expiry.get("idle_timeout"),
+            ttl=expiry.get("ttl"),
         )
 
 

@@ -88,6 +88,12 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
         "-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="a variable every command gets"
     )
     create.add_argument("-l", "--label", action="append", default=[], metavar="NAME=VALUE", help="a label")
+    create.add_argument(
+        "--idle-timeout", type=float, metavar="SECONDS", help="stop it after this long unused (0: never)"
+    )
+    create.add_argument(
+        "--ttl", type=float, metavar="SECONDS", help="delete it this long after now (0: never)"
+    )
     _json_flag(create)
     _via_flag(create)
     create.set_defaults(handler=workspaces_create)
@@ -168,6 +174,9 @@ def _show_workspace(workspace: ex.Workspace, sessions: list[ex.Session] | None =
         ("created", output.when(workspace.create_time)),
         ("sessions", str(workspace.session_count)),
         ("forked from", workspace.parent_snapshot_id or "-"),
+        ("stops if idle at", output.when(workspace.stop_time)),
+        ("deleted at", output.when(workspace.delete_time)),
+        ("stopped because", workspace.stopped_reason or "-"),
     ]
     pairs += [(f"env {k}", v) for k, v in sorted(workspace.env.items())]
     pairs += [(f"label {k}", v) for k, v in sorted(workspace.labels.items())]
@@ -210,6 +219,8 @@ def workspaces_create(app: App, args: argparse.Namespace) -> int:
             policy=policy,
             env=_pairs(args.env, "--env"),
             labels=_pairs(args.label, "--label"),
+            idle_timeout=args.idle_timeout,
+            ttl=args.ttl,
             via=args.via,
         )
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Literal
 
@@ -118,15 +119,23 @@ class AsyncFireboxClient:
         env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
         snapshot_id: str = "",
+        idle_timeout: float | None = None,
+        ttl: float | None = None,
         deadline: float = SLOW_TIMEOUT,
         via: Service = "executor",
     ) -> ex.Workspace:
         """Create and start a workspace; with `snapshot_id`, a fork of that snapshot. `via="agent"`:
         the agent places it on one of its executor replicas and forwards later calls for it there
-        (create, get, list and delete go through the agent; start and stop are the executor's only)."""
+        (create, get, list and delete go through the agent; start and stop are the executor's only).
+        `idle_timeout` / `ttl` in seconds: stop when idle that long / delete that long after
+        creation (0: never; None: the executor's defaults)."""
         request = ex.CreateWorkspaceRequest(
             name=name, image=image, policy=policy, env=env, labels=labels, snapshot_id=snapshot_id
         )
+        if idle_timeout is not None:
+            request.idle_timeout.FromTimedelta(dt.timedelta(seconds=idle_timeout))
+        if ttl is not None:
+            request.ttl.FromTimedelta(dt.timedelta(seconds=ttl))
         response = await self._unary(via, "CreateWorkspace", request, deadline)
         return response.workspace
 

@@ -100,3 +100,27 @@ async def test_snapshot_fork_list_and_delete_through_the_agent_and_the_cli(agent
     assert not await executor.workspaces.list_snapshots()
     for name in ("the-fork", "snapped"):
         assert (await firebox("workspaces", "delete", name, "--via", "agent", **via)).code == 0
+
+
+async def test_create_with_idle_timeout_and_ttl_shows_when_it_stops_and_goes(agent, executor) -> None:
+    via = {"agent": agent.target}
+    created = await firebox(
+        "workspaces",
+        "create",
+        "expiring",
+        "--idle-timeout",
+        "600",
+        "--ttl",
+        "3600",
+        "--via",
+        "agent",
+        "--json",
+        **via,
+    )
+    assert created.code == 0, created.stderr
+    workspace = json.loads(created.stdout)["workspace"]
+    assert workspace["idleTimeout"] == "600s" and workspace["ttl"] == "3600s"
+    assert workspace["stopTime"] and workspace["deleteTime"]
+    shown = await firebox("workspaces", "show", "expiring", "--via", "agent", **via)
+    assert "stops if idle at" in shown.text and "deleted at" in shown.text
+    assert (await firebox("workspaces", "delete", "expiring", "--via", "agent", **via)).code == 0
