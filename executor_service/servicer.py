@@ -131,6 +131,11 @@ def workspace_to_proto(info: WorkspaceInfo, session_count: int) -> pb.Workspace:
     return workspace
 
 
+def _seconds(duration: Any) -> float:
+    # Not ToTimedelta: a Duration out of its documented range must be refused, not overflow.
+    return duration.seconds + duration.nanos / 1e9
+
+
 def snapshot_to_proto(snapshot: SnapshotInfo) -> pb.Snapshot:
     message = pb.Snapshot(
         id=snapshot.id,
@@ -347,10 +352,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             env=dict(request.env),
             labels=dict(request.labels),
             snapshot_id=request.snapshot_id,
-            idle_timeout=request.idle_timeout.ToTimedelta().total_seconds()
-            if request.HasField("idle_timeout")
-            else None,
-            ttl=request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None,
+            idle_timeout=_seconds(request.idle_timeout) if request.HasField("idle_timeout") else None,
+            ttl=_seconds(request.ttl) if request.HasField("ttl") else None,
         )
         return pb.CreateWorkspaceResponse(workspace=self._workspace(info))
 

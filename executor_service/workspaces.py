@@ -38,6 +38,8 @@ KNOWN_CAPABILITIES = frozenset(
         "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
     ).split()
 )
+# Snapshot ids as this manager makes them ("sn_" + hex), a little wider; anything else is unknown.
+_SNAPSHOT_ID = re.compile(r"^sn_[A-Za-z0-9_.-]{1,64}$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 MAX_LABELS = 64
@@ -47,6 +49,14 @@ MAX_ENV_VALUE = 32 * 1024
 # Docker refuses memory limits under 6 MiB; a shell needs a few MiB anyway.
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
 MIN_TMP_BYTES = 1024 * 1024
+
+
+def _check_name(name: str) -> None:
+    """A workspace's or snapshot's optional name."""
+    if name and not _NAME.match(name):
+        raise errors.InvalidArgument(
+            "name", f"{name!r}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)"
+        )
 
 
 def new_workspace_id() -> str:
@@ -204,10 +214,7 @@ class WorkspaceManager:
         ttl = check_seconds("ttl", ttl)
         env = dict(env or {})
         labels = dict(labels or {})
-        if name and not _NAME.match(name):
-            raise errors.InvalidArgument(
-                "name", f"{name!r}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)"
-            )
+        _check_name(name)
         snapshot = None
         base_policy = self.default_policy
         if snapshot_id:
@@ -215,7 +222,7 @@ class WorkspaceManager:
                 raise errors.InvalidArgument(
                     "image", "must be empty with snapshot_id (a fork has its snapshot's)"
                 )
-            snapshot = await self.backend.get_snapshot(snapshot_id)
+            snapshot = await self._snapshot(snapshot_id)
             image, base_policy, env = snapshot.image, snapshot.policy, {**snapshot.env, **env}
         image = image or self.default_image
         if not _IMAGE.match(image):
@@ -324,10 +331,7 @@ class WorkspaceManager:
 
     async def create_snapshot(self, workspace_id: str, name: str = "") -> SnapshotInfo:
         self._check_id(workspace_id)
-        if name and not _NAME.match(name):
-            raise errors.InvalidArgument(
-                "name", f"{name!r}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)"
-            )
+        _check_name(name)
         if name and any(s.name == name for s in await self.backend.list_snapshots()):
             raise errors.AlreadyExists(f"a snapshot named {name!r} exists")
         info = await self.get(workspace_id)
@@ -350,8 +354,15 @@ class WorkspaceManager:
     async def delete_snapshot(self, snapshot_id: str) -> None:
         if not snapshot_id:
             raise errors.InvalidArgument("snapshot_id", "required")
+        await self._snapshot(snapshot_id)
         await self.backend.delete_snapshot(snapshot_id)
         log.info("snapshot_deleted", snapshot_id=snapshot_id)
+
+    async def _snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        if not _SNAPSHOT_ID.match(snapshot_id):
+            # Never put into an image reference or a path.
+            raise errors.NotFound(f"snapshot {snapshot_id[:100]!r} not found")
+        return await self.backend.get_snapshot(snapshot_id)
 
     async def _last_known(self, workspace_id: str) -> WorkspaceInfo:
         self._check_id(workspace_id)
