@@ -204,6 +204,23 @@ class ExecutorClient:
         )
         return response.workspace  # type: ignore[attr-defined]
 
+    async def create_snapshot(
+        self, request: executor_pb2.CreateSnapshotRequest, deadline: float = 600.0
+    ) -> executor_pb2.CreateSnapshotResponse:
+        doing = f"snapshotting workspace {request.workspace_id}"
+        return await self._unary(self._stub.CreateSnapshot, request, doing, deadline)  # type: ignore[return-value]
+
+    async def list_snapshots(
+        self, workspace_id: str = "", deadline: float = 10.0
+    ) -> list[executor_pb2.Snapshot]:
+        request = executor_pb2.ListSnapshotsRequest(workspace_id=workspace_id)
+        response = await self._unary(self._stub.ListSnapshots, request, "listing snapshots", deadline)
+        return list(response.snapshots)  # type: ignore[attr-defined]
+
+    async def delete_snapshot(self, snapshot_id: str, deadline: float = 60.0) -> None:
+        request = executor_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id)
+        await self._unary(self._stub.DeleteSnapshot, request, f"deleting snapshot {snapshot_id}", deadline)
+
     async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
         request = executor_pb2.CreateSessionRequest(workspace_id=workspace_id)
         response = await self._unary(

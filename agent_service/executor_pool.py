@@ -394,7 +394,8 @@ class ExecutorPool:
     async def create_workspace_from(
         self, request: executor_pb2.CreateWorkspaceRequest, deadline: float = 120.0
     ) -> executor_pb2.CreateWorkspaceResponse:
-        replica = await self._choose()
+        # A fork is made where its snapshot is.
+        replica = await (self._snapshot_owner(request.snapshot_id) if request.snapshot_id else self._choose())
         response = await replica.client.create_workspace_from(request, deadline)
         await self._created(replica, response.workspace)
         return response
@@ -407,6 +408,58 @@ class ExecutorPool:
 
     async def resume_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
         return await self._call(workspace_id, lambda c: c.resume_workspace(workspace_id, deadline))  # type: ignore[return-value]
+
+    async def create_snapshot(
+        self, request: executor_pb2.CreateSnapshotRequest, deadline: float = 600.0
+    ) -> executor_pb2.CreateSnapshotResponse:
+        return await self._call(request.workspace_id, lambda c: c.create_snapshot(request, deadline))  # type: ignore[return-value]
+
+    async def list_snapshots(
+        self, workspace_id: str = "", deadline: float = 10.0
+    ) -> list[executor_pb2.Snapshot]:
+        """Every reachable replica's snapshots (of one workspace: its owner's only)."""
+        if workspace_id:
+            return await self._call(workspace_id, lambda c: c.list_snapshots(workspace_id, deadline))  # type: ignore[return-value]
+        snapshots: list[executor_pb2.Snapshot] = []
+        for _replica, found in await self._snapshots_by_replica(deadline):
+            snapshots.extend(found)
+        return sorted(snapshots, key=lambda s: (s.create_time.ToNanoseconds(), s.id))
+
+    async def delete_snapshot(self, snapshot_id: str, deadline: float = 60.0) -> None:
+        replica = await self._snapshot_owner(snapshot_id)
+        await replica.client.delete_snapshot(snapshot_id, deadline)
+
+    async def _snapshots_by_replica(
+        self, deadline: float
+    ) -> list[tuple[Replica, list[executor_pb2.Snapshot]]]:
+        await self.refresh()
+        if not self._replicas:
+            await self._any()  # raises the UNAVAILABLE that says what was tried
+        reachable = self._reachable() or self.replicas()
+        results = await asyncio.gather(
+            *(r.client.list_snapshots("", deadline) for r in reachable), return_exceptions=True
+        )
+        answered = [
+            (r, found)
+            for r, found in zip(reachable, results, strict=True)
+            if not isinstance(found, BaseException)
+        ]
+        if not answered:
+            failure = next(f for f in results if isinstance(f, BaseException))
+            raise failure
+        return answered  # type: ignore[return-value]
+
+    async def _snapshot_owner(self, snapshot_id: str) -> Replica:
+        """The replica holding `snapshot_id`: with one executor, it (which answers NOT_FOUND
+        itself); with several, the one whose list has it."""
+        if len(self._replicas) == 1:
+            return next(iter(self._replicas.values()))
+        for replica, found in await self._snapshots_by_replica(10.0):
+            if any(s.id == snapshot_id for s in found):
+                return replica
+        raise ExecutorError(
+            grpc.StatusCode.NOT_FOUND, f"snapshot {snapshot_id!r} not found on any reachable executor"
+        )
 
     async def list_workspaces(self, deadline: float = 10.0) -> list[executor_pb2.Workspace]:
         """Every reachable replica's workspaces (their owners recorded on the way); UNAVAILABLE

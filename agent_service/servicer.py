@@ -393,6 +393,27 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         log.info("workspace_deleted", workspace_id=workspace_id)
         return executor_pb2.DeleteWorkspaceResponse()
 
+    async def CreateSnapshot(
+        self, request: executor_pb2.CreateSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.CreateSnapshotResponse:
+        _require(request.workspace_id, "workspace_id")
+        deadline = forwardable_timeout(context.time_remaining()) or 600.0
+        return await self._executor.create_snapshot(request, deadline)
+
+    async def ListSnapshots(
+        self, request: executor_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.ListSnapshotsResponse:
+        return executor_pb2.ListSnapshotsResponse(
+            snapshots=await self._executor.list_snapshots(request.workspace_id)
+        )
+
+    async def DeleteSnapshot(
+        self, request: executor_pb2.DeleteSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.DeleteSnapshotResponse:
+        snapshot_id = _require(request.snapshot_id, "snapshot_id")
+        await self._executor.delete_snapshot(snapshot_id)
+        return executor_pb2.DeleteSnapshotResponse()
+
     async def PauseWorkspace(
         self, request: executor_pb2.PauseWorkspaceRequest, context: grpc.aio.ServicerContext
     ) -> executor_pb2.PauseWorkspaceResponse:

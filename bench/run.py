@@ -29,6 +29,7 @@ from bench.providers import STALL_IDLE_SECONDS, bench_providers
 from bench.services import service
 from bench.terminals import bench_terminals
 from bench.trainlog import bench_trainlog
+from bench.workspaces import bench_workspaces
 
 # name -> (figure path in the results, comparison, target); comparison None = shown, no target.
 TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
@@ -58,6 +59,38 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "create-to-running / raw SDK": (("executor", "create_to_running", "ratio_p50"), "<=", 1.2),
     "create-to-running p50 (ms)": (("executor", "create_to_running", "firebox", "p50_ms"), None, None),
     "warm pool create p50 (ms)": (("executor", "warm_pool", "p50_ms"), "<=", 20),
+    "stock Debian create-to-running / raw SDK": (
+        ("workspaces", "stock_create_to_running", "debian", "ratio_p50"),
+        "<=",
+        1.2,
+    ),
+    "stock busybox create-to-running / raw SDK": (
+        ("workspaces", "stock_create_to_running", "busybox", "ratio_p50"),
+        "<=",
+        1.2,
+    ),
+    "pause+resume p50 (ms)": (("workspaces", "pause_resume", "firebox", "p50_ms"), None, None),
+    "pause+resume / SDK pause+unpause": (("workspaces", "pause_resume", "ratio_p50"), None, None),
+    "snapshot of 100 MiB p50 (ms)": (
+        ("workspaces", "snapshot_and_fork", "snapshot", "firebox", "p50_ms"),
+        None,
+        None,
+    ),
+    "SDK commit p50 (ms, no volume)": (
+        ("workspaces", "snapshot_and_fork", "snapshot", "docker_sdk", "p50_ms"),
+        None,
+        None,
+    ),
+    "fork-to-first-Execute p50 (ms)": (
+        ("workspaces", "snapshot_and_fork", "fork_to_first_execute", "firebox", "p50_ms"),
+        None,
+        None,
+    ),
+    "SDK create+start+exec of commit p50 (ms)": (
+        ("workspaces", "snapshot_and_fork", "fork_to_first_execute", "docker_sdk", "p50_ms"),
+        None,
+        None,
+    ),
     "agent added TTFT p50 (ms)": (("agent", "ttft", "added_p50_ms"), "<=", 5),
     "relayed delta events/s at 64 runs": (("agent", "relay", "64", "deltas_per_s"), ">=", 20000),
     "TTFT added p50, openai / anthropic wire (ms)": (("providers", "ttft_added_p50_ms"), None, None),
@@ -206,6 +239,10 @@ def main() -> None:
             "executor",
             console,
             lambda: asyncio.run(bench_executor(target, config_dir, args.quick, pool_size)),
+        )
+        console.print("workspace lifecycle figures…")
+        results["workspaces"] = guarded(
+            "workspaces", console, lambda: asyncio.run(bench_workspaces(target, args.quick))
         )
         console.print("agent figures…")
         results["agent"] = guarded("agent", console, lambda: asyncio.run(bench_agent(args.quick, target)))

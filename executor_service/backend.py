@@ -71,6 +71,28 @@ class WorkspaceSpec:
     policy: Policy
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # Set for a fork: the snapshot whose files and image it starts from.
+    snapshot: SnapshotInfo | None = None
+    # Seconds (0: never) the client asked for; None: the server's default (see expiry.py).
+    idle_timeout: float | None = None
+    ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A workspace captured at one moment: what a fork starts from."""
+
+    id: str
+    name: str
+    workspace_id: str
+    # The image the workspace was made from; and what a fork is made from (on docker the
+    # committed container, on bwrap the same image).
+    image: str
+    image_ref: str
+    created: dt.datetime
+    policy: Policy
+    env: dict[str, str] = field(default_factory=dict)
+    files_bytes: int = 0
 
 
 @dataclass
@@ -91,6 +113,11 @@ class WorkspaceInfo:
     labels: dict[str, str] = field(default_factory=dict)
     # Set only on a warm-pool member nobody has taken yet: the key of the pool it belongs to.
     pool_key: str = ""
+    # Set on a fork: the snapshot it was made from.
+    parent_snapshot_id: str = ""
+    # As in WorkspaceSpec: None means the server's default.
+    idle_timeout: float | None = None
+    ttl: float | None = None
 
 
 class ShellTransport(Protocol):
@@ -162,6 +189,18 @@ class WorkspaceBackend(Protocol):
         FailedPrecondition when it is not running or the backend cannot pause here. `workspace`
         is the last known answer for it, which may be out of date."""
         ...
+
+    async def create_snapshot(self, workspace: WorkspaceInfo, snapshot_id: str, name: str) -> SnapshotInfo:
+        """Capture the workspace's filesystem and /workspace files as snapshot `snapshot_id`."""
+        ...
+
+    async def list_snapshots(self) -> list[SnapshotInfo]: ...
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        """NotFound when there is no such snapshot."""
+        ...
+
+    async def delete_snapshot(self, snapshot_id: str) -> None: ...
 
     async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
         """Thaw a paused workspace (a running one is returned as it is); FailedPrecondition when

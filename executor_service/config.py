@@ -61,6 +61,9 @@ class ExecutorConfig:
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE
     warm_pool_size: int = DEFAULT_WARM_POOL_SIZE
+    # Defaults for workspaces whose CreateWorkspace sets none, in seconds; 0: never.
+    idle_timeout: float = 0.0
+    workspace_ttl: float = 0.0
     session_io: str = "auto"
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     env_allow: tuple[str, ...] = ()
@@ -260,6 +263,24 @@ OPTIONS: tuple[_Option, ...] = (
         "ready workspaces of the default image and policy kept for CreateWorkspace to take "
         f"(docker backend; 0 disables; default {DEFAULT_WARM_POOL_SIZE})",
         "N",
+    ),
+    _Option(
+        "idle_timeout",
+        "--idle-timeout",
+        "FIREBOX_IDLE_TIMEOUT",
+        _non_negative_float,
+        "stop a workspace after this many seconds with no command or file call, unless its "
+        "CreateWorkspace says otherwise; files are kept (default 0 = never)",
+        "SECONDS",
+    ),
+    _Option(
+        "workspace_ttl",
+        "--workspace-ttl",
+        "FIREBOX_WORKSPACE_TTL",
+        _non_negative_float,
+        "delete a workspace this many seconds after it was created, unless its CreateWorkspace says "
+        "otherwise (default 0 = never)",
+        "SECONDS",
     ),
     _Option(
         "session_io",

@@ -421,6 +421,11 @@ class ExecutionEngine:
         self.backend = backend
         self.sessions = sessions
         self.output_cap_bytes = output_cap_bytes
+        # Executions not yet ended, per workspace: a workspace with any is never idle.
+        self._running: dict[str, int] = {}
+
+    def running_count(self, workspace_id: str) -> int:
+        return self._running.get(workspace_id, 0)
 
     async def start(
         self, workspace: WorkspaceInfo, spec: ExecuteSpec, *, output_cap_bytes: int | None = None
@@ -443,4 +448,13 @@ class ExecutionEngine:
         else:
             shell = await self.sessions.take_fresh_shell(workspace)
             execution.task = asyncio.create_task(self.sessions.run_sessionless(workspace, shell, execution))
+        self._running[workspace.id] = self._running.get(workspace.id, 0) + 1
+        execution.task.add_done_callback(lambda _task: self._ended(workspace.id))
         return execution
+
+    def _ended(self, workspace_id: str) -> None:
+        left = self._running.get(workspace_id, 1) - 1
+        if left > 0:
+            self._running[workspace_id] = left
+        else:
+            self._running.pop(workspace_id, None)

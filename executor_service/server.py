@@ -14,6 +14,7 @@ from executor_service.backends import choose_backend
 from executor_service.background import BackgroundExecutions
 from executor_service.config import ExecutorConfig
 from executor_service.execution import ExecutionEngine
+from executor_service.expiry import WorkspaceExpiry
 from executor_service.files import WorkspaceFiles
 from executor_service.servicer import ExecutorServicer
 from executor_service.sessions import SessionManager
@@ -92,6 +93,17 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     await workspaces.adopt()
     background = BackgroundExecutions(config.executions_dir, config.execution_buffer_bytes)
     await background.load()
+    expiry = WorkspaceExpiry(
+        config.config_dir,
+        config.idle_timeout,
+        config.workspace_ttl,
+        running=engine.running_count,
+        known=workspaces.known,
+        stop=workspaces.stop,
+        delete=workspaces.delete,
+    )
+    await expiry.start()
+    workspaces.expiry = expiry
     training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)
     files = WorkspaceFiles(
         backend, max_file_bytes=config.max_file_bytes, spool_dir=config.config_dir / "uploads"
@@ -117,6 +129,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         await sessions.shutdown(max(0.0, grace - min(1.0, grace / 2)))
 
     async def on_stopped() -> None:
+        await expiry.close()
         await workspaces.close()
         await asyncio.to_thread(training_log.close)
         await backend.close()

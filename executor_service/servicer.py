@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import json_format
 
 from executor_service import execution as ex
-from executor_service.backend import BWRAP, DOCKER, Policy, WorkspaceInfo
+from executor_service.backend import BWRAP, DOCKER, Policy, SnapshotInfo, WorkspaceInfo
 from executor_service.background import BackgroundExecution, BackgroundExecutions, FollowOutput
 from executor_service.files import (
     DEFAULT_MAX_ENTRIES,
@@ -134,9 +134,29 @@ def workspace_to_proto(info: WorkspaceInfo, session_count: int) -> pb.Workspace:
         # Allowed secrets reach the commands, never API responses.
         env=redactor.env(info.env),
         session_count=session_count,
+        parent_snapshot_id=info.parent_snapshot_id,
     )
     workspace.create_time.FromDatetime(info.created)
     return workspace
+
+
+def _seconds(duration: Any) -> float:
+    # Not ToTimedelta: a Duration out of its documented range must be refused, not overflow.
+    return duration.seconds + duration.nanos / 1e9
+
+
+def snapshot_to_proto(snapshot: SnapshotInfo) -> pb.Snapshot:
+    message = pb.Snapshot(
+        id=snapshot.id,
+        name=snapshot.name,
+        workspace_id=snapshot.workspace_id,
+        image=snapshot.image,
+        policy=policy_to_proto(snapshot.policy),
+        env=redactor.env(snapshot.env),
+        files_bytes=snapshot.files_bytes,
+    )
+    message.create_time.FromDatetime(snapshot.created)
+    return message
 
 
 def session_to_proto(session: Session) -> pb.Session:
@@ -397,7 +417,19 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self._instance: str | None = None
 
     def _workspace(self, info: WorkspaceInfo) -> pb.Workspace:
-        return workspace_to_proto(info, self.workspaces.session_count(info.id))
+        workspace = workspace_to_proto(info, self.workspaces.session_count(info.id))
+        expiry = self.workspaces.expiry
+        if expiry is not None:
+            workspace.idle_timeout.FromTimedelta(dt.timedelta(seconds=expiry.idle_timeout(info)))
+            workspace.ttl.FromTimedelta(dt.timedelta(seconds=expiry.ttl(info)))
+            stop_time, delete_time = expiry.stop_time(info), expiry.delete_time(info)
+            if stop_time is not None:
+                workspace.stop_time.FromDatetime(stop_time)
+            if delete_time is not None:
+                workspace.delete_time.FromDatetime(delete_time)
+            if info.state not in ("running", "paused"):
+                workspace.stopped_reason = expiry.stopped_reason(info.id)
+        return workspace
 
     # ---- workspaces ----
 
@@ -410,6 +442,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             policy=policy_overrides(request.policy),
             env=dict(request.env),
             labels=dict(request.labels),
+            snapshot_id=request.snapshot_id,
+            idle_timeout=_seconds(request.idle_timeout) if request.HasField("idle_timeout") else None,
+            ttl=_seconds(request.ttl) if request.HasField("ttl") else None,
         )
         return pb.CreateWorkspaceResponse(workspace=self._workspace(info))
 
@@ -446,6 +481,22 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     ) -> pb.SetWritablePathsResponse:
         info = await self.workspaces.set_writable_paths(request.workspace_id, list(request.writable_paths))
         return pb.SetWritablePathsResponse(workspace=self._workspace(info))
+
+    async def CreateSnapshot(
+        self, request: pb.CreateSnapshotRequest, context: Any
+    ) -> pb.CreateSnapshotResponse:
+        snapshot = await self.workspaces.create_snapshot(request.workspace_id, request.name)
+        return pb.CreateSnapshotResponse(snapshot=snapshot_to_proto(snapshot))
+
+    async def ListSnapshots(self, request: pb.ListSnapshotsRequest, context: Any) -> pb.ListSnapshotsResponse:
+        snapshots = await self.workspaces.list_snapshots(request.workspace_id)
+        return pb.ListSnapshotsResponse(snapshots=[snapshot_to_proto(s) for s in snapshots])
+
+    async def DeleteSnapshot(
+        self, request: pb.DeleteSnapshotRequest, context: Any
+    ) -> pb.DeleteSnapshotResponse:
+        await self.workspaces.delete_snapshot(request.snapshot_id)
+        return pb.DeleteSnapshotResponse()
 
     async def PauseWorkspace(
         self, request: pb.PauseWorkspaceRequest, context: Any
@@ -525,7 +576,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         spec = execute_spec(first, self.secret_policy, self.default_timeout)
         workspace = await self.workspaces.require_running(first.workspace_id, resume=first.resume_workspace)
         recorder = ExecutionRecorder(
-            first, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+            first,
+            BACKENDS.get(workspace.backend, 0),
+            workspace.isolation,
+            self.version,
+            parent_snapshot_id=workspace.parent_snapshot_id,
         )
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id
@@ -866,7 +921,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             workspace_id=request.workspace_id, argv=argv, directory=action.work_dir or None, timeout=timeout
         )
         recorder = ExecutionRecorder(
-            execute, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+            execute,
+            BACKENDS.get(workspace.backend, 0),
+            workspace.isolation,
+            self.version,
+            parent_snapshot_id=workspace.parent_snapshot_id,
         )
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id

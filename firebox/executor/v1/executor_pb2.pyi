@@ -129,7 +129,7 @@ class IsolationPolicy(_message.Message):
     def __init__(self, network: _Optional[bool] = ..., read_only: _Optional[bool] = ..., user: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_millis: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., no_new_privileges: _Optional[bool] = ..., read_only_root: _Optional[bool] = ..., tmp_bytes: _Optional[int] = ..., writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Workspace(_message.Message):
-    __slots__ = ("id", "name", "image", "status", "backend", "policy", "isolation", "create_time", "labels", "env", "session_count")
+    __slots__ = ("id", "name", "image", "status", "backend", "policy", "isolation", "create_time", "labels", "env", "session_count", "parent_snapshot_id", "idle_timeout", "ttl", "stop_time", "delete_time", "stopped_reason")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,12 @@ class Workspace(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     SESSION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    STOP_TIME_FIELD_NUMBER: _ClassVar[int]
+    DELETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     image: str
@@ -166,10 +172,16 @@ class Workspace(_message.Message):
     labels: _containers.ScalarMap[str, str]
     env: _containers.ScalarMap[str, str]
     session_count: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., status: _Optional[_Union[WorkspaceStatus, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., isolation: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env: _Optional[_Mapping[str, str]] = ..., session_count: _Optional[int] = ...) -> None: ...
+    parent_snapshot_id: str
+    idle_timeout: _duration_pb2.Duration
+    ttl: _duration_pb2.Duration
+    stop_time: _timestamp_pb2.Timestamp
+    delete_time: _timestamp_pb2.Timestamp
+    stopped_reason: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., status: _Optional[_Union[WorkspaceStatus, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., isolation: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env: _Optional[_Mapping[str, str]] = ..., session_count: _Optional[int] = ..., parent_snapshot_id: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stop_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stopped_reason: _Optional[str] = ...) -> None: ...
 
 class CreateWorkspaceRequest(_message.Message):
-    __slots__ = ("name", "image", "policy", "env", "labels")
+    __slots__ = ("name", "image", "policy", "env", "labels", "snapshot_id", "idle_timeout", "ttl")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -189,12 +201,18 @@ class CreateWorkspaceRequest(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     policy: IsolationPolicy
     env: _containers.ScalarMap[str, str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    snapshot_id: str
+    idle_timeout: _duration_pb2.Duration
+    ttl: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., snapshot_id: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CreateWorkspaceResponse(_message.Message):
     __slots__ = ("workspace",)
@@ -271,6 +289,69 @@ class SetWritablePathsResponse(_message.Message):
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     workspace: Workspace
     def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("id", "name", "workspace_id", "image", "create_time", "policy", "env", "files_bytes")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    FILES_BYTES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    workspace_id: str
+    image: str
+    create_time: _timestamp_pb2.Timestamp
+    policy: IsolationPolicy
+    env: _containers.ScalarMap[str, str]
+    files_bytes: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., workspace_id: _Optional[str] = ..., image: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., files_bytes: _Optional[int] = ...) -> None: ...
+
+class CreateSnapshotRequest(_message.Message):
+    __slots__ = ("workspace_id", "name")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    name: str
+    def __init__(self, workspace_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class CreateSnapshotResponse(_message.Message):
+    __slots__ = ("snapshot",)
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    snapshot: Snapshot
+    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsResponse(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("snapshot_id",)
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    def __init__(self, snapshot_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class PauseWorkspaceRequest(_message.Message):
     __slots__ = ("workspace_id",)

@@ -155,6 +155,21 @@ class ExecutorServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/CreateSnapshot',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/ListSnapshots',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/DeleteSnapshot',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -348,6 +363,30 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """CreateSnapshot captures a workspace as it is now: its container's filesystem and its
+        /workspace files (processes are not kept). A running workspace is paused while it is taken.
+        CreateWorkspace with snapshot_id makes an independent copy of it (a fork). A snapshot stays
+        when its workspace is deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """ListSnapshots lists this executor's snapshots, oldest first, of one workspace or of all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """DeleteSnapshot removes a snapshot; workspaces forked from it are not affected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -470,6 +509,21 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.ForwardPort,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1121,6 +1175,87 @@ class ExecutorService:
             '/firebox.executor.v1.ExecutorService/ForwardPort',
             firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/CreateSnapshot',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/ListSnapshots',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/DeleteSnapshot',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

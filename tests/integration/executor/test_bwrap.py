@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from executor_service.backend import Policy, WorkspaceSpec
 from executor_service.backends.bwrap import BwrapBackend
@@ -205,3 +207,19 @@ async def test_without_a_freezer_pause_is_failed_precondition_saying_why(tmp_pat
         await backend.pause(info)
     assert (await backend.get("ws_plain")).state == "running"
     await backend.delete("ws_plain")
+
+
+async def test_idle_bwrap_workspace_stops_and_says_why(bw):
+    stub, _ws, _ = bw
+    idle = pb.CreateWorkspaceRequest(idle_timeout=duration_pb2.Duration(seconds=1))
+    ws = (await stub.CreateWorkspace(idle)).workspace
+    try:
+        for _ in range(100):
+            got = (await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id=ws.id))).workspace
+            if got.status == pb.WORKSPACE_STATUS_EXITED:
+                break
+            await asyncio.sleep(0.1)
+        assert got.status == pb.WORKSPACE_STATUS_EXITED
+        assert "idle_timeout 1s" in got.stopped_reason
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
