@@ -198,6 +198,10 @@ def offered_name(server: str, tool: str) -> str:
     return f"{cleaned}_{digest}"
 
 
+# JSON-RPC errors that are about the call itself, not the connection.
+_CALLER_ERRORS = frozenset({mcp_types.INVALID_PARAMS, mcp_types.METHOD_NOT_FOUND, mcp_types.INVALID_REQUEST})
+
+
 class McpToolError(Exception):
     """A call that could not give a result; the message is what the model is told."""
 
@@ -261,7 +265,14 @@ class McpServerConnection:
                 raise McpToolError(
                     "the server closed the connection (crashed?) during the call; it is restarted on next use"
                 ) from None
-            raise McpToolError(f"the server refused the call: {_describe(exc)}") from None
+            if exc.code in _CALLER_ERRORS:
+                raise McpToolError(f"the server refused the call: {_describe(exc)}") from None
+            # Anything else may be a server that lost our session (an HTTP server restarted):
+            # a fresh connection next time.
+            self._failed(f"{tool} failed: {_describe(exc)}")
+            raise McpToolError(
+                f"the call failed: {_describe(exc)}; the server is reconnected on next use"
+            ) from None
         except pydantic.ValidationError as exc:
             raise McpToolError(
                 f"the server's result is malformed: {exc.error_count()} validation error(s)"

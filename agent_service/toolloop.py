@@ -40,7 +40,7 @@ from agent_service.session_workspace import workspace_policy as workspace_policy
 from agent_service.skills import SkillLibrary
 from agent_service.store import Store
 from agent_service.tool_output import tool_result_text as tool_result_text
-from agent_service.tools import OfferedTools, ToolCatalog, ToolRun, needs_approval
+from agent_service.tools import OfferedTools, ToolCatalog, ToolRun, finish_call, needs_approval
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FireboxError, NotFound
 from firebox.common.headtail import HeadTail as HeadTail
@@ -441,21 +441,12 @@ class ToolLoop:
         if not live.done:
             live.emit(message_completed=agent_pb2.MessageCompleted(message=message))
 
-    @staticmethod
-    def _finish(live: LiveRun, call_id: str, result: str, exit_code: int = -1) -> str:
-        live.emit(
-            tool_call_finished=agent_pb2.ToolCallFinished(
-                tool_call_id=call_id, exit_code=exit_code, result=result
-            )
-        )
-        return result
-
     async def _run_tool(self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall) -> str:
         """Run one tool call to its end (after approval, when the policy asks); returns what the
         model is told."""
         tool = turn.tools.get(call.name)
         if tool is None:
-            return self._finish(
+            return finish_call(
                 live,
                 call.id,
                 f"[error: unknown tool {call.name!r}; the tools are {', '.join(turn.tools.names())}]",
@@ -466,9 +457,9 @@ class ToolLoop:
                 raise TypeError("arguments must be a JSON object")
             tool.check(arguments)
         except (ValueError, KeyError, TypeError) as exc:
-            return self._finish(live, call.id, f"[error: bad arguments for {call.name}: {exc}]")
+            return finish_call(live, call.id, f"[error: bad arguments for {call.name}: {exc}]")
         if tool.writes_files and sandbox_mode(turn.session) == agent_pb2.SANDBOX_MODE_READ_ONLY:
-            return self._finish(
+            return finish_call(
                 live,
                 call.id,
                 f"[refused: the session's sandbox mode is READ_ONLY; {call.name} is not allowed. Files can "
@@ -478,20 +469,20 @@ class ToolLoop:
         if why:
             resolution = await self._approve(live, turn, call, tool.approval_text(arguments), why)
             if resolution.decision is Decision.DENY:
-                return self._finish(
+                return finish_call(
                     live, call.id, f"denied by the user: {resolution.reason or 'no reason given'}"
                 )
             if resolution.decision is Decision.APPROVE_EDITED:
                 try:
                     arguments = tool.edited(arguments, resolution.edited_command)
                 except (ValueError, TypeError, KeyError) as exc:
-                    return self._finish(live, call.id, f"[error: the edited call is not valid: {exc}]")
+                    return finish_call(live, call.id, f"[error: the edited call is not valid: {exc}]")
         try:
             return await tool.run(ToolRun(live, turn.session, call, arguments, turn.generation_id))
         except ExecutorError as exc:
             if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
                 raise
-            return self._finish(live, call.id, f"[error: {exc.message}]")
+            return finish_call(live, call.id, f"[error: {exc.message}]")
 
     async def _approve(
         self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall, command: str, why: str

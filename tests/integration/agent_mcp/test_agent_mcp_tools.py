@@ -22,15 +22,6 @@ from tests.support.fake_provider import FakeProvider, text_reply, tool_reply
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider.start()
-    try:
-        yield provider
-    finally:
-        await provider.stop()
-
-
-@pytest.fixture
 async def agent(tmp_path: Path, fake: FakeProvider, http_server: str) -> AsyncIterator[Agent]:
     config = write_config(
         tmp_path / "mcp.json",

@@ -99,7 +99,7 @@ async def test_an_mcp_client_runs_commands_and_files_in_a_workspace_over_stdio(e
             ]
 
             named = _data(await client.call_tool("list_named_tools", {}))["tools"]
-            assert [t["name"] for t in named] == ["count_lines"]
+            assert {"count_lines", "make_marker"} <= {t["name"] for t in named}
             counted = _data(
                 await client.call_tool(
                     "run_named_tool",
