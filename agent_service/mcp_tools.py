@@ -49,7 +49,7 @@ import firebox
 from agent_service.executor_pool import ExecutorPool
 from agent_service.session_workspace import SessionWorkspaces
 from agent_service.tool_output import RUN_EVENT_OUTPUT_CAP_BYTES
-from agent_service.tools import Tool, ToolRun, always_runs, function_spec
+from agent_service.tools import MCP_TOOL_PREFIX, Tool, ToolRun, always_runs, function_spec
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FireboxError, InvalidArgument
 from firebox.common.headtail import HeadTail
@@ -61,7 +61,6 @@ from firebox.trace.v1 import trace_pb2
 
 log = get_logger("firebox.agent.mcp")
 
-TOOL_PREFIX = "mcp__"
 # OpenAI function names: ^[a-zA-Z0-9_-]{1,64}$.
 MAX_FUNCTION_NAME = 64
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -108,9 +107,13 @@ def _strings(value: Any, where: str, kind: type) -> Any:
 
 
 def check_server_name(name: str, where: str) -> None:
-    if not SERVER_NAME.match(name) or "__" in name:
+    # mcp__SERVER__TOOL splits at the first "__" after the prefix only if SERVER holds no "__" and
+    # does not end with "_" (server "a_" with tool "b" would read as server "a" with tool "_b").
+    if not SERVER_NAME.match(name) or "__" in name or name.endswith("_"):
         raise InvalidArgument(
-            where, "a server name is 1-32 letters, digits, '-' or '_', with no '__' (it prefixes tool names)"
+            where,
+            "a server name is 1-32 letters, digits, '-' or '_', with no '__' and not ending in '_' "
+            "(it prefixes tool names)",
         )
 
 
@@ -190,7 +193,7 @@ def session_servers(
 
 def offered_name(server: str, tool: str) -> str:
     """The function name of a server's tool: mcp__SERVER__TOOL, cleaned and hashed when needed."""
-    name = f"{TOOL_PREFIX}{server}__{tool}"
+    name = f"{MCP_TOOL_PREFIX}{server}__{tool}"
     if _FUNCTION_NAME.match(tool) and len(name) <= MAX_FUNCTION_NAME:
         return name
     digest = hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()[:8]

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 READ_FILE_TOOL_NAME = "read_file"
 WRITE_FILE_TOOL_NAME = "write_file"
 BUILTIN_NAMES = frozenset({SHELL_TOOL_NAME, READ_FILE_TOOL_NAME, WRITE_FILE_TOOL_NAME, LOAD_SKILL_TOOL_NAME})
+# The names of MCP servers' tools (mcp__SERVER__TOOL); no other tool may take it.
+MCP_TOOL_PREFIX = "mcp__"
 
 
 @dataclass
