@@ -70,6 +70,12 @@ MAX_SERVERS = 32
 MAX_TOOLS_PER_SERVER = 256
 # Starting a server (process or connection, the handshake and its tool list).
 START_TIMEOUT_SECONDS = 30.0
+# An idle server is asked for its tools this often (MCP's ping is gone from the 2026-07-28
+# protocol; tools/list is a request every tool server answers), so one that died between calls is
+# restarted before the next call rather than failing it, and a changed tool list is picked up. No
+# answer within the timeout counts as dead. Never during a call (a server may serve one at a time).
+CHECK_INTERVAL_SECONDS = 15.0
+CHECK_TIMEOUT_SECONDS = 10.0
 # Restart backoff after consecutive failures: the first at once, then 1, 2, 4 ... this.
 MAX_BACKOFF_SECONDS = 60.0
 # Sessions whose MCP servers are kept running; the least recently used beyond this are stopped.
@@ -241,6 +247,7 @@ class McpServerConnection:
         self.failures = 0
         self.retry_at = 0.0
         self.error = ""
+        self._in_flight = 0
 
     @property
     def ready(self) -> bool:
@@ -256,6 +263,7 @@ class McpServerConnection:
         """Call a tool; McpToolError (with what to tell the model) when no result came."""
         timeout = limit_seconds
         client = await self._ensure()
+        self._in_flight += 1
         try:
             async with asyncio.timeout(timeout):
                 result = await client.call_tool(tool, arguments)
@@ -285,6 +293,8 @@ class McpServerConnection:
             raise McpToolError(
                 f"the call failed: {_describe(exc)}; the server is restarted on next use"
             ) from None
+        finally:
+            self._in_flight -= 1
         self.failures = 0
         return result
 
@@ -328,7 +338,7 @@ class McpServerConnection:
                         break
                 if not ready.done():
                     ready.set_result((client, tools[:MAX_TOOLS_PER_SERVER]))
-                await stop.wait()
+                await self._keep_alive(client, stop)
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(_describe(exc)))
@@ -339,6 +349,24 @@ class McpServerConnection:
         finally:
             if self._stop is stop:
                 self._client = None
+
+    async def _keep_alive(self, client: Client, stop: asyncio.Event) -> None:
+        """Wait for `stop`, checking the server is alive while no call is in flight."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_INTERVAL_SECONDS):
+                    await stop.wait()
+            if stop.is_set() or self._in_flight:
+                continue
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                    page = await client.list_tools(cache_mode="bypass")
+            except Exception as exc:
+                if not stop.is_set() and not self._in_flight:
+                    self._failed(f"no answer while idle: {_describe(exc)}")
+                continue
+            if page.next_cursor is None:
+                self._tools = page.tools[:MAX_TOOLS_PER_SERVER]
 
     def _failed(self, why: str) -> None:
         """Stop the server; the next use starts it again once its backoff has passed."""
