@@ -268,11 +268,11 @@ class McpServerConnection:
             async with asyncio.timeout(timeout):
                 result = await client.call_tool(tool, arguments)
         except TimeoutError:
-            self._failed(f"the call of {tool} timed out after {timeout:g}s")
+            self._failed(f"the call of {tool} timed out after {timeout:g}s", client)
             raise McpToolError(f"timed out after {timeout:g}s; the server is restarted on next use") from None
         except MCPError as exc:
             if exc.code == mcp_types.CONNECTION_CLOSED:
-                self._failed(f"the connection closed during {tool}")
+                self._failed(f"the connection closed during {tool}", client)
                 raise McpToolError(
                     "the server closed the connection (crashed?) during the call; it is restarted on next use"
                 ) from None
@@ -280,7 +280,7 @@ class McpServerConnection:
                 raise McpToolError(f"the server refused the call: {_describe(exc)}") from None
             # Anything else may be a server that lost our session (an HTTP server restarted):
             # a fresh connection next time.
-            self._failed(f"{tool} failed: {_describe(exc)}")
+            self._failed(f"{tool} failed: {_describe(exc)}", client)
             raise McpToolError(
                 f"the call failed: {_describe(exc)}; the server is reconnected on next use"
             ) from None
@@ -289,7 +289,7 @@ class McpServerConnection:
                 f"the server's result is malformed: {exc.error_count()} validation error(s)"
             ) from None
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError) as exc:
-            self._failed(_describe(exc))
+            self._failed(_describe(exc), client)
             raise McpToolError(
                 f"the call failed: {_describe(exc)}; the server is restarted on next use"
             ) from None
@@ -305,6 +305,7 @@ class McpServerConnection:
             wait = self.retry_at - time.monotonic()
             if wait > 0:
                 raise McpToolError(f"the server is unavailable ({self.error}); next start in {wait:.0f}s")
+            self._client = None
             loop = asyncio.get_running_loop()
             ready: asyncio.Future[tuple[Client, list[mcp_types.Tool]]] = loop.create_future()
             self._stop = asyncio.Event()
@@ -314,7 +315,7 @@ class McpServerConnection:
                     self._client, self._tools = await asyncio.shield(ready)
             except (Exception, TimeoutError) as exc:
                 why = "it did not start in time" if isinstance(exc, TimeoutError) else _describe(exc)
-                self._failed(f"failed to start: {why}")
+                self._failed(f"failed to start: {why}", None)
                 raise McpToolError(f"the server failed to start: {why}") from None
             self.error = ""
             log.info("mcp_server_started", server=self.spec.name, tools=len(self._tools))
@@ -363,13 +364,17 @@ class McpServerConnection:
                     page = await client.list_tools(cache_mode="bypass")
             except Exception as exc:
                 if not stop.is_set() and not self._in_flight:
-                    self._failed(f"no answer while idle: {_describe(exc)}")
+                    self._failed(f"no answer while idle: {_describe(exc)}", client)
                 continue
             if page.next_cursor is None:
                 self._tools = page.tools[:MAX_TOOLS_PER_SERVER]
 
-    def _failed(self, why: str) -> None:
-        """Stop the server; the next use starts it again once its backoff has passed."""
+    def _failed(self, why: str, client: Client | None) -> None:
+        """Stop the server; the next use starts it again once its backoff has passed. A failure
+        seen through an older connection (`client` is no longer the current one) changes nothing:
+        that connection is already gone, and a newer one must not be stopped for it."""
+        if client is not self._client:
+            return
         self.failures += 1
         self.error = why
         self.retry_at = time.monotonic() + _backoff(self.failures)
