@@ -30,7 +30,7 @@ run: install
 
 test: install
 	bash scripts/test-env.sh
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -rs $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -54,7 +54,7 @@ bench: install
 ## Long and disruptive (it stops and restarts dockerd at the end); about 4 minutes. See docs/reliability.md.
 chaos: install
 	bash scripts/test-env.sh
-	$(VENV)/bin/pytest -q -s tests/chaos $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -rs -s tests/chaos $(PYTEST_ARGS)
 
 ## Deployment end to end: build the images locally (no registry; scripts/deploy-env.sh), then
 ## bring up compose.yaml and a two-replica Swarm stack and drive them with grpcurl and the CLI.

@@ -7,6 +7,12 @@ redirections (`<`, `>`), substitutions (`$(`, backquotes, `${`, `<(`), globbing 
 word, or quoting we cannot follow waits for approval. Being wrong in the cautious direction
 costs a click; the other direction costs a deleted workspace.
 
+With writable paths set on the session, a call that would write outside them asks (under
+ON_REQUEST and ALWAYS) and names the paths: a file tool's path, or the paths a shell command
+names as write targets (`written_paths`: redirections, and the operands of the usual file-writing
+programs, followed through `cd`). That reading is a heuristic for the request; the limit itself is
+enforced by the workspace's mounts, whatever the command does.
+
 A wait is a future keyed by (run id, tool call id). `ResolveApproval` sets it; the approval
 timeout or the run's cancellation ends it otherwise. A wait past the timeout is a denial.
 """
@@ -15,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import posixpath
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from firebox.common.workspace_paths import WORKDIR
 
 # Arguments that turn an allowlisted reader into a writer or a launcher.
 _WRITING_ARGUMENTS = (
@@ -54,6 +62,8 @@ class Resolution:
     reason: str = ""
     edited_command: str = ""
     timed_out: bool = False
+    # Add the call's paths outside the writable paths to the session's writable paths.
+    always_allow_paths: bool = False
 
 
 def is_read_only_command(command: str, prefixes: Sequence[str]) -> bool:
@@ -77,6 +87,68 @@ def is_read_only_command(command: str, prefixes: Sequence[str]) -> bool:
         if wanted and words[: len(wanted)] == wanted:
             return True
     return False
+
+
+# Programs whose operands are all written (created, changed or removed)...
+_WRITERS_ALL = frozenset({"touch", "mkdir", "rm", "rmdir", "mv", "tee", "truncate", "shred"})
+# ...and those that write only their last operand.
+_WRITERS_LAST = frozenset({"cp", "ln", "install", "rsync"})
+_REDIRECTIONS = frozenset({">", ">>", ">|", "&>", "&>>"})
+_SEPARATORS = frozenset({";", "&&", "||", "|", "&", "(", ")"})
+
+
+def written_paths(command: str) -> list[str]:
+    """The paths under /workspace a shell command names as write targets, normalized and
+    absolute, in order: redirection targets, the operands of file-writing programs, the `of=`
+    of dd, with relative paths read from /workspace as changed by `cd`. Paths elsewhere are not
+    the workspace's business and are left out."""
+    lexer = shlex.shlex(command.replace("\n", " ; "), posix=True, punctuation_chars=";&|()<>")
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:
+        return []
+    found: list[str] = []
+    cwd = WORKDIR
+
+    def note(word: str) -> None:
+        path = posixpath.normpath(posixpath.join(cwd, word))
+        if (path == WORKDIR or path.startswith(WORKDIR + "/")) and path not in found:
+            found.append(path)
+
+    words: list[str] = []
+    index = 0
+    while index <= len(tokens):
+        token = tokens[index] if index < len(tokens) else ";"
+        index += 1
+        if token.rstrip("0123456789") in _REDIRECTIONS or token in _REDIRECTIONS:
+            if index < len(tokens):
+                note(tokens[index])
+                index += 1
+            continue
+        if token not in _SEPARATORS and not set(token) <= set(";&|()<>"):
+            words.append(token)
+            continue
+        while words and "=" in words[0] and not words[0].startswith("="):
+            words.pop(0)  # VAR=value prefixes
+        if words:
+            program, operands = posixpath.basename(words[0]), [w for w in words[1:] if not w.startswith("-")]
+            if program == "cd" and operands:
+                cwd = posixpath.normpath(posixpath.join(cwd, operands[0]))
+            elif program in ("chmod", "chown"):
+                for word in operands[1:]:  # the first operand is the mode or owner
+                    note(word)
+            elif program in _WRITERS_ALL:
+                for word in operands:
+                    note(word)
+            elif program in _WRITERS_LAST and len(operands) > 1:
+                note(operands[-1])
+            elif program == "dd":
+                for word in words[1:]:
+                    if word.startswith("of="):
+                        note(word[3:])
+        words = []
+    return found
 
 
 POLICY_NAMES = {

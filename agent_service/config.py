@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firebox.common.secrets import redactor
+from firebox.common.secrets import parse_patterns, redactor
 
 DEFAULT_LISTEN = "127.0.0.1:50052"
 DEFAULT_EXECUTOR = "127.0.0.1:50051"
@@ -23,6 +23,11 @@ DEFAULT_MAX_STEPS = 25
 DEFAULT_TOOL_OUTPUT_LIMIT = 10 * 1024
 DEFAULT_EVENT_RETENTION_SECONDS = 15 * 60.0
 DEFAULT_IDLE_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_OUTPUT_TOKENS = 16_384
+# A run (every model call and tool call of one message) ends after this long.
+DEFAULT_RUN_TIMEOUT_SECONDS = 3600.0
+# The wire formats --provider accepts, and the variable each reads its key from.
+PROVIDER_KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 DEFAULT_TOOL_TIMEOUT_SECONDS = 600.0
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 600.0
 DEFAULT_CONTEXT_WINDOW = 128_000
@@ -74,14 +79,23 @@ class AgentConfig:
     config_dir: Path = field(default_factory=_default_config_dir)
     # None: <config_dir>/agent.db.
     database: Path | None = None
+    # The provider's wire format: openai (chat completions) or anthropic (Messages).
+    provider: str = "openai"
     provider_base_url: str = ""
     model: str = ""
+    # Output tokens one model call may produce, when the session sets no limit of its own.
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+    # Anthropic extended thinking budget in tokens (0: off).
+    thinking_budget: int = 0
+    # The wall-clock limit of one run.
+    run_timeout: float = DEFAULT_RUN_TIMEOUT_SECONDS
     max_steps: int = DEFAULT_MAX_STEPS
     # Bytes of one tool's output the model is given (head and tail); the client gets everything.
     tool_output_limit: int = DEFAULT_TOOL_OUTPUT_LIMIT
     # How long a finished run's events stay available to StreamRun.
     event_retention: float = DEFAULT_EVENT_RETENTION_SECONDS
-    # A provider stream silent for longer than this fails.
+    # A provider stream that sends no model data (tokens, tool-call fragments, usage) for longer
+    # than this fails; keep-alive comments and pings do not count.
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS
     # Time limit of one shell tool execution.
     tool_timeout: float = DEFAULT_TOOL_TIMEOUT_SECONDS
@@ -90,6 +104,8 @@ class AgentConfig:
     retry_base_delay: float = 0.5
     retry_max_delay: float = 30.0
     training_log: bool = True
+    # Operators' own credential shapes, redacted by value besides the built-in ones.
+    redact_patterns: tuple[str, ...] = ()
     # A tool call waiting for approval longer than this is denied (fail closed).
     approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT_SECONDS
     # The approval policy of sessions that set none: never, on-request or always. "never" keeps
@@ -109,7 +125,7 @@ class AgentConfig:
     shutdown_grace: float = 10.0
     log_level: str = "info"
     log_json: bool = False
-    # From FIREBOX_PROVIDER_API_KEY or OPENAI_API_KEY only.
+    # From FIREBOX_PROVIDER_API_KEY, else OPENAI_API_KEY or ANTHROPIC_API_KEY (by --provider) only.
     provider_api_key: str = field(default="", repr=False)
     # From FIREBOX_AUTH_TOKEN only: required of this server's clients and sent to the executor.
     auth_token: str | None = field(default=None, repr=False)
@@ -197,6 +213,23 @@ def _prefixes(text: str) -> tuple[str, ...]:
     if not prefixes:
         raise argparse.ArgumentTypeError("expected comma-separated command prefixes, e.g. ls,cat,git status")
     return prefixes
+
+
+def _wire_format(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in PROVIDER_KEY_VARIABLES:
+        raise argparse.ArgumentTypeError(f"expected openai or anthropic, got {text!r}")
+    return lowered
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
+    return value
 
 
 def _address(text: str) -> str:
@@ -295,13 +328,43 @@ _OPTIONS = (
         "SQLite file for sessions and runs (default DIR/agent.db)",
     ),
     (
+        "--provider",
+        "provider",
+        "FIREBOX_PROVIDER",
+        _wire_format,
+        "the provider's wire format: openai (chat completions: OpenAI, vLLM, Ollama, llama.cpp, "
+        "LiteLLM) or anthropic (Messages API)",
+    ),
+    (
         "--provider-base-url",
         "provider_base_url",
         "FIREBOX_PROVIDER_BASE_URL",
         str,
-        "OpenAI-compatible API base URL, e.g. http://localhost:11434/v1 (empty: OpenAI's)",
+        "the provider's base URL, e.g. http://localhost:11434/v1 (openai) or http://localhost:4000 "
+        "(anthropic); empty: the provider's own API",
     ),
     ("--model", "model", "FIREBOX_MODEL", str, "default model name for sessions and Generate"),
+    (
+        "--max-output-tokens",
+        "max_output_tokens",
+        "FIREBOX_MAX_OUTPUT_TOKENS",
+        _positive_int,
+        "output tokens one model call may produce unless the session sets its own limit",
+    ),
+    (
+        "--thinking-budget",
+        "thinking_budget",
+        "FIREBOX_THINKING_BUDGET",
+        _non_negative_int,
+        "anthropic: extended thinking budget in tokens, at least 1024 and below the output limit (0: off)",
+    ),
+    (
+        "--run-timeout",
+        "run_timeout",
+        "FIREBOX_RUN_TIMEOUT",
+        _duration,
+        "wall-clock limit of one run (its model and tool calls), e.g. 30m",
+    ),
     ("--max-steps", "max_steps", "FIREBOX_MAX_STEPS", _positive_int, "most model calls in one run"),
     (
         "--tool-output-limit",
@@ -322,7 +385,7 @@ _OPTIONS = (
         "idle_timeout",
         "FIREBOX_IDLE_TIMEOUT",
         _duration,
-        "a provider stream silent for longer than this fails, e.g. 60s",
+        "a provider stream with no tokens (keep-alives do not count) for longer than this fails, e.g. 60s",
     ),
     (
         "--tool-timeout",
@@ -402,6 +465,13 @@ _OPTIONS = (
         "git repository cloned into the skills directory once, when it is missing",
     ),
     (
+        "--redact-patterns",
+        "redact_patterns",
+        "FIREBOX_REDACT_PATTERNS",
+        parse_patterns,
+        "more credential shapes to redact by value from logs and training records, regular expressions separated by whitespace (built in: provider keys sk-…, AWS AKIA…/ASIA…, GitHub ghp_…/github_pat_…, Slack xox…, Google AIza…, JWTs, PEM private keys)",
+    ),
+    (
         "--mcp-config",
         "mcp_config",
         "FIREBOX_MCP_CONFIG",
@@ -418,8 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="firebox-agent",
         description=(
             "Firebox agent service: sessions, streaming model runs and the tool loop, with every command "
-            "run by the executor. The provider's API key is read from FIREBOX_PROVIDER_API_KEY or "
-            "OPENAI_API_KEY, the server's bearer token from FIREBOX_AUTH_TOKEN (environment only)."
+            "run by the executor. The provider's API key is read from FIREBOX_PROVIDER_API_KEY, else "
+            "OPENAI_API_KEY or ANTHROPIC_API_KEY (by --provider); the server's bearer token from FIREBOX_AUTH_TOKEN (environment only)."
         ),
     )
     defaults = AgentConfig()
@@ -455,7 +525,8 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             values[name] = given
     if int(str(values.get("provider_retries", 0))) < 0:
         parser.error("--provider-retries: must be zero or more")
-    api_key = env.get("FIREBOX_PROVIDER_API_KEY") or env.get("OPENAI_API_KEY") or ""
+    wire_format = str(values.get("provider", AgentConfig.provider))
+    api_key = env.get("FIREBOX_PROVIDER_API_KEY") or env.get(PROVIDER_KEY_VARIABLES[wire_format]) or ""
     token = env.get("FIREBOX_AUTH_TOKEN") or None
     redactor.add_value(api_key)
     redactor.add_value(token)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_service.generation import GenerationTrace, new_id, provider_messages
-from agent_service.provider import Completion, ContextLengthExceeded, ModelProvider, TextPiece
+from agent_service.providers.base import Completion, ContextLengthExceeded, ModelProvider, TextPiece
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FailedPrecondition
 from firebox.common.logging import get_logger
@@ -53,7 +53,7 @@ def model_view(stored: Sequence[agent_pb2.Message]) -> list[agent_pb2.Message]:
             marker_at = index
             break
     if marker_at < 0:
-        return list(stored)
+        return _without_superseded(stored)
     marker = stored[marker_at]
     by_id = {m.id: m for m in stored[:marker_at]}
     kept = [by_id[i] for i in marker.compaction.kept_user_message_ids if i in by_id]
@@ -64,7 +64,25 @@ def model_view(stored: Sequence[agent_pb2.Message]) -> list[agent_pb2.Message]:
         status=agent_pb2.MESSAGE_STATUS_COMPLETE,
     )
     summary.compaction.CopyFrom(marker.compaction)
-    return [*kept, summary, *stored[marker_at + 1 :]]
+    return [*kept, summary, *_without_superseded(stored[marker_at + 1 :])]
+
+
+def _without_superseded(messages: Sequence[agent_pb2.Message]) -> list[agent_pb2.Message]:
+    """The messages minus assistant answers a retry superseded: an interrupted assistant message
+    (no tool calls) directly followed by another assistant message is the partial text of a
+    call that failed and was made again (a ModelRetry event); the model sees only the retry."""
+    kept: list[agent_pb2.Message] = []
+    for index, message in enumerate(messages):
+        if (
+            message.role == agent_pb2.ROLE_ASSISTANT
+            and message.status == agent_pb2.MESSAGE_STATUS_INTERRUPTED
+            and not message.tool_calls
+            and index + 1 < len(messages)
+            and messages[index + 1].role == agent_pb2.ROLE_ASSISTANT
+        ):
+            continue
+        kept.append(message)
+    return kept
 
 
 def _drop_oldest(view: list[agent_pb2.Message]) -> list[agent_pb2.Message]:

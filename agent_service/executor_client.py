@@ -163,6 +163,34 @@ class ExecutorClient:
         request = executor_pb2.DeleteWorkspaceRequest(workspace_id=workspace_id)
         await self._unary(self._stub.DeleteWorkspace, request, f"deleting workspace {workspace_id}", deadline)
 
+    async def set_writable_paths(
+        self, workspace_id: str, writable_paths: list[str], deadline: float = 60.0
+    ) -> executor_pb2.Workspace:
+        request = executor_pb2.SetWritablePathsRequest(
+            workspace_id=workspace_id, writable_paths=writable_paths
+        )
+        response = await self._unary(
+            self._stub.SetWritablePaths,
+            request,
+            f"setting the writable paths of workspace {workspace_id}",
+            deadline,
+        )
+        return response.workspace  # type: ignore[attr-defined]
+
+    async def pause_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
+        request = executor_pb2.PauseWorkspaceRequest(workspace_id=workspace_id)
+        response = await self._unary(
+            self._stub.PauseWorkspace, request, f"pausing workspace {workspace_id}", deadline
+        )
+        return response.workspace  # type: ignore[attr-defined]
+
+    async def resume_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
+        request = executor_pb2.ResumeWorkspaceRequest(workspace_id=workspace_id)
+        response = await self._unary(
+            self._stub.ResumeWorkspace, request, f"resuming workspace {workspace_id}", deadline
+        )
+        return response.workspace  # type: ignore[attr-defined]
+
     async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
         request = executor_pb2.CreateSessionRequest(workspace_id=workspace_id)
         response = await self._unary(

@@ -401,6 +401,12 @@ class ExecutorPool:
     async def get_workspace(self, workspace_id: str, deadline: float = 10.0) -> executor_pb2.Workspace:
         return await self._call(workspace_id, lambda c: c.get_workspace(workspace_id, deadline))  # type: ignore[return-value]
 
+    async def pause_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
+        return await self._call(workspace_id, lambda c: c.pause_workspace(workspace_id, deadline))  # type: ignore[return-value]
+
+    async def resume_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
+        return await self._call(workspace_id, lambda c: c.resume_workspace(workspace_id, deadline))  # type: ignore[return-value]
+
     async def list_workspaces(self, deadline: float = 10.0) -> list[executor_pb2.Workspace]:
         """Every reachable replica's workspaces (their owners recorded on the way); UNAVAILABLE
         only when no replica answers."""
@@ -430,6 +436,13 @@ class ExecutorPool:
         await self._call(workspace_id, lambda c: c.delete_workspace(workspace_id, deadline))
         self._owners.pop(workspace_id, None)
         await self._store.delete_workspace_owner(workspace_id)
+
+    async def set_writable_paths(
+        self, workspace_id: str, writable_paths: list[str], deadline: float = 60.0
+    ) -> executor_pb2.Workspace:
+        return await self._call(
+            workspace_id, lambda c: c.set_writable_paths(workspace_id, writable_paths, deadline)
+        )  # type: ignore[return-value]
 
     async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
         return await self._call(workspace_id, lambda c: c.create_shell_session(workspace_id, deadline))  # type: ignore[return-value]

@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent_service.provider import Completion, ModelProvider, ReasoningPiece, TextPiece, TokenCounts
+from agent_service.providers.base import Completion, ModelProvider, ReasoningPiece, TextPiece, TokenCounts
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import InvalidArgument
 from firebox.common.trainlog import GENERATIONS, TrainingLog
@@ -60,15 +60,25 @@ def provider_messages(system_prompt: str, messages: Iterable[agent_pb2.Message])
             raise InvalidArgument(f"messages[{index}].role", "must be SYSTEM, USER, ASSISTANT or TOOL")
         entry: dict[str, Any] = {"role": role, "content": message.content}
         if role == "assistant" and message.tool_calls:
+            # A message cut short may hold a call cut mid-arguments (it never ran; its result
+            # says so): servers that parse the history's arguments get {} for it.
+            cut = message.truncated or message.status == agent_pb2.MESSAGE_STATUS_INTERRUPTED
             entry["tool_calls"] = [
                 {
                     "id": call.id,
                     "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
+                    "function": {
+                        "name": call.name,
+                        "arguments": _whole_json(call.arguments) if cut else call.arguments,
+                    },
                 }
                 for call in message.tool_calls
             ]
             entry["content"] = message.content or None
+            if message.reasoning_signature:
+                # Anthropic's signed thinking goes back with the tool calls it led to.
+                entry["reasoning"] = message.reasoning
+                entry["reasoning_signature"] = message.reasoning_signature
         if role == "tool":
             if not message.tool_call_id:
                 raise InvalidArgument(
@@ -77,6 +87,14 @@ def provider_messages(system_prompt: str, messages: Iterable[agent_pb2.Message])
             entry["tool_call_id"] = message.tool_call_id
         result.append(entry)
     return result
+
+
+def _whole_json(arguments: str) -> str:
+    try:
+        json.loads(arguments or "{}")
+    except ValueError:
+        return "{}"
+    return arguments
 
 
 def usage_proto(counts: TokenCounts | None) -> agent_pb2.Usage:
@@ -88,6 +106,7 @@ def usage_proto(counts: TokenCounts | None) -> agent_pb2.Usage:
         output_tokens=counts.output_tokens,
         reasoning_tokens=counts.reasoning_tokens,
         total_tokens=counts.total_tokens,
+        cache_write_tokens=counts.cache_write_tokens,
     )
 
 
@@ -127,6 +146,8 @@ class GenerationTrace:
         error: str = "",
         partial_text: str = "",
     ) -> trace_pb2.GenerationRecord:
+        """The record of the call: finished (`completion`), or cut short by `error` with what
+        arrived in `partial_text`."""
         now = time.monotonic()
         record = trace_pb2.GenerationRecord(
             generation_id=self.generation_id,
@@ -141,6 +162,8 @@ class GenerationTrace:
             error=error,
             step=self.step,
             tools=[chat_tool(t) for t in self.tools or ()],
+            finish_reason=completion.finish_reason if completion else "",
+            cut_short=completion is None,
         )
         if self.first_token is not None:
             record.time_to_first_token.CopyFrom(_duration(self.first_token - self.started))
@@ -157,6 +180,7 @@ class GenerationTrace:
                         cached_input_tokens=u.cached_input_tokens,
                         output_tokens=u.output_tokens,
                         reasoning_tokens=u.reasoning_tokens,
+                        cache_write_tokens=u.cache_write_tokens,
                     )
                 )
         return record
@@ -198,6 +222,8 @@ async def generate(
     for index, message in enumerate(request.messages):
         if message.role == agent_pb2.ROLE_UNSPECIFIED:
             raise InvalidArgument(f"messages[{index}].role", "must be set")
+    if request.max_output_tokens < 0:
+        raise InvalidArgument("max_output_tokens", "must be zero (the server's default) or more")
     model = provider.resolve_model(request.model)
     messages = provider_messages("", request.messages)
     tools = [SHELL_TOOL] if request.enable_tools else None
@@ -207,7 +233,11 @@ async def generate(
     text: list[str] = []
     error = ""
     try:
-        async for event in provider.stream(messages, model, tools):
+        # Not restartable: a failure after text was sent fails the call (the client has no way
+        # to be told to drop what it got).
+        async for event in provider.stream(
+            messages, model, tools, max_output_tokens=request.max_output_tokens
+        ):
             response = agent_pb2.GenerateResponse()
             if isinstance(event, TextPiece):
                 trace.saw_output()
@@ -216,8 +246,10 @@ async def generate(
             elif isinstance(event, ReasoningPiece):
                 trace.saw_output()
                 response.reasoning_delta.text = event.text
-            else:
+            elif isinstance(event, Completion):
                 completion = event
+                continue
+            else:
                 continue
             if first:
                 response.generation_id, first = trace.generation_id, False
@@ -231,9 +263,11 @@ async def generate(
         ]
         if completion.usage is not None:
             tail.append(agent_pb2.GenerateResponse(usage=usage_proto(completion.usage)))
-        if not tail and first:
-            # The model said nothing at all; the client still learns the generation id.
+        if not tail:
+            # Something carries the finish reason (and, if the model said nothing at all, the
+            # generation id).
             tail.append(agent_pb2.GenerateResponse(text_delta=agent_pb2.TextDelta(text="")))
+        tail[-1].finish_reason = completion.finish_reason
         for response in tail:
             if first:
                 response.generation_id, first = trace.generation_id, False

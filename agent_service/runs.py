@@ -92,6 +92,10 @@ class LiveRun:
         self.cancel_reason = ""
         # Bytes of tool output held in `events` (bounded by the tool loop).
         self.output_bytes = 0
+        # Stopped by the run time limit (not by a client's cancel).
+        self.timed_out = False
+        # The run ended on a model answer cut at the output-token limit.
+        self.output_truncated = False
         self.task: asyncio.Task[None] | None = None
         # Followers waiting for the next event: futures resolved by the next append (or finish).
         # Cheaper per event than an asyncio.Event made and set for each one, which the most
@@ -207,10 +211,15 @@ class _SessionLane:
 class RunManager:
     """Starts, queues, cancels and remembers runs; the one place that knows who runs when."""
 
-    def __init__(self, store: Store, body: RunBody, retention_seconds: float) -> None:
+    def __init__(
+        self, store: Store, body: RunBody, retention_seconds: float, run_timeout: float | None = None
+    ) -> None:
         self._store = store
         self._body = body
         self._retention = retention_seconds
+        # A run still going after this many seconds is stopped (as a cancel: partial output kept,
+        # open tool calls answered) and fails DEADLINE_EXCEEDED.
+        self._run_timeout = run_timeout
         self._runs: dict[str, LiveRun] = {}
         self._lanes: dict[str, _SessionLane] = {}
         self._closing = False
@@ -243,11 +252,37 @@ class RunManager:
         try:
             yield
         finally:
-            lane.held = False
-            if lane.waiting and not self._closing:
-                self._start(lane, lane.waiting.popleft())
-            elif lane.active is None:
-                self._lanes.pop(session_id, None)
+            self._release(session_id, lane)
+
+    @contextlib.asynccontextmanager
+    async def take_over(self, session_id: str, reason: str) -> AsyncIterator[str]:
+        """Hold the session (as `hold`), cancel its active run and wait for it to end, then run
+        the block; yields the id of the run cancelled ("" if none). The claim comes first, in
+        one synchronous step, so no message can start a run between the cancel and the block:
+        messages sent meanwhile are refused (ABORTED) or, with ENQUEUE, run after it. Runs that
+        were already waiting stay waiting. FAILED_PRECONDITION if a compaction holds it."""
+        lane = self._lanes.setdefault(session_id, _SessionLane())
+        if lane.held:
+            raise FailedPrecondition(
+                f"session {session_id} is being compacted or cleared; try again when that is done"
+            )
+        lane.held = True
+        try:
+            active = lane.active
+            if active is not None:
+                self.cancel(active.id, reason)
+                if active.task is not None:
+                    await asyncio.wait({active.task})
+            yield active.id if active is not None else ""
+        finally:
+            self._release(session_id, lane)
+
+    def _release(self, session_id: str, lane: _SessionLane) -> None:
+        lane.held = False
+        if lane.waiting and not self._closing:
+            self._start(lane, lane.waiting.popleft())
+        elif lane.active is None:
+            self._lanes.pop(session_id, None)
 
     def submit(
         self, session_id: str, content: str, policy: ConflictPolicy, options: RunOptions | None = None
@@ -260,7 +295,7 @@ class RunManager:
         if busy and policy is ConflictPolicy.REJECT:
             if lane.active is None and not lane.waiting:
                 raise Aborted(
-                    f"session {session_id} is being compacted; send the message again when it is done"
+                    f"session {session_id} is being compacted or cleared; send the message again when it is done"
                 )
             active = lane.active or lane.waiting[0]
             raise Aborted(
@@ -318,13 +353,34 @@ class RunManager:
             elif not lane.waiting and not lane.held:
                 self._lanes.pop(live.session_id, None)
 
+    def _time_up(self, live: LiveRun) -> None:
+        if live.done or live.cancelling or live.task is None:
+            return
+        live.timed_out = True
+        live.cancel_reason = f"the run reached its time limit of {self._run_timeout:g} s (--run-timeout)"
+        live.task.cancel()
+
     async def _execute(self, live: LiveRun) -> None:
         run = live.run
+        timer = (
+            asyncio.get_running_loop().call_later(self._run_timeout, self._time_up, live)
+            if self._run_timeout
+            else None
+        )
         try:
             step_limit = await self._body(live)
         except asyncio.CancelledError:
-            run.status = agent_pb2.RUN_STATUS_INTERRUPTED if self._closing else agent_pb2.RUN_STATUS_CANCELLED
-            live.emit(run_cancelled=agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled"))
+            if live.timed_out and not self._closing:
+                # The time limit's cancel, not a client's: the run failed.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                run.status = agent_pb2.RUN_STATUS_FAILED
+                run.error = live.cancel_reason
+                live.emit(run_failed=agent_pb2.RunFailed(code="DEADLINE_EXCEEDED", message=run.error))
+            else:
+                run.status = (
+                    agent_pb2.RUN_STATUS_INTERRUPTED if self._closing else agent_pb2.RUN_STATUS_CANCELLED
+                )
+                live.emit(run_cancelled=agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled"))
         except FireboxError as exc:
             run.status = agent_pb2.RUN_STATUS_FAILED
             run.error = exc.message
@@ -337,7 +393,14 @@ class RunManager:
             live.emit(run_failed=agent_pb2.RunFailed(code="INTERNAL", message=run.error))
         else:
             run.status = agent_pb2.RUN_STATUS_COMPLETED
-            live.emit(run_completed=agent_pb2.RunCompleted(step_limit_reached=step_limit))
+            live.emit(
+                run_completed=agent_pb2.RunCompleted(
+                    step_limit_reached=step_limit, output_truncated=live.output_truncated
+                )
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
         run.end_time.CopyFrom(_now())
         try:
             await self._store.put_run(run)

@@ -14,7 +14,8 @@ from agent_service.approvals import POLICY_NAMES
 from agent_service.config import AgentConfig
 from agent_service.executor_pool import ExecutorPool
 from agent_service.mcp_tools import load_mcp_config
-from agent_service.provider import ModelProvider, ProviderSettings
+from agent_service.providers import build_provider
+from agent_service.providers.base import ModelProvider, ProviderSettings
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
 from agent_service.skills import ensure_skills
@@ -23,6 +24,7 @@ from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common.secrets import redactor
 from firebox.common.tls import ClientTLS, ServerTLS
 from firebox.common.trainlog import TrainingLog
 
@@ -74,8 +76,9 @@ async def start_agent(config: AgentConfig) -> Agent:
     interrupted = await store.interrupt_unfinished(_now_ns())
     if interrupted:
         log.warning("runs_interrupted_by_restart", count=len(interrupted), run_ids=interrupted[:20])
-    provider = ModelProvider(
+    provider = build_provider(
         ProviderSettings(
+            wire_format=config.provider,
             base_url=config.provider_base_url,
             api_key=config.provider_api_key,
             default_model=config.model,
@@ -83,12 +86,15 @@ async def start_agent(config: AgentConfig) -> Agent:
             retries=config.provider_retries,
             retry_base_delay=config.retry_base_delay,
             retry_max_delay=config.retry_max_delay,
+            max_output_tokens=config.max_output_tokens,
+            thinking_budget=config.thinking_budget,
         )
     )
     executor = ExecutorPool(
         config.executor, store, config.auth_token, executor_tls, config.executor_resolve_interval
     )
     await executor.start()
+    redactor.add_patterns(config.redact_patterns)
     training_log = TrainingLog(config.log_dir, enabled=config.training_log)
     skills = await ensure_skills(config.skills_path, config.skills_source)
     mcp_servers = load_mcp_config(config.mcp_config) if config.mcp_config is not None else {}
@@ -111,7 +117,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         skills=skills,
         mcp_servers=mcp_servers,
     )
-    runs = RunManager(store, loop, config.event_retention)
+    runs = RunManager(store, loop, config.event_retention, run_timeout=config.run_timeout)
     servicer = AgentServicer(config, store, runs, provider, executor, training_log, loop)
 
     async def on_stopping(grace: float) -> None:

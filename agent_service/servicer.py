@@ -6,6 +6,7 @@ Errors are raised as `firebox.common.errors` and become statuses in the shared i
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -22,7 +23,7 @@ from agent_service.executor_client import forwardable_timeout
 from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import generate, new_id, provider_messages
 from agent_service.mcp_tools import session_servers
-from agent_service.provider import ModelProvider
+from agent_service.providers.base import ModelProvider
 from agent_service.runs import ConflictPolicy, LiveRun, RunManager, RunOptions
 from agent_service.store import Store
 from agent_service.toolloop import ToolLoop
@@ -31,6 +32,7 @@ from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, TrainingLog
+from firebox.common.workspace_paths import normalize_writable_paths
 from firebox.executor.v1 import executor_pb2
 from firebox.trace.v1 import trace_pb2
 
@@ -41,7 +43,6 @@ log = get_logger("firebox.agent.servicer")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 MAX_FEEDBACK_EVENTS = 1000
-MAX_CONTENT_BYTES = 4 * 1024 * 1024
 MAX_TITLE_CHARS = 1000
 # How long CancelRun waits for the run to wind down before answering with its state then.
 CANCEL_WAIT_SECONDS = 5.0
@@ -106,8 +107,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("title", f"must be at most {MAX_TITLE_CHARS} characters")
         if request.settings.max_steps < 0:
             raise InvalidArgument("settings.max_steps", "must not be negative (0 means the server's default)")
+        if request.settings.max_output_tokens < 0:
+            raise InvalidArgument(
+                "settings.max_output_tokens", "must not be negative (0 means the server's default)"
+            )
         _check_enum(request.settings.approval_policy, agent_pb2.ApprovalPolicy, "settings.approval_policy")
         _check_enum(request.settings.sandbox_mode, agent_pb2.SandboxMode, "settings.sandbox_mode")
+        writable_paths = normalize_writable_paths(request.settings.writable_paths, "settings.writable_paths")
+        if writable_paths and request.settings.sandbox_mode == agent_pb2.SANDBOX_MODE_READ_ONLY:
+            raise InvalidArgument("settings.writable_paths", "a READ_ONLY session has no writable paths")
+        del request.settings.writable_paths[:]
+        request.settings.writable_paths.extend(writable_paths)
         session_servers(request.settings, self._loop.mcp.operator_names)
         session = agent_pb2.Session(
             id=f"ses-{uuid.uuid4().hex}",
@@ -160,6 +170,63 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         log.info("session_deleted", session_id=session.id)
         return agent_pb2.DeleteSessionResponse()
 
+    async def UpdateSession(
+        self, request: agent_pb2.UpdateSessionRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.UpdateSessionResponse:
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise InvalidArgument("update_mask", f"name the fields to change: {', '.join(_UPDATABLE)}")
+        unknown = [p for p in paths if p not in _UPDATABLE]
+        if unknown:
+            raise InvalidArgument(
+                "update_mask", f"cannot change {', '.join(unknown)}; changeable: {', '.join(_UPDATABLE)}"
+            )
+        if "title" in paths and len(request.title) > MAX_TITLE_CHARS:
+            raise InvalidArgument("title", f"must be at most {MAX_TITLE_CHARS} characters")
+        session = await self._session(request.session_id)
+        # Refused while a run is active: a run reads the settings once, at its start.
+        with self._runs.hold(session.id):
+            if "settings.writable_paths" in paths:
+                await self._loop.set_writable_paths(session, list(request.settings.writable_paths))
+            if "title" in paths:
+                stored = await self._store.get_session(session.id)
+                if stored is None:
+                    raise NotFound(f"session {session.id} not found")
+                stored.title = request.title
+                stored.update_time.GetCurrentTime()
+                await self._store.update_session(stored)
+        log.info("session_updated", session_id=session.id, fields=paths)
+        return agent_pb2.UpdateSessionResponse(session=await self._session(session.id))
+
+    async def ClearSession(
+        self, request: agent_pb2.ClearSessionRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ClearSessionResponse:
+        session = await self._session(request.session_id)
+        async with self._runs.take_over(session.id, "the session was cleared") as cancelled:
+            counts = await self._store.clear_conversation(session.id, time.time_ns())
+        if counts is None:
+            raise NotFound(f"session {session.id} not found")
+        messages, runs = counts
+        record = trace_pb2.FeedbackRecord(
+            feedback_id=new_id("fb"),
+            event=trace_pb2.FeedbackEvent(
+                kind=trace_pb2.FEEDBACK_KIND_SESSION_CLEARED,
+                session_id=session.id,
+                run_id=cancelled,
+                reason=f"cleared {messages} messages and {runs} runs",
+            ),
+            source="agent",
+        )
+        record.server_time.GetCurrentTime()
+        self._log.write(FEEDBACK, record)
+        log.info("session_cleared", session_id=session.id, messages=messages, runs=runs, cancelled=cancelled)
+        return agent_pb2.ClearSessionResponse(
+            session=await self._session(session.id),
+            cleared_message_count=messages,
+            cleared_run_count=runs,
+            cancelled_run_id=cancelled,
+        )
+
     # -- runs ------------------------------------------------------------------------------
 
     async def SendMessage(
@@ -168,8 +235,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         _require(request.session_id, "session_id")
         if not request.content.strip():
             raise InvalidArgument("content", "must not be empty")
-        if len(request.content.encode()) > MAX_CONTENT_BYTES:
-            raise InvalidArgument("content", f"must be at most {MAX_CONTENT_BYTES} bytes")
         policy = _POLICIES.get(request.on_conflict)
         if policy is None:
             raise InvalidArgument(
@@ -311,6 +376,24 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         log.info("workspace_deleted", workspace_id=workspace_id)
         return executor_pb2.DeleteWorkspaceResponse()
 
+    async def PauseWorkspace(
+        self, request: executor_pb2.PauseWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.PauseWorkspaceResponse:
+        workspace_id = _require(request.workspace_id, "workspace_id")
+        deadline = forwardable_timeout(context.time_remaining()) or 60.0
+        return executor_pb2.PauseWorkspaceResponse(
+            workspace=await self._executor.pause_workspace(workspace_id, deadline)
+        )
+
+    async def ResumeWorkspace(
+        self, request: executor_pb2.ResumeWorkspaceRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.ResumeWorkspaceResponse:
+        workspace_id = _require(request.workspace_id, "workspace_id")
+        deadline = forwardable_timeout(context.time_remaining()) or 60.0
+        return executor_pb2.ResumeWorkspaceResponse(
+            workspace=await self._executor.resume_workspace(workspace_id, deadline)
+        )
+
     # -- approvals, compaction, edits ------------------------------------------------------
 
     async def ResolveApproval(
@@ -323,13 +406,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("decision", "must be APPROVE, DENY or APPROVE_EDITED")
         if decision is not Decision.APPROVE_EDITED and request.edited_command:
             raise InvalidArgument("edited_command", "is only allowed with APPROVE_EDITED")
+        if decision is Decision.DENY and request.always_allow_paths:
+            raise InvalidArgument("always_allow_paths", "is only allowed with APPROVE or APPROVE_EDITED")
         run_known = self._runs.get(request.run_id) is not None or (
             await self._store.get_run(request.run_id) is not None
         )
         self._loop.approvals.resolve(
             request.run_id,
             request.tool_call_id,
-            Resolution(decision, request.reason, request.edited_command),
+            Resolution(
+                decision,
+                request.reason,
+                request.edited_command,
+                always_allow_paths=request.always_allow_paths,
+            ),
             run_known,
         )
         log.info(
@@ -391,8 +481,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("action", "must be SAVE or RESEND")
         if not request.content.strip():
             raise InvalidArgument("content", "must not be empty")
-        if len(request.content.encode()) > MAX_CONTENT_BYTES:
-            raise InvalidArgument("content", f"must be at most {MAX_CONTENT_BYTES} bytes")
         session = await self._session(request.session_id)
         message = await self._store.get_message(session.id, request.message_id)
         if message is None:
@@ -481,6 +569,9 @@ def _check_sandbox_unchanged(session: agent_pb2.Session, requested: int) -> None
             f"workspace is created; {agent_pb2.SandboxMode.Name(requested)} needs a new session"
         )
 
+
+# The fields UpdateSession can change (update_mask paths).
+_UPDATABLE = ("title", "settings.writable_paths")
 
 _DECISIONS = {
     agent_pb2.APPROVAL_DECISION_APPROVE: Decision.APPROVE,

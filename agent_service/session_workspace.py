@@ -72,14 +72,18 @@ def sandbox_mode(session: agent_pb2.Session) -> int:
 def workspace_policy(settings: agent_pb2.SessionSettings) -> executor_pb2.IsolationPolicy | None:
     """The session's workspace policy with the sandbox mode applied: READ_ONLY makes /workspace
     read-only, FULL turns the network on, WORKSPACE_WRITE (the default) neither. A session with
-    no sandbox mode set keeps what its workspace_policy says."""
+    no sandbox mode set keeps what its workspace_policy says. The session's writable_paths
+    replace the policy's."""
     policy = executor_pb2.IsolationPolicy()
     if settings.HasField("workspace_policy"):
         policy.CopyFrom(settings.workspace_policy)
+    if settings.writable_paths:
+        del policy.writable_paths[:]
+        policy.writable_paths.extend(settings.writable_paths)
     mode = settings.sandbox_mode
     if mode != agent_pb2.SANDBOX_MODE_UNSPECIFIED:
         policy.read_only = mode == agent_pb2.SANDBOX_MODE_READ_ONLY
         policy.network = mode == agent_pb2.SANDBOX_MODE_FULL
-    elif not settings.HasField("workspace_policy"):
+    elif not settings.HasField("workspace_policy") and not settings.writable_paths:
         return None
     return policy

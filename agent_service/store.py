@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from firebox.agent.v1 import agent_pb2
-from firebox.common.errors import InvalidArgument
+from firebox.common.errors import Aborted, InvalidArgument
 
 T = TypeVar("T")
 
@@ -116,6 +116,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_session(self, session_id: str) -> bool:
         """Delete a session with its messages and runs; False if there was none."""
+
+    @abc.abstractmethod
+    async def clear_conversation(self, session_id: str, update_time_ns: int) -> tuple[int, int] | None:
+        """Delete a session's messages (compaction checkpoints included) and its ended runs, and
+        reset its context size, in one transaction that first checks no run of the session is
+        recorded as running (another agent replica's). Returns (messages, runs) deleted; None if
+        there is no such session; ABORTED naming the running run."""
 
     @abc.abstractmethod
     async def put_message(self, session_id: str, message: agent_pb2.Message) -> None:
@@ -302,6 +309,46 @@ class SqliteStore(Store):
             return self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
 
         return await self._call(delete)
+
+    async def clear_conversation(self, session_id: str, update_time_ns: int) -> tuple[int, int] | None:
+        def clear() -> tuple[int, int] | None:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT data FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                if row is None:
+                    db.execute("ROLLBACK")
+                    return None
+                running = db.execute(
+                    "SELECT id FROM runs WHERE session_id = ? AND status = ? LIMIT 1",
+                    (session_id, agent_pb2.RUN_STATUS_RUNNING),
+                ).fetchone()
+                if running is not None:
+                    db.execute("ROLLBACK")
+                    raise Aborted(
+                        f"session {session_id} has a running run {running[0]}; cancel it and clear again"
+                    )
+                messages = db.execute("DELETE FROM messages WHERE session_id = ?", (session_id,)).rowcount
+                # Queued runs keep their rows: they start after the clear, in the cleared session.
+                runs = db.execute(
+                    "DELETE FROM runs WHERE session_id = ? AND status != ?",
+                    (session_id, agent_pb2.RUN_STATUS_QUEUED),
+                ).rowcount
+                session = agent_pb2.Session.FromString(row[0])
+                session.context_tokens = 0
+                session.update_time.FromNanoseconds(update_time_ns)
+                db.execute(
+                    "UPDATE sessions SET data = ? WHERE id = ?", (session.SerializeToString(), session_id)
+                )
+                db.execute("COMMIT")
+                return messages, runs
+            except Aborted:
+                raise
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        return await self._call(clear)
 
     # -- messages --------------------------------------------------------------------------
 

@@ -15,9 +15,11 @@ gets a synthetic one, so the history stays valid for the next model call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import posixpath
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,25 +35,46 @@ from agent_service.generation import (
     usage_proto,
 )
 from agent_service.mcp_tools import McpServerSpec, McpTools
-from agent_service.provider import Completion, ModelProvider, ReasoningPiece, TextPiece
+from agent_service.providers.base import (
+    Completion,
+    ModelProvider,
+    ReasoningPiece,
+    Restarted,
+    StreamFailed,
+    TextPiece,
+)
 from agent_service.runs import LiveRun
 from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
 from agent_service.session_workspace import workspace_policy as workspace_policy
 from agent_service.skills import SkillLibrary
 from agent_service.store import Store
 from agent_service.tool_output import tool_result_text as tool_result_text
-from agent_service.tools import OfferedTools, ToolCatalog, ToolRun, finish_call, needs_approval
+from agent_service.tools import (
+    WRITE_FILE_TOOL_NAME,
+    OfferedTools,
+    ToolCatalog,
+    ToolRun,
+    finish_call,
+    needs_approval,
+    paths_written_outside,
+)
 from firebox.agent.v1 import agent_pb2
-from firebox.common.errors import FireboxError, NotFound
+from firebox.common.errors import FailedPrecondition, FireboxError, NotFound
 from firebox.common.headtail import HeadTail as HeadTail
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, GENERATIONS, TrainingLog
+from firebox.common.workspace_paths import WORKDIR, is_writable, normalize_writable_paths
 from firebox.trace.v1 import trace_pb2
 
 log = get_logger("firebox.agent.toolloop")
 
 # Assistant progress is written to the store at most this often while it streams.
 PERSIST_INTERVAL_SECONDS = 0.5
+# What the model is told of a call in an answer cut at the output-token limit.
+_CUT_CALL_RESULT = (
+    "[not run: your answer reached the output-token limit (max_output_tokens) and was cut, so this "
+    "call may be incomplete; make it again in a shorter answer]"
+)
 
 
 @dataclass(frozen=True)
@@ -201,6 +224,13 @@ class ToolLoop:
         for step in range(1, max_steps + 1):
             messages = await self._prepare_context(live, turn)
             assistant = await self._model_step(live, turn, messages, step)
+            if assistant.truncated:
+                # Cut at the output limit: no call in it runs (the last may be half written);
+                # the run ends here and says so.
+                live.output_truncated = True
+                for call in assistant.tool_calls:
+                    await self._add_tool_message(live, session.id, call.id, _CUT_CALL_RESULT)
+                return False
             if not assistant.tool_calls:
                 return False
             await self._run_tools(live, turn, assistant)
@@ -315,23 +345,7 @@ class ToolLoop:
         step: int,
     ) -> agent_pb2.Message:
         session = turn.session
-        trace = GenerationTrace(
-            new_id("gen"),
-            turn.model,
-            messages,
-            session_id=session.id,
-            run_id=live.id,
-            step=step,
-            tools=turn.tools.specs,
-        )
-        turn.generation_id = trace.generation_id
-        assistant = agent_pb2.Message(
-            id=new_id("msg"),
-            role=agent_pb2.ROLE_ASSISTANT,
-            status=agent_pb2.MESSAGE_STATUS_STREAMING,
-            run_id=live.id,
-        )
-        _now_stamp(assistant)
+        trace, assistant = self._new_answer(live, turn, messages, step)
         text: list[str] = []
         reasoning: list[str] = []
 
@@ -346,7 +360,13 @@ class ToolLoop:
         try:
             # Every piece the provider sends is one delta event (a token, from most servers):
             # clients that want fewer messages ask for batch_events, which packs events, not text.
-            async for event in self._provider.stream(messages, turn.model, turn.tools.specs):
+            async for event in self._provider.stream(
+                messages,
+                turn.model,
+                turn.tools.specs,
+                max_output_tokens=session.settings.max_output_tokens,
+                restartable=True,
+            ):
                 if isinstance(event, TextPiece):
                     trace.saw_output()
                     text.append(event.text)
@@ -355,6 +375,29 @@ class ToolLoop:
                     trace.saw_output()
                     reasoning.append(event.text)
                     live.emit_delta(assistant.id, event.text, reasoning=True)
+                elif isinstance(event, Restarted):
+                    # The stream broke after text went out and the call is made again: what went
+                    # out stays as an interrupted message, the retry streams into a new one.
+                    throttle.stop()
+                    assistant.content, assistant.reasoning = "".join(text), "".join(reasoning)
+                    assistant.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                    await throttle.now(assistant)
+                    live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
+                    self._log.write(
+                        GENERATIONS, trace.record(None, error=event.reason, partial_text=assistant.content)
+                    )
+                    live.emit(
+                        model_retry=agent_pb2.ModelRetry(
+                            attempt=event.attempt,
+                            delay_seconds=event.delay_seconds,
+                            reason=event.reason,
+                            superseded_message_id=assistant.id,
+                        )
+                    )
+                    trace, assistant = self._new_answer(live, turn, messages, step)
+                    text, reasoning = [], []
+                    throttle = _Throttle(self._store, session.id, snapshot)
+                    continue
                 else:
                     completion = event
                     break
@@ -364,12 +407,21 @@ class ToolLoop:
             throttle.stop()
             assistant.content, assistant.reasoning = "".join(text), "".join(reasoning)
             assistant.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
-            if text or reasoning or throttle.written:
+            # Calls the model had begun when its stream broke: kept, as far as they arrived, and
+            # answered as never run, so the history stays valid.
+            opened = exc.open_tool_calls if isinstance(exc, StreamFailed) else []
+            assistant.tool_calls.extend(
+                agent_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in opened
+            )
+            if text or reasoning or opened or throttle.written:
                 await self._shielded(throttle.now(assistant))
                 live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
             error = (
                 "cancelled" if isinstance(exc, asyncio.CancelledError) else getattr(exc, "message", repr(exc))
             )
+            for call in opened:
+                result = f"[not run: the model's output stopped before this call was complete ({error})]"
+                await self._shielded(self._add_tool_message(live, session.id, call.id, result))
             self._log.write(GENERATIONS, trace.record(None, error=error, partial_text=assistant.content))
             raise
         assert completion is not None
@@ -378,6 +430,8 @@ class ToolLoop:
             agent_pb2.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in completion.tool_calls
         )
         assistant.status = agent_pb2.MESSAGE_STATUS_COMPLETE
+        assistant.truncated = completion.truncated
+        assistant.reasoning_signature = completion.reasoning_signature
         await throttle.now(assistant)
         self._log.write(GENERATIONS, trace.record(completion))
         call = usage_proto(completion.usage)
@@ -407,6 +461,30 @@ class ToolLoop:
             )
         live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
         return assistant
+
+    @staticmethod
+    def _new_answer(
+        live: LiveRun, turn: _Turn, messages: list[dict[str, Any]], step: int
+    ) -> tuple[GenerationTrace, agent_pb2.Message]:
+        """The trace and the (empty, streaming) assistant message of one model call."""
+        trace = GenerationTrace(
+            new_id("gen"),
+            turn.model,
+            messages,
+            session_id=turn.session.id,
+            run_id=live.id,
+            step=step,
+            tools=turn.tools.specs,
+        )
+        turn.generation_id = trace.generation_id
+        assistant = agent_pb2.Message(
+            id=new_id("msg"),
+            role=agent_pb2.ROLE_ASSISTANT,
+            status=agent_pb2.MESSAGE_STATUS_STREAMING,
+            run_id=live.id,
+        )
+        _now_stamp(assistant)
+        return trace, assistant
 
     async def _run_tools(self, live: LiveRun, turn: _Turn, assistant: agent_pb2.Message) -> None:
         answered: set[str] = set()
@@ -465,9 +543,13 @@ class ToolLoop:
                 f"[refused: the session's sandbox mode is READ_ONLY; {call.name} is not allowed. Files can "
                 "only be read in this session.]",
             )
-        why = needs_approval(turn.approval_policy, tool, arguments, self._settings.read_only_commands)
+        writable = tuple(turn.session.settings.writable_paths)
+        outside = paths_written_outside(call.name, arguments, writable)
+        why = needs_approval(
+            turn.approval_policy, tool, arguments, self._settings.read_only_commands, writable, outside
+        )
         if why:
-            resolution = await self._approve(live, turn, call, tool.approval_text(arguments), why)
+            resolution = await self._approve(live, turn, call, tool.approval_text(arguments), why, outside)
             if resolution.decision is Decision.DENY:
                 return finish_call(
                     live, call.id, f"denied by the user: {resolution.reason or 'no reason given'}"
@@ -477,21 +559,93 @@ class ToolLoop:
                     arguments = tool.edited(arguments, resolution.edited_command)
                 except (ValueError, TypeError, KeyError) as exc:
                     return finish_call(live, call.id, f"[error: the edited call is not valid: {exc}]")
+                outside = paths_written_outside(call.name, arguments, writable)
+        elif outside and call.name == WRITE_FILE_TOOL_NAME:
+            # No one to ask (policy NEVER): the executor would refuse it anyway.
+            return finish_call(
+                live,
+                call.id,
+                f"[refused: {outside[0]} is outside the session's writable paths ({', '.join(writable)}); "
+                "write inside them, or ask the user to allow this path]",
+            )
+        else:
+            outside = ()  # not approved by anyone: the workspace's mounts keep it inside
         try:
-            return await tool.run(ToolRun(live, turn.session, call, arguments, turn.generation_id))
+            async with self._writable_for(turn.session, outside):
+                return await tool.run(ToolRun(live, turn.session, call, arguments, turn.generation_id))
         except ExecutorError as exc:
             if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
                 raise
             return finish_call(live, call.id, f"[error: {exc.message}]")
 
+    @contextlib.asynccontextmanager
+    async def _writable_for(self, session: agent_pb2.Session, paths: tuple[str, ...]) -> AsyncIterator[None]:
+        """Let one approved call write `paths` (their directories; all of /workspace for a file
+        at its top) beyond the session's writable paths, and take that back afterwards."""
+        current = tuple(session.settings.writable_paths)
+        wanted = {_directory(p) for p in paths if not is_writable(current, p)}
+        if not wanted:
+            yield
+            return
+        workspace_id, _shell = await self.workspaces.ensure(session)
+        widened = [] if "" in wanted else list(normalize_writable_paths([*current, *wanted]))
+        try:
+            await self._executor.set_writable_paths(workspace_id, widened)
+        except ExecutorError as exc:
+            if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
+                raise
+            # E.g. a backend that cannot change a live sandbox: the call runs as it is, and the
+            # model sees the writes refused.
+            log.warning("writable_paths_not_widened", session_id=session.id, error=exc.message)
+            yield
+            return
+        try:
+            yield
+        finally:
+            await self._shielded(self._executor.set_writable_paths(workspace_id, list(current)))
+
+    async def set_writable_paths(self, session: agent_pb2.Session, paths: list[str]) -> agent_pb2.Session:
+        """Replace the session's writable paths, in its workspace first (when it has one; the
+        shell keeps its state) and then in the store. The caller keeps runs off the session."""
+        normalized = normalize_writable_paths(paths, "settings.writable_paths")
+        stored = await self._store.get_session(session.id)
+        if stored is None:
+            raise NotFound(f"session {session.id} not found")
+        if normalized and sandbox_mode(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
+            raise FailedPrecondition(
+                f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
+            )
+        if stored.workspace_id:
+            try:
+                await self._executor.set_writable_paths(stored.workspace_id, list(normalized))
+            except ExecutorError as exc:
+                if exc.code.name != "NOT_FOUND":
+                    raise
+                # Gone: the next tool call makes a new workspace, with these paths.
+        del stored.settings.writable_paths[:]
+        stored.settings.writable_paths.extend(normalized)
+        stored.update_time.GetCurrentTime()
+        await self._store.update_session(stored)
+        del session.settings.writable_paths[:]
+        session.settings.writable_paths.extend(normalized)
+        log.info("writable_paths_set", session_id=session.id, writable_paths=list(normalized))
+        return stored
+
     async def _approve(
-        self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall, command: str, why: str
+        self,
+        live: LiveRun,
+        turn: _Turn,
+        call: agent_pb2.ToolCall,
+        command: str,
+        why: str,
+        paths: tuple[str, ...] = (),
     ) -> Resolution:
-        """Ask, wait (bounded), tell the client, and log the decision for training."""
+        """Ask, wait (bounded), tell the client, and log the decision for training. An approval
+        with always_allow_paths adds the directories of `paths` to the session's writable paths."""
         timeout = self._settings.approval_timeout
         live.emit(
             approval_requested=agent_pb2.ApprovalRequested(
-                tool_call=call, command=command, reason=why, timeout_seconds=timeout
+                tool_call=call, command=command, reason=why, timeout_seconds=timeout, paths=paths
             )
         )
         log.info("approval_requested", run_id=live.id, tool_call_id=call.id, tool=call.name)
@@ -502,6 +656,17 @@ class ToolLoop:
             Decision.APPROVE_EDITED: agent_pb2.APPROVAL_DECISION_APPROVE_EDITED,
         }[resolution.decision]
         runs_now = resolution.edited_command if resolution.decision is Decision.APPROVE_EDITED else command
+        added: list[str] = []
+        directories = [d for d in {_directory(p) for p in paths} if d]
+        if resolution.always_allow_paths and resolution.decision is not Decision.DENY and directories:
+            before = set(turn.session.settings.writable_paths)
+            try:
+                await self.set_writable_paths(turn.session, [*before, *directories])
+            except ExecutorError as exc:
+                if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
+                    raise
+                log.warning("writable_paths_not_added", session_id=turn.session.id, error=exc.message)
+            added = [p for p in turn.session.settings.writable_paths if p not in before]
         live.emit(
             approval_resolved=agent_pb2.ApprovalResolved(
                 tool_call_id=call.id,
@@ -509,6 +674,7 @@ class ToolLoop:
                 reason=resolution.reason,
                 command="" if resolution.decision is Decision.DENY else runs_now,
                 timed_out=resolution.timed_out,
+                added_writable_paths=added,
             )
         )
         kind = {
@@ -529,6 +695,8 @@ class ToolLoop:
                 if resolution.decision is Decision.APPROVE_EDITED
                 else "",
                 reason=resolution.reason,
+                paths=paths,
+                writable_paths_added=added,
             ),
             source="agent",
         )
@@ -563,3 +731,9 @@ def skill_message(name: str, instructions: str, run_id: str) -> agent_pb2.Messag
     )
     _now_stamp(message)
     return message
+
+
+def _directory(path: str) -> str:
+    """The directory (relative to /workspace; "" for /workspace itself) that must be writable to
+    create, change or remove `path`."""
+    return posixpath.dirname(path.removeprefix(WORKDIR + "/")) if path != WORKDIR else ""

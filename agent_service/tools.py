@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agent_service.approvals import is_read_only_command
+from agent_service.approvals import is_read_only_command, written_paths
 from agent_service.generation import SHELL_TOOL_NAME
 from agent_service.skills import LOAD_SKILL_TOOL_NAME
 from firebox.agent.v1 import agent_pb2
+from firebox.common.errors import FireboxError
+from firebox.common.workspace_paths import is_writable, workspace_path
 
 if TYPE_CHECKING:
     from agent_service.runs import LiveRun
@@ -180,13 +182,45 @@ class OfferedTools:
         return self.tools.get(name)
 
 
-def needs_approval(policy: int, tool: Tool, arguments: dict[str, Any], prefixes: Sequence[str]) -> str:
-    """Why this call must wait for a person under `policy`, or "" when it may run at once."""
+def needs_approval(
+    policy: int,
+    tool: Tool,
+    arguments: dict[str, Any],
+    prefixes: Sequence[str],
+    writable_paths: Sequence[str] = (),
+    outside: Sequence[str] = (),
+) -> str:
+    """Why this call must wait for a person under `policy`, or "" when it may run at once.
+    `outside`: the paths it would write outside the session's `writable_paths`; a write_file
+    inside them runs without asking (that is what the paths are for)."""
     if not tool.asks or policy == agent_pb2.APPROVAL_POLICY_NEVER:
         return ""
+    if outside:
+        return f"it writes outside the session's writable paths: {', '.join(outside)}"
     if policy == agent_pb2.APPROVAL_POLICY_ALWAYS:
         return "the approval policy is ALWAYS"
+    if tool.name == WRITE_FILE_TOOL_NAME and writable_paths:
+        return ""
     return tool.on_request(arguments, prefixes)
+
+
+def paths_written_outside(
+    name: str, arguments: dict[str, Any], writable_paths: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The paths under /workspace this call would write outside `writable_paths` (none when
+    the session has none: all of /workspace is writable then)."""
+    if not writable_paths:
+        return ()
+    if name == WRITE_FILE_TOOL_NAME:
+        try:
+            written = [workspace_path(str(arguments.get("path", "")), allow_root=False)]
+        except FireboxError:
+            return ()  # a bad path: the executor refuses it and the model is told why
+    elif name == SHELL_TOOL_NAME:
+        written = written_paths(str(arguments.get("command", "")))
+    else:
+        return ()
+    return tuple(path for path in written if not is_writable(writable_paths, path))
 
 
 class ToolSource(Protocol):

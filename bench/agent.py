@@ -75,10 +75,12 @@ def _provider_process(module_args: list[str]):
         proc.wait()
 
 
-def _fake_provider(deltas: int, pause: float = 0.0):  # type: ignore[no-untyped-def]
+def _fake_provider(deltas: int, pause: float = 0.0, wire: str = "openai"):  # type: ignore[no-untyped-def]
     """The fake provider in a process of its own, answering every request with `deltas` deltas,
     `pause` seconds apart (each delta its own SSE event; with no pause they go out in one write)."""
-    return _provider_process(["tests.support.fake_provider", "--deltas", str(deltas), "--pause", str(pause)])
+    return _provider_process(
+        ["tests.support.fake_provider", "--deltas", str(deltas), "--pause", str(pause), "--wire", wire]
+    )
 
 
 class _ScheduledProvider(FakeProvider):
@@ -106,7 +108,7 @@ class _ScheduledProvider(FakeProvider):
             wait = 0.0
         self._frames.append((0.0, b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"))
 
-    async def _respond(self, reply: Reply, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(self, reply: Reply, writer: asyncio.StreamWriter, request: dict[str, Any]) -> bool:
         loop = asyncio.get_running_loop()
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -139,7 +141,7 @@ def _scheduled_provider(deltas: int, pause: float):  # type: ignore[no-untyped-d
 
 
 @contextlib.contextmanager
-def _agent(provider_url: str, executor: str, config_dir: Path):
+def _agent(provider_url: str, executor: str, config_dir: Path, wire: str = "openai"):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FIREBOX_", "OPENAI_"))}
     program = Path(sys.executable).parent / "firebox-agent"
@@ -153,6 +155,8 @@ def _agent(provider_url: str, executor: str, config_dir: Path):
             executor,
             "--config-dir",
             str(config_dir),
+            "--provider",
+            wire,
             "--provider-base-url",
             provider_url,
             "--model",

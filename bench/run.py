@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.table import Table
 from bench.agent import bench_agent
 from bench.executor import ExecutorBench
 from bench.memory import agent_memory, executor_memory, rss_mb
+from bench.providers import STALL_IDLE_SECONDS, bench_providers
 from bench.services import service
 from bench.trainlog import bench_trainlog
 
@@ -43,6 +45,23 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "warm pool create p50 (ms)": (("executor", "warm_pool", "p50_ms"), "<=", 20),
     "agent added TTFT p50 (ms)": (("agent", "ttft", "added_p50_ms"), "<=", 5),
     "relayed delta events/s at 64 runs": (("agent", "relay", "64", "deltas_per_s"), ">=", 20000),
+    "TTFT added p50, openai / anthropic wire (ms)": (("providers", "ttft_added_p50_ms"), None, None),
+    "provider CPU per token, openai / anthropic (µs)": (("providers", "relay_us_per_token"), None, None),
+    "openai SDK's own stream CPU per token (µs)": (
+        ("providers", "openai", "relay", "sdk_stream_us_per_token"),
+        None,
+        None,
+    ),
+    "stall ended after last token, openai (s)": (
+        ("providers", "openai", "stall", "ended_after_last_token_s"),
+        "<=",
+        STALL_IDLE_SECONDS + 1,
+    ),
+    "stall ended after last token, anthropic (s)": (
+        ("providers", "anthropic", "stall", "ended_after_last_token_s"),
+        "<=",
+        STALL_IDLE_SECONDS + 1,
+    ),
     "training log cost (%)": (("trainlog", "overhead_pct"), "<=", 5),
     "executor RSS idle (MB)": (("memory", "executor", "idle_mb"), None, None),
     "executor RSS, W workspaces (MB)": (("memory", "executor", "with_workspaces_mb"), None, None),
@@ -78,12 +97,17 @@ async def wait_pool(target: str, config_dir: Path, size: int) -> None:
         await b.close()
 
 
+FAILED: list[str] = []
+
+
 def guarded(name: str, console: Console, measure: Any) -> dict[str, Any]:
-    """One part's figures; a part that fails is reported in the results, and the rest still run."""
+    """One part's figures; a part that fails is reported in the results, the rest still run, and the
+    run as a whole exits non-zero (a benchmark that measured nothing must not look like a pass)."""
     try:
         return measure()
     except Exception as exc:
         console.print(f"[red]{name} benchmark failed: {exc!r}[/red]")
+        FAILED.append(name)
         return {"error": repr(exc)}
 
 
@@ -93,7 +117,9 @@ def dig(results: dict[str, Any], path: tuple[str, ...]) -> Any:
     return results if results != {} else None
 
 
-def render(results: dict[str, Any], console: Console) -> None:
+def render(results: dict[str, Any], console: Console) -> list[str]:
+    """Print the table; return the names of the figures that were not measured."""
+    unmeasured = []
     table = Table(title="Firebox benchmarks")
     for col in ("figure", "measured", "target", "met"):
         table.add_column(col)
@@ -102,6 +128,7 @@ def render(results: dict[str, Any], console: Console) -> None:
         wanted = f"{op} {target}" if op else ""
         if value is None:
             table.add_row(name, "not measured", wanted, "-")
+            unmeasured.append(name)
             continue
         if op is None or target is None:
             table.add_row(name, f"{value}", "", "")
@@ -109,6 +136,7 @@ def render(results: dict[str, Any], console: Console) -> None:
         met = value <= target if op == "<=" else value >= target
         table.add_row(name, f"{value}", wanted, "yes" if met else "NO")
     console.print(table)
+    return unmeasured
 
 
 def main() -> None:
@@ -170,13 +198,27 @@ def main() -> None:
         if exec_run and through_agent:
             results["agent"]["execute_ratio_p50"] = round(through_agent / exec_run, 4)
         results["memory"]["agent"] = guarded("agent memory", console, lambda: agent_memory(target, sessions))
+    console.print("provider paths…")
+    results["providers"] = guarded("providers", console, lambda: asyncio.run(bench_providers(args.quick)))
+    wires = ("openai", "anthropic")
+    if all(dig(results, ("providers", w, "ttft", "added_p50_ms")) is not None for w in wires):
+        providers = results["providers"]
+        providers["ttft_added_p50_ms"] = " / ".join(str(providers[w]["ttft"]["added_p50_ms"]) for w in wires)
+        providers["relay_us_per_token"] = " / ".join(
+            str(providers[w]["relay"]["module_us_per_token"]) for w in wires
+        )
     console.print("training log cost…")
     results["trainlog"] = guarded("training log", console, lambda: bench_trainlog(args.quick))
     results["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    render(results, console)
+    unmeasured = render(results, console)
     console.print(f"figures written to {args.out}")
+    if FAILED or unmeasured:
+        console.print(
+            f"[red]failed parts: {FAILED or 'none'}; figures not measured: {unmeasured or 'none'}[/red]"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,21 @@ class Policy:
     no_new_privileges: bool = True
     read_only_root: bool = True
     tmp_bytes: int = 64 * 1024 * 1024
+    # Directories under /workspace (relative, normalized: executor_service/writable.py) that stay
+    # writable while the rest of /workspace is read-only; empty = all of it writable.
+    writable_paths: tuple[str, ...] = ()
 
     def with_overrides(self, **overrides: object) -> Policy:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def workspace_access(policy: Policy) -> str:
+    """What the policy lets processes do in /workspace, for the isolation line."""
+    if policy.read_only:
+        return "/workspace read-only"
+    if policy.writable_paths:
+        return "/workspace read-only but " + ", ".join(policy.writable_paths)
+    return "/workspace writable"
 
 
 @dataclass(frozen=True)
@@ -110,12 +122,31 @@ class WorkspaceBackend(Protocol):
 
     async def delete(self, workspace_id: str) -> None: ...
 
+    async def pause(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """Freeze every process of a running workspace (a paused one is returned as it is);
+        FailedPrecondition when it is not running or the backend cannot pause here. `workspace`
+        is the last known answer for it, which may be out of date."""
+        ...
+
+    async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """Thaw a paused workspace (a running one is returned as it is); FailedPrecondition when
+        it is stopped."""
+        ...
+
     async def open_shell(
         self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
     ) -> ShellTransport:
         """Start `argv` in the workspace (working directory /workspace, as the policy's user, with
         exactly `env` plus PATH/HOME) and return a transport to it. `session`: a long-lived
         session shell, for which a backend may use a faster path."""
+        ...
+
+    async def set_writable_paths(
+        self, workspace: WorkspaceInfo, writable_paths: tuple[str, ...], *, sessions_open: bool
+    ) -> WorkspaceInfo:
+        """Replace the workspace's writable paths. Takes effect for the next process; a backend
+        that cannot change what open shell sessions see refuses (FAILED_PRECONDITION) while
+        `sessions_open`."""
         ...
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firebox.common.secrets import DEFAULT_DENY_PATTERNS
+from executor_service.ceiling import PolicyCeiling
+from firebox.common.secrets import DEFAULT_DENY_PATTERNS, parse_patterns
 
 BACKEND_CHOICES = ("auto", "docker", "bwrap")
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -60,6 +61,10 @@ class ExecutorConfig:
     session_io: str = "auto"
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     env_allow: tuple[str, ...] = ()
+    # What CreateWorkspace may loosen of the default policy; None: nothing (executor_service/ceiling.py).
+    policy_ceiling: PolicyCeiling | None = None
+    # Operators' own credential shapes, redacted by value besides the built-in ones.
+    redact_patterns: tuple[str, ...] = ()
     training_log: bool = True
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     log_level: str = "info"
@@ -137,6 +142,13 @@ def _on_off(text: str) -> bool:
 
 def _patterns(text: str) -> tuple[str, ...]:
     return tuple(p for p in (part.strip() for part in text.replace(",", " ").split()) if p)
+
+
+def _ceiling(text: str) -> PolicyCeiling:
+    try:
+        return PolicyCeiling.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _listen(text: str) -> str:
@@ -259,6 +271,25 @@ OPTIONS: tuple[_Option, ...] = (
         _patterns,
         "variable names let through although they match a deny pattern (default none)",
         "NAMES",
+    ),
+    _Option(
+        "policy_ceiling",
+        "--policy-ceiling",
+        "FIREBOX_POLICY_CEILING",
+        _ceiling,
+        "what a CreateWorkspace request may loosen of the default policy, as key=value,... "
+        "(network, root, user, writable_root, new_privileges = allow|deny; capabilities = A+B or all; "
+        "memory_bytes, pids_limit, cpu_millis, tmp_bytes = the most a request may ask, 0 = any), or "
+        "'open' for everything (default: nothing above the default policy)",
+        "SPEC",
+    ),
+    _Option(
+        "redact_patterns",
+        "--redact-patterns",
+        "FIREBOX_REDACT_PATTERNS",
+        parse_patterns,
+        "more credential shapes to redact by value from logs and training records, regular expressions separated by whitespace (built in: provider keys sk-…, AWS AKIA…/ASIA…, GitHub ghp_…/github_pat_…, Slack xox…, Google AIza…, JWTs, PEM private keys)",
+        "REGEXES",
     ),
     _Option(
         "training_log",

@@ -40,11 +40,10 @@ from typing import Any
 from executor_service.backend import STDERR, ShellTransport, WorkspaceBackend, WorkspaceInfo
 from firebox.common import errors
 from firebox.common.logging import get_logger
+from firebox.common.workspace_paths import workspace_path
 
 log = get_logger("executor.files")
 
-WORKDIR = "/workspace"
-MAX_PATH_BYTES = 4096
 DEFAULT_MAX_ENTRIES = 10_000
 SPOOL_CHUNK = 256 * 1024
 # Time the script gets to check a path and answer (not the data transfer itself).
@@ -203,25 +202,6 @@ class FileEntry:
 class UploadResult:
     entry: FileEntry
     sha256: str
-
-
-def workspace_path(path: str, field: str = "path", *, allow_root: bool = True) -> str:
-    """`path` (relative to /workspace unless absolute) as a normalized absolute path inside
-    /workspace. InvalidArgument for `..`, paths elsewhere, NUL bytes, an empty path."""
-    if "\x00" in path:
-        raise errors.InvalidArgument(field, "contains a NUL byte")
-    if len(path.encode()) > MAX_PATH_BYTES:
-        raise errors.InvalidArgument(field, f"longer than {MAX_PATH_BYTES} bytes")
-    absolute = path if path.startswith("/") else f"{WORKDIR}/{path}"
-    parts = [part for part in absolute.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise errors.InvalidArgument(field, f"{path!r}: '..' is not allowed; paths stay inside /workspace")
-    normalized = "/" + "/".join(parts)
-    if normalized != WORKDIR and not normalized.startswith(WORKDIR + "/"):
-        raise errors.InvalidArgument(field, f"{path!r} is outside /workspace; paths stay inside /workspace")
-    if normalized == WORKDIR and not allow_root:
-        raise errors.InvalidArgument(field, "name a file inside /workspace")
-    return normalized
 
 
 def _entry(record: bytes, path: str, link_target: str = "") -> FileEntry:

@@ -2,8 +2,9 @@
 
 `ExecutionRecorder` watches an execution's output as it streams (keeping only byte counts and the
 first and last 4 KiB of each stream) and builds one `firebox.trace.v1.ExecutionRecord` at the end.
-Secret values are redacted: variables with secret-looking names, and any value registered with
-the process-wide redactor (e.g. an allowed secret's value echoed by the program).
+Secret values are redacted: variables with secret-looking names, any value registered with the
+process-wide redactor (e.g. an allowed secret's value echoed by the program), and credentials by
+their shape (an API key typed into a command); the record counts them in redacted_values.
 """
 
 from __future__ import annotations
@@ -17,17 +18,29 @@ from firebox.trace.v1 import trace_pb2
 SAMPLE_BYTES = 4096
 
 
-def _hide(text: str, secrets: tuple[str, ...]) -> str:
+class _Count:
+    """How many values were redacted from one record (its redacted_values)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+def _hide(text: str, secrets: tuple[str, ...], count: _Count) -> str:
     for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return redactor.text(text)
+        if secret in text:
+            count.value += text.count(secret)
+            text = text.replace(secret, REDACTED)
+    text, shapes = redactor.text_counted(text)
+    count.value += shapes
+    return text
 
 
 class _StreamSample:
     """Byte count plus the first and last SAMPLE_BYTES of one stream, in bounded memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, count: _Count) -> None:
         self.secrets: tuple[str, ...] = ()
+        self.count = count
         self.total = 0
         self.head = bytearray()
         self.tail = bytearray()
@@ -43,22 +56,23 @@ class _StreamSample:
     def texts(self) -> tuple[str, str]:
         if not self.total:
             return "", ""
-        head = _hide(bytes(self.head).decode("utf-8", errors="replace"), self.secrets)
+        head = _hide(bytes(self.head).decode("utf-8", errors="replace"), self.secrets, self.count)
         # When everything fit in the head, the tail would only repeat it.
         tail = (
             ""
             if self.total <= SAMPLE_BYTES
-            else _hide(bytes(self.tail).decode("utf-8", errors="replace"), self.secrets)
+            else _hide(bytes(self.tail).decode("utf-8", errors="replace"), self.secrets, self.count)
         )
         return head, tail
 
 
 def redacted_request(
-    request: executor_pb2.ExecuteRequest, secrets: tuple[str, ...] = ()
+    request: executor_pb2.ExecuteRequest, secrets: tuple[str, ...] = (), count: _Count | None = None
 ) -> executor_pb2.ExecuteRequest:
     """The first request as sent, with secret values hidden (the request itself when it has none)."""
-    script = _hide(request.script, secrets) if request.script else ""
-    argv = [_hide(a, secrets) for a in request.argv]
+    count = count or _Count()
+    script = _hide(request.script, secrets, count) if request.script else ""
+    argv = [_hide(a, secrets, count) for a in request.argv]
     if not request.env and script == request.script and argv == request.argv:
         return request
     copy = executor_pb2.ExecuteRequest()
@@ -99,15 +113,16 @@ class ExecutionRecorder:
         self.start_ns = time.time_ns()
         self.execution_id = ""
         self.session_id = request.session_id
-        self.stdout = _StreamSample()
-        self.stderr = _StreamSample()
+        self.redacted = _Count()
+        self.stdout = _StreamSample(self.redacted)
+        self.stderr = _StreamSample(self.redacted)
         self.stdout.secrets = self.stderr.secrets = self.secrets
         self.input_bytes = 0
 
     def record(self, final: executor_pb2.ExecuteResponse | None) -> trace_pb2.ExecutionRecord:
         """The record, given the final response (None when the stream ended without one)."""
         record = trace_pb2.ExecutionRecord(
-            request=redacted_request(self.request, self.secrets),
+            request=redacted_request(self.request, self.secrets, self.redacted),
             execution_id=self.execution_id,
             workspace_id=self.request.workspace_id,
             session_id=self.session_id,
@@ -129,4 +144,5 @@ class ExecutionRecorder:
             record.end_reason = executor_pb2.END_REASON_CANCELLED
         record.stdout_head, record.stdout_tail = self.stdout.texts()
         record.stderr_head, record.stderr_tail = self.stderr.texts()
+        record.redacted_values = self.redacted.value
         return record

@@ -66,6 +66,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     secret_policy = SecretPolicy(config.env_deny, config.env_allow)
     # Logs hide values of every secret-looking name, allowed ones included.
     redactor.policy = SecretPolicy(config.env_deny)
+    redactor.add_patterns(config.redact_patterns)
     if config.auth_token:
         redactor.add_value(config.auth_token)
     backend = await choose_backend(config.backend, config.config_dir, config.session_io)
@@ -75,6 +76,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         default_policy=Policy(),
         secret_policy=secret_policy,
         warm_pool_size=config.warm_pool_size,
+        ceiling=config.policy_ceiling,
     )
     sessions = SessionManager(
         backend,
@@ -134,6 +136,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         workspaces=workspaces.count,
         config_dir=str(config.config_dir),
         training_log=config.training_log,
+        policy_ceiling=workspaces.ceiling.describe(),
     )
     return Executor(config, running, workspaces, sessions, training_log)
 

@@ -25,7 +25,6 @@ from executor_service.files import (
     SYMLINK,
     FileEntry,
     WorkspaceFiles,
-    workspace_path,
 )
 from executor_service.records import ExecutionRecorder
 from executor_service.sessions import Session, SessionManager
@@ -35,6 +34,7 @@ from firebox.common import errors
 from firebox.common.logging import get_logger
 from firebox.common.secrets import SecretPolicy, redactor
 from firebox.common.trainlog import EXECUTIONS, TrainingLog
+from firebox.common.workspace_paths import is_writable, workspace_path
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 
@@ -65,8 +65,6 @@ _FIRST_ONLY = (
     "run_id",
     "agent_session_id",
 )
-MAX_SCRIPT_BYTES = 1024 * 1024
-MAX_ID_CHARS = 256
 # After the final message, how long Execute waits for the client to close its side.
 HALF_CLOSE_LINGER_SECONDS = 2.0
 # How long the first message (execution_id, pid) waits to travel with the first output or the end.
@@ -88,6 +86,7 @@ def policy_to_proto(policy: Policy) -> pb.IsolationPolicy:
         no_new_privileges=policy.no_new_privileges,
         read_only_root=policy.read_only_root,
         tmp_bytes=policy.tmp_bytes,
+        writable_paths=list(policy.writable_paths),
     )
 
 
@@ -109,6 +108,8 @@ def policy_overrides(message: pb.IsolationPolicy) -> PolicyOverrides:
             values[name] = getattr(message, name)
     if message.capabilities:
         values["capabilities"] = tuple(message.capabilities)
+    if message.writable_paths:
+        values["writable_paths"] = tuple(message.writable_paths)
     return PolicyOverrides(**values)
 
 
@@ -161,8 +162,6 @@ def execute_spec(
         raise errors.InvalidArgument("script", "give either script or argv, not both")
     if not first.script and not first.argv:
         raise errors.InvalidArgument("script", "missing program: give script (shell text) or argv")
-    if len(first.script.encode()) > MAX_SCRIPT_BYTES:
-        raise errors.InvalidArgument("script", f"longer than {MAX_SCRIPT_BYTES} bytes")
     if first.argv and not first.argv[0]:
         raise errors.InvalidArgument("argv", "argv[0] (the program) is empty")
     if any("\x00" in part for part in (first.script, first.directory, *first.argv)):
@@ -175,9 +174,6 @@ def execute_spec(
             raise errors.InvalidArgument("timeout", f"must not be negative, got {seconds:g}s")
         if seconds > 0:
             timeout = seconds
-    for name in ("known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "session_id"):
-        if len(getattr(first, name)) > MAX_ID_CHARS:
-            raise errors.InvalidArgument(name, f"longer than {MAX_ID_CHARS} characters")
     return ex.ExecuteSpec(
         workspace_id=first.workspace_id,
         session_id=first.session_id or None,
@@ -349,6 +345,24 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         await self.workspaces.delete(request.workspace_id)
         return pb.DeleteWorkspaceResponse()
 
+    async def SetWritablePaths(
+        self, request: pb.SetWritablePathsRequest, context: Any
+    ) -> pb.SetWritablePathsResponse:
+        info = await self.workspaces.set_writable_paths(request.workspace_id, list(request.writable_paths))
+        return pb.SetWritablePathsResponse(workspace=self._workspace(info))
+
+    async def PauseWorkspace(
+        self, request: pb.PauseWorkspaceRequest, context: Any
+    ) -> pb.PauseWorkspaceResponse:
+        info = await self.workspaces.pause(request.workspace_id)
+        return pb.PauseWorkspaceResponse(workspace=self._workspace(info))
+
+    async def ResumeWorkspace(
+        self, request: pb.ResumeWorkspaceRequest, context: Any
+    ) -> pb.ResumeWorkspaceResponse:
+        info = await self.workspaces.resume(request.workspace_id)
+        return pb.ResumeWorkspaceResponse(workspace=self._workspace(info))
+
     # ---- sessions ----
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
@@ -409,7 +423,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         except StopAsyncIteration:
             raise errors.InvalidArgument("request", "the stream closed before the first message") from None
         spec = execute_spec(first, self.secret_policy, self.default_timeout)
-        workspace = await self.workspaces.require_running(first.workspace_id)
+        workspace = await self.workspaces.require_running(first.workspace_id, resume=first.resume_workspace)
         recorder = ExecutionRecorder(
             first, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
         )
@@ -500,11 +514,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         action = request.action
         args = json_format.MessageToDict(action.args) if action.HasField("args") else {}
         tool, argv = self.tools.render(action.tool_name, args)
-        if "\x00" in action.work_dir or len(action.work_dir) > 4096:
-            raise errors.InvalidArgument("action.work_dir", "contains a NUL byte or is too long")
-        for name in ("tool_call_id", "run_id", "agent_session_id"):
-            if len(getattr(request, name)) > MAX_ID_CHARS:
-                raise errors.InvalidArgument(name, f"longer than {MAX_ID_CHARS} characters")
+        # Sizes are checked at the edge (firebox.common.limits).
+        if "\x00" in action.work_dir:
+            raise errors.InvalidArgument("action.work_dir", "contains a NUL byte")
         timeout = _timeout(request, "timeout") or tool.timeout or self.default_timeout
         workspace = await self.workspaces.require_running(request.workspace_id)
         # What ran, as an Execute of the rendered argv would have said it: the training log's shape.
@@ -595,6 +607,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         if workspace.policy.read_only:
             raise errors.FailedPrecondition(
                 f"workspace {workspace.id} is read-only (policy.read_only); uploads are refused"
+            )
+        if not is_writable(workspace.policy.writable_paths, path):
+            raise errors.PermissionDenied(
+                f"{path} is outside the workspace's writable paths "
+                f"({', '.join(workspace.policy.writable_paths)}); uploads there are refused"
             )
 
         async def later() -> AsyncIterator[bytes]:

@@ -43,7 +43,8 @@ is four short lines (F reads byte by byte, so it stays small):
 `__fb_x` opens the stdin FIFO read-write then read-only and drops its write end (so neither F
 nor S ever blocks in open(), and the program sees EOF once F closes its end), prints an
 `R SEQ` record (S has the FIFO open: closing input can no longer lose bytes), and calls
-`__fb_run`, which runs `command eval "$__fb_cmd"` inside a function, so S's traps for INT and
+`__fb_run`, which re-enters S's working directory (so mounts made since, e.g. writable paths,
+apply to it; OLDPWD kept), then runs `command eval "$__fb_cmd"` inside a function, so S's traps for INT and
 TERM can abandon the script with `return` (and a syntax error does not kill S). `__fb_done`
 then saves a snapshot of S's variables and cwd (`set`, `export -p`: builtins, no fork) and
 prints a `D SEQ STATUS` record on stdout AND stderr: a command is complete when both arrived,
@@ -200,7 +201,7 @@ SESSION_INIT = r"""__fb_d=$1; set --; __fb_t={nonce}; __fb_busy=; __fb_o='\037FB
 FIREBOX_SESSION_MARK={mark}; export FIREBOX_SESSION_MARK
 trap '[ -n "$__fb_busy" ] && {{ __fb_busy=; __fb_sig=130; return 130; }}' INT
 trap '[ -n "$__fb_busy" ] && {{ __fb_busy=; __fb_sig=137; return 137; }}' TERM
-__fb_run() {{ __fb_sig=; __fb_busy=1; command eval "$__fb_cmd"; __fb_s=$?; __fb_busy=; return $__fb_s; }}
+__fb_run() {{ __fb_sig=; __fb_busy=1; __fb_op=$OLDPWD; cd -- "$PWD" 2>/dev/null; OLDPWD=$__fb_op; command eval "$__fb_cmd"; __fb_s=$?; __fb_busy=; return $__fb_s; }}
 __fb_x() {{ exec 9<>"$__fb_d/i"; {{ exec 9>&-; printf "$__fb_o" "$1"; __fb_run; }} <"$__fb_d/i"; __fb_done "$1" $?; }}
 __fb_done() {{ __fb_cmd=; __fb_s=${{__fb_sig:-$2}}; __fb_sig=; set >"$__fb_d/st" 2>/dev/null; export -p >>"$__fb_d/st" 2>/dev/null; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$__fb_s"; printf '\037FBX%s D %s %s\n' "$__fb_t" "$1" "$__fb_s" >&2; }}
 __fb_r=0; if [ -f "$__fb_d/st" ]; then command . "$__fb_d/st" >/dev/null 2>&1; cd -- "$PWD" 2>/dev/null; __fb_r=1; fi

@@ -433,10 +433,15 @@ class PipeTransport:
 
     @classmethod
     async def spawn(
-        cls, argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None
+        cls,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> PipeTransport:
         """Start `argv` with exactly `env` (nothing of the executor's environment when given)
-        in its own session, so signals meant for the executor never reach it."""
+        in its own session, so signals meant for the executor never reach it. `pass_fds` stay
+        open in it (bwrap's --bind-fd)."""
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -447,6 +452,7 @@ class PipeTransport:
                 cwd=cwd,
                 start_new_session=True,
                 limit=READ_SIZE,
+                pass_fds=pass_fds,
             )
         except OSError as exc:
             raise errors.Unavailable(f"cannot start {argv[0]!r}: {exc}") from exc

@@ -15,10 +15,13 @@ from dataclasses import dataclass, fields
 from typing import Protocol
 
 from executor_service.backend import Policy, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
+from executor_service.ceiling import ALL_CAPABILITIES, PolicyCeiling
 from executor_service.pool import WarmPool
 from firebox.common import errors
+from firebox.common.limits import quote
 from firebox.common.logging import get_logger
 from firebox.common.secrets import SecretPolicy, is_valid_env_name
+from firebox.common.workspace_paths import normalize_writable_paths
 
 log = get_logger("executor.workspaces")
 
@@ -73,6 +76,7 @@ class PolicyOverrides:
     no_new_privileges: bool | None = None
     read_only_root: bool | None = None
     tmp_bytes: int | None = None
+    writable_paths: tuple[str, ...] | None = None
 
 
 def validate_env(env: Mapping[str, str], field: str, secret_policy: SecretPolicy) -> None:
@@ -106,7 +110,9 @@ def decide_policy(default: Policy, overrides: PolicyOverrides) -> Policy:
     values = {f.name: getattr(overrides, f.name) for f in fields(PolicyOverrides)}
     policy = default.with_overrides(**values)
     if not _USER.match(policy.user):
-        raise errors.InvalidArgument("policy.user", f"expected UID[:GID] or a user name, got {policy.user!r}")
+        raise errors.InvalidArgument(
+            "policy.user", f"expected UID[:GID] or a user name, got {quote(policy.user)}"
+        )
     if policy.memory_bytes < 0 or 0 < policy.memory_bytes < MIN_MEMORY_BYTES:
         raise errors.InvalidArgument(
             "policy.memory_bytes", f"0 (unlimited) or at least {MIN_MEMORY_BYTES}, got {policy.memory_bytes}"
@@ -126,11 +132,20 @@ def decide_policy(default: Policy, overrides: PolicyOverrides) -> Policy:
         name = upper if upper.startswith("CAP_") else f"CAP_{upper}"
         if name not in KNOWN_CAPABILITIES:
             raise errors.InvalidArgument(
-                "policy.capabilities", f"not a Linux capability: {cap!r} (e.g. NET_BIND_SERVICE, CHOWN)"
+                "policy.capabilities", f"not a Linux capability: {quote(cap)} (e.g. NET_BIND_SERVICE, CHOWN)"
             )
         caps.append(name)
+    writable_paths = normalize_writable_paths(policy.writable_paths)
+    if writable_paths and policy.read_only:
+        raise errors.InvalidArgument(
+            "policy.writable_paths", "a read-only workspace (policy.read_only) has no writable paths"
+        )
     return Policy(
-        **{**{f.name: getattr(policy, f.name) for f in fields(Policy)}, "capabilities": tuple(caps)}
+        **{
+            **{f.name: getattr(policy, f.name) for f in fields(Policy)},
+            "capabilities": tuple(caps),
+            "writable_paths": writable_paths,
+        }
     )
 
 
@@ -145,10 +160,18 @@ class WorkspaceManager:
         secret_policy: SecretPolicy,
         sessions: SessionCloser | None = None,
         warm_pool_size: int = 0,
+        ceiling: PolicyCeiling | None = None,
     ) -> None:
         self.backend = backend
         self.default_image = default_image
         self.default_policy = default_policy
+        # What a request may loosen; by default nothing above the default policy.
+        self.ceiling = ceiling or PolicyCeiling.of(default_policy)
+        unknown = self.ceiling.capabilities - KNOWN_CAPABILITIES - {ALL_CAPABILITIES}
+        if unknown:
+            raise errors.InvalidArgument(
+                "policy ceiling", f"not Linux capabilities: {', '.join(sorted(unknown))}"
+            )
         self.secret_policy = secret_policy
         # Set after construction when the session manager needs this manager too.
         self.sessions = sessions
@@ -194,22 +217,24 @@ class WorkspaceManager:
         labels = dict(labels or {})
         if name and not _NAME.match(name):
             raise errors.InvalidArgument(
-                "name", f"{name!r}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)"
+                "name",
+                f"{quote(name)}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)",
             )
         image = image or self.default_image
         if not _IMAGE.match(image):
-            raise errors.InvalidArgument("image", f"not an image reference: {image!r}")
+            raise errors.InvalidArgument("image", f"not an image reference: {quote(image)}")
         validate_env(env, "env", self.secret_policy)
         self._validate_labels(labels)
         decided = decide_policy(self.default_policy, policy or PolicyOverrides())
+        self.ceiling.check(self.default_policy, decided)
         if name:
             # The known set is complete: adopt() filled it and every create/delete goes through here.
             # Checked and reserved with no await in between, so concurrent creates cannot both pass.
             if name in self._creating_names:
-                raise errors.AlreadyExists(f"a workspace named {name!r} is being created")
+                raise errors.AlreadyExists(f"a workspace named {quote(name)} is being created")
             for existing in self._known.values():
                 if existing.name == name:
-                    raise errors.AlreadyExists(f"a workspace named {name!r} exists: {existing.id}")
+                    raise errors.AlreadyExists(f"a workspace named {quote(name)} exists: {existing.id}")
             self._creating_names.add(name)
         try:
             info = await self._take_from_pool(name, image, decided, env, labels)
@@ -264,14 +289,39 @@ class WorkspaceManager:
 
     async def start(self, workspace_id: str) -> WorkspaceInfo:
         self._check_id(workspace_id)
+        if (await self.backend.get(workspace_id)).state == "paused":
+            return await self.resume(workspace_id)
         info = await self.backend.start(workspace_id)
         self._known[workspace_id] = info
         log.info("workspace_started", workspace_id=workspace_id, state=info.state)
         return info
 
+    async def pause(self, workspace_id: str) -> WorkspaceInfo:
+        """Freeze the workspace; its processes and sessions stay as they are."""
+        info = await self.backend.pause(await self._last_known(workspace_id))
+        self._known[workspace_id] = info
+        log.info("workspace_paused", workspace_id=workspace_id, state=info.state)
+        return info
+
+    async def resume(self, workspace_id: str) -> WorkspaceInfo:
+        info = await self.backend.resume(await self._last_known(workspace_id))
+        self._known[workspace_id] = info
+        log.info("workspace_resumed", workspace_id=workspace_id, state=info.state)
+        return info
+
+    async def _last_known(self, workspace_id: str) -> WorkspaceInfo:
+        self._check_id(workspace_id)
+        return self._known.get(workspace_id) or await self.get(workspace_id)
+
+    async def _thawed(self, workspace_id: str) -> None:
+        """NotFound if unknown; a paused workspace is resumed, so that its sessions can be
+        closed (a frozen shell cannot end) before it stops or goes."""
+        if (await self.backend.get(workspace_id)).state == "paused":
+            await self.resume(workspace_id)
+
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         self._check_id(workspace_id)
-        await self.backend.get(workspace_id)  # NotFound before touching sessions
+        await self._thawed(workspace_id)  # NotFound before touching sessions
         if self.sessions is not None:
             await self.sessions.close_workspace(workspace_id)
         info = await self.backend.stop(workspace_id)
@@ -281,21 +331,47 @@ class WorkspaceManager:
 
     async def delete(self, workspace_id: str) -> None:
         self._check_id(workspace_id)
-        await self.backend.get(workspace_id)
+        await self._thawed(workspace_id)
         if self.sessions is not None:
             await self.sessions.close_workspace(workspace_id)
         await self.backend.delete(workspace_id)
         self._known.pop(workspace_id, None)
         log.info("workspace_deleted", workspace_id=workspace_id)
 
-    async def require_running(self, workspace_id: str, field: str = "workspace_id") -> WorkspaceInfo:
+    async def set_writable_paths(self, workspace_id: str, paths: list[str]) -> WorkspaceInfo:
+        """Replace a workspace's writable paths (see IsolationPolicy.writable_paths)."""
+        self._check_id(workspace_id)
+        writable_paths = normalize_writable_paths(paths, "writable_paths")
+        info = await self.get(workspace_id)
+        if writable_paths and info.policy.read_only:
+            raise errors.FailedPrecondition(
+                f"workspace {workspace_id} is read-only (policy.read_only); it has no writable paths"
+            )
+        info = await self.backend.set_writable_paths(
+            info, writable_paths, sessions_open=self.session_count(workspace_id) > 0
+        )
+        self._known[workspace_id] = info
+        log.info("writable_paths_set", workspace_id=workspace_id, writable_paths=list(writable_paths))
+        return info
+
+    async def require_running(
+        self, workspace_id: str, field: str = "workspace_id", *, resume: bool = False
+    ) -> WorkspaceInfo:
         """The workspace, for starting a command in it: NotFound if unknown, FailedPrecondition
-        unless running. Uses the last known state; asks the backend only when it is not running."""
+        unless running (a paused one is resumed first when `resume`). Uses the last known state;
+        asks the backend only when it is not running."""
         if not workspace_id:
             raise errors.InvalidArgument(field, "required")
         info = self._known.get(workspace_id)
         if info is None or info.state != "running":
             info = await self.get(workspace_id)
+        if info.state == "paused":
+            if not resume:
+                raise errors.FailedPrecondition(
+                    f"workspace {workspace_id} is paused; resume it with ResumeWorkspace "
+                    "(or set resume_workspace on the Execute request)"
+                )
+            info = await self.resume(workspace_id)
         if info.state != "running":
             raise errors.FailedPrecondition(
                 f"workspace {workspace_id} is {info.state}, not running; start it with StartWorkspace"
@@ -318,6 +394,6 @@ class WorkspaceManager:
             raise errors.InvalidArgument("labels", f"at most {MAX_LABELS}, got {len(labels)}")
         for key, value in labels.items():
             if not _LABEL_KEY.match(key):
-                raise errors.InvalidArgument("labels", f"invalid key {key!r}")
+                raise errors.InvalidArgument("labels", f"invalid key {quote(key)}")
             if len(value) > MAX_LABEL_VALUE:
                 raise errors.InvalidArgument(f"labels[{key}]", f"value longer than {MAX_LABEL_VALUE}")

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the virtual environment: a Docker engine that answers,
-# bubblewrap, and the locally built workspace image. Installs and starts what is missing (as root).
+# bubblewrap, tmux (the interactive CLI tests), and the locally built workspace image. Installs and starts what is missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 # The MCP tests: Node runs the TypeScript SDK's client; a workspace (bubblewrap, host /usr) runs
@@ -28,3 +30,6 @@ if ! cmp -s tests/mcp_node/package-lock.json tests/mcp_node/node_modules/.firebo
 fi
 bash scripts/start-docker.sh
 bash scripts/build-images.sh
+# The stock-like images of the workspace tests (a debootstrap Debian root and busybox variants),
+# tagged with a hash of their recipe: rebuilt only when scripts/build-stock-images.sh changes.
+bash scripts/build-stock-images.sh >/dev/null

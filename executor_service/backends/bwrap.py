@@ -23,8 +23,16 @@ import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from executor_service.backend import BWRAP, Policy, ShellTransport, WorkspaceInfo, WorkspaceSpec
+from executor_service.backend import (
+    BWRAP,
+    Policy,
+    ShellTransport,
+    WorkspaceInfo,
+    WorkspaceSpec,
+    workspace_access,
+)
 from executor_service.backends.cgroups import CgroupLimits
+from executor_service.backends.mountns import MountError, open_below
 from firebox.common import errors
 from firebox.common.logging import get_logger
 
@@ -39,6 +47,10 @@ WORKDIR = "/workspace"
 SYSTEM_DIRS = ("/usr",)
 MERGED_USR_LINKS = ("/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# /dev/shm's size, as Docker's default shm_size.
+SHM_BYTES = 64 * 1024 * 1024
 
 
 def enforced(policy: Policy, with_cgroups: bool) -> Policy:
@@ -68,9 +80,29 @@ def isolation_line(policy: Policy, with_cgroups: bool) -> str:
         )
         parts.append("NO pids or cpu limit (needs cgroup v1 and root)")
     parts.append("read-only root" if policy.read_only_root else "writable root")
-    parts.append("/workspace read-only" if policy.read_only else "/workspace writable")
+    parts.append(workspace_access(policy))
     parts.append(f"/tmp tmpfs {policy.tmp_bytes // (1024 * 1024)}MiB")
     return ", ".join(parts)
+
+
+def _open_writable(files_dir: Path, writable_paths: tuple[str, ...]) -> dict[str, int]:
+    """An O_PATH fd per writable path's directory (made when missing), opened without following
+    any symlink the sandbox may have planted."""
+    if not writable_paths:
+        return {}
+    root = os.open(files_dir, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fds: dict[str, int] = {}
+    try:
+        owner = (os.fstat(root).st_uid, os.fstat(root).st_gid)
+        for path in writable_paths:
+            fds[path] = open_below(root, path, create=True, owner=owner)
+    except MountError as exc:
+        for fd in fds.values():
+            os.close(fd)
+        raise errors.FailedPrecondition(f"writable path: {exc}") from None
+    finally:
+        os.close(root)
+    return fds
 
 
 def _uid_gid(user: str) -> tuple[int, int]:
@@ -84,10 +116,17 @@ def _uid_gid(user: str) -> tuple[int, int]:
 
 
 def sandbox_argv(
-    files_dir: Path, policy: Policy, argv: list[str], env: dict[str, str], rlimit_memory: bool = True
+    files_dir: Path,
+    policy: Policy,
+    argv: list[str],
+    env: dict[str, str],
+    rlimit_memory: bool = True,
+    writable_fds: dict[str, int] | None = None,
 ) -> list[str]:
     """The full command line: bwrap around `argv`, inside prlimit when memory is capped per
-    process (`rlimit_memory`, used when there are no cgroups)."""
+    process (`rlimit_memory`, used when there are no cgroups). With writable paths /workspace
+    is bound read-only and each path's directory, passed as an open fd (`writable_fds`, path
+    -> fd, so a symlink swapped in cannot redirect it), writable on top."""
     uid, gid = _uid_gid(policy.user)
     cmd: list[str] = []
     if policy.memory_bytes and rlimit_memory:
@@ -104,8 +143,13 @@ def sandbox_argv(
         elif os.path.isdir(link):
             cmd += ["--ro-bind", link, link]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
+    # bubblewrap's /dev is an unbounded tmpfs the workspace user owns: /dev/shm gets its own,
+    # the size Docker gives a container's.
+    cmd += ["--perms", "1777", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]
     cmd += ["--perms", "1777", "--size", str(policy.tmp_bytes), "--tmpfs", "/tmp"]
-    cmd += ["--ro-bind" if policy.read_only else "--bind", str(files_dir), WORKDIR]
+    cmd += ["--ro-bind" if policy.read_only or policy.writable_paths else "--bind", str(files_dir), WORKDIR]
+    for path, fd in (writable_fds or {}).items():
+        cmd += ["--bind-fd", str(fd), f"{WORKDIR}/{path}"]
     if policy.read_only_root:
         cmd += ["--remount-ro", "/"]
     cmd += ["--chdir", WORKDIR, "--uid", str(uid), "--gid", str(gid)]
@@ -187,11 +231,51 @@ class BwrapBackend:
     async def start(self, workspace_id: str) -> WorkspaceInfo:
         return await self._set_state(workspace_id, "running")
 
+    async def pause(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """Freeze the workspace's cgroup (cgroup v1 freezer). Without one there is no way to stop
+        every process a sandbox forked (they may leave its process group): FailedPrecondition."""
+        workspace_id = workspace.id
+        info = await self.get(workspace_id)
+        if info.state == "paused":
+            return info
+        if info.state != "running":
+            raise errors.FailedPrecondition(f"workspace {workspace_id} is {info.state}, not running")
+        if self.cgroups is None or not self.cgroups.has_freezer:
+            raise errors.FailedPrecondition(
+                "pausing a bwrap workspace needs the cgroup v1 freezer (the executor as root on a "
+                "cgroup-v1 host); it is not available here"
+            )
+        await asyncio.to_thread(self.cgroups.ensure, workspace_id, info.policy)
+        try:
+            await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, True)
+        except RuntimeError as exc:
+            await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
+            raise errors.Unavailable(f"pausing workspace {workspace_id} failed: {exc}") from exc
+        return await self._set_state(workspace_id, "paused")
+
+    async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        workspace_id = workspace.id
+        info = await self.get(workspace_id)
+        if info.state == "running":
+            return info
+        if info.state != "paused":
+            raise errors.FailedPrecondition(
+                f"workspace {workspace_id} is {info.state}, not paused; start it with StartWorkspace"
+            )
+        if self.cgroups is not None and self.cgroups.has_freezer:
+            try:
+                await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
+            except RuntimeError as exc:
+                raise errors.Unavailable(f"resuming workspace {workspace_id} failed: {exc}") from exc
+        return await self._set_state(workspace_id, "running")
+
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         # Its bwrap processes are the sessions, which the workspace manager closes first; with
         # cgroups anything left behind is killed too, as stopping a container would.
         info = await self._set_state(workspace_id, "exited")
         if self.cgroups is not None:
+            if self.cgroups.has_freezer:
+                await asyncio.to_thread(self.cgroups.set_frozen, workspace_id, False)
             await asyncio.to_thread(self.cgroups.kill_all, workspace_id)
         return info
 
@@ -214,13 +298,49 @@ class BwrapBackend:
         from executor_service.transports import PipeTransport
 
         files_dir = self._dir(workspace.id) / FILES
-        command = sandbox_argv(files_dir, workspace.policy, argv, env, rlimit_memory=self.cgroups is None)
-        if self.cgroups is not None:
-            # Idempotent: after a reboot the cgroups of an adopted workspace are gone.
-            await asyncio.to_thread(self.cgroups.ensure, workspace.id, workspace.policy)
-            command = self.cgroups.enter_argv(workspace.id, command)
-        # bwrap itself gets a minimal environment: nothing of the executor's leaks through it.
-        return await PipeTransport.spawn(command, env={"PATH": DEFAULT_PATH})
+        writable_fds = await asyncio.to_thread(_open_writable, files_dir, workspace.policy.writable_paths)
+        try:
+            command = sandbox_argv(
+                files_dir, workspace.policy, argv, env, self.cgroups is None, writable_fds=writable_fds
+            )
+            if self.cgroups is not None:
+                # Idempotent: after a reboot the cgroups of an adopted workspace are gone.
+                await asyncio.to_thread(self.cgroups.ensure, workspace.id, workspace.policy)
+                command = self.cgroups.enter_argv(workspace.id, command)
+            # bwrap itself gets a minimal environment: nothing of the executor's leaks through it.
+            return await PipeTransport.spawn(
+                command, env={"PATH": DEFAULT_PATH}, pass_fds=tuple(writable_fds.values())
+            )
+        finally:
+            for fd in writable_fds.values():
+                os.close(fd)
+
+    async def set_writable_paths(
+        self, workspace: WorkspaceInfo, writable_paths: tuple[str, ...], *, sessions_open: bool
+    ) -> WorkspaceInfo:
+        """Each process gets its mounts when it starts, so a change reaches new processes only:
+        refused while shell sessions are open (they would keep the old view)."""
+        if sessions_open:
+            raise errors.FailedPrecondition(
+                f"workspace {workspace.id} has open shell sessions, and the bwrap backend cannot change "
+                "what a running sandbox sees; close them (CloseSession) first, or use the docker backend"
+            )
+
+        def update() -> WorkspaceInfo:
+            path = self._dir(workspace.id) / METADATA
+            try:
+                data = json.loads(path.read_text())
+            except FileNotFoundError as exc:
+                raise errors.NotFound(f"workspace {workspace.id!r} not found") from exc
+            # Checked (and made) now, so a bad path is refused here rather than by the next command.
+            for fd in _open_writable(self._dir(workspace.id) / FILES, writable_paths).values():
+                os.close(fd)
+            data["policy"]["writable_paths"] = list(writable_paths)
+            self._write_data(workspace.id, data)
+            return self._read(workspace.id)
+
+        async with self._lock:
+            return await asyncio.to_thread(update)
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         if self.cgroups is None:
@@ -263,6 +383,7 @@ class BwrapBackend:
             raise errors.NotFound(f"workspace {workspace_id!r} not found") from exc
         raw_policy = {k: v for k, v in data["policy"].items() if k in Policy.__dataclass_fields__}
         raw_policy["capabilities"] = tuple(raw_policy.get("capabilities", ()))
+        raw_policy["writable_paths"] = tuple(raw_policy.get("writable_paths", ()))
         policy = enforced(Policy(**raw_policy), self.cgroups is not None)
         return WorkspaceInfo(
             id=data["id"],

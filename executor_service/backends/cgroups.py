@@ -22,6 +22,9 @@ log = get_logger("executor.backends.cgroups")
 
 ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpu")
+# Optional: where the host has it, pausing a workspace freezes its cgroup (as Docker pause does).
+FREEZER = "freezer"
+FREEZE_TIMEOUT_SECONDS = 10.0
 PARENT = "firebox"
 CFS_PERIOD_US = 100_000
 # The wrapper that moves itself into the cgroups, then becomes the sandbox. Arguments: the
@@ -75,10 +78,40 @@ class CgroupLimits:
         (cpu / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
         quota = policy.cpu_millis * CFS_PERIOD_US // 1000 if policy.cpu_millis else -1
         (cpu / "cpu.cfs_quota_us").write_text(str(quota))
+        if self.has_freezer:
+            self._dir(FREEZER, workspace_id).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def has_freezer(self) -> bool:
+        return (self.root / FREEZER / "cgroup.procs").exists()
+
+    def _controllers(self) -> tuple[str, ...]:
+        return (*CONTROLLERS, FREEZER) if self.has_freezer else CONTROLLERS
+
+    def set_frozen(self, workspace_id: str, frozen: bool) -> None:
+        """Freeze (or thaw) every process of the workspace; returns once the kernel says it is
+        done. RuntimeError without a freezer hierarchy or when freezing does not complete."""
+        if not self.has_freezer:
+            raise RuntimeError("no cgroup v1 freezer hierarchy on this host")
+        directory = self._dir(FREEZER, workspace_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        wanted = "FROZEN" if frozen else "THAWED"
+        deadline = time.monotonic() + FREEZE_TIMEOUT_SECONDS
+        while True:
+            # Freezing may stay FREEZING while a process is in an uninterruptible sleep: asking
+            # again retries it.
+            (directory / "freezer.state").write_text(wanted)
+            if (directory / "freezer.state").read_text().strip() == wanted:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the workspace's cgroup did not become {wanted} within {FREEZE_TIMEOUT_SECONDS:.0f}s"
+                )
+            time.sleep(0.01)
 
     def enter_argv(self, workspace_id: str, argv: list[str]) -> list[str]:
         """`argv` run so that it is inside the workspace's cgroups from its first instruction."""
-        procs = [str(self._dir(c, workspace_id) / "cgroup.procs") for c in CONTROLLERS]
+        procs = [str(self._dir(c, workspace_id) / "cgroup.procs") for c in self._controllers()]
         return ["/bin/sh", "-c", _ENTER, "firebox-cgroup", *procs, "--", *argv]
 
     def oom_kills(self, workspace_id: str) -> int | None:
@@ -109,8 +142,12 @@ class CgroupLimits:
 
     def remove(self, workspace_id: str) -> None:
         """Kill what is left and remove the cgroups."""
+        if self.has_freezer:
+            # A frozen process cannot die: thaw first.
+            with contextlib.suppress(OSError, RuntimeError):
+                self.set_frozen(workspace_id, False)
         self.kill_all(workspace_id)
-        for controller in CONTROLLERS:
+        for controller in self._controllers():
             directory = self._dir(controller, workspace_id)
             for _ in range(50):
                 try:

@@ -4,7 +4,14 @@ Each workspace is one container labelled as Firebox's, its files on a named volu
 /workspace that outlives the container. Everything needed to rebuild a workspace after a restart
 (spec, policy, env, name) lives in the container's labels, so the engine is the only state: a new
 executor adopts every labelled container it finds. The container's main process is docker-init
-(tini) running an idle shell loop; commands and sessions come in through `docker exec`.
+(tini) running INIT_SCRIPT; commands and sessions come in through `docker exec`.
+
+Any image with a POSIX /bin/sh works unprepared: the image's ENTRYPOINT and CMD are replaced by
+INIT_SCRIPT, which runs as root (with CAP_CHOWN added only for that, when the workspace user is
+not root) to make /workspace the workspace user's and /tmp mode 1777 (the engine copies an
+image's /tmp mode onto the tmpfs), then says so on stdout. Create and start read that line over
+the container's attach stream before answering, so no command ever sees the workspace half-made.
+HOME is /workspace (the user may have no passwd entry); the image's ENV is kept as it is.
 
 Warm-pool members (executor_service/pool.py) are ordinary workspace containers with one more label,
 LABEL_POOL. Labels cannot change on a container, so when a client takes a member the name and
@@ -18,17 +25,25 @@ read-write on a read-only mount; the workspace cannot create or remove anything 
 LABEL_IO. Workspaces made without it (older ones, or with --session-io attach) use the docker exec
 socket, as do file transfers.
 
+Writable paths (policy.writable_paths) are bind mounts made inside the running container's mount
+namespace (backends/mountns.py says why), after create, after every start and at adoption. A
+change on a live workspace is applied at once and kept in <config-dir>/writable-paths/<id>.json,
+since the policy label cannot change.
+
 Every SDK call is blocking, so each runs in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import shutil
+import socket
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -51,6 +66,7 @@ from executor_service.backend import (
     ShellTransport,
     WorkspaceInfo,
     WorkspaceSpec,
+    workspace_access,
 )
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -72,9 +88,31 @@ IO_MOUNT = "/run/firebox"
 CONTAINER_PREFIX = "firebox-"
 VOLUME_PREFIX = "firebox-ws-"
 WORKDIR = "/workspace"
-# The idle main process: exits at once on SIGTERM (tini forwards it), so stop takes no timeout.
-IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+# Set on workspaces whose main process is INIT_SCRIPT (its value: the script's version), so that
+# start waits for its ready line only where one will come.
+LABEL_INIT = "dev.firebox.init"
+INIT_VERSION = "1"
+# The main process (see module docstring); $1 is the workspace user. A user name the image does not
+# know is reported here, at create, rather than by every later exec. The idle loop exits at once
+# on SIGTERM (tini forwards it), so stop takes no timeout.
+INIT_SCRIPT = r"""
+u=$1; uid=${u%%:*}
+case $uid in *[!0-9]*) id -u "$uid" >/dev/null 2>&1 || { echo "firebox-error: no user $uid in the image"; exit 1; };; esac
+chmod 1777 /tmp 2>/dev/null
+case $uid in 0|root) ;; *)
+  [ -n "$(find /workspace -maxdepth 0 -user "$uid" 2>/dev/null)" ] || chown -R "$u" /workspace 2>/dev/null;;
+esac
+echo firebox-ready
+trap 'exit 0' TERM INT
+while :; do sleep 3600 & wait $!; done
+"""
+READY_LINE = b"firebox-ready\n"
+READY_TIMEOUT_SECONDS = 30.0
+# What the main process may print before its ready line (an image's shell profile, an error).
+MAX_INIT_OUTPUT = 16 * 1024
 STOP_TIMEOUT_SECONDS = 3
+# Setting up writable paths is a few mount calls; this bounds a wedged helper.
+MOUNT_TIMEOUT_SECONDS = 30
 IMAGE_HELP = "build it with `make images` (scripts/build-images.sh) or load it with `docker load`"
 
 
@@ -111,11 +149,13 @@ def isolation_line(policy: Policy) -> str:
     )
     if policy.no_new_privileges:
         parts.append("no-new-privileges")
+    if "CAP_CHOWN" in init_capabilities(policy) and "CAP_CHOWN" not in policy.capabilities:
+        parts.append("CAP_CHOWN kept in the bounding set for the init")
     parts.append(f"memory {_limit(policy.memory_bytes, 'MiB', 1024 * 1024)}")
     parts.append(f"pids {policy.pids_limit or 'unlimited'}")
     parts.append(f"cpu {_limit(policy.cpu_millis, 'm', 1)}")
     parts.append("read-only root" if policy.read_only_root else "writable root")
-    parts.append("/workspace read-only" if policy.read_only else "/workspace writable")
+    parts.append(workspace_access(policy))
     parts.append(f"/tmp tmpfs {policy.tmp_bytes // (1024 * 1024)}MiB")
     return ", ".join(parts)
 
@@ -129,8 +169,9 @@ def _policy_from_label(text: str | None) -> Policy:
         return Policy()
     raw = json.loads(text)
     known = {k: v for k, v in raw.items() if k in Policy.__dataclass_fields__}
-    if "capabilities" in known:
-        known["capabilities"] = tuple(known["capabilities"])
+    for name in ("capabilities", "writable_paths"):
+        if name in known:
+            known[name] = tuple(known[name])
     return Policy(**known)
 
 
@@ -152,6 +193,7 @@ class DockerBackend:
         owner: str = "default",
         claims_dir: Path | None = None,
         io_dir: Path | None = None,
+        writable_dir: Path | None = None,
     ) -> None:
         self.client = client or docker.from_env()
         self.owner = owner
@@ -166,18 +208,27 @@ class DockerBackend:
         self._claims: dict[str, dict[str, Any]] = {}
         # Filled by adopt(): pool members found waiting, for the pool to take back or remove.
         self.pool_members: list[WorkspaceInfo] = []
+        # Writable paths changed since create (the label has the original); None = not kept.
+        self.writable_dir = writable_dir
+        self._writable: dict[str, tuple[str, ...]] = {}
 
     # ---- workspace lifecycle -------------------------------------------------------------------
 
     async def create(self, spec: WorkspaceSpec, pool_key: str = "") -> WorkspaceInfo:
-        """Create and start the workspace; with `pool_key`, as a member of that warm pool."""
-        # Create first and look at the image only when the engine misses it: one call less on the
-        # common path (create-to-running is measured against a bare SDK create+start).
+        """Create and start the workspace; with `pool_key`, as a member of that warm pool. An image
+        the engine does not have is NotFound: nothing is pulled (a pull from an unreachable registry
+        would hang the call), so images are built or loaded beforehand."""
         try:
             container = await _engine(self._create_and_start, spec, pool_key)
-        except docker.errors.ImageNotFound:
-            await self._ensure_image(spec.image)
-            container = await _engine(self._create_and_start, spec, pool_key)
+        except docker.errors.ImageNotFound as exc:
+            raise errors.NotFound(f"image {spec.image!r} is not present on the engine; {IMAGE_HELP}") from exc
+        if spec.policy.writable_paths:
+            try:
+                await self._mount_writable(container, spec.policy.writable_paths)
+            except errors.FailedPrecondition:
+                await _engine(container.remove, force=True, v=True)
+                await _engine(self._remove_volume, volume_name(spec.id))
+                raise
         return self._info(container)
 
     async def claim(self, member: WorkspaceInfo, name: str, labels: dict[str, str]) -> WorkspaceInfo:
@@ -201,7 +252,11 @@ class DockerBackend:
         return [info for info in await self._list_all() if not info.pool_key]
 
     async def _list_all(self) -> list[WorkspaceInfo]:
-        containers = await _engine(self.client.containers.list, all=True, filters=self._filters)
+        # The SDK lists, then inspects each container: one removed in between is simply gone from
+        # the answer (ignore_removed), not a NotFound escaping a List.
+        containers = await _engine(
+            self.client.containers.list, all=True, filters=self._filters, ignore_removed=True
+        )
         infos = []
         for container in containers:
             try:
@@ -212,9 +267,61 @@ class DockerBackend:
 
     async def start(self, workspace_id: str) -> WorkspaceInfo:
         container = await self._container(workspace_id)
-        await _engine(container.start)
+        if container.labels.get(LABEL_INIT) and container.status != "running":
+            await _engine(self._start_until_ready, container, container.attrs["Config"]["Image"])
+        else:
+            await _engine(container.start)
         await _engine(container.reload)
+        info = self._info(container)
+        if info.policy.writable_paths:
+            # A restarted container has a fresh mount namespace.
+            await self._mount_writable(container, info.policy.writable_paths)
+        return info
+
+    async def set_writable_paths(
+        self, workspace: WorkspaceInfo, writable_paths: tuple[str, ...], *, sessions_open: bool
+    ) -> WorkspaceInfo:
+        """Applied in the running container at once: open sessions keep their state and see the
+        change from their next command. A stopped workspace gets it at its next start."""
+        container = await self._container(workspace.id)
+        if container.status == "running":
+            await self._mount_writable(container, writable_paths)
+        self._writable[workspace.id] = writable_paths
+        if self.writable_dir is not None:
+            await asyncio.to_thread(self._write_writable, workspace.id, writable_paths)
         return self._info(container)
+
+    async def _mount_writable(self, container: Container, writable_paths: tuple[str, ...]) -> None:
+        """Set up `writable_paths` in the running container's mount namespace (mountns.py)."""
+        await _engine(container.reload)
+        pid = container.attrs.get("State", {}).get("Pid") or 0
+        if not pid:
+            raise errors.FailedPrecondition(f"workspace {container.labels.get(LABEL_ID)} is not running")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "executor_service.backends.mountns",
+            str(pid),
+            json.dumps(list(writable_paths)),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(MOUNT_TIMEOUT_SECONDS):
+                _, stderr = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise errors.FailedPrecondition("setting up the writable paths took too long") from None
+        if process.returncode:
+            reason = stderr.decode(errors="replace").strip()[-500:]
+            hint = (
+                "; writable paths need the executor to run as root on the Docker engine's host"
+                if "not permitted" in reason or "denied" in reason or "No such file" in reason
+                else ""
+            )
+            raise errors.FailedPrecondition(f"the writable paths could not be set up: {reason}{hint}")
 
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         container = await self._container(workspace_id)
@@ -222,14 +329,57 @@ class DockerBackend:
         await _engine(container.reload)
         return self._info(container)
 
+    async def pause(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        """One engine call on the common path: `workspace` (the manager's last answer) says the
+        container is ours; what changed since then shows as the engine's 404 or 409."""
+        return await self._pause_or_resume(workspace, pause=True)
+
+    async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
+        return await self._pause_or_resume(workspace, pause=False)
+
+    async def _pause_or_resume(self, workspace: WorkspaceInfo, *, pause: bool) -> WorkspaceInfo:
+        api = self.client.api
+        try:
+            await _engine(api.pause if pause else api.unpause, container_name(workspace.id))
+        except docker.errors.NotFound as exc:
+            raise errors.NotFound(f"workspace {workspace.id!r} not found") from exc
+        except docker.errors.APIError as exc:
+            # Already in the wanted state (the engine says 409 or 500 for that: fine), or stopped
+            # (a client's mistake): the engine's state decides; anything else is the engine's.
+            info = await self.get(workspace.id)
+            if info.state == ("paused" if pause else "running"):
+                return info
+            if pause and info.state != "running":
+                raise errors.FailedPrecondition(
+                    f"workspace {workspace.id} is {info.state}, not running"
+                ) from exc
+            if not pause and info.state != "paused":
+                raise errors.FailedPrecondition(
+                    f"workspace {workspace.id} is {info.state}, not paused; start it with StartWorkspace"
+                ) from exc
+            raise
+        return replace(workspace, state="paused" if pause else "running")
+
     async def delete(self, workspace_id: str) -> None:
         container = await self._container(workspace_id)
         volume = container.labels.get(LABEL_VOLUME) or volume_name(workspace_id)
-        await _engine(container.remove, force=True)
+        try:
+            # v=True: also the anonymous volumes of VOLUMEs an image declares elsewhere than /workspace.
+            await _engine(container.remove, force=True, v=True)
+        except docker.errors.NotFound as exc:
+            # Another delete won the race between our lookup and this removal.
+            raise errors.NotFound(f"workspace {workspace_id!r} not found") from exc
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            # 409: a removal is already in progress (a concurrent delete): it is going away.
+            raise errors.NotFound(f"workspace {workspace_id!r} is being deleted") from exc
         await _engine(self._remove_volume, volume)
         if self._claims.pop(workspace_id, None) is not None:
             await asyncio.to_thread(self._remove_claim, workspace_id)
         self._io_workspaces.discard(workspace_id)
+        if self._writable.pop(workspace_id, None) is not None and self.writable_dir is not None:
+            await asyncio.to_thread((self.writable_dir / f"{workspace_id}.json").unlink, True)
         if self.io_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self.io_dir / workspace_id, True)
 
@@ -238,6 +388,7 @@ class DockerBackend:
         members nobody took (kept in `pool_members` for the pool). Volumes whose container is gone
         are reported, not deleted: their files may still matter to someone."""
         self._claims = await asyncio.to_thread(self._read_claims)
+        self._writable = await asyncio.to_thread(self._read_writable)
         everything = await self._list_all()
         infos = [info for info in everything if not info.pool_key]
         self.pool_members = [info for info in everything if info.pool_key]
@@ -248,6 +399,13 @@ class DockerBackend:
             await asyncio.to_thread(self._remove_claim, stale)
         if self.io_dir is not None:
             await asyncio.to_thread(self._tidy_io_dir, present)
+        for info in infos:
+            if info.state == "running" and info.policy.writable_paths:
+                # Idempotent; also covers a container restarted while no executor watched.
+                try:
+                    await self._mount_writable(await self._container(info.id), info.policy.writable_paths)
+                except errors.FireboxError as exc:
+                    log.error("writable_paths_not_enforced", workspace_id=info.id, error=exc.message)
         volumes = await _engine(self.client.volumes.list, filters=self._filters)
         in_use = {volume_name(i.id) for i in everything}
         for volume in volumes:
@@ -311,26 +469,6 @@ class DockerBackend:
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    async def _ensure_image(self, image: str) -> None:
-        try:
-            await _engine(self.client.images.get, image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.APIError as exc:
-            raise errors.FailedPrecondition(
-                f"image {image!r} cannot be inspected: {exc.explanation}"
-            ) from exc
-        repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
-        try:
-            log.info("pulling_image", image=image)
-            await _engine(self.client.images.pull, repository or image, tag=tag or None)
-        except (docker.errors.APIError, docker.errors.DockerException) as exc:
-            reason = getattr(exc, "explanation", None) or str(exc)
-            raise errors.FailedPrecondition(
-                f"image {image!r} is not present and cannot be pulled ({reason}); {IMAGE_HELP}"
-            ) from exc
-
     def _create_and_start(self, spec: WorkspaceSpec, pool_key: str = "") -> Container:
         policy = spec.policy
         volume = volume_name(spec.id)
@@ -346,15 +484,7 @@ class DockerBackend:
         }
         if pool_key:
             labels[LABEL_POOL] = pool_key
-        mounts = [
-            Mount(
-                WORKDIR,
-                volume,
-                type="volume",
-                read_only=policy.read_only,
-                labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: spec.id},
-            )
-        ]
+        mounts = [self._workspace_mount(spec, volume)]
         if self.io_dir is not None:
             # The root is the executor's alone; the workspace's own directory is what the
             # container sees, and its user must be able to look inside.
@@ -364,10 +494,11 @@ class DockerBackend:
             io_host.chmod(0o755)
             mounts.append(Mount(IO_MOUNT, str(io_host), type="bind", read_only=True))
             labels[LABEL_IO] = IO_MOUNT
+        labels[LABEL_INIT] = INIT_VERSION
         host_config: dict[str, Any] = {
             "network_mode": "bridge" if policy.network else "none",
             "cap_drop": ["ALL"],
-            "cap_add": list(policy.capabilities) or None,
+            "cap_add": init_capabilities(policy) or None,
             "security_opt": ["no-new-privileges"] if policy.no_new_privileges else None,
             "read_only": policy.read_only_root,
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={policy.tmp_bytes},mode=1777"},
@@ -386,11 +517,16 @@ class DockerBackend:
         try:
             container = self.client.containers.create(
                 spec.image,
-                command=IDLE_COMMAND,
+                # The image's ENTRYPOINT and CMD never run: an entrypoint that exits (or wants
+                # arguments) must not keep the workspace from starting.
+                entrypoint=["/bin/sh", "-c", INIT_SCRIPT, "firebox-init", policy.user],
+                command=[],
                 name=container_name(spec.id),
                 labels=labels,
-                environment=dict(spec.env),
-                user=policy.user,
+                # HOME first: the client's env may set its own.
+                environment={"HOME": WORKDIR, **spec.env},
+                # The main process only (see INIT_SCRIPT); every exec names the workspace user.
+                user="0:0",
                 working_dir=WORKDIR,
                 detach=True,
                 **host_config,
@@ -403,15 +539,45 @@ class DockerBackend:
                 raise errors.InvalidArgument("policy", f"the engine refused it: {exc.explanation}") from exc
             raise
         try:
-            container.start()
-        except docker.errors.APIError as exc:
-            container.remove(force=True)
+            self._start_until_ready(container, spec.image)
+        except BaseException:
+            container.remove(force=True, v=True)
             self._remove_volume(volume)
-            raise errors.FailedPrecondition(
-                f"the workspace container did not start (check policy.user and the image): {exc.explanation}"
-            ) from exc
+            raise
         container.reload()
         return container
+
+    def _workspace_mount(self, spec: WorkspaceSpec, volume: str) -> Mount:
+        """The workspace's files: a named volume at /workspace that outlives the container. The
+        engine creates it with the container (no separate call), copying in what the image has
+        at /workspace; INIT_SCRIPT then makes it the workspace user's."""
+        return Mount(
+            WORKDIR,
+            volume,
+            type="volume",
+            read_only=spec.policy.read_only,
+            labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: spec.id},
+        )
+
+    def _start_until_ready(self, container: Container, image: str) -> None:
+        """Start the container and return once INIT_SCRIPT has said it is ready. Attached before
+        the start so that no output is missed; a main process that ends instead (no /bin/sh, an
+        unknown user) is FailedPrecondition saying why."""
+        sock = self.client.api.attach_socket(container.id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        raw = getattr(sock, "_sock", sock)
+        try:
+            raw.settimeout(READY_TIMEOUT_SECONDS)
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                raise _start_failure(image, exc.explanation or str(exc)) from exc
+            output = _read_until_ready(raw)
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+        if output is None:
+            return
+        raise _start_failure(image, output.decode(errors="replace").strip())
 
     def _tidy_io_dir(self, present: set[str]) -> None:
         """At start-up: session FIFOs of the previous process (its sessions are gone) and the
@@ -442,6 +608,25 @@ class DockerBackend:
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
+
+    def _write_writable(self, workspace_id: str, writable_paths: tuple[str, ...]) -> None:
+        assert self.writable_dir is not None
+        self.writable_dir.mkdir(parents=True, exist_ok=True)
+        path = self.writable_dir / f"{workspace_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(list(writable_paths)))
+        tmp.replace(path)
+
+    def _read_writable(self) -> dict[str, tuple[str, ...]]:
+        if self.writable_dir is None or not self.writable_dir.is_dir():
+            return {}
+        kept = {}
+        for path in self.writable_dir.glob("*.json"):
+            try:
+                kept[path.stem] = tuple(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                log.warning("writable_paths_unreadable", path=str(path), error=repr(exc))
+        return kept
 
     def _remove_claim(self, workspace_id: str) -> None:
         self._claim_path(workspace_id).unlink(missing_ok=True)
@@ -488,6 +673,8 @@ class DockerBackend:
         policy = _policy_from_label(labels.get(LABEL_POLICY))
         image = attrs.get("Config", {}).get("Image", "")
         workspace_id = labels[LABEL_ID]
+        if workspace_id in self._writable:
+            policy = replace(policy, writable_paths=self._writable[workspace_id])
         name = labels.get(LABEL_NAME, "")
         user_labels = json.loads(labels.get(LABEL_USER_LABELS) or "{}")
         pool_key = labels.get(LABEL_POOL, "")
@@ -509,6 +696,58 @@ class DockerBackend:
             labels=user_labels,
             pool_key=pool_key,
         )
+
+
+def init_capabilities(policy: Policy) -> list[str]:
+    """The container's capability set: the policy's, plus CAP_CHOWN for INIT_SCRIPT (running as
+    root) when the workspace user is not root. Processes of a non-root user never hold it: they
+    start with no capabilities, and no-new-privileges keeps setuid programs from gaining any."""
+    caps = list(policy.capabilities)
+    if policy.user.partition(":")[0] not in ("0", "root") and "CAP_CHOWN" not in caps:
+        caps.append("CAP_CHOWN")
+    return caps
+
+
+def _read_until_ready(sock: socket.socket) -> bytes | None:
+    """Read the attach stream's frames (8-byte header: stream id, 3 zero bytes, big-endian
+    length) until READY_LINE (None) or the end; then what was printed, bounded."""
+    buf = bytearray()
+    payload = bytearray()
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return bytes(payload[-MAX_INIT_OUTPUT:])
+            buf += chunk
+            while len(buf) >= 8:
+                length = int.from_bytes(buf[4:8], "big")
+                if len(buf) < 8 + length:
+                    break
+                payload += buf[8 : 8 + length]
+                del buf[: 8 + length]
+                if READY_LINE in payload:
+                    return None
+                del payload[:-MAX_INIT_OUTPUT]
+    except TimeoutError:
+        return (
+            bytes(payload[-MAX_INIT_OUTPUT:]) + f" (not ready within {READY_TIMEOUT_SECONDS:.0f}s)".encode()
+        )
+
+
+def _start_failure(image: str, detail: str) -> errors.FailedPrecondition:
+    """Why a workspace's main process did not come up, in the image's terms."""
+    detail = detail[-1000:]
+    if "/bin/sh" in detail and ("no such file" in detail.lower() or "not found" in detail.lower()):
+        return errors.FailedPrecondition(
+            f"image {image!r} has no /bin/sh: a workspace needs a POSIX shell at /bin/sh "
+            "(distroless and scratch images lack one)"
+        )
+    if "firebox-error:" in detail:
+        return errors.FailedPrecondition(f"image {image!r}: {detail.split('firebox-error:', 1)[1].strip()}")
+    return errors.FailedPrecondition(
+        f"the workspace container from image {image!r} did not start (check policy.user and the image): "
+        f"{detail or 'its main process exited'}"
+    )
 
 
 def read_oom_kills(container_id: str) -> int | None:

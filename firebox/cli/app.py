@@ -45,6 +45,8 @@ _ACTIONS = {
     "StartWorkspace": "start the workspace",
     "StopWorkspace": "stop the workspace",
     "DeleteWorkspace": "delete the workspace",
+    "PauseWorkspace": "pause the workspace",
+    "ResumeWorkspace": "resume the workspace",
     "CreateSession": "create the session",
     "ListSessions": "list sessions",
     "CloseSession": "close the shell session",

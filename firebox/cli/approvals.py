@@ -53,6 +53,7 @@ class Answer:
     reason: str = ""
     edited_command: str = ""
     cancel: bool = False
+    always_allow_paths: bool = False
 
 
 class Approver:
@@ -95,14 +96,22 @@ class Approver:
     def _prompt(self, request: ag.ApprovalRequested) -> Answer:
         is_shell = request.tool_call.name in (_SHELL, "")
         edit_label = "edit the command" if is_shell else "edit the arguments"
+        # Writes outside the session's writable paths can be allowed for good.
+        always = " / [p]aths: yes, and always allow writing there" if request.paths else ""
+        if request.paths:
+            output.note(f"writes outside the writable paths: {', '.join(request.paths)}")
         try:
             with _interruptible():
                 while True:
                     choice = (
-                        self._ask(f"approve? [y]es / [n]o / [e]dit ({edit_label}) > ", "").strip().lower()
+                        self._ask(f"approve? [y]es / [n]o / [e]dit ({edit_label}){always} > ", "")
+                        .strip()
+                        .lower()
                     )
                     if choice in ("y", "yes", "a", "approve"):
                         return Answer(ag.APPROVAL_DECISION_APPROVE)
+                    if request.paths and choice in ("p", "paths"):
+                        return Answer(ag.APPROVAL_DECISION_APPROVE, always_allow_paths=True)
                     if choice in ("n", "no", "d", "deny"):
                         reason = self._ask("reason (told to the model; Enter for none) > ", "").strip()
                         return Answer(ag.APPROVAL_DECISION_DENY, reason=reason)
@@ -148,6 +157,7 @@ class Approver:
                 answer.decision,
                 reason=answer.reason,
                 edited_command=answer.edited_command,
+                always_allow_paths=answer.always_allow_paths,
             )
         except FireboxRpcError as error:
             if error.code != grpc.StatusCode.FAILED_PRECONDITION:

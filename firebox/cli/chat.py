@@ -56,15 +56,24 @@ def add_policy_flags(parser: argparse.ArgumentParser) -> None:
         help="what the session's workspace allows: read-only, workspace-write (the default) or "
         "full (network on); fixed when the workspace is created",
     )
+    parser.add_argument(
+        "--writable",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a directory under /workspace the session may write without asking (repeatable); the rest "
+        "of /workspace is then read-only (default: all of it writable)",
+    )
 
 
 def session_settings(args: argparse.Namespace) -> ag.SessionSettings:
-    """The settings of a new session from --model, --system, --approval and --sandbox."""
+    """The settings of a new session from --model, --system, --approval, --sandbox and --writable."""
     return ag.SessionSettings(
         model=args.model,
         system_prompt=args.system,
         approval_policy=APPROVAL_POLICIES.get(args.approval or "", ag.APPROVAL_POLICY_UNSPECIFIED),
         sandbox_mode=SANDBOX_MODES.get(args.sandbox or "", ag.SANDBOX_MODE_UNSPECIFIED),
+        writable_paths=args.writable,
     )
 
 

@@ -163,6 +163,10 @@ def _run_completed(renderer: RunRenderer, completed: ag.RunCompleted, _event: ag
     renderer.end_line()
     if completed.step_limit_reached:
         output.warn("the run stopped at the step limit before the model gave a final answer")
+    if completed.output_truncated:
+        output.warn(
+            "the answer was cut at the output-token limit (max_output_tokens); its tool calls did not run"
+        )
     if renderer.last_usage is not None:
         call, total = renderer.last_usage.call, renderer.last_usage.cumulative
         output.note(
@@ -201,6 +205,15 @@ def _approval_resolved(renderer: RunRenderer, resolved: ag.ApprovalResolved, _ev
         renderer.line("✘ denied: no answer in time", style="red")
     else:
         renderer.line(f"✘ denied{': ' + resolved.reason if resolved.reason else ''}", style="red")
+
+
+@renders("model_retry")
+def _model_retry(renderer: RunRenderer, retry: ag.ModelRetry, _event: ag.RunEvent) -> None:
+    renderer.end_line()
+    output.warn(
+        f"the model call failed ({retry.reason}); retrying in {retry.delay_seconds:.1f} s, "
+        "the answer above is superseded"
+    )
 
 
 @renders("context_compacted")

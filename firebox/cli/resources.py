@@ -62,7 +62,7 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
         "workspaces",
         aliases=["ws"],
         parents=parents,
-        help="list, show, create, start, stop, delete workspaces",
+        help="list, show, create, start, stop, pause, resume, delete workspaces",
     )
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(handler=workspaces_list, json=False, via="executor")
@@ -92,12 +92,19 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
     _via_flag(create)
     create.set_defaults(handler=workspaces_create)
 
-    for action, verb in (("start", "start"), ("stop", "stop"), ("delete", "delete")):
-        command = commands.add_parser(action, parents=parents, help=f"{verb} a workspace")
+    helps = {
+        "start": "start a stopped workspace",
+        "stop": "stop a workspace (its files are kept)",
+        "pause": "freeze a workspace's processes, keeping its sessions",
+        "resume": "let a paused workspace run on",
+        "delete": "delete a workspace",
+    }
+    for action, text in helps.items():
+        command = commands.add_parser(action, parents=parents, help=text)
         command.add_argument("workspace", help="id or name")
         if action != "delete":
             _json_flag(command)
-        else:
+        if action in ("pause", "resume", "delete"):
             _via_flag(command)
         command.set_defaults(handler=workspaces_change, change=action, json=False, via="executor")
 
@@ -193,9 +200,15 @@ def workspaces_change(app: App, args: argparse.Namespace) -> int:
             client.delete_workspace(workspace.id, via=args.via)
         output.note(f"deleted workspace {label}")
         return exit_codes.OK
-    change = client.start_workspace if args.change == "start" else client.stop_workspace
-    with output.progress(f"{'starting' if args.change == 'start' else 'stopping'} workspace {label}"):
-        workspace = change(workspace.id)
+    changes = {
+        "start": ("starting", lambda: client.start_workspace(workspace.id)),
+        "stop": ("stopping", lambda: client.stop_workspace(workspace.id)),
+        "pause": ("pausing", lambda: client.pause_workspace(workspace.id, via=args.via)),
+        "resume": ("resuming", lambda: client.resume_workspace(workspace.id, via=args.via)),
+    }
+    doing, change = changes[args.change]
+    with output.progress(f"{doing} workspace {label}"):
+        workspace = change()
     if args.json:
         output.print_json(ex.GetWorkspaceResponse(workspace=workspace))
     else:
@@ -208,7 +221,9 @@ def workspaces_change(app: App, args: argparse.Namespace) -> int:
 
 def add_session_parsers(subparsers: argparse._SubParsersAction, parents: Parents) -> None:
     parser = subparsers.add_parser(
-        "sessions", parents=parents, help="list, show, create, delete, compact agent sessions; edit messages"
+        "sessions",
+        parents=parents,
+        help="list, show, create, clear, delete, compact agent sessions; edit messages",
     )
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(handler=sessions_list, json=False, limit=50)
@@ -263,6 +278,31 @@ def add_session_parsers(subparsers: argparse._SubParsersAction, parents: Parents
     approvals.add_flags(edit)
     edit.set_defaults(handler=sessions_edit)
 
+    clear = commands.add_parser(
+        "clear",
+        parents=parents,
+        help="empty a session's conversation, keeping its settings and workspace",
+        description="Cancel the session's active run, then remove its messages (compaction summaries "
+        "included) and run records. The session keeps its id, settings, token totals, workspace and shell "
+        "session: a new chat in the same workspace.",
+    )
+    clear.add_argument("session")
+    _json_flag(clear)
+    clear.set_defaults(handler=sessions_clear)
+
+    writable = commands.add_parser(
+        "writable-paths",
+        parents=parents,
+        help="set the directories under /workspace the session may write without asking",
+        description="Replace the session's writable paths (directories under /workspace; the rest of "
+        "/workspace becomes read-only to every command). No PATH: the whole workspace is writable again. "
+        "Takes effect from the next command; the shell keeps its state. Refused while a run is active.",
+    )
+    writable.add_argument("session")
+    writable.add_argument("paths", nargs="*", metavar="PATH")
+    _json_flag(writable)
+    writable.set_defaults(handler=sessions_writable_paths)
+
     delete = commands.add_parser(
         "delete", parents=parents, help="delete a session, its runs and its workspace"
     )
@@ -308,6 +348,7 @@ def sessions_show(app: App, args: argparse.Namespace) -> int:
             ("model", session.settings.model or "(agent default)"),
             ("approval", _policy_word(session.settings.approval_policy)),
             ("sandbox", _sandbox_word(session.settings.sandbox_mode)),
+            ("writable", ", ".join(session.settings.writable_paths) or "all of /workspace"),
             ("created", output.when(session.create_time)),
             ("updated", output.when(session.update_time)),
             ("workspace", session.workspace_id or "-"),
@@ -355,6 +396,36 @@ def sessions_delete(app: App, args: argparse.Namespace) -> int:
     with output.progress(f"deleting session {args.session}"):
         app.client.delete_session(args.session)
     output.note(f"deleted session {args.session}")
+    return exit_codes.OK
+
+
+def sessions_clear(app: App, args: argparse.Namespace) -> int:
+    with output.progress(f"clearing session {args.session}"):
+        response = app.client.clear_session(args.session)
+    if args.json:
+        output.print_json(response)
+        return exit_codes.OK
+    cancelled = f"; cancelled run {response.cancelled_run_id}" if response.cancelled_run_id else ""
+    output.note(
+        f"cleared session {args.session}: {response.cleared_message_count} messages, "
+        f"{response.cleared_run_count} runs{cancelled}"
+    )
+    return exit_codes.OK
+
+
+def sessions_writable_paths(app: App, args: argparse.Namespace) -> int:
+    settings = ag.SessionSettings(writable_paths=args.paths)
+    with output.progress(f"updating session {args.session}"):
+        session = app.client.update_session(args.session, ["settings.writable_paths"], settings=settings)
+    if args.json:
+        output.print_json(session)
+        return exit_codes.OK
+    paths = ", ".join(session.settings.writable_paths)
+    output.note(
+        f"session {session.id}: writable {paths}, the rest of /workspace read-only"
+        if paths
+        else f"session {session.id}: all of /workspace writable"
+    )
     return exit_codes.OK
 
 

@@ -151,6 +151,15 @@ class AsyncFireboxClient:
         request = ex.StopWorkspaceRequest(workspace_id=workspace_id)
         return (await self._unary("executor", "StopWorkspace", request, SLOW_TIMEOUT)).workspace
 
+    async def pause_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        """Freeze the workspace's processes (its sessions are kept); see ResumeWorkspace."""
+        request = ex.PauseWorkspaceRequest(workspace_id=workspace_id)
+        return (await self._unary(via, "PauseWorkspace", request, SLOW_TIMEOUT)).workspace
+
+    async def resume_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        request = ex.ResumeWorkspaceRequest(workspace_id=workspace_id)
+        return (await self._unary(via, "ResumeWorkspace", request, SLOW_TIMEOUT)).workspace
+
     async def delete_workspace(self, workspace_id: str, *, via: Service = "executor") -> None:
         request = ex.DeleteWorkspaceRequest(workspace_id=workspace_id)
         await self._unary(via, "DeleteWorkspace", request, SLOW_TIMEOUT)
@@ -253,6 +262,7 @@ class AsyncFireboxClient:
         timeout: float | None = None,  # noqa: ASYNC109
         known_id: str = "",
         known_name: str = "",
+        resume_workspace: bool = False,
         via: Service = "executor",
     ) -> ExecCall:
         """Start a program and return the running call: iterate it for output, send input or a
@@ -267,6 +277,7 @@ class AsyncFireboxClient:
             timeout=timeout,
             known_id=known_id,
             known_name=known_name,
+            resume_workspace=resume_workspace,
         )
         stub = self._agent() if via == "agent" else self._executor()
         call = stub.Execute(metadata=self.settings.metadata())
@@ -320,6 +331,25 @@ class AsyncFireboxClient:
             "agent", "DeleteSession", ag.DeleteSessionRequest(session_id=session_id), SLOW_TIMEOUT
         )
 
+    async def clear_session(self, session_id: str) -> ag.ClearSessionResponse:
+        return await self._unary(
+            "agent", "ClearSession", ag.ClearSessionRequest(session_id=session_id), SLOW_TIMEOUT
+        )
+
+    async def update_session(
+        self,
+        session_id: str,
+        paths: list[str],
+        *,
+        title: str = "",
+        settings: ag.SessionSettings | None = None,
+    ) -> ag.Session:
+        """Change the session fields named in `paths` (e.g. "settings.writable_paths")."""
+        request = ag.UpdateSessionRequest(session_id=session_id, title=title, settings=settings)
+        request.update_mask.paths.extend(paths)
+        response = await self._unary("agent", "UpdateSession", request, SLOW_TIMEOUT)
+        return response.session
+
     # -- agent: runs ---------------------------------------------------------------------------
 
     async def send_message(
@@ -372,15 +402,18 @@ class AsyncFireboxClient:
         *,
         reason: str = "",
         edited_command: str = "",
+        always_allow_paths: bool = False,
     ) -> None:
         """Answer a run's approval request: APPROVE, DENY (with `reason`, told to the model) or
-        APPROVE_EDITED (`edited_command` runs instead)."""
+        APPROVE_EDITED (`edited_command` runs instead); `always_allow_paths` adds the request's
+        paths to the session's writable paths."""
         request = ag.ResolveApprovalRequest(
             run_id=run_id,
             tool_call_id=tool_call_id,
             decision=decision,
             reason=reason,
             edited_command=edited_command,
+            always_allow_paths=always_allow_paths,
         )
         await self._unary("agent", "ResolveApproval", request)
 

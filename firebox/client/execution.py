@@ -27,6 +27,7 @@ def first_request(
     timeout: float | None = None,
     known_id: str = "",
     known_name: str = "",
+    resume_workspace: bool = False,
 ) -> ex.ExecuteRequest:
     """The first message of an Execute stream: the program and where it runs."""
     request = ex.ExecuteRequest(
@@ -38,6 +39,7 @@ def first_request(
         env=env or {},
         known_id=known_id,
         known_name=known_name,
+        resume_workspace=resume_workspace,
     )
     if timeout is not None:
         request.timeout.CopyFrom(duration_pb2.Duration(seconds=int(timeout), nanos=int(timeout % 1 * 1e9)))

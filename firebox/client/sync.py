@@ -198,6 +198,12 @@ class FireboxClient:
     def stop_workspace(self, workspace_id: str) -> ex.Workspace:
         return self._run(self._async.stop_workspace(workspace_id))
 
+    def pause_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        return self._run(self._async.pause_workspace(workspace_id, via=via))
+
+    def resume_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
+        return self._run(self._async.resume_workspace(workspace_id, via=via))
+
     def delete_workspace(self, workspace_id: str, *, via: Service = "executor") -> None:
         self._run(self._async.delete_workspace(workspace_id, via=via))
 
@@ -237,6 +243,19 @@ class FireboxClient:
     def delete_session(self, session_id: str) -> None:
         self._run(self._async.delete_session(session_id))
 
+    def clear_session(self, session_id: str) -> ag.ClearSessionResponse:
+        return self._run(self._async.clear_session(session_id))
+
+    def update_session(
+        self,
+        session_id: str,
+        paths: list[str],
+        *,
+        title: str = "",
+        settings: ag.SessionSettings | None = None,
+    ) -> ag.Session:
+        return self._run(self._async.update_session(session_id, paths, title=title, settings=settings))
+
     # agent: runs
     def send_message(
         self,
@@ -273,10 +292,16 @@ class FireboxClient:
         *,
         reason: str = "",
         edited_command: str = "",
+        always_allow_paths: bool = False,
     ) -> None:
         self._run(
             self._async.resolve_approval(
-                run_id, tool_call_id, decision, reason=reason, edited_command=edited_command
+                run_id,
+                tool_call_id,
+                decision,
+                reason=reason,
+                edited_command=edited_command,
+                always_allow_paths=always_allow_paths,
             )
         )
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from firebox.common.errors import FireboxError, InvalidArgument
+from firebox.common.limits import check_sizes, short_message
 from firebox.common.logging import get_logger
+from firebox.common.reflection import enable_reflection
 
 log = get_logger("firebox.server")
 
@@ -45,7 +46,7 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
     """Map an exception escaping a handler to a status: domain errors keep their code, anything
     else is a bug reported as INTERNAL with an id to find it in the log."""
     if isinstance(exc, FireboxError):
-        await context.abort(exc.code, exc.message)
+        await context.abort(exc.code, short_message(exc.message))
     incident = uuid.uuid4().hex[:12]
     log.error(
         "handler_failed",
@@ -86,10 +87,17 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return deserialize
 
 
+def _admit(request: Any) -> None:
+    """Every request message passes here before a handler sees it: it must parse, and every
+    field must be within its size limit (firebox.common.limits)."""
+    if isinstance(request, _Undecodable):
+        raise request.invalid()
+    check_sizes(request)
+
+
 async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for request in requests:
-        if isinstance(request, _Undecodable):
-            raise request.invalid()
+        _admit(request)
         yield request
 
 
@@ -100,8 +108,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethod
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                if isinstance(request, _Undecodable):
-                    raise request.invalid()
+                _admit(request)
                 return await inner_uu(request, context)
             except BaseException as exc:
                 if _is_abort(exc):
@@ -126,10 +133,10 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethod
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            if isinstance(request, _Undecodable):
-                raise request.invalid()
             if handler.stream_stream:
                 request = _checked(request)
+            else:
+                _admit(request)
             async for response in inner_stream(request, context):
                 yield response
         except BaseException as exc:
@@ -175,7 +182,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Requires `authorization: Bearer <token>` on every call but health checks and reflection."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
         if handler_call_details.method.startswith(OPEN_PREFIXES):
@@ -185,7 +192,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if key == "authorization":
                 supplied = value if isinstance(value, str) else value.decode(errors="replace")
                 break
-        if supplied and hmac.compare_digest(supplied.encode(), self._expected):
+        # The scheme is case-insensitive (RFC 9110 section 11.1): "bearer x" is "Bearer x".
+        scheme, _, credentials = supplied.strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(credentials.strip().encode(), self._expected):
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
         if handler is None:
@@ -289,13 +298,8 @@ async def start(spec: ServerSpec) -> RunningServer:
     spec.register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [
-            *spec.service_names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
+    enable_reflection(
+        [*spec.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
     )
     if spec.server_credentials is not None:
         port = server.add_secure_port(spec.listen, spec.server_credentials)

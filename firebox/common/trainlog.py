@@ -334,16 +334,13 @@ class TrainingLog:
 
     def _redaction_frame(self) -> bytes:
         """The redaction settings, when they changed since the writer last got them."""
-        policy = self._redact.policy
-        values = sorted(getattr(self._redact, "_values", ()))  # secrets.Redactor keeps them privately
-        key = (policy.deny_patterns, tuple(sorted(policy.allow)), tuple(values))
+        settings = self._redact.settings()
+        key = tuple(tuple(settings[name]) for name in sorted(settings))
         if key == self._redaction_sent:
             return b""
         self._redaction_sent = key
-        payload = json.dumps(
-            {"deny": list(policy.deny_patterns), "allow": sorted(policy.allow), "values": values}
-        )
-        return FRAME.pack(REDACTION, 0, len(payload.encode())) + payload.encode()
+        payload = json.dumps(settings).encode()
+        return FRAME.pack(REDACTION, 0, len(payload)) + payload
 
     def _stop_child(self) -> None:
         child = self._child

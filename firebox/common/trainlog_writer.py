@@ -9,7 +9,7 @@ the service exits, even by `kill -9`, everything it had handed over is still wri
 Frames (big-endian): type (1 byte), a 64-bit integer, payload length (32 bits), payload.
 - type 0/1/2 (executions/generations/feedback): the integer is the record's write time in ns
   since the epoch (it picks the file's UTC day), the payload the serialized record;
-- type 10 (redaction): payload JSON {"deny": [...], "allow": [...], "values": [...]};
+- type 10 (redaction): payload JSON, secrets.Redactor.settings() ({"deny", "allow", "values", "patterns"});
 - type 11 (flush): write and fsync everything so far, then answer {"flushed": N} (N = the integer).
 Answers also carry `written` and `failed` counts by kind; write errors are reported as
 {"error": ..., "kind": ...} at most once per few seconds.
@@ -35,7 +35,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from firebox.common import protojson
-from firebox.common.secrets import Redactor, SecretPolicy
+from firebox.common.secrets import Redactor
 from firebox.trace.v1 import trace_pb2
 
 EXECUTIONS = "executions"
@@ -50,6 +50,8 @@ RECORD_TYPES: dict[str, type[Message]] = {
     TOOL_CALLS: trace_pb2.ToolCallRecord,
 }
 
+# Every record type's count of values redacted from it (redacted_values).
+REDACTED_KEY = "redactedValues"
 FRAME = struct.Struct(">BqI")
 REDACTION = 10
 FLUSH = 11
@@ -155,14 +157,17 @@ def record_to_line(record: Message, redact: Redactor | None = None) -> str:
     _apply_env_plan(as_dict, plan, redact)
     line = _dumps(as_dict)
     # One pass over the whole line is far cheaper than one per string field.
-    redacted = redact.text(line)
-    if redacted == line:
+    redacted, count = redact.text_counted(line)
+    if not count:
         return line
     try:
-        orjson.loads(redacted)
-        return redacted
+        result = orjson.loads(redacted)
     except orjson.JSONDecodeError:  # a secret that spans JSON syntax: redact string by string instead
-        return _dumps(_redact_strings(as_dict, redact))
+        result = _redact_strings(as_dict, redact)
+    if REDACTED_KEY in result:
+        # Added to what the service itself already redacted (and counted) before handing it over.
+        result[REDACTED_KEY] = int(result[REDACTED_KEY] or 0) + count
+    return _dumps(result)
 
 
 class KindFile:
@@ -255,10 +260,9 @@ class Writer:
         if kind_or_type < len(KINDS):
             self.record(KINDS[kind_or_type], number, payload)
         elif kind_or_type == REDACTION:
-            config = json.loads(payload)
-            self.redact = Redactor(SecretPolicy(config["deny"], config["allow"]))
-            for value in config["values"]:
-                self.redact.add_value(value)
+            settings = json.loads(payload)
+            self.redact = Redactor.from_settings(settings)
+            for value in settings["values"]:
                 # The value as it appears inside a JSON string, when it has characters JSON escapes.
                 self.redact.add_value(orjson.dumps(value).decode()[1:-1])
         elif kind_or_type == FLUSH:

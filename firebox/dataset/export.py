@@ -4,7 +4,9 @@ A *suggestion* is a command the model proposed: a tool call in a generation reco
 arguments carry a command, or a SUGGESTION_SHOWN feedback event with suggested text. Feedback
 and executions are joined to it on the tool call id first, then on the cell's `known_id` within
 the same session (agent session or client context), going to the latest suggestion for that cell
-made before them. Each suggestion becomes one example labelled from what happened next.
+made before them. Each suggestion becomes one example labelled from what happened next. A
+SESSION_CLEARED event is a wall: nothing after it joins a generation or suggestion of that
+session made before it, since the model no longer saw that history.
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ def _join(records: LogRecords, summary: ExportSummary) -> list[_Suggestion]:
                 by_tool_call[call.id] = suggestion
 
     feedback = sorted(records.feedback, key=lambda f: (_feedback_time(f), f.feedback_id))
+    clears = _Clears(feedback)
     rest: list[trace_pb2.FeedbackRecord] = []
     for record in feedback:
         event = record.event
@@ -173,7 +176,7 @@ def _join(records: LogRecords, summary: ExportSummary) -> list[_Suggestion]:
             shown.feedback.append(record)
         elif event.suggested_text.strip():
             generation = by_generation.get(event.generation_id) or _latest_generation(
-                generations, _ids(event.session_id, event.context_id), _feedback_time(record)
+                generations, _ids(event.session_id, event.context_id), _feedback_time(record), clears
             )
             if generation is None:
                 summary.skipped["no_conversation"] += 1
@@ -202,7 +205,7 @@ def _join(records: LogRecords, summary: ExportSummary) -> list[_Suggestion]:
     for record in rest:
         event = record.event
         target = by_tool_call.get(event.tool_call_id) or _for_cell(
-            by_cell, event.known_id, _ids(event.session_id, event.context_id), _feedback_time(record)
+            by_cell, event.known_id, _ids(event.session_id, event.context_id), _feedback_time(record), clears
         )
         if target is None:
             summary.unmatched["feedback"] += 1
@@ -212,7 +215,7 @@ def _join(records: LogRecords, summary: ExportSummary) -> list[_Suggestion]:
     for execution in sorted(records.executions, key=lambda e: (_ts(e.start_time), e.execution_id)):
         request = execution.request
         target = by_tool_call.get(request.tool_call_id) or _for_cell(
-            by_cell, request.known_id, _ids(request.agent_session_id), _ts(execution.start_time)
+            by_cell, request.known_id, _ids(request.agent_session_id), _ts(execution.start_time), clears
         )
         if target is None:
             summary.unmatched["executions"] += 1
@@ -363,8 +366,22 @@ def _feedback_time(f: trace_pb2.FeedbackRecord) -> _Time:
     return _ts(f.server_time) if f.HasField("server_time") else _ts(f.event.client_time)
 
 
+class _Clears:
+    """When each session's conversation was cleared (SESSION_CLEARED feedback)."""
+
+    def __init__(self, feedback: list[trace_pb2.FeedbackRecord]) -> None:
+        self._times: dict[str, list[_Time]] = {}
+        for record in feedback:
+            if record.event.kind == _FK.FEEDBACK_KIND_SESSION_CLEARED and record.event.session_id:
+                self._times.setdefault(record.event.session_id, []).append(_feedback_time(record))
+
+    def between(self, sessions: set[str], earlier: _Time, later: _Time) -> bool:
+        """Whether one of `sessions` was cleared after `earlier` and at or before `later`."""
+        return any(earlier < t <= later for s in sessions for t in self._times.get(s, ()))
+
+
 def _latest_generation(
-    generations: list[trace_pb2.GenerationRecord], sessions: set[str], before: _Time
+    generations: list[trace_pb2.GenerationRecord], sessions: set[str], before: _Time, clears: _Clears
 ) -> trace_pb2.GenerationRecord | None:
     if not sessions:
         return None
@@ -374,19 +391,24 @@ def _latest_generation(
             break
         if _ids(g.session_id, g.context_id) & sessions:
             found = g
+    if found is not None and clears.between(sessions, _ts(found.start_time), before):
+        return None
     return found
 
 
 def _for_cell(
-    by_cell: dict[str, list[_Suggestion]], known_id: str, sessions: set[str], at: _Time
+    by_cell: dict[str, list[_Suggestion]], known_id: str, sessions: set[str], at: _Time, clears: _Clears
 ) -> _Suggestion | None:
-    """The latest suggestion for this cell, in a compatible session, made at or before `at`."""
+    """The latest suggestion for this cell, in a compatible session, made at or before `at`,
+    with no clear of the session in between."""
     found = None
     for s in by_cell.get(known_id, []) if known_id else []:
         if s.time > at:
             break
         if not sessions or not s.sessions or sessions & s.sessions:
             found = s
+    if found is not None and clears.between(sessions | found.sessions, found.time, at):
+        return None
     return found
 
 

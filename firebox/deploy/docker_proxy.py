@@ -4,7 +4,8 @@
 
 The executor then uses DOCKER_HOST=tcp://PROXY:2375 and never holds the engine's socket.
 Allowed (any /vX.Y prefix): GET|HEAD /_ping, GET /version; containers list, inspect, create,
-start, stop, kill, wait, exec, delete; exec start (the hijacked stdin/stdout stream), resize,
+start (attached, to read the workspace's ready line), stop, kill, wait, pause, unpause, exec,
+delete; exec start (the hijacked stdin/stdout stream), resize,
 inspect; volumes list, inspect, delete; images inspect and pull. Everything else is refused with
 403: build, commit, archive (copying files in or out), export, networks, swarm, services,
 secrets, configs, plugins, system, events. A container create is parsed as JSON (the engine's
@@ -59,7 +60,7 @@ _ALLOWED: dict[str, list[re.Pattern[str]]] = {
         re.compile(p)
         for p in (
             r"^/containers/create$",
-            rf"^/containers/{_NAME}/(start|stop|kill|wait|exec)$",
+            rf"^/containers/{_NAME}/(start|stop|kill|wait|exec|attach|pause|unpause)$",
             rf"^/exec/{_NAME}/(start|resize)$",
             r"^/images/create$",
         )

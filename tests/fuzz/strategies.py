@@ -61,6 +61,9 @@ ODD_TEXT: tuple[str, ...] = (
     "/".join([".."] * 2000),
     "/".join(["a"] * 3000),
     "x" * 100_000,
+    # Issue 15: past every text field's limit but the conversation's (a status must not echo it).
+    # 10 MiB in every field is tests/integration/hardening/test_field_limits.py.
+    "y" * 300_000,
 )
 
 INVALID_UTF8: tuple[bytes, ...] = (

@@ -14,6 +14,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, settings
 
+from firebox.common.limits import MAX_STATUS_CHARS
+
 # The issue asks for at least 1,000 generated messages per RPC; derandomized so CI sees the same ones.
 FUZZ = settings(
     max_examples=1000,
@@ -43,6 +45,7 @@ class Outcomes:
             self.codes[code.name] += 1
             assert code not in BUG_CODES, f"{code.name}: {exc.details()!r} for {short(request)}"
             assert code != grpc.StatusCode.DEADLINE_EXCEEDED, f"hung on {short(request)}"
+            assert len(exc.details() or "") <= MAX_STATUS_CHARS, f"long status for {short(request)}"
             return None
         self.codes["OK"] += 1
         return response
@@ -59,6 +62,7 @@ class Outcomes:
             code = exc.code()
             self.codes[code.name] += 1
             assert code not in BUG_CODES, f"{code.name}: {exc.details()!r} for {short(request)}"
+            assert len(exc.details() or "") <= MAX_STATUS_CHARS, f"long status for {short(request)}"
             if not allow_deadline:
                 assert code != grpc.StatusCode.DEADLINE_EXCEEDED, f"hung on {short(request)}"
             return got, False

@@ -21,15 +21,24 @@ from agent_service.config import AgentConfig
 from agent_service.server import Agent, start_agent
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.executor.v1 import executor_pb2_grpc
+from tests.support.fake_provider import FakeProvider
 
 # Nothing listens on port 9 (discard) on loopback here: an unreachable executor.
 UNREACHABLE_EXECUTOR = "127.0.0.1:9"
 
 
 def agent_config(
-    config_dir: Path, provider: str = "", executor: str = UNREACHABLE_EXECUTOR, **overrides: Any
+    config_dir: Path,
+    provider: str = "",
+    executor: str = UNREACHABLE_EXECUTOR,
+    fake: FakeProvider | None = None,
+    **overrides: Any,
 ) -> AgentConfig:
-    """A config for tests: port 0, state under `config_dir`, fast retries and short timeouts."""
+    """A config for tests: port 0, state under `config_dir`, fast retries and short timeouts.
+    `fake` sets the provider (its base URL and wire format)."""
+    if fake is not None:
+        provider = fake.base_url
+        overrides.setdefault("provider", fake.wire)
     values: dict[str, Any] = {
         "listen": "127.0.0.1:0",
         "config_dir": Path(config_dir),
@@ -48,10 +57,14 @@ def agent_config(
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    config_dir: Path, provider: str = "", executor: str = UNREACHABLE_EXECUTOR, **overrides: Any
+    config_dir: Path,
+    provider: str = "",
+    executor: str = UNREACHABLE_EXECUTOR,
+    fake: FakeProvider | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Agent]:
     """An in-process agent; yields the running Agent and stops it on exit."""
-    agent = await start_agent(agent_config(config_dir, provider, executor, **overrides))
+    agent = await start_agent(agent_config(config_dir, provider, executor, fake, **overrides))
     try:
         yield agent
     finally:

@@ -2,6 +2,7 @@ import datetime
 
 from firebox.executor.v1 import executor_pb2 as _executor_pb2
 from firebox.trace.v1 import trace_pb2 as _trace_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -139,7 +140,7 @@ class ToolCall(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name")
+    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name", "truncated", "reasoning_signature")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +152,8 @@ class Message(_message.Message):
     REASONING_FIELD_NUMBER: _ClassVar[int]
     COMPACTION_FIELD_NUMBER: _ClassVar[int]
     SKILL_NAME_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    REASONING_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     id: str
     role: Role
     content: str
@@ -162,7 +165,9 @@ class Message(_message.Message):
     reasoning: str
     compaction: Compaction
     skill_name: str
-    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ...) -> None: ...
+    truncated: bool
+    reasoning_signature: str
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ..., truncated: _Optional[bool] = ..., reasoning_signature: _Optional[str] = ...) -> None: ...
 
 class Compaction(_message.Message):
     __slots__ = ("tokens_before", "tokens_after", "kept_user_message_ids")
@@ -175,21 +180,23 @@ class Compaction(_message.Message):
     def __init__(self, tokens_before: _Optional[int] = ..., tokens_after: _Optional[int] = ..., kept_user_message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens")
+    __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "total_tokens", "cache_write_tokens")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
     reasoning_tokens: int
     total_tokens: int
-    def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ...) -> None: ...
+    cache_write_tokens: int
+    def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSettings(_message.Message):
-    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "mcp_servers")
+    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths", "max_output_tokens", "mcp_servers")
     class McpServersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +211,8 @@ class SessionSettings(_message.Message):
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_POLICY_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_MODE_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
     model: str
     system_prompt: str
@@ -212,8 +221,10 @@ class SessionSettings(_message.Message):
     max_steps: int
     approval_policy: ApprovalPolicy
     sandbox_mode: SandboxMode
+    writable_paths: _containers.RepeatedScalarFieldContainer[str]
+    max_output_tokens: int
     mcp_servers: _containers.MessageMap[str, McpServer]
-    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ...) -> None: ...
 
 class McpServer(_message.Message):
     __slots__ = ("command", "args", "env", "url", "headers")
@@ -345,6 +356,42 @@ class DeleteSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ClearSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class ClearSessionResponse(_message.Message):
+    __slots__ = ("session", "cleared_message_count", "cleared_run_count", "cancelled_run_id")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    CLEARED_MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CLEARED_RUN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    cleared_message_count: int
+    cleared_run_count: int
+    cancelled_run_id: str
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., cleared_message_count: _Optional[int] = ..., cleared_run_count: _Optional[int] = ..., cancelled_run_id: _Optional[str] = ...) -> None: ...
+
+class UpdateSessionRequest(_message.Message):
+    __slots__ = ("session_id", "title", "settings", "update_mask")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    title: str
+    settings: SessionSettings
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, session_id: _Optional[str] = ..., title: _Optional[str] = ..., settings: _Optional[_Union[SessionSettings, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateSessionResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+
 class SendMessageRequest(_message.Message):
     __slots__ = ("session_id", "content", "on_conflict", "approval_policy", "sandbox_mode", "batch_events")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -452,7 +499,7 @@ class Run(_message.Message):
     def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_event_index: _Optional[int] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., error: _Optional[str] = ..., user_message_id: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("index", "run_id", "time", "run_started", "text_delta", "reasoning_delta", "tool_call_started", "tool_output", "tool_call_finished", "usage", "message_completed", "run_completed", "run_failed", "run_cancelled", "approval_requested", "approval_resolved", "context_compacted")
+    __slots__ = ("index", "run_id", "time", "run_started", "text_delta", "reasoning_delta", "tool_call_started", "tool_output", "tool_call_finished", "usage", "message_completed", "run_completed", "run_failed", "run_cancelled", "approval_requested", "approval_resolved", "context_compacted", "model_retry")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -470,6 +517,7 @@ class RunEvent(_message.Message):
     APPROVAL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_RESOLVED_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_COMPACTED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_RETRY_FIELD_NUMBER: _ClassVar[int]
     index: int
     run_id: str
     time: _timestamp_pb2.Timestamp
@@ -487,33 +535,50 @@ class RunEvent(_message.Message):
     approval_requested: ApprovalRequested
     approval_resolved: ApprovalResolved
     context_compacted: ContextCompacted
-    def __init__(self, index: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_output: _Optional[_Union[ToolOutput, _Mapping]] = ..., tool_call_finished: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., usage: _Optional[_Union[UsageReported, _Mapping]] = ..., message_completed: _Optional[_Union[MessageCompleted, _Mapping]] = ..., run_completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., run_failed: _Optional[_Union[RunFailed, _Mapping]] = ..., run_cancelled: _Optional[_Union[RunCancelled, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_resolved: _Optional[_Union[ApprovalResolved, _Mapping]] = ..., context_compacted: _Optional[_Union[ContextCompacted, _Mapping]] = ...) -> None: ...
+    model_retry: ModelRetry
+    def __init__(self, index: _Optional[int] = ..., run_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCallStarted, _Mapping]] = ..., tool_output: _Optional[_Union[ToolOutput, _Mapping]] = ..., tool_call_finished: _Optional[_Union[ToolCallFinished, _Mapping]] = ..., usage: _Optional[_Union[UsageReported, _Mapping]] = ..., message_completed: _Optional[_Union[MessageCompleted, _Mapping]] = ..., run_completed: _Optional[_Union[RunCompleted, _Mapping]] = ..., run_failed: _Optional[_Union[RunFailed, _Mapping]] = ..., run_cancelled: _Optional[_Union[RunCancelled, _Mapping]] = ..., approval_requested: _Optional[_Union[ApprovalRequested, _Mapping]] = ..., approval_resolved: _Optional[_Union[ApprovalResolved, _Mapping]] = ..., context_compacted: _Optional[_Union[ContextCompacted, _Mapping]] = ..., model_retry: _Optional[_Union[ModelRetry, _Mapping]] = ...) -> None: ...
+
+class ModelRetry(_message.Message):
+    __slots__ = ("attempt", "delay_seconds", "reason", "superseded_message_id")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    delay_seconds: float
+    reason: str
+    superseded_message_id: str
+    def __init__(self, attempt: _Optional[int] = ..., delay_seconds: _Optional[float] = ..., reason: _Optional[str] = ..., superseded_message_id: _Optional[str] = ...) -> None: ...
 
 class ApprovalRequested(_message.Message):
-    __slots__ = ("tool_call", "command", "reason", "timeout_seconds")
+    __slots__ = ("tool_call", "command", "reason", "timeout_seconds", "paths")
     TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
     tool_call: ToolCall
     command: str
     reason: str
     timeout_seconds: float
-    def __init__(self, tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., command: _Optional[str] = ..., reason: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., command: _Optional[str] = ..., reason: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ApprovalResolved(_message.Message):
-    __slots__ = ("tool_call_id", "decision", "reason", "command", "timed_out")
+    __slots__ = ("tool_call_id", "decision", "reason", "command", "timed_out", "added_writable_paths")
     TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     TIMED_OUT_FIELD_NUMBER: _ClassVar[int]
+    ADDED_WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
     tool_call_id: str
     decision: ApprovalDecision
     reason: str
     command: str
     timed_out: bool
-    def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., command: _Optional[str] = ..., timed_out: _Optional[bool] = ...) -> None: ...
+    added_writable_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., command: _Optional[str] = ..., timed_out: _Optional[bool] = ..., added_writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ContextCompacted(_message.Message):
     __slots__ = ("tokens_before", "tokens_after", "marker_message_id")
@@ -602,10 +667,12 @@ class MessageCompleted(_message.Message):
     def __init__(self, message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
 
 class RunCompleted(_message.Message):
-    __slots__ = ("step_limit_reached",)
+    __slots__ = ("step_limit_reached", "output_truncated")
     STEP_LIMIT_REACHED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     step_limit_reached: bool
-    def __init__(self, step_limit_reached: _Optional[bool] = ...) -> None: ...
+    output_truncated: bool
+    def __init__(self, step_limit_reached: _Optional[bool] = ..., output_truncated: _Optional[bool] = ...) -> None: ...
 
 class RunFailed(_message.Message):
     __slots__ = ("code", "message")
@@ -622,30 +689,34 @@ class RunCancelled(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("messages", "model", "enable_tools", "context_id")
+    __slots__ = ("messages", "model", "enable_tools", "context_id", "max_output_tokens")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ENABLE_TOOLS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     model: str
     enable_tools: bool
     context_id: str
-    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., model: _Optional[str] = ..., enable_tools: _Optional[bool] = ..., context_id: _Optional[str] = ...) -> None: ...
+    max_output_tokens: int
+    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., model: _Optional[str] = ..., enable_tools: _Optional[bool] = ..., context_id: _Optional[str] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("text_delta", "reasoning_delta", "tool_call", "usage", "generation_id")
+    __slots__ = ("text_delta", "reasoning_delta", "tool_call", "usage", "generation_id", "finish_reason")
     TEXT_DELTA_FIELD_NUMBER: _ClassVar[int]
     REASONING_DELTA_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     text_delta: TextDelta
     reasoning_delta: ReasoningDelta
     tool_call: ToolCall
     usage: Usage
     generation_id: str
-    def __init__(self, text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., generation_id: _Optional[str] = ...) -> None: ...
+    finish_reason: str
+    def __init__(self, text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., reasoning_delta: _Optional[_Union[ReasoningDelta, _Mapping]] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., generation_id: _Optional[str] = ..., finish_reason: _Optional[str] = ...) -> None: ...
 
 class LogEventsRequest(_message.Message):
     __slots__ = ("events",)
@@ -692,18 +763,20 @@ class ExecutorReplica(_message.Message):
     def __init__(self, address: _Optional[str] = ..., instance_id: _Optional[str] = ..., reachable: _Optional[bool] = ..., workspace_count: _Optional[int] = ...) -> None: ...
 
 class ResolveApprovalRequest(_message.Message):
-    __slots__ = ("run_id", "tool_call_id", "decision", "reason", "edited_command")
+    __slots__ = ("run_id", "tool_call_id", "decision", "reason", "edited_command", "always_allow_paths")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     EDITED_COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ALWAYS_ALLOW_PATHS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     tool_call_id: str
     decision: ApprovalDecision
     reason: str
     edited_command: str
-    def __init__(self, run_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., edited_command: _Optional[str] = ...) -> None: ...
+    always_allow_paths: bool
+    def __init__(self, run_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ApprovalDecision, str]] = ..., reason: _Optional[str] = ..., edited_command: _Optional[str] = ..., always_allow_paths: _Optional[bool] = ...) -> None: ...
 
 class ResolveApprovalResponse(_message.Message):
     __slots__ = ()

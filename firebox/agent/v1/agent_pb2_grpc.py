@@ -57,6 +57,16 @@ class AgentServiceStub:
                 request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
+        self.ClearSession = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/ClearSession',
+                request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionRequest.SerializeToString,
+                response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionResponse.FromString,
+                _registered_method=True)
+        self.UpdateSession = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/UpdateSession',
+                request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.UpdateSessionRequest.SerializeToString,
+                response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.UpdateSessionResponse.FromString,
+                _registered_method=True)
         self.SendMessage = channel.unary_stream(
                 '/firebox.agent.v1.AgentService/SendMessage',
                 request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.SendMessageRequest.SerializeToString,
@@ -137,6 +147,16 @@ class AgentServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.PauseWorkspace = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/PauseWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.ResumeWorkspace = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/ResumeWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.FromString,
+                _registered_method=True)
         self.ListTools = channel.unary_unary(
                 '/firebox.agent.v1.AgentService/ListTools',
                 request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
@@ -170,6 +190,24 @@ class AgentServiceServicer:
 
     def DeleteSession(self, request, context):
         """DeleteSession deletes a session, its messages and runs, and its workspace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearSession(self, request, context):
+        """ClearSession empties a session's conversation ("new chat in the same workspace"): it cancels
+        the active run, then removes every message (compaction checkpoints included) and run record,
+        keeping the session's id, settings, usage totals, workspace and shell session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSession(self, request, context):
+        """UpdateSession changes a session's title or settings named in update_mask. A change of
+        settings.writable_paths reaches the workspace before the next command, keeping the shell's
+        state; refused with FAILED_PRECONDITION while a run is active.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -293,6 +331,18 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseWorkspace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkspace(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListTools(self, request, context):
         """ListTools lists the tools the model is offered: Firebox's own, the executor's named tools,
         and those of MCP servers (the operator's, and with session_id that session's too), each
@@ -324,6 +374,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.DeleteSessionRequest.FromString,
                     response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'ClearSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearSession,
+                    request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionRequest.FromString,
+                    response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionResponse.SerializeToString,
+            ),
+            'UpdateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSession,
+                    request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.UpdateSessionRequest.FromString,
+                    response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.UpdateSessionResponse.SerializeToString,
             ),
             'SendMessage': grpc.unary_stream_rpc_method_handler(
                     servicer.SendMessage,
@@ -404,6 +464,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DeleteWorkspace,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.SerializeToString,
+            ),
+            'PauseWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.SerializeToString,
+            ),
+            'ResumeWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.SerializeToString,
             ),
             'ListTools': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTools,
@@ -521,6 +591,60 @@ class AgentService:
             '/firebox.agent.v1.AgentService/DeleteSession',
             firebox_dot_agent_dot_v1_dot_agent__pb2.DeleteSessionRequest.SerializeToString,
             firebox_dot_agent_dot_v1_dot_agent__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/ClearSession',
+            firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionRequest.SerializeToString,
+            firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/UpdateSession',
+            firebox_dot_agent_dot_v1_dot_agent__pb2.UpdateSessionRequest.SerializeToString,
+            firebox_dot_agent_dot_v1_dot_agent__pb2.UpdateSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -953,6 +1077,60 @@ class AgentService:
             '/firebox.agent.v1.AgentService/DeleteWorkspace',
             firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/PauseWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/ResumeWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -94,7 +94,7 @@ FILE_TYPE_SYMLINK: FileType
 FILE_TYPE_OTHER: FileType
 
 class IsolationPolicy(_message.Message):
-    __slots__ = ("network", "read_only", "user", "memory_bytes", "pids_limit", "cpu_millis", "capabilities", "no_new_privileges", "read_only_root", "tmp_bytes")
+    __slots__ = ("network", "read_only", "user", "memory_bytes", "pids_limit", "cpu_millis", "capabilities", "no_new_privileges", "read_only_root", "tmp_bytes", "writable_paths")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class IsolationPolicy(_message.Message):
     NO_NEW_PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_ROOT_FIELD_NUMBER: _ClassVar[int]
     TMP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
     network: bool
     read_only: bool
     user: str
@@ -115,7 +116,8 @@ class IsolationPolicy(_message.Message):
     no_new_privileges: bool
     read_only_root: bool
     tmp_bytes: int
-    def __init__(self, network: _Optional[bool] = ..., read_only: _Optional[bool] = ..., user: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_millis: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., no_new_privileges: _Optional[bool] = ..., read_only_root: _Optional[bool] = ..., tmp_bytes: _Optional[int] = ...) -> None: ...
+    writable_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network: _Optional[bool] = ..., read_only: _Optional[bool] = ..., user: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_millis: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., no_new_privileges: _Optional[bool] = ..., read_only_root: _Optional[bool] = ..., tmp_bytes: _Optional[int] = ..., writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Workspace(_message.Message):
     __slots__ = ("id", "name", "image", "status", "backend", "policy", "isolation", "create_time", "labels", "env", "session_count")
@@ -247,6 +249,44 @@ class DeleteWorkspaceResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class SetWritablePathsRequest(_message.Message):
+    __slots__ = ("workspace_id", "writable_paths")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    writable_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, workspace_id: _Optional[str] = ..., writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetWritablePathsResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class PauseWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class PauseWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class ResumeWorkspaceRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class ResumeWorkspaceResponse(_message.Message):
+    __slots__ = ("workspace",)
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    workspace: Workspace
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
 class Session(_message.Message):
     __slots__ = ("id", "workspace_id", "status", "create_time", "current_execution_id", "command_count")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -300,7 +340,7 @@ class CloseSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("workspace_id", "session_id", "script", "argv", "directory", "env", "timeout", "known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "input_data", "close_input", "stop")
+    __slots__ = ("workspace_id", "session_id", "script", "argv", "directory", "env", "timeout", "known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "input_data", "close_input", "stop", "resume_workspace")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +363,7 @@ class ExecuteRequest(_message.Message):
     INPUT_DATA_FIELD_NUMBER: _ClassVar[int]
     CLOSE_INPUT_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    RESUME_WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     workspace_id: str
     session_id: str
     script: str
@@ -338,7 +379,8 @@ class ExecuteRequest(_message.Message):
     input_data: bytes
     close_input: bool
     stop: StopSignal
-    def __init__(self, workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., script: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., directory: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., known_id: _Optional[str] = ..., known_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_session_id: _Optional[str] = ..., input_data: _Optional[bytes] = ..., close_input: _Optional[bool] = ..., stop: _Optional[_Union[StopSignal, str]] = ...) -> None: ...
+    resume_workspace: bool
+    def __init__(self, workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., script: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., directory: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., known_id: _Optional[str] = ..., known_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_session_id: _Optional[str] = ..., input_data: _Optional[bytes] = ..., close_input: _Optional[bool] = ..., stop: _Optional[_Union[StopSignal, str]] = ..., resume_workspace: _Optional[bool] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
     __slots__ = ("execution_id", "pid", "stdout_data", "stderr_data", "exit_code", "end_reason", "output_truncated", "session_ended", "message", "duration")

@@ -65,6 +65,11 @@ class ExecutorServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.SetWritablePaths = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/SetWritablePaths',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsResponse.FromString,
+                _registered_method=True)
         self.CreateSession = channel.unary_unary(
                 '/firebox.executor.v1.ExecutorService/CreateSession',
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSessionRequest.SerializeToString,
@@ -120,6 +125,16 @@ class ExecutorServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileResponse.FromString,
                 _registered_method=True)
+        self.PauseWorkspace = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/PauseWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.FromString,
+                _registered_method=True)
+        self.ResumeWorkspace = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/ResumeWorkspace',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -163,6 +178,15 @@ class ExecutorServiceServicer:
 
     def DeleteWorkspace(self, request, context):
         """DeleteWorkspace removes a workspace, its container and its storage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWritablePaths(self, request, context):
+        """SetWritablePaths replaces the workspace's policy.writable_paths. Open shell sessions keep
+        their state and see the change from their next command (docker); a backend that cannot
+        change a running sandbox refuses with FAILED_PRECONDITION while shell sessions are open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,6 +275,24 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseWorkspace(self, request, context):
+        """PauseWorkspace freezes every process of a running workspace (Docker pause; status PAUSED).
+        Its processes and shell sessions are kept; commands and file calls are refused with
+        FAILED_PRECONDITION until it is resumed (an Execute may ask to resume it). Pausing a paused
+        workspace returns it unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeWorkspace(self, request, context):
+        """ResumeWorkspace lets a paused workspace's processes run on. Resuming a running workspace
+        returns it unchanged; a stopped one is FAILED_PRECONDITION (use StartWorkspace).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +325,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.DeleteWorkspace,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.SerializeToString,
+            ),
+            'SetWritablePaths': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWritablePaths,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsResponse.SerializeToString,
             ),
             'CreateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSession,
@@ -338,6 +385,16 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.StatFile,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileResponse.SerializeToString,
+            ),
+            'PauseWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.SerializeToString,
+            ),
+            'ResumeWorkspace': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeWorkspace,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -503,6 +560,33 @@ class ExecutorService:
             '/firebox.executor.v1.ExecutorService/DeleteWorkspace',
             firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWritablePaths(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/SetWritablePaths',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.SetWritablePathsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -800,6 +884,60 @@ class ExecutorService:
             '/firebox.executor.v1.ExecutorService/StatFile',
             firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.StatFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/PauseWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.PauseWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeWorkspace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/ResumeWorkspace',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,6 +25,7 @@ class FeedbackKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FEEDBACK_KIND_APPROVAL_APPROVED: _ClassVar[FeedbackKind]
     FEEDBACK_KIND_APPROVAL_DENIED: _ClassVar[FeedbackKind]
     FEEDBACK_KIND_APPROVAL_EDITED: _ClassVar[FeedbackKind]
+    FEEDBACK_KIND_SESSION_CLEARED: _ClassVar[FeedbackKind]
 FEEDBACK_KIND_UNSPECIFIED: FeedbackKind
 FEEDBACK_KIND_SUGGESTION_SHOWN: FeedbackKind
 FEEDBACK_KIND_SUGGESTION_ACCEPTED: FeedbackKind
@@ -36,9 +37,10 @@ FEEDBACK_KIND_SESSION_ENDED: FeedbackKind
 FEEDBACK_KIND_APPROVAL_APPROVED: FeedbackKind
 FEEDBACK_KIND_APPROVAL_DENIED: FeedbackKind
 FEEDBACK_KIND_APPROVAL_EDITED: FeedbackKind
+FEEDBACK_KIND_SESSION_CLEARED: FeedbackKind
 
 class ExecutionRecord(_message.Message):
-    __slots__ = ("request", "execution_id", "workspace_id", "session_id", "backend", "isolation", "start_time", "end_time", "exit_code", "end_reason", "stdout_bytes", "stderr_bytes", "output_truncated", "stdout_head", "stdout_tail", "stderr_head", "stderr_tail", "input_bytes", "executor_version", "action")
+    __slots__ = ("request", "execution_id", "workspace_id", "session_id", "backend", "isolation", "start_time", "end_time", "exit_code", "end_reason", "stdout_bytes", "stderr_bytes", "output_truncated", "stdout_head", "stdout_tail", "stderr_head", "stderr_tail", "input_bytes", "executor_version", "action", "redacted_values")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +61,7 @@ class ExecutionRecord(_message.Message):
     INPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_VALUES_FIELD_NUMBER: _ClassVar[int]
     request: _executor_pb2.ExecuteRequest
     execution_id: str
     workspace_id: str
@@ -79,7 +82,8 @@ class ExecutionRecord(_message.Message):
     input_bytes: int
     executor_version: str
     action: _executor_pb2.Action
-    def __init__(self, request: _Optional[_Union[_executor_pb2.ExecuteRequest, _Mapping]] = ..., execution_id: _Optional[str] = ..., workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., backend: _Optional[_Union[_executor_pb2.Backend, str]] = ..., isolation: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., end_reason: _Optional[_Union[_executor_pb2.EndReason, str]] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., stdout_head: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_head: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., input_bytes: _Optional[int] = ..., executor_version: _Optional[str] = ..., action: _Optional[_Union[_executor_pb2.Action, _Mapping]] = ...) -> None: ...
+    redacted_values: int
+    def __init__(self, request: _Optional[_Union[_executor_pb2.ExecuteRequest, _Mapping]] = ..., execution_id: _Optional[str] = ..., workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., backend: _Optional[_Union[_executor_pb2.Backend, str]] = ..., isolation: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., end_reason: _Optional[_Union[_executor_pb2.EndReason, str]] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., stdout_head: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_head: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., input_bytes: _Optional[int] = ..., executor_version: _Optional[str] = ..., action: _Optional[_Union[_executor_pb2.Action, _Mapping]] = ..., redacted_values: _Optional[int] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content", "tool_calls", "tool_call_id")
@@ -114,19 +118,21 @@ class ChatTool(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[str] = ...) -> None: ...
 
 class TokenUsage(_message.Message):
-    __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens")
+    __slots__ = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "cache_write_tokens")
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CACHED_INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REASONING_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
     reasoning_tokens: int
-    def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ...) -> None: ...
+    cache_write_tokens: int
+    def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ...) -> None: ...
 
 class GenerationRecord(_message.Message):
-    __slots__ = ("generation_id", "session_id", "run_id", "context_id", "model", "messages", "completion", "tool_calls", "usage", "start_time", "latency", "time_to_first_token", "error", "step", "tools")
+    __slots__ = ("generation_id", "session_id", "run_id", "context_id", "model", "messages", "completion", "tool_calls", "usage", "start_time", "latency", "time_to_first_token", "error", "step", "tools", "redacted_values", "finish_reason", "cut_short")
     GENERATION_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +148,9 @@ class GenerationRecord(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    CUT_SHORT_FIELD_NUMBER: _ClassVar[int]
     generation_id: str
     session_id: str
     run_id: str
@@ -157,10 +166,13 @@ class GenerationRecord(_message.Message):
     error: str
     step: int
     tools: _containers.RepeatedCompositeFieldContainer[ChatTool]
-    def __init__(self, generation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., run_id: _Optional[str] = ..., context_id: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., completion: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ChatToolCall, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., tools: _Optional[_Iterable[_Union[ChatTool, _Mapping]]] = ...) -> None: ...
+    redacted_values: int
+    finish_reason: str
+    cut_short: bool
+    def __init__(self, generation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., run_id: _Optional[str] = ..., context_id: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., completion: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ChatToolCall, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., tools: _Optional[_Iterable[_Union[ChatTool, _Mapping]]] = ..., redacted_values: _Optional[int] = ..., finish_reason: _Optional[str] = ..., cut_short: _Optional[bool] = ...) -> None: ...
 
 class FeedbackEvent(_message.Message):
-    __slots__ = ("kind", "known_id", "session_id", "context_id", "generation_id", "tool_call_id", "run_id", "suggested_text", "edited_text", "reason", "client_time")
+    __slots__ = ("kind", "known_id", "session_id", "context_id", "generation_id", "tool_call_id", "run_id", "suggested_text", "edited_text", "reason", "client_time", "paths", "writable_paths_added")
     KIND_FIELD_NUMBER: _ClassVar[int]
     KNOWN_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +184,8 @@ class FeedbackEvent(_message.Message):
     EDITED_TEXT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_PATHS_ADDED_FIELD_NUMBER: _ClassVar[int]
     kind: FeedbackKind
     known_id: str
     session_id: str
@@ -183,19 +197,23 @@ class FeedbackEvent(_message.Message):
     edited_text: str
     reason: str
     client_time: _timestamp_pb2.Timestamp
-    def __init__(self, kind: _Optional[_Union[FeedbackKind, str]] = ..., known_id: _Optional[str] = ..., session_id: _Optional[str] = ..., context_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., suggested_text: _Optional[str] = ..., edited_text: _Optional[str] = ..., reason: _Optional[str] = ..., client_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    writable_paths_added: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[_Union[FeedbackKind, str]] = ..., known_id: _Optional[str] = ..., session_id: _Optional[str] = ..., context_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., suggested_text: _Optional[str] = ..., edited_text: _Optional[str] = ..., reason: _Optional[str] = ..., client_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paths: _Optional[_Iterable[str]] = ..., writable_paths_added: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeedbackRecord(_message.Message):
-    __slots__ = ("feedback_id", "event", "server_time", "source")
+    __slots__ = ("feedback_id", "event", "server_time", "source", "redacted_values")
     FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_VALUES_FIELD_NUMBER: _ClassVar[int]
     feedback_id: str
     event: FeedbackEvent
     server_time: _timestamp_pb2.Timestamp
     source: str
-    def __init__(self, feedback_id: _Optional[str] = ..., event: _Optional[_Union[FeedbackEvent, _Mapping]] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...
+    redacted_values: int
+    def __init__(self, feedback_id: _Optional[str] = ..., event: _Optional[_Union[FeedbackEvent, _Mapping]] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., redacted_values: _Optional[int] = ...) -> None: ...
 
 class ToolCallRecord(_message.Message):
     __slots__ = ("tool_call_id", "run_id", "session_id", "generation_id", "name", "source", "server", "tool", "arguments", "result", "is_error", "start_time", "duration", "result_bytes", "result_truncated")

@@ -12,7 +12,6 @@ import pytest
 from tests.support.deploy import (
     FIREBOX_CLI,
     GRPCURL,
-    SERVICE_IMAGE,
     ComposeStack,
     compose_stack,
     have_tools,
@@ -22,15 +21,6 @@ from tests.support.deploy import (
 from tests.support.tls_certs import CertSet, make_certs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-def _tls_flags_missing() -> str | None:
-    """The services read the TLS settings only once they are wired to firebox.common.tls."""
-    for program, flag in (("firebox-executor", "--tls-client-ca"), ("firebox-agent", "--executor-tls-ca")):
-        shown = run(["docker", "run", "--rm", SERVICE_IMAGE, program, "--help"], check=False).stdout
-        if flag not in shown:
-            return f"{program} has no {flag} yet: TLS is not wired into the services"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +39,6 @@ def tls_stack(certs: CertSet) -> Iterator[ComposeStack]:
     if reason:
         pytest.skip(reason)
     prepare_images()
-    missing = _tls_flags_missing()
-    if missing:
-        pytest.skip(missing)
     with compose_stack(
         "compose.yaml", "compose.tls.yaml", env={"FIREBOX_TLS_DIR": str(certs.dir)}
     ) as deployed:

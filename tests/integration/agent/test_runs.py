@@ -11,18 +11,13 @@ from firebox.agent.v1 import agent_pb2
 from firebox.client.aio import AsyncFireboxClient, run_events
 from firebox.client.settings import ConnectionSettings
 from tests.support.agent_server import collect, kinds, new_session, text_of
-from tests.support.fake_provider import Hold, Reply, chunk, text_reply
+from tests.support.fake_provider import held_reply, text_reply
 
 
 def _send(stub, session_id: str, content: str = "hi", policy: int = 0):
     return stub.SendMessage(
         agent_pb2.SendMessageRequest(session_id=session_id, content=content, on_conflict=policy)
     )
-
-
-def _held_reply(*pieces: str) -> Reply:
-    """Streams `pieces`, then stalls until the fake provider is released."""
-    return Reply(steps=[chunk({"content": p}) for p in pieces] + [Hold(), chunk({}, finish_reason="stop")])
 
 
 async def _events_until(call, predicate) -> list[agent_pb2.RunEvent]:
@@ -92,7 +87,7 @@ async def test_run_goes_on_after_its_client_disconnects(stub, fake):
 
 async def test_concurrent_messages_under_reject_let_exactly_one_run(stub, fake):
     session = await new_session(stub)
-    fake.script(_held_reply("busy"))
+    fake.script(held_reply("busy"))
 
     async def attempt(n: int):
         call = _send(stub, session.id, f"m{n}")
@@ -122,12 +117,12 @@ async def test_enqueued_messages_run_one_after_another_in_order(stub, fake):
     assert [text_of(events) for events in results] == ["one", "two", "three"]
     assert all(kinds(events)[-1] == "run_completed" for events in results)
     # Each run saw the previous run's complete exchange, never another's half.
-    assert [m["content"] for m in fake.requests[2]["messages"]] == ["m0", "one", "m1", "two", "m2"]
+    assert [m["content"] for m in fake.sent(2)] == ["m0", "one", "m1", "two", "m2"]
 
 
 async def test_interrupt_cancels_the_active_run_keeping_its_partial_output(stub, fake):
     session = await new_session(stub)
-    fake.script(_held_reply("partial ", "answer"), text_reply("fresh"))
+    fake.script(held_reply("partial ", "answer"), text_reply("fresh"))
     first = _send(stub, session.id, "first")
     received: list[str] = []
 
@@ -148,12 +143,12 @@ async def test_interrupt_cancels_the_active_run_keeping_its_partial_output(stub,
         ("second", agent_pb2.MESSAGE_STATUS_COMPLETE),
         ("fresh", agent_pb2.MESSAGE_STATUS_COMPLETE),
     ]
-    assert fake.requests[1]["messages"][1] == {"role": "assistant", "content": "partial answer"}
+    assert fake.sent(1)[1] == {"role": "assistant", "content": "partial answer"}
 
 
 async def test_cancel_during_model_streaming_keeps_partial_content_and_is_idempotent(stub, fake):
     session = await new_session(stub)
-    fake.script(_held_reply("so far"))
+    fake.script(held_reply("so far"))
     call = _send(stub, session.id)
     seen = await _events_until(call, lambda e: e.HasField("text_delta"))
     run_id = seen[0].run_id
@@ -184,7 +179,7 @@ async def test_cancelling_a_finished_run_is_not_an_error(stub, fake):
 
 async def test_cancelling_a_queued_run_removes_it_from_the_queue(stub, fake):
     session = await new_session(stub)
-    fake.script(_held_reply("first"), text_reply("third"))
+    fake.script(held_reply("first"), text_reply("third"))
     first = _send(stub, session.id, "1")
     await _events_until(first, lambda e: e.HasField("text_delta"))
     queued = _send(stub, session.id, "2", agent_pb2.CONFLICT_POLICY_ENQUEUE)
@@ -201,7 +196,7 @@ async def test_cancelling_a_queued_run_removes_it_from_the_queue(stub, fake):
     assert kinds(await readers[0]) == ["run_cancelled"]
     fake.release()
     assert text_of(await readers[1]) == "third"
-    assert "2" not in [m["content"] for m in fake.requests[-1]["messages"]]
+    assert "2" not in [m["content"] for m in fake.sent(-1)]
 
 
 async def test_list_runs_is_newest_first_and_paged(stub, fake):

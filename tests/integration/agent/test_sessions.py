@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -28,9 +30,25 @@ from tests.support.agent_server import (
     running_agent,
 )
 from tests.support.executor_server import free_port, health_status
-from tests.support.fake_provider import Hold, Reply, chunk
+from tests.support.fake_provider import held_reply
 
 REPO = Path(__file__).resolve().parents[3]
+
+
+async def until_stored_text(database: Path, session_id: str, text: str, within: float = 30.0) -> None:
+    """Wait (bounded) until the session's last message in the SQLite file carries `text`."""
+
+    def last_text() -> str:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            row = db.execute(
+                "SELECT data FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,)
+            ).fetchone()
+        return agent_pb2.Message.FromString(row[0]).content if row else ""
+
+    deadline = time.monotonic() + within
+    while (seen := await asyncio.to_thread(last_text)) != text:
+        assert time.monotonic() < deadline, f"stored {seen!r}, waited for {text!r}"
+        await asyncio.sleep(0.05)
 
 
 async def test_sessions_are_listed_newest_first_a_page_at_a_time(stub):
@@ -128,7 +146,7 @@ async def test_server_info_and_health(stub, agent):
 
 
 async def test_log_events_writes_one_feedback_record_per_event(tmp_path, fake):
-    async with running_agent(tmp_path, provider=fake.base_url) as agent:
+    async with running_agent(tmp_path, fake=fake) as agent:
         response = await agent_stub(agent).LogEvents(
             agent_pb2.LogEventsRequest(
                 events=[
@@ -158,7 +176,7 @@ async def test_log_events_writes_one_feedback_record_per_event(tmp_path, fake):
 
 
 async def test_auth_token_is_required_when_set(tmp_path, fake):
-    async with running_agent(tmp_path, provider=fake.base_url, auth_token="s3cret-token") as agent:
+    async with running_agent(tmp_path, fake=fake, auth_token="s3cret-token") as agent:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await agent_stub(agent).ListSessions(agent_pb2.ListSessionsRequest())
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -171,7 +189,7 @@ async def test_auth_token_is_required_when_set(tmp_path, fake):
 async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial_output(tmp_path, fake):
     """The agent process is killed (SIGKILL) mid-stream; a new agent on the same database finds
     the run INTERRUPTED and the partial answer stored, marked interrupted."""
-    fake.script(Reply(steps=[chunk({"content": "half an ans"}), chunk({"content": "wer"}), Hold()]))
+    fake.script(held_reply("half an ans", "wer"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FIREBOX_", "OPENAI_"))}
     proc = await asyncio.to_thread(
@@ -184,6 +202,8 @@ async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial
             f"127.0.0.1:{port}",
             "--config-dir",
             str(tmp_path),
+            "--provider",
+            fake.wire,
             "--provider-base-url",
             fake.base_url,
             "--model",
@@ -209,15 +229,15 @@ async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial
             text += response.event.text_delta.text
             if text == "half an answer":
                 break
-        # Progress is written within about half a second of arriving.
-        await asyncio.sleep(1.2)
+        # Progress is written within about half a second of arriving: kill once the store has it.
+        await until_stored_text(tmp_path / "agent.db", session.id, "half an answer")
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait, 10)
         call.cancel()
     finally:
         if proc.poll() is None:
             proc.kill()
-    async with running_agent(tmp_path, provider=fake.base_url) as agent:
+    async with running_agent(tmp_path, fake=fake) as agent:
         stub = agent_stub(agent)
         got = await stub.GetSession(agent_pb2.GetSessionRequest(session_id=session.id, include_messages=True))
         runs = await stub.ListRuns(agent_pb2.ListRunsRequest(session_id=session.id))
@@ -233,8 +253,8 @@ async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial
 
 
 async def test_graceful_stop_ends_running_runs_as_interrupted_keeping_their_output(tmp_path, fake):
-    fake.script(Reply(steps=[chunk({"content": "going"}), Hold()]))
-    agent = await start_agent(agent_config(tmp_path, provider=fake.base_url))
+    fake.script(held_reply("going"))
+    agent = await start_agent(agent_config(tmp_path, fake=fake))
     stub = agent_stub(agent)
     session = await new_session(stub)
     call = stub.SendMessage(agent_pb2.SendMessageRequest(session_id=session.id, content="long job"))

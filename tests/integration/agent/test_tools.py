@@ -33,7 +33,7 @@ async def executor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[st
 @pytest.fixture
 async def tool_agent(tmp_path: Path, fake: FakeProvider, executor: str) -> AsyncIterator[Agent]:
     async with running_agent(
-        tmp_path / "agent", provider=fake.base_url, executor=executor, tool_output_limit=1024
+        tmp_path / "agent", fake=fake, executor=executor, tool_output_limit=1024
     ) as agent:
         yield agent
 
@@ -88,7 +88,7 @@ async def test_shell_tool_runs_in_the_session_workspace_and_cd_sticks(stub, fake
     assert _stdout(events, "call_2") == b"/tmp\n"  # the cd of the first call stuck
     assert b"oops" in b"".join(e.tool_output.stderr_data for e in events if e.HasField("tool_output"))
     # The model got each result, in the history of the next call.
-    tool_messages = [m for m in fake.requests[2]["messages"] if m["role"] == "tool"]
+    tool_messages = [m for m in fake.sent(2) if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == ["call_1", "call_2"]
     assert "first" in tool_messages[0]["content"] and "[exit code 0]" in tool_messages[0]["content"]
     assert "[exit code 3]" in tool_messages[1]["content"]
@@ -125,7 +125,7 @@ async def test_model_gets_bounded_head_and_tail_while_the_client_gets_everything
     events = await collect(_send(stub, session.id))
     expected = "".join(f"line-{i}-abcdefghijklmnopqrstuvwxyz\n" for i in range(2000)).encode()
     assert _stdout(events) == expected
-    result = next(m for m in fake.requests[1]["messages"] if m["role"] == "tool")["content"]
+    result = next(m for m in fake.sent(1) if m["role"] == "tool")["content"]
     assert result.startswith("line-0-")
     assert "line-1999-abcdefghijklmnopqrstuvwxyz" in result
     assert "bytes omitted" in result
@@ -170,7 +170,7 @@ async def test_cancel_during_a_tool_execution_kills_the_command(stub, fake):
     # The history is valid: the next message goes to the model with the synthetic result.
     fake.script(text_reply("fine"))
     await collect(_send(stub, session.id, "again"))
-    sent = fake.requests[-1]["messages"]
+    sent = fake.sent(-1)
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
 
 
@@ -262,7 +262,7 @@ async def test_the_auth_token_is_sent_on_to_the_executor(tmp_path, fake):
     token = "shared-secret-token"
     async with (
         running_executor(tmp_path / "ex", backend="docker", auth_token=token) as target,
-        running_agent(tmp_path / "ag", provider=fake.base_url, executor=target, auth_token=token) as agent,
+        running_agent(tmp_path / "ag", fake=fake, executor=target, auth_token=token) as agent,
     ):
         stub = agent_stub(agent)
         metadata = (("authorization", f"Bearer {token}"),)

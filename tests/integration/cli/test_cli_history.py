@@ -132,3 +132,32 @@ async def test_edit_of_an_assistant_message_is_a_usage_error(agent, executor, fa
     )
     assert result.code == 2
     assert "cannot edit the message" in result.error_line()
+
+
+async def test_clear_empties_the_conversation_and_the_next_chat_starts_fresh(agent, executor, fake) -> None:
+    session_id = await conversation(agent, executor, fake, ("first question", "first answer"))
+    cleared = await firebox("sessions", "clear", session_id, **targets(agent, executor))
+    assert cleared.code == 0, cleared.stderr
+    assert f"cleared session {session_id}: 2 messages, 1 runs" in cleared.stderr
+    assert await messages(agent, executor, session_id) == []
+    fake.script(text_reply("fresh answer"))
+    said = await firebox("chat", session_id, "-m", "new question", **targets(agent, executor))
+    assert said.code == 0, said.stderr
+    assert [m["content"] for m in fake.requests[-1]["messages"] if m["role"] == "user"] == ["new question"]
+    as_json = await firebox("sessions", "clear", session_id, "--json", **targets(agent, executor))
+    assert json.loads(as_json.stdout)["clearedMessageCount"] == "2"
+    missing = await firebox("sessions", "clear", "ses-nope", **targets(agent, executor))
+    assert missing.code == 3
+
+
+async def test_writable_paths_are_set_and_shown(agent, executor, fake) -> None:
+    created = await firebox("sessions", "create", "--writable", "src", "--json", **targets(agent, executor))
+    session = json.loads(created.stdout)["session"]
+    assert session["settings"]["writablePaths"] == ["src"]
+    changed = await firebox(
+        "sessions", "writable-paths", session["id"], "docs", "src/x", **targets(agent, executor)
+    )
+    assert changed.code == 0, changed.stderr
+    assert "writable docs, src/x" in changed.stderr
+    reset = await firebox("sessions", "writable-paths", session["id"], **targets(agent, executor))
+    assert "all of /workspace writable" in reset.stderr

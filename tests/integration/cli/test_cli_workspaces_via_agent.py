@@ -53,3 +53,22 @@ async def test_exec_via_agent_creates_the_default_workspace_through_the_agent(ag
     assert result.code == 0, result.stderr
     assert result.stdout == b"default-ws\n"
     assert "default" in [w.name for w in await executor.workspaces.list()]
+
+
+async def test_pause_and_resume_through_the_agent_and_the_cli(agent, executor) -> None:
+    via = {"agent": agent.target}
+    created = await firebox("workspaces", "create", "pausable", "--via", "agent", "--json", **via)
+    assert created.code == 0, created.stderr
+    paused = await firebox("workspaces", "pause", "pausable", "--via", "agent", "--json", **via)
+    assert paused.code == 0, paused.stderr
+    assert json.loads(paused.stdout)["workspace"]["status"] == "WORKSPACE_STATUS_PAUSED"
+    ws_id = json.loads(created.stdout)["workspace"]["id"]
+    assert (await executor.workspaces.get(ws_id)).state == "paused"
+    refused = await firebox("exec", "--via", "agent", "-w", ws_id, "--", "true", **via)
+    assert refused.code != 0 and "paused" in refused.stderr
+    resumed = await firebox("workspaces", "resume", "pausable", "--via", "agent", **via)
+    assert resumed.code == 0, resumed.stderr
+    assert "running" in resumed.text
+    ran = await firebox("exec", "--via", "agent", "-w", ws_id, "--", "echo", "on", **via)
+    assert ran.stdout == b"on\n"
+    assert (await firebox("workspaces", "delete", "pausable", "--via", "agent", **via)).code == 0

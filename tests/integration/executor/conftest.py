@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 
+import docker
 import grpc
 import pytest
 
+from executor_service.ceiling import PolicyCeiling
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 from tests.support.executor_server import remove_owned_workspaces, running_executor_handle
@@ -21,7 +23,12 @@ os.environ["FIREBOX_TEST_LEAK"] = "leaked-host-value"
 async def executor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[object]:
     config_dir = tmp_path_factory.mktemp("executor")
     try:
-        async with running_executor_handle(config_dir, backend="docker") as running:
+        # Some tests here loosen the policy (network, CAP_CHOWN): this executor's ceiling allows it.
+        async with running_executor_handle(
+            config_dir,
+            backend="docker",
+            policy_ceiling=PolicyCeiling.parse("network=allow,capabilities=CHOWN"),
+        ) as running:
             yield running
     finally:
         remove_owned_workspaces(config_dir)
@@ -37,3 +44,8 @@ async def stub(executor) -> AsyncIterator[executor_pb2_grpc.ExecutorServiceStub]
 async def workspace(stub) -> pb.Workspace:
     response = await stub.CreateWorkspace(pb.CreateWorkspaceRequest(name="shared"))
     return response.workspace
+
+
+@pytest.fixture(scope="module")
+def engine() -> docker.DockerClient:
+    return docker.from_env()

@@ -51,3 +51,20 @@ async def test_right_token_is_served(secured):
 async def test_health_needs_no_token(secured):
     response = await health_pb2_grpc.HealthStub(secured).Check(health_pb2.HealthCheckRequest())
     assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+async def test_the_bearer_scheme_is_case_insensitive(secured, scheme):
+    stub = executor_pb2_grpc.ExecutorServiceStub(secured)
+    info = await stub.GetServerInfo(
+        pb.GetServerInfoRequest(), metadata=(("authorization", f"{scheme} {TOKEN}"),)
+    )
+    assert info.backend == pb.BACKEND_DOCKER
+
+
+@pytest.mark.parametrize("value", [TOKEN, f"Basic {TOKEN}", f"Bearer{TOKEN}", f"bearer {TOKEN.upper()}"])
+async def test_the_token_itself_must_match_after_a_bearer_scheme(secured, value):
+    stub = executor_pb2_grpc.ExecutorServiceStub(secured)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetServerInfo(pb.GetServerInfoRequest(), metadata=(("authorization", value),))
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED

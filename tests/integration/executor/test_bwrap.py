@@ -10,6 +10,7 @@ import pytest
 from executor_service.backend import Policy, WorkspaceSpec
 from executor_service.backends.bwrap import BwrapBackend
 from executor_service.backends.cgroups import CgroupLimits
+from firebox.common import errors
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 from tests.support.executor_client import execute
@@ -93,6 +94,13 @@ async def test_isolation_probes(bw):
     assert "FIREBOX_TEST_LEAK" not in out
 
 
+async def test_dev_shm_is_bounded_like_dockers(bw):
+    stub, ws, _ = bw
+    result = await execute(stub, ws.id, script="df -k /dev/shm | tail -1; touch /dev/shm/s; echo shm=$?")
+    assert result.stdout.split()[1] == b"65536", result.stdout
+    assert b"shm=0" in result.stdout
+
+
 async def test_no_network(bw):
     stub, ws, _ = bw
     result = await execute(stub, ws.id, script="cat /proc/net/dev | tail -n +3 | cut -d: -f1")
@@ -141,3 +149,56 @@ async def test_session_keeps_directory(bw):
         assert (await execute(stub, ws.id, script="pwd", session_id=session.id)).stdout == b"/tmp\n"
     finally:
         await stub.CloseSession(pb.CloseSessionRequest(session_id=session.id))
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_any_uid_gets_a_writable_home_tmp_and_workspace_as_in_a_container(bw, read_only):
+    stub, _ws, _ = bw
+    policy = pb.IsolationPolicy(user="4242:4242", read_only=read_only)
+    ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(policy=policy))).workspace
+    try:
+        result = await execute(
+            stub,
+            ws.id,
+            script="id -u; stat -c %a /tmp; touch /tmp/t && echo tmp-ok; cd ~ && pwd; "
+            "touch /workspace/w 2>/dev/null && echo ws-ok || echo ws-ro",
+        )
+        assert result.exit_code == 0, result.stderr
+        expected = ["4242", "1777", "tmp-ok", "/workspace", "ws-ro" if read_only else "ws-ok"]
+        assert result.stdout.decode().splitlines() == expected
+        session = (await stub.CreateSession(pb.CreateSessionRequest(workspace_id=ws.id))).session
+        await execute(stub, ws.id, script="KEPT=1; cd /tmp", session_id=session.id)
+        kept = await execute(stub, ws.id, script="echo $KEPT; pwd", session_id=session.id)
+        assert kept.stdout == b"1\n/tmp\n"
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
+
+
+@needs_cgroups
+async def test_pause_freezes_the_sandbox_cgroup_and_resume_thaws_it(bw):
+    stub, _ws, _ = bw
+    ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest())).workspace
+    try:
+        session = (await stub.CreateSession(pb.CreateSessionRequest(workspace_id=ws.id))).session
+        await execute(stub, ws.id, script="K=kept", session_id=session.id)
+        paused = (await stub.PauseWorkspace(pb.PauseWorkspaceRequest(workspace_id=ws.id))).workspace
+        assert paused.status == pb.WORKSPACE_STATUS_PAUSED
+        state = CGROUPS.root / "freezer" / "firebox" / ws.id / "freezer.state"
+        assert state.read_text().strip() == "FROZEN"
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await execute(stub, ws.id, script="echo $K", session_id=session.id)
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        resumed = await execute(stub, ws.id, script="echo $K", session_id=session.id, resume_workspace=True)
+        assert resumed.stdout == b"kept\n"
+        assert state.read_text().strip() == "THAWED"
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
+
+
+async def test_without_a_freezer_pause_is_failed_precondition_saying_why(tmp_path):
+    backend = BwrapBackend(tmp_path, cgroups=None)
+    info = await backend.create(WorkspaceSpec(id="ws_plain", name="", image="", policy=Policy()))
+    with pytest.raises(errors.FailedPrecondition, match="freezer"):
+        await backend.pause(info)
+    assert (await backend.get("ws_plain")).state == "running"
+    await backend.delete("ws_plain")

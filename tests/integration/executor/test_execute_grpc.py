@@ -16,6 +16,23 @@ from tests.support.executor_client import LiveExecution, execute, first_request
 pytestmark = pytest.mark.docker
 
 
+async def running_sleeps(stub, workspace_id: str, seconds: str) -> int:
+    """How many `sleep SECONDS` processes run in the workspace (each test sleeps a length of its own)."""
+    result = await execute(stub, workspace_id, script=f"ps -o args | grep -c '^sleep {seconds}$' || true")
+    return int(result.stdout)
+
+
+async def until_sleeps(stub, workspace_id: str, seconds: str, count: int, within: float = 15.0) -> None:
+    """Wait (bounded) until exactly `count` such sleeps run; fail naming what was seen."""
+    seen = -1
+    for _ in range(int(within / 0.1)):
+        seen = await running_sleeps(stub, workspace_id, seconds)
+        if seen == count:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{seen} `sleep {seconds}` processes running, expected {count}")
+
+
 async def test_first_response_has_execution_id_and_pid_and_last_has_exit_code(stub, workspace):
     result = await execute(stub, workspace.id, script="echo out; echo err >&2; exit 3")
     assert result.first.execution_id.startswith("ex_") and result.first.pid > 0
@@ -25,9 +42,11 @@ async def test_first_response_has_execution_id_and_pid_and_last_has_exit_code(st
 
 
 async def test_a_quick_command_is_one_message_and_a_slow_one_announces_itself_first(stub, workspace):
-    # `true` ends within the 5 ms hold nearly always; a loaded machine may miss it now and then,
-    # so one single-message run in twenty is what is asked.
-    runs = [await execute(stub, workspace.id, script="true") for _ in range(20)]
+    # `true` ends within the 5 ms hold nearly always; a loaded machine may miss it now and then, so
+    # this runs it until one run is a single message (bounded: 200 runs), not against a clock.
+    runs = []
+    while len(runs) < 200 and not any(len(run.responses) == 1 for run in runs):
+        runs.append(await execute(stub, workspace.id, script="true"))
     assert all(sum(1 for r in run.responses if r.execution_id) == 1 for run in runs)
     quick = next(run for run in runs if len(run.responses) == 1)
     assert quick.first.execution_id.startswith("ex_") and quick.first.pid > 0
@@ -83,24 +102,26 @@ async def test_input_data_reaches_the_program(stub, workspace):
 
 
 async def test_stop_over_the_stream_kills_the_command(stub, workspace):
-    script = "echo ready; sleep 60; touch /workspace/stop-marker"
+    script = "echo ready; sleep 60.1; touch /workspace/stop-marker"
     live = LiveExecution(stub, first_request(workspace.id, script=script))
     await live.read_until_output(b"ready")
+    await until_sleeps(stub, workspace.id, "60.1", 1)
     live.send(pb.ExecuteRequest(stop=pb.STOP_SIGNAL_KILL))
     result = await live.finish(within=10)
     assert result.end_reason == pb.END_REASON_STOPPED
-    await asyncio.sleep(1)
+    # The sleep was killed, and the rest of the script never ran.
+    await until_sleeps(stub, workspace.id, "60.1", 0)
     check = await execute(stub, workspace.id, script="ls /workspace/stop-marker 2>&1")
     assert b"No such file" in check.stdout
 
 
 async def test_timeout_kills_the_whole_script(stub, workspace):
     result = await execute(
-        stub, workspace.id, script="echo before; sleep 30; touch /workspace/timeout-marker", timeout=1
+        stub, workspace.id, script="echo before; sleep 30.2; touch /workspace/timeout-marker", timeout=1
     )
     assert result.stdout == b"before\n"
     assert result.end_reason == pb.END_REASON_TIMED_OUT
-    await asyncio.sleep(1)
+    await until_sleeps(stub, workspace.id, "30.2", 0)
     check = await execute(stub, workspace.id, script="ls /workspace/timeout-marker 2>&1")
     assert b"No such file" in check.stdout
 
@@ -108,10 +129,12 @@ async def test_timeout_kills_the_whole_script(stub, workspace):
 async def test_client_cancel_kills_the_command(stub, workspace, executor):
     session = (await stub.CreateSession(pb.CreateSessionRequest(workspace_id=workspace.id))).session
     try:
-        script = "echo ready; sleep 60; touch /workspace/cancel-marker-session"
+        script = "echo ready; sleep 60.3; touch /workspace/cancel-marker-session"
         live = LiveExecution(stub, first_request(workspace.id, script=script, session_id=session.id))
         await live.read_until_output(b"ready")
+        await until_sleeps(stub, workspace.id, "60.3", 1)
         live.cancel()
+        await until_sleeps(stub, workspace.id, "60.3", 0)
         # The session becomes idle again (its command was killed) and takes the next command.
         for _ in range(300):
             listed = (await stub.ListSessions(pb.ListSessionsRequest(workspace_id=workspace.id))).sessions
@@ -137,11 +160,12 @@ async def test_client_cancel_kills_the_command(stub, workspace, executor):
 
 
 async def test_client_cancel_kills_a_sessionless_command(stub, workspace):
-    script = "echo ready; sleep 2; touch /workspace/cancel-marker-fresh"
+    script = "echo ready; sleep 60.4; touch /workspace/cancel-marker-fresh"
     live = LiveExecution(stub, first_request(workspace.id, script=script))
     await live.read_until_output(b"ready")
+    await until_sleeps(stub, workspace.id, "60.4", 1)
     live.cancel()
-    await asyncio.sleep(3)
+    await until_sleeps(stub, workspace.id, "60.4", 0)
     result = await execute(stub, workspace.id, script="ls /workspace/cancel-marker-fresh 2>&1")
     assert b"No such file" in result.stdout
 
@@ -215,7 +239,7 @@ async def test_client_deadline_kills_the_command(stub, workspace, executor):
             await execute(
                 stub,
                 workspace.id,
-                script="sleep 60; echo deadline-ignored",
+                script="sleep 60.5; echo deadline-ignored",
                 session_id=session.id,
                 deadline=1.0,
             )
@@ -224,6 +248,7 @@ async def test_client_deadline_kills_the_command(stub, workspace, executor):
             executor.config.training_log_dir, lambda r: "deadline-ignored" in r["request"]["script"]
         )
         assert record["endReason"] == "END_REASON_CANCELLED"
+        await until_sleeps(stub, workspace.id, "60.5", 0)
         # The command is gone: the session runs the next command at once.
         result = await execute(stub, workspace.id, script="echo free", session_id=session.id, deadline=20)
         assert result.stdout == b"free\n"

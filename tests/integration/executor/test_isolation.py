@@ -28,11 +28,19 @@ async def test_runs_as_uid_1000(stub, workspace):
 
 async def test_all_capabilities_dropped_and_no_new_privileges(stub, workspace):
     result = await execute(
-        stub, workspace.id, script="grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status"
+        stub,
+        workspace.id,
+        script="grep -E '^(CapEff|CapPrm|CapInh|CapAmb|CapBnd|NoNewPrivs)' /proc/self/status; "
+        "touch mine; chown 0 mine 2>/dev/null && echo chowned || echo refused",
     )
-    fields = dict(line.split(":\t") for line in result.stdout.decode().splitlines())
-    assert fields["CapEff"] == fields["CapPrm"] == fields["CapBnd"] == "0000000000000000"
+    lines = result.stdout.decode().splitlines()
+    fields = dict(line.split(":\t") for line in lines[:-1])
+    assert fields["CapEff"] == fields["CapPrm"] == fields["CapInh"] == fields["CapAmb"] == "0000000000000000"
+    # Only CAP_CHOWN (bit 0) stays in the bounding set, for the root init that gives /workspace to
+    # the user; with no-new-privileges the user's processes can never gain it.
+    assert fields["CapBnd"] == "0000000000000001"
     assert fields["NoNewPrivs"] == "1"
+    assert lines[-1] == "refused"
 
 
 async def test_root_filesystem_is_read_only_but_workspace_and_tmp_are_writable(stub, workspace):
@@ -44,6 +52,15 @@ async def test_root_filesystem_is_read_only_but_workspace_and_tmp_are_writable(s
     assert b"root=1" in result.stdout
     assert b"ws=0" in result.stdout and b"tmp=0" in result.stdout
     assert b"Read-only file system" in result.stderr
+
+
+async def test_dev_shm_is_a_64_mib_tmpfs_as_the_policy_docs_say(stub, workspace):
+    # docs/executor.md: Docker's default /dev/shm, writable, its pages charged to memory_bytes.
+    result = await execute(
+        stub, workspace.id, script="df -k /dev/shm | tail -1; touch /dev/shm/s; echo shm=$?; rm -f /dev/shm/s"
+    )
+    assert result.stdout.split()[1] == b"65536", result.stdout
+    assert b"shm=0" in result.stdout
 
 
 async def test_read_only_mode_refuses_writes_to_workspace(stub):
@@ -124,12 +141,17 @@ async def test_fork_bomb_is_contained_by_pids_limit(stub):
         await stub.CreateWorkspace(pb.CreateWorkspaceRequest(policy=pb.IsolationPolicy(pids_limit=64)))
     ).workspace
     try:
-        bomb = "b() { b | b & }; b; sleep 2; ps | wc -l"
+        # The workspace's own pids cgroup: its limit, and how many forks it has refused so far.
+        pids = "/sys/fs/cgroup/pids"
+        bomb = f"cat {pids}/pids.max {pids}/pids.events; b() {{ b | b & }}; b; sleep 2"
         result = await execute(stub, ws.id, script=bomb, timeout=8)
         assert result.end_reason in (pb.END_REASON_EXITED, pb.END_REASON_TIMED_OUT, pb.END_REASON_SIGNALED)
-        # The engine kept the container to its limit, and it is still usable after the bomb is killed.
-        after = await execute(stub, ws.id, script="echo alive", deadline=30)
-        assert after.stdout == b"alive\n"
+        assert result.stdout == b"64\nmax 0\n", result.stdout
+        assert b"can't fork" in result.stderr, result.stderr
+        # The kernel refused forks at the limit, and the workspace is usable once the bomb is killed.
+        after = await execute(stub, ws.id, script=f"echo alive; cat {pids}/pids.events", deadline=30)
+        alive, refused = after.stdout.decode().splitlines()
+        assert alive == "alive" and int(refused.removeprefix("max ")) > 0, after.stdout
         got = (await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id=ws.id))).workspace
         assert got.status == pb.WORKSPACE_STATUS_RUNNING
     finally:

@@ -128,10 +128,10 @@ async def test_unknown_workspace_is_not_found_for_every_rpc(stub):
         assert "ws_nope" in info.value.details()
 
 
-async def test_unknown_image_is_failed_precondition_naming_it(stub):
+async def test_image_not_on_the_engine_is_not_found_naming_it_and_never_pulled(stub):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.CreateWorkspace(pb.CreateWorkspaceRequest(image="firebox-no-such-image:v9"))
-    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert "firebox-no-such-image:v9" in info.value.details()
     assert "make images" in info.value.details() or "docker load" in info.value.details()
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 import pytest
 
 from executor_service.execution import EndReason, Execution, Finished, Output, shell_quote
 from firebox.common import errors
-from tests.integration.shell.conftest import OUTPUT_CAP, Env, collect
+from tests.integration.shell.conftest import KINDS, OUTPUT_CAP, Env, collect
 
 # Prints "gone" once the process whose pid is in $bg no longer runs (a zombie counts as gone),
 # waiting up to 2 s for a killed process to die, with builtins and sleep only; "no-pid" when $bg
@@ -59,14 +60,21 @@ async def test_binary_invalid_utf8_and_missing_final_newline_arrive_intact(env: 
 
 
 async def test_output_streams_while_the_command_runs(env: Env) -> None:
-    execution = await env.start("echo before; sleep 5; echo after")
+    execution = await env.start("echo before; sleep 30; echo after")
     await execution.close_input()
-    began = time.monotonic()
-    async for event in execution.events():
-        if isinstance(event, Output) and event.stdout:
-            assert event.stdout == b"before\n"
-            assert time.monotonic() - began < 4
-            break
+    first_output, finished = None, False
+
+    async def read_until_first_output() -> None:
+        nonlocal first_output, finished
+        async for event in execution.events():
+            if isinstance(event, Output) and event.stdout:
+                first_output = event.stdout
+                return
+            finished = finished or isinstance(event, Finished)
+
+    # Output held back to the end would arrive only after `sleep 30`, as `before` and `after` together.
+    await asyncio.wait_for(read_until_first_output(), 20)
+    assert first_output == b"before\n" and not finished
     await execution.cancel()
 
 
@@ -259,11 +267,24 @@ async def test_busy_session_refuses_a_second_command_at_once_naming_the_first(en
 
 
 async def test_different_sessions_run_in_parallel(env: Env) -> None:
+    # A rendezvous, not a stopwatch: each command marks that it runs, then waits (up to 20 s) for the
+    # other's mark. Run one after the other, the first would give up waiting and say "alone".
     a, b = await env.session(), await env.session()
-    began = time.monotonic()
-    results = await asyncio.gather(env.run("sleep 1; echo a", a), env.run("sleep 1; echo b", b))
-    assert [r.stdout for r in results] == [b"a\n", b"b\n"]
-    assert time.monotonic() - began < 1.9
+    tag = secrets.token_hex(4)
+
+    # Each bwrap session has a /tmp of its own; its sessions share /workspace.
+    place = "d=/workspace; " if env.kind == "bwrap" else "d=/tmp; "
+
+    def meet(me: str, other: str) -> str:
+        return (
+            f"{place}: > $d/.meet-{tag}-{me}; i=0; "
+            f"while [ ! -e $d/.meet-{tag}-{other} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; "
+            f"if [ -e $d/.meet-{tag}-{other} ]; then echo met; else echo alone; fi"
+        )
+
+    results = await asyncio.gather(env.run(meet("a", "b"), a), env.run(meet("b", "a"), b))
+    await env.run(f"{place}rm -f $d/.meet-{tag}-a $d/.meet-{tag}-b")
+    assert [r.stdout for r in results] == [b"met\n", b"met\n"], [r.stderr for r in results]
 
 
 async def test_sessionless_command_keeps_nothing(env: Env) -> None:
@@ -304,9 +325,10 @@ async def test_syntax_error_fails_the_command_and_keeps_the_session(env: Env) ->
     assert (await env.run("echo fine", sid)).stdout == b"fine\n"
 
 
+# Each bwrap session is its own sandbox, so another session cannot see its processes: the probe
+# below needs a shared process view, which the other kinds have.
+@pytest.mark.parametrize("env", [k for k in KINDS if k.values[0] != "bwrap"], indirect=True)
 async def test_closing_a_session_kills_what_it_started(env: Env) -> None:
-    if env.kind == "bwrap":
-        pytest.skip("each bwrap session is its own sandbox: another session cannot see its processes")
     sid = await env.session()
     await env.run("sleep 60 & echo $! > /tmp/closing-bg-$$", sid)
     probe = await env.session()

@@ -222,8 +222,9 @@ def _records(state: Path, kind: str) -> list[Any]:
 
 
 def _all_files(state: Path) -> Iterator[Path]:
+    """Every file under the services' config dirs: logs, the agent's SQLite database and its WAL."""
     for path in state.rglob("*"):
-        if path.is_file() and path.suffix in {".jsonl", ".log"}:
+        if path.is_file():
             yield path
 
 
@@ -321,7 +322,8 @@ def test_no_secret_reaches_any_log_file_or_console(session: Session) -> None:
     files = list(_all_files(session.state))
     names = {p.name for p in files}
     assert {"process-output.log"} <= names and any(n.startswith("executions-") for n in names)
+    assert any(n.endswith((".db", ".sqlite", ".sqlite3")) for n in names), sorted(names)
     for path in files:
-        text = path.read_text(errors="replace")
+        data = path.read_bytes()
         for secret in (AUTH_TOKEN, PROVIDER_KEY, DEPLOY_SECRET):
-            assert secret not in text, f"{secret[:6]}… found in {path.relative_to(session.state)}"
+            assert secret.encode() not in data, f"{secret[:6]}… found in {path.relative_to(session.state)}"

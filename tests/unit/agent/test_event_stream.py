@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_service.provider import MAX_EVENT_BYTES, _EventStream, _EventTooLarge
+from agent_service.providers.openai_chat import MAX_EVENT_BYTES, _EventStream, _EventTooLarge
 
 STREAM = (
     b'data: {"a":1}\n\n'

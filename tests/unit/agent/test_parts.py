@@ -6,7 +6,7 @@ import pytest
 
 from agent_service.config import load
 from agent_service.generation import provider_messages
-from agent_service.provider import _retry_after
+from agent_service.providers.base import retry_after as _retry_after
 from agent_service.toolloop import HeadTail, tool_result_text
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import InvalidArgument

@@ -9,7 +9,7 @@ import pytest
 
 from agent_service.store import SCHEMA_VERSION, SqliteStore
 from firebox.agent.v1 import agent_pb2
-from firebox.common.errors import InvalidArgument
+from firebox.common.errors import Aborted, InvalidArgument
 
 
 def _session(n: int) -> agent_pb2.Session:
@@ -114,4 +114,38 @@ async def test_deleting_a_session_deletes_its_messages_and_runs(tmp_path: Path):
     assert not await store.delete_session("ses-001")
     assert await store.list_messages("ses-001") == []
     assert await store.get_run("r1") is None
+    await store.close()
+
+
+async def test_clearing_a_conversation_keeps_the_session_and_refuses_while_a_run_is_recorded_running(
+    tmp_path: Path,
+):
+    store = await SqliteStore.open(tmp_path / "a.db")
+    session = _session(1)
+    session.settings.model = "m"
+    session.usage.total_tokens = 42
+    session.context_tokens = 900
+    await store.create_session(session)
+    other = _session(2)
+    await store.create_session(other)
+    for n in range(3):
+        await store.put_message("ses-001", agent_pb2.Message(id=f"m{n}"))
+    await store.put_message("ses-002", agent_pb2.Message(id="kept"))
+    await store.put_run(agent_pb2.Run(id="r1", session_id="ses-001", status=agent_pb2.RUN_STATUS_RUNNING))
+    await store.put_run(agent_pb2.Run(id="r2", session_id="ses-001", status=agent_pb2.RUN_STATUS_QUEUED))
+
+    with pytest.raises(Aborted, match="r1"):
+        await store.clear_conversation("ses-001", 5)
+    assert len(await store.list_messages("ses-001")) == 3  # nothing half-done
+
+    await store.put_run(agent_pb2.Run(id="r1", session_id="ses-001", status=agent_pb2.RUN_STATUS_CANCELLED))
+    assert await store.clear_conversation("ses-001", 5_000_000_000) == (3, 1)
+    cleared = await store.get_session("ses-001")
+    assert cleared is not None and cleared.message_count == 0
+    assert (cleared.settings.model, cleared.usage.total_tokens, cleared.context_tokens) == ("m", 42, 0)
+    assert cleared.update_time.seconds == 5
+    assert await store.get_run("r1") is None
+    assert await store.get_run("r2") is not None  # a queued run starts later, in the cleared session
+    assert [m.id for m in await store.list_messages("ses-002")] == ["kept"]
+    assert await store.clear_conversation("ses-404", 5) is None
     await store.close()

@@ -107,3 +107,16 @@ def test_without_a_terminal_the_call_is_denied_and_counted(capsys: pytest.Captur
 def test_requests_are_described_with_the_tool_for_named_tools() -> None:
     assert describe_request(shell_request("ls -la")) == "shell: ls -la"
     assert describe_request(tool_request()) == 'make_marker: {"name": "x"}'
+
+
+def test_a_write_outside_the_writable_paths_can_be_allowed_for_good() -> None:
+    request = shell_request("echo x > docs/a.md")
+    request.paths.append("/workspace/docs/a.md")
+    approver, asked = scripted("p")
+    answer = approver.answer(request)
+    assert answer == Answer(ag.APPROVAL_DECISION_APPROVE, always_allow_paths=True)
+    assert "[p]aths" in asked[0][0]
+    # Without paths in the request, "p" is no answer and the prompt does not offer it.
+    approver, asked = scripted("p", "y")
+    assert approver.answer(shell_request()) == Answer(ag.APPROVAL_DECISION_APPROVE)
+    assert "[p]aths" not in asked[0][0] and len(asked) == 2

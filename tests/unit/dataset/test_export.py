@@ -334,3 +334,37 @@ def test_cell_executions_join_the_latest_suggestion_made_before_them(tmp_path: P
         (["f2"], "e2", "edited"),
     ]
     assert summary.unmatched == {"executions": 1}
+
+
+def test_nothing_after_a_clear_joins_a_generation_or_suggestion_from_before_it(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _write(
+        logs / "generations-1.jsonl",
+        [_gen("g-old", 1, [("call-x", "shell", '{"command": "make"}')], session="s1")],
+    )
+    shown, cleared = FK.FEEDBACK_KIND_SUGGESTION_SHOWN, FK.FEEDBACK_KIND_SESSION_CLEARED
+    _write(
+        logs / "feedback-1.jsonl",
+        [
+            _fb("f-before", 5, shown, known_id="cell-1", session_id="s1", suggested_text="ls"),
+            _fb("clear", 10, cleared, session_id="s1", reason="cleared 2 messages and 1 runs"),
+            # After the clear: a suggestion with no generation of the new conversation to join.
+            _fb("f-after", 20, shown, known_id="cell-2", session_id="s1", suggested_text="pwd"),
+        ],
+    )
+    _write(
+        logs / "executions-1.jsonl",
+        [
+            _exe("e-before", 6, "ls", known="cell-1", session="s1"),
+            _exe("e-after", 21, "ls", known="cell-1", session="s1"),  # same cell, after the clear
+        ],
+    )
+    summary = export(logs, tmp_path / "out.jsonl")
+    examples = _examples(tmp_path / "out.jsonl")
+    assert sorted((e["ids"]["feedback_ids"], e["ids"]["execution_id"]) for e in examples) == [
+        ([], ""),  # call-x: never executed
+        (["f-before"], "e-before"),
+    ]
+    assert summary.skipped["no_conversation"] == 1
+    assert summary.unmatched["executions"] == 1

@@ -29,6 +29,9 @@ def _create(host_config: dict) -> bytes:
         ("GET", "/v1.41/volumes?filters=%7B%7D"),
         ("DELETE", "/v1.41/volumes/firebox-ws-1"),
         ("GET", "/v1.41/images/firebox-busybox:latest/json"),
+        ("POST", "/v1.41/containers/firebox-ws_1/attach?stdout=1&stderr=1&stream=1"),
+        ("POST", "/v1.41/containers/firebox-ws_1/pause"),
+        ("POST", "/v1.41/containers/firebox-ws_1/unpause"),
         ("POST", "/v1.41/images/create?fromImage=busybox&tag=latest"),
     ],
 )
@@ -43,7 +46,6 @@ def test_calls_the_executor_makes_pass(method: str, target: str) -> None:
         ("POST", "/v1.41/build"),
         ("PUT", "/v1.41/containers/abc/archive?path=/"),
         ("GET", "/v1.41/containers/abc/archive?path=/etc"),
-        ("POST", "/v1.41/containers/abc/attach"),
         ("POST", "/v1.41/networks/create"),
         ("POST", "/v1.41/swarm/init"),
         ("GET", "/v1.41/secrets"),

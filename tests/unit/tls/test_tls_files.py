@@ -4,6 +4,10 @@ flag and the path."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import grpc
@@ -73,13 +77,39 @@ def test_certificate_given_as_key_is_refused(certs: CertSet) -> None:
     assert caught.value.field == "--tls-key"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its mode")
-def test_unreadable_file_reports_permission(tmp_path: Path, certs: CertSet) -> None:
-    locked = tmp_path / "locked.pem"
-    locked.write_bytes(certs.server_cert.read_bytes())
-    locked.chmod(0)
-    with pytest.raises(InvalidArgument, match="permission denied"):
-        read_pem(locked, "--tls-cert", kind="certificate")
+def test_unreadable_file_reports_permission(certs: CertSet) -> None:
+    # Root reads any file whatever its mode, and CI runs as root: there the check runs in a process
+    # that dropped the capabilities that let root ignore a file's mode (the interpreter lives under
+    # /root, so another user could not even start it).
+    folder = Path(tempfile.mkdtemp(prefix="firebox-tls-"))
+    try:
+        folder.chmod(0o755)
+        locked = folder / "locked.pem"
+        locked.write_bytes(certs.server_cert.read_bytes())
+        locked.chmod(0)
+        probe = (
+            "from firebox.common.errors import InvalidArgument\n"
+            "from firebox.common.tls import read_pem\n"
+            "try:\n"
+            f"    read_pem({str(locked)!r}, '--tls-cert', kind='certificate')\n"
+            "except InvalidArgument as e:\n"
+            "    print(e)\n"
+        )
+        no_override = "-dac_override,-dac_read_search"
+        as_user = (
+            ["setpriv", "--bounding-set", no_override, "--inh-caps", no_override] if os.geteuid() == 0 else []
+        )
+        shown = subprocess.run(
+            [*as_user, sys.executable, "-c", probe],
+            cwd=Path(__file__).resolve().parents[3],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        assert "permission denied" in shown and str(locked) in shown
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_settings_decide_plaintext_tls_or_mutual() -> None:

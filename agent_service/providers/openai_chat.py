@@ -1,134 +1,61 @@
-"""The model provider: OpenAI-compatible chat completions, streamed, through the `openai` SDK.
+"""OpenAI chat completions, streamed, through the `openai` SDK: OpenAI, vLLM, Ollama, llama.cpp's
+server, LiteLLM and other OpenAI-compatible servers.
 
-Works with OpenAI, vLLM, Ollama, llama.cpp's server and LiteLLM. What servers differ on is
-tolerated here: usage asked for with `stream_options` and perhaps never sent (or the option
-refused, then asked again without it), `choices: null` chunks, tool-call fragments arriving by
-index, reasoning under `reasoning_content` or `reasoning`.
+What servers differ on is tolerated here: usage asked for with `stream_options` and perhaps never
+sent (or the option refused, then asked again without it), `choices: null` chunks, tool-call
+fragments arriving by index, reasoning under `reasoning_content` or `reasoning`, the output
+limit accepted as `max_tokens` or only as `max_completion_tokens` (the one refused is not sent
+again), SSE comments (`: ping`) between chunks, a body that ends without `[DONE]`. A server that
+refuses `tools` is a FAILED_PRECONDITION naming the server flag that turns tool calling on.
 
-There is one retry layer, this one (the SDK's own retries are off): 429, 5xx and connection
-errors are retried with exponential backoff and jitter, honouring `Retry-After`, but only while
-nothing has been streamed yet, so a retry never repeats output. Failures leave as
-`firebox.common.errors` carrying the provider's message.
+The request goes through the SDK (its client, headers, errors); the body is read here (see
+`_payloads`): measured, the SDK's SSE decoder and stream wrapper cost twice what this reader does
+per relayed token (docs/agent.md, "Agent relay"; bench.providers measures both paths).
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import json
-import random
 import ssl
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import httpx2
 import openai
 
-from firebox.common.errors import (
-    FailedPrecondition,
-    FireboxError,
-    InvalidArgument,
-    ResourceExhausted,
-    Unavailable,
+from agent_service.providers.base import (
+    FINISH_LENGTH,
+    MAX_ERROR_CHARS,
+    AttemptState,
+    Completion,
+    ContextLengthExceeded,
+    Failure,
+    ModelProvider,
+    ModelRequest,
+    ProviderEvent,
+    ProviderSettings,
+    ReasoningPiece,
+    StreamFailed,
+    TextPiece,
+    TokenCounts,
+    ToolCallBuilder,
+    overflow,
+    read_timeout,
+    refuses_field,
+    retry_after,
 )
+from firebox.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, Unavailable
 from firebox.common.logging import get_logger
 
-log = get_logger("firebox.agent.provider")
+log = get_logger("firebox.agent.provider.openai")
 
-# The most characters of a provider's error message carried into a status.
-_MAX_ERROR_CHARS = 2000
-
-
-class ContextLengthExceeded(InvalidArgument):
-    """The provider refused the request because it does not fit the model's context window."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("messages", f"the conversation does not fit the model's context window: {detail}")
-
-
-# Words providers use when a request is longer than the window (OpenAI, vLLM, llama.cpp, Ollama,
-# Anthropic through LiteLLM).
-_OVERFLOW_MARKERS = (
-    "context length",
-    "context_length",
-    "maximum context",
-    "context window",
-    "too many tokens",
-    "prompt is too long",
-    "exceeds the context",
-)
-
-
-@dataclass(frozen=True)
-class TextPiece:
-    """A piece of the answer's text."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class ReasoningPiece:
-    """A piece of the model's reasoning, when the server sends it."""
-
-    text: str
-
-
-@dataclass
-class AssembledToolCall:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass
-class TokenCounts:
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    total_tokens: int = 0
-
-
-@dataclass
-class Completion:
-    """The end of one model call: everything assembled, usage if the server sent it."""
-
-    text: str = ""
-    reasoning: str = ""
-    tool_calls: list[AssembledToolCall] = field(default_factory=list)
-    finish_reason: str = ""
-    usage: TokenCounts | None = None
-
-
-ProviderEvent = TextPiece | ReasoningPiece | Completion
-
-
-@dataclass(frozen=True)
-class ProviderSettings:
-    base_url: str = ""
-    api_key: str = ""
-    default_model: str = ""
-    idle_timeout: float = 60.0
-    connect_timeout: float = 10.0
-    retries: int = 3
-    retry_base_delay: float = 0.5
-    retry_max_delay: float = 30.0
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.base_url or self.api_key)
-
-
-class _ToolCallBuilder:
-    """Joins a tool call's fragments, which arrive keyed by index."""
-
-    def __init__(self) -> None:
-        self.id = ""
-        self.name = ""
-        self.arguments: list[str] = []
+# The two names of the output limit, in the order tried: `max_tokens` is what older and local
+# servers know (and what some silently ignore when given the other); OpenAI's reasoning models
+# refuse it and want `max_completion_tokens`.
+TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+# Keys of the shared conversation shape that are not chat-completions fields.
+_EXTENSION_KEYS = ("reasoning", "reasoning_signature")
 
 
 class _StreamEndedEarly(Exception):
@@ -137,6 +64,10 @@ class _StreamEndedEarly(Exception):
 
 class _EventTooLarge(Exception):
     """One server-sent event (or line) of the stream outgrew MAX_EVENT_BYTES."""
+
+
+class _ToolsRefused(Exception):
+    """The server refuses tool definitions (tool calling is off on it)."""
 
 
 # The largest server-sent event (or unfinished line) held while reading a stream: a chunk is a
@@ -160,17 +91,22 @@ def _http_client(timeout: httpx2.Timeout) -> httpx2.AsyncClient | None:
         return None
 
 
-class ModelProvider:
+class OpenAIChatProvider(ModelProvider):
     """Streams chat completions from one OpenAI-compatible endpoint."""
 
+    key_hint = "FIREBOX_PROVIDER_API_KEY / OPENAI_API_KEY"
+
     def __init__(self, settings: ProviderSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self._client: openai.AsyncOpenAI | None = None
         # Cleared for good once the server refuses `stream_options`.
         self._ask_for_usage = True
+        # Per model, the output-limit field the server accepts (learned from its refusals).
+        self._limit_field: dict[str, str] = {}
         if settings.configured:
-            # The read timeout is the idle timeout: it applies to every read of the stream.
-            timeout = httpx2.Timeout(settings.idle_timeout, connect=settings.connect_timeout)
+            # The read timeout backs the idle watch up (a silent socket); the watch is what ends
+            # a stream that sends keep-alives but no tokens.
+            timeout = httpx2.Timeout(read_timeout(settings), connect=settings.connect_timeout)
             self._client = openai.AsyncOpenAI(
                 base_url=settings.base_url or None,
                 # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
@@ -181,125 +117,83 @@ class ModelProvider:
             )
 
     @property
-    def configured(self) -> bool:
-        return self._client is not None
-
-    @property
     def target(self) -> str:
         return self.settings.base_url or "https://api.openai.com/v1"
-
-    def resolve_model(self, requested: str) -> str:
-        """The model to call: the one asked for, else the default; FAILED_PRECONDITION if neither."""
-        self.require_configured()
-        model = requested or self.settings.default_model
-        if not model:
-            raise FailedPrecondition(
-                "no model given and no default model configured: set --model or FIREBOX_MODEL, or the "
-                "session's settings.model"
-            )
-        return model
-
-    def require_configured(self) -> None:
-        if self._client is None:
-            raise FailedPrecondition(
-                "no model provider configured: set --provider-base-url (FIREBOX_PROVIDER_BASE_URL) for an "
-                "OpenAI-compatible server, or FIREBOX_PROVIDER_API_KEY / OPENAI_API_KEY for OpenAI"
-            )
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
 
-    async def stream(
-        self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]] | None = None
-    ) -> AsyncIterator[ProviderEvent]:
-        """Stream one model call: text and reasoning pieces as they come, then one Completion."""
-        self.require_configured()
-        attempt = 0
-        while True:
-            produced = False
-            try:
-                async for event in self._attempt(messages, model, tools):
-                    produced = True
-                    yield event
-                return
-            except openai.APIStatusError as exc:
-                if self._ask_for_usage and exc.status_code in (400, 422) and _mentions_stream_options(exc):
-                    log.warning("provider_refused_stream_options", status=exc.status_code)
-                    self._ask_for_usage = False
-                    continue
-                retryable = exc.status_code == 429 or exc.status_code >= 500
-                if produced or not retryable or attempt >= self.settings.retries:
-                    raise self._map_error(exc, attempt) from exc
-                delay = self._delay(attempt, _retry_after(exc.response.headers))
-            except openai.APIConnectionError as exc:
-                if produced or attempt >= self.settings.retries:
-                    raise self._map_error(exc, attempt) from exc
-                delay = self._delay(attempt, None)
-            except FireboxError:
-                raise
-            except (openai.APIError, json.JSONDecodeError, _StreamEndedEarly, _EventTooLarge) as exc:
-                raise self._map_error(exc, attempt) from exc
-            attempt += 1
-            log.info("provider_retry", attempt=attempt, delay_seconds=round(delay, 3))
-            await asyncio.sleep(delay)
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.settings.retry_max_delay)
-        backoff = min(self.settings.retry_base_delay * (2**attempt), self.settings.retry_max_delay)
-        # Full jitter between half and all of the backoff, so clients that failed together spread out.
-        return backoff * (0.5 + random.random() / 2)
-
-    async def _attempt(
-        self, messages: list[dict[str, Any]], model: str, tools: list[dict[str, Any]] | None
-    ) -> AsyncIterator[ProviderEvent]:
-        assert self._client is not None
-        kwargs: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
-        if tools:
-            kwargs["tools"] = tools
+    def _body(self, request: ModelRequest) -> dict[str, Any]:
+        messages = request.messages
+        if any(k in m for m in messages for k in _EXTENSION_KEYS):
+            messages = [{k: v for k, v in m.items() if k not in _EXTENSION_KEYS} for m in messages]
+        body: dict[str, Any] = {"model": request.model, "messages": messages, "stream": True}
+        if request.tools:
+            body["tools"] = request.tools
         if self._ask_for_usage:
-            kwargs["stream_options"] = {"include_usage": True}
+            body["stream_options"] = {"include_usage": True}
+        if request.max_output_tokens:
+            body[self._limit_field.get(request.model, TOKEN_LIMIT_FIELDS[0])] = request.max_output_tokens
+        return body
+
+    async def _attempt(self, request: ModelRequest, state: AttemptState) -> AsyncIterator[ProviderEvent]:
+        assert self._client is not None
+        body = self._body(request)
         # The SDK's low-level post: its request transformation walks every message through the
         # typed-dict machinery (tens of milliseconds for a long conversation). The request, its
-        # errors (an APIStatusError before any byte of the body) and retries-off are the SDK's;
-        # the body is read here, from the response's byte stream: the SDK's SSE decoder and
-        # stream wrapper cost twice what this does per token (docs/agent.md, "Agent relay").
-        stream = await self._client.post(
-            "/chat/completions",
-            cast_to=object,
-            body=kwargs,
-            stream=True,
-            stream_cls=openai.AsyncStream[object],
-        )
+        # errors (an APIStatusError before any byte of the body) and retries-off are the SDK's.
+        state.reading = True
+        try:
+            stream = await self._client.post(
+                "/chat/completions",
+                cast_to=object,
+                body=body,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
+        finally:
+            state.reading = False
         response = stream.response
         text: list[str] = []
         reasoning: list[str] = []
-        calls: dict[int, _ToolCallBuilder] = {}
+        calls = state.calls
         completion = Completion()
         finished = False
         try:
-            async for payloads in _payloads(response):
+            async for payloads in _payloads(response, state):
                 for payload in payloads:
                     chunk = _decode(payload, response.request)
                     if not isinstance(chunk, dict):
                         continue
                     usage = chunk.get("usage")
                     if isinstance(usage, dict):
+                        state.fed()
                         completion.usage = _counts(usage)
                     for choice in chunk.get("choices") or ():
                         delta = choice.get("delta")
                         if isinstance(delta, dict):
                             content = delta.get("content")
                             if content:
+                                state.piece()
+                                if state.over_limit:
+                                    break
                                 text.append(content)
                                 yield TextPiece(content)
                             thought = delta.get("reasoning_content") or delta.get("reasoning")
                             if isinstance(thought, str) and thought:
+                                state.piece()
+                                if state.over_limit:
+                                    break
                                 reasoning.append(thought)
                                 yield ReasoningPiece(thought)
                             for fragment in delta.get("tool_calls") or ():
-                                builder = calls.setdefault(fragment.get("index") or 0, _ToolCallBuilder())
+                                state.piece()
+                                if state.over_limit:
+                                    break
+                                builder = calls.get(fragment.get("index") or 0)
+                                if builder is None:
+                                    builder = calls[fragment.get("index") or 0] = ToolCallBuilder()
                                 builder.id = builder.id or (fragment.get("id") or "")
                                 function = fragment.get("function")
                                 if isinstance(function, dict):
@@ -307,63 +201,102 @@ class ModelProvider:
                                     if function.get("arguments"):
                                         builder.arguments.append(function["arguments"])
                         if choice.get("finish_reason"):
+                            state.fed()
                             completion.finish_reason = choice["finish_reason"]
                             finished = True
+                    if state.over_limit and not finished:
+                        # The server ignores the limit: stop reading where the limit would have
+                        # stopped it (the piece past it is not relayed).
+                        log.warning("provider_ignored_output_limit", limit=request.max_output_tokens)
+                        completion.finish_reason, finished = FINISH_LENGTH, True
+                        break
+                if state.over_limit:
+                    break
         finally:
             await response.aclose()
         if not finished:
             raise _StreamEndedEarly("the provider's stream ended before the model finished its answer")
         completion.text = "".join(text)
         completion.reasoning = "".join(reasoning)
-        completion.tool_calls = [
-            AssembledToolCall(
-                id=b.id or f"call_{index}_{int(time.time() * 1000)}",
-                name=b.name,
-                arguments="".join(b.arguments),
-            )
-            for index, b in sorted(calls.items())
-        ]
+        completion.tool_calls = state.open_tool_calls()
         yield completion
 
-    def _map_error(self, exc: BaseException, attempt: int) -> FireboxError:
-        tries = f" (after {attempt + 1} attempts)" if attempt else ""
+    def _failure(self, exc: Exception, request: ModelRequest, tries: str) -> Failure:
         if isinstance(exc, openai.APIStatusError):
             detail = _provider_message(exc)
             status = exc.status_code
+            text = f"{exc.message} {exc.body}".lower()
+            if status in (400, 422):
+                if self._ask_for_usage and ("stream_options" in text or "include_usage" in text):
+                    log.warning("provider_refused_stream_options", status=status)
+                    self._ask_for_usage = False
+                    return Failure(InvalidArgument("", detail), adjusted=True)
+                field = self._limit_field.get(request.model, TOKEN_LIMIT_FIELDS[0])
+                if request.max_output_tokens and (_param(exc) == field or refuses_field(text, field)):
+                    others = [f for f in TOKEN_LIMIT_FIELDS if f != field]
+                    if field == TOKEN_LIMIT_FIELDS[0] and others:
+                        log.warning("provider_refused_token_field", field=field, using=others[0])
+                        self._limit_field[request.model] = others[0]
+                        return Failure(InvalidArgument("", detail), adjusted=True)
+                if request.tools and _refuses_tools(text):
+                    return Failure(
+                        FailedPrecondition(
+                            f"the model server refused tool definitions (HTTP {status}): {detail}; the agent "
+                            "needs tool calling on: vLLM --enable-auto-tool-choice --tool-call-parser NAME, "
+                            "llama.cpp's server --jinja (docs/providers.md)"
+                        )
+                    )
             if status == 429:
-                return ResourceExhausted(f"model provider rate limit{tries}: {detail}")
-            if status >= 500:
-                return Unavailable(f"model provider unavailable (HTTP {status}){tries}: {detail}")
-            if status in (401, 403):
-                return FailedPrecondition(
-                    f"model provider refused the credentials (HTTP {status}): {detail}; check "
-                    "FIREBOX_PROVIDER_API_KEY / OPENAI_API_KEY"
+                return Failure(
+                    ResourceExhausted(f"model provider rate limit{tries}: {detail}"),
+                    retryable=True,
+                    retry_after=retry_after(exc.response.headers),
                 )
-            if status in (400, 413, 422) and any(m in detail.lower() for m in _OVERFLOW_MARKERS):
-                return ContextLengthExceeded(f"HTTP {status}: {detail}")
-            return InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}")
+            if status >= 500:
+                return Failure(
+                    Unavailable(f"model provider unavailable (HTTP {status}){tries}: {detail}"),
+                    retryable=True,
+                    retry_after=retry_after(exc.response.headers),
+                )
+            if status in (401, 403):
+                return Failure(
+                    FailedPrecondition(
+                        f"model provider refused the credentials (HTTP {status}): {detail}; check "
+                        f"{self.key_hint}"
+                    )
+                )
+            if status in (400, 413, 422) and overflow(detail):
+                return Failure(ContextLengthExceeded(f"HTTP {status}: {detail}"))
+            return Failure(
+                InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}")
+            )
         if isinstance(exc, openai.APITimeoutError):
-            return Unavailable(
-                f"model provider at {self.target} was silent for more than {self.settings.idle_timeout:g}s"
-                f"{tries}"
+            return Failure(
+                StreamFailed(f"model provider sent no tokens for {self.settings.idle_timeout:g} s{tries}"),
+                retryable=True,
             )
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc
-            return Unavailable(f"cannot reach the model provider at {self.target}{tries}: {cause}")
+            return Failure(
+                StreamFailed(f"cannot reach the model provider at {self.target}{tries}: {cause}"),
+                retryable=True,
+            )
+        if isinstance(exc, _StreamEndedEarly):
+            return Failure(StreamFailed(f"{exc}{tries}"), retryable=True)
         if isinstance(exc, json.JSONDecodeError):
-            return Unavailable(
-                f"model provider sent a malformed stream chunk: {exc.msg} in {exc.doc[:200]!r}"
+            return Failure(
+                StreamFailed(f"model provider sent a malformed stream chunk: {exc.msg} in {exc.doc[:200]!r}")
             )
-        if isinstance(exc, (_StreamEndedEarly, _EventTooLarge)):
-            return Unavailable(str(exc))
+        if isinstance(exc, _EventTooLarge):
+            return Failure(StreamFailed(str(exc)))
         if isinstance(exc, openai.APIError):
-            return Unavailable(
-                f"model provider reported an error mid-stream: {exc.message[:_MAX_ERROR_CHARS]}"
+            return Failure(
+                StreamFailed(f"model provider reported an error mid-stream: {exc.message[:MAX_ERROR_CHARS]}")
             )
-        return Unavailable(f"model provider call failed: {exc!r}")
+        return Failure(Unavailable(f"model provider call failed: {exc!r}"))
 
 
-async def _payloads(response: httpx2.Response) -> AsyncIterator[list[bytes]]:
+async def _payloads(response: httpx2.Response, state: AttemptState) -> AsyncIterator[list[bytes]]:
     """The data of a chat-completions event stream's events, a list per network read, until
     `[DONE]` or the body's end.
 
@@ -379,7 +312,15 @@ async def _payloads(response: httpx2.Response) -> AsyncIterator[list[bytes]]:
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     reads = response.aiter_raw() if encoding in ("", "identity") else response.aiter_bytes()
     try:
-        async for data in reads:
+        while True:
+            # Waiting on the server: the only time the idle watch may end the stream.
+            state.reading = True
+            try:
+                data = await anext(reads)
+            except StopAsyncIteration:
+                break
+            finally:
+                state.reading = False
             payloads = parser.feed(data)
             for n, payload in enumerate(payloads):
                 if payload.startswith(b"[DONE]"):
@@ -508,35 +449,21 @@ class _EventStream:
 def _provider_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"][:_MAX_ERROR_CHARS]
-    return exc.message[:_MAX_ERROR_CHARS]
+        return body["message"][:MAX_ERROR_CHARS]
+    return exc.message[:MAX_ERROR_CHARS]
 
 
-def _mentions_stream_options(exc: openai.APIStatusError) -> bool:
-    text = f"{exc.message} {exc.body}".lower()
-    return "stream_options" in text or "include_usage" in text
+def _param(exc: openai.APIStatusError) -> str:
+    """The request field an error names (OpenAI's `param`), if any."""
+    body = exc.body
+    return str(body.get("param") or "") if isinstance(body, dict) else ""
 
 
-def _retry_after(headers: httpx2.Headers) -> float | None:
-    """Seconds the server asked us to wait: retry-after-ms, retry-after as seconds or a date."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return float(millis) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(parsed.timestamp() - time.time(), 0.0)
+def _refuses_tools(text: str) -> bool:
+    return "tool" in text and (
+        any(w in text for w in ("--jinja", "auto-tool-choice", "tool_choice", "tool-call-parser"))
+        or refuses_field(text, "tools")
+    )
 
 
 def _counts(usage: dict[str, Any]) -> TokenCounts:

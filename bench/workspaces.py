@@ -1,0 +1,131 @@
+"""Workspace lifecycle benchmarks, each side by side with the raw docker SDK call in the same run:
+create-to-running for an unprepared stock image (scripts/build-stock-images.sh) against a bare
+create+start of the same image; pause + resume against the SDK's pause + unpause.
+
+    python -m bench.workspaces [--quick] [--out bench/results/workspaces.json]
+
+Starts its own executor process (docker backend, no warm pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.executor import IMAGE, ExecutorBench, summary_ms
+from bench.services import service
+from firebox.executor.v1 import executor_pb2 as pb
+
+REPO = Path(__file__).resolve().parents[1]
+IDLE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+
+
+def stock_image(kind: str) -> str:
+    """Build the stock-like images if missing (scripts/build-stock-images.sh) and name one."""
+    tag = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-stock-images.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return f"firebox-stock-{kind}:{tag}"
+
+
+class WorkspaceBench(ExecutorBench):
+    """The lifecycle figures against one executor."""
+
+    async def stock_create_to_running(self, image: str, n: int) -> dict[str, Any]:
+        """CreateWorkspace of an image made for nobody until RUNNING, against a raw SDK
+        create+start of the same image with the same idle entrypoint and no network (as a workspace); alternated, so drift hits
+        both alike."""
+        ours, raw = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            reply = await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=image))
+            ours.append(time.perf_counter() - t0)
+            await self.delete(reply.workspace.id)
+            t0 = time.perf_counter()
+            c = await asyncio.to_thread(
+                self.docker.containers.create, image, entrypoint=IDLE, init=True, network_mode="none"
+            )
+            await asyncio.to_thread(c.start)
+            raw.append(time.perf_counter() - t0)
+            await asyncio.to_thread(c.remove, force=True)
+        a, b = summary_ms(ours), summary_ms(raw)
+        return {
+            "image": image,
+            "firebox": a,
+            "docker_sdk": b,
+            "ratio_p50": round(a["p50_ms"] / b["p50_ms"], 3),
+        }
+
+    async def pause_resume(self, n: int) -> dict[str, Any]:
+        """PauseWorkspace + ResumeWorkspace of a workspace with an open session, against the raw
+        SDK pause + unpause of a plain container of the same image."""
+        ws = (await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=IMAGE))).workspace.id
+        await self.stub.CreateSession(pb.CreateSessionRequest(workspace_id=ws))
+        c = await asyncio.to_thread(
+            self.docker.containers.create, IMAGE, entrypoint=IDLE, init=True, network_mode="none"
+        )
+        await asyncio.to_thread(c.start)
+        ours, raw = [], []
+        try:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await self.stub.PauseWorkspace(pb.PauseWorkspaceRequest(workspace_id=ws))
+                await self.stub.ResumeWorkspace(pb.ResumeWorkspaceRequest(workspace_id=ws))
+                ours.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await asyncio.to_thread(c.pause)
+                await asyncio.to_thread(c.unpause)
+                raw.append(time.perf_counter() - t0)
+        finally:
+            await self.delete(ws)
+            await asyncio.to_thread(c.remove, force=True)
+        return _pair(ours, raw)
+
+
+def _pair(ours: list[float], raw: list[float]) -> dict[str, Any]:
+    a, b = summary_ms(ours), summary_ms(raw)
+    return {"firebox": a, "docker_sdk": b, "ratio_p50": round(a["p50_ms"] / b["p50_ms"], 3)}
+
+
+async def bench_workspaces(target: str, quick: bool) -> dict[str, Any]:
+    b = WorkspaceBench(target)
+    try:
+        n = 5 if quick else 15
+        results: dict[str, Any] = {"stock_create_to_running": {}}
+        for kind in ("busybox", "debian"):
+            image = await asyncio.to_thread(stock_image, kind)
+            results["stock_create_to_running"][kind] = await b.stock_create_to_running(image, n)
+        results["pause_resume"] = await b.pause_resume(n * 4)
+        return results
+    finally:
+        await b.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/workspaces.json"))
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="firebox-bench-ws-") as tmp,
+        service("firebox-executor", ["--backend", "docker", "--log-level", "warning"], Path(tmp)) as (
+            target,
+            _,
+        ),
+    ):
+        results = asyncio.run(bench_workspaces(target, args.quick))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
