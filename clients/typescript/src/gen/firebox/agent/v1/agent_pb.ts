@@ -296,7 +296,7 @@ export type SessionSettings = Message$1<"firebox.agent.v1.SessionSettings"> & {
    * MCP servers of this session, by name, in the mcp.json shape ({"mcpServers": {...}} in
    * proto-JSON). Only stdio servers (command, args, env): they run inside the session's workspace,
    * through the executor, never on the agent's host. Names are letters, digits, '-' and '_'
-   * (no "__"), and may not repeat the operator's servers.
+   * (no "__", not ending in '_'), and may not repeat the operator's servers.
    *
    * @generated from field: map<string, firebox.agent.v1.McpServer> mcp_servers = 16;
    */
