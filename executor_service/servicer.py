@@ -273,6 +273,8 @@ class _InputQueue:
         self._changed.set()
         if self._task is None:
             self._task = asyncio.create_task(self._write())
+            # Its failure (the program went away under it) is the execution's to report.
+            self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def close(self) -> None:
         if self._closed:
@@ -659,6 +661,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         """A follower's later requests (ExecuteRequest or AttachExecutionRequest: the same later
         fields): only the writer's act; one from a read-only follower fails its call. Input
         ends only with close_input."""
+        inbox: _InputQueue | None = None
         try:
             async for request in request_iterator:
                 acts = (
@@ -669,23 +672,30 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 execution = bg.require_writer(attachment)
                 if execution is None:
                     continue  # it has ended: input after the end is dropped
+                if inbox is None:
+                    inbox = _InputQueue(execution)
                 if request.input_data:
                     if recorder is not None:
                         recorder.input_bytes += len(request.input_data)
-                    await execution.write_input(request.input_data)
+                    await inbox.put(request.input_data)
                 if request.close_input:
-                    await execution.close_input()
+                    await inbox.close()
                 if request.HasField("winsize"):
                     await execution.resize(request.winsize.rows, request.winsize.cols)
                 if request.stop != pb.STOP_SIGNAL_UNSPECIFIED:
                     await execution.stop(kill=request.stop == pb.STOP_SIGNAL_KILL)
             # The stream's end is no end of input here: a client that goes away ends its stream
             # the way a half-close does, and the command is meant to outlive it.
+            # Until the follow ends (the input queue keeps writing meanwhile).
+            await asyncio.Event().wait()
         except (errors.FireboxError, asyncio.CancelledError):
             raise
         except Exception as exc:  # the client went away mid-read: following ends with the call
             log.debug("attach_requests_ended", execution_id=bg.id, error=repr(exc))
-        await asyncio.Event().wait()  # the request stream's end is not the follower's end
+            await asyncio.Event().wait()
+        finally:
+            if inbox is not None:
+                inbox.cancel()
 
     # ---- background executions ----
 

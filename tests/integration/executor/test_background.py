@@ -159,3 +159,16 @@ async def test_a_restarted_executor_reports_background_executions_as_ended(tmp_p
             assert info.end_reason == pb.END_REASON_SHUTDOWN and info.message
             final = await Attached(stub, execution_id).finish()
             assert final.end_reason == pb.END_REASON_SHUTDOWN
+
+
+async def test_a_background_terminal_is_resized_and_typed_at_through_attach(stub, workspace):
+    script = "echo ready; read line; stty size; echo got-$line"
+    live, execution_id = await start_background(stub, workspace.id, script, tty=True)
+    await live.read_until_output(b"ready")
+    live.call.cancel()
+    attached = Attached(stub, execution_id)
+    await attached.read_until(b"ready")
+    attached.send(winsize=pb.Winsize(rows=17, cols=61))
+    attached.send(input_data=b"typed\r")
+    final = await attached.finish()
+    assert b"17 61\r\ngot-typed" in attached.stdout and final.exit_code.value == 0
