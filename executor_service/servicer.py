@@ -290,6 +290,15 @@ class _InputQueue:
         if self._task is not None:
             await self._task
 
+    async def drained_soon(self, seconds: float = 5.0) -> None:
+        """Until what is queued has been written (bounded: a program may never read it)."""
+        while self._items and self._task is not None and not self._task.done():
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), seconds)
+            except TimeoutError:
+                return
+
     def cancel(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -614,12 +623,13 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     await asyncio.wait(
                         [step, pump], timeout=STARTED_HOLD_SECONDS, return_when=asyncio.FIRST_COMPLETED
                     )
-                    if not step.done() and not pump.done():
+                    if not step.done():
                         yield pb.ExecuteResponse(execution_id=bg.id, pid=bg.pid, output_offset=after_offset)
                         first = False
                 await asyncio.wait([step, pump], return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
-                    # The requests failed (a read-only client wrote): that ends this attach.
+                    # The requests failed (a read-only client wrote), or the Execute that started
+                    # it half-closed: either ends this follow.
                     step.cancel()
                     pump.result()
                     await asyncio.wait([step])
@@ -685,7 +695,14 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 if request.stop != pb.STOP_SIGNAL_UNSPECIFIED:
                     await execution.stop(kill=request.stop == pb.STOP_SIGNAL_KILL)
             # The stream's end is no end of input here: a client that goes away ends its stream
-            # the way a half-close does, and the command is meant to outlive it.
+            # the way a half-close does, and the command is meant to outlive it. Its queued input
+            # still goes in.
+            if inbox is not None:
+                await inbox.drained_soon()
+            if recorder is not None:
+                # The Execute that started it half-closed (grpcurl does at once): it has its
+                # execution id, and the execution runs on. Attaching is how to follow it.
+                return
             # Until the follow ends (the input queue keeps writing meanwhile).
             await asyncio.Event().wait()
         except (errors.FireboxError, asyncio.CancelledError):
