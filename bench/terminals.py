@@ -75,9 +75,9 @@ class TerminalBench:
         """`mib` MiB in 1 MiB input_data messages into a session command writing a file."""
         session = await self.b.session(workspace_id)
         script = (
-            f"stty raw -echo; echo ready; head -c {mib * MIB} > /tmp/in; wc -c < /tmp/in"
+            f"stty raw -echo; echo ready; head -c {mib * MIB} > /workspace/in; wc -c < /workspace/in; rm -f /workspace/in"
             if tty
-            else "cat > /tmp/in; wc -c < /tmp/in"
+            else "cat > /workspace/in; wc -c < /workspace/in; rm -f /workspace/in"
         )
         stream = _Stream(
             self.stub.Execute,

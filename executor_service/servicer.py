@@ -289,6 +289,8 @@ class _InputQueue:
         self._changed.set()
         if self._task is None:
             self._task = asyncio.create_task(self._write())
+            # Its failure (the program went away under it) is the execution's to report.
+            self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def close(self) -> None:
         if self._closed:
@@ -303,6 +305,15 @@ class _InputQueue:
     async def drained(self) -> None:
         if self._task is not None:
             await self._task
+
+    async def drained_soon(self, seconds: float = 5.0) -> None:
+        """Until what is queued has been written (bounded: a program may never read it)."""
+        while self._items and self._task is not None and not self._task.done():
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), seconds)
+            except TimeoutError:
+                return
 
     def cancel(self) -> None:
         if self._task is not None:
@@ -681,12 +692,13 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     await asyncio.wait(
                         [step, pump], timeout=STARTED_HOLD_SECONDS, return_when=asyncio.FIRST_COMPLETED
                     )
-                    if not step.done() and not pump.done():
+                    if not step.done():
                         yield pb.ExecuteResponse(execution_id=bg.id, pid=bg.pid, output_offset=after_offset)
                         first = False
                 await asyncio.wait([step, pump], return_when=asyncio.FIRST_COMPLETED)
                 if not step.done():
-                    # The requests failed (a read-only client wrote): that ends this attach.
+                    # The requests failed (a read-only client wrote), or the Execute that started
+                    # it half-closed: either ends this follow.
                     step.cancel()
                     pump.result()
                     await asyncio.wait([step])
@@ -728,6 +740,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         """A follower's later requests (ExecuteRequest or AttachExecutionRequest: the same later
         fields): only the writer's act; one from a read-only follower fails its call. Input
         ends only with close_input."""
+        inbox: _InputQueue | None = None
         try:
             async for request in request_iterator:
                 acts = (
@@ -738,23 +751,37 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 execution = bg.require_writer(attachment)
                 if execution is None:
                     continue  # it has ended: input after the end is dropped
+                if inbox is None:
+                    inbox = _InputQueue(execution)
                 if request.input_data:
                     if recorder is not None:
                         recorder.input_bytes += len(request.input_data)
-                    await execution.write_input(request.input_data)
+                    await inbox.put(request.input_data)
                 if request.close_input:
-                    await execution.close_input()
+                    await inbox.close()
                 if request.HasField("winsize"):
                     await execution.resize(request.winsize.rows, request.winsize.cols)
                 if request.stop != pb.STOP_SIGNAL_UNSPECIFIED:
                     await execution.stop(kill=request.stop == pb.STOP_SIGNAL_KILL)
             # The stream's end is no end of input here: a client that goes away ends its stream
-            # the way a half-close does, and the command is meant to outlive it.
+            # the way a half-close does, and the command is meant to outlive it. Its queued input
+            # still goes in.
+            if inbox is not None:
+                await inbox.drained_soon()
+            if recorder is not None:
+                # The Execute that started it half-closed (grpcurl does at once): it has its
+                # execution id, and the execution runs on. Attaching is how to follow it.
+                return
+            # Until the follow ends (the input queue keeps writing meanwhile).
+            await asyncio.Event().wait()
         except (errors.FireboxError, asyncio.CancelledError):
             raise
         except Exception as exc:  # the client went away mid-read: following ends with the call
             log.debug("attach_requests_ended", execution_id=bg.id, error=repr(exc))
-        await asyncio.Event().wait()  # the request stream's end is not the follower's end
+            await asyncio.Event().wait()
+        finally:
+            if inbox is not None:
+                inbox.cancel()
 
     # ---- background executions ----
 

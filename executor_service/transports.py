@@ -225,12 +225,12 @@ class FifoTransport:
     so output nobody is reading yet leaves the loop idle and blocks the writer (backpressure)."""
 
     def __init__(
-        self, directory: Path, fds: dict[str, int], attach: DockerExecTransport, container_dir: str
+        self, directory: Path, fds: dict[str, int], attach: DockerExecTransport, container_dir: str = ""
     ) -> None:
         self.directory = directory
         self._in, self._out, self._err, self._data = fds["in"], fds["out"], fds["err"], fds["data"]
-        # The data FIFO as the container sees it, and how much it holds.
-        self.data_path = f"{container_dir}/data"
+        # The data FIFO as the container sees it (None: not told), and how much it holds.
+        self.data_path: str | None = f"{container_dir}/data" if container_dir else None
         self.data_chunk = _pipe_size(self._data)
         self._attach = attach
         self._exited = False

@@ -375,3 +375,27 @@ async def test_a_process_tool_with_an_unknown_session_id_tells_the_model(stub, f
     events = await collect(_send(stub, session.id))
     finished = [e.tool_call_finished for e in events if e.HasField("tool_call_finished")]
     assert finished[0].result.startswith("[error:") and "ex_nope" in finished[0].result
+
+
+async def test_terminal_and_background_executions_go_through_the_agents_execute(stub, workspace, executor):
+    on_tty = await _execute(
+        stub, workspace, "stty size", tty=True, winsize=executor_pb2.Winsize(rows=31, cols=99)
+    )
+    assert b"".join(r.stdout_data for r in on_tty) == b"31 99\r\n"
+    call = stub.Execute()
+    await call.write(
+        executor_pb2.ExecuteRequest(workspace_id=workspace, script="echo up; sleep 300", background=True)
+    )
+    first = await call.read()
+    call.cancel()  # the client (and the agent's call) go away; the execution runs on
+    await asyncio.sleep(0.5)
+    listed = await executor_stub(executor).ListExecutions(
+        executor_pb2.ListExecutionsRequest(workspace_id=workspace)
+    )
+    info = next(e for e in listed.executions if e.execution_id == first.execution_id)
+    assert info.state == executor_pb2.EXECUTION_STATE_RUNNING
+    await executor_stub(executor).StopExecution(
+        executor_pb2.StopExecutionRequest(
+            execution_id=first.execution_id, signal=executor_pb2.STOP_SIGNAL_KILL
+        )
+    )

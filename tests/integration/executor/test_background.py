@@ -12,7 +12,7 @@ import pytest
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 from tests.support.attach import Attached
-from tests.support.executor_client import LiveExecution, first_request
+from tests.support.executor_client import LiveExecution, execute, first_request
 from tests.support.executor_server import running_executor_handle
 
 pytestmark = pytest.mark.docker
@@ -159,3 +159,26 @@ async def test_a_restarted_executor_reports_background_executions_as_ended(tmp_p
             assert info.end_reason == pb.END_REASON_SHUTDOWN and info.message
             final = await Attached(stub, execution_id).finish()
             assert final.end_reason == pb.END_REASON_SHUTDOWN
+
+
+async def test_a_background_terminal_is_resized_and_typed_at_through_attach(stub, workspace):
+    script = "echo ready; read line; stty size; echo got-$line"
+    live, execution_id = await start_background(stub, workspace.id, script, tty=True)
+    await live.read_until_output(b"ready")
+    live.call.cancel()
+    attached = Attached(stub, execution_id)
+    await attached.read_until(b"ready")
+    attached.send(winsize=pb.Winsize(rows=17, cols=61))
+    attached.send(input_data=b"typed\r")
+    final = await attached.finish()
+    assert b"17 61\r\ngot-typed" in attached.stdout and final.exit_code.value == 0
+
+
+async def test_a_half_closed_background_execute_returns_its_id_at_once_and_the_program_runs_on(
+    stub, workspace
+):
+    # grpcurl -d '{..., "background": true}' sends its message and half-closes at once.
+    result = await execute(stub, workspace.id, script="sleep 1; echo late", background=True)
+    assert len(result.responses) == 1 and result.first.execution_id.startswith("ex_") and result.first.pid > 0
+    final = await Attached(stub, result.first.execution_id).finish()
+    assert final.exit_code.value == 0
