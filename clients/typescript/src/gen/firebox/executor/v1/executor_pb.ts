@@ -1043,9 +1043,10 @@ export type ExecuteRequest = Message<"firebox.executor.v1.ExecuteRequest"> & {
    * First message only: keep running when this stream ends (even if the client goes away). Its
    * output is kept in a bounded buffer (the executor's --execution-buffer-bytes; what no longer
    * fits is counted in ExecutionInfo.dropped_bytes) for AttachExecution, ListExecutions lists
-   * it, and it has no default timeout. This stream works like an AttachExecution from offset 0;
-   * its end (a half-close, or the client going away) leaves the program running with its input
-   * open: only close_input ends its input.
+   * it, and it has no default timeout. This stream works like an AttachExecution from offset 0
+   * (its first message carries execution_id and pid) until the client half-closes it (grpcurl
+   * does at once) or goes away; then it ends and the program runs on, its input open: only
+   * close_input ends its input.
    *
    * @generated from field: bool background = 25;
    */
