@@ -17,7 +17,7 @@ from agent_service.provider import ModelProvider, ProviderSettings
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
 from agent_service.skills import ensure_skills
-from agent_service.store import SqliteStore, Store
+from agent_service.store import Store, open_store, redact_url
 from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging
@@ -69,7 +69,7 @@ async def start_agent(config: AgentConfig) -> Agent:
     )
     if executor_tls is not None:
         executor_tls.credentials()  # read the files now: a bad one stops start-up
-    store = await SqliteStore.open(config.database_path)
+    store = await open_store(config.store_url)
     interrupted = await store.interrupt_unfinished(_now_ns())
     if interrupted:
         log.warning("runs_interrupted_by_restart", count=len(interrupted), run_ids=interrupted[:20])
@@ -145,7 +145,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         executor_tls=executor_tls is not None,
         provider=provider.target if provider.configured else "(none)",
         model=config.model or "(none)",
-        database=str(config.database_path),
+        database=redact_url(config.store_url),
         training_log=config.training_log,
     )
     return Agent(config, running, store, runs, provider, executor, training_log, loop)

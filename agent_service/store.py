@@ -1,8 +1,10 @@
-"""Where sessions, messages and runs are kept: an interface, and SQLite behind it.
+"""Where sessions, messages, runs and run events are kept: an interface, SQLite behind it by
+default, PostgreSQL (agent_service/pg_store.py) when several agent replicas share one database.
 
-Records are the agent's proto messages (Session, Message, Run), stored as serialized blobs next
-to the few columns queries need, so a field added to a proto needs no migration. The schema
-version lives in `PRAGMA user_version`; `_MIGRATIONS` takes an older file forward.
+Records are the agent's proto messages (Session, Message, Run, RunEvent), stored as serialized
+blobs next to the few columns queries need, so a field added to a proto needs no migration. The
+schema is defined once in agent_service/schema.py; SQLite keeps its version in
+`PRAGMA user_version` and is taken forward in place when an older agent's file is opened.
 
 SQLite calls block, so every call runs on one dedicated thread that owns the connection; the
 event loop only awaits. One thread also serializes writes, which SQLite wants anyway.
@@ -15,54 +17,16 @@ import asyncio
 import base64
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from agent_service.schema import SCHEMA_VERSION, Table, migration
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import InvalidArgument
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 2
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE sessions (
-        id TEXT PRIMARY KEY,
-        create_ns INTEGER NOT NULL,
-        data BLOB NOT NULL
-    );
-    CREATE INDEX sessions_by_time ON sessions (create_ns DESC, id DESC);
-    CREATE TABLE messages (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-        status INTEGER NOT NULL,
-        data BLOB NOT NULL
-    );
-    CREATE INDEX messages_by_session ON messages (session_id, seq);
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-        create_ns INTEGER NOT NULL,
-        status INTEGER NOT NULL,
-        data BLOB NOT NULL
-    );
-    CREATE INDEX runs_by_session ON runs (session_id, create_ns DESC, id DESC);
-    """,
-    # Which executor replica owns each workspace the agent has routed (by instance id, which
-    # survives a replica's restart; the address is where it was last seen).
-    2: """
-    CREATE TABLE workspace_owners (
-        workspace_id TEXT PRIMARY KEY,
-        instance_id TEXT NOT NULL,
-        address TEXT NOT NULL,
-        update_ns INTEGER NOT NULL
-    );
-    """,
-}
 
 # Run states that mean "was going on" when the agent stopped.
 _LIVE_RUN_STATES = (agent_pb2.RUN_STATUS_RUNNING, agent_pb2.RUN_STATUS_QUEUED)
@@ -153,7 +117,52 @@ class Store(abc.ABC):
     async def delete_workspace_owner(self, workspace_id: str) -> None: ...
 
     @abc.abstractmethod
+    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
+        """Record events of a run; an index recorded before is an error (never a silent repeat)."""
+
+    @abc.abstractmethod
+    async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
+        """At most `limit` recorded events of the run with an index above `after_index`, in order."""
+
+    # -- whole-table copying, for `firebox-agent migrate` ----------------------------------
+
+    @abc.abstractmethod
+    async def export_page(self, table: Table, after: tuple[object, ...] | None, limit: int) -> list[tuple]:
+        """Rows of `table` (its copied columns) with a key above `after`, in key order."""
+
+    @abc.abstractmethod
+    async def import_rows(self, table: Table, rows: Sequence[tuple]) -> None:
+        """Insert rows exported from another store, keys and all, in one transaction."""
+
+    @abc.abstractmethod
+    async def count_rows(self, table: Table) -> int: ...
+
+    @abc.abstractmethod
     async def close(self) -> None: ...
+
+
+async def open_store(url: str) -> Store:
+    """The store a database URL names: `sqlite:///PATH` (PATH as written after `sqlite://`, so
+    `sqlite:///tmp/a.db` is /tmp/a.db) or `postgresql://…` (libpq's URL form)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from agent_service.pg_store import PostgresStore
+
+        return await PostgresStore.open(url)
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://") :]
+        if not path:
+            raise InvalidArgument("database_url", "sqlite:// needs a path, e.g. sqlite:///var/lib/agent.db")
+        return await SqliteStore.open(Path(path))
+    raise InvalidArgument("database_url", "expected sqlite:///PATH or postgresql://…")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 class SqliteStore(Store):
@@ -192,9 +201,8 @@ class SqliteStore(Store):
         for target in range(version + 1, SCHEMA_VERSION + 1):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in migration(target, "sqlite"):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={target}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -299,7 +307,19 @@ class SqliteStore(Store):
 
     async def delete_session(self, session_id: str) -> bool:
         def delete() -> bool:
-            return self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE session_id = ?)",
+                    (session_id,),
+                )
+                deleted = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+                db.execute("COMMIT")
+                return deleted
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
         return await self._call(delete)
 
@@ -466,6 +486,62 @@ class SqliteStore(Store):
         await self._call(
             lambda: self._db.execute("DELETE FROM workspace_owners WHERE workspace_id = ?", (workspace_id,))
         )
+
+    # -- events --------------------------------------------------------------------------
+
+    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
+        rows = [(run_id, event.index, event.SerializeToString()) for event in events]
+
+        def append() -> None:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT INTO events (run_id, idx, data) VALUES (?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._call(append)
+
+    async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
+        rows = await self._call(
+            lambda: self._db.execute(
+                "SELECT data FROM events WHERE run_id = ? AND idx > ? ORDER BY idx LIMIT ?",
+                (run_id, after_index, limit),
+            ).fetchall()
+        )
+        return [agent_pb2.RunEvent.FromString(row[0]) for row in rows]
+
+    # -- copying ---------------------------------------------------------------------------
+
+    async def export_page(self, table: Table, after: tuple[object, ...] | None, limit: int) -> list[tuple]:
+        columns, key = ", ".join(table.columns), ", ".join(table.key)
+        where = f"WHERE ({key}) > ({', '.join('?' for _ in table.key)}) " if after is not None else ""
+        sql = f"SELECT {columns} FROM {table.name} {where}ORDER BY {key} LIMIT ?"
+        args = (*(after or ()), limit)
+        return await self._call(lambda: [tuple(row) for row in self._db.execute(sql, args).fetchall()])
+
+    async def import_rows(self, table: Table, rows: Sequence[tuple]) -> None:
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(table.columns)}) "
+            f"VALUES ({', '.join('?' for _ in table.columns)})"
+        )
+
+        def insert() -> None:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(sql, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._call(insert)
+
+    async def count_rows(self, table: Table) -> int:
+        return await self._call(lambda: self._db.execute(f"SELECT COUNT(*) FROM {table.name}").fetchone()[0])
 
     async def close(self) -> None:
         def close() -> None:

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the virtual environment: a Docker engine that answers,
-# bubblewrap, and the locally built workspace image. Installs and starts what is missing (as root).
+# bubblewrap, PostgreSQL's server binaries (the store tests start their own throwaway cluster
+# with initdb/pg_ctl; nothing is started here), and the locally built workspace image. Installs
+# and starts what is missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test-env: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

@@ -34,6 +34,7 @@ async def test_a_version_1_database_is_migrated_keeping_its_sessions(tmp_path: P
     await store.close()
     conn = sqlite3.connect(tmp_path / "a.db")
     conn.execute("DROP TABLE workspace_owners")
+    conn.execute("DROP TABLE events")  # added by version 3
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()

@@ -1,0 +1,358 @@
+"""The Store in PostgreSQL, for several agent replicas sharing one database.
+
+psycopg 3's async connections from a bounded psycopg_pool pool; every statement awaits on the
+event loop (no threads). The schema is agent_service/schema.py, rendered for PostgreSQL; its
+version lives in `firebox_schema_version`, and migrations run in one transaction under a
+transaction-scoped advisory lock, so replicas starting together apply each step exactly once
+(the others wait on the lock, then find nothing left to do). DDL is transactional here, so a
+failed step leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from agent_service.schema import SCHEMA_VERSION, Table, migration
+from agent_service.store import _LIVE_RUN_STATES, Store, decode_page_token, encode_page_token, redact_url
+from firebox.agent.v1 import agent_pb2
+from firebox.common.errors import Unavailable
+
+# pg_advisory_xact_lock key of schema migrations: any fixed 64-bit number other tools won't use.
+MIGRATION_LOCK_KEY = 0x46697265626F78  # "Firebox"
+# Connections one replica holds at most; a call waits for a free one up to POOL_TIMEOUT seconds.
+POOL_MAX_SIZE = 10
+POOL_TIMEOUT = 30.0
+
+
+class PostgresStore(Store):
+    """The Store in a PostgreSQL database reached by a libpq URL."""
+
+    def __init__(self, url: str, pool: AsyncConnectionPool) -> None:
+        self.url = url
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, max_size: int = POOL_MAX_SIZE) -> PostgresStore:
+        pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            timeout=POOL_TIMEOUT,
+            kwargs={"autocommit": True},
+            open=False,
+            name="firebox-agent",
+        )
+        try:
+            await pool.open(wait=True, timeout=POOL_TIMEOUT)
+        except psycopg.OperationalError as exc:
+            await pool.close()
+            raise Unavailable(f"PostgreSQL at {redact_url(url)} is not reachable: {exc}") from exc
+        except BaseException:
+            await pool.close()
+            raise
+        store = cls(url, pool)
+        try:
+            await store._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            await conn.execute("CREATE TABLE IF NOT EXISTS firebox_schema_version (version INTEGER NOT NULL)")
+            row = await (await conn.execute("SELECT version FROM firebox_schema_version")).fetchone()
+            version = row[0] if row else 0
+            if row is None:
+                await conn.execute("INSERT INTO firebox_schema_version (version) VALUES (0)")
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"the database has schema version {version}, newer than this agent's {SCHEMA_VERSION}"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in migration(target, "postgresql"):
+                    await conn.execute(statement)  # type: ignore[arg-type]
+            await conn.execute("UPDATE firebox_schema_version SET version = %s", (SCHEMA_VERSION,))
+
+    async def schema_version(self) -> int:
+        row = await self._one("SELECT version FROM firebox_schema_version")
+        return int(row[0]) if row else 0
+
+    async def _one(self, sql: str, args: Sequence[object] = ()) -> tuple | None:
+        async with self._pool.connection() as conn:
+            return await (await conn.execute(sql, args)).fetchone()  # type: ignore[arg-type]
+
+    async def _all(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
+        async with self._pool.connection() as conn:
+            return await (await conn.execute(sql, args)).fetchall()  # type: ignore[arg-type]
+
+    async def _run(self, sql: str, args: Sequence[object] = ()) -> int:
+        async with self._pool.connection() as conn:
+            return (await conn.execute(sql, args)).rowcount  # type: ignore[arg-type]
+
+    # -- sessions --------------------------------------------------------------------------
+
+    _SESSION_COLUMNS = (
+        "s.id, s.create_ns, s.data, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id)"
+    )
+
+    @staticmethod
+    def _session(row: tuple) -> agent_pb2.Session:
+        session = agent_pb2.Session.FromString(row[2])
+        session.message_count = row[3]
+        return session
+
+    async def create_session(self, session: agent_pb2.Session) -> None:
+        await self._run(
+            "INSERT INTO sessions (id, create_ns, data) VALUES (%s, %s, %s)",
+            (session.id, session.create_time.ToNanoseconds(), session.SerializeToString()),
+        )
+
+    async def get_session(self, session_id: str) -> agent_pb2.Session | None:
+        row = await self._one(
+            f"SELECT {self._SESSION_COLUMNS} FROM sessions s WHERE s.id = %s", (session_id,)
+        )
+        return self._session(row) if row else None
+
+    async def update_session(self, session: agent_pb2.Session) -> None:
+        stored = agent_pb2.Session()
+        stored.CopyFrom(session)
+        stored.ClearField("active_run_id")
+        stored.message_count = 0
+        await self._run(
+            "UPDATE sessions SET data = %s WHERE id = %s", (stored.SerializeToString(), session.id)
+        )
+
+    async def add_usage(
+        self, session_id: str, usage: agent_pb2.Usage, context_tokens: int | None = None
+    ) -> agent_pb2.Usage:
+        async with self._pool.connection() as conn, conn.transaction():
+            # FOR UPDATE: replicas adding usage to one session at once queue here instead of
+            # each reading the old total and one of the additions being lost.
+            row = await (
+                await conn.execute("SELECT data FROM sessions WHERE id = %s FOR UPDATE", (session_id,))
+            ).fetchone()
+            if row is None:
+                return agent_pb2.Usage()
+            session = agent_pb2.Session.FromString(row[0])
+            total = session.usage
+            total.input_tokens += usage.input_tokens
+            total.cached_input_tokens += usage.cached_input_tokens
+            total.output_tokens += usage.output_tokens
+            total.reasoning_tokens += usage.reasoning_tokens
+            total.total_tokens += usage.total_tokens
+            if context_tokens is not None:
+                session.context_tokens = context_tokens
+            await conn.execute(
+                "UPDATE sessions SET data = %s WHERE id = %s", (session.SerializeToString(), session_id)
+            )
+        result = agent_pb2.Usage()
+        result.CopyFrom(total)
+        return result
+
+    async def list_sessions(self, page_size: int, page_token: str) -> tuple[list[agent_pb2.Session], str]:
+        cursor = decode_page_token(page_token) if page_token else None
+        if cursor is None:
+            rows = await self._all(
+                f"SELECT {self._SESSION_COLUMNS} FROM sessions s ORDER BY s.create_ns DESC, s.id DESC LIMIT %s",
+                (page_size + 1,),
+            )
+        else:
+            rows = await self._all(
+                f"SELECT {self._SESSION_COLUMNS} FROM sessions s WHERE (s.create_ns, s.id) < (%s, %s) "
+                "ORDER BY s.create_ns DESC, s.id DESC LIMIT %s",
+                (cursor[0], cursor[1], page_size + 1),
+            )
+        page = rows[:page_size]
+        token = encode_page_token(page[-1][1], page[-1][0]) if len(rows) > page_size else ""
+        return [self._session(row) for row in page], token
+
+    async def delete_session(self, session_id: str) -> bool:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE session_id = %s)",
+                (session_id,),
+            )
+            return (await conn.execute("DELETE FROM sessions WHERE id = %s", (session_id,))).rowcount > 0
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def put_message(self, session_id: str, message: agent_pb2.Message) -> None:
+        # Upsert keeps the row (and so its place in the conversation) when a message is updated.
+        await self._run(
+            "INSERT INTO messages (id, session_id, status, data) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
+            (message.id, session_id, message.status, message.SerializeToString()),
+        )
+
+    async def list_messages(self, session_id: str) -> list[agent_pb2.Message]:
+        rows = await self._all("SELECT data FROM messages WHERE session_id = %s ORDER BY seq", (session_id,))
+        return [agent_pb2.Message.FromString(row[0]) for row in rows]
+
+    async def get_message(self, session_id: str, message_id: str) -> agent_pb2.Message | None:
+        row = await self._one(
+            "SELECT data FROM messages WHERE session_id = %s AND id = %s", (session_id, message_id)
+        )
+        return agent_pb2.Message.FromString(row[0]) if row else None
+
+    async def rewind(self, session_id: str, message: agent_pb2.Message) -> int:
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "SELECT seq FROM messages WHERE session_id = %s AND id = %s FOR UPDATE",
+                    (session_id, message.id),
+                )
+            ).fetchone()
+            if row is None:
+                return 0
+            await conn.execute(
+                "UPDATE messages SET status = %s, data = %s WHERE seq = %s",
+                (message.status, message.SerializeToString(), row[0]),
+            )
+            return (
+                await conn.execute(
+                    "DELETE FROM messages WHERE session_id = %s AND seq > %s", (session_id, row[0])
+                )
+            ).rowcount
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def put_run(self, run: agent_pb2.Run) -> None:
+        await self._run(
+            "INSERT INTO runs (id, session_id, create_ns, status, data) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
+            (run.id, run.session_id, run.create_time.ToNanoseconds(), run.status, run.SerializeToString()),
+        )
+
+    async def get_run(self, run_id: str) -> agent_pb2.Run | None:
+        row = await self._one("SELECT data FROM runs WHERE id = %s", (run_id,))
+        return agent_pb2.Run.FromString(row[0]) if row else None
+
+    async def list_runs(
+        self, session_id: str, page_size: int, page_token: str
+    ) -> tuple[list[agent_pb2.Run], str]:
+        cursor = decode_page_token(page_token) if page_token else None
+        if cursor is None:
+            rows = await self._all(
+                "SELECT id, create_ns, data FROM runs WHERE session_id = %s "
+                "ORDER BY create_ns DESC, id DESC LIMIT %s",
+                (session_id, page_size + 1),
+            )
+        else:
+            rows = await self._all(
+                "SELECT id, create_ns, data FROM runs WHERE session_id = %s AND (create_ns, id) < (%s, %s) "
+                "ORDER BY create_ns DESC, id DESC LIMIT %s",
+                (session_id, cursor[0], cursor[1], page_size + 1),
+            )
+        page = rows[:page_size]
+        token = encode_page_token(page[-1][1], page[-1][0]) if len(rows) > page_size else ""
+        return [agent_pb2.Run.FromString(row[2]) for row in page], token
+
+    async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
+        changed: list[str] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            rows = await (
+                await conn.execute(
+                    "SELECT id, data FROM runs WHERE status = ANY(%s) FOR UPDATE", (list(_LIVE_RUN_STATES),)
+                )
+            ).fetchall()
+            for run_id, data in rows:
+                run = agent_pb2.Run.FromString(data)
+                run.status = agent_pb2.RUN_STATUS_INTERRUPTED
+                run.end_time.FromNanoseconds(end_time_ns)
+                run.error = "the agent stopped while the run was going"
+                await conn.execute(
+                    "UPDATE runs SET status = %s, data = %s WHERE id = %s",
+                    (run.status, run.SerializeToString(), run_id),
+                )
+                changed.append(run_id)
+            rows = await (
+                await conn.execute(
+                    "SELECT seq, data FROM messages WHERE status = %s FOR UPDATE",
+                    (agent_pb2.MESSAGE_STATUS_STREAMING,),
+                )
+            ).fetchall()
+            for seq, data in rows:
+                message = agent_pb2.Message.FromString(data)
+                message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                await conn.execute(
+                    "UPDATE messages SET status = %s, data = %s WHERE seq = %s",
+                    (message.status, message.SerializeToString(), seq),
+                )
+        return changed
+
+    # -- workspace owners ------------------------------------------------------------------
+
+    async def put_workspace_owner(self, workspace_id: str, instance_id: str, address: str) -> None:
+        await self._run(
+            "INSERT INTO workspace_owners (workspace_id, instance_id, address, update_ns) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (workspace_id) DO UPDATE SET "
+            "instance_id = excluded.instance_id, address = excluded.address, update_ns = excluded.update_ns",
+            (workspace_id, instance_id, address, time.time_ns()),
+        )
+
+    async def get_workspace_owner(self, workspace_id: str) -> tuple[str, str] | None:
+        row = await self._one(
+            "SELECT instance_id, address FROM workspace_owners WHERE workspace_id = %s", (workspace_id,)
+        )
+        return (row[0], row[1]) if row else None
+
+    async def delete_workspace_owner(self, workspace_id: str) -> None:
+        await self._run("DELETE FROM workspace_owners WHERE workspace_id = %s", (workspace_id,))
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
+        if not events:
+            return
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO events (run_id, idx, data) VALUES (%s, %s, %s)",
+                [(run_id, event.index, event.SerializeToString()) for event in events],
+            )
+
+    async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
+        rows = await self._all(
+            "SELECT data FROM events WHERE run_id = %s AND idx > %s ORDER BY idx LIMIT %s",
+            (run_id, after_index, limit),
+        )
+        return [agent_pb2.RunEvent.FromString(row[0]) for row in rows]
+
+    # -- copying ---------------------------------------------------------------------------
+
+    async def export_page(self, table: Table, after: tuple[object, ...] | None, limit: int) -> list[tuple]:
+        columns, key = ", ".join(table.columns), ", ".join(table.key)
+        where = f"WHERE ({key}) > ({', '.join('%s' for _ in table.key)}) " if after is not None else ""
+        rows = await self._all(
+            f"SELECT {columns} FROM {table.name} {where}ORDER BY {key} LIMIT %s", (*(after or ()), limit)
+        )
+        return [tuple(row) for row in rows]
+
+    async def import_rows(self, table: Table, rows: Sequence[tuple]) -> None:
+        if not rows:
+            return
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(table.columns)}) "
+            f"VALUES ({', '.join('%s' for _ in table.columns)})"
+        )
+        async with self._pool.connection() as conn, conn.transaction():
+            async with conn.cursor() as cursor:
+                await cursor.executemany(sql, rows)  # type: ignore[arg-type]
+            if "seq" in table.columns:
+                # Rows came with their seq; the sequence must continue after the highest.
+                await conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'seq'), "
+                    f"(SELECT MAX(seq) FROM {table.name}))"  # type: ignore[arg-type]
+                )
+
+    async def count_rows(self, table: Table) -> int:
+        row = await self._one(f"SELECT COUNT(*) FROM {table.name}")  # type: ignore[arg-type]
+        return int(row[0]) if row else 0
+
+    async def close(self) -> None:
+        await self._pool.close()
