@@ -10,22 +10,40 @@ failed step leaves the database as it was.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from agent_service.schema import SCHEMA_VERSION, Table, migration
-from agent_service.store import _LIVE_RUN_STATES, Store, decode_page_token, encode_page_token, redact_url
+from agent_service.store import (
+    _LIVE_RUN_STATES,
+    CONTROL_CHANNEL,
+    EVENTS_CHANNEL,
+    RESTART_REASON,
+    Store,
+    decode_page_token,
+    encode_page_token,
+    final_event,
+    interrupted,
+    redact_url,
+)
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import Unavailable
+from firebox.common.logging import get_logger
+
+log = get_logger("firebox.agent.pg_store")
 
 # pg_advisory_xact_lock key of schema migrations: any fixed 64-bit number other tools won't use.
 MIGRATION_LOCK_KEY = 0x46697265626F78  # "Firebox"
 # Connections one replica holds at most; a call waits for a free one up to POOL_TIMEOUT seconds.
 POOL_MAX_SIZE = 10
 POOL_TIMEOUT = 30.0
+# The listening connection, when lost, is opened again after this long.
+LISTEN_RETRY_SECONDS = 1.0
 
 
 class PostgresStore(Store):
@@ -34,6 +52,7 @@ class PostgresStore(Store):
     def __init__(self, url: str, pool: AsyncConnectionPool) -> None:
         self.url = url
         self._pool = pool
+        self._listener: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str, max_size: int = POOL_MAX_SIZE) -> PostgresStore:
@@ -222,12 +241,143 @@ class PostgresStore(Store):
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def put_run(self, run: agent_pb2.Run) -> None:
+    async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
         await self._run(
-            "INSERT INTO runs (id, session_id, create_ns, status, data) VALUES (%s, %s, %s, %s, %s) "
+            "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
-            (run.id, run.session_id, run.create_time.ToNanoseconds(), run.status, run.SerializeToString()),
+            (
+                run.id,
+                run.session_id,
+                run.create_time.ToNanoseconds(),
+                run.status,
+                run.SerializeToString(),
+                owner,
+                lease_until_ns,
+            ),
         )
+
+    async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
+        args = (
+            run.id,
+            run.session_id,
+            run.create_time.ToNanoseconds(),
+            run.status,
+            run.SerializeToString(),
+            owner,
+            lease_until_ns,
+        )
+        async with self._pool.connection() as conn:
+            for _attempt in range(5):
+                try:
+                    # The partial unique index (one RUNNING run per session) decides between
+                    # replicas claiming at once: exactly one insert or update succeeds.
+                    await conn.execute(
+                        "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                        "status = excluded.status, data = excluded.data, owner = excluded.owner, "
+                        "lease_ns = excluded.lease_ns",
+                        args,
+                    )
+                    return ""
+                except psycopg.errors.UniqueViolation:
+                    row = await (
+                        await conn.execute(
+                            "SELECT id FROM runs WHERE session_id = %s AND status = %s AND id != %s",
+                            (run.session_id, agent_pb2.RUN_STATUS_RUNNING, run.id),
+                        )
+                    ).fetchone()
+                    if row is not None:
+                        return str(row[0])
+                    # It ended between the two statements: try again.
+            raise Unavailable(f"session {run.session_id} changed too often to start a run; try again")
+
+    async def running_run_id(self, session_id: str) -> str:
+        row = await self._one(
+            "SELECT id FROM runs WHERE session_id = %s AND status = %s",
+            (session_id, agent_pb2.RUN_STATUS_RUNNING),
+        )
+        return str(row[0]) if row else ""
+
+    async def renew_leases(self, owner: str, lease_until_ns: int) -> list[tuple[str, str]]:
+        async with self._pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "UPDATE runs SET lease_ns = %s WHERE owner = %s AND status = ANY(%s) "
+                    "RETURNING id, cancel_reason",
+                    (lease_until_ns, owner, list(_LIVE_RUN_STATES)),
+                )
+            ).fetchall()
+        return [(row[0], row[1]) for row in rows if row[1]]
+
+    async def request_cancel(self, run_id: str, reason: str) -> bool:
+        async with self._pool.connection() as conn, conn.transaction():
+            changed = (
+                await conn.execute(
+                    "UPDATE runs SET cancel_reason = %s WHERE id = %s AND status = ANY(%s)",
+                    (reason or "cancelled", run_id, list(_LIVE_RUN_STATES)),
+                )
+            ).rowcount
+            if changed:
+                await conn.execute("SELECT pg_notify(%s, %s)", (CONTROL_CHANNEL, run_id))
+        return changed > 0
+
+    async def _interrupt_where(
+        self, where: str, args: tuple, end_time_ns: int, reason: str, all_streaming: bool
+    ) -> list[str]:
+        changed: list[str] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            # SKIP LOCKED: a run another replica is taking over right now is its to take.
+            rows = await (
+                await conn.execute(
+                    f"SELECT id, session_id, data FROM runs WHERE status = ANY(%s) AND {where} "
+                    "FOR UPDATE SKIP LOCKED",  # type: ignore[arg-type]
+                    (list(_LIVE_RUN_STATES), *args),
+                )
+            ).fetchall()
+            for run_id, _session, data in rows:
+                run = interrupted(data, end_time_ns, reason)
+                await conn.execute(
+                    "UPDATE runs SET status = %s, data = %s WHERE id = %s",
+                    (run.status, run.SerializeToString(), run_id),
+                )
+                last = await (
+                    await conn.execute(
+                        "SELECT COALESCE(MAX(idx), 0) FROM events WHERE run_id = %s", (run_id,)
+                    )
+                ).fetchone()
+                event = final_event(run_id, (last[0] if last else 0) + 1, end_time_ns, reason)
+                await conn.execute(
+                    "INSERT INTO events (run_id, idx, data) VALUES (%s, %s, %s)",
+                    (run_id, event.index, event.SerializeToString()),
+                )
+                await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, run_id))
+                changed.append(run_id)
+            if all_streaming:
+                streaming = await (
+                    await conn.execute(
+                        "SELECT seq, data FROM messages WHERE status = %s FOR UPDATE",
+                        (agent_pb2.MESSAGE_STATUS_STREAMING,),
+                    )
+                ).fetchall()
+            else:
+                streaming = await (
+                    await conn.execute(
+                        "SELECT seq, data FROM messages WHERE session_id = ANY(%s) AND status = %s FOR UPDATE",
+                        (list({row[1] for row in rows}), agent_pb2.MESSAGE_STATUS_STREAMING),
+                    )
+                ).fetchall()
+            for seq, data in streaming:
+                message = agent_pb2.Message.FromString(data)
+                message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                await conn.execute(
+                    "UPDATE messages SET status = %s, data = %s WHERE seq = %s",
+                    (message.status, message.SerializeToString(), seq),
+                )
+        return changed
+
+    async def interrupt_expired(self, now_ns: int, reason: str) -> list[str]:
+        return await self._interrupt_where("lease_ns < %s", (now_ns,), now_ns, reason, False)
 
     async def get_run(self, run_id: str) -> agent_pb2.Run | None:
         row = await self._one("SELECT data FROM runs WHERE id = %s", (run_id,))
@@ -254,37 +404,7 @@ class PostgresStore(Store):
         return [agent_pb2.Run.FromString(row[2]) for row in page], token
 
     async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
-        changed: list[str] = []
-        async with self._pool.connection() as conn, conn.transaction():
-            rows = await (
-                await conn.execute(
-                    "SELECT id, data FROM runs WHERE status = ANY(%s) FOR UPDATE", (list(_LIVE_RUN_STATES),)
-                )
-            ).fetchall()
-            for run_id, data in rows:
-                run = agent_pb2.Run.FromString(data)
-                run.status = agent_pb2.RUN_STATUS_INTERRUPTED
-                run.end_time.FromNanoseconds(end_time_ns)
-                run.error = "the agent stopped while the run was going"
-                await conn.execute(
-                    "UPDATE runs SET status = %s, data = %s WHERE id = %s",
-                    (run.status, run.SerializeToString(), run_id),
-                )
-                changed.append(run_id)
-            rows = await (
-                await conn.execute(
-                    "SELECT seq, data FROM messages WHERE status = %s FOR UPDATE",
-                    (agent_pb2.MESSAGE_STATUS_STREAMING,),
-                )
-            ).fetchall()
-            for seq, data in rows:
-                message = agent_pb2.Message.FromString(data)
-                message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
-                await conn.execute(
-                    "UPDATE messages SET status = %s, data = %s WHERE seq = %s",
-                    (message.status, message.SerializeToString(), seq),
-                )
-        return changed
+        return await self._interrupt_where("TRUE", (), end_time_ns, RESTART_REASON, True)
 
     # -- workspace owners ------------------------------------------------------------------
 
@@ -310,11 +430,14 @@ class PostgresStore(Store):
     async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
         if not events:
             return
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            await cursor.executemany(
-                "INSERT INTO events (run_id, idx, data) VALUES (%s, %s, %s)",
-                [(run_id, event.index, event.SerializeToString()) for event in events],
-            )
+        async with self._pool.connection() as conn, conn.transaction():
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    "INSERT INTO events (run_id, idx, data) VALUES (%s, %s, %s)",
+                    [(run_id, event.index, event.SerializeToString()) for event in events],
+                )
+            # Delivered at commit, so a follower woken by it finds the rows.
+            await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, run_id))
 
     async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
         rows = await self._all(
@@ -322,6 +445,79 @@ class PostgresStore(Store):
             (run_id, after_index, limit),
         )
         return [agent_pb2.RunEvent.FromString(row[0]) for row in rows]
+
+    async def delete_events(self, run_id: str) -> None:
+        await self._run("DELETE FROM events WHERE run_id = %s", (run_id,))
+
+    # -- between replicas ------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    async def watch(self, on_notice: Callable[[str, str], None]) -> None:
+        if self._listener is None:
+            ready = asyncio.get_running_loop().create_future()
+            self._listener = asyncio.create_task(self._listen(on_notice, ready), name="pg listen")
+            await ready
+
+    async def _listen(self, on_notice: Callable[[str, str], None], ready: asyncio.Future[None]) -> None:
+        """LISTEN on a connection of its own (a pooled one would be handed to others)."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")  # type: ignore[arg-type]
+                    await conn.execute(f"LISTEN {CONTROL_CHANNEL}")  # type: ignore[arg-type]
+                    if not ready.done():
+                        ready.set_result(None)
+                    async for notice in conn.notifies():
+                        on_notice(notice.channel, notice.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Notices sent meanwhile are lost; followers and owners also poll, more slowly.
+                log.warning("pg_listen_lost", error=repr(exc))
+                if not ready.done():
+                    ready.set_result(None)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def put_approval_request(self, run_id: str, tool_call_id: str, data: bytes) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO approval_requests (run_id, tool_call_id, data) VALUES (%s, %s, %s) "
+                "ON CONFLICT (run_id, tool_call_id) DO UPDATE SET data = excluded.data, outcome = ''",
+                (run_id, tool_call_id, data),
+            )
+            await conn.execute("SELECT pg_notify(%s, %s)", (CONTROL_CHANNEL, run_id))
+
+    async def approval_requests(self, run_id: str) -> list[tuple[str, bytes]]:
+        rows = await self._all(
+            "SELECT tool_call_id, data FROM approval_requests WHERE run_id = %s AND outcome = ''", (run_id,)
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def finish_approval_request(self, run_id: str, tool_call_id: str, outcome: str) -> None:
+        if outcome:
+            await self._run(
+                "UPDATE approval_requests SET outcome = %s WHERE run_id = %s AND tool_call_id = %s",
+                (outcome, run_id, tool_call_id),
+            )
+        else:
+            await self._run(
+                "DELETE FROM approval_requests WHERE run_id = %s AND tool_call_id = %s",
+                (run_id, tool_call_id),
+            )
+
+    async def approval_request_outcome(self, run_id: str, tool_call_id: str) -> str | None:
+        row = await self._one(
+            "SELECT outcome FROM approval_requests WHERE run_id = %s AND tool_call_id = %s",
+            (run_id, tool_call_id),
+        )
+        if row is None:
+            return None
+        if row[0]:
+            await self.finish_approval_request(run_id, tool_call_id, "")
+        return str(row[0])
 
     # -- copying ---------------------------------------------------------------------------
 
@@ -355,4 +551,9 @@ class PostgresStore(Store):
         return int(row[0]) if row else 0
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         await self._pool.close()

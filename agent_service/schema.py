@@ -78,6 +78,25 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (run_id, idx)
     );
     """,
+    # Several replicas: each live run has an owner replica holding a lease it renews; another
+    # replica takes over runs whose lease has run out. A cancel asked of another replica is
+    # recorded on the run; an approval decision sent to another replica waits in
+    # approval_requests until the owner takes it. At most one RUNNING run per session, enforced
+    # by the database whichever replica claims it.
+    4: """
+    ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN lease_ns {bigint} NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN cancel_reason TEXT NOT NULL DEFAULT '';
+    CREATE UNIQUE INDEX runs_one_running_per_session ON runs (session_id) WHERE status = 2;
+    CREATE INDEX runs_by_status ON runs (status, lease_ns);
+    CREATE TABLE approval_requests (
+        run_id TEXT NOT NULL,
+        tool_call_id TEXT NOT NULL,
+        data {blob} NOT NULL,
+        outcome TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, tool_call_id)
+    );
+    """,
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS)
@@ -102,7 +121,12 @@ class Table:
 TABLES: tuple[Table, ...] = (
     Table("sessions", ("id", "create_ns", "data"), ("id",)),
     Table("messages", ("seq", "id", "session_id", "status", "data"), ("seq",)),
-    Table("runs", ("id", "session_id", "create_ns", "status", "data"), ("id",)),
+    Table(
+        "runs",
+        ("id", "session_id", "create_ns", "status", "data", "owner", "lease_ns", "cancel_reason"),
+        ("id",),
+    ),
     Table("events", ("run_id", "idx", "data"), ("run_id", "idx")),
     Table("workspace_owners", ("workspace_id", "instance_id", "address", "update_ns"), ("workspace_id",)),
+    Table("approval_requests", ("run_id", "tool_call_id", "data", "outcome"), ("run_id", "tool_call_id")),
 )

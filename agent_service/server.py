@@ -70,9 +70,13 @@ async def start_agent(config: AgentConfig) -> Agent:
     if executor_tls is not None:
         executor_tls.credentials()  # read the files now: a bad one stops start-up
     store = await open_store(config.store_url)
-    interrupted = await store.interrupt_unfinished(_now_ns())
-    if interrupted:
-        log.warning("runs_interrupted_by_restart", count=len(interrupted), run_ids=interrupted[:20])
+    if not store.shared:
+        # This process is the only one using the file: whatever was running died with the last.
+        # With a shared database other replicas' runs are live; runs of a replica that died are
+        # taken over when its lease runs out (RunManager).
+        interrupted = await store.interrupt_unfinished(_now_ns())
+        if interrupted:
+            log.warning("runs_interrupted_by_restart", count=len(interrupted), run_ids=interrupted[:20])
     provider = ModelProvider(
         ProviderSettings(
             base_url=config.provider_base_url,
@@ -108,8 +112,9 @@ async def start_agent(config: AgentConfig) -> Agent:
         ),
         skills=skills,
     )
-    runs = RunManager(store, loop, config.event_retention)
+    runs = RunManager(store, loop, config.event_retention, config.run_lease)
     servicer = AgentServicer(config, store, runs, provider, executor, training_log, loop)
+    await runs.start()
 
     async def on_stopping(grace: float) -> None:
         # Runs get most of the grace period; what is left lets their last events reach clients.

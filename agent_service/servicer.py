@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent_service.approval_relay import ApprovalRelay
 from agent_service.approvals import Decision, Resolution
 from agent_service.config import AgentConfig
 from agent_service.context import estimate_tokens, model_view
@@ -84,6 +85,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._config = config
         self._store = store
         self._runs = runs
+        # Decisions for runs another replica drives go through the store; ones for this
+        # replica's runs that another replica received come back the same way.
+        self._approval_relay = ApprovalRelay(store, loop.approvals)
+        runs.control_handlers.append(self._approval_relay.take)
         self._provider = provider
         self._executor = executor
         self._log = training_log
@@ -94,7 +99,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session = await self._store.get_session(_require(session_id, field))
         if session is None:
             raise NotFound(f"session {session_id} not found")
-        session.active_run_id = self._runs.active_run_id(session_id)
+        session.active_run_id = self._runs.active_run_id(session_id) or await self._store.running_run_id(
+            session_id
+        )
         session.context_window = self._config.context_window
         return session
 
@@ -182,6 +189,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         live = self._runs.submit(
             session.id, request.content, policy, RunOptions(approval_policy=request.approval_policy)
         )
+        await live.wait_accepted()
         log.info("run_submitted", run_id=live.id, session_id=session.id, policy=policy.value)
         async for response in _responses(
             request.batch_events,
@@ -221,6 +229,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if live is not None:
             await _wait_finished(live, CANCEL_WAIT_SECONDS)
             log.info("run_cancel_requested", run_id=live.id)
+        elif await self._runs.cancel_elsewhere(
+            request.run_id, "cancelled by the client", CANCEL_WAIT_SECONDS
+        ):
+            log.info("run_cancel_requested", run_id=request.run_id, elsewhere=True)
         return agent_pb2.CancelRunResponse(run=await self._run(request.run_id))
 
     async def GetRun(
@@ -320,15 +332,23 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("decision", "must be APPROVE, DENY or APPROVE_EDITED")
         if decision is not Decision.APPROVE_EDITED and request.edited_command:
             raise InvalidArgument("edited_command", "is only allowed with APPROVE_EDITED")
-        run_known = self._runs.get(request.run_id) is not None or (
-            await self._store.get_run(request.run_id) is not None
-        )
-        self._loop.approvals.resolve(
-            request.run_id,
-            request.tool_call_id,
-            Resolution(decision, request.reason, request.edited_command),
-            run_known,
-        )
+        resolution = Resolution(decision, request.reason, request.edited_command)
+        stored = None if self._runs.get(request.run_id) else await self._store.get_run(request.run_id)
+        if stored is not None and stored.status in (
+            agent_pb2.RUN_STATUS_RUNNING,
+            agent_pb2.RUN_STATUS_QUEUED,
+        ):
+            if decision is Decision.APPROVE_EDITED and not request.edited_command.strip():
+                raise InvalidArgument("edited_command", "is required with APPROVE_EDITED")
+            # Driven by another replica.
+            await self._approval_relay.deliver(request.run_id, request.tool_call_id, resolution)
+        else:
+            self._loop.approvals.resolve(
+                request.run_id,
+                request.tool_call_id,
+                resolution,
+                self._runs.get(request.run_id) is not None or stored is not None,
+            )
         log.info(
             "approval_decided",
             run_id=request.run_id,
@@ -422,6 +442,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             ConflictPolicy.REJECT,
             RunOptions(resend_message_id=message.id),
         )
+        await live.wait_accepted()
         message.content = request.content
         yield agent_pb2.EditMessageResponse(message=message)
         async for response in _responses(

@@ -31,6 +31,31 @@ T = TypeVar("T")
 # Run states that mean "was going on" when the agent stopped.
 _LIVE_RUN_STATES = (agent_pb2.RUN_STATUS_RUNNING, agent_pb2.RUN_STATUS_QUEUED)
 
+# Notice channels between replicas (PostgreSQL LISTEN/NOTIFY); payloads are run ids only, the
+# rows are the truth (a notice is at most 8000 bytes, and one may be missed on a reconnect).
+EVENTS_CHANNEL = "firebox_run_events"
+CONTROL_CHANNEL = "firebox_run_control"
+
+RESTART_REASON = "the agent stopped while the run was going"
+
+
+def interrupted(data: bytes, end_time_ns: int, reason: str) -> agent_pb2.Run:
+    """A stored run, ended INTERRUPTED for `reason`."""
+    run = agent_pb2.Run.FromString(data)
+    run.status = agent_pb2.RUN_STATUS_INTERRUPTED
+    run.end_time.FromNanoseconds(end_time_ns)
+    run.error = reason
+    return run
+
+
+def final_event(run_id: str, index: int, end_time_ns: int, reason: str) -> agent_pb2.RunEvent:
+    """The event that ends a run its owner could not end: what StreamRun replays last."""
+    event = agent_pb2.RunEvent(
+        index=index, run_id=run_id, run_cancelled=agent_pb2.RunCancelled(reason=reason)
+    )
+    event.time.FromNanoseconds(end_time_ns)
+    return event
+
 
 def encode_page_token(create_ns: int, record_id: str) -> str:
     return base64.urlsafe_b64encode(f"{create_ns}:{record_id}".encode()).decode()
@@ -89,8 +114,33 @@ class Store(abc.ABC):
     async def list_messages(self, session_id: str) -> list[agent_pb2.Message]: ...
 
     @abc.abstractmethod
-    async def put_run(self, run: agent_pb2.Run) -> None:
-        """Insert or replace a run."""
+    async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
+        """Insert or replace a run. `owner` and its lease are recorded when the run is new."""
+
+    @abc.abstractmethod
+    async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
+        """Record `run` (status RUNNING) as its session's running run, owned by `owner`, in one
+        atomic step; returns "" on success, else the id of the session's running run (unchanged)."""
+
+    @abc.abstractmethod
+    async def running_run_id(self, session_id: str) -> str:
+        """The id of the session's RUNNING run, on whichever replica, or ""."""
+
+    @abc.abstractmethod
+    async def renew_leases(self, owner: str, lease_until_ns: int) -> list[tuple[str, str]]:
+        """Extend the lease of every live run `owner` holds; returns (run id, reason) of those
+        another replica asked to cancel."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, run_id: str, reason: str) -> bool:
+        """Ask the run's owner to cancel it (recorded on the run, owner woken); False when the
+        run is not live."""
+
+    @abc.abstractmethod
+    async def interrupt_expired(self, now_ns: int, reason: str) -> list[str]:
+        """Take over the live runs whose owner's lease ran out before `now_ns`: each ends
+        INTERRUPTED with `reason`, a final run_cancelled event, and its streaming messages
+        INTERRUPTED. Returns their ids; two replicas never take the same run."""
 
     @abc.abstractmethod
     async def get_run(self, run_id: str) -> agent_pb2.Run | None: ...
@@ -102,8 +152,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
-        """After a restart: mark runs that were running or queued INTERRUPTED and messages that
-        were streaming INTERRUPTED. Returns the ids of the runs changed."""
+        """After a restart of the only agent: mark runs that were running or queued INTERRUPTED
+        (with a final run_cancelled event) and messages that were streaming INTERRUPTED. Returns
+        the ids of the runs changed."""
 
     @abc.abstractmethod
     async def put_workspace_owner(self, workspace_id: str, instance_id: str, address: str) -> None:
@@ -123,6 +174,38 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
         """At most `limit` recorded events of the run with an index above `after_index`, in order."""
+
+    @abc.abstractmethod
+    async def delete_events(self, run_id: str) -> None: ...
+
+    # -- between replicas ------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def shared(self) -> bool:
+        """True when other agent processes may use the same database (leases and notices matter)."""
+
+    @abc.abstractmethod
+    async def watch(self, on_notice: Callable[[str, str], None]) -> None:
+        """Deliver notices from other replicas as on_notice(channel, run_id), channel
+        EVENTS_CHANNEL (new events recorded) or CONTROL_CHANNEL (a cancel or an approval
+        waits for the owner); until close. A backend with one process only has none to deliver."""
+
+    @abc.abstractmethod
+    async def put_approval_request(self, run_id: str, tool_call_id: str, data: bytes) -> None:
+        """Leave a decision for the run's owner (replacing an earlier one) and wake it."""
+
+    @abc.abstractmethod
+    async def approval_requests(self, run_id: str) -> list[tuple[str, bytes]]:
+        """(tool call id, data) of the decisions waiting for the run's owner."""
+
+    @abc.abstractmethod
+    async def finish_approval_request(self, run_id: str, tool_call_id: str, outcome: str) -> None:
+        """The owner took the decision: "" removes it, anything else records why it could not."""
+
+    @abc.abstractmethod
+    async def approval_request_outcome(self, run_id: str, tool_call_id: str) -> str | None:
+        """None once taken, "" while waiting, else why the owner refused it (then removed)."""
 
     # -- whole-table copying, for `firebox-agent migrate` ----------------------------------
 
@@ -385,15 +468,154 @@ class SqliteStore(Store):
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def put_run(self, run: agent_pb2.Run) -> None:
+    async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
         data = run.SerializeToString()
         await self._call(
             lambda: self._db.execute(
-                "INSERT INTO runs (id, session_id, create_ns, status, data) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
-                (run.id, run.session_id, run.create_time.ToNanoseconds(), run.status, data),
+                (
+                    run.id,
+                    run.session_id,
+                    run.create_time.ToNanoseconds(),
+                    run.status,
+                    data,
+                    owner,
+                    lease_until_ns,
+                ),
             )
         )
+
+    async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
+        data = run.SerializeToString()
+
+        def claim() -> str:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT id FROM runs WHERE session_id = ? AND status = ? AND id != ?",
+                    (run.session_id, agent_pb2.RUN_STATUS_RUNNING, run.id),
+                ).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                        "data = excluded.data, owner = excluded.owner, lease_ns = excluded.lease_ns",
+                        (
+                            run.id,
+                            run.session_id,
+                            run.create_time.ToNanoseconds(),
+                            run.status,
+                            data,
+                            owner,
+                            lease_until_ns,
+                        ),
+                    )
+                db.execute("COMMIT")
+                return row[0] if row else ""
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        return await self._call(claim)
+
+    async def running_run_id(self, session_id: str) -> str:
+        row = await self._call(
+            lambda: self._db.execute(
+                "SELECT id FROM runs WHERE session_id = ? AND status = ?",
+                (session_id, agent_pb2.RUN_STATUS_RUNNING),
+            ).fetchone()
+        )
+        return row[0] if row else ""
+
+    async def renew_leases(self, owner: str, lease_until_ns: int) -> list[tuple[str, str]]:
+        def renew() -> list[tuple[str, str]]:
+            placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
+            self._db.execute(
+                f"UPDATE runs SET lease_ns = ? WHERE owner = ? AND status IN ({placeholders})",
+                (lease_until_ns, owner, *_LIVE_RUN_STATES),
+            )
+            rows = self._db.execute(
+                f"SELECT id, cancel_reason FROM runs WHERE owner = ? AND cancel_reason != '' "
+                f"AND status IN ({placeholders})",
+                (owner, *_LIVE_RUN_STATES),
+            ).fetchall()
+            return [(row[0], row[1]) for row in rows]
+
+        return await self._call(renew)
+
+    async def request_cancel(self, run_id: str, reason: str) -> bool:
+        def request() -> bool:
+            placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
+            return (
+                self._db.execute(
+                    f"UPDATE runs SET cancel_reason = ? WHERE id = ? AND status IN ({placeholders})",
+                    (reason or "cancelled", run_id, *_LIVE_RUN_STATES),
+                ).rowcount
+                > 0
+            )
+
+        return await self._call(request)
+
+    def _interrupt_where(
+        self, where: str, args: tuple, end_time_ns: int, reason: str, all_streaming: bool
+    ) -> list[str]:
+        """On the database thread: end the live runs matching `where` INTERRUPTED."""
+        db = self._db
+        changed: list[str] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
+            rows = db.execute(
+                f"SELECT id, session_id, data FROM runs WHERE status IN ({placeholders}) AND {where}",
+                (*_LIVE_RUN_STATES, *args),
+            ).fetchall()
+            for run_id, _session, data in rows:
+                run = interrupted(data, end_time_ns, reason)
+                db.execute(
+                    "UPDATE runs SET status = ?, data = ? WHERE id = ?",
+                    (run.status, run.SerializeToString(), run_id),
+                )
+                last = (
+                    db.execute("SELECT MAX(idx) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0] or 0
+                )
+                event = final_event(run_id, last + 1, end_time_ns, reason)
+                db.execute(
+                    "INSERT INTO events (run_id, idx, data) VALUES (?, ?, ?)",
+                    (run_id, event.index, event.SerializeToString()),
+                )
+                changed.append(run_id)
+            if all_streaming:
+                streaming = db.execute(
+                    "SELECT seq, data FROM messages WHERE status = ?", (agent_pb2.MESSAGE_STATUS_STREAMING,)
+                ).fetchall()
+            else:
+                sessions = {session_id for _id, session_id, _data in rows}
+                streaming = [
+                    row
+                    for session_id in sessions
+                    for row in db.execute(
+                        "SELECT seq, data FROM messages WHERE session_id = ? AND status = ?",
+                        (session_id, agent_pb2.MESSAGE_STATUS_STREAMING),
+                    ).fetchall()
+                ]
+            for seq, data in streaming:
+                message = agent_pb2.Message.FromString(data)
+                message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                db.execute(
+                    "UPDATE messages SET status = ?, data = ? WHERE seq = ?",
+                    (message.status, message.SerializeToString(), seq),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return changed
+
+    async def interrupt_expired(self, now_ns: int, reason: str) -> list[str]:
+        return await self._call(self._interrupt_where, "lease_ns < ?", (now_ns,), now_ns, reason, False)
 
     async def get_run(self, run_id: str) -> agent_pb2.Run | None:
         def get() -> agent_pb2.Run | None:
@@ -427,40 +649,7 @@ class SqliteStore(Store):
         return await self._call(list_)
 
     async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
-        def interrupt() -> list[str]:
-            db = self._db
-            changed: list[str] = []
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
-                for run_id, data in db.execute(
-                    f"SELECT id, data FROM runs WHERE status IN ({placeholders})", _LIVE_RUN_STATES
-                ).fetchall():
-                    run = agent_pb2.Run.FromString(data)
-                    run.status = agent_pb2.RUN_STATUS_INTERRUPTED
-                    run.end_time.FromNanoseconds(end_time_ns)
-                    run.error = "the agent stopped while the run was going"
-                    db.execute(
-                        "UPDATE runs SET status = ?, data = ? WHERE id = ?",
-                        (run.status, run.SerializeToString(), run_id),
-                    )
-                    changed.append(run_id)
-                for seq, data in db.execute(
-                    "SELECT seq, data FROM messages WHERE status = ?", (agent_pb2.MESSAGE_STATUS_STREAMING,)
-                ).fetchall():
-                    message = agent_pb2.Message.FromString(data)
-                    message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
-                    db.execute(
-                        "UPDATE messages SET status = ?, data = ? WHERE seq = ?",
-                        (message.status, message.SerializeToString(), seq),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return changed
-
-        return await self._call(interrupt)
+        return await self._call(self._interrupt_where, "1 = 1", (), end_time_ns, RESTART_REASON, True)
 
     # -- workspace owners ------------------------------------------------------------------
 
@@ -512,6 +701,66 @@ class SqliteStore(Store):
             ).fetchall()
         )
         return [agent_pb2.RunEvent.FromString(row[0]) for row in rows]
+
+    async def delete_events(self, run_id: str) -> None:
+        await self._call(lambda: self._db.execute("DELETE FROM events WHERE run_id = ?", (run_id,)))
+
+    # -- between replicas: none besides this process ---------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        return False
+
+    async def watch(self, on_notice: Callable[[str, str], None]) -> None:
+        return None
+
+    async def put_approval_request(self, run_id: str, tool_call_id: str, data: bytes) -> None:
+        await self._call(
+            lambda: self._db.execute(
+                "INSERT INTO approval_requests (run_id, tool_call_id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, tool_call_id) DO UPDATE SET data = excluded.data, outcome = ''",
+                (run_id, tool_call_id, data),
+            )
+        )
+
+    async def approval_requests(self, run_id: str) -> list[tuple[str, bytes]]:
+        rows = await self._call(
+            lambda: self._db.execute(
+                "SELECT tool_call_id, data FROM approval_requests WHERE run_id = ? AND outcome = ''",
+                (run_id,),
+            ).fetchall()
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def finish_approval_request(self, run_id: str, tool_call_id: str, outcome: str) -> None:
+        if outcome:
+            sql, args = (
+                "UPDATE approval_requests SET outcome = ? WHERE run_id = ? AND tool_call_id = ?",
+                (outcome, run_id, tool_call_id),
+            )
+        else:
+            sql, args = (
+                "DELETE FROM approval_requests WHERE run_id = ? AND tool_call_id = ?",
+                (run_id, tool_call_id),
+            )
+        await self._call(lambda: self._db.execute(sql, args))
+
+    async def approval_request_outcome(self, run_id: str, tool_call_id: str) -> str | None:
+        def outcome() -> str | None:
+            row = self._db.execute(
+                "SELECT outcome FROM approval_requests WHERE run_id = ? AND tool_call_id = ?",
+                (run_id, tool_call_id),
+            ).fetchone()
+            if row is None:
+                return None
+            if row[0]:
+                self._db.execute(
+                    "DELETE FROM approval_requests WHERE run_id = ? AND tool_call_id = ?",
+                    (run_id, tool_call_id),
+                )
+            return row[0]
+
+        return await self._call(outcome)
 
     # -- copying ---------------------------------------------------------------------------
 

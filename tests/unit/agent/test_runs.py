@@ -112,6 +112,8 @@ async def test_failure_in_the_body_ends_the_run_failed_with_its_code(tmp_path: P
     live = manager.submit("s", "x", ConflictPolicy.REJECT)
     await _finished(live)
     assert live.events[-1].run_failed.code == "UNAVAILABLE"
+    assert live.task is not None
+    await live.task  # the outcome is stored after the run's events
     stored = await store.get_run(live.id)
     assert stored is not None and stored.status == agent_pb2.RUN_STATUS_FAILED
     await store.close()

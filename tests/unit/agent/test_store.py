@@ -278,3 +278,82 @@ def test_database_urls_are_redacted_for_logs():
 async def test_an_unknown_database_url_is_refused():
     with pytest.raises(InvalidArgument, match="sqlite"):
         await open_store("mysql://x")
+
+
+# -- between replicas ------------------------------------------------------------------------
+
+
+def _running(run_id: str, session_id: str = "ses-001") -> agent_pb2.Run:
+    return agent_pb2.Run(id=run_id, session_id=session_id, status=agent_pb2.RUN_STATUS_RUNNING)
+
+
+async def test_only_one_run_per_session_can_be_claimed_whoever_claims(reopen: OpenStore):
+    store = await reopen()
+    await store.create_session(_session(1))
+    # Many claims at once, as from several replicas: exactly one wins, the rest name it.
+    outcomes = await asyncio.gather(
+        *(store.claim_run(_running(f"r{n}"), f"owner-{n}", 2**62) for n in range(10))
+    )
+    winners = [f"r{n}" for n, other in enumerate(outcomes) if other == ""]
+    assert len(winners) == 1
+    assert all(other in ("", winners[0]) for other in outcomes)
+    assert await store.running_run_id("ses-001") == winners[0]
+    # Once it ends, the session can be claimed again; claiming again the same run is no conflict.
+    done = _running(winners[0])
+    done.status = agent_pb2.RUN_STATUS_COMPLETED
+    await store.put_run(done)
+    assert await store.claim_run(_running("next"), "owner-x", 2**62) == ""
+    assert await store.claim_run(_running("next"), "owner-x", 2**62) == ""
+    await store.close()
+
+
+async def test_a_cancel_request_reaches_the_owner_when_it_renews(reopen: OpenStore):
+    store = await reopen()
+    await store.create_session(_session(1))
+    await store.claim_run(_running("r1"), "owner-a", 100)
+    assert await store.renew_leases("owner-a", 200) == []
+    assert await store.request_cancel("r1", "stop it")
+    assert await store.renew_leases("owner-b", 200) == []
+    assert await store.renew_leases("owner-a", 300) == [("r1", "stop it")]
+    assert not await store.request_cancel("nope", "x")
+    await store.close()
+
+
+async def test_expired_runs_end_interrupted_with_a_final_event_and_renewed_ones_stay(reopen: OpenStore):
+    store = await reopen()
+    await store.create_session(_session(1))
+    await store.create_session(_session(2))
+    await store.claim_run(_running("dead", "ses-001"), "owner-a", 1_000)
+    await store.claim_run(_running("alive", "ses-002"), "owner-b", 1_000)
+    await store.append_events("dead", [_event("dead", 1), _event("dead", 2)])
+    await store.put_message(
+        "ses-001", agent_pb2.Message(id="m1", content="half", status=agent_pb2.MESSAGE_STATUS_STREAMING)
+    )
+    await store.renew_leases("owner-b", 5_000)
+    # Two replicas look at once: the run is taken once.
+    taken = await asyncio.gather(
+        store.interrupt_expired(2_000, "gone"), store.interrupt_expired(2_000, "gone")
+    )
+    assert sorted(taken[0] + taken[1]) == ["dead"]
+    run = await store.get_run("dead")
+    assert run is not None and run.status == agent_pb2.RUN_STATUS_INTERRUPTED and run.error == "gone"
+    events = await store.list_events("dead", 0, 10)
+    assert [e.index for e in events] == [1, 2, 3] and events[-1].run_cancelled.reason == "gone"
+    assert (await store.list_messages("ses-001"))[0].status == agent_pb2.MESSAGE_STATUS_INTERRUPTED
+    assert (await store.get_run("alive")).status == agent_pb2.RUN_STATUS_RUNNING  # type: ignore[union-attr]
+    assert await store.running_run_id("ses-001") == ""
+    await store.close()
+
+
+async def test_approval_requests_wait_for_the_owner_and_report_its_outcome(reopen: OpenStore):
+    store = await reopen()
+    await store.put_approval_request("r1", "call_1", b'{"x": 1}')
+    await store.put_approval_request("r1", "call_2", b"{}")
+    assert await store.approval_request_outcome("r1", "call_1") == ""
+    assert sorted(await store.approval_requests("r1")) == [("call_1", b'{"x": 1}'), ("call_2", b"{}")]
+    await store.finish_approval_request("r1", "call_1", "")
+    await store.finish_approval_request("r1", "call_2", "no approval waiting")
+    assert await store.approval_request_outcome("r1", "call_1") is None
+    assert await store.approval_request_outcome("r1", "call_2") == "no approval waiting"
+    assert await store.approval_request_outcome("r1", "call_2") is None  # reported once
+    await store.close()
