@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent_service import metrics
 from agent_service.provider import Completion, ModelProvider, ReasoningPiece, TextPiece, TokenCounts
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import InvalidArgument
@@ -159,6 +160,8 @@ class GenerationTrace:
                         reasoning_tokens=u.reasoning_tokens,
                     )
                 )
+        # Every model call ends here exactly once, whichever path made it.
+        metrics.observe_model_call(record)
         return record
 
 

@@ -282,6 +282,14 @@ class RunManager:
     def get(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
 
+    def counts(self) -> dict[str, int]:
+        """Runs this process drives that have not ended, by status (for metrics)."""
+        counts = {"running": 0, "queued": 0}
+        for live in self._runs.values():
+            if not live.done:
+                counts["running" if live.run.status == agent_pb2.RUN_STATUS_RUNNING else "queued"] += 1
+        return counts
+
     def active_run_id(self, session_id: str) -> str:
         lane = self._lanes.get(session_id)
         return lane.active.id if lane and lane.active else ""

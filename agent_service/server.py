@@ -10,6 +10,7 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
+from agent_service import metrics
 from agent_service.approvals import POLICY_NAMES
 from agent_service.config import AgentConfig
 from agent_service.executor_pool import ExecutorPool
@@ -22,6 +23,7 @@ from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common.metrics import MetricsInterceptor, MetricsServer
 from firebox.common.tls import ClientTLS, ServerTLS
 from firebox.common.trainlog import TrainingLog
 
@@ -120,7 +122,17 @@ async def start_agent(config: AgentConfig) -> Agent:
         # Runs get most of the grace period; what is left lets their last events reach clients.
         await runs.shutdown(max(0.0, grace - min(1.0, grace / 2)))
 
+    metrics_server = (
+        MetricsServer(
+            metrics.REGISTRY, config.metrics_listen, metrics.live_collector(runs.counts, training_log)
+        )
+        if config.metrics_listen
+        else None
+    )
+
     async def on_stopped() -> None:
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.close)
         await provider.close()
         await executor.close()
         await store.close()
@@ -136,6 +148,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         on_stopping=on_stopping,
         on_stopped=on_stopped,
         server_credentials=server_credentials,
+        metrics_interceptor=MetricsInterceptor(metrics.RPC) if metrics_server is not None else None,
     )
     try:
         running = await fb_server.start(spec)
