@@ -685,7 +685,8 @@ class RunManager:
     async def shutdown(self, grace: float) -> None:
         """Refuse new runs, give running ones `grace` seconds, then stop them as INTERRUPTED."""
         self._closing = True
-        tasks = {live.task for live in self._runs.values() if live.task is not None and not live.done}
+        # Tasks, not runs: a finished run's task may still be writing its last events and outcome.
+        tasks = {live.task for live in self._runs.values() if live.task is not None and not live.task.done()}
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
         for live in list(self._runs.values()):

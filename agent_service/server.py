@@ -23,6 +23,7 @@ from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common import tracing
 from firebox.common.metrics import MetricsInterceptor, MetricsServer
 from firebox.common.tls import ClientTLS, ServerTLS
 from firebox.common.trainlog import TrainingLog
@@ -149,6 +150,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         on_stopped=on_stopped,
         server_credentials=server_credentials,
         metrics_interceptor=MetricsInterceptor(metrics.RPC) if metrics_server is not None else None,
+        extra_interceptors=(tracing.TracingInterceptor(),) if tracing.enabled() else (),
     )
     try:
         running = await fb_server.start(spec)
@@ -178,8 +180,10 @@ def _now_ns() -> int:
 async def serve(config: AgentConfig) -> None:
     """Run the agent until SIGTERM or SIGINT, then stop gracefully."""
     fb_logging.configure("agent", config.log_dir, config.log_level, config.log_json)
+    tracing.configure("agent")
     agent = await start_agent(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(agent.stop()))
     await agent.server.wait()
+    await asyncio.to_thread(tracing.shutdown)

@@ -49,6 +49,7 @@ from agent_service.tools import (
     needs_approval,
 )
 from firebox.agent.v1 import agent_pb2
+from firebox.common import tracing
 from firebox.common.errors import FireboxError, NotFound
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import FEEDBACK, GENERATIONS, TrainingLog
@@ -456,7 +457,8 @@ class ToolLoop:
                 live.emit(
                     tool_call_started=agent_pb2.ToolCallStarted(message_id=assistant.id, tool_call=call)
                 )
-                result = await self._run_tool(live, turn, call)
+                with tracing.span("tool_call", tool=call.name, tool_call_id=call.id, run_id=live.id):
+                    result = await self._run_tool(live, turn, call)
                 await self._add_tool_message(live, turn.session.id, call.id, result)
                 answered.add(call.id)
         except BaseException as exc:

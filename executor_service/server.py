@@ -22,6 +22,7 @@ from executor_service.workspaces import WorkspaceManager
 from firebox import __version__
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common import tracing
 from firebox.common.metrics import MetricsInterceptor, MetricsServer
 from firebox.common.secrets import SecretPolicy, redactor
 from firebox.common.tls import ServerTLS
@@ -138,6 +139,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         on_stopping=on_stopping,
         on_stopped=on_stopped,
         metrics_interceptor=MetricsInterceptor(metrics.RPC) if metrics_server is not None else None,
+        extra_interceptors=(tracing.TracingInterceptor(),) if tracing.enabled() else (),
     )
     running = await fb_server.start(spec)
     log.info(
@@ -173,8 +175,10 @@ async def serve(config: ExecutorConfig) -> None:
 
     fb_logging.configure("executor", config.log_dir, config.log_level, config.log_json)
     raise_open_files_limit()
+    tracing.configure("executor")
     executor = await start_executor(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(executor.stop()))
     await executor.server.wait()
+    await asyncio.to_thread(tracing.shutdown)
