@@ -64,6 +64,8 @@ LOCAL_FLUSH_SECONDS = 0.2
 # A follower on another replica, or a run waiting for a session held elsewhere, looks at the
 # store at least this often even when no notice comes (a notice can be lost on a reconnect).
 REMOTE_POLL_SECONDS = 1.0
+# A follower elsewhere that finds a run ended waits this long for its last events to be written.
+ENDED_GRACE_SECONDS = 5.0
 # Default lease of a run's owner; renewed every third of it.
 DEFAULT_LEASE_SECONDS = 5.0
 TAKEOVER_REASON = (
@@ -409,12 +411,6 @@ class RunManager:
                 await asyncio.wait_for(asyncio.shield(saver), 30)
             except Exception as exc:
                 log.error("run_events_not_saved", run_id=live.id, error=repr(exc))
-            if live.run.HasField("end_time"):
-                # After the events: a follower that finds the run ended has all of them to read.
-                try:
-                    await self._store.put_run(live.run)
-                except Exception as exc:
-                    log.error("run_not_persisted", run_id=live.id, error=repr(exc))
             asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
             if lane.waiting and not self._closing and not lane.held:
                 self._start(lane, lane.waiting.popleft())
@@ -487,21 +483,30 @@ class RunManager:
             step_limit = await self._body(live)
         except asyncio.CancelledError:
             run.status = agent_pb2.RUN_STATUS_INTERRUPTED if self._closing else agent_pb2.RUN_STATUS_CANCELLED
-            live.emit(run_cancelled=agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled"))
+            final: dict[str, object] = {
+                "run_cancelled": agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled")
+            }
         except FireboxError as exc:
             run.status = agent_pb2.RUN_STATUS_FAILED
             run.error = exc.message
-            live.emit(run_failed=agent_pb2.RunFailed(code=exc.code.name, message=exc.message))
+            final = {"run_failed": agent_pb2.RunFailed(code=exc.code.name, message=exc.message)}
         except Exception as exc:
             # A bug, not the client's doing: keep the run's data, say so in the run, log the trace.
             log.exception("run_failed_unexpectedly", run_id=run.id, error=repr(exc))
             run.status = agent_pb2.RUN_STATUS_FAILED
             run.error = f"internal error: {exc!r}"
-            live.emit(run_failed=agent_pb2.RunFailed(code="INTERNAL", message=run.error))
+            final = {"run_failed": agent_pb2.RunFailed(code="INTERNAL", message=run.error)}
         else:
             run.status = agent_pb2.RUN_STATUS_COMPLETED
-            live.emit(run_completed=agent_pb2.RunCompleted(step_limit_reached=step_limit))
+            final = {"run_completed": agent_pb2.RunCompleted(step_limit_reached=step_limit)}
         run.end_time.CopyFrom(_now())
+        # Stored before the last event goes out: a client that saw its run end may send the
+        # next message to any replica, and must find the session free there.
+        try:
+            await self._store.put_run(run)
+        except Exception as exc:
+            log.error("run_not_persisted", run_id=run.id, error=repr(exc))
+        live.emit(**final)
 
     def cancel(self, run_id: str, reason: str = "cancelled by the client") -> LiveRun | None:
         """Stop a run if it is going or waiting; idempotent. None if this process never had it."""
@@ -596,6 +601,7 @@ class RunManager:
                 "in GetRun"
             )
         position = max(after_index, 0)
+        ended_at: float | None = None
         while True:
             # Registered before reading, so a notice between the read and the wait is not lost.
             waiter = self._remote_waiter(run_id)
@@ -607,17 +613,18 @@ class RunManager:
                     if is_terminal(page[-1]):
                         return
                     continue
-                current = await self._store.get_run(run_id)
-                if current is None or current.status not in _LIVE_RUN_STATES:
-                    # Ended: what was written before the status is all there is.
-                    rest = await self._store.list_events(run_id, position, MAX_BATCH_EVENTS)
-                    if rest:
-                        position = rest[-1].index
-                        yield rest
-                        continue
+                if ended_at is None:
+                    current = await self._store.get_run(run_id)
+                    if current is None:
+                        return
+                    if current.status not in _LIVE_RUN_STATES:
+                        # The outcome is stored just before the last events: they follow within
+                        # a flush, unless the owner died in between.
+                        ended_at = time.monotonic()
+                elif time.monotonic() - ended_at > ENDED_GRACE_SECONDS:
                     return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, REMOTE_POLL_SECONDS)
+                    await asyncio.wait_for(waiter, REMOTE_POLL_SECONDS if ended_at is None else 0.05)
             finally:
                 self._drop_remote_waiter(run_id, waiter)
 

@@ -125,6 +125,9 @@ async def test_cancel_on_another_replica_stops_the_run(replicas, fake):
     fake.script(Reply(steps=[chunk({"content": "partial"}), Hold(), chunk({}, finish_reason="stop")]))
     call = _send(a, session.id)
     first = await _first_event(call)
+    async for response in call:  # the partial text has arrived
+        if response.event.HasField("text_delta"):
+            break
     cancelled = await b.CancelRun(A.CancelRunRequest(run_id=first.run_id))
     assert cancelled.run.status == A.RUN_STATUS_CANCELLED
     events = [r.event async for r in call]
