@@ -25,11 +25,13 @@ from agent_service.store import (
     EVENTS_CHANNEL,
     RESTART_REASON,
     Store,
+    add_to_total,
     decode_page_token,
     encode_page_token,
     final_event,
     interrupted,
     redact_url,
+    run_row,
 )
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import Unavailable
@@ -159,19 +161,10 @@ class PostgresStore(Store):
             if row is None:
                 return agent_pb2.Usage()
             session = agent_pb2.Session.FromString(row[0])
-            total = session.usage
-            total.input_tokens += usage.input_tokens
-            total.cached_input_tokens += usage.cached_input_tokens
-            total.output_tokens += usage.output_tokens
-            total.reasoning_tokens += usage.reasoning_tokens
-            total.total_tokens += usage.total_tokens
-            if context_tokens is not None:
-                session.context_tokens = context_tokens
+            result = add_to_total(session, usage, context_tokens)
             await conn.execute(
                 "UPDATE sessions SET data = %s WHERE id = %s", (session.SerializeToString(), session_id)
             )
-        result = agent_pb2.Usage()
-        result.CopyFrom(total)
         return result
 
     async def list_sessions(self, page_size: int, page_token: str) -> tuple[list[agent_pb2.Session], str]:
@@ -246,27 +239,11 @@ class PostgresStore(Store):
             "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
-            (
-                run.id,
-                run.session_id,
-                run.create_time.ToNanoseconds(),
-                run.status,
-                run.SerializeToString(),
-                owner,
-                lease_until_ns,
-            ),
+            run_row(run, owner, lease_until_ns),
         )
 
     async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
-        args = (
-            run.id,
-            run.session_id,
-            run.create_time.ToNanoseconds(),
-            run.status,
-            run.SerializeToString(),
-            owner,
-            lease_until_ns,
-        )
+        args = run_row(run, owner, lease_until_ns)
         async with self._pool.connection() as conn:
             for _attempt in range(5):
                 try:

@@ -48,6 +48,37 @@ def interrupted(data: bytes, end_time_ns: int, reason: str) -> agent_pb2.Run:
     return run
 
 
+def run_row(run: agent_pb2.Run, owner: str, lease_until_ns: int) -> tuple[object, ...]:
+    """(id, session_id, create_ns, status, data, owner, lease_ns): a run as both backends insert it."""
+    return (
+        run.id,
+        run.session_id,
+        run.create_time.ToNanoseconds(),
+        run.status,
+        run.SerializeToString(),
+        owner,
+        lease_until_ns,
+    )
+
+
+def add_to_total(
+    session: agent_pb2.Session, usage: agent_pb2.Usage, context_tokens: int | None
+) -> agent_pb2.Usage:
+    """Add one call's usage to the session's stored total (and set its context size); returns a
+    copy of the new total."""
+    total = session.usage
+    total.input_tokens += usage.input_tokens
+    total.cached_input_tokens += usage.cached_input_tokens
+    total.output_tokens += usage.output_tokens
+    total.reasoning_tokens += usage.reasoning_tokens
+    total.total_tokens += usage.total_tokens
+    if context_tokens is not None:
+        session.context_tokens = context_tokens
+    result = agent_pb2.Usage()
+    result.CopyFrom(total)
+    return result
+
+
 def final_event(run_id: str, index: int, end_time_ns: int, reason: str) -> agent_pb2.RunEvent:
     """The event that ends a run its owner could not end: what StreamRun replays last."""
     event = agent_pb2.RunEvent(
@@ -346,20 +377,11 @@ class SqliteStore(Store):
                     db.execute("ROLLBACK")
                     return agent_pb2.Usage()
                 session = agent_pb2.Session.FromString(row[0])
-                total = session.usage
-                total.input_tokens += usage.input_tokens
-                total.cached_input_tokens += usage.cached_input_tokens
-                total.output_tokens += usage.output_tokens
-                total.reasoning_tokens += usage.reasoning_tokens
-                total.total_tokens += usage.total_tokens
-                if context_tokens is not None:
-                    session.context_tokens = context_tokens
+                result = add_to_total(session, usage, context_tokens)
                 db.execute(
                     "UPDATE sessions SET data = ? WHERE id = ?", (session.SerializeToString(), session_id)
                 )
                 db.execute("COMMIT")
-                result = agent_pb2.Usage()
-                result.CopyFrom(total)
                 return result
             except BaseException:
                 db.execute("ROLLBACK")
@@ -469,52 +491,38 @@ class SqliteStore(Store):
     # -- runs ------------------------------------------------------------------------------
 
     async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
-        data = run.SerializeToString()
+        # Serialized here, not on the database thread: the loop goes on changing the run.
+        row = run_row(run, owner, lease_until_ns)
         await self._call(
             lambda: self._db.execute(
                 "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
-                (
-                    run.id,
-                    run.session_id,
-                    run.create_time.ToNanoseconds(),
-                    run.status,
-                    data,
-                    owner,
-                    lease_until_ns,
-                ),
+                row,
             )
         )
 
     async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
-        data = run.SerializeToString()
+        # Serialized here, not on the database thread: the loop goes on changing the run.
+        row = run_row(run, owner, lease_until_ns)
 
         def claim() -> str:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute(
+                other = db.execute(
                     "SELECT id FROM runs WHERE session_id = ? AND status = ? AND id != ?",
-                    (run.session_id, agent_pb2.RUN_STATUS_RUNNING, run.id),
+                    (row[1], agent_pb2.RUN_STATUS_RUNNING, row[0]),
                 ).fetchone()
-                if row is None:
+                if other is None:
                     db.execute(
                         "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
                         "data = excluded.data, owner = excluded.owner, lease_ns = excluded.lease_ns",
-                        (
-                            run.id,
-                            run.session_id,
-                            run.create_time.ToNanoseconds(),
-                            run.status,
-                            data,
-                            owner,
-                            lease_until_ns,
-                        ),
+                        row,
                     )
                 db.execute("COMMIT")
-                return row[0] if row else ""
+                return other[0] if other else ""
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

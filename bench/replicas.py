@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -208,6 +209,7 @@ async def bench_replicas(quick: bool, kills: int, lease: float) -> dict[str, Any
             await paced.stop()
     finally:
         postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
     return results
 
 

@@ -11,7 +11,7 @@ installed then, so a service without metrics pays nothing per call.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from firebox.common.handlers import rewrapped
 from firebox.common.logging import get_logger
 from firebox.common.trainlog import TrainingLog
 
@@ -102,49 +103,37 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         observe = self._metrics.observe
-        ser, de = handler.response_serializer, handler.request_deserializer
-        unary = handler.unary_unary or handler.stream_unary
-        if unary is not None:
-            inner_unary = unary
 
+        def around_unary(inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started = time.perf_counter()
                 error: BaseException | None = None
                 try:
-                    return await inner_unary(request, context)
+                    return await inner(request, context)
                 except BaseException as exc:
                     error = exc
                     raise
                 finally:
                     observe(method, _code(context, error), time.perf_counter() - started)
 
-            factory = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary
-                else grpc.stream_unary_rpc_method_handler
-            )
-            return factory(call, de, ser)
+            return call
 
-        inner_stream = handler.unary_stream or handler.stream_stream
+        def around_stream(inner: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                error: BaseException | None = None
+                try:
+                    async for response in inner(request, context):
+                        yield response
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    observe(method, _code(context, error), time.perf_counter() - started)
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                async for response in inner_stream(request, context):
-                    yield response
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                observe(method, _code(context, error), time.perf_counter() - started)
+            return stream
 
-        factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return factory(stream, de, ser)
+        return rewrapped(handler, around_unary, around_stream)
 
 
 # (name, help, label names, a function returning {label values: value})

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -28,6 +28,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from firebox.common.handlers import rewrapped
 
 _propagator = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
@@ -123,37 +125,25 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
 def _traced(
     handler: grpc.RpcMethodHandler, name: str, parent: otel_context.Context | None
 ) -> grpc.RpcMethodHandler:
-    ser, de = handler.response_serializer, handler.request_deserializer
     attributes = {"rpc.system": "grpc", "rpc.method": name}
-    unary = handler.unary_unary or handler.stream_unary
-    if unary is not None:
-        inner_unary = unary
 
+    def around_unary(inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             with _tracer.start_as_current_span(
                 name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
             ):
-                return await inner_unary(request, context)
+                return await inner(request, context)
 
-        factory = (
-            grpc.unary_unary_rpc_method_handler
-            if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return factory(call, de, ser)
+        return call
 
-    inner_stream = handler.unary_stream or handler.stream_stream
+    def around_stream(inner: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            with _tracer.start_as_current_span(
+                name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
+            ):
+                async for response in inner(request, context):
+                    yield response
 
-    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        with _tracer.start_as_current_span(
-            name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
-        ):
-            async for response in inner_stream(request, context):
-                yield response
+        return stream
 
-    factory = (
-        grpc.unary_stream_rpc_method_handler
-        if handler.unary_stream
-        else grpc.stream_stream_rpc_method_handler
-    )
-    return factory(stream, de, ser)
+    return rewrapped(handler, around_unary, around_stream)
