@@ -276,7 +276,7 @@ class PostgresStore(Store):
         )
         return str(row[0]) if row else ""
 
-    async def renew_leases(self, owner: str, lease_until_ns: int) -> list[tuple[str, str]]:
+    async def renew_leases(self, owner: str, lease_until_ns: int) -> dict[str, str]:
         async with self._pool.connection() as conn:
             rows = await (
                 await conn.execute(
@@ -285,7 +285,7 @@ class PostgresStore(Store):
                     (lease_until_ns, owner, list(_LIVE_RUN_STATES)),
                 )
             ).fetchall()
-        return [(row[0], row[1]) for row in rows if row[1]]
+        return {row[0]: row[1] for row in rows}
 
     async def request_cancel(self, run_id: str, reason: str) -> bool:
         async with self._pool.connection() as conn, conn.transaction():

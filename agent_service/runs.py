@@ -72,6 +72,7 @@ TAKEOVER_REASON = (
     "the agent replica running it stopped (its lease ran out); the partial output is kept, send "
     "the message again to go on"
 )
+LEASE_LOST_REASON = "another agent replica took this run over (this one did not renew its lease in time)"
 _TERMINAL = ("run_completed", "run_failed", "run_cancelled")
 
 
@@ -127,6 +128,10 @@ class LiveRun:
         # Resolved once the run is accepted (claimed, or waiting its turn); an Aborted when the
         # session's running run is on another replica and the policy is REJECT.
         self.accepted: asyncio.Future[None] | None = None
+        # When the store made it the session's running run (monotonic), and whether another
+        # replica has since taken it over: then this process writes nothing more of it.
+        self.claimed_at: float | None = None
+        self.fenced = False
         # Followers waiting for the next event: futures resolved by the next append (or finish).
         # Cheaper per event than an asyncio.Event made and set for each one, which the most
         # frequent event (a text delta, one per token) paid even with nobody waiting.
@@ -431,6 +436,8 @@ class RunManager:
                 # Gather a batch; the run's end writes at once.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(live._finished.wait(), self._flush_seconds)
+            if live.fenced:
+                return  # the store's events are the taker's now
             batch = live.events[saved:]
             try:
                 await self._store.append_events(live.id, batch)
@@ -453,6 +460,7 @@ class RunManager:
             run.status = agent_pb2.RUN_STATUS_RUNNING
             other = await self._store.claim_run(run, self.owner, self._lease_until())
             if not other:
+                live.claimed_at = time.monotonic()
                 if live.accepted is not None and not live.accepted.done():
                     live.accepted.set_result(None)
                 return True
@@ -500,6 +508,11 @@ class RunManager:
             run.status = agent_pb2.RUN_STATUS_COMPLETED
             final = {"run_completed": agent_pb2.RunCompleted(step_limit_reached=step_limit)}
         run.end_time.CopyFrom(_now())
+        if live.fenced:
+            # Another replica ended it in the store already; followers here still get an end.
+            run.status = agent_pb2.RUN_STATUS_INTERRUPTED
+            live.emit(**final)
+            return
         # Stored before the last event goes out: a client that saw its run end may send the
         # next message to any replica, and must find the session free there.
         try:
@@ -666,9 +679,26 @@ class RunManager:
     # -- leases ----------------------------------------------------------------------------
 
     async def _renew(self) -> None:
-        """Extend this process's leases; act on cancels other replicas left for its runs."""
-        for run_id, reason in await self._store.renew_leases(self.owner, self._lease_until()):
-            self.cancel(run_id, reason)
+        """Extend this process's leases; act on cancels other replicas left for its runs, and
+        stop the runs another replica took over (this one was too slow to renew): they must not
+        go on twice."""
+        asked = time.monotonic()
+        held = await self._store.renew_leases(self.owner, self._lease_until())
+        for run_id, reason in held.items():
+            if reason:
+                self.cancel(run_id, reason)
+        for live in list(self._runs.values()):
+            lost = (
+                live.claimed_at is not None
+                and live.claimed_at < asked
+                and not live.done
+                and not live.run.HasField("end_time")  # ending: its outcome is being stored
+                and live.id not in held
+            )
+            if lost and not live.fenced:
+                live.fenced = True
+                log.warning("run_lease_lost", run_id=live.id)
+                self.cancel(live.id, LEASE_LOST_REASON)
 
     async def _maintain(self) -> None:
         """Renew this process's leases every third of the lease; look for runs of replicas whose

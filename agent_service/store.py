@@ -158,9 +158,9 @@ class Store(abc.ABC):
         """The id of the session's RUNNING run, on whichever replica, or ""."""
 
     @abc.abstractmethod
-    async def renew_leases(self, owner: str, lease_until_ns: int) -> list[tuple[str, str]]:
-        """Extend the lease of every live run `owner` holds; returns (run id, reason) of those
-        another replica asked to cancel."""
+    async def renew_leases(self, owner: str, lease_until_ns: int) -> dict[str, str]:
+        """Extend the lease of every live run `owner` holds; returns them, each with the reason
+        another replica asked to cancel it ("" when none). A run missing from it was taken over."""
 
     @abc.abstractmethod
     async def request_cancel(self, run_id: str, reason: str) -> bool:
@@ -538,19 +538,25 @@ class SqliteStore(Store):
         )
         return row[0] if row else ""
 
-    async def renew_leases(self, owner: str, lease_until_ns: int) -> list[tuple[str, str]]:
-        def renew() -> list[tuple[str, str]]:
+    async def renew_leases(self, owner: str, lease_until_ns: int) -> dict[str, str]:
+        def renew() -> dict[str, str]:
             placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
-            self._db.execute(
-                f"UPDATE runs SET lease_ns = ? WHERE owner = ? AND status IN ({placeholders})",
-                (lease_until_ns, owner, *_LIVE_RUN_STATES),
-            )
-            rows = self._db.execute(
-                f"SELECT id, cancel_reason FROM runs WHERE owner = ? AND cancel_reason != '' "
-                f"AND status IN ({placeholders})",
-                (owner, *_LIVE_RUN_STATES),
-            ).fetchall()
-            return [(row[0], row[1]) for row in rows]
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    f"UPDATE runs SET lease_ns = ? WHERE owner = ? AND status IN ({placeholders})",
+                    (lease_until_ns, owner, *_LIVE_RUN_STATES),
+                )
+                rows = db.execute(
+                    f"SELECT id, cancel_reason FROM runs WHERE owner = ? AND status IN ({placeholders})",
+                    (owner, *_LIVE_RUN_STATES),
+                ).fetchall()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return {row[0]: row[1] for row in rows}
 
         return await self._call(renew)
 

@@ -311,10 +311,10 @@ async def test_a_cancel_request_reaches_the_owner_when_it_renews(reopen: OpenSto
     store = await reopen()
     await store.create_session(_session(1))
     await store.claim_run(_running("r1"), "owner-a", 100)
-    assert await store.renew_leases("owner-a", 200) == []
+    assert await store.renew_leases("owner-a", 200) == {"r1": ""}
     assert await store.request_cancel("r1", "stop it")
-    assert await store.renew_leases("owner-b", 200) == []
-    assert await store.renew_leases("owner-a", 300) == [("r1", "stop it")]
+    assert await store.renew_leases("owner-b", 200) == {}
+    assert await store.renew_leases("owner-a", 300) == {"r1": "stop it"}
     assert not await store.request_cancel("nope", "x")
     await store.close()
 
