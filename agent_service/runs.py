@@ -414,7 +414,7 @@ class RunManager:
             try:
                 # Followers elsewhere wait for the last events; bounded like any store call.
                 await asyncio.wait_for(asyncio.shield(saver), 30)
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
                 log.error("run_events_not_saved", run_id=live.id, error=repr(exc))
             asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
             if lane.waiting and not self._closing and not lane.held:
@@ -516,7 +516,9 @@ class RunManager:
         # Stored before the last event goes out: a client that saw its run end may send the
         # next message to any replica, and must find the session free there.
         try:
-            await self._store.put_run(run)
+            await asyncio.shield(self._store.put_run(run))
+        except asyncio.CancelledError:
+            pass  # cancelled again (shutdown) while storing: the write goes on, the end is still sent
         except Exception as exc:
             log.error("run_not_persisted", run_id=run.id, error=repr(exc))
         live.emit(**final)
