@@ -363,6 +363,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session = await self._session(request.session_id)
         model = self._provider.resolve_model(session.settings.model)
         queue: asyncio.Queue[agent_pb2.CompactSessionResponse | None] = asyncio.Queue()
+        _refuse_if_running_elsewhere(session, self._runs)
         with self._runs.hold(session.id):
             stored = await self._store.list_messages(session.id)
             if not stored:
@@ -430,6 +431,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 "cancel it before editing"
             )
         if request.action == agent_pb2.EDIT_ACTION_SAVE:
+            _refuse_if_running_elsewhere(session, self._runs)
             with self._runs.hold(session.id):
                 message.content = request.content
                 await self._store.put_message(session.id, message)
@@ -511,6 +513,16 @@ async def _responses(
     else:
         async for event in events():
             yield response(event=event)
+
+
+def _refuse_if_running_elsewhere(session: agent_pb2.Session, runs: RunManager) -> None:
+    """FAILED_PRECONDITION when another agent replica runs the session (as `runs.hold` says for
+    this one). A check, not a claim: a run starting elsewhere right after is not excluded."""
+    if session.active_run_id and runs.get(session.active_run_id) is None:
+        raise FailedPrecondition(
+            f"session {session.id} has an active run {session.active_run_id} (on another agent replica); "
+            "wait for it or cancel it first"
+        )
 
 
 async def _wait_finished(live: LiveRun, limit: float) -> None:

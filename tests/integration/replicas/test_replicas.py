@@ -108,6 +108,9 @@ async def test_one_running_run_per_session_holds_across_replicas(replicas, fake)
     assert first.run_id in refused.value.details()
     got = await b.GetSession(A.GetSessionRequest(session_id=session.id))
     assert got.session.active_run_id == first.run_id
+    with pytest.raises(grpc.aio.AioRpcError) as busy:
+        _ = [r async for r in b.CompactSession(A.CompactSessionRequest(session_id=session.id))]
+    assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION and first.run_id in busy.value.details()
     # ENQUEUE on B waits for A's run to end, then runs.
     fake.script(text_reply("queued answer"))
     queued = asyncio.create_task(collect(_send(b, session.id, "third", A.CONFLICT_POLICY_ENQUEUE)))
