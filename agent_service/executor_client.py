@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from firebox.common import tracing
 from firebox.common.errors import FireboxError, Unavailable
 from firebox.common.logging import get_logger
 from firebox.common.tls import ClientTLS, secure_or_insecure_channel
@@ -419,7 +420,9 @@ class ExecutorClient:
             agent_session_id=agent_session_id,
         )
         # The call's own deadline leaves the executor time to report its timeout first.
-        call = self._stub.Execute(metadata=self._metadata, timeout=timeout_seconds + 30, wait_for_ready=False)
+        call = self._stub.Execute(
+            metadata=tracing.outgoing(self._metadata), timeout=timeout_seconds + 30, wait_for_ready=False
+        )
         outcome = ExecutionOutcome()
         reader: asyncio.Task[None] | None = None
         try:
@@ -497,7 +500,9 @@ class ExecutorClient:
         accepted the first (its first response), nothing is sent after its final response, and
         the client gets a moment to half-close before this call ends (as the executor does)."""
         await self.ensure_reachable()
-        call = self._stub.Execute(metadata=self._metadata, timeout=deadline, wait_for_ready=False)
+        call = self._stub.Execute(
+            metadata=tracing.outgoing(self._metadata), timeout=deadline, wait_for_ready=False
+        )
         accepted = asyncio.Event()
         writing = asyncio.Lock()
         forwarding = True

@@ -61,6 +61,7 @@ from agent_service.tools import (
     paths_written_outside,
 )
 from firebox.agent.v1 import agent_pb2
+from firebox.common import tracing
 from firebox.common.errors import FailedPrecondition, FireboxError, NotFound
 from firebox.common.headtail import HeadTail as HeadTail
 from firebox.common.logging import get_logger
@@ -499,7 +500,8 @@ class ToolLoop:
                 live.emit(
                     tool_call_started=agent_pb2.ToolCallStarted(message_id=assistant.id, tool_call=call)
                 )
-                result = await self._run_tool(live, turn, call)
+                with tracing.span("tool_call", tool=call.name, tool_call_id=call.id, run_id=live.id):
+                    result = await self._run_tool(live, turn, call)
                 await self._add_tool_message(live, turn.session.id, call.id, result)
                 answered.add(call.id)
         except BaseException as exc:

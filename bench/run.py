@@ -22,10 +22,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from agent_service.runs import DEFAULT_LEASE_SECONDS
 from bench.agent import bench_agent
 from bench.executor import ExecutorBench
 from bench.memory import agent_memory, executor_memory, rss_mb
 from bench.providers import STALL_IDLE_SECONDS, bench_providers
+from bench.replicas import bench_replicas
 from bench.services import service
 from bench.terminals import bench_terminals
 from bench.trainlog import bench_trainlog
@@ -114,6 +116,16 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "executor RSS idle (MB)": (("memory", "executor", "idle_mb"), None, None),
     "executor RSS, W workspaces (MB)": (("memory", "executor", "with_workspaces_mb"), None, None),
     "executor RSS, S shell sessions (MB)": (("memory", "executor", "with_sessions_mb"), None, None),
+    "runs/s, SQLite, 1 agent": (("replicas", "sqlite_1", "runs_per_s"), None, None),
+    "runs/s, PostgreSQL, 1 agent": (("replicas", "postgresql_1", "runs_per_s"), None, None),
+    "runs/s, PostgreSQL, 3 agents": (("replicas", "postgresql_3", "runs_per_s"), None, None),
+    "events/s, SQLite, 1 agent": (("replicas", "sqlite_1", "events_per_s"), None, None),
+    "events/s, PostgreSQL, 1 agent": (("replicas", "postgresql_1", "events_per_s"), None, None),
+    "events/s, PostgreSQL, 3 agents": (("replicas", "postgresql_3", "events_per_s"), None, None),
+    "follower on another agent p50 (ms)": (("replicas", "follower_latency", "p50_ms"), None, None),
+    "follower on another agent p99 (ms)": (("replicas", "follower_latency", "p99_ms"), None, None),
+    "takeover after kill -9 p50 (ms)": (("replicas", "takeover", "p50_ms"), None, None),
+    "takeover after kill -9 max (ms)": (("replicas", "takeover", "max_ms"), None, None),
     "agent RSS idle (MB)": (("memory", "agent", "idle_mb"), None, None),
     "agent RSS, S sessions (MB)": (("memory", "agent", "with_sessions_mb"), None, None),
 }
@@ -262,6 +274,13 @@ def main() -> None:
         )
     console.print("training log cost…")
     results["trainlog"] = guarded("training log", console, lambda: bench_trainlog(args.quick))
+    results["replicas"] = guarded(
+        "agent replicas",
+        console,
+        lambda: asyncio.run(
+            bench_replicas(args.quick, kills=3 if args.quick else 10, lease=DEFAULT_LEASE_SECONDS)
+        ),
+    )
     results["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

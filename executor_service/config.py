@@ -52,6 +52,8 @@ class ExecutorConfig:
     """Every setting of the executor, decided."""
 
     listen: str = DEFAULT_LISTEN
+    # HOST:PORT of the Prometheus /metrics listener; "" = none.
+    metrics_listen: str = ""
     config_dir: Path = field(default_factory=_default_config_dir)
     backend: str = "auto"
     image: str = DEFAULT_IMAGE
@@ -196,6 +198,14 @@ OPTIONS: tuple[_Option, ...] = (
         "FIREBOX_LISTEN",
         _listen,
         f"address to serve on (default {DEFAULT_LISTEN})",
+        "HOST:PORT",
+    ),
+    _Option(
+        "metrics_listen",
+        "--metrics-listen",
+        "FIREBOX_METRICS_LISTEN",
+        _listen,
+        "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
         "HOST:PORT",
     ),
     _Option(

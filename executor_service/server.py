@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from executor_service import metrics
 from executor_service.backend import Policy
 from executor_service.backends import choose_backend
 from executor_service.background import BackgroundExecutions
@@ -23,6 +24,8 @@ from executor_service.workspaces import WorkspaceManager
 from firebox import __version__
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common import tracing
+from firebox.common.metrics import MetricsInterceptor, MetricsServer
 from firebox.common.secrets import SecretPolicy, redactor
 from firebox.common.tls import ServerTLS
 from firebox.common.trainlog import TrainingLog
@@ -128,8 +131,18 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         # final message (END_REASON_SHUTDOWN) still reaches the clients.
         await sessions.shutdown(max(0.0, grace - min(1.0, grace / 2)))
 
+    metrics_server = (
+        MetricsServer(
+            metrics.REGISTRY, config.metrics_listen, metrics.live_collector(workspaces, training_log)
+        )
+        if config.metrics_listen
+        else None
+    )
+
     async def on_stopped() -> None:
         await expiry.close()
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.close)
         await workspaces.close()
         await asyncio.to_thread(training_log.close)
         await backend.close()
@@ -144,6 +157,8 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         grace_seconds=config.shutdown_grace,
         on_stopping=on_stopping,
         on_stopped=on_stopped,
+        metrics_interceptor=MetricsInterceptor(metrics.RPC) if metrics_server is not None else None,
+        extra_interceptors=(tracing.TracingInterceptor(),) if tracing.enabled() else (),
     )
     running = await fb_server.start(spec)
     log.info(
@@ -180,8 +195,10 @@ async def serve(config: ExecutorConfig) -> None:
 
     fb_logging.configure("executor", config.log_dir, config.log_level, config.log_json)
     raise_open_files_limit()
+    tracing.configure("executor")
     executor = await start_executor(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(executor.stop()))
     await executor.server.wait()
+    await asyncio.to_thread(tracing.shutdown)

@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import json_format
 
 from executor_service import execution as ex
+from executor_service import metrics
 from executor_service.backend import BWRAP, DOCKER, Policy, SnapshotInfo, WorkspaceInfo
 from executor_service.background import BackgroundExecution, BackgroundExecutions, FollowOutput
 from executor_service.files import (
@@ -217,6 +218,7 @@ def execute_spec(
 
 
 def _final_to_proto(event: ex.Finished) -> pb.ExecuteResponse:
+    metrics.EXECUTIONS.labels(event.reason.value).inc()
     response = pb.ExecuteResponse(
         end_reason=_END_REASONS.get(event.reason, pb.END_REASON_UNSPECIFIED),
         output_truncated=event.output_truncated,

@@ -324,6 +324,13 @@ class WorkspaceManager:
         self._known[workspace_id] = info
         return info
 
+    def count_by_state(self) -> dict[str, int]:
+        """Workspaces by state as last seen (no engine call: read at every metrics scrape)."""
+        counts: dict[str, int] = {}
+        for info in self._known.values():
+            counts[info.state] = counts.get(info.state, 0) + 1
+        return counts
+
     async def list(self) -> list[WorkspaceInfo]:
         infos = await self.backend.list()
         self._known = {info.id: info for info in infos}
