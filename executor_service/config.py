@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executor_service import admission
 from executor_service.ceiling import PolicyCeiling
 from firebox.common.secrets import DEFAULT_DENY_PATTERNS, parse_patterns
 
@@ -57,6 +58,12 @@ class ExecutorConfig:
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE
+    # Admission of sessionless executions (executor_service/admission.py).
+    max_running_per_workspace: int = admission.DEFAULT_RUNNING_PER_WORKSPACE
+    max_queued_per_workspace: int = admission.DEFAULT_QUEUED_PER_WORKSPACE
+    max_running: int = admission.DEFAULT_RUNNING
+    max_queued: int = admission.DEFAULT_QUEUED
+    queue_timeout: float = admission.DEFAULT_QUEUE_TIMEOUT
     warm_pool_size: int = DEFAULT_WARM_POOL_SIZE
     session_io: str = "auto"
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
@@ -106,6 +113,16 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -234,6 +251,50 @@ OPTIONS: tuple[_Option, ...] = (
         _positive_int,
         f"open shell sessions allowed per workspace (default {DEFAULT_MAX_SESSIONS_PER_WORKSPACE})",
         "N",
+    ),
+    _Option(
+        "max_running_per_workspace",
+        "--max-running-per-workspace",
+        "FIREBOX_MAX_RUNNING_PER_WORKSPACE",
+        _positive_int,
+        "sessionless executions running at once in one workspace; as many warm shells are kept "
+        f"(default {admission.DEFAULT_RUNNING_PER_WORKSPACE})",
+        "N",
+    ),
+    _Option(
+        "max_queued_per_workspace",
+        "--max-queued-per-workspace",
+        "FIREBOX_MAX_QUEUED_PER_WORKSPACE",
+        _non_negative_int,
+        "sessionless executions waiting for a place in one workspace; past it RESOURCE_EXHAUSTED "
+        f"(default {admission.DEFAULT_QUEUED_PER_WORKSPACE})",
+        "N",
+    ),
+    _Option(
+        "max_running",
+        "--max-running",
+        "FIREBOX_MAX_RUNNING",
+        _positive_int,
+        f"sessionless executions running at once in the executor (default {admission.DEFAULT_RUNNING})",
+        "N",
+    ),
+    _Option(
+        "max_queued",
+        "--max-queued",
+        "FIREBOX_MAX_QUEUED",
+        _non_negative_int,
+        "sessionless executions waiting in the executor; past it RESOURCE_EXHAUSTED "
+        f"(default {admission.DEFAULT_QUEUED})",
+        "N",
+    ),
+    _Option(
+        "queue_timeout",
+        "--queue-timeout",
+        "FIREBOX_QUEUE_TIMEOUT",
+        _positive_float,
+        "seconds a sessionless execution waits for a place before RESOURCE_EXHAUSTED "
+        f"(default {admission.DEFAULT_QUEUE_TIMEOUT:g})",
+        "SECONDS",
     ),
     _Option(
         "warm_pool_size",

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from executor_service.admission import Admission
 from firebox.common import errors
 
 if TYPE_CHECKING:
@@ -372,10 +373,13 @@ class ExecutionEngine:
         sessions: SessionManager,
         *,
         output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES,
+        admission: Admission | None = None,
     ) -> None:
         self.backend = backend
         self.sessions = sessions
         self.output_cap_bytes = output_cap_bytes
+        # Bounds sessionless executions (a named session runs one at a time on its own shell).
+        self.admission = admission or Admission()
 
     async def start(self, workspace: WorkspaceInfo, spec: ExecuteSpec) -> Execution:
         """Start `spec` and return at once. Raises NotFound (unknown session), FailedPrecondition
@@ -387,6 +391,13 @@ class ExecutionEngine:
             session = self.sessions.acquire(workspace.id, spec.session_id, execution)
             execution.task = asyncio.create_task(self.sessions.run_in_session(session, execution))
         else:
-            shell = await self.sessions.take_fresh_shell(workspace)
-            execution.task = asyncio.create_task(self.sessions.run_sessionless(workspace, shell, execution))
+            ticket = await self.admission.admit(workspace.id)
+            try:
+                shell = await self.sessions.take_fresh_shell(workspace)
+            except BaseException:
+                ticket.release()
+                raise
+            execution.task = asyncio.create_task(
+                self.sessions.run_sessionless(workspace, shell, execution, ticket.release)
+            )
         return execution

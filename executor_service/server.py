@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from executor_service.admission import Admission, AdmissionLimits
 from executor_service.backend import Policy
 from executor_service.backends import choose_backend
 from executor_service.config import ExecutorConfig
@@ -81,12 +82,22 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     sessions = SessionManager(
         backend,
         max_sessions_per_workspace=config.max_sessions_per_workspace,
+        warm_shells_per_workspace=config.max_running_per_workspace,
     )
     workspaces.sessions = sessions
     engine = ExecutionEngine(
         backend,
         sessions,
         output_cap_bytes=config.output_cap_bytes,
+        admission=Admission(
+            AdmissionLimits(
+                running_per_workspace=config.max_running_per_workspace,
+                queued_per_workspace=config.max_queued_per_workspace,
+                running=config.max_running,
+                queued=config.max_queued,
+                queue_timeout=config.queue_timeout,
+            )
+        ),
     )
     await workspaces.adopt()
     training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)

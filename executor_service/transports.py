@@ -92,13 +92,24 @@ class DockerExecTransport:
                 )
             return exec_id, response, raw
 
+        starting = asyncio.ensure_future(asyncio.to_thread(create_and_start))
         try:
-            exec_id, response, raw = await asyncio.to_thread(create_and_start)
+            exec_id, response, raw = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The caller gave up (its client left, or a deadline passed) while the engine starts
+            # the process: close its socket once started, so that it reads EOF and exits instead
+            # of living on as an orphan nobody talks to.
+            starting.add_done_callback(_close_abandoned_start)
+            raise
         except docker.errors.NotFound as exc:
             raise errors.NotFound(
                 f"the workspace's container {container!r} is gone: {exc.explanation}"
             ) from exc
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.Timeout,
+        ) as exc:
             raise errors.Unavailable(
                 f"the Docker engine is not answering ({exc}); is dockerd running?"
             ) from exc
@@ -180,6 +191,18 @@ class DockerExecTransport:
 
 # Runs first in the container: swaps the exec's stdio for the session's FIFOs, says so with one
 # line on the new stdout, then becomes the real process. Exit 97: the directory is not shared.
+def _close_abandoned_start(task: asyncio.Future[tuple[str, Any, socket.socket]]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    _exec_id, response, raw = task.result()
+    with contextlib.suppress(OSError):
+        raw.close()
+    with contextlib.suppress(Exception):
+        response.close()
+
+
+# What the wrapper says when the container does not see the FIFOs (the one permanent failure).
+FIFO_NOT_SHARED = "is not a FIFO shared with the executor"
 _FIFO_WRAPPER = (
     'd=$1; shift; [ -p "$d/in" ] || { echo "$d/in is not a FIFO shared with the executor" >&2; exit 97; }; '
     'exec <"$d/in" >"$d/out" 2>"$d/err" || exit 97; printf "I\\n"; exec "$@"'
@@ -265,22 +288,32 @@ class FifoTransport:
         """Read the wrapper's one line (2 bytes: nothing else writes before the process is given
         its first input), or learn that it failed."""
         got = b""
-        async with asyncio.timeout(FIFO_START_TIMEOUT):
-            while len(got) < 2:
-                try:
-                    chunk = os.read(self._out, 2 - len(got))
-                except BlockingIOError:
-                    chunk = b""
-                got += chunk
-                if got == b"I\n":
-                    return
-                if got and not b"I\n".startswith(got):
-                    raise FifoUnavailable(f"unexpected start of output {got!r}")
-                if self._exited:
-                    why = self._diagnostics.decode("utf-8", "replace").strip() or "it exited"
-                    raise FifoUnavailable(why)
-                if not chunk:
-                    await self._readable()
+        try:
+            async with asyncio.timeout(FIFO_START_TIMEOUT):
+                while len(got) < 2:
+                    try:
+                        chunk = os.read(self._out, 2 - len(got))
+                    except BlockingIOError:
+                        chunk = b""
+                    got += chunk
+                    if got == b"I\n":
+                        return
+                    if got and not b"I\n".startswith(got):
+                        raise FifoUnavailable(f"unexpected start of output {got!r}")
+                    if self._exited:
+                        why = self._diagnostics.decode("utf-8", "replace").strip() or "it exited"
+                        if FIFO_NOT_SHARED in why:
+                            raise FifoUnavailable(why)
+                        # Anything else (cannot fork at the pids limit, out of memory) is the
+                        # workspace's passing state, not a reason to stop using FIFOs for good.
+                        raise errors.Unavailable(f"the session shell exited while starting: {why[:200]}")
+                    if not chunk:
+                        await self._readable()
+        except TimeoutError:
+            raise errors.Unavailable(
+                f"the session shell did not start within {FIFO_START_TIMEOUT:g}s (the workspace may be "
+                "overloaded); retry later"
+            ) from None
 
     async def _watch_exit(self) -> None:
         """Until the exec'd process ends; keeps what it wrote to the original stdio (a failed
