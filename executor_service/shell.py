@@ -511,8 +511,9 @@ class Shell:
         return await self._outcome(cmd, started, killed_shell)
 
     async def sweep_leftovers(self) -> bool:
-        """Kill what the last command left running in S's process group (background jobs), and
-        wait until F says it is done. False when the shell cannot be reused."""
+        """Kill what the last command left running: its background jobs in S's process group
+        (F's sweep) and whatever detached from it (the transport's cgroup). False when the
+        shell cannot be reused."""
         if self.ended or self._eof or self._current is not None:
             return False
         await self._sweep(b"w\n")
@@ -525,6 +526,8 @@ class Shell:
                 await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 return False
+        # Daemons that left the group (setsid, `env -i`) are found by the transport's cgroup.
+        await self.transport.kill_strays()
         return not self.ended and not self._eof
 
     def wake(self) -> None:

@@ -22,8 +22,10 @@ import fcntl
 import os
 import secrets
 import shutil
+import signal
 import socket
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +33,26 @@ import docker.errors
 import requests
 
 from executor_service.backend import STDERR, STDOUT
+from executor_service.containment import ExecCgroup
 from firebox.common import errors
 from firebox.common.logging import get_logger
 
 log = get_logger("executor.transports")
 
 READ_SIZE = 256 * 1024
+# How long the engine may take to report a started exec's pid (a loaded machine: seconds).
+EXEC_PID_WAIT_SECONDS = 10.0
 _HEADER = struct.Struct(">BxxxL")
 
 
 class DockerExecTransport:
     """stdin/stdout/stderr of one `docker exec` process, over its hijacked attach socket."""
 
-    def __init__(self, api: Any, exec_id: str, response: Any, sock: socket.socket) -> None:
+    def __init__(
+        self, api: Any, exec_id: str, response: Any, sock: socket.socket, cgroup: ExecCgroup | None = None
+    ) -> None:
+        # What the process forks is found by this (containment.py); None where unavailable.
+        self.cgroup = cgroup
         self.api = api
         self.exec_id = exec_id
         # Keeps the SDK's response object (and so the connection) alive.
@@ -72,7 +81,7 @@ class DockerExecTransport:
         gone, FailedPrecondition when it is not running."""
         api = getattr(client, "api", client)
 
-        def create_and_start() -> tuple[str, Any, socket.socket]:
+        def create_and_start() -> tuple[str, Any, socket.socket, ExecCgroup | None]:
             exec_id = api.exec_create(
                 container,
                 argv,
@@ -90,11 +99,14 @@ class DockerExecTransport:
                 raise errors.Unavailable(
                     "the docker engine connection is not a plain socket (TLS?); use the local unix socket"
                 )
-            return exec_id, response, raw
+            # Into a cgroup of its own before it forks anything (it first waits for our input).
+            pid = _exec_pid(api, exec_id)
+            cgroup = ExecCgroup.create(pid) if pid else None
+            return exec_id, response, raw, cgroup
 
         starting = asyncio.ensure_future(asyncio.to_thread(create_and_start))
         try:
-            exec_id, response, raw = await asyncio.shield(starting)
+            exec_id, response, raw, cgroup = await asyncio.shield(starting)
         except asyncio.CancelledError:
             # The caller gave up (its client left, or a deadline passed) while the engine starts
             # the process: close its socket once started, so that it reads EOF and exits instead
@@ -120,7 +132,7 @@ class DockerExecTransport:
                 ) from exc
             raise errors.Unavailable(f"docker exec failed: {exc.explanation or exc}") from exc
         raw.setblocking(False)
-        return cls(api, exec_id, response, raw)
+        return cls(api, exec_id, response, raw, cgroup)
 
     async def write(self, data: bytes) -> None:
         if self._closed:
@@ -187,18 +199,42 @@ class DockerExecTransport:
             self._sock.close()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._response.close)
+        if self.cgroup is not None:
+            # Whatever the process left, daemons that shed its group and environment included.
+            await asyncio.to_thread(self.cgroup.destroy)
+
+    async def kill_strays(self) -> int:
+        """Kill what the process's finished commands left running (see ShellTransport)."""
+        if self.cgroup is None or self._closed:
+            return 0
+        return await asyncio.to_thread(self.cgroup.kill_strays)
 
 
 # Runs first in the container: swaps the exec's stdio for the session's FIFOs, says so with one
 # line on the new stdout, then becomes the real process. Exit 97: the directory is not shared.
-def _close_abandoned_start(task: asyncio.Future[tuple[str, Any, socket.socket]]) -> None:
+def _exec_pid(api: Any, exec_id: str) -> int:
+    """The exec'd process's host pid: the engine reports 0 for a moment after the start."""
+    deadline = time.monotonic() + EXEC_PID_WAIT_SECONDS
+    while True:
+        info = api.exec_inspect(exec_id)
+        if info.get("Pid") or not info.get("Running", True):
+            return int(info.get("Pid") or 0)
+        if time.monotonic() > deadline:
+            log.warning("exec_pid_unknown", exec_id=exec_id, hint="its processes get no cgroup of their own")
+            return 0
+        time.sleep(0.005)
+
+
+def _close_abandoned_start(task: asyncio.Future[tuple[str, Any, socket.socket, ExecCgroup | None]]) -> None:
     if task.cancelled() or task.exception() is not None:
         return
-    _exec_id, response, raw = task.result()
+    _exec_id, response, raw, cgroup = task.result()
     with contextlib.suppress(OSError):
         raw.close()
     with contextlib.suppress(Exception):
         response.close()
+    if cgroup is not None:
+        cgroup.destroy()
 
 
 # What the wrapper says when the container does not see the FIFOs (the one permanent failure).
@@ -404,6 +440,9 @@ class FifoTransport:
     async def host_pid(self) -> int | None:
         return await self._attach.host_pid()
 
+    async def kill_strays(self) -> int:
+        return await self._attach.kill_strays()
+
     async def close(self) -> None:
         """End the process's input (the front shell, reading EOF, kills what its session started
         and exits), give it a moment to go, then close everything and remove the FIFOs."""
@@ -522,6 +561,13 @@ class PipeTransport:
             self._open_streams = 0
         return item
 
+    async def kill_strays(self) -> int:
+        """A bwrap shell is a pid namespace of its own: whatever detached inside it (setsid, a
+        cleared environment) is reparented to the namespace's init, so it is still a descendant
+        of our process on the host. Kill every descendant but the shell protocol's top shell
+        (the highest process running `firebox-shell`) and its direct children."""
+        return await asyncio.to_thread(_kill_stray_descendants, self.process.pid)
+
     async def close(self) -> None:
         """Close stdin (the front shell cleans up and exits), then make sure the process is gone."""
         if self._closed:
@@ -540,3 +586,53 @@ class PipeTransport:
             await self.process.wait()
         for pump in self._pumps:
             pump.cancel()
+
+
+def _kill_stray_descendants(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    argv: dict[int, bytes] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv[int(entry.name)] = f.read()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(b")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+
+    def is_top_shell(pid: int) -> bool:
+        # `sh -c FRONT firebox-shell SH` (bubblewrap's own processes carry it further on).
+        return argv.get(pid, b"").split(b"\0")[3:4] == [b"firebox-shell"]
+
+    top: int | None = root if is_top_shell(root) else None
+    descendants: list[int] = []
+    pending = [root]
+    while pending:  # breadth first: the first `firebox-shell` met is the top shell
+        pid = pending.pop(0)
+        for child in children.get(pid, ()):
+            descendants.append(child)
+            pending.append(child)
+            if top is None and is_top_shell(child):
+                top = child
+    if top is None:
+        return 0
+    keep = {top, *children.get(top, ())}
+    # The sandbox's own processes between us and the top shell stay too.
+    ancestors = set()
+    parent_of = {child: parent for parent, kids in children.items() for child in kids}
+    pid = parent_of.get(top)
+    while pid is not None and pid != root:
+        ancestors.add(pid)
+        pid = parent_of.get(pid)
+    killed = 0
+    for pid in descendants:
+        if pid in keep or pid in ancestors:
+            continue
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed
