@@ -18,6 +18,7 @@ from typing import Any
 
 from executor_service import admission
 from executor_service.ceiling import PolicyCeiling
+from executor_service.files import DEFAULT_MAX_SPOOL_BYTES
 from firebox.common.secrets import DEFAULT_DENY_PATTERNS, parse_patterns
 
 BACKEND_CHOICES = ("auto", "docker", "bwrap")
@@ -81,6 +82,8 @@ class ExecutorConfig:
     step_output_bytes: int = DEFAULT_STEP_OUTPUT_BYTES
     # Largest file UploadFile accepts and DownloadFile serves.
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # Spool all uploads in flight may hold on the executor's disk.
+    max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES
     # TLS: a certificate and key turn it on; a client CA also requires client certificates.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -416,6 +419,15 @@ OPTIONS: tuple[_Option, ...] = (
         "FIREBOX_MAX_FILE_BYTES",
         _positive_int,
         f"largest file UploadFile accepts and DownloadFile serves (default {DEFAULT_MAX_FILE_BYTES})",
+        "N",
+    ),
+    _Option(
+        "max_spool_bytes",
+        "--max-spool-bytes",
+        "FIREBOX_MAX_SPOOL_BYTES",
+        _positive_int,
+        "bytes all uploads in flight may hold in spool files on the executor's disk; past it "
+        f"RESOURCE_EXHAUSTED (default {DEFAULT_MAX_SPOOL_BYTES})",
         "N",
     ),
     _Option(

@@ -102,7 +102,10 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     await workspaces.adopt()
     training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)
     files = WorkspaceFiles(
-        backend, max_file_bytes=config.max_file_bytes, spool_dir=config.config_dir / "uploads"
+        backend,
+        max_file_bytes=config.max_file_bytes,
+        spool_dir=config.config_dir / "uploads",
+        max_spool_bytes=config.max_spool_bytes,
     )
     await asyncio.to_thread(files.remove_leftovers)
     servicer = ExecutorServicer(

@@ -603,8 +603,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     )
                 yield message.data
 
-        with files.upload_slot():
-            spool, size, digest = await files.spool(first.data, later())
+        with files.upload_slot() as slot:
+            spool, size, digest = await files.spool(first.data, later(), slot)
             entry = await files.write(
                 workspace,
                 path,
