@@ -43,6 +43,8 @@ class Policy:
     no_new_privileges: bool = True
     read_only_root: bool = True
     tmp_bytes: int = 64 * 1024 * 1024
+    # Size limit of /workspace; 0: unlimited.
+    disk_bytes: int = 0
 
     def with_overrides(self, **overrides: object) -> Policy:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})

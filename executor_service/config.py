@@ -33,6 +33,8 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 DEFAULT_STEP_OUTPUT_BYTES = 1024 * 1024
 MAX_STEP_OUTPUT_BYTES = 6 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
+# A workspace's /workspace: a sparse filesystem image, so the size costs nothing until written.
+DEFAULT_DISK_BYTES = 2 * 1024 * 1024 * 1024
 # Ready workspaces (default image and policy, no env) kept running so that CreateWorkspace takes one
 # in milliseconds. Off by default: each member is an idle container the operator did not ask for,
 # and every workspace the engine holds for an owner is then no longer one a client created.
@@ -69,8 +71,11 @@ class ExecutorConfig:
     session_io: str = "auto"
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     env_allow: tuple[str, ...] = ()
-    # What CreateWorkspace may loosen of the default policy; None: nothing (executor_service/ceiling.py).
-    policy_ceiling: PolicyCeiling | None = None
+    # What CreateWorkspace may loosen of the default policy, PolicyCeiling.parse's text; "":
+    # nothing (executor_service/ceiling.py). Parsed over the default policy at start-up.
+    policy_ceiling: str = ""
+    # The default size limit of /workspace (IsolationPolicy.disk_bytes); 0: unlimited.
+    disk_bytes: int = DEFAULT_DISK_BYTES
     # Operators' own credential shapes, redacted by value besides the built-in ones.
     redact_patterns: tuple[str, ...] = ()
     training_log: bool = True
@@ -164,11 +169,12 @@ def _patterns(text: str) -> tuple[str, ...]:
     return tuple(p for p in (part.strip() for part in text.replace(",", " ").split()) if p)
 
 
-def _ceiling(text: str) -> PolicyCeiling:
+def _ceiling(text: str) -> str:
     try:
-        return PolicyCeiling.parse(text)
+        PolicyCeiling.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _listen(text: str) -> str:
@@ -343,9 +349,18 @@ OPTIONS: tuple[_Option, ...] = (
         _ceiling,
         "what a CreateWorkspace request may loosen of the default policy, as key=value,... "
         "(network, root, user, writable_root, new_privileges = allow|deny; capabilities = A+B or all; "
-        "memory_bytes, pids_limit, cpu_millis, tmp_bytes = the most a request may ask, 0 = any), or "
+        "memory_bytes, pids_limit, cpu_millis, tmp_bytes, disk_bytes = the most a request may ask, 0 = any), or "
         "'open' for everything (default: nothing above the default policy)",
         "SPEC",
+    ),
+    _Option(
+        "disk_bytes",
+        "--disk-bytes",
+        "FIREBOX_DISK_BYTES",
+        _non_negative_int,
+        "default size limit of a workspace's /workspace in bytes, 0 for none; writes past it fail with "
+        f"ENOSPC (docker backend; default {DEFAULT_DISK_BYTES})",
+        "N",
     ),
     _Option(
         "redact_patterns",

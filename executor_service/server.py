@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from executor_service.admission import Admission, AdmissionLimits
 from executor_service.backend import Policy
 from executor_service.backends import choose_backend
+from executor_service.ceiling import PolicyCeiling
 from executor_service.config import ExecutorConfig
 from executor_service.execution import ExecutionEngine
 from executor_service.files import WorkspaceFiles
@@ -71,13 +72,14 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     if config.auth_token:
         redactor.add_value(config.auth_token)
     backend = await choose_backend(config.backend, config.config_dir, config.session_io)
+    default_policy = Policy(disk_bytes=config.disk_bytes)
     workspaces = WorkspaceManager(
         backend,
         default_image=config.image,
-        default_policy=Policy(),
+        default_policy=default_policy,
         secret_policy=secret_policy,
         warm_pool_size=config.warm_pool_size,
-        ceiling=config.policy_ceiling,
+        ceiling=PolicyCeiling.parse(config.policy_ceiling, default_policy) if config.policy_ceiling else None,
     )
     sessions = SessionManager(
         backend,

@@ -86,6 +86,7 @@ def policy_to_proto(policy: Policy) -> pb.IsolationPolicy:
         no_new_privileges=policy.no_new_privileges,
         read_only_root=policy.read_only_root,
         tmp_bytes=policy.tmp_bytes,
+        disk_bytes=policy.disk_bytes,
     )
 
 
@@ -102,6 +103,7 @@ def policy_overrides(message: pb.IsolationPolicy) -> PolicyOverrides:
         "no_new_privileges",
         "read_only_root",
         "tmp_bytes",
+        "disk_bytes",
     ):
         if message.HasField(name):
             values[name] = getattr(message, name)

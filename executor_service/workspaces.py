@@ -47,6 +47,8 @@ MAX_ENV_VALUE = 32 * 1024
 # Docker refuses memory limits under 6 MiB; a shell needs a few MiB anyway.
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
 MIN_TMP_BYTES = 1024 * 1024
+# A filesystem's own metadata needs a few MiB.
+MIN_DISK_BYTES = 16 * 1024 * 1024
 
 
 def new_workspace_id() -> str:
@@ -75,6 +77,7 @@ class PolicyOverrides:
     no_new_privileges: bool | None = None
     read_only_root: bool | None = None
     tmp_bytes: int | None = None
+    disk_bytes: int | None = None
 
 
 def validate_env(env: Mapping[str, str], field: str, secret_policy: SecretPolicy) -> None:
@@ -124,6 +127,10 @@ def decide_policy(default: Policy, overrides: PolicyOverrides) -> Policy:
         )
     if policy.tmp_bytes < MIN_TMP_BYTES:
         raise errors.InvalidArgument("policy.tmp_bytes", f"at least {MIN_TMP_BYTES}, got {policy.tmp_bytes}")
+    if policy.disk_bytes < 0 or 0 < policy.disk_bytes < MIN_DISK_BYTES:
+        raise errors.InvalidArgument(
+            "policy.disk_bytes", f"0 (unlimited) or at least {MIN_DISK_BYTES}, got {policy.disk_bytes}"
+        )
     caps = []
     for cap in policy.capabilities:
         upper = cap.upper()

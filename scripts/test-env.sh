@@ -7,6 +7,9 @@ need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# The docker backend's size-limited /workspace (executor_service/backends/disks.py): mkfs.ext4, losetup/mount.
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test-env: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

@@ -98,7 +98,13 @@ async def choose_backend(choice: str, config_dir: Path, session_io: str = "auto"
             log.info("session_io", mode="fifo" if fifo else "attach", requested=session_io)
             # A bind mount's source must be an absolute host path.
             io_dir = (await asyncio.to_thread(config_dir.resolve)) / "io" if fifo else None
-            return DockerBackend(client, owner, claims_dir=config_dir / "pool-claims", io_dir=io_dir)
+            return DockerBackend(
+                client,
+                owner,
+                claims_dir=config_dir / "pool-claims",
+                io_dir=io_dir,
+                disks_dir=config_dir / "disks",
+            )
         except Exception as exc:
             if choice == DOCKER:
                 raise BackendUnavailable(

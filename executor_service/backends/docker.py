@@ -52,6 +52,7 @@ from executor_service.backend import (
     WorkspaceInfo,
     WorkspaceSpec,
 )
+from executor_service.backends.disks import DiskUnavailable, WorkspaceDisks
 from firebox.common import errors
 from firebox.common.logging import get_logger
 
@@ -117,6 +118,7 @@ def isolation_line(policy: Policy) -> str:
     parts.append("read-only root" if policy.read_only_root else "writable root")
     parts.append("/workspace read-only" if policy.read_only else "/workspace writable")
     parts.append(f"/tmp tmpfs {policy.tmp_bytes // (1024 * 1024)}MiB")
+    parts.append(f"/workspace {_limit(policy.disk_bytes, 'MiB', 1024 * 1024)}")
     return ", ".join(parts)
 
 
@@ -152,8 +154,11 @@ class DockerBackend:
         owner: str = "default",
         claims_dir: Path | None = None,
         io_dir: Path | None = None,
+        disks_dir: Path | None = None,
     ) -> None:
         self.client = client or docker.from_env()
+        # Size-limited /workspace filesystems (policy.disk_bytes); None: volumes only.
+        self.disks = WorkspaceDisks(disks_dir) if disks_dir is not None else None
         self.owner = owner
         # Where session FIFOs live (None: sessions use the docker exec socket).
         self.io_dir = io_dir
@@ -240,6 +245,7 @@ class DockerBackend:
             # 409: a removal is already in progress (a concurrent delete): it is going away.
             raise errors.NotFound(f"workspace {workspace_id!r} is being deleted") from exc
         await _engine(self._remove_volume, volume)
+        await asyncio.to_thread(self._remove_disk, workspace_id)
         if self._claims.pop(workspace_id, None) is not None:
             await asyncio.to_thread(self._remove_claim, workspace_id)
         self._io_workspaces.discard(workspace_id)
@@ -255,6 +261,11 @@ class DockerBackend:
         infos = [info for info in everything if not info.pool_key]
         self.pool_members = [info for info in everything if info.pool_key]
         present = {info.id for info in everything}
+        if self.disks is not None:
+            await asyncio.to_thread(self.disks.remove_others, present)
+            for info in everything:
+                if info.policy.disk_bytes:
+                    await asyncio.to_thread(self.disks.ensure_mounted, info.id)
         for stale in set(self._claims) - present:
             # Its container was removed outside Firebox: the claim describes nothing any more.
             self._claims.pop(stale)
@@ -345,8 +356,8 @@ class DockerBackend:
             ) from exc
 
     def _create_and_start(self, spec: WorkspaceSpec, pool_key: str = "") -> Container:
-        policy = spec.policy
         volume = volume_name(spec.id)
+        workspace_mount, policy = self._workspace_mount(spec, volume)
         labels = {
             LABEL_MANAGED: "true",
             LABEL_OWNER: self.owner,
@@ -359,15 +370,7 @@ class DockerBackend:
         }
         if pool_key:
             labels[LABEL_POOL] = pool_key
-        mounts = [
-            Mount(
-                WORKDIR,
-                volume,
-                type="volume",
-                read_only=policy.read_only,
-                labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: spec.id},
-            )
-        ]
+        mounts = [workspace_mount]
         if self.io_dir is not None:
             # The root is the executor's alone; the workspace's own directory is what the
             # container sees, and its user must be able to look inside.
@@ -412,6 +415,7 @@ class DockerBackend:
             raise
         except docker.errors.APIError as exc:
             self._remove_volume(volume)
+            self._remove_disk(spec.id)
             if exc.status_code == 400:
                 raise errors.InvalidArgument("policy", f"the engine refused it: {exc.explanation}") from exc
             raise
@@ -420,11 +424,30 @@ class DockerBackend:
         except docker.errors.APIError as exc:
             container.remove(force=True)
             self._remove_volume(volume)
+            self._remove_disk(spec.id)
             raise errors.FailedPrecondition(
                 f"the workspace container did not start (check policy.user and the image): {exc.explanation}"
             ) from exc
         container.reload()
         return container
+
+    def _workspace_mount(self, spec: WorkspaceSpec, volume: str) -> tuple[Mount, Policy]:
+        """/workspace: a named volume, or with policy.disk_bytes a filesystem of that size of its
+        own (backends/disks.py), bind-mounted. The policy in force comes back with it: disk_bytes
+        0 where the limit cannot be made here."""
+        policy = spec.policy
+        if policy.disk_bytes and self.disks is not None:
+            try:
+                source = self.disks.prepare(spec.id, policy.disk_bytes, policy.user)
+                return Mount(WORKDIR, str(source), type="bind", read_only=policy.read_only), policy
+            except DiskUnavailable:
+                policy = replace(policy, disk_bytes=0)
+        labels = {LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: spec.id}
+        return Mount(WORKDIR, volume, type="volume", read_only=policy.read_only, labels=labels), policy
+
+    def _remove_disk(self, workspace_id: str) -> None:
+        if self.disks is not None:
+            self.disks.remove(workspace_id)
 
     def _tidy_io_dir(self, present: set[str]) -> None:
         """At start-up: session FIFOs of the previous process (its sessions are gone) and the

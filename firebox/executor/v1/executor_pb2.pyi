@@ -94,7 +94,7 @@ FILE_TYPE_SYMLINK: FileType
 FILE_TYPE_OTHER: FileType
 
 class IsolationPolicy(_message.Message):
-    __slots__ = ("network", "read_only", "user", "memory_bytes", "pids_limit", "cpu_millis", "capabilities", "no_new_privileges", "read_only_root", "tmp_bytes")
+    __slots__ = ("network", "read_only", "user", "memory_bytes", "pids_limit", "cpu_millis", "capabilities", "no_new_privileges", "read_only_root", "tmp_bytes", "disk_bytes")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class IsolationPolicy(_message.Message):
     NO_NEW_PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_ROOT_FIELD_NUMBER: _ClassVar[int]
     TMP_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
     network: bool
     read_only: bool
     user: str
@@ -115,7 +116,8 @@ class IsolationPolicy(_message.Message):
     no_new_privileges: bool
     read_only_root: bool
     tmp_bytes: int
-    def __init__(self, network: _Optional[bool] = ..., read_only: _Optional[bool] = ..., user: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_millis: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., no_new_privileges: _Optional[bool] = ..., read_only_root: _Optional[bool] = ..., tmp_bytes: _Optional[int] = ...) -> None: ...
+    disk_bytes: int
+    def __init__(self, network: _Optional[bool] = ..., read_only: _Optional[bool] = ..., user: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_millis: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., no_new_privileges: _Optional[bool] = ..., read_only_root: _Optional[bool] = ..., tmp_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ...) -> None: ...
 
 class Workspace(_message.Message):
     __slots__ = ("id", "name", "image", "status", "backend", "policy", "isolation", "create_time", "labels", "env", "session_count")
