@@ -436,12 +436,14 @@ class DockerBackend:
         own (backends/disks.py), bind-mounted. The policy in force comes back with it: disk_bytes
         0 where the limit cannot be made here."""
         policy = spec.policy
-        if policy.disk_bytes and self.disks is not None:
-            try:
-                source = self.disks.prepare(spec.id, policy.disk_bytes, policy.user)
-                return Mount(WORKDIR, str(source), type="bind", read_only=policy.read_only), policy
-            except DiskUnavailable:
-                policy = replace(policy, disk_bytes=0)
+        if policy.disk_bytes:
+            if self.disks is not None:
+                try:
+                    source = self.disks.prepare(spec.id, policy.disk_bytes, policy.user)
+                    return Mount(WORKDIR, str(source), type="bind", read_only=policy.read_only), policy
+                except DiskUnavailable:
+                    pass
+            policy = replace(policy, disk_bytes=0)
         labels = {LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: spec.id}
         return Mount(WORKDIR, volume, type="volume", read_only=policy.read_only, labels=labels), policy
 
