@@ -445,7 +445,9 @@ class Shell:
             else spec.shell_text()
         )
         if isolated:
-            text = f"(command eval {shell_quote(text)})"
+            # The subshell waits out its foreground child on SIGINT and then abandons the script,
+            # as S does (a trap, not an ignore: the command's own programs get the default).
+            text = f"(trap 'exit 130' INT; command eval {shell_quote(text)})"
         if any(line == self.end_marker for line in text.split("\n")):
             raise errors.InvalidArgument("script", "contains a line reserved by the session protocol")
         frame = f"x\n__fb_cmd={shell_quote(text)}\n__fb_x {cmd.seq}\n{self.end_marker}\n"

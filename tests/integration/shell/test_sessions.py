@@ -391,3 +391,24 @@ async def test_concurrent_sessionless_commands_take_separate_shells_and_all_come
     assert [r.stdout for r in results] == [f"{i}\n".encode() for i in range(4)]
     # Four shells at once (pids may repeat: each bwrap shell has its own pid namespace).
     assert len({id(shell) for shell in env.sessions._warm[env.workspace.id]}) == 4
+
+
+async def test_sessionless_interrupt_abandons_the_script_but_waits_for_a_program_ignoring_it(
+    env: Env,
+) -> None:
+    # An interrupted program ends the script, as in a session ...
+    execution = await env.start("sleep 30; echo after")
+    await execution.close_input()
+    await asyncio.sleep(0.3)
+    await execution.stop()
+    result = await collect(execution)
+    assert b"after" not in result.stdout and result.finished.reason is EndReason.STOPPED
+    # ... and a program that ignores SIGINT is not abandoned by its subshell: the stop escalates.
+    execution = await env.start("sh -c \"trap '' INT; echo started; sleep 30; echo never\"")
+    await execution.close_input()
+    await asyncio.sleep(0.5)
+    await execution.stop()
+    result = await collect(execution)
+    # 137: killed after the grace, not 130 (its subshell giving up at the first SIGINT).
+    assert result.stdout.startswith(b"started\n") and result.finished.reason is EndReason.STOPPED
+    assert result.finished.exit_code == 137, result.finished
