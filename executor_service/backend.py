@@ -47,6 +47,8 @@ class Policy:
     # Directories under /workspace (relative, normalized: executor_service/writable.py) that stay
     # writable while the rest of /workspace is read-only; empty = all of it writable.
     writable_paths: tuple[str, ...] = ()
+    # Size limit of /workspace; 0: unlimited.
+    disk_bytes: int = 0
 
     def with_overrides(self, **overrides: object) -> Policy:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -139,8 +141,13 @@ class ShellTransport(Protocol):
     async def read(self) -> tuple[int, bytes] | None:
         """The next chunk as (STDOUT or STDERR, bytes); None once both streams are closed."""
 
+    async def kill_strays(self) -> int:
+        """Kill whatever the process's finished commands left running, however they detached
+        (setsid, a cleared environment), keeping the process and its direct children; how many
+        were killed. 0 where the transport cannot tell (then they go at close)."""
+
     async def close(self) -> None:
-        """Close stdin and the streams, and make sure the process is gone."""
+        """Close stdin and the streams, and make sure the process is gone (with all it started)."""
 
 
 class TtyTransport(Protocol):

@@ -8,7 +8,7 @@ above the ceiling is PERMISSION_DENIED naming the field.
 
 The setting (`--policy-ceiling` / FIREBOX_POLICY_CEILING) is a comma-separated list of
 `key=value`: network, root, user, writable_root, new_privileges = allow|deny; capabilities =
-NAMES joined by '+' (or `all`); memory_bytes, pids_limit, cpu_millis, tmp_bytes = N (the most a
+NAMES joined by '+' (or `all`); memory_bytes, pids_limit, cpu_millis, tmp_bytes, disk_bytes = N (the most a
 request may ask; 0 = any value, unlimited included). `open` alone allows everything (trusted
 single-user setups).
 """
@@ -21,7 +21,7 @@ from executor_service.backend import Policy
 from firebox.common import errors
 
 _SWITCHES = ("network", "root", "user", "writable_root", "new_privileges")
-_LIMITS = ("memory_bytes", "pids_limit", "cpu_millis", "tmp_bytes")
+_LIMITS = ("memory_bytes", "pids_limit", "cpu_millis", "tmp_bytes", "disk_bytes")
 ALL_CAPABILITIES = "all"
 
 
@@ -41,6 +41,7 @@ class PolicyCeiling:
     pids_limit: int = 0
     cpu_millis: int = 0
     tmp_bytes: int = 0
+    disk_bytes: int = 0
 
     @classmethod
     def of(cls, default: Policy) -> PolicyCeiling:
@@ -50,6 +51,7 @@ class PolicyCeiling:
             pids_limit=default.pids_limit,
             cpu_millis=default.cpu_millis,
             tmp_bytes=default.tmp_bytes,
+            disk_bytes=default.disk_bytes,
             capabilities=frozenset(default.capabilities),
         )
 
@@ -117,7 +119,9 @@ class PolicyCeiling:
         for name in _LIMITS:
             most = getattr(self, name)
             value = getattr(policy, name)
-            if most and (value == 0 or value > most):
+            # Keeping the base's value is no loosening (a fork keeps its snapshot's: bwrap records
+            # disk_bytes 0, not enforced there).
+            if most and (value == 0 or value > most) and value != getattr(default, name):
                 asked = "no limit" if value == 0 else str(value)
                 raise errors.PermissionDenied(
                     f"policy.{name}: {asked} is above this executor's ceiling of {most}; "

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executor_service import admission
 from executor_service.ceiling import PolicyCeiling
+from executor_service.files import DEFAULT_MAX_SPOOL_BYTES
 from firebox.common.secrets import DEFAULT_DENY_PATTERNS, parse_patterns
 
 BACKEND_CHOICES = ("auto", "docker", "bwrap")
@@ -32,6 +34,8 @@ DEFAULT_STEP_OUTPUT_BYTES = 1024 * 1024
 MAX_STEP_OUTPUT_BYTES = 6 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 DEFAULT_EXECUTION_BUFFER_BYTES = 1024 * 1024
+# A workspace's /workspace: a sparse filesystem image, so the size costs nothing until written.
+DEFAULT_DISK_BYTES = 2 * 1024 * 1024 * 1024
 # Ready workspaces (default image and policy, no env) kept running so that CreateWorkspace takes one
 # in milliseconds. Off by default: each member is an idle container the operator did not ask for,
 # and every workspace the engine holds for an owner is then no longer one a client created.
@@ -62,6 +66,12 @@ class ExecutorConfig:
     execution_buffer_bytes: int = DEFAULT_EXECUTION_BUFFER_BYTES
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE
+    # Admission of sessionless executions (executor_service/admission.py).
+    max_running_per_workspace: int = admission.DEFAULT_RUNNING_PER_WORKSPACE
+    max_queued_per_workspace: int = admission.DEFAULT_QUEUED_PER_WORKSPACE
+    max_running: int = admission.DEFAULT_RUNNING
+    max_queued: int = admission.DEFAULT_QUEUED
+    queue_timeout: float = admission.DEFAULT_QUEUE_TIMEOUT
     warm_pool_size: int = DEFAULT_WARM_POOL_SIZE
     # Defaults for workspaces whose CreateWorkspace sets none, in seconds; 0: never.
     idle_timeout: float = 0.0
@@ -69,8 +79,11 @@ class ExecutorConfig:
     session_io: str = "auto"
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     env_allow: tuple[str, ...] = ()
-    # What CreateWorkspace may loosen of the default policy; None: nothing (executor_service/ceiling.py).
-    policy_ceiling: PolicyCeiling | None = None
+    # What CreateWorkspace may loosen of the default policy, PolicyCeiling.parse's text; "":
+    # nothing (executor_service/ceiling.py). Parsed over the default policy at start-up.
+    policy_ceiling: str = ""
+    # The default size limit of /workspace (IsolationPolicy.disk_bytes); 0: unlimited.
+    disk_bytes: int = DEFAULT_DISK_BYTES
     # Operators' own credential shapes, redacted by value besides the built-in ones.
     redact_patterns: tuple[str, ...] = ()
     training_log: bool = True
@@ -82,6 +95,8 @@ class ExecutorConfig:
     step_output_bytes: int = DEFAULT_STEP_OUTPUT_BYTES
     # Largest file UploadFile accepts and DownloadFile serves.
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # Spool all uploads in flight may hold on the executor's disk.
+    max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES
     # TLS: a certificate and key turn it on; a client CA also requires client certificates.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -122,6 +137,16 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -157,11 +182,12 @@ def _patterns(text: str) -> tuple[str, ...]:
     return tuple(p for p in (part.strip() for part in text.replace(",", " ").split()) if p)
 
 
-def _ceiling(text: str) -> PolicyCeiling:
+def _ceiling(text: str) -> str:
     try:
-        return PolicyCeiling.parse(text)
+        PolicyCeiling.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _listen(text: str) -> str:
@@ -266,6 +292,50 @@ OPTIONS: tuple[_Option, ...] = (
         "N",
     ),
     _Option(
+        "max_running_per_workspace",
+        "--max-running-per-workspace",
+        "FIREBOX_MAX_RUNNING_PER_WORKSPACE",
+        _positive_int,
+        "sessionless executions running at once in one workspace; as many warm shells are kept "
+        f"(default {admission.DEFAULT_RUNNING_PER_WORKSPACE})",
+        "N",
+    ),
+    _Option(
+        "max_queued_per_workspace",
+        "--max-queued-per-workspace",
+        "FIREBOX_MAX_QUEUED_PER_WORKSPACE",
+        _non_negative_int,
+        "sessionless executions waiting for a place in one workspace; past it RESOURCE_EXHAUSTED "
+        f"(default {admission.DEFAULT_QUEUED_PER_WORKSPACE})",
+        "N",
+    ),
+    _Option(
+        "max_running",
+        "--max-running",
+        "FIREBOX_MAX_RUNNING",
+        _positive_int,
+        f"sessionless executions running at once in the executor (default {admission.DEFAULT_RUNNING})",
+        "N",
+    ),
+    _Option(
+        "max_queued",
+        "--max-queued",
+        "FIREBOX_MAX_QUEUED",
+        _non_negative_int,
+        "sessionless executions waiting in the executor; past it RESOURCE_EXHAUSTED "
+        f"(default {admission.DEFAULT_QUEUED})",
+        "N",
+    ),
+    _Option(
+        "queue_timeout",
+        "--queue-timeout",
+        "FIREBOX_QUEUE_TIMEOUT",
+        _positive_float,
+        "seconds a sessionless execution waits for a place before RESOURCE_EXHAUSTED "
+        f"(default {admission.DEFAULT_QUEUE_TIMEOUT:g})",
+        "SECONDS",
+    ),
+    _Option(
         "warm_pool_size",
         "--warm-pool-size",
         "FIREBOX_WARM_POOL_SIZE",
@@ -327,9 +397,18 @@ OPTIONS: tuple[_Option, ...] = (
         _ceiling,
         "what a CreateWorkspace request may loosen of the default policy, as key=value,... "
         "(network, root, user, writable_root, new_privileges = allow|deny; capabilities = A+B or all; "
-        "memory_bytes, pids_limit, cpu_millis, tmp_bytes = the most a request may ask, 0 = any), or "
+        "memory_bytes, pids_limit, cpu_millis, tmp_bytes, disk_bytes = the most a request may ask, 0 = any), or "
         "'open' for everything (default: nothing above the default policy)",
         "SPEC",
+    ),
+    _Option(
+        "disk_bytes",
+        "--disk-bytes",
+        "FIREBOX_DISK_BYTES",
+        _non_negative_int,
+        "default size limit of a workspace's /workspace in bytes, 0 for none; writes past it fail with "
+        f"ENOSPC (docker backend; default {DEFAULT_DISK_BYTES})",
+        "N",
     ),
     _Option(
         "redact_patterns",
@@ -403,6 +482,15 @@ OPTIONS: tuple[_Option, ...] = (
         "FIREBOX_MAX_FILE_BYTES",
         _positive_int,
         f"largest file UploadFile accepts and DownloadFile serves (default {DEFAULT_MAX_FILE_BYTES})",
+        "N",
+    ),
+    _Option(
+        "max_spool_bytes",
+        "--max-spool-bytes",
+        "FIREBOX_MAX_SPOOL_BYTES",
+        _positive_int,
+        "bytes all uploads in flight may hold in spool files on the executor's disk; past it "
+        f"RESOURCE_EXHAUSTED (default {DEFAULT_MAX_SPOOL_BYTES})",
         "N",
     ),
     _Option(

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from executor_service.admission import Admission
 from firebox.common import errors
 
 if TYPE_CHECKING:
@@ -417,12 +418,15 @@ class ExecutionEngine:
         sessions: SessionManager,
         *,
         output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES,
+        admission: Admission | None = None,
     ) -> None:
         self.backend = backend
         self.sessions = sessions
         self.output_cap_bytes = output_cap_bytes
         # Executions not yet ended, per workspace: a workspace with any is never idle.
         self._running: dict[str, int] = {}
+        # Bounds sessionless executions (a named session runs one at a time on its own shell).
+        self.admission = admission or Admission()
 
     def running_count(self, workspace_id: str) -> int:
         return self._running.get(workspace_id, 0)
@@ -446,8 +450,15 @@ class ExecutionEngine:
             session = self.sessions.acquire(workspace.id, spec.session_id, execution)
             execution.task = asyncio.create_task(self.sessions.run_in_session(session, execution))
         else:
-            shell = await self.sessions.take_fresh_shell(workspace)
-            execution.task = asyncio.create_task(self.sessions.run_sessionless(workspace, shell, execution))
+            ticket = await self.admission.admit(workspace.id)
+            try:
+                shell = await self.sessions.take_fresh_shell(workspace)
+            except BaseException:
+                ticket.release()
+                raise
+            execution.task = asyncio.create_task(
+                self.sessions.run_sessionless(workspace, shell, execution, ticket.release)
+            )
         self._running[workspace.id] = self._running.get(workspace.id, 0) + 1
         execution.task.add_done_callback(lambda _task: self._ended(workspace.id))
         return execution

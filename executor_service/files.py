@@ -51,6 +51,9 @@ ANSWER_TIMEOUT = 30.0
 MAX_ERROR_BYTES = 4096
 # Uploads in flight at once (each spools up to max_file_bytes on the host's disk).
 MAX_CONCURRENT_UPLOADS = 32
+# All uploads in flight together hold at most this much spool on the executor's disk (not
+# MAX_CONCURRENT_UPLOADS x the largest file).
+DEFAULT_MAX_SPOOL_BYTES = 512 * 1024 * 1024
 
 REGULAR, DIRECTORY, SYMLINK, OTHER = "regular", "directory", "symlink", "other"
 
@@ -276,29 +279,62 @@ class _Script:
                 yield data
 
 
+class UploadSlot:
+    """One upload's place, and the spool bytes it holds against the executor's spool limit."""
+
+    def __init__(self, files: WorkspaceFiles) -> None:
+        self.files = files
+        self.held = 0
+
+    def hold(self, size: int) -> None:
+        files = self.files
+        if files.spooled + size > files.max_spool_bytes:
+            raise errors.ResourceExhausted(
+                f"uploads in progress already hold {files.spooled} bytes of spool on this executor "
+                f"(limit {files.max_spool_bytes}, --max-spool-bytes); nothing was written, retry shortly",
+                retry_after=1.0,
+            )
+        files.spooled += size
+        self.held += size
+
+
 class WorkspaceFiles:
     """Upload, download, list and stat files of workspaces (see module docstring)."""
 
-    def __init__(self, backend: WorkspaceBackend, *, max_file_bytes: int, spool_dir: Path) -> None:
+    def __init__(
+        self,
+        backend: WorkspaceBackend,
+        *,
+        max_file_bytes: int,
+        spool_dir: Path,
+        max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+    ) -> None:
         self.backend = backend
         self.max_file_bytes = max_file_bytes
         self.spool_dir = spool_dir
+        # Bytes all uploads in flight may hold in spool files on the executor's disk at once.
+        self.max_spool_bytes = max_spool_bytes
+        self.spooled = 0
         self._uploads = 0
         # Per (workspace, path): the lock and how many uploads hold or wait for it.
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     @contextlib.contextmanager
-    def upload_slot(self) -> Iterator[None]:
-        """One upload in flight; ResourceExhausted past MAX_CONCURRENT_UPLOADS (disk is bounded)."""
+    def upload_slot(self) -> Iterator[UploadSlot]:
+        """One upload in flight; ResourceExhausted past MAX_CONCURRENT_UPLOADS. The spool bytes
+        the upload holds (UploadSlot.hold) are given back when the slot ends."""
         if self._uploads >= MAX_CONCURRENT_UPLOADS:
             raise errors.ResourceExhausted(
-                f"{MAX_CONCURRENT_UPLOADS} uploads are already in progress on this executor; retry shortly"
+                f"{MAX_CONCURRENT_UPLOADS} uploads are already in progress on this executor; retry shortly",
+                retry_after=1.0,
             )
         self._uploads += 1
+        slot = UploadSlot(self)
         try:
-            yield
+            yield slot
         finally:
             self._uploads -= 1
+            self.spooled -= slot.held
 
     def remove_leftovers(self) -> int:
         """At start-up: spool files of uploads a previous process never finished. Blocking."""
@@ -395,7 +431,9 @@ class WorkspaceFiles:
 
     # ---- upload ----------------------------------------------------------------------------------
 
-    async def spool(self, first_data: bytes, rest: AsyncIterator[bytes]) -> tuple[Path, int, str]:
+    async def spool(
+        self, first_data: bytes, rest: AsyncIterator[bytes], slot: UploadSlot | None = None
+    ) -> tuple[Path, int, str]:
         """Receive the whole upload into a host temp file: (its path, size, sha256). Removed again
         if the stream fails or passes the limit (ResourceExhausted)."""
         await asyncio.to_thread(self.spool_dir.mkdir, parents=True, exist_ok=True)
@@ -421,6 +459,8 @@ class WorkspaceFiles:
                             f"the file is over the executor's limit of {self.max_file_bytes} bytes "
                             "(--max-file-bytes); nothing was written"
                         )
+                    if slot is not None:
+                        slot.hold(len(data))
                     digest.update(data)
                     pending.append(data)
                     if sum(len(p) for p in pending) >= SPOOL_CHUNK:

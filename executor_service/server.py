@@ -10,9 +10,11 @@ import asyncio
 from dataclasses import dataclass
 
 from executor_service import metrics
+from executor_service.admission import Admission, AdmissionLimits
 from executor_service.backend import Policy
 from executor_service.backends import choose_backend
 from executor_service.background import BackgroundExecutions
+from executor_service.ceiling import PolicyCeiling
 from executor_service.config import ExecutorConfig
 from executor_service.execution import ExecutionEngine
 from executor_service.expiry import WorkspaceExpiry
@@ -75,23 +77,34 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     if config.auth_token:
         redactor.add_value(config.auth_token)
     backend = await choose_backend(config.backend, config.config_dir, config.session_io)
+    default_policy = Policy(disk_bytes=config.disk_bytes)
     workspaces = WorkspaceManager(
         backend,
         default_image=config.image,
-        default_policy=Policy(),
+        default_policy=default_policy,
         secret_policy=secret_policy,
         warm_pool_size=config.warm_pool_size,
-        ceiling=config.policy_ceiling,
+        ceiling=PolicyCeiling.parse(config.policy_ceiling, default_policy) if config.policy_ceiling else None,
     )
     sessions = SessionManager(
         backend,
         max_sessions_per_workspace=config.max_sessions_per_workspace,
+        warm_shells_per_workspace=config.max_running_per_workspace,
     )
     workspaces.sessions = sessions
     engine = ExecutionEngine(
         backend,
         sessions,
         output_cap_bytes=config.output_cap_bytes,
+        admission=Admission(
+            AdmissionLimits(
+                running_per_workspace=config.max_running_per_workspace,
+                queued_per_workspace=config.max_queued_per_workspace,
+                running=config.max_running,
+                queued=config.max_queued,
+                queue_timeout=config.queue_timeout,
+            )
+        ),
     )
     await workspaces.adopt()
     background = BackgroundExecutions(config.executions_dir, config.execution_buffer_bytes)
@@ -109,7 +122,10 @@ async def start_executor(config: ExecutorConfig) -> Executor:
     workspaces.expiry = expiry
     training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)
     files = WorkspaceFiles(
-        backend, max_file_bytes=config.max_file_bytes, spool_dir=config.config_dir / "uploads"
+        backend,
+        max_file_bytes=config.max_file_bytes,
+        spool_dir=config.config_dir / "uploads",
+        max_spool_bytes=config.max_spool_bytes,
     )
     await asyncio.to_thread(files.remove_leftovers)
     servicer = ExecutorServicer(

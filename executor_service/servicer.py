@@ -96,6 +96,7 @@ def policy_to_proto(policy: Policy) -> pb.IsolationPolicy:
         read_only_root=policy.read_only_root,
         tmp_bytes=policy.tmp_bytes,
         writable_paths=list(policy.writable_paths),
+        disk_bytes=policy.disk_bytes,
     )
 
 
@@ -112,6 +113,7 @@ def policy_overrides(message: pb.IsolationPolicy) -> PolicyOverrides:
         "no_new_privileges",
         "read_only_root",
         "tmp_bytes",
+        "disk_bytes",
     ):
         if message.HasField(name):
             values[name] = getattr(message, name)
@@ -1050,8 +1052,8 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                     )
                 yield message.data
 
-        with files.upload_slot():
-            spool, size, digest = await files.spool(first.data, later())
+        with files.upload_slot() as slot:
+            spool, size, digest = await files.spool(first.data, later(), slot)
             entry = await files.write(
                 workspace,
                 path,

@@ -4,9 +4,11 @@ A session is one `Shell` (see shell.py) started by one `open_shell` (one `docker
 bwrap process) when the session is created; each command then costs a round trip over its
 pipes, not a process start. Session ids are global (CloseSession names only the id).
 
-Sessionless executions take the workspace's pre-started spare shell (refilled in the
-background) and close it after their command, so nothing is kept and no `docker exec` is paid
-on the request path.
+Sessionless executions run on warm shells: each command runs in a subshell of the shell (so
+nothing it changes is kept), its leftover background jobs are killed after it, and the shell goes
+back to the workspace's idle list (at most `warm_shells_per_workspace`) for the next one. Only
+when none is idle does a command take the pre-started spare shell (refilled in the background)
+or, failing that, start one; so a burst of sessionless Executes does not start a shell each.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import dataclasses
 import datetime as dt
 import re
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +46,8 @@ log = get_logger("executor.sessions")
 
 SESSION_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 DEFAULT_MAX_SESSIONS_PER_WORKSPACE = 64
+# As many as may run at once in a workspace (admission.py): a steady load starts no shells.
+DEFAULT_WARM_SHELLS_PER_WORKSPACE = 8
 IDLE, BUSY, ENDED = "idle", "busy", "ended"
 
 
@@ -84,6 +88,7 @@ class SessionManager:
         max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE,
         shell_config: ShellConfig | None = None,
         keep_spare_shells: bool = True,
+        warm_shells_per_workspace: int = DEFAULT_WARM_SHELLS_PER_WORKSPACE,
     ) -> None:
         self.backend = backend
         self.max_sessions_per_workspace = max_sessions_per_workspace
@@ -93,6 +98,9 @@ class SessionManager:
         # Ids being created right now: reserved so two creates of one id cannot both succeed.
         self._creating: dict[str, str] = {}
         self._spares: dict[str, asyncio.Task[Shell]] = {}
+        # Idle warm shells of sessionless executions, per workspace (most recent last).
+        self.warm_shells_per_workspace = warm_shells_per_workspace
+        self._warm: dict[str, list[Shell]] = {}
         self._sessionless: set[Execution] = set()
         self._closing = False
         # Background closes of ended shells: referenced so they are not collected mid-way.
@@ -158,9 +166,11 @@ class SessionManager:
         for session in sessions:
             self._sessions.pop(session.id, None)
         spare = self._spares.pop(workspace_id, None)
+        warm = self._warm.pop(workspace_id, [])
         await asyncio.gather(
             *(self._end_session(s, StopRequest.CANCEL) for s in sessions),
             self._discard_spare(spare),
+            *(shell.close() for shell in warm),
         )
 
     async def shutdown(self, grace: float) -> None:
@@ -178,9 +188,12 @@ class SessionManager:
         self._sessions.clear()
         spares = list(self._spares.values())
         self._spares.clear()
+        warm = [shell for shells in self._warm.values() for shell in shells]
+        self._warm.clear()
         await asyncio.gather(
             *(s.shell.close() for s in sessions),
             *(self._discard_spare(t) for t in spares),
+            *(shell.close() for shell in warm),
             return_exceptions=True,
         )
 
@@ -298,6 +311,12 @@ class SessionManager:
         """A shell that has run nothing: the pre-started spare when it is ready, else a new one."""
         if self._closing:
             raise errors.Unavailable("the executor is shutting down")
+        warm = self._warm.get(workspace.id)
+        while warm:
+            candidate = warm.pop()
+            if not candidate.ended:
+                return candidate
+            self._in_background(candidate.close())
         shell: Shell | None = None
         spare = self._spares.pop(workspace.id, None)
         if spare is not None and spare.done() and not spare.cancelled() and spare.exception() is None:
@@ -323,24 +342,49 @@ class SessionManager:
         sessionless Execute does not wait for one. Call when a workspace starts running."""
         self._refill_spare(workspace)
 
-    async def run_sessionless(self, workspace: WorkspaceInfo, shell: Shell, execution: Execution) -> None:
-        """Run `execution` in `shell`, then close the shell (killing anything left behind)."""
+    async def run_sessionless(
+        self,
+        workspace: WorkspaceInfo,
+        shell: Shell,
+        execution: Execution,
+        release: Callable[[], None] | None = None,
+    ) -> None:
+        """Run `execution` in a subshell of `shell`; then kill what it left in the shell's group
+        and keep the shell warm for the next one (or close it). `release` (its admission place)
+        is called once the shell is back or closed."""
         self._sessionless.add(execution)
         try:
-            finished = await shell.run(execution)
-        except Exception as exc:
-            log.exception("execution_failed", execution_id=execution.id)
-            finished = Finished(
-                None, EndReason.SIGNALED, execution.truncated, False, f"the shell failed: {exc}"
+            try:
+                finished = await shell.run(execution, isolated=True)
+            except Exception as exc:
+                log.exception("execution_failed", execution_id=execution.id)
+                finished = Finished(
+                    None, EndReason.SIGNALED, execution.truncated, False, f"the shell failed: {exc}"
+                )
+            finally:
+                self._sessionless.discard(execution)
+            # A sessionless command never "ends a session": there is none.
+            finished = dataclasses.replace(
+                finished, session_ended=False, message=finished.message.replace("; the session has ended", "")
             )
+            await execution.finish(finished)
+            await self._keep_warm(workspace.id, shell)
         finally:
-            self._sessionless.discard(execution)
-        # A sessionless command never "ends a session": there is none.
-        finished = dataclasses.replace(
-            finished, session_ended=False, message=finished.message.replace("; the session has ended", "")
-        )
-        await execution.finish(finished)
-        await shell.close()
+            if release is not None:
+                release()
+
+    async def _keep_warm(self, workspace_id: str, shell: Shell) -> None:
+        warm = self._warm.setdefault(workspace_id, [])
+        if (
+            self._closing
+            or len(warm) >= self.warm_shells_per_workspace
+            or not await shell.sweep_leftovers()
+            # The workspace was stopped or deleted meanwhile (close_workspace took its list).
+            or self._warm.get(workspace_id) is not warm
+        ):
+            await shell.close()
+            return
+        warm.append(shell)
 
     # ---- internals -----------------------------------------------------------------------------
 

@@ -447,10 +447,14 @@ class Shell:
 
     # ---- one command -------------------------------------------------------------------------
 
-    async def run(self, execution: Execution) -> Finished:
+    async def run(self, execution: Execution, isolated: bool = False) -> Finished:
         """Run `execution` to its end: emits Started and its output, honours its stop requests
         and timeout, and returns its Finished event (the caller delivers it, after releasing the
-        session, so that a client that sees the end may send its next command at once)."""
+        session, so that a client that sees the end may send its next command at once).
+
+        `isolated` runs it in a subshell of S, so that nothing it changes (cwd, variables,
+        functions, `exit`) outlives it: a sessionless command, on a warm shell reused for the
+        next one."""
         started = time.monotonic()
         if self.ended or self._eof:
             return Finished(
@@ -466,6 +470,10 @@ class Shell:
             if spec.script is not None and not spec.directory and not spec.env
             else spec.shell_text()
         )
+        if isolated:
+            # The subshell waits out its foreground child on SIGINT and then abandons the script,
+            # as S does (a trap, not an ignore: the command's own programs get the default).
+            text = f"(trap 'exit 130' INT; command eval {shell_quote(text)})"
         if any(line == self.end_marker for line in text.split("\n")):
             raise errors.InvalidArgument("script", "contains a line reserved by the session protocol")
         frame = f"x\n__fb_cmd={shell_quote(text)}\n__fb_x {cmd.seq}\n{self.end_marker}\n"
@@ -532,6 +540,26 @@ class Shell:
 
     async def resize(self, execution: Execution, rows: int, cols: int) -> None:
         """A session shell's commands have no terminal: nothing to resize."""
+
+    async def sweep_leftovers(self) -> bool:
+        """Kill what the last command left running: its background jobs in S's process group
+        (F's sweep) and whatever detached from it (the transport's cgroup). False when the
+        shell cannot be reused."""
+        if self.ended or self._eof or self._current is not None:
+            return False
+        await self._sweep(b"w\n")
+        deadline = time.monotonic() + self.config.exit_wait
+        while self._sweeps_done < self._sweeps_sent:
+            if self.ended or self._eof or time.monotonic() >= deadline:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return False
+        # Daemons that left the group (setsid, `env -i`) are found by the transport's cgroup.
+        await self.transport.kill_strays()
+        return not self.ended and not self._eof
 
     def wake(self) -> None:
         """Something may have changed for the running command (spurious wake-ups are harmless:

@@ -27,6 +27,7 @@ import signal
 import socket
 import struct
 import termios
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import docker.errors
 import requests
 
 from executor_service.backend import STDERR, STDOUT
+from executor_service.containment import ExecCgroup
 from firebox.common import errors
 from firebox.common.logging import get_logger
 
@@ -41,6 +43,8 @@ log = get_logger("executor.transports")
 
 READ_SIZE = 256 * 1024
 _DETACH_KEYS = ",".join("ctrl-" + c for c in "@_^]\\@_^]\\@_^]\\@_^]\\@_^]\\@_^]\\@_")
+# How long the engine may take to report a started exec's pid (a loaded machine: seconds).
+EXEC_PID_WAIT_SECONDS = 10.0
 _HEADER = struct.Struct(">BxxxL")
 
 
@@ -51,7 +55,11 @@ class DockerExecTransport:
     data_path: str | None = None
     data_chunk = 0
 
-    def __init__(self, api: Any, exec_id: str, response: Any, sock: socket.socket) -> None:
+    def __init__(
+        self, api: Any, exec_id: str, response: Any, sock: socket.socket, cgroup: ExecCgroup | None = None
+    ) -> None:
+        # What the process forks is found by this (containment.py); None where unavailable.
+        self.cgroup = cgroup
         self.api = api
         self.exec_id = exec_id
         # Keeps the SDK's response object (and so the connection) alive.
@@ -83,7 +91,7 @@ class DockerExecTransport:
         DockerTtyTransport)."""
         api = getattr(client, "api", client)
 
-        def create_and_start() -> tuple[str, Any, socket.socket]:
+        def create_and_start() -> tuple[str, Any, socket.socket, ExecCgroup | None]:
             exec_id = api.exec_create(
                 container,
                 argv,
@@ -106,15 +114,29 @@ class DockerExecTransport:
                 raise errors.Unavailable(
                     "the docker engine connection is not a plain socket (TLS?); use the local unix socket"
                 )
-            return exec_id, response, raw
+            # Into a cgroup of its own before it forks anything (it first waits for our input).
+            pid = _exec_pid(api, exec_id)
+            cgroup = ExecCgroup.create(pid) if pid else None
+            return exec_id, response, raw, cgroup
 
+        starting = asyncio.ensure_future(asyncio.to_thread(create_and_start))
         try:
-            exec_id, response, raw = await asyncio.to_thread(create_and_start)
+            exec_id, response, raw, cgroup = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The caller gave up (its client left, or a deadline passed) while the engine starts
+            # the process: close its socket once started, so that it reads EOF and exits instead
+            # of living on as an orphan nobody talks to.
+            starting.add_done_callback(_close_abandoned_start)
+            raise
         except docker.errors.NotFound as exc:
             raise errors.NotFound(
                 f"the workspace's container {container!r} is gone: {exc.explanation}"
             ) from exc
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.Timeout,
+        ) as exc:
             raise errors.Unavailable(
                 f"the Docker engine is not answering ({exc}); is dockerd running?"
             ) from exc
@@ -125,7 +147,7 @@ class DockerExecTransport:
                 ) from exc
             raise errors.Unavailable(f"docker exec failed: {exc.explanation or exc}") from exc
         raw.setblocking(False)
-        return cls(api, exec_id, response, raw)
+        return cls(api, exec_id, response, raw, cgroup)
 
     async def write(self, data: bytes) -> None:
         if self._closed:
@@ -195,10 +217,46 @@ class DockerExecTransport:
             self._sock.close()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._response.close)
+        if self.cgroup is not None:
+            # Whatever the process left, daemons that shed its group and environment included.
+            await asyncio.to_thread(self.cgroup.destroy)
+
+    async def kill_strays(self) -> int:
+        """Kill what the process's finished commands left running (see ShellTransport)."""
+        if self.cgroup is None or self._closed:
+            return 0
+        return await asyncio.to_thread(self.cgroup.kill_strays)
 
 
 # Runs first in the container: swaps the exec's stdio for the session's FIFOs, says so with one
 # line on the new stdout, then becomes the real process. Exit 97: the directory is not shared.
+def _exec_pid(api: Any, exec_id: str) -> int:
+    """The exec'd process's host pid: the engine reports 0 for a moment after the start."""
+    deadline = time.monotonic() + EXEC_PID_WAIT_SECONDS
+    while True:
+        info = api.exec_inspect(exec_id)
+        if info.get("Pid") or not info.get("Running", True):
+            return int(info.get("Pid") or 0)
+        if time.monotonic() > deadline:
+            log.warning("exec_pid_unknown", exec_id=exec_id, hint="its processes get no cgroup of their own")
+            return 0
+        time.sleep(0.005)
+
+
+def _close_abandoned_start(task: asyncio.Future[tuple[str, Any, socket.socket, ExecCgroup | None]]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    _exec_id, response, raw, cgroup = task.result()
+    with contextlib.suppress(OSError):
+        raw.close()
+    with contextlib.suppress(Exception):
+        response.close()
+    if cgroup is not None:
+        cgroup.destroy()
+
+
+# What the wrapper says when the container does not see the FIFOs (the one permanent failure).
+FIFO_NOT_SHARED = "is not a FIFO shared with the executor"
 _FIFO_WRAPPER = (
     'd=$1; shift; [ -p "$d/in" ] || { echo "$d/in is not a FIFO shared with the executor" >&2; exit 97; }; '
     'exec <"$d/in" >"$d/out" 2>"$d/err" || exit 97; printf "I\\n"; exec "$@"'
@@ -290,22 +348,32 @@ class FifoTransport:
         """Read the wrapper's one line (2 bytes: nothing else writes before the process is given
         its first input), or learn that it failed."""
         got = b""
-        async with asyncio.timeout(FIFO_START_TIMEOUT):
-            while len(got) < 2:
-                try:
-                    chunk = os.read(self._out, 2 - len(got))
-                except BlockingIOError:
-                    chunk = b""
-                got += chunk
-                if got == b"I\n":
-                    return
-                if got and not b"I\n".startswith(got):
-                    raise FifoUnavailable(f"unexpected start of output {got!r}")
-                if self._exited:
-                    why = self._diagnostics.decode("utf-8", "replace").strip() or "it exited"
-                    raise FifoUnavailable(why)
-                if not chunk:
-                    await self._readable()
+        try:
+            async with asyncio.timeout(FIFO_START_TIMEOUT):
+                while len(got) < 2:
+                    try:
+                        chunk = os.read(self._out, 2 - len(got))
+                    except BlockingIOError:
+                        chunk = b""
+                    got += chunk
+                    if got == b"I\n":
+                        return
+                    if got and not b"I\n".startswith(got):
+                        raise FifoUnavailable(f"unexpected start of output {got!r}")
+                    if self._exited:
+                        why = self._diagnostics.decode("utf-8", "replace").strip() or "it exited"
+                        if FIFO_NOT_SHARED in why:
+                            raise FifoUnavailable(why)
+                        # Anything else (cannot fork at the pids limit, out of memory) is the
+                        # workspace's passing state, not a reason to stop using FIFOs for good.
+                        raise errors.Unavailable(f"the session shell exited while starting: {why[:200]}")
+                    if not chunk:
+                        await self._readable()
+        except TimeoutError:
+            raise errors.Unavailable(
+                f"the session shell did not start within {FIFO_START_TIMEOUT:g}s (the workspace may be "
+                "overloaded); retry later"
+            ) from None
 
     async def _watch_exit(self) -> None:
         """Until the exec'd process ends; keeps what it wrote to the original stdio (a failed
@@ -409,6 +477,9 @@ class FifoTransport:
 
     async def host_pid(self) -> int | None:
         return await self._attach.host_pid()
+
+    async def kill_strays(self) -> int:
+        return await self._attach.kill_strays()
 
     async def close(self) -> None:
         """End the process's input (the front shell, reading EOF, kills what its session started
@@ -759,6 +830,13 @@ class PipeTransport:
             self._open_streams = 0
         return item
 
+    async def kill_strays(self) -> int:
+        """A bwrap shell is a pid namespace of its own: whatever detached inside it (setsid, a
+        cleared environment) is reparented to the namespace's init, so it is still a descendant
+        of our process on the host. Kill every descendant but the shell protocol's top shell
+        (the highest process running `firebox-shell`) and its direct children."""
+        return await asyncio.to_thread(_kill_stray_descendants, self.process.pid)
+
     async def close(self) -> None:
         """Close stdin (the front shell cleans up and exits), then make sure the process is gone."""
         if self._closed:
@@ -777,3 +855,53 @@ class PipeTransport:
             await self.process.wait()
         for pump in self._pumps:
             pump.cancel()
+
+
+def _kill_stray_descendants(root: int) -> int:
+    children: dict[int, list[int]] = {}
+    argv: dict[int, bytes] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv[int(entry.name)] = f.read()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(b")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+
+    def is_top_shell(pid: int) -> bool:
+        # `sh -c FRONT firebox-shell SH` (bubblewrap's own processes carry it further on).
+        return argv.get(pid, b"").split(b"\0")[3:4] == [b"firebox-shell"]
+
+    top: int | None = root if is_top_shell(root) else None
+    descendants: list[int] = []
+    pending = [root]
+    while pending:  # breadth first: the first `firebox-shell` met is the top shell
+        pid = pending.pop(0)
+        for child in children.get(pid, ()):
+            descendants.append(child)
+            pending.append(child)
+            if top is None and is_top_shell(child):
+                top = child
+    if top is None:
+        return 0
+    keep = {top, *children.get(top, ())}
+    # The sandbox's own processes between us and the top shell stay too.
+    ancestors = set()
+    parent_of = {child: parent for parent, kids in children.items() for child in kids}
+    pid = parent_of.get(top)
+    while pid is not None and pid != root:
+        ancestors.add(pid)
+        pid = parent_of.get(pid)
+    killed = 0
+    for pid in descendants:
+        if pid in keep or pid in ancestors:
+            continue
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    return killed

@@ -52,6 +52,8 @@ MAX_ENV_VALUE = 32 * 1024
 # Docker refuses memory limits under 6 MiB; a shell needs a few MiB anyway.
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
 MIN_TMP_BYTES = 1024 * 1024
+# A filesystem's own metadata needs a few MiB.
+MIN_DISK_BYTES = 16 * 1024 * 1024
 
 
 def _check_name(name: str) -> None:
@@ -89,6 +91,7 @@ class PolicyOverrides:
     read_only_root: bool | None = None
     tmp_bytes: int | None = None
     writable_paths: tuple[str, ...] | None = None
+    disk_bytes: int | None = None
 
 
 def validate_env(env: Mapping[str, str], field: str, secret_policy: SecretPolicy) -> None:
@@ -138,6 +141,10 @@ def decide_policy(default: Policy, overrides: PolicyOverrides) -> Policy:
         )
     if policy.tmp_bytes < MIN_TMP_BYTES:
         raise errors.InvalidArgument("policy.tmp_bytes", f"at least {MIN_TMP_BYTES}, got {policy.tmp_bytes}")
+    if policy.disk_bytes < 0 or 0 < policy.disk_bytes < MIN_DISK_BYTES:
+        raise errors.InvalidArgument(
+            "policy.disk_bytes", f"0 (unlimited) or at least {MIN_DISK_BYTES}, got {policy.disk_bytes}"
+        )
     caps = []
     for cap in policy.capabilities:
         upper = cap.upper()
@@ -253,9 +260,8 @@ class WorkspaceManager:
         validate_env(env, "env", self.secret_policy)
         self._validate_labels(labels)
         decided = decide_policy(base_policy, policy or PolicyOverrides())
-        # Against the server's default, also for a fork: a snapshot keeps no more than the
-        # operator allows now.
-        self.ceiling.check(self.default_policy, decided)
+        # A fork starts from its snapshot's policy, which met the ceiling when its workspace was made.
+        self.ceiling.check(base_policy, decided)
         if name:
             # The known set is complete: adopt() filled it and every create/delete goes through here.
             # Checked and reserved with no await in between, so concurrent creates cannot both pass.

@@ -19,6 +19,9 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 venv_python=$(.venv/bin/python -c 'import sys; print("python%d.%d" % sys.version_info[:2])' 2>/dev/null || echo python3)
 [ -x "/usr/bin/$venv_python" ] || need+=("$venv_python")
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+# The docker backend's size-limited /workspace (executor_service/backends/disks.py): mkfs.ext4, losetup/mount.
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test-env: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

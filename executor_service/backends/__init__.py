@@ -92,18 +92,22 @@ async def choose_backend(choice: str, config_dir: Path, session_io: str = "auto"
             client = await asyncio.to_thread(_docker_client)
             log.info("backend_chosen", backend=DOCKER, requested=choice)
             owner = await asyncio.to_thread(instance_id, config_dir)
-            fifo = session_io == "fifo" or (
-                session_io == "auto" and await asyncio.to_thread(engine_shares_filesystem)
-            )
+            shares = await asyncio.to_thread(engine_shares_filesystem)
+            fifo = session_io == "fifo" or (session_io == "auto" and shares)
             log.info("session_io", mode="fifo" if fifo else "attach", requested=session_io)
             # A bind mount's source must be an absolute host path.
-            io_dir = (await asyncio.to_thread(config_dir.resolve)) / "io" if fifo else None
+            resolved = await asyncio.to_thread(config_dir.resolve)
+            io_dir = resolved / "io" if fifo else None
+            if not shares:
+                # A loop mount made here would not be what dockerd binds: no /workspace size limits.
+                log.warning("workspace_disk_limits_off", reason="dockerd runs in another mount namespace")
             return DockerBackend(
                 client,
                 owner,
                 claims_dir=config_dir / "pool-claims",
                 io_dir=io_dir,
                 writable_dir=config_dir / "writable-paths",
+                disks_dir=resolved / "disks" if shares else None,
             )
         except Exception as exc:
             if choice == DOCKER:

@@ -62,7 +62,8 @@ SHM_BYTES = 64 * 1024 * 1024
 
 def enforced(policy: Policy, with_cgroups: bool) -> Policy:
     """The policy as this backend can enforce it: what it cannot do is set to 0 / false."""
-    policy = replace(policy, no_new_privileges=True)
+    # No size limit for the files directory here (the docker backend has one: backends/disks.py).
+    policy = replace(policy, no_new_privileges=True, disk_bytes=0)
     return policy if with_cgroups else replace(policy, pids_limit=0, cpu_millis=0)
 
 

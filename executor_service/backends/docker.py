@@ -38,12 +38,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
 import json
 import os
 import re
 import shutil
 import socket
 import sys
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -71,6 +73,7 @@ from executor_service.backend import (
     workspace_access,
 )
 from executor_service.backends import mountns
+from executor_service.backends.disks import DiskUnavailable, WorkspaceDisks
 from firebox.common import errors
 from firebox.common.logging import get_logger
 
@@ -108,6 +111,10 @@ COPY_SCRIPT = "cp -a /from/. /to/ && du -sk /to"
 # workspace's own PATH may name the workspace user's programs.
 COPY_CAPABILITIES = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]
 COPY_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# What an image's own /workspace files may amount to when they seed a size-limited workspace (more
+# is not copied, and logged), and how many images' files are remembered.
+MAX_SEED_BYTES = 64 * 1024 * 1024
+MAX_SEED_IMAGES = 16
 MAX_HELPER_OUTPUT = 16 * 1024
 
 CONTAINER_PREFIX = "firebox-"
@@ -182,6 +189,7 @@ def isolation_line(policy: Policy) -> str:
     parts.append("read-only root" if policy.read_only_root else "writable root")
     parts.append(workspace_access(policy))
     parts.append(f"/tmp tmpfs {policy.tmp_bytes // (1024 * 1024)}MiB")
+    parts.append(f"/workspace {_limit(policy.disk_bytes, 'MiB', 1024 * 1024)}")
     return ", ".join(parts)
 
 
@@ -219,8 +227,11 @@ class DockerBackend:
         claims_dir: Path | None = None,
         io_dir: Path | None = None,
         writable_dir: Path | None = None,
+        disks_dir: Path | None = None,
     ) -> None:
         self.client = client or docker.from_env()
+        # Size-limited /workspace filesystems (policy.disk_bytes); None: volumes only.
+        self.disks = WorkspaceDisks(disks_dir) if disks_dir is not None else None
         self.owner = owner
         # Where session FIFOs live (None: sessions use the docker exec socket).
         self.io_dir = io_dir
@@ -236,6 +247,9 @@ class DockerBackend:
         # Writable paths changed since create (the label has the original); None = not kept.
         self.writable_dir = writable_dir
         self._writable: dict[str, tuple[str, ...]] = {}
+        # Per image id: a tar of its /workspace files (None: it has none), for size-limited
+        # workspaces, whose /workspace does not start from the image as a volume does.
+        self._image_files: dict[str, bytes | None] = {}
 
     # ---- workspace lifecycle -------------------------------------------------------------------
 
@@ -243,16 +257,6 @@ class DockerBackend:
         """Create and start the workspace; with `pool_key`, as a member of that warm pool. An image
         the engine does not have is NotFound: nothing is pulled (a pull from an unreachable registry
         would hang the call), so images are built or loaded beforehand."""
-        if spec.snapshot is not None:
-            # The fork's own copy of the snapshot's files, made first: the engine then mounts a
-            # volume that is not empty and copies nothing of the image into it.
-            await _engine(
-                self._copy_volume,
-                snapshot_volume_name(spec.snapshot.id),
-                volume_name(spec.id),
-                spec.snapshot.image_ref,
-                self._volume_labels(spec.id),
-            )
         try:
             container = await _engine(self._create_and_start, spec, pool_key)
         except docker.errors.ImageNotFound as exc:
@@ -439,11 +443,15 @@ class DockerBackend:
             LABEL_SNAPSHOT: snapshot_id,
         }
         volume = snapshot_volume_name(snapshot_id)
-        meta["files_bytes"] = self._copy_volume(
-            container.labels.get(LABEL_VOLUME) or volume_name(workspace.id),
-            volume,
+        meta["files_bytes"] = self._copy_files(
+            _workspace_source(container, container.labels.get(LABEL_VOLUME) or volume_name(workspace.id)),
+            Mount(
+                "/to",
+                volume,
+                type="volume",
+                labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_SNAPSHOT: snapshot_id},
+            ),
             workspace.image,
-            {LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_SNAPSHOT: snapshot_id},
         )
         labels[LABEL_SNAPSHOT_INFO] = json.dumps(meta, sort_keys=True)
         try:
@@ -508,10 +516,18 @@ class DockerBackend:
             log.warning("snapshot_unreadable", image=image.id, error=repr(exc))
             return None
 
-    def _copy_volume(self, source: str, target: str, image: str, labels: dict[str, str]) -> int:
-        """Copy volume `source` into a new volume `target` with a short-lived container of `image`
-        (every workspace image has /bin/sh, and cp with it). Returns the bytes copied (du)."""
-        self.client.volumes.create(target, labels=labels)
+    def _copy_files(self, source: Mount, target: Mount, image: str) -> int:
+        """Copy the files of `source` into `target` (each a volume or a bind-mounted directory:
+        a workspace with a disk limit has its own filesystem) with a short-lived container of
+        `image` (every workspace image has /bin/sh, and cp with it). A target volume is made
+        here with its labels, and removed again when the copy fails. Returns the bytes copied
+        (du)."""
+        # The volume this copy makes (and so removes when it fails); "" for a directory.
+        made = target["Source"] if target["Type"] == "volume" else ""
+        if made:
+            self.client.volumes.create(made, labels=target.get("VolumeOptions", {}).get("Labels"))
+        copy_from = Mount("/from", source["Source"], type=source["Type"], read_only=True)
+        copy_to = Mount("/to", target["Source"], type=target["Type"])
         try:
             helper = self.client.containers.create(
                 image,
@@ -524,22 +540,20 @@ class DockerBackend:
                 cap_add=COPY_CAPABILITIES,
                 security_opt=["no-new-privileges"],
                 labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_HELPER: "copy"},
-                mounts=[
-                    Mount("/from", source, type="volume", read_only=True),
-                    Mount("/to", target, type="volume"),
-                ],
+                mounts=[copy_from, copy_to],
                 detach=True,
             )
         except BaseException:
-            self._remove_volume(target)
+            if made:
+                self._remove_volume(made)
             raise
         try:
             code, output = self._run_to_end(helper)
         except BaseException:
-            self._remove_volume_after(helper, target)
+            self._remove_volume_after(helper, made)
             raise
         if code != 0:
-            self._remove_volume_after(helper, target)
+            self._remove_volume_after(helper, made)
             raise errors.FailedPrecondition(
                 f"copying the workspace's files failed (exit {code}) in image {image!r}: "
                 f"{output.decode(errors='replace').strip()[-500:]}"
@@ -551,7 +565,8 @@ class DockerBackend:
     def _remove_volume_after(self, helper: Container, volume: str) -> None:
         with contextlib.suppress(docker.errors.APIError):
             helper.remove(force=True, v=True)
-        self._remove_volume(volume)
+        if volume:
+            self._remove_volume(volume)
 
     def _run_to_end(self, container: Container) -> tuple[int, bytes]:
         """Start `container`, wait for it to exit (bounded), and return its exit code and output."""
@@ -582,6 +597,7 @@ class DockerBackend:
             # 409: a removal is already in progress (a concurrent delete): it is going away.
             raise errors.NotFound(f"workspace {workspace_id!r} is being deleted") from exc
         await _engine(self._remove_volume, volume)
+        await asyncio.to_thread(self._remove_disk, workspace_id)
         if self._claims.pop(workspace_id, None) is not None:
             await asyncio.to_thread(self._remove_claim, workspace_id)
         self._io_workspaces.discard(workspace_id)
@@ -600,6 +616,11 @@ class DockerBackend:
         infos = [info for info in everything if not info.pool_key]
         self.pool_members = [info for info in everything if info.pool_key]
         present = {info.id for info in everything}
+        if self.disks is not None:
+            await asyncio.to_thread(self.disks.remove_others, present)
+            for info in everything:
+                if info.policy.disk_bytes:
+                    await asyncio.to_thread(self.disks.ensure_mounted, info.id)
         for stale in set(self._claims) - present:
             # Its container was removed outside Firebox: the claim describes nothing any more.
             self._claims.pop(stale)
@@ -708,8 +729,8 @@ class DockerBackend:
     # ---- helpers -----------------------------------------------------------------------------
 
     def _create_and_start(self, spec: WorkspaceSpec, pool_key: str = "") -> Container:
-        policy = spec.policy
         volume = volume_name(spec.id)
+        workspace_mount, policy = self._workspace_mount(spec, volume)
         labels = {
             LABEL_MANAGED: "true",
             LABEL_OWNER: self.owner,
@@ -724,10 +745,21 @@ class DockerBackend:
             labels[LABEL_POOL] = pool_key
         if spec.snapshot is not None:
             labels[LABEL_PARENT_SNAPSHOT] = spec.snapshot.id
+            # The fork's own copy of the snapshot's files, made before the container: the engine
+            # then mounts a /workspace that is not empty and copies nothing of the image into it.
+            try:
+                self._copy_files(
+                    Mount("/from", snapshot_volume_name(spec.snapshot.id), type="volume", read_only=True),
+                    workspace_mount,
+                    spec.snapshot.image_ref,
+                )
+            except BaseException:
+                self._remove_disk(spec.id)
+                raise
         expiry = {k: v for k, v in (("idle_timeout", spec.idle_timeout), ("ttl", spec.ttl)) if v is not None}
         if expiry:
             labels[LABEL_EXPIRY] = json.dumps(expiry, sort_keys=True)
-        mounts = [self._workspace_mount(spec, volume)]
+        mounts = [workspace_mount]
         if self.io_dir is not None:
             # The root is the executor's alone; the workspace's own directory is what the
             # container sees, and its user must be able to look inside.
@@ -781,6 +813,7 @@ class DockerBackend:
             raise
         except docker.errors.APIError as exc:
             self._remove_volume(volume)
+            self._remove_disk(spec.id)
             if exc.status_code == 400:
                 raise errors.InvalidArgument("policy", f"the engine refused it: {exc.explanation}") from exc
             raise
@@ -789,24 +822,93 @@ class DockerBackend:
         except BaseException:
             container.remove(force=True, v=True)
             self._remove_volume(volume)
+            self._remove_disk(spec.id)
             raise
         container.reload()
         return container
 
-    def _workspace_mount(self, spec: WorkspaceSpec, volume: str) -> Mount:
-        """The workspace's files: a named volume at /workspace that outlives the container. The
-        engine creates it with the container (no separate call), copying in what the image has
-        at /workspace; INIT_SCRIPT then makes it the workspace user's."""
-        return Mount(
-            WORKDIR,
-            volume,
-            type="volume",
-            read_only=spec.policy.read_only,
-            labels=self._volume_labels(spec.id),
+    def _workspace_mount(self, spec: WorkspaceSpec, volume: str) -> tuple[Mount, Policy]:
+        """/workspace: a named volume that outlives the container, or with policy.disk_bytes a
+        filesystem of that size of its own (backends/disks.py), bind-mounted. The engine creates
+        the volume with the container (no separate call), copying in what the image has at
+        /workspace; INIT_SCRIPT then makes it the workspace user's. The policy in force comes back
+        with it: disk_bytes 0 where the limit cannot be made here."""
+        policy = spec.policy
+        if policy.disk_bytes:
+            if self.disks is not None:
+                try:
+                    source = self.disks.prepare(spec.id, policy.disk_bytes, policy.user)
+                except DiskUnavailable:
+                    pass
+                else:
+                    if spec.snapshot is None:
+                        # A volume would start with what the image has at /workspace: so does this.
+                        self._seed_from_image(spec.image, source, policy.user)
+                    return Mount(WORKDIR, str(source), type="bind", read_only=policy.read_only), policy
+            policy = replace(policy, disk_bytes=0)
+        mount = Mount(
+            WORKDIR, volume, type="volume", read_only=policy.read_only, labels=self._volume_labels(spec.id)
         )
+        return mount, policy
+
+    def _seed_from_image(self, image: str, directory: Path, user: str) -> None:
+        """Put what `image` has at /workspace into `directory` (a fresh filesystem of the
+        workspace's own), owned by the workspace user when it is a uid. Extracted with tarfile's
+        "data" filter: nothing the image holds can land outside `directory`."""
+        archive = self._image_workspace_files(image)
+        if archive is None:
+            return
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            members = []
+            for member in tar.getmembers():
+                name = member.name.partition("/")[2]  # "workspace/a/b" -> "a/b"
+                if name:
+                    member.name = name
+                    members.append(member)
+            tar.extractall(directory, members=members, filter="data")
+        uid, _, gid = user.partition(":")
+        if uid.isdigit() and (not gid or gid.isdigit()):
+            for path in [directory, *directory.rglob("*")]:
+                os.lchown(path, int(uid), int(gid or uid))
+
+    def _image_workspace_files(self, image: str) -> bytes | None:
+        """A tar of what `image` has at /workspace, None when nothing (the usual case); looked up
+        once per image id with a container that is created and removed, never started."""
+        image_id = self.client.images.get(image).id
+        if image_id in self._image_files:
+            return self._image_files[image_id]
+        helper = self.client.containers.create(
+            image_id,
+            entrypoint=["/bin/sh"],
+            command=[],
+            network_mode="none",
+            labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_HELPER: "seed"},
+        )
+        archive: bytes | None = None
+        try:
+            chunks, stat = helper.get_archive(WORKDIR)
+            if stat.get("size", 0) <= MAX_SEED_BYTES:
+                data = b"".join(chunks)
+                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                    if any(m.name.partition("/")[2] for m in tar.getmembers()):
+                        archive = data
+            else:
+                log.warning("image_workspace_files_too_large", image=image, limit=MAX_SEED_BYTES)
+        except docker.errors.NotFound:
+            pass  # no /workspace in the image
+        finally:
+            helper.remove(force=True)
+        if len(self._image_files) >= MAX_SEED_IMAGES:
+            self._image_files.pop(next(iter(self._image_files)))
+        self._image_files[image_id] = archive
+        return archive
 
     def _volume_labels(self, workspace_id: str) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: workspace_id}
+
+    def _remove_disk(self, workspace_id: str) -> None:
+        if self.disks is not None:
+            self.disks.remove(workspace_id)
 
     def _start_until_ready(self, container: Container, image: str) -> None:
         """Start the container and return once INIT_SCRIPT has said it is ready. Attached before
@@ -1054,3 +1156,14 @@ def read_oom_kills(container_id: str) -> int | None:
             if key == "oom_kill" and value.strip().isdigit():
                 return int(value)
     return None
+
+
+def _workspace_source(container: Container, volume: str) -> Mount:
+    """What the container has at /workspace: its named volume, or the directory of its own
+    filesystem (a workspace with a disk limit) bind-mounted there."""
+    for mount in container.attrs.get("Mounts") or []:
+        if mount.get("Destination") == WORKDIR:
+            if mount.get("Type") == "bind":
+                return Mount(WORKDIR, mount["Source"], type="bind")
+            return Mount(WORKDIR, mount.get("Name") or volume, type="volume")
+    return Mount(WORKDIR, volume, type="volume")

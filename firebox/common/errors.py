@@ -44,7 +44,14 @@ class Aborted(FireboxError):
 
 
 class ResourceExhausted(FireboxError):
+    """Out of a bounded resource; `retry_after` (seconds) travels to the client as the status's
+    google.rpc.RetryInfo detail when set."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(FireboxError):

@@ -4,6 +4,7 @@ reflection, and a graceful stop on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import signal
 import sys
@@ -14,9 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
-from firebox.common.errors import FireboxError, InvalidArgument
+from firebox.common.errors import FireboxError, InvalidArgument, ResourceExhausted
 from firebox.common.limits import check_sizes, short_message
 from firebox.common.logging import get_logger
 from firebox.common.reflection import enable_reflection
@@ -45,6 +49,8 @@ _OPTIONS = [
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
     """Map an exception escaping a handler to a status: domain errors keep their code, anything
     else is a bug reported as INTERNAL with an id to find it in the log."""
+    if isinstance(exc, ResourceExhausted) and exc.retry_after is not None:
+        await context.abort_with_status(retry_status(exc.code, short_message(exc.message), exc.retry_after))
     if isinstance(exc, FireboxError):
         await context.abort(exc.code, short_message(exc.message))
     incident = uuid.uuid4().hex[:12]
@@ -56,6 +62,17 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
         traceback="".join(traceback.format_exception(exc)),
     )
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
+
+
+def retry_status(code: grpc.StatusCode, message: str, retry_after: float) -> grpc.Status:
+    """A status carrying google.rpc.RetryInfo (grpc-status-details-bin), as Google APIs send it:
+    clients and proxies that understand it back off by `retry_after` seconds."""
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromTimedelta(dt.timedelta(seconds=retry_after))
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    return rpc_status.to_status(status)
 
 
 def _is_abort(exc: BaseException) -> bool:

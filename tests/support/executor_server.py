@@ -257,6 +257,7 @@ def remove_owned_workspaces(config_dir: Path) -> int:
     Returns how many containers were removed."""
     import docker
 
+    from executor_service.backends.disks import WorkspaceDisks
     from executor_service.backends.docker import LABEL_OWNER
 
     path = Path(config_dir) / "instance-id"
@@ -271,6 +272,10 @@ def remove_owned_workspaces(config_dir: Path) -> int:
         for volume in client.volumes.list(filters={"label": f"{LABEL_OWNER}={owner}"}):
             with contextlib.suppress(docker.errors.APIError):
                 volume.remove(force=True)
+        # Size-limited /workspace filesystems (loop mounts) of those containers.
+        disks = WorkspaceDisks(Path(config_dir) / "disks")
+        for image in Path(config_dir, "disks").glob("*.img"):
+            disks.remove(image.stem)
         return len(containers)
     finally:
         client.close()

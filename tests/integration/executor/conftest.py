@@ -10,7 +10,6 @@ import docker
 import grpc
 import pytest
 
-from executor_service.ceiling import PolicyCeiling
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 from tests.support.executor_server import remove_owned_workspaces, running_executor_handle
@@ -28,9 +27,7 @@ async def executor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ob
         async with running_executor_handle(
             config_dir,
             backend="docker",
-            policy_ceiling=PolicyCeiling.parse(
-                "network=allow,user=allow,root=allow,writable_root=allow,capabilities=CHOWN"
-            ),
+            policy_ceiling="network=allow,user=allow,root=allow,writable_root=allow,capabilities=CHOWN",
         ) as running:
             yield running
     finally:

@@ -12,7 +12,6 @@ from google.protobuf import duration_pb2
 from executor_service.backend import Policy, WorkspaceSpec
 from executor_service.backends.bwrap import BwrapBackend
 from executor_service.backends.cgroups import CgroupLimits
-from executor_service.ceiling import PolicyCeiling
 from firebox.common import errors
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
@@ -29,7 +28,7 @@ pytestmark = [
 async def bw(tmp_path_factory):
     config_dir = tmp_path_factory.mktemp("bwrap")
     # Some tests run as another user than the default: this executor's ceiling allows it.
-    ceiling = PolicyCeiling.parse("user=allow")
+    ceiling = "user=allow"
     async with running_executor_handle(config_dir, backend="bwrap", policy_ceiling=ceiling) as running:
         async with grpc.aio.insecure_channel(running.target) as channel:
             stub = executor_pb2_grpc.ExecutorServiceStub(channel)

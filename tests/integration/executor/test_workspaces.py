@@ -50,7 +50,10 @@ async def test_container_is_labelled_and_has_the_policy_applied(workspace, engin
     assert host["NanoCpus"] == 1_000_000_000
     assert "/tmp" in host["Tmpfs"] and "mode=1777" in host["Tmpfs"]["/tmp"]
     mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
-    assert mounts["/workspace"]["Name"] == volume_name(workspace.id)
+    # A size-limited filesystem of its own (the server's default disk_bytes), bind-mounted.
+    assert mounts["/workspace"]["Type"] == "bind"
+    assert mounts["/workspace"]["Source"].endswith(f"/disks/{workspace.id}")
+    assert workspace.policy.disk_bytes == 2 * 1024 * 1024 * 1024
     assert not any("docker.sock" in (m.get("Source") or "") for m in container.attrs["Mounts"])
 
 

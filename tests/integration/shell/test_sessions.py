@@ -10,7 +10,7 @@ import pytest
 
 from executor_service.execution import EndReason, Execution, Finished, Output, shell_quote
 from firebox.common import errors
-from tests.integration.shell.conftest import KINDS, OUTPUT_CAP, Env, collect
+from tests.integration.shell.conftest import KINDS, OUTPUT_CAP, Env, Result, collect
 
 # Prints "gone" once the process whose pid is in $bg no longer runs (a zombie counts as gone),
 # waiting up to 2 s for a killed process to die, with builtins and sleep only; "no-pid" when $bg
@@ -373,12 +373,64 @@ async def test_shutdown_kills_running_commands_after_the_grace(env: Env) -> None
     assert finished.reason is EndReason.SHUTDOWN
 
 
+async def _run_to_rest(env: Env, script: str) -> Result:
+    """A sessionless command to its end, and its shell back in the warm list (or closed)."""
+    execution = await env.start(script)
+    await execution.close_input()
+    result = await collect(execution)
+    assert execution.task is not None
+    await execution.task
+    return result
+
+
 async def test_sessionless_command_runs_in_the_prestarted_spare_shell(env: Env) -> None:
     env.sessions.prestart(env.workspace)
     spare = await env.sessions._spares[env.workspace.id]
-    result = await env.run("echo hi")
+    result = await _run_to_rest(env, "echo hi")
     assert result.stdout == b"hi\n"
     assert result.started.pid == spare.pid
-    # Used once, then closed; a new spare is on its way.
-    assert spare.ended
+    # Kept warm for the next sessionless command; a new spare is on its way too.
+    assert not spare.ended and env.sessions._warm[env.workspace.id] == [spare]
     assert env.sessions._spares[env.workspace.id] is not None
+
+
+async def test_sessionless_commands_reuse_a_warm_shell_and_keep_nothing(env: Env) -> None:
+    first = await _run_to_rest(env, "pwd; cd /tmp && export LEAK=1 && f() { :; } && sleep 600 & echo started")
+    start_dir, started = first.stdout.split(b"\n")[:2]
+    assert started == b"started" and start_dir != b"/tmp"
+    second = await _run_to_rest(env, 'echo "$PWD ${LEAK:-none} $(command -v f || echo nof)"; exit 3')
+    # The same shell, and nothing of the first command in it: cwd, variables, functions.
+    assert second.started.pid == first.started.pid
+    assert second.stdout == start_dir + b" none nof\n" and second.finished.exit_code == 3
+    # The first command's background job was killed when it ended.
+    third = await _run_to_rest(env, "ps -o args 2>/dev/null | grep -c '[s]leep 600' || true")
+    assert third.stdout.strip() == b"0"
+    assert third.started.pid == first.started.pid
+
+
+async def test_concurrent_sessionless_commands_take_separate_shells_and_all_come_back(env: Env) -> None:
+    results = await asyncio.gather(*(_run_to_rest(env, f"sleep 0.3; echo {i}") for i in range(4)))
+    assert [r.stdout for r in results] == [f"{i}\n".encode() for i in range(4)]
+    # Four shells at once (pids may repeat: each bwrap shell has its own pid namespace).
+    assert len({id(shell) for shell in env.sessions._warm[env.workspace.id]}) == 4
+
+
+async def test_sessionless_interrupt_abandons_the_script_but_waits_for_a_program_ignoring_it(
+    env: Env,
+) -> None:
+    # An interrupted program ends the script, as in a session ...
+    execution = await env.start("sleep 30; echo after")
+    await execution.close_input()
+    await asyncio.sleep(0.3)
+    await execution.stop()
+    result = await collect(execution)
+    assert b"after" not in result.stdout and result.finished.reason is EndReason.STOPPED
+    # ... and a program that ignores SIGINT is not abandoned by its subshell: the stop escalates.
+    execution = await env.start("sh -c \"trap '' INT; echo started; sleep 30; echo never\"")
+    await execution.close_input()
+    await asyncio.sleep(0.5)
+    await execution.stop()
+    result = await collect(execution)
+    # 137: killed after the grace, not 130 (its subshell giving up at the first SIGINT).
+    assert result.stdout.startswith(b"started\n") and result.finished.reason is EndReason.STOPPED
+    assert result.finished.exit_code == 137, result.finished

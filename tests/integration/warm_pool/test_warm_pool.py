@@ -14,7 +14,6 @@ import pytest
 
 from executor_service.backend import LABEL_POOL
 from executor_service.backends.docker import LABEL_OWNER
-from executor_service.ceiling import PolicyCeiling
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 from tests.support.executor_server import remove_owned_workspaces, running_executor_handle
@@ -129,9 +128,7 @@ async def test_size_zero_and_non_matching_requests_do_not_use_the_pool(tmp_path:
             assert executor.workspaces.pool.taken == 0
         remove_owned_workspaces(tmp_path)
         async with (
-            running_executor_handle(
-                tmp_path, warm_pool_size=1, policy_ceiling=PolicyCeiling.parse("network=allow")
-            ) as executor,
+            running_executor_handle(tmp_path, warm_pool_size=1, policy_ceiling="network=allow") as executor,
             grpc.aio.insecure_channel(executor.target) as channel,
         ):
             stub = executor_pb2_grpc.ExecutorServiceStub(channel)

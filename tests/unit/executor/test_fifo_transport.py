@@ -69,3 +69,24 @@ async def test_a_directory_the_process_cannot_see_is_reported(tmp_path: Path) ->
         assert "is not a FIFO shared with the executor" in str(exc)
     finally:
         await transport.close()
+
+
+async def test_a_wrapper_that_fails_for_a_passing_reason_is_unavailable_not_a_reason_to_give_up_fifos(
+    tmp_path: Path,
+) -> None:
+    # E.g. the workspace is at its pids limit: the process dies before it reaches the FIFOs. That
+    # is UNAVAILABLE for this call; only "the FIFOs are not shared" switches a workspace for good.
+    from executor_service.transports import FifoUnavailable
+    from firebox.common.errors import Unavailable
+
+    directory = tmp_path / "s3"
+    fds = await asyncio.to_thread(_make_fifos, directory)
+    process = await PipeTransport.spawn([*OUTER, "/bin/sh", "-c", 'echo "sh: cannot fork" >&2; exit 2'])
+    transport = FifoTransport(directory, fds, process)  # type: ignore[arg-type]
+    try:
+        await transport._await_wrapper()
+        raise AssertionError("the wrapper should have failed")
+    except Unavailable as exc:
+        assert "cannot fork" in exc.message and not isinstance(exc, FifoUnavailable)
+    finally:
+        await transport.close()
