@@ -26,6 +26,7 @@ from tests.support.agent_server import (
     running_agent,
     text_of,
 )
+from tests.support.cli import firebox
 from tests.support.fake_provider import FakeProvider, shell_reply, text_reply
 from tests.support.service_process import AgentProcess
 
@@ -395,3 +396,23 @@ async def test_the_single_provider_flags_are_the_default_connection(tmp_path, lo
         session = await new_session(stub, connection="default")
         assert text_of(await _send(stub, session.id)) == "as before"
         assert isinstance(agent, Agent) and agent.provider is agent.connections.default.provider
+
+
+async def test_the_cli_creates_switches_and_shows_a_sessions_connection(tmp_path, local, claude):
+    async with _agent(tmp_path, local, claude) as agent:
+        created = await firebox("sessions", "create", "--connection", "claude", "--json", agent=agent.target)
+        assert created.code == 0, created.stderr
+        session_id = json.loads(created.stdout)["session"]["id"]
+        refused = await firebox("sessions", "create", "--connection", "gpt", agent=agent.target)
+        assert refused.code != 0 and "local, claude" in refused.stderr
+        switched = await firebox(
+            "sessions", "connection", session_id, "local", "--model", "local-bigger", agent=agent.target
+        )
+        assert switched.code == 0, switched.stderr
+        shown = await firebox("sessions", "show", session_id, agent=agent.target)
+        assert "local" in shown.text and "local-bigger" in shown.text
+        stub = agent_stub(agent)
+        got = await stub.GetSession(A.GetSessionRequest(session_id=session_id))
+        assert (got.session.settings.connection, got.session.settings.model) == ("local", "local-bigger")
+        status = await firebox("status", agent=agent.target, executor=UNREACHABLE_EXECUTOR)
+        assert "connections local (openai, local-model), claude (anthropic, claude-model)" in status.text
