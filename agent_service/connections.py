@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_service.providers import build_provider
 from agent_service.providers.base import WIRE_FORMATS, ModelProvider, ProviderSettings
-from firebox.common.errors import InvalidArgument
+from firebox.common.errors import FailedPrecondition, InvalidArgument
 
 # The name of the connection the single-provider flags make.
 DEFAULT_CONNECTION = "default"
@@ -167,7 +167,13 @@ class Connection:
         return self.spec.context_window
 
     def resolve_model(self, requested: str) -> str:
-        """The model to call on this connection: the one asked for, else its default."""
+        """The model to call on this connection: the one asked for, else its default;
+        FAILED_PRECONDITION naming what to set when there is neither."""
+        if not requested and not self.spec.default_model and self.name != DEFAULT_CONNECTION:
+            raise FailedPrecondition(
+                f"no model given and connection {self.name} has no default_model: set it in the "
+                "connections file, or the session's settings.model"
+            )
         return self.provider.resolve_model(requested)
 
 
@@ -208,7 +214,7 @@ class Connections:
     def names(self) -> list[str]:
         return list(self._by_name)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Connection]:
         return iter(self._by_name.values())
 
     def get(self, name: str, field: str = "connection") -> Connection:

@@ -218,7 +218,11 @@ class ToolLoop:
         user = await self._user_message(live, session)
         run.user_message_id = user.id
         await self._store.put_run(run)
-        live.emit(run_started=agent_pb2.RunStarted(session_id=session.id, user_message_id=user.id))
+        live.emit(
+            run_started=agent_pb2.RunStarted(
+                session_id=session.id, user_message_id=user.id, connection=connection.name, model=model
+            )
+        )
         await self._load_mentioned_skills(live, session.id, user.content)
 
         turn = _Turn(

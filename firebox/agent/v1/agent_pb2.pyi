@@ -607,12 +607,16 @@ class ContextCompacted(_message.Message):
     def __init__(self, tokens_before: _Optional[int] = ..., tokens_after: _Optional[int] = ..., marker_message_id: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("session_id", "user_message_id")
+    __slots__ = ("session_id", "user_message_id", "connection", "model")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_message_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_message_id: _Optional[str] = ...) -> None: ...
+    connection: str
+    model: str
+    def __init__(self, session_id: _Optional[str] = ..., user_message_id: _Optional[str] = ..., connection: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("message_id", "text")

@@ -163,6 +163,8 @@ async def test_switching_connection_mid_conversation_takes_effect_at_the_next_tu
         assert updated.session.context_window == 200000
         events = await _send(stub, session.id, "second question")
         assert kinds(events)[-1] == "run_completed" and text_of(events) == "claude answer"
+        started = events[0].run_started
+        assert (started.connection, started.model) == ("claude", "claude-model")
         assert len(local.requests) == 1 and len(claude.requests) == 1
         # The conversation carried over to the other wire format.
         assert [(m["role"], m["content"]) for m in claude.sent(0)] == [
