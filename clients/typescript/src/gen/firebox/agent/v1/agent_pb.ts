@@ -689,7 +689,8 @@ export type UpdateSessionRequest = Message$1<"firebox.agent.v1.UpdateSessionRequ
   settings?: SessionSettings | undefined;
 
   /**
-   * Which fields change: "title", "settings.writable_paths". Required.
+   * Which fields change: "title", "settings.writable_paths", "settings.connection",
+   * "settings.model". Required.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 4;
    */
