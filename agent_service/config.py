@@ -11,9 +11,16 @@ import argparse
 import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from agent_service.connections import (
+    DEFAULT_CONNECTION,
+    ConnectionsError,
+    ConnectionSpec,
+    check_unique,
+    load_connections_file,
+)
 from firebox.common.secrets import parse_patterns, redactor
 
 DEFAULT_LISTEN = "127.0.0.1:50052"
@@ -83,6 +90,10 @@ class AgentConfig:
     metrics_listen: str = ""
     # None: <config_dir>/agent.db.
     database: Path | None = None
+    # Named provider connections, from --connections FILE (connections.py), in order.
+    connections_file: Path | None = None
+    connection_specs: tuple[ConnectionSpec, ...] = ()
+    # The single provider of the flags below: the connection named "default" (see `connections`).
     # The provider's wire format: openai (chat completions) or anthropic (Messages).
     provider: str = "openai"
     # sqlite:///PATH or postgresql://…; overrides `database`. Not in repr: it may hold a password.
@@ -124,6 +135,8 @@ class AgentConfig:
     # MODEL_REVIEW: the reviewer model (empty: the session's own) and how long a review may take
     # before the request goes to the person.
     review_model: str = ""
+    # The connection the reviewer is asked on (empty: the session's own).
+    review_connection: str = ""
     review_timeout: float = DEFAULT_REVIEW_TIMEOUT_SECONDS
     # The model's window in tokens; compaction starts at compact_threshold of it.
     context_window: int = DEFAULT_CONTEXT_WINDOW
@@ -167,6 +180,25 @@ class AgentConfig:
     def provider_configured(self) -> bool:
         """A base URL (a local server needs no key) or an API key (OpenAI's default URL)."""
         return bool(self.provider_base_url or self.provider_api_key)
+
+    @property
+    def connections(self) -> tuple[ConnectionSpec, ...]:
+        """Every connection, the default first: the single-provider flags' "default" (always
+        without a connections file; with one, only when --provider-base-url is set), then the
+        file's."""
+        implicit = ConnectionSpec(
+            name=DEFAULT_CONNECTION,
+            wire_format=self.provider,
+            base_url=self.provider_base_url,
+            default_model=self.model,
+            context_window=self.context_window,
+            api_key=self.provider_api_key,
+        )
+        if not self.connection_specs:
+            return (implicit,)
+        if self.provider_base_url:
+            return (implicit, *self.connection_specs)
+        return self.connection_specs
 
 
 def _positive_int(text: str) -> int:
@@ -394,6 +426,15 @@ _OPTIONS = (
     ),
     ("--model", "model", "FIREBOX_MODEL", str, "default model name for sessions and Generate"),
     (
+        "--connections",
+        "connections_file",
+        "FIREBOX_CONNECTIONS",
+        Path,
+        "TOML file of named provider connections ([[connections]] name, wire_format, base_url, "
+        "api_key_env, default_model, context_window); the first is the default, sessions pick one by "
+        "name (settings.connection); --provider-base-url adds one named default in front",
+    ),
+    (
         "--max-output-tokens",
         "max_output_tokens",
         "FIREBOX_MAX_OUTPUT_TOKENS",
@@ -479,6 +520,13 @@ _OPTIONS = (
         "model that reviews approvals under the model-review policy (default: the session's model)",
     ),
     (
+        "--review-connection",
+        "review_connection",
+        "FIREBOX_REVIEW_CONNECTION",
+        str,
+        "connection the reviewer is asked on (default: the session's own); set --review-model with it",
+    ),
+    (
         "--review-timeout",
         "review_timeout",
         "FIREBOX_REVIEW_TIMEOUT",
@@ -497,7 +545,7 @@ _OPTIONS = (
         "context_window",
         "FIREBOX_CONTEXT_WINDOW",
         _positive_int,
-        "the model's context window in tokens",
+        "the model's context window in tokens (of connections that set none)",
     ),
     (
         "--compact-threshold",
@@ -599,6 +647,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         "database",
         "skills_dir",
         "mcp_config",
+        "connections_file",
         "tls_cert",
         "tls_key",
         "tls_client_ca",
@@ -608,4 +657,19 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     ):
         if name in values:
             values[name] = Path(str(values[name])).expanduser()
-    return AgentConfig(provider_api_key=api_key, auth_token=token, **values)  # type: ignore[arg-type]
+    config = AgentConfig(provider_api_key=api_key, auth_token=token, **values)  # type: ignore[arg-type]
+    if config.connections_file is not None:
+        try:
+            specs = load_connections_file(config.connections_file, env, config.context_window)
+            for spec in specs:
+                redactor.add_value(spec.api_key)
+            config = replace(config, connection_specs=tuple(specs))
+            check_unique(config.connections)
+        except ConnectionsError as exc:
+            parser.error(f"--connections: {exc}")
+    names = [c.name for c in config.connections]
+    if config.review_connection and config.review_connection not in names:
+        parser.error(
+            f"--review-connection: unknown connection {config.review_connection!r}; known: {', '.join(names)}"
+        )
+    return config

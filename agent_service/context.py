@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent_service.connections import Connection
 from agent_service.generation import GenerationTrace, new_id, provider_messages
-from agent_service.providers.base import Completion, ContextLengthExceeded, ModelProvider, TextPiece
+from agent_service.providers.base import Completion, ContextLengthExceeded, TextPiece
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FailedPrecondition
 from firebox.common.logging import get_logger
@@ -128,8 +129,7 @@ class Compactor:
     # How many times a summary call that overflows is retried with the oldest item dropped.
     MAX_OVERFLOW_RETRIES = 64
 
-    def __init__(self, provider: ModelProvider, training_log: TrainingLog, keep_user_tokens: int) -> None:
-        self._provider = provider
+    def __init__(self, training_log: TrainingLog, keep_user_tokens: int) -> None:
         self._log = training_log
         self._keep_user_tokens = keep_user_tokens
 
@@ -138,6 +138,7 @@ class Compactor:
         *,
         system_prompt: str,
         stored: Sequence[agent_pb2.Message],
+        connection: Connection,
         model: str,
         tools_tokens: int,
         session_id: str,
@@ -160,11 +161,18 @@ class Compactor:
                 )
             messages = provider_messages(system_prompt, attempt_view)
             messages.append({"role": "user", "content": SUMMARY_INSTRUCTIONS})
-            trace = GenerationTrace(new_id("gen"), model, messages, session_id=session_id, run_id=run_id)
+            trace = GenerationTrace(
+                new_id("gen"),
+                model,
+                messages,
+                session_id=session_id,
+                run_id=run_id,
+                connection=connection.name,
+            )
             pieces: list[str] = []
             completion: Completion | None = None
             try:
-                async for event in self._provider.stream(messages, model, None):
+                async for event in connection.provider.stream(messages, model, None):
                     if isinstance(event, TextPiece):
                         trace.saw_output()
                         pieces.append(event.text)

@@ -15,7 +15,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry.trace import Status, StatusCode
 
 from agent_service import metrics
-from agent_service.providers.base import Completion, ModelProvider, ReasoningPiece, TextPiece, TokenCounts
+from agent_service.connections import Connection
+from agent_service.providers.base import Completion, ReasoningPiece, TextPiece, TokenCounts
 from firebox.agent.v1 import agent_pb2
 from firebox.common import tracing
 from firebox.common.errors import InvalidArgument
@@ -132,6 +133,8 @@ class GenerationTrace:
     run_id: str = ""
     context_id: str = ""
     step: int = 0
+    # The provider connection's name.
+    connection: str = ""
     # The tools offered in this call (OpenAI function tools).
     tools: list[dict[str, Any]] | None = None
     started_wall: Timestamp = field(default_factory=Timestamp)
@@ -173,6 +176,7 @@ class GenerationTrace:
             tools=[chat_tool(t) for t in self.tools or ()],
             finish_reason=completion.finish_reason if completion else "",
             cut_short=completion is None,
+            connection=self.connection,
         )
         if self.first_token is not None:
             record.time_to_first_token.CopyFrom(_duration(self.first_token - self.started))
@@ -228,7 +232,7 @@ def _chat_message(message: dict[str, Any]) -> trace_pb2.ChatMessage:
 
 
 async def generate(
-    provider: ModelProvider,
+    connection: Connection,
     log: TrainingLog,
     request: agent_pb2.GenerateRequest,
 ) -> AsyncIterator[agent_pb2.GenerateResponse]:
@@ -241,10 +245,13 @@ async def generate(
             raise InvalidArgument(f"messages[{index}].role", "must be set")
     if request.max_output_tokens < 0:
         raise InvalidArgument("max_output_tokens", "must be zero (the server's default) or more")
+    provider = connection.provider
     model = provider.resolve_model(request.model)
     messages = provider_messages("", request.messages)
     tools = [SHELL_TOOL] if request.enable_tools else None
-    trace = GenerationTrace(new_id("gen"), model, messages, context_id=request.context_id, tools=tools)
+    trace = GenerationTrace(
+        new_id("gen"), model, messages, context_id=request.context_id, tools=tools, connection=connection.name
+    )
     first = True
     completion: Completion | None = None
     text: list[str] = []

@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agent_service.providers.base import Completion, ModelProvider
+from agent_service.connections import Connection
+from agent_service.providers.base import Completion
 from firebox.agent.v1 import agent_pb2
 from firebox.common.logging import get_logger
 
@@ -61,20 +62,35 @@ class Action:
 
 
 class ApprovalReviewer:
-    """Asks the reviewer model about one action; never raises, never approves by default."""
+    """Asks the reviewer model about one action; never raises, never approves by default.
 
-    def __init__(self, provider: ModelProvider, model: str, timeout: float) -> None:
-        self._provider = provider
-        # Empty: the session's own model.
+    The reviewer is asked on the session's own connection, or on the operator's
+    (--review-connection) when one is set; its model is --review-model, else that connection's
+    model for the session (the session's model, or the review connection's default)."""
+
+    def __init__(self, connection: Connection | None, model: str, timeout: float) -> None:
+        # None: the session's own connection.
+        self.connection = connection
+        # Empty: the model the session uses (or the review connection's default).
         self.model = model
         self._timeout = timeout
 
-    def model_for(self, session_model: str) -> str:
-        return self.model or session_model
+    def choose(self, session_connection: Connection, session_model: str) -> tuple[Connection, str]:
+        """The connection and model a session's reviews go to."""
+        if self.connection is not None:
+            return self.connection, self.model or self.connection.spec.default_model
+        return session_connection, self.model or session_model
 
     async def review(
-        self, model: str, request: str, transcript: list[agent_pb2.Message], action: Action
+        self,
+        connection: Connection,
+        model: str,
+        request: str,
+        transcript: list[agent_pb2.Message],
+        action: Action,
     ) -> Verdict:
+        if not model:
+            return Verdict(FAILED, f"no reviewer model: connection {connection.name} has no default model")
         messages = [
             {"role": "system", "content": REVIEW_PROMPT},
             {"role": "user", "content": review_text(request, transcript, action)},
@@ -82,7 +98,7 @@ class ApprovalReviewer:
         try:
             async with asyncio.timeout(self._timeout):
                 completion = None
-                async for event in self._provider.stream(
+                async for event in connection.provider.stream(
                     messages, model, None, max_output_tokens=REVIEW_OUTPUT_TOKENS
                 ):
                     if isinstance(event, Completion):
@@ -91,7 +107,7 @@ class ApprovalReviewer:
             return Verdict(FAILED, f"the reviewer gave no answer within {self._timeout:g}s")
         except Exception as exc:  # any failure of the reviewer goes to the person
             message = getattr(exc, "message", None) or repr(exc)
-            log.warning("review_failed", model=model, error=message)
+            log.warning("review_failed", connection=connection.name, model=model, error=message)
             return Verdict(FAILED, f"the review failed: {message}"[:REASON_CHARS])
         return parse_verdict(completion.text if completion is not None else "")
 

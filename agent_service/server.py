@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from agent_service import metrics
 from agent_service.approvals import POLICY_NAMES
 from agent_service.config import AgentConfig
+from agent_service.connections import Connections
 from agent_service.executor_pool import ExecutorPool
 from agent_service.mcp_tools import load_mcp_config
-from agent_service.providers import build_provider
 from agent_service.providers.base import ModelProvider, ProviderSettings
 from agent_service.review import ApprovalReviewer
 from agent_service.runs import RunManager
@@ -45,10 +45,15 @@ class Agent:
     server: fb_server.RunningServer
     store: Store
     runs: RunManager
-    provider: ModelProvider
+    connections: Connections
     executor: ExecutorPool
     training_log: TrainingLog
     loop: ToolLoop
+
+    @property
+    def provider(self) -> ModelProvider:
+        """The default connection's provider."""
+        return self.connections.default.provider
 
     @property
     def port(self) -> int:
@@ -84,19 +89,16 @@ async def start_agent(config: AgentConfig) -> Agent:
         interrupted = await store.interrupt_unfinished(_now_ns())
         if interrupted:
             log.warning("runs_interrupted_by_restart", count=len(interrupted), run_ids=interrupted[:20])
-    provider = build_provider(
+    connections = Connections(
+        config.connections,
         ProviderSettings(
-            wire_format=config.provider,
-            base_url=config.provider_base_url,
-            api_key=config.provider_api_key,
-            default_model=config.model,
             idle_timeout=config.idle_timeout,
             retries=config.provider_retries,
             retry_base_delay=config.retry_base_delay,
             retry_max_delay=config.retry_max_delay,
             max_output_tokens=config.max_output_tokens,
             thinking_budget=config.thinking_budget,
-        )
+        ),
     )
     executor = ExecutorPool(
         config.executor, store, config.auth_token, executor_tls, config.executor_resolve_interval
@@ -108,7 +110,7 @@ async def start_agent(config: AgentConfig) -> Agent:
     mcp_servers = load_mcp_config(config.mcp_config) if config.mcp_config is not None else {}
     loop = ToolLoop(
         store,
-        provider,
+        connections,
         executor,
         training_log,
         LoopSettings(
@@ -118,16 +120,19 @@ async def start_agent(config: AgentConfig) -> Agent:
             approval_timeout=config.approval_timeout,
             default_approval_policy=POLICY_NAMES[config.default_approval_policy],
             read_only_commands=config.read_only_commands,
-            context_window=config.context_window,
             compact_threshold=config.compact_threshold,
             keep_user_tokens=config.keep_user_tokens,
         ),
         skills=skills,
         mcp_servers=mcp_servers,
-        reviewer=ApprovalReviewer(provider, config.review_model, config.review_timeout),
+        reviewer=ApprovalReviewer(
+            connections.get(config.review_connection) if config.review_connection else None,
+            config.review_model,
+            config.review_timeout,
+        ),
     )
     runs = RunManager(store, loop, config.event_retention, config.run_lease, run_timeout=config.run_timeout)
-    servicer = AgentServicer(config, store, runs, provider, executor, training_log, loop)
+    servicer = AgentServicer(config, store, runs, connections, executor, training_log, loop)
     await runs.start()
 
     async def on_stopping(grace: float) -> None:
@@ -145,7 +150,7 @@ async def start_agent(config: AgentConfig) -> Agent:
     async def on_stopped() -> None:
         if metrics_server is not None:
             await asyncio.to_thread(metrics_server.close)
-        await provider.close()
+        await connections.close()
         await loop.mcp.close()
         await executor.close()
         await store.close()
@@ -175,15 +180,18 @@ async def start_agent(config: AgentConfig) -> Agent:
         tls=server_tls is not None,
         mutual_tls=bool(server_tls and server_tls.mutual),
         executor_tls=executor_tls is not None,
-        provider=f"{config.provider} {provider.target}" if provider.configured else "(none)",
-        model=config.model or "(none)",
+        connections=[
+            f"{c.name}: {c.spec.wire_format} {c.provider.target if c.provider.configured else '(not configured)'}"
+            f" model {c.spec.default_model or '(none)'}"
+            for c in connections
+        ],
         max_output_tokens=config.max_output_tokens,
         run_timeout_seconds=config.run_timeout,
         database=redact_url(config.store_url),
         training_log=config.training_log,
         mcp_servers=sorted(mcp_servers),
     )
-    return Agent(config, running, store, runs, provider, executor, training_log, loop)
+    return Agent(config, running, store, runs, connections, executor, training_log, loop)
 
 
 def _now_ns() -> int:

@@ -20,12 +20,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from agent_service.approval_relay import ApprovalRelay
 from agent_service.approvals import Decision, Resolution
 from agent_service.config import AgentConfig
+from agent_service.connections import Connections
 from agent_service.context import estimate_tokens, model_view
 from agent_service.executor_client import forwardable_timeout
 from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import generate, new_id, provider_messages
 from agent_service.mcp_tools import session_servers
-from agent_service.providers.base import ModelProvider
 from agent_service.runs import ConflictPolicy, LiveRun, RunManager, RunOptions
 from agent_service.store import Store
 from agent_service.toolloop import ToolLoop
@@ -79,7 +79,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         config: AgentConfig,
         store: Store,
         runs: RunManager,
-        provider: ModelProvider,
+        connections: Connections,
         executor: ExecutorPool,
         training_log: TrainingLog,
         loop: ToolLoop,
@@ -92,7 +92,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # replica's runs that another replica received come back the same way.
         self._approval_relay = ApprovalRelay(store, loop.approvals)
         runs.control_handlers.append(self._approval_relay.take)
-        self._provider = provider
+        self._connections = connections
         self._executor = executor
         self._log = training_log
 
@@ -105,8 +105,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session.active_run_id = self._runs.active_run_id(session_id) or await self._store.running_run_id(
             session_id
         )
-        session.context_window = self._config.context_window
+        session.context_window = self._context_window(session)
         return session
+
+    def _context_window(self, session: agent_pb2.Session) -> int:
+        """The window of the session's connection (the default's if it names one this agent no
+        longer has: the session can still be read)."""
+        try:
+            return self._connections.get(session.settings.connection).context_window
+        except InvalidArgument:
+            return self._connections.default.context_window
 
     async def CreateSession(
         self, request: agent_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext
@@ -120,6 +128,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 "settings.max_output_tokens", "must not be negative (0 means the server's default)"
             )
         _check_enum(request.settings.approval_policy, agent_pb2.ApprovalPolicy, "settings.approval_policy")
+        self._connections.get(request.settings.connection, "settings.connection")
         _check_enum(request.settings.sandbox_mode, agent_pb2.SandboxMode, "settings.sandbox_mode")
         writable_paths = normalize_writable_paths(request.settings.writable_paths, "settings.writable_paths")
         if writable_paths and request.settings.sandbox_mode == agent_pb2.SANDBOX_MODE_READ_ONLY:
@@ -136,7 +145,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session.create_time.GetCurrentTime()
         session.update_time.CopyFrom(session.create_time)
         await self._store.create_session(session)
-        log.info("session_created", session_id=session.id)
+        session.context_window = self._context_window(session)
+        log.info(
+            "session_created",
+            session_id=session.id,
+            connection=self._connections.get(session.settings.connection).name,
+        )
         return agent_pb2.CreateSessionResponse(session=session)
 
     async def GetSession(
@@ -154,7 +168,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         sessions, token = await self._store.list_sessions(_page_size(request.page_size), request.page_token)
         for session in sessions:
             session.active_run_id = self._runs.active_run_id(session.id)
-            session.context_window = self._config.context_window
+            session.context_window = self._context_window(session)
         return agent_pb2.ListSessionsResponse(sessions=sessions, next_page_token=token)
 
     async def DeleteSession(
@@ -191,16 +205,25 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             )
         if "title" in paths and len(request.title) > MAX_TITLE_CHARS:
             raise InvalidArgument("title", f"must be at most {MAX_TITLE_CHARS} characters")
+        if "settings.connection" in paths:
+            self._connections.get(request.settings.connection, "settings.connection")
         session = await self._session(request.session_id)
-        # Refused while a run is active: a run reads the settings once, at its start.
+        # Refused while a run is active: a run reads the settings once, at its start (so a new
+        # connection or model is used from the session's next run).
         with self._runs.hold(session.id):
             if "settings.writable_paths" in paths:
                 await self._loop.set_writable_paths(session, list(request.settings.writable_paths))
-            if "title" in paths:
+            plain = [p for p in paths if p != "settings.writable_paths"]
+            if plain:
                 stored = await self._store.get_session(session.id)
                 if stored is None:
                     raise NotFound(f"session {session.id} not found")
-                stored.title = request.title
+                if "title" in paths:
+                    stored.title = request.title
+                if "settings.connection" in paths:
+                    stored.settings.connection = request.settings.connection
+                if "settings.model" in paths:
+                    stored.settings.model = request.settings.model
                 stored.update_time.GetCurrentTime()
                 await self._store.update_session(stored)
         log.info("session_updated", session_id=session.id, fields=paths)
@@ -266,8 +289,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     f"message {existing.id} was already sent (run {existing.run_id}, session {owner}); "
                     "StreamRun that run instead of sending it again"
                 )
-        # No provider or no model: say so now, as a status, rather than as a failed run.
-        self._provider.resolve_model(session.settings.model)
+        # No provider, no model, or a connection the agent no longer has: say so now, as a
+        # status, rather than as a failed run.
+        self._loop.connection(session).resolve_model(session.settings.model)
         live = self._runs.submit(
             session.id,
             request.content,
@@ -341,7 +365,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Generate(
         self, request: agent_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.GenerateResponse]:
-        async for response in generate(self._provider, self._log, request):
+        connection = self._connections.get(request.connection)
+        async for response in generate(connection, self._log, request):
             yield response
 
     async def LogEvents(
@@ -489,7 +514,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.CompactSessionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.CompactSessionResponse]:
         session = await self._session(request.session_id)
-        model = self._provider.resolve_model(session.settings.model)
+        connection = self._loop.connection(session)
+        model = connection.resolve_model(session.settings.model)
         queue: asyncio.Queue[agent_pb2.CompactSessionResponse | None] = asyncio.Queue()
         _refuse_if_running_elsewhere(session, self._runs)
         with self._runs.hold(session.id):
@@ -511,7 +537,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             # The summary is written in a task of its own, so it completes (and is stored) even if
             # this client goes away; its deltas are relayed meanwhile.
             task = asyncio.ensure_future(
-                self._loop.compact(session, model, stored, tools_tokens, on_delta=on_delta)
+                self._loop.compact(session, connection, model, stored, tools_tokens, on_delta=on_delta)
             )
             task.add_done_callback(lambda _t: queue.put_nowait(None))
             try:
@@ -551,7 +577,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if request.request_id and request.action != agent_pb2.EDIT_ACTION_RESEND:
             raise InvalidArgument("request_id", "is only for RESEND")
         if request.action == agent_pb2.EDIT_ACTION_RESEND:
-            self._provider.resolve_model(session.settings.model)
+            self._loop.connection(session).resolve_model(session.settings.model)
         if request.request_id and message.run_id:
             last = await self._store.get_run(message.run_id)
             if last is not None and last.request_id == request.request_id:
@@ -604,10 +630,21 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def GetServerInfo(
         self, request: agent_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetServerInfoResponse:
+        default = self._connections.default
         return agent_pb2.GetServerInfoResponse(
             version=__version__,
-            default_model=self._config.model,
-            provider_configured=self._provider.configured,
+            default_model=default.spec.default_model,
+            provider_configured=default.provider.configured,
+            connections=[
+                agent_pb2.ProviderConnection(
+                    name=c.name,
+                    wire_format=c.spec.wire_format,
+                    default_model=c.spec.default_model,
+                    context_window=c.context_window,
+                    configured=c.provider.configured,
+                )
+                for c in self._connections
+            ],
             executor_target=self._config.executor,
             dropped_log_records=self._log.dropped,
             executors=[
@@ -648,7 +685,7 @@ def _check_sandbox_unchanged(session: agent_pb2.Session, requested: int) -> None
 
 
 # The fields UpdateSession can change (update_mask paths).
-_UPDATABLE = ("title", "settings.writable_paths")
+_UPDATABLE = ("title", "settings.writable_paths", "settings.connection", "settings.model")
 
 _DECISIONS = {
     agent_pb2.APPROVAL_DECISION_APPROVE: Decision.APPROVE,

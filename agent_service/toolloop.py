@@ -25,6 +25,7 @@ from typing import Any
 
 from agent_service.approvals import ApprovalBroker, Decision, Resolution, approval_policy
 from agent_service.builtin_tools import BuiltinTools
+from agent_service.connections import Connection, Connections
 from agent_service.context import CompactionResult, Compactor, estimate_tokens, model_view
 from agent_service.executor_client import ExecutorError
 from agent_service.executor_pool import ExecutorPool
@@ -38,7 +39,6 @@ from agent_service.mcp_tools import McpServerSpec, McpTools
 from agent_service.process_tools import ProcessTools
 from agent_service.providers.base import (
     Completion,
-    ModelProvider,
     ReasoningPiece,
     Restarted,
     StreamFailed,
@@ -89,7 +89,6 @@ class LoopSettings:
     # agent_pb2.ApprovalPolicy of sessions that set none.
     default_approval_policy: int = agent_pb2.APPROVAL_POLICY_NEVER
     read_only_commands: tuple[str, ...] = ()
-    context_window: int = 128_000
     compact_threshold: float = 0.8
     keep_user_tokens: int = 20_000
 
@@ -148,9 +147,12 @@ class _Throttle:
 
 @dataclass
 class _Turn:
-    """What one run knows while it goes: the session, its model, the policy, the tools offered."""
+    """What one run knows while it goes: the session, its connection and model (chosen at the
+    run's start: a session switched to another connection uses it from its next run), the
+    policy, the tools offered."""
 
     session: agent_pb2.Session
+    connection: Connection
     model: str
     approval_policy: int
     system_prompt: str
@@ -167,7 +169,7 @@ class ToolLoop:
     def __init__(
         self,
         store: Store,
-        provider: ModelProvider,
+        connections: Connections,
         executor: ExecutorPool,
         training_log: TrainingLog,
         settings: LoopSettings,
@@ -177,13 +179,13 @@ class ToolLoop:
         reviewer: ApprovalReviewer | None = None,
     ) -> None:
         self._store = store
-        self._provider = provider
+        self.connections = connections
         self._executor = executor
         self._log = training_log
         self._settings = settings
         self.approvals = approvals or ApprovalBroker()
         self.skills = skills or SkillLibrary()
-        self.reviewer = reviewer or ApprovalReviewer(provider, "", DEFAULT_REVIEW_TIMEOUT_SECONDS)
+        self.reviewer = reviewer or ApprovalReviewer(None, "", DEFAULT_REVIEW_TIMEOUT_SECONDS)
         self.workspaces = SessionWorkspaces(store, executor)
         self.builtins = BuiltinTools(
             executor, self.workspaces, self.skills, settings.tool_output_limit, settings.tool_timeout
@@ -198,7 +200,12 @@ class ToolLoop:
         )
         self.processes = ProcessTools(executor, self.workspaces, settings.tool_output_limit)
         self.catalog = ToolCatalog([self.builtins, self.processes, self.mcp])
-        self.compactor = Compactor(provider, training_log, settings.keep_user_tokens)
+        self.compactor = Compactor(training_log, settings.keep_user_tokens)
+
+    def connection(self, session: agent_pb2.Session) -> Connection:
+        """The session's connection; INVALID_ARGUMENT when the agent no longer has it (its
+        configuration changed since the session chose it)."""
+        return self.connections.get(session.settings.connection, "settings.connection")
 
     def system_prompt(self, session: agent_pb2.Session) -> str:
         """The session's prompt, with the skills listed after it."""
@@ -210,15 +217,21 @@ class ToolLoop:
         session = await self._store.get_session(live.session_id)
         if session is None:
             raise NotFound(f"session {live.session_id} not found (deleted before its run started)")
-        model = self._provider.resolve_model(session.settings.model)
+        connection = self.connection(session)
+        model = connection.resolve_model(session.settings.model)
         user = await self._user_message(live, session)
         run.user_message_id = user.id
         await self._store.put_run(run)
-        live.emit(run_started=agent_pb2.RunStarted(session_id=session.id, user_message_id=user.id))
+        live.emit(
+            run_started=agent_pb2.RunStarted(
+                session_id=session.id, user_message_id=user.id, connection=connection.name, model=model
+            )
+        )
         await self._load_mentioned_skills(live, session.id, user.content)
 
         turn = _Turn(
             session=session,
+            connection=connection,
             model=model,
             approval_policy=approval_policy(
                 session.settings, live.options.approval_policy, self._settings.default_approval_policy
@@ -286,7 +299,7 @@ class ToolLoop:
         messages = provider_messages(turn.system_prompt, model_view(stored))
         tools_tokens = estimate_tokens((), turn.tools.specs)
         tokens = max(estimate_tokens(messages) + tools_tokens, turn.reported_context)
-        if tokens < self._settings.compact_threshold * self._settings.context_window:
+        if tokens < self._settings.compact_threshold * turn.connection.context_window:
             return messages
         if stored and stored[-1].HasField("compaction"):
             # Just compacted and still large (long recent user messages): a second summary would
@@ -294,6 +307,7 @@ class ToolLoop:
             return messages
         result = await self.compact(
             turn.session,
+            turn.connection,
             turn.model,
             stored,
             tools_tokens,
@@ -315,6 +329,7 @@ class ToolLoop:
     async def compact(
         self,
         session: agent_pb2.Session,
+        connection: Connection,
         model: str,
         stored: list[agent_pb2.Message],
         tools_tokens: int,
@@ -326,6 +341,7 @@ class ToolLoop:
         result = await self.compactor.summarize(
             system_prompt=self.system_prompt(session),
             stored=stored,
+            connection=connection,
             model=model,
             tools_tokens=tools_tokens,
             session_id=session.id,
@@ -366,7 +382,7 @@ class ToolLoop:
         try:
             # Every piece the provider sends is one delta event (a token, from most servers):
             # clients that want fewer messages ask for batch_events, which packs events, not text.
-            async for event in self._provider.stream(
+            async for event in turn.connection.provider.stream(
                 messages,
                 turn.model,
                 turn.tools.specs,
@@ -463,7 +479,7 @@ class ToolLoop:
                     call=call,
                     cumulative=cumulative,
                     context_tokens=context_tokens,
-                    context_window=self._settings.context_window,
+                    context_window=turn.connection.context_window,
                 )
             )
         live.emit(message_completed=agent_pb2.MessageCompleted(message=assistant))
@@ -482,6 +498,7 @@ class ToolLoop:
             run_id=live.id,
             step=step,
             tools=turn.tools.specs,
+            connection=turn.connection.name,
         )
         turn.generation_id = trace.generation_id
         assistant = agent_pb2.Message(
@@ -658,10 +675,14 @@ class ToolLoop:
         timeout = self._settings.approval_timeout
         verdict, reviewer_model = None, ""
         if turn.approval_policy == agent_pb2.APPROVAL_POLICY_MODEL_REVIEW:
-            reviewer_model = self.reviewer.model_for(turn.model)
+            review_connection, reviewer_model = self.reviewer.choose(turn.connection, turn.model)
             transcript = model_view(await self._store.list_messages(turn.session.id))
             verdict = await self.reviewer.review(
-                reviewer_model, live.content, transcript, Action(call.name, command, why, paths)
+                review_connection,
+                reviewer_model,
+                live.content,
+                transcript,
+                Action(call.name, command, why, paths),
             )
             log.info("approval_reviewed", run_id=live.id, tool_call_id=call.id, verdict=verdict.decision)
         if verdict is not None and verdict.decision in (APPROVE, DENY):

@@ -67,9 +67,22 @@ def add_policy_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_connection_flags(parser: argparse.ArgumentParser, whose: str = "") -> None:
+    """--connection and --model (`firebox status` lists the agent's connections)."""
+    parser.add_argument(
+        "--connection",
+        default="",
+        metavar="NAME",
+        help=f"provider connection {whose}(default: the agent's first; `firebox status` lists them)",
+    )
+    parser.add_argument("--model", default="", help=f"model {whose}(default: the connection's default model)")
+
+
 def session_settings(args: argparse.Namespace) -> ag.SessionSettings:
-    """The settings of a new session from --model, --system, --approval, --sandbox and --writable."""
+    """The settings of a new session from --connection, --model, --system, --approval, --sandbox
+    and --writable."""
     return ag.SessionSettings(
+        connection=args.connection,
         model=args.model,
         system_prompt=args.system,
         approval_policy=APPROVAL_POLICIES.get(args.approval or "", ag.APPROVAL_POLICY_UNSPECIFIED),
@@ -94,7 +107,7 @@ def add_parsers(subparsers: argparse._SubParsersAction, parents: list[argparse.A
     parser.add_argument("session", nargs="?", help="session id to continue (default: a new session)")
     parser.add_argument("-m", "--message", help="send this message, follow its run, and exit")
     parser.add_argument("--title", default="", help="title of a new session")
-    parser.add_argument("--model", default="", help="model of a new session (default: the agent's)")
+    add_connection_flags(parser, "of a new session ")
     parser.add_argument("--system", default="", help="system prompt of a new session")
     add_policy_flags(parser)
     approvals.add_flags(parser)

@@ -335,7 +335,7 @@ def add_session_parsers(subparsers: argparse._SubParsersAction, parents: Parents
 
     create = commands.add_parser("create", parents=parents, help="create a session")
     create.add_argument("--title", default="")
-    create.add_argument("--model", default="", help="model (default: the agent's)")
+    chat.add_connection_flags(create)
     create.add_argument("--system", default="", help="system prompt")
     chat.add_policy_flags(create)
     _json_flag(create)
@@ -398,6 +398,21 @@ def add_session_parsers(subparsers: argparse._SubParsersAction, parents: Parents
     _json_flag(writable)
     writable.set_defaults(handler=sessions_writable_paths)
 
+    connection = commands.add_parser(
+        "connection",
+        parents=parents,
+        help="switch a session to another provider connection",
+        description="Send the session's next runs to another of the agent's provider connections "
+        "(`firebox status` lists them); the conversation carries over. --model overrides the "
+        "connection's default model (without it, the session uses that default). Refused while a run "
+        "is active.",
+    )
+    connection.add_argument("session")
+    connection.add_argument("name", metavar="NAME")
+    connection.add_argument("--model", default="", help="model on that connection (default: its default)")
+    _json_flag(connection)
+    connection.set_defaults(handler=sessions_connection)
+
     delete = commands.add_parser(
         "delete", parents=parents, help="delete a session, its runs and its workspace"
     )
@@ -440,7 +455,8 @@ def sessions_show(app: App, args: argparse.Namespace) -> int:
         [
             ("id", session.id),
             ("title", session.title or "-"),
-            ("model", session.settings.model or "(agent default)"),
+            ("connection", session.settings.connection or "(agent default)"),
+            ("model", session.settings.model or "(connection default)"),
             ("approval", _policy_word(session.settings.approval_policy)),
             ("sandbox", _sandbox_word(session.settings.sandbox_mode)),
             ("writable", ", ".join(session.settings.writable_paths) or "all of /workspace"),
@@ -505,6 +521,20 @@ def sessions_clear(app: App, args: argparse.Namespace) -> int:
         f"cleared session {args.session}: {response.cleared_message_count} messages, "
         f"{response.cleared_run_count} runs{cancelled}"
     )
+    return exit_codes.OK
+
+
+def sessions_connection(app: App, args: argparse.Namespace) -> int:
+    settings = ag.SessionSettings(connection=args.name, model=args.model)
+    with output.progress(f"updating session {args.session}"):
+        session = app.client.update_session(
+            args.session, ["settings.connection", "settings.model"], settings=settings
+        )
+    if args.json:
+        output.print_json(session)
+        return exit_codes.OK
+    model = session.settings.model or "its default model"
+    output.note(f"session {session.id}: next runs on connection {session.settings.connection}, {model}")
     return exit_codes.OK
 
 
@@ -755,8 +785,13 @@ def status(app: App, args: argparse.Namespace) -> int:
         if service == "agent":
             model = info.get("defaultModel") or "-"
             provider = "configured" if info.get("providerConfigured") else "not configured"
+            connections = ", ".join(
+                f"{c.get('name')} ({c.get('wireFormat')}, {c.get('defaultModel') or 'no default model'})"
+                for c in info.get("connections", [])
+            )
             detail = (
                 f"model {model}, provider {provider}, executor {info.get('executorTarget') or '-'}"
+                + (f", connections {connections}" if connections else "")
                 if info
                 else ""
             )

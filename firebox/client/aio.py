@@ -492,9 +492,14 @@ class AsyncFireboxClient:
         model: str = "",
         enable_tools: bool = False,
         context_id: str = "",
+        connection: str = "",
     ) -> AsyncIterator[ag.GenerateResponse]:
         request = ag.GenerateRequest(
-            messages=list(messages), model=model, enable_tools=enable_tools, context_id=context_id
+            messages=list(messages),
+            model=model,
+            enable_tools=enable_tools,
+            context_id=context_id,
+            connection=connection,
         )
         async for response in self._server_stream("agent", "Generate", request):
             yield response

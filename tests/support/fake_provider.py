@@ -453,6 +453,8 @@ class FakeProvider:
         # Request fields this server refuses (see REFUSALS); a request holding one gets the 400.
         self.refused: set[str] = set()
         self.requests: list[dict[str, Any]] = []
+        # Each request's headers (names lower-cased), in the order of `requests`.
+        self.headers: list[dict[str, str]] = []
         self.paths: list[str] = []
         self.request_times: list[float] = []
         self._script: list[Reply] = []
@@ -530,6 +532,7 @@ class FakeProvider:
     def reset(self) -> None:
         self._script.clear()
         self.requests.clear()
+        self.headers.clear()
         self.request_times.clear()
         self._release = asyncio.Event()
 
@@ -555,11 +558,13 @@ class FakeProvider:
                     return
                 self.paths.append(request_line.decode("latin-1").split(" ")[1])
                 length = 0
+                headers: dict[str, str] = {}
                 while True:
                     header = await reader.readline()
                     if header in (b"\r\n", b"\n", b""):
                         break
                     name, _, value = header.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
                 body = await reader.readexactly(length) if length else b""
@@ -567,6 +572,7 @@ class FakeProvider:
                 self.request_times.append(loop.time())
                 request = json.loads(body) if body else {}
                 self.requests.append(request)
+                self.headers.append(headers)
                 refused = [f for f in REFUSALS if f in self.refused and f in request]
                 if refused:
                     status, error = REFUSALS[refused[0]]

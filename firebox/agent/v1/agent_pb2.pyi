@@ -200,7 +200,7 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSettings(_message.Message):
-    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths", "max_output_tokens", "mcp_servers")
+    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths", "max_output_tokens", "mcp_servers", "connection")
     class McpServersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,7 @@ class SessionSettings(_message.Message):
     WRITABLE_PATHS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
     model: str
     system_prompt: str
     workspace_image: str
@@ -228,7 +229,8 @@ class SessionSettings(_message.Message):
     writable_paths: _containers.RepeatedScalarFieldContainer[str]
     max_output_tokens: int
     mcp_servers: _containers.MessageMap[str, McpServer]
-    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ...) -> None: ...
+    connection: str
+    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ..., connection: _Optional[str] = ...) -> None: ...
 
 class McpServer(_message.Message):
     __slots__ = ("command", "args", "env", "url", "headers")
@@ -605,12 +607,16 @@ class ContextCompacted(_message.Message):
     def __init__(self, tokens_before: _Optional[int] = ..., tokens_after: _Optional[int] = ..., marker_message_id: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("session_id", "user_message_id")
+    __slots__ = ("session_id", "user_message_id", "connection", "model")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     user_message_id: str
-    def __init__(self, session_id: _Optional[str] = ..., user_message_id: _Optional[str] = ...) -> None: ...
+    connection: str
+    model: str
+    def __init__(self, session_id: _Optional[str] = ..., user_message_id: _Optional[str] = ..., connection: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class TextDelta(_message.Message):
     __slots__ = ("message_id", "text")
@@ -703,18 +709,20 @@ class RunCancelled(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("messages", "model", "enable_tools", "context_id", "max_output_tokens")
+    __slots__ = ("messages", "model", "enable_tools", "context_id", "max_output_tokens", "connection")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ENABLE_TOOLS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     model: str
     enable_tools: bool
     context_id: str
     max_output_tokens: int
-    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., model: _Optional[str] = ..., enable_tools: _Optional[bool] = ..., context_id: _Optional[str] = ..., max_output_tokens: _Optional[int] = ...) -> None: ...
+    connection: str
+    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., model: _Optional[str] = ..., enable_tools: _Optional[bool] = ..., context_id: _Optional[str] = ..., max_output_tokens: _Optional[int] = ..., connection: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("text_delta", "reasoning_delta", "tool_call", "usage", "generation_id", "finish_reason")
@@ -749,20 +757,36 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "default_model", "provider_configured", "executor_target", "dropped_log_records", "executors")
+    __slots__ = ("version", "default_model", "provider_configured", "executor_target", "dropped_log_records", "executors", "connections")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_CONFIGURED_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_TARGET_FIELD_NUMBER: _ClassVar[int]
     DROPPED_LOG_RECORDS_FIELD_NUMBER: _ClassVar[int]
     EXECUTORS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     version: str
     default_model: str
     provider_configured: bool
     executor_target: str
     dropped_log_records: int
     executors: _containers.RepeatedCompositeFieldContainer[ExecutorReplica]
-    def __init__(self, version: _Optional[str] = ..., default_model: _Optional[str] = ..., provider_configured: _Optional[bool] = ..., executor_target: _Optional[str] = ..., dropped_log_records: _Optional[int] = ..., executors: _Optional[_Iterable[_Union[ExecutorReplica, _Mapping]]] = ...) -> None: ...
+    connections: _containers.RepeatedCompositeFieldContainer[ProviderConnection]
+    def __init__(self, version: _Optional[str] = ..., default_model: _Optional[str] = ..., provider_configured: _Optional[bool] = ..., executor_target: _Optional[str] = ..., dropped_log_records: _Optional[int] = ..., executors: _Optional[_Iterable[_Union[ExecutorReplica, _Mapping]]] = ..., connections: _Optional[_Iterable[_Union[ProviderConnection, _Mapping]]] = ...) -> None: ...
+
+class ProviderConnection(_message.Message):
+    __slots__ = ("name", "wire_format", "default_model", "context_window", "configured")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WIRE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    wire_format: str
+    default_model: str
+    context_window: int
+    configured: bool
+    def __init__(self, name: _Optional[str] = ..., wire_format: _Optional[str] = ..., default_model: _Optional[str] = ..., context_window: _Optional[int] = ..., configured: _Optional[bool] = ...) -> None: ...
 
 class ExecutorReplica(_message.Message):
     __slots__ = ("address", "instance_id", "reachable", "workspace_count")

@@ -185,7 +185,9 @@ async def test_changing_writable_paths_on_a_live_session_keeps_the_shell_state(t
         for bad, field in (
             (A.UpdateSessionRequest(session_id=session.id), "update_mask"),
             (
-                A.UpdateSessionRequest(session_id=session.id, update_mask={"paths": ["settings.model"]}),
+                A.UpdateSessionRequest(
+                    session_id=session.id, update_mask={"paths": ["settings.sandbox_mode"]}
+                ),
                 "update_mask",
             ),
             (
