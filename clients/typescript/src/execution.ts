@@ -29,6 +29,10 @@ export interface ExecuteOptions {
   /** The notebook cell's id and name (RunMe's known_id / known_name), for the training log. */
   knownId?: string;
   knownName?: string;
+  /** Run on a terminal (a pseudo-terminal in the workspace): output arrives as the terminal made it. */
+  tty?: boolean;
+  /** The terminal's size (default 24x80); change it later with `resize()`. Needs `tty`. */
+  winsize?: { rows: number; cols: number };
   /** Standard input written at once, followed by end of input. */
   stdin?: string | Uint8Array;
 }
@@ -94,6 +98,8 @@ export function firstRequest(options: ExecuteOptions): ExecuteRequestInit {
     timeout: duration(options.timeoutSeconds),
     knownId: options.knownId ?? "",
     knownName: options.knownName ?? "",
+    tty: options.tty ?? false,
+    ...(options.winsize ? { winsize: { rows: options.winsize.rows, cols: options.winsize.cols } } : {}),
   };
 }
 
@@ -224,6 +230,11 @@ export class Execution implements AsyncIterable<Output> {
   /** Ask the program to end: "interrupt" (SIGINT, then a kill after a grace period) or "kill". */
   stop(signal: "interrupt" | "kill" = "interrupt"): void {
     void this.requests.push({ stop: signal === "kill" ? StopSignal.KILL : StopSignal.INTERRUPT });
+  }
+
+  /** Resize the program's terminal (a `tty` execution): it gets SIGWINCH. */
+  resize(rows: number, cols: number): void {
+    void this.requests.push({ winsize: { rows, cols } });
   }
 
   /** Cancel the call; the server kills the program (end reason CANCELLED). */

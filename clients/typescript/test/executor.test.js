@@ -49,6 +49,21 @@ describe("Execute", () => {
     await assert.rejects(run.write("late"), (e) => e instanceof FireboxError && e.code === Code.FailedPrecondition);
   });
 
+  test("a terminal execution sees its window size, and a resize reaches the program", async () => {
+    const run = executor.execute({
+      workspaceId: workspace.id,
+      script: 'stty size; trap "stty size; exit 0" WINCH; echo ready; while :; do sleep 0.1; done',
+      tty: true,
+      winsize: { rows: 30, cols: 100 },
+    });
+    const output = run[Symbol.asyncIterator]();
+    assert.match(await readUntil(output, (t) => t.includes("ready")), /^30 100\r?\n/);
+    run.resize(40, 120);
+    assert.match(await readUntil(output, (t) => /40 120/.test(t)), /40 120/);
+    const exit = await run.exit;
+    assert.equal(exit.exitCode, 0);
+  });
+
   test("stdin given up front, collected with its exit", async () => {
     const { stdout, exit } = await executor
       .execute({ workspaceId: workspace.id, argv: ["wc", "-c"], stdin: "12345" })
