@@ -11,14 +11,15 @@ import collections
 import datetime as dt
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
+from executor_service import devcontainer, metrics
 from executor_service import execution as ex
-from executor_service import metrics
 from executor_service.backend import BWRAP, DOCKER, Policy, SnapshotInfo, WorkspaceInfo
 from executor_service.background import BackgroundExecution, BackgroundExecutions, FollowOutput
 from executor_service.files import (
@@ -141,6 +142,10 @@ def workspace_to_proto(info: WorkspaceInfo, session_count: int) -> pb.Workspace:
     )
     workspace.create_time.FromDatetime(info.created)
     return workspace
+
+
+# Output a devcontainer lifecycle command returns in the CreateWorkspace response, per stream.
+SETUP_OUTPUT_BYTES = 64 * 1024
 
 
 def _seconds(duration: Any) -> float:
@@ -451,17 +456,76 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def CreateWorkspace(
         self, request: pb.CreateWorkspaceRequest, context: Any
     ) -> pb.CreateWorkspaceResponse:
+        image, env, policy = request.image, dict(request.env), policy_overrides(request.policy)
+        commands: tuple[devcontainer.Command, ...] = ()
+        if request.HasField("devcontainer"):
+            if image:
+                raise errors.InvalidArgument("image", "must be empty with devcontainer (it names its image)")
+            config = devcontainer.parse(request.devcontainer.json)
+            image, env, commands = config.image, {**config.env, **env}, config.commands
+            if config.user and policy.user is None:
+                policy = replace(policy, user=config.user)
         info = await self.workspaces.create(
             name=request.name,
-            image=request.image,
-            policy=policy_overrides(request.policy),
-            env=dict(request.env),
+            image=image,
+            policy=policy,
+            env=env,
             labels=dict(request.labels),
             snapshot_id=request.snapshot_id,
             idle_timeout=_seconds(request.idle_timeout) if request.HasField("idle_timeout") else None,
             ttl=_seconds(request.ttl) if request.HasField("ttl") else None,
         )
-        return pb.CreateWorkspaceResponse(workspace=self._workspace(info))
+        response = pb.CreateWorkspaceResponse(workspace=self._workspace(info))
+        for command in commands:
+            ran = await self._setup_command(info, command)
+            response.setup.append(ran)
+            if ran.exit_code != 0:
+                break
+        return response
+
+    async def _setup_command(
+        self, workspace: WorkspaceInfo, command: devcontainer.Command
+    ) -> pb.SetupCommand:
+        """Run a devcontainer lifecycle command once, to its end, recorded in the training log
+        like any Execute (it shapes what later commands see)."""
+        execute = pb.ExecuteRequest(
+            workspace_id=workspace.id, script=command.script, argv=list(command.argv), known_name=command.name
+        )
+        spec = ex.ExecuteSpec(
+            workspace_id=workspace.id,
+            script=command.script or None,
+            argv=list(command.argv) or None,
+            timeout=self.default_timeout,
+        )
+        recorder = ExecutionRecorder(
+            execute, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+        )
+        execution = await self.engine.start(workspace, spec)
+        recorder.execution_id = execution.id
+
+        def observe(out: bytes, err: bytes) -> None:
+            recorder.stdout.add(out)
+            recorder.stderr.add(err)
+
+        final: pb.ExecuteResponse | None = None
+        try:
+            result = await collect(execution, SETUP_OUTPUT_BYTES, observe)
+            final = _final_to_proto(result.finished)
+        finally:
+            self.training_log.write(EXECUTIONS, recorder.record(final))
+        log.info(
+            "devcontainer_command",
+            workspace_id=workspace.id,
+            name=command.name,
+            exit_code=result.finished.exit_code,
+        )
+        return pb.SetupCommand(
+            name=command.name,
+            exit_code=result.finished.exit_code if result.finished.exit_code is not None else -1,
+            stdout=result.stdout.decode("utf-8", "replace"),
+            stderr=result.stderr.decode("utf-8", "replace"),
+            truncated=result.truncated,
+        )
 
     async def GetWorkspace(self, request: pb.GetWorkspaceRequest, context: Any) -> pb.GetWorkspaceResponse:
         return pb.GetWorkspaceResponse(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from firebox.agent.v1 import agent_pb2 as ag
@@ -93,6 +94,11 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
     )
     create.add_argument(
         "--ttl", type=float, metavar="SECONDS", help="delete it this long after now (0: never)"
+    )
+    create.add_argument(
+        "--devcontainer",
+        metavar="PATH",
+        help="make it from a devcontainer.json (a file, or a folder holding .devcontainer/devcontainer.json)",
     )
     _json_flag(create)
     _via_flag(create)
@@ -212,8 +218,9 @@ def workspaces_create(app: App, args: argparse.Namespace) -> int:
         policy.read_only = True
     if args.memory is not None:
         policy.memory_bytes = args.memory * 1024 * 1024
+    devcontainer = _read_devcontainer(args.devcontainer) if args.devcontainer else None
     with output.progress(f"creating workspace {args.name or ''}".rstrip()):
-        workspace = app.client.create_workspace(
+        response = app.client.create_workspace_response(
             args.name,
             image=args.image,
             policy=policy,
@@ -221,13 +228,32 @@ def workspaces_create(app: App, args: argparse.Namespace) -> int:
             labels=_pairs(args.label, "--label"),
             idle_timeout=args.idle_timeout,
             ttl=args.ttl,
+            devcontainer=devcontainer,
             via=args.via,
         )
     if args.json:
-        output.print_json(ex.CreateWorkspaceResponse(workspace=workspace))
-    else:
-        _show_workspace(workspace)
-    return exit_codes.OK
+        output.print_json(response)
+        return exit_codes.OK
+    _show_workspace(response.workspace)
+    for command in response.setup:
+        output.out.print(f"{command.name} (exit {command.exit_code}):", markup=False)
+        sys.stdout.write(command.stdout)
+        sys.stderr.write(command.stderr)
+    failed = [c for c in response.setup if c.exit_code != 0]
+    return exit_codes.FAILURE if failed else exit_codes.OK
+
+
+def _read_devcontainer(path: str) -> str:
+    """The devcontainer.json text: `path` itself, or the one in `path`/.devcontainer/ or `path`/."""
+    candidates = [
+        Path(path),
+        Path(path) / ".devcontainer" / "devcontainer.json",
+        Path(path) / "devcontainer.json",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.read_text()
+    raise CliError(f"no devcontainer.json at {path}", exit_codes.USAGE)
 
 
 def _snapshot(client: FireboxClient, wanted: str, via: Service) -> ex.Snapshot:

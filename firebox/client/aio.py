@@ -110,7 +110,11 @@ class AsyncFireboxClient:
 
     # -- executor: workspaces ------------------------------------------------------------------
 
-    async def create_workspace(
+    async def create_workspace(self, name: str = "", **kwargs: Any) -> ex.Workspace:
+        """Create and start a workspace; see create_workspace_response for the arguments."""
+        return (await self.create_workspace_response(name, **kwargs)).workspace
+
+    async def create_workspace_response(
         self,
         name: str = "",
         *,
@@ -121,14 +125,17 @@ class AsyncFireboxClient:
         snapshot_id: str = "",
         idle_timeout: float | None = None,
         ttl: float | None = None,
+        devcontainer: str | None = None,
         deadline: float = SLOW_TIMEOUT,
         via: Service = "executor",
-    ) -> ex.Workspace:
-        """Create and start a workspace; with `snapshot_id`, a fork of that snapshot. `via="agent"`:
-        the agent places it on one of its executor replicas and forwards later calls for it there
-        (create, get, list and delete go through the agent; start and stop are the executor's only).
-        `idle_timeout` / `ttl` in seconds: stop when idle that long / delete that long after
-        creation (0: never; None: the executor's defaults)."""
+    ) -> ex.CreateWorkspaceResponse:
+        """Create and start a workspace; with `snapshot_id`, a fork of that snapshot; with
+        `devcontainer` (a devcontainer.json's text), from it, its lifecycle commands' output in
+        the response's `setup`. `via="agent"`: the agent places it on one of its executor
+        replicas and forwards later calls for it there (create, get, list and delete go through
+        the agent; start and stop are the executor's only). `idle_timeout` / `ttl` in seconds:
+        stop when idle that long / delete that long after creation (0: never; None: the
+        executor's defaults)."""
         request = ex.CreateWorkspaceRequest(
             name=name, image=image, policy=policy, env=env, labels=labels, snapshot_id=snapshot_id
         )
@@ -136,8 +143,9 @@ class AsyncFireboxClient:
             request.idle_timeout.FromTimedelta(dt.timedelta(seconds=idle_timeout))
         if ttl is not None:
             request.ttl.FromTimedelta(dt.timedelta(seconds=ttl))
-        response = await self._unary(via, "CreateWorkspace", request, deadline)
-        return response.workspace
+        if devcontainer is not None:
+            request.devcontainer.json = devcontainer
+        return await self._unary(via, "CreateWorkspace", request, deadline)
 
     async def get_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         request = ex.GetWorkspaceRequest(workspace_id=workspace_id)

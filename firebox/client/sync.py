@@ -187,6 +187,9 @@ class FireboxClient:
     def create_workspace(self, name: str = "", **kwargs: Any) -> ex.Workspace:
         return self._run(self._async.create_workspace(name, **kwargs))
 
+    def create_workspace_response(self, name: str = "", **kwargs: Any) -> ex.CreateWorkspaceResponse:
+        return self._run(self._async.create_workspace_response(name, **kwargs))
+
     def get_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         return self._run(self._async.get_workspace(workspace_id, via=via))
 

@@ -42,6 +42,8 @@ FIELD_BYTES: dict[str, int] = {
     "firebox.executor.v1.ExecuteRequest.argv": 128 * KiB,
     "firebox.executor.v1.ExecuteRequest.EnvEntry.value": 32 * KiB,
     "firebox.executor.v1.CreateWorkspaceRequest.EnvEntry.value": 32 * KiB,
+    # A devcontainer.json as editors write it: comments, customizations, long lifecycle commands.
+    "firebox.executor.v1.Devcontainer.json": 256 * KiB,
     # A named tool's arguments (file contents may travel in them).
     "google.protobuf.Value.string_value": 1 * MiB,
     # Conversation text: one message's content is capped the same on SendMessage, EditMessage

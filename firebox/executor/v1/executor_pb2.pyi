@@ -183,7 +183,7 @@ class Workspace(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., status: _Optional[_Union[WorkspaceStatus, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., isolation: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env: _Optional[_Mapping[str, str]] = ..., session_count: _Optional[int] = ..., parent_snapshot_id: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stop_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stopped_reason: _Optional[str] = ...) -> None: ...
 
 class CreateWorkspaceRequest(_message.Message):
-    __slots__ = ("name", "image", "policy", "env", "labels", "snapshot_id", "idle_timeout", "ttl")
+    __slots__ = ("name", "image", "policy", "env", "labels", "snapshot_id", "idle_timeout", "ttl", "devcontainer")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -206,6 +206,7 @@ class CreateWorkspaceRequest(_message.Message):
     SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    DEVCONTAINER_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     policy: IsolationPolicy
@@ -214,13 +215,36 @@ class CreateWorkspaceRequest(_message.Message):
     snapshot_id: str
     idle_timeout: _duration_pb2.Duration
     ttl: _duration_pb2.Duration
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., snapshot_id: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    devcontainer: Devcontainer
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., snapshot_id: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., devcontainer: _Optional[_Union[Devcontainer, _Mapping]] = ...) -> None: ...
+
+class Devcontainer(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class SetupCommand(_message.Message):
+    __slots__ = ("name", "exit_code", "stdout", "stderr", "truncated")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    truncated: bool
+    def __init__(self, name: _Optional[str] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class CreateWorkspaceResponse(_message.Message):
-    __slots__ = ("workspace",)
+    __slots__ = ("workspace", "setup")
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    SETUP_FIELD_NUMBER: _ClassVar[int]
     workspace: Workspace
-    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+    setup: _containers.RepeatedCompositeFieldContainer[SetupCommand]
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ..., setup: _Optional[_Iterable[_Union[SetupCommand, _Mapping]]] = ...) -> None: ...
 
 class GetWorkspaceRequest(_message.Message):
     __slots__ = ("workspace_id",)

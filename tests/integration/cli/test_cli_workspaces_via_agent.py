@@ -124,3 +124,28 @@ async def test_create_with_idle_timeout_and_ttl_shows_when_it_stops_and_goes(age
     shown = await firebox("workspaces", "show", "expiring", "--via", "agent", **via)
     assert "stops if idle at" in shown.text and "deleted at" in shown.text
     assert (await firebox("workspaces", "delete", "expiring", "--via", "agent", **via)).code == 0
+
+
+async def test_create_from_a_devcontainer_folder_prints_its_setup_output(agent, executor, tmp_path) -> None:
+    folder = tmp_path / "project" / ".devcontainer"
+    folder.mkdir(parents=True)
+    (folder / "devcontainer.json").write_text(
+        '{\n  // the project\'s toolchain\n  "image": "firebox-busybox:latest",\n'
+        '  "postCreateCommand": "echo set-up-done",\n}\n'
+    )
+    via = {"agent": agent.target}
+    created = await firebox(
+        "workspaces",
+        "create",
+        "from-devc",
+        "--devcontainer",
+        str(tmp_path / "project"),
+        "--via",
+        "agent",
+        **via,
+    )
+    assert created.code == 0, created.stderr
+    assert "postCreateCommand (exit 0)" in created.text and "set-up-done" in created.text
+    assert (await firebox("workspaces", "delete", "from-devc", "--via", "agent", **via)).code == 0
+    refused = await firebox("workspaces", "create", "--devcontainer", str(tmp_path / "nowhere"), **via)
+    assert refused.code == 2

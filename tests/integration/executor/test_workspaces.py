@@ -16,11 +16,6 @@ from tests.support.executor_server import remove_owned_workspaces, running_execu
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module")
-def engine() -> docker.DockerClient:
-    return docker.from_env()
-
-
 async def test_create_returns_running_workspace_with_default_isolation(stub, workspace):
     assert workspace.id.startswith("ws_")
     assert workspace.status == pb.WORKSPACE_STATUS_RUNNING

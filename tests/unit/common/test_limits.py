@@ -44,6 +44,13 @@ def test_repeated_fields_are_bounded_in_items() -> None:
         check_sizes(pb.ExecuteRequest(argv=["a"] * 5000))
 
 
+def test_a_devcontainer_json_of_a_real_project_passes_and_a_huge_one_does_not() -> None:
+    devcontainer = '{"image": "x", "customizations": {"vscode": {"settings": {' + '"k": 1, ' * 8000 + "}}}}"
+    check_sizes(pb.CreateWorkspaceRequest(devcontainer=pb.Devcontainer(json=devcontainer)))
+    with pytest.raises(InvalidArgument, match=r"^devcontainer\.json: "):
+        check_sizes(pb.CreateWorkspaceRequest(devcontainer=pb.Devcontainer(json="x" * (256 * 1024 + 1))))
+
+
 def test_streamed_data_and_a_megabyte_script_pass() -> None:
     check_sizes(pb.ExecuteRequest(script="x" * 1024 * 1024, input_data=b"x" * 8 * 1024 * 1024))
 
