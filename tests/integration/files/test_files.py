@@ -244,3 +244,46 @@ async def test_read_only_workspace_refuses_uploads(env):
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "read-only" in error.details()
     finally:
         await env.stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
+
+
+@pytest.mark.parametrize("mode", [0o1000, 0o4755, 2**32 - 1])
+async def test_mode_over_0777_is_invalid_and_leaves_no_file(env, mode):
+    error = await status_of(upload(env, "moded", b"x", mode=mode))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "mode" in error.details()
+    missing = await status_of(env.stub.StatFile(pb.StatFileRequest(workspace_id=env.ws.id, path="moded")))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_more_than_32_uploads_in_flight_are_resource_exhausted(env):
+    """32 uploads hold their slots (first message sent, the rest withheld); the 33rd is refused,
+    and once they finish uploads are taken again."""
+    release = asyncio.Event()
+    await sh(env, "mkdir -p held")
+
+    async def held(index: int) -> AsyncIterator[pb.UploadFileRequest]:
+        yield pb.UploadFileRequest(workspace_id=env.ws.id, path=f"held/{index}", data=b"a")
+        await release.wait()
+        yield pb.UploadFileRequest(data=b"b")
+
+    holders = [asyncio.ensure_future(env.stub.UploadFile(held(i), timeout=120)) for i in range(32)]
+    try:
+        # Bounded wait for the 32 to reach their slots; until then a probe may still be taken.
+        refused = None
+        for attempt in range(300):
+            try:
+                await upload(env, f"probe-{attempt}", b"p")
+            except grpc.aio.AioRpcError as exc:
+                refused = exc
+                break
+            await asyncio.sleep(0.1)
+        assert refused is not None, "33 uploads in flight were all taken"
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.details()
+        assert "32 uploads" in refused.details()
+        assert not any(h.done() for h in holders)
+    finally:
+        release.set()
+        done = await asyncio.gather(*holders)
+    assert sorted(r.file.path for r in done) == sorted(f"/workspace/held/{i}" for i in range(32))
+    assert all(r.file.size == 2 for r in done)
+    assert (await upload(env, "after-the-32", b"ok")).file.size == 2
+    await sh(env, "rm -rf held probe-* after-the-32")
