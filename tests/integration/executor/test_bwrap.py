@@ -209,6 +209,10 @@ async def test_without_a_freezer_pause_is_failed_precondition_saying_why(tmp_pat
     await backend.delete("ws_plain")
 
 
+def host_has(*paths: str) -> bool:
+    return all(os.path.exists(p) for p in paths)
+
+
 async def test_only_usr_is_bound_from_the_host(bw, tmp_path):
     """docs/executor.md: the bwrap backend binds only /usr (and the merged-/usr symlinks) from the
     host: no /etc, no /home, no host /tmp. Host files in each are looked for inside."""
@@ -225,7 +229,7 @@ async def test_only_usr_is_bound_from_the_host(bw, tmp_path):
             "/root": False,
             "/home": False,
         }
-        assert os.path.exists("/etc/os-release") and os.path.exists("/var/lib/dpkg/status")
+        assert host_has("/etc/os-release", "/var/lib/dpkg/status")
         script = "; ".join(f"[ -e {p} ] && echo yes || echo no" for p in probes)
         result = await execute(stub, ws.id, script=script)
         seen = dict(zip(probes, result.stdout.decode().split(), strict=True))
