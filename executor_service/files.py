@@ -465,9 +465,15 @@ class WorkspaceFiles:
                 )
                 try:
                     await script.line("path")
-                    with open(spool, "rb") as source:  # noqa: ASYNC230 - reads go through a thread below
-                        while data := await asyncio.to_thread(source.read, SPOOL_CHUNK):
-                            await script.transport.write(data)
+                    try:
+                        with open(spool, "rb") as source:  # noqa: ASYNC230 - reads go through a thread below
+                            while data := await asyncio.to_thread(source.read, SPOOL_CHUNK):
+                                await script.transport.write(data)
+                    except errors.Unavailable:
+                        # The script stopped reading early: its write failed (the workspace's
+                        # disk is full) and it said why on stderr, read below (ABORTED), as is
+                        # a shell that really went away (UNAVAILABLE).
+                        pass
                     async with asyncio.timeout(ANSWER_TIMEOUT + size / (1024 * 1024)):
                         record = (await script.line("path")).removeprefix(b"OK ")
                     return _entry(record, target)

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 
 import grpc
@@ -287,3 +288,37 @@ async def test_more_than_32_uploads_in_flight_are_resource_exhausted(env):
     assert all(r.file.size == 2 for r in done)
     assert (await upload(env, "after-the-32", b"ok")).file.size == 2
     await sh(env, "rm -rf held probe-* after-the-32")
+
+
+@pytest.mark.bwrap
+async def test_upload_to_a_full_disk_is_aborted_and_leaves_nothing(tmp_path):
+    """docs/executor.md: an upload cut short in the workspace (its disk full) is ABORTED and
+    leaves nothing behind. A 1 MiB tmpfs is mounted (as root, how CI runs) at a directory of a
+    bwrap workspace's files; 2 MiB go to it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    async with running_executor_handle(tmp_path / "executor", backend="bwrap") as running:
+        async with grpc.aio.insecure_channel(running.target) as channel:
+            stub = executor_pb2_grpc.ExecutorServiceStub(channel)
+            ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(name="full"))).workspace
+            env = Env(stub, ws, tmp_path / "executor" / "uploads")
+            await sh(env, "mkdir small && chmod 777 small")
+            small = tmp_path / "executor" / "workspaces" / ws.id / "files" / "small"
+            await asyncio.to_thread(mount_small_tmpfs, small)
+            try:
+                await sh(env, "chmod 777 small")
+                assert (await upload(env, "small/first.bin", b"x" * 1000)).file.size == 1000
+                await sh(env, "rm small/first.bin")
+                error = await status_of(upload(env, "small/big.bin", os.urandom(2 * 1024 * 1024)))
+                assert error.code() == grpc.StatusCode.ABORTED, error.details()
+                assert "full" in error.details()
+                assert (await sh(env, "ls -A small")) == b""
+                # Once there is room again, the same upload works.
+                assert (await upload(env, "small/fits.bin", b"x" * 1000)).file.size == 1000
+            finally:
+                await asyncio.to_thread(subprocess.run, ["umount", str(small)], check=True)
+            await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
+
+
+def mount_small_tmpfs(directory) -> None:  # type: ignore[no-untyped-def]
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0777", "tmpfs", str(directory)], check=True)
