@@ -149,8 +149,10 @@ for c in $rest; do
     [ -L "$c" ] && fail 11 "$c is a symlink that leads nowhere inside /workspace"
     fail 16 "$c is not a directory"
   elif [ "$mk" = 1 ]; then
-    mkdir -- "$c" 2>/dev/null || fail 14 "cannot create directory $c"
+    # Another upload may make it at the same moment: then it is entered (and checked) as found.
+    mkdir -- "$c" 2>/dev/null || [ -d "$c" ] || fail 14 "cannot create directory $c"
     cd -P -- "$c" || fail 14 "cannot enter $c"
+    inside "$(pwd -P)" || fail 11 "$ESC"
   else
     fail 10 "directory $c does not exist (set create_parents to make it)"
   fi

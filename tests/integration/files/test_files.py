@@ -322,3 +322,12 @@ async def test_upload_to_a_full_disk_is_aborted_and_leaves_nothing(tmp_path):
 
 def mount_small_tmpfs(directory) -> None:  # type: ignore[no-untyped-def]
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0777", "tmpfs", str(directory)], check=True)
+
+
+async def test_concurrent_uploads_creating_the_same_parents_all_succeed(env):
+    """create_parents racing on one new directory: each upload enters what another just made
+    (once PERMISSION_DENIED 'cannot create directory' on bubblewrap)."""
+    paths = [f"racing/deep/{i}" for i in range(24)]
+    done = await asyncio.gather(*(upload(env, path, b"r", create_parents=True) for path in paths))
+    assert sorted(r.file.path for r in done) == sorted(f"/workspace/{p}" for p in paths)
+    await sh(env, "rm -rf racing")
