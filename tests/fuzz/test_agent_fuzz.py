@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from firebox.agent.v1 import agent_pb2 as pb
 from firebox.agent.v1 import agent_pb2_grpc
+from firebox.common.limits import field_limit
 from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
 from firebox.trace.v1 import trace_pb2
 from tests.fuzz import strategies as fz
@@ -527,8 +528,9 @@ def test_huge_fields_near_the_message_limit(target: Target) -> None:
         assert code == grpc.StatusCode.INVALID_ARGUMENT and field in details, (field, code, details[:200])
         assert len(details) <= 1024 and "a" * 100 not in details, (field, details[:200])
 
-    # Within the limits: 1 MiB of conversation text runs to the end; 512 KiB of feedback is logged.
-    within = "b" * (1024 * 1024)
+    # At the limits (firebox/common/limits.py): the whole conversation text allowed runs to the
+    # end, and the whole suggestion allowed is logged.
+    within = "b" * field_limit(pb.SendMessageRequest.DESCRIPTOR.fields_by_name["content"])
     code, details, responses = answer(
         lambda: stub.SendMessage(
             pb.SendMessageRequest(session_id=target.scratch_id, content=within), timeout=60
@@ -542,7 +544,12 @@ def test_huge_fields_near_the_message_limit(target: Target) -> None:
         )
     )
     assert code == grpc.StatusCode.OK and responses, details
-    code, details, response = answer(lambda: stub.LogEvents(event("c" * (512 * 1024)), timeout=30))
+    code, details, response = answer(
+        lambda: stub.LogEvents(
+            event("c" * field_limit(trace_pb2.FeedbackEvent.DESCRIPTOR.fields_by_name["suggested_text"])),
+            timeout=30,
+        )
+    )
     assert code == grpc.StatusCode.OK and response.accepted == 1, details
     after = snapshot(target)
     assert after[:-1] == before[:-1] and after[-1] == before[-1], "the reference session changed"
