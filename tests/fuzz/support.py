@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from firebox.common.limits import MAX_STATUS_CHARS
 
@@ -137,3 +139,32 @@ def unfuzzed(service: ServiceDescriptor, fuzzed: Mapping[str, Callable[..., Any]
     ]
     stale = [f"{name}: not an RPC of {service.name}" for name in sorted(set(fuzzed) - methods)]
     return missing + stale
+
+
+@dataclass(frozen=True)
+class Fuzzed:
+    """How one RPC is fuzzed by a module's generic test: its requests (a list of messages for a
+    client stream) built from the module's target, what an accepted call must satisfy (given the
+    target, the request and the answer: a response, or a server stream's responses), and whether
+    any generated request may be accepted at all."""
+
+    requests: Callable[[Any], st.SearchStrategy[Any]]
+    check: Callable[[Any, Any, Any], None]
+    accepts: bool = True
+
+
+def fuzz_rpc(target: Any, stub: Any, method: MethodDescriptor, fuzzed: Fuzzed) -> Outcomes:
+    """MESSAGES_PER_RPC generated requests, BATCH per example over one channel; each accepted
+    answer checked. The caller checks the server afterwards."""
+    outcomes = Outcomes()
+
+    @FUZZ_BATCHED
+    @given(batch=st.lists(fuzzed.requests(target), min_size=BATCH, max_size=BATCH))
+    def fuzz(batch: list[Any]) -> None:
+        for request, answer in outcomes.batch(stub, method, batch):
+            fuzzed.check(target, request, answer)
+
+    fuzz()
+    # The accepted path was reached too, where there is one.
+    assert (outcomes.codes["OK"] >= 5) == fuzzed.accepts, dict(outcomes.codes)
+    return outcomes

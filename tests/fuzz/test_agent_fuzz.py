@@ -31,11 +31,11 @@ from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
 from firebox.trace.v1 import trace_pb2
 from tests.fuzz import strategies as fz
 from tests.fuzz.support import (
-    BATCH,
     FUZZ,
-    FUZZ_BATCHED,
     MESSAGES_PER_RPC,
+    Fuzzed,
     Outcomes,
+    fuzz_rpc,
     serving,
     short,
     unfuzzed,
@@ -373,17 +373,6 @@ def test_fieldless_rpcs_ignore_unknown_fields(target: Target, rpc: str) -> None:
 # ---- every other RPC: a request builder each, 1,000 messages in batches -------------------------
 
 
-@dataclass(frozen=True)
-class Fuzzed:
-    """How one RPC is fuzzed: its requests, what an accepted call must satisfy (given the target,
-    the request and the answer: a response, or a server stream's responses), and whether any
-    generated request may be accepted at all."""
-
-    requests: Callable[[Target], st.SearchStrategy[Any]]
-    check: Callable[[Target, Any, Any], None]
-    accepts: bool = True
-
-
 def check_create_workspace(t: Target, request: Any, response: Any) -> None:
     # Only the strategy's valid form (a fresh fz- name, no policy, no labels) may be accepted.
     t.stub.DeleteWorkspace(
@@ -465,19 +454,7 @@ GENERIC: dict[str, Fuzzed] = {
 def test_rpc_hostile_requests(target: Target, rpc: str) -> None:
     """Batches of generated requests over one channel: accepted ones satisfy the RPC's check."""
     before = snapshot(target)
-    outcomes = Outcomes()
-    fuzzed = GENERIC[rpc]
-    method = SERVICE.methods_by_name[rpc]
-
-    @FUZZ_BATCHED
-    @given(batch=st.lists(fuzzed.requests(target), min_size=BATCH, max_size=BATCH))
-    def fuzz(batch: list[Any]) -> None:
-        for request, answer in outcomes.batch(target.stub, method, batch):
-            fuzzed.check(target, request, answer)
-
-    fuzz()
-    # The accepted path was reached too, where there is one.
-    assert (outcomes.codes["OK"] >= 5) == fuzzed.accepts, dict(outcomes.codes)
+    outcomes = fuzz_rpc(target, target.stub, SERVICE.methods_by_name[rpc], GENERIC[rpc])
     check_alive_and_unchanged(target, before, outcomes)
 
 
