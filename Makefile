@@ -6,7 +6,7 @@ CONFIG    ?= $(CURDIR)/.firebox
 EXECUTOR  ?= 127.0.0.1:50051
 AGENT     ?= 127.0.0.1:50052
 
-.PHONY: install run test lint protos ts-client release-protos bench chaos e2e images docker clean
+.PHONY: install run test lint protos ts-client release-protos bench bench-workspaces chaos e2e images docker clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,6 +52,10 @@ ts-client: install
 ## Snapshot the protos as released (protos/released.binpb); `make lint` then refuses breaking changes.
 release-protos: install
 	bash scripts/release-protos.sh
+
+# Only the workspace lifecycle figures (stock-image create, pause, snapshot, fork), against the SDK.
+bench-workspaces: install
+	$(PY) -m bench.workspaces $(BENCH_ARGS)
 
 bench: install
 	bash scripts/test-env.sh

@@ -21,6 +21,7 @@ from agent_service.skills import SkillLibrary
 from agent_service.tool_output import RUN_EVENT_OUTPUT_CAP_BYTES, tool_result_text
 from agent_service.tools import (
     BUILTIN_NAMES,
+    MCP_TOOL_PREFIX,
     READ_FILE_TOOL_NAME,
     WRITE_FILE_TOOL_NAME,
     Tool,
@@ -146,6 +147,9 @@ class BuiltinTools:
         for tool in tools:
             if tool.name in BUILTIN_NAMES:
                 log.warning("named_tool_shadows_builtin", name=tool.name)
+                continue
+            if tool.name.startswith(MCP_TOOL_PREFIX):
+                log.warning("named_tool_takes_mcp_prefix", name=tool.name)
                 continue
             kept.append(tool)
         self._named, self._fetched_at = kept, time.monotonic()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from firebox.common import tracing
 from firebox.common.errors import FireboxError, Unavailable
 from firebox.common.logging import get_logger
 from firebox.common.tls import ClientTLS, secure_or_insecure_channel
@@ -57,6 +58,19 @@ class ExecutionOutcome:
     output_truncated: bool = False
     session_ended: bool = False
     message: str = ""
+
+
+@dataclass
+class ProcessOutput:
+    """What a background execution printed after an offset (see ExecutorClient.read_process)."""
+
+    output: bytes = b""
+    # Offset just past `output`: where the next read continues.
+    offset: int = 0
+    # Bytes after the asked offset the executor no longer had (its buffer overflowed).
+    skipped: int = 0
+    # Set once it has ended: its last message.
+    final: executor_pb2.ExecuteResponse | None = None
 
 
 class ExecutorClient:
@@ -191,6 +205,23 @@ class ExecutorClient:
         )
         return response.workspace  # type: ignore[attr-defined]
 
+    async def create_snapshot(
+        self, request: executor_pb2.CreateSnapshotRequest, deadline: float = 600.0
+    ) -> executor_pb2.CreateSnapshotResponse:
+        doing = f"snapshotting workspace {request.workspace_id}"
+        return await self._unary(self._stub.CreateSnapshot, request, doing, deadline)  # type: ignore[return-value]
+
+    async def list_snapshots(
+        self, workspace_id: str = "", deadline: float = 10.0
+    ) -> list[executor_pb2.Snapshot]:
+        request = executor_pb2.ListSnapshotsRequest(workspace_id=workspace_id)
+        response = await self._unary(self._stub.ListSnapshots, request, "listing snapshots", deadline)
+        return list(response.snapshots)  # type: ignore[attr-defined]
+
+    async def delete_snapshot(self, snapshot_id: str, deadline: float = 60.0) -> None:
+        request = executor_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id)
+        await self._unary(self._stub.DeleteSnapshot, request, f"deleting snapshot {snapshot_id}", deadline)
+
     async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
         request = executor_pb2.CreateSessionRequest(workspace_id=workspace_id)
         response = await self._unary(
@@ -275,6 +306,93 @@ class ExecutorClient:
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, f"writing {path}") from None
 
+    async def start_process(
+        self, *, workspace_id: str, script: str, run_id: str, tool_call_id: str, agent_session_id: str
+    ) -> str:
+        """Start `script` as a background execution (it outlives this call); its id."""
+        await self.ensure_reachable()
+        first = executor_pb2.ExecuteRequest(
+            workspace_id=workspace_id,
+            script=script,
+            background=True,
+            run_id=run_id,
+            tool_call_id=tool_call_id,
+            agent_session_id=agent_session_id,
+        )
+        call = self._stub.Execute(metadata=self._metadata, timeout=60, wait_for_ready=False)
+        try:
+            await call.write(first)
+            response = await call.read()
+            if response is grpc.aio.EOF:
+                raise ExecutorError(
+                    grpc.StatusCode.UNAVAILABLE, "the executor ended the call before starting it"
+                )
+            return response.execution_id
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "starting the process") from None
+        finally:
+            call.cancel()  # the execution runs on: that is what background means
+
+    async def read_process(
+        self,
+        *,
+        workspace_id: str,
+        execution_id: str,
+        after_offset: int,
+        wait_seconds: float,
+        max_bytes: int,
+        input_data: bytes = b"",
+    ) -> ProcessOutput:
+        """Send `input_data` (if any), then collect what the background execution prints after
+        `after_offset` for up to `wait_seconds` (less once it ends or `max_bytes` came).
+        `workspace_id` is the execution's (a pool of executors routes by it)."""
+        await self.ensure_reachable()
+        call = self._stub.AttachExecution(
+            metadata=self._metadata, timeout=wait_seconds + 30, wait_for_ready=False
+        )
+        result = ProcessOutput(offset=after_offset)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            await call.write(
+                executor_pb2.AttachExecutionRequest(
+                    execution_id=execution_id, after_offset=after_offset, read_only=not input_data
+                )
+            )
+            if input_data:
+                await call.write(executor_pb2.AttachExecutionRequest(input_data=input_data))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_seconds):
+                    while size < max_bytes:
+                        message = await call.read()
+                        if message is grpc.aio.EOF:
+                            break
+                        response = message.response
+                        result.skipped += response.output_skipped
+                        data = response.stdout_data + response.stderr_data
+                        chunks.append(data)
+                        size += len(data)
+                        result.offset = max(result.offset, response.output_offset)
+                        if response.end_reason:
+                            result.final = response
+                            break
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "reading the process") from None
+        finally:
+            call.cancel()
+        result.output = b"".join(chunks)
+        return result
+
+    async def stop_process(
+        self, execution_id: str, *, workspace_id: str, deadline: float = 30.0
+    ) -> executor_pb2.ExecutionInfo:
+        request = executor_pb2.StopExecutionRequest(
+            execution_id=execution_id, signal=executor_pb2.STOP_SIGNAL_KILL
+        )
+        return (
+            await self._unary(self._stub.StopExecution, request, "stopping the process", deadline)
+        ).execution  # type: ignore[attr-defined]
+
     async def run_script(
         self,
         *,
@@ -302,7 +420,9 @@ class ExecutorClient:
             agent_session_id=agent_session_id,
         )
         # The call's own deadline leaves the executor time to report its timeout first.
-        call = self._stub.Execute(metadata=self._metadata, timeout=timeout_seconds + 30, wait_for_ready=False)
+        call = self._stub.Execute(
+            metadata=tracing.outgoing(self._metadata), timeout=timeout_seconds + 30, wait_for_ready=False
+        )
         outcome = ExecutionOutcome()
         reader: asyncio.Task[None] | None = None
         try:
@@ -380,7 +500,9 @@ class ExecutorClient:
         accepted the first (its first response), nothing is sent after its final response, and
         the client gets a moment to half-close before this call ends (as the executor does)."""
         await self.ensure_reachable()
-        call = self._stub.Execute(metadata=self._metadata, timeout=deadline, wait_for_ready=False)
+        call = self._stub.Execute(
+            metadata=tracing.outgoing(self._metadata), timeout=deadline, wait_for_ready=False
+        )
         accepted = asyncio.Event()
         writing = asyncio.Lock()
         forwarding = True

@@ -25,10 +25,11 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
-from agent_service.executor_client import ExecutionOutcome, ExecutorClient, ExecutorError
+from agent_service.executor_client import ExecutionOutcome, ExecutorClient, ExecutorError, ProcessOutput
 from agent_service.store import Store
 from firebox.common.errors import FireboxError
 from firebox.common.logging import get_logger
@@ -393,7 +394,8 @@ class ExecutorPool:
     async def create_workspace_from(
         self, request: executor_pb2.CreateWorkspaceRequest, deadline: float = 120.0
     ) -> executor_pb2.CreateWorkspaceResponse:
-        replica = await self._choose()
+        # A fork is made where its snapshot is.
+        replica = await (self._snapshot_owner(request.snapshot_id) if request.snapshot_id else self._choose())
         response = await replica.client.create_workspace_from(request, deadline)
         await self._created(replica, response.workspace)
         return response
@@ -406,6 +408,58 @@ class ExecutorPool:
 
     async def resume_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
         return await self._call(workspace_id, lambda c: c.resume_workspace(workspace_id, deadline))  # type: ignore[return-value]
+
+    async def create_snapshot(
+        self, request: executor_pb2.CreateSnapshotRequest, deadline: float = 600.0
+    ) -> executor_pb2.CreateSnapshotResponse:
+        return await self._call(request.workspace_id, lambda c: c.create_snapshot(request, deadline))  # type: ignore[return-value]
+
+    async def list_snapshots(
+        self, workspace_id: str = "", deadline: float = 10.0
+    ) -> list[executor_pb2.Snapshot]:
+        """Every reachable replica's snapshots (of one workspace: its owner's only)."""
+        if workspace_id:
+            return await self._call(workspace_id, lambda c: c.list_snapshots(workspace_id, deadline))  # type: ignore[return-value]
+        snapshots: list[executor_pb2.Snapshot] = []
+        for _replica, found in await self._snapshots_by_replica(deadline):
+            snapshots.extend(found)
+        return sorted(snapshots, key=lambda s: (s.create_time.ToNanoseconds(), s.id))
+
+    async def delete_snapshot(self, snapshot_id: str, deadline: float = 60.0) -> None:
+        replica = await self._snapshot_owner(snapshot_id)
+        await replica.client.delete_snapshot(snapshot_id, deadline)
+
+    async def _snapshots_by_replica(
+        self, deadline: float
+    ) -> list[tuple[Replica, list[executor_pb2.Snapshot]]]:
+        await self.refresh()
+        if not self._replicas:
+            await self._any()  # raises the UNAVAILABLE that says what was tried
+        reachable = self._reachable() or self.replicas()
+        results = await asyncio.gather(
+            *(r.client.list_snapshots("", deadline) for r in reachable), return_exceptions=True
+        )
+        answered = [
+            (r, found)
+            for r, found in zip(reachable, results, strict=True)
+            if not isinstance(found, BaseException)
+        ]
+        if not answered:
+            failure = next(f for f in results if isinstance(f, BaseException))
+            raise failure
+        return answered  # type: ignore[return-value]
+
+    async def _snapshot_owner(self, snapshot_id: str) -> Replica:
+        """The replica holding `snapshot_id`: with one executor, it (which answers NOT_FOUND
+        itself); with several, the one whose list has it."""
+        if len(self._replicas) == 1:
+            return next(iter(self._replicas.values()))
+        for replica, found in await self._snapshots_by_replica(10.0):
+            if any(s.id == snapshot_id for s in found):
+                return replica
+        raise ExecutorError(
+            grpc.StatusCode.NOT_FOUND, f"snapshot {snapshot_id!r} not found on any reachable executor"
+        )
 
     async def list_workspaces(self, deadline: float = 10.0) -> list[executor_pb2.Workspace]:
         """Every reachable replica's workspaces (their owners recorded on the way); UNAVAILABLE
@@ -446,6 +500,18 @@ class ExecutorPool:
 
     async def create_shell_session(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Session:
         return await self._call(workspace_id, lambda c: c.create_shell_session(workspace_id, deadline))  # type: ignore[return-value]
+
+    async def start_process(self, *, workspace_id: str, **fields: str) -> str:
+        return await self._call(workspace_id, lambda c: c.start_process(workspace_id=workspace_id, **fields))  # type: ignore[return-value]
+
+    async def read_process(self, *, workspace_id: str, **fields: Any) -> ProcessOutput:
+        """As ExecutorClient.read_process, on the replica that owns the workspace."""
+        return await self._call(workspace_id, lambda c: c.read_process(workspace_id=workspace_id, **fields))  # type: ignore[return-value]
+
+    async def stop_process(self, execution_id: str, *, workspace_id: str) -> executor_pb2.ExecutionInfo:
+        return await self._call(
+            workspace_id, lambda c: c.stop_process(execution_id, workspace_id=workspace_id)
+        )  # type: ignore[return-value]
 
     async def step(self, request: executor_pb2.StepRequest, deadline: float) -> executor_pb2.StepResponse:
         return await self._call(request.workspace_id, lambda c: c.step(request, deadline))  # type: ignore[return-value]

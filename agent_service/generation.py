@@ -12,9 +12,12 @@ from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry.trace import Status, StatusCode
 
+from agent_service import metrics
 from agent_service.providers.base import Completion, ModelProvider, ReasoningPiece, TextPiece, TokenCounts
 from firebox.agent.v1 import agent_pb2
+from firebox.common import tracing
 from firebox.common.errors import InvalidArgument
 from firebox.common.trainlog import GENERATIONS, TrainingLog
 from firebox.trace.v1 import trace_pb2
@@ -135,8 +138,12 @@ class GenerationTrace:
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
 
+    # The model call's span (tracing on): started with the call, ended by record().
+    span: Any = field(default=None, repr=False)
+
     def __post_init__(self) -> None:
         self.started_wall.GetCurrentTime()
+        self.span = tracing.start_span("model_call", model=self.model, step=self.step)
 
     def saw_output(self) -> None:
         if self.first_token is None:
@@ -185,6 +192,14 @@ class GenerationTrace:
                         cache_write_tokens=u.cache_write_tokens,
                     )
                 )
+        # Every model call ends here exactly once, whichever path made it.
+        metrics.observe_model_call(record)
+        if record.HasField("usage"):
+            self.span.set_attribute("input_tokens", record.usage.input_tokens)
+            self.span.set_attribute("output_tokens", record.usage.output_tokens)
+        if error:
+            self.span.set_status(Status(StatusCode.ERROR, error))
+        self.span.end()
         return record
 
 

@@ -10,7 +10,12 @@ from agent_service.config import load
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
-    config = load(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["migrate"]:
+        from agent_service.migrate import main as migrate
+
+        return migrate(args[1:])
+    config = load(args)
     # Imported after parsing, so that --help and usage errors answer at once.
     from agent_service.server import serve
     from firebox.common.server import run_service

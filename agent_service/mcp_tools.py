@@ -49,7 +49,7 @@ import firebox
 from agent_service.executor_pool import ExecutorPool
 from agent_service.session_workspace import SessionWorkspaces
 from agent_service.tool_output import RUN_EVENT_OUTPUT_CAP_BYTES
-from agent_service.tools import Tool, ToolRun, always_runs, function_spec
+from agent_service.tools import MCP_TOOL_PREFIX, Tool, ToolRun, always_runs, function_spec
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import FireboxError, InvalidArgument
 from firebox.common.headtail import HeadTail
@@ -61,7 +61,6 @@ from firebox.trace.v1 import trace_pb2
 
 log = get_logger("firebox.agent.mcp")
 
-TOOL_PREFIX = "mcp__"
 # OpenAI function names: ^[a-zA-Z0-9_-]{1,64}$.
 MAX_FUNCTION_NAME = 64
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -71,6 +70,12 @@ MAX_SERVERS = 32
 MAX_TOOLS_PER_SERVER = 256
 # Starting a server (process or connection, the handshake and its tool list).
 START_TIMEOUT_SECONDS = 30.0
+# An idle server is asked for its tools this often (MCP's ping is gone from the 2026-07-28
+# protocol; tools/list is a request every tool server answers), so one that died between calls is
+# restarted before the next call rather than failing it, and a changed tool list is picked up. No
+# answer within the timeout counts as dead. Never during a call (a server may serve one at a time).
+CHECK_INTERVAL_SECONDS = 15.0
+CHECK_TIMEOUT_SECONDS = 10.0
 # Restart backoff after consecutive failures: the first at once, then 1, 2, 4 ... this.
 MAX_BACKOFF_SECONDS = 60.0
 # Sessions whose MCP servers are kept running; the least recently used beyond this are stopped.
@@ -108,9 +113,13 @@ def _strings(value: Any, where: str, kind: type) -> Any:
 
 
 def check_server_name(name: str, where: str) -> None:
-    if not SERVER_NAME.match(name) or "__" in name:
+    # mcp__SERVER__TOOL splits at the first "__" after the prefix only if SERVER holds no "__" and
+    # does not end with "_" (server "a_" with tool "b" would read as server "a" with tool "_b").
+    if not SERVER_NAME.match(name) or "__" in name or name.endswith("_"):
         raise InvalidArgument(
-            where, "a server name is 1-32 letters, digits, '-' or '_', with no '__' (it prefixes tool names)"
+            where,
+            "a server name is 1-32 letters, digits, '-' or '_', with no '__' and not ending in '_' "
+            "(it prefixes tool names)",
         )
 
 
@@ -190,12 +199,16 @@ def session_servers(
 
 def offered_name(server: str, tool: str) -> str:
     """The function name of a server's tool: mcp__SERVER__TOOL, cleaned and hashed when needed."""
-    name = f"{TOOL_PREFIX}{server}__{tool}"
+    name = f"{MCP_TOOL_PREFIX}{server}__{tool}"
     if _FUNCTION_NAME.match(tool) and len(name) <= MAX_FUNCTION_NAME:
         return name
     digest = hashlib.sha256(f"{server}\0{tool}".encode()).hexdigest()[:8]
     cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", name)[: MAX_FUNCTION_NAME - 9]
     return f"{cleaned}_{digest}"
+
+
+# JSON-RPC errors that are about the call itself, not the connection.
+_CALLER_ERRORS = frozenset({mcp_types.INVALID_PARAMS, mcp_types.METHOD_NOT_FOUND, mcp_types.INVALID_REQUEST})
 
 
 class McpToolError(Exception):
@@ -234,6 +247,7 @@ class McpServerConnection:
         self.failures = 0
         self.retry_at = 0.0
         self.error = ""
+        self._in_flight = 0
 
     @property
     def ready(self) -> bool:
@@ -249,28 +263,38 @@ class McpServerConnection:
         """Call a tool; McpToolError (with what to tell the model) when no result came."""
         timeout = limit_seconds
         client = await self._ensure()
+        self._in_flight += 1
         try:
             async with asyncio.timeout(timeout):
                 result = await client.call_tool(tool, arguments)
         except TimeoutError:
-            self._failed(f"the call of {tool} timed out after {timeout:g}s")
+            self._failed(f"the call of {tool} timed out after {timeout:g}s", client)
             raise McpToolError(f"timed out after {timeout:g}s; the server is restarted on next use") from None
         except MCPError as exc:
             if exc.code == mcp_types.CONNECTION_CLOSED:
-                self._failed(f"the connection closed during {tool}")
+                self._failed(f"the connection closed during {tool}", client)
                 raise McpToolError(
                     "the server closed the connection (crashed?) during the call; it is restarted on next use"
                 ) from None
-            raise McpToolError(f"the server refused the call: {_describe(exc)}") from None
+            if exc.code in _CALLER_ERRORS:
+                raise McpToolError(f"the server refused the call: {_describe(exc)}") from None
+            # Anything else may be a server that lost our session (an HTTP server restarted):
+            # a fresh connection next time.
+            self._failed(f"{tool} failed: {_describe(exc)}", client)
+            raise McpToolError(
+                f"the call failed: {_describe(exc)}; the server is reconnected on next use"
+            ) from None
         except pydantic.ValidationError as exc:
             raise McpToolError(
                 f"the server's result is malformed: {exc.error_count()} validation error(s)"
             ) from None
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError) as exc:
-            self._failed(_describe(exc))
+            self._failed(_describe(exc), client)
             raise McpToolError(
                 f"the call failed: {_describe(exc)}; the server is restarted on next use"
             ) from None
+        finally:
+            self._in_flight -= 1
         self.failures = 0
         return result
 
@@ -281,6 +305,7 @@ class McpServerConnection:
             wait = self.retry_at - time.monotonic()
             if wait > 0:
                 raise McpToolError(f"the server is unavailable ({self.error}); next start in {wait:.0f}s")
+            self._client = None
             loop = asyncio.get_running_loop()
             ready: asyncio.Future[tuple[Client, list[mcp_types.Tool]]] = loop.create_future()
             self._stop = asyncio.Event()
@@ -290,7 +315,7 @@ class McpServerConnection:
                     self._client, self._tools = await asyncio.shield(ready)
             except (Exception, TimeoutError) as exc:
                 why = "it did not start in time" if isinstance(exc, TimeoutError) else _describe(exc)
-                self._failed(f"failed to start: {why}")
+                self._failed(f"failed to start: {why}", None)
                 raise McpToolError(f"the server failed to start: {why}") from None
             self.error = ""
             log.info("mcp_server_started", server=self.spec.name, tools=len(self._tools))
@@ -314,7 +339,7 @@ class McpServerConnection:
                         break
                 if not ready.done():
                     ready.set_result((client, tools[:MAX_TOOLS_PER_SERVER]))
-                await stop.wait()
+                await self._keep_alive(client, stop)
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(_describe(exc)))
@@ -326,8 +351,30 @@ class McpServerConnection:
             if self._stop is stop:
                 self._client = None
 
-    def _failed(self, why: str) -> None:
-        """Stop the server; the next use starts it again once its backoff has passed."""
+    async def _keep_alive(self, client: Client, stop: asyncio.Event) -> None:
+        """Wait for `stop`, checking the server is alive while no call is in flight."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHECK_INTERVAL_SECONDS):
+                    await stop.wait()
+            if stop.is_set() or self._in_flight:
+                continue
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                    page = await client.list_tools(cache_mode="bypass")
+            except Exception as exc:
+                if not stop.is_set() and not self._in_flight:
+                    self._failed(f"no answer while idle: {_describe(exc)}", client)
+                continue
+            if page.next_cursor is None:
+                self._tools = page.tools[:MAX_TOOLS_PER_SERVER]
+
+    def _failed(self, why: str, client: Client | None) -> None:
+        """Stop the server; the next use starts it again once its backoff has passed. A failure
+        seen through an older connection (`client` is no longer the current one) changes nothing:
+        that connection is already gone, and a newer one must not be stopped for it."""
+        if client is not self._client:
+            return
         self.failures += 1
         self.error = why
         self.retry_at = time.monotonic() + _backoff(self.failures)

@@ -5,10 +5,19 @@ position and waits on a wake-up when it has caught up, so replay-then-follow has
 duplicate whatever the timing, and a slow follower costs nothing but its own place in the list.
 A finished run's events stay in memory for the configured retention, then go.
 
+Events are also written to the store in order, a batch every few milliseconds: the store's
+event table is the truth for a follower on another agent replica (woken by a notice naming the
+run, then reading rows by index, so it too sees no gap and no duplicate) and for a reconnect
+after the run left memory, until the retention ends.
+
 One session has at most one active run. The check and the claim happen in one synchronous step
-on the event loop, so concurrent SendMessage calls cannot both win. On conflict the caller's
-policy decides: reject (ABORTED naming the active run), enqueue (start after it) or interrupt
-(cancel it, keeping its partial output, then start).
+on the event loop, so concurrent SendMessage calls cannot both win; the store then records the
+claim atomically (one RUNNING run per session), which decides between replicas. On conflict the
+caller's policy decides: reject (ABORTED naming the active run), enqueue (start after it) or
+interrupt (cancel it, keeping its partial output, then start), on whichever replica it runs.
+
+With a shared store each run has an owner (this process) holding a lease it renews; a replica
+that finds a lease run out ends that run INTERRUPTED with a reason (agent_service/store.py).
 
 What a run does is not decided here: the manager is given a `RunBody` to call (the tool loop).
 """
@@ -26,7 +35,7 @@ from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from agent_service.store import Store
+from agent_service.store import _LIVE_RUN_STATES, CONTROL_CHANNEL, EVENTS_CHANNEL, Store
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import (
     Aborted,
@@ -48,6 +57,28 @@ MAX_WAITING_RUNS = 16
 # bytes (well inside the 16 MiB message limit; a bigger single event goes alone).
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+# How long a run gathers new events before writing them to the store in one transaction: with a
+# shared store this is most of what a follower on another replica waits; alone, the write only
+# serves reconnects, so fewer, larger ones are kept.
+SHARED_FLUSH_SECONDS = 0.02
+LOCAL_FLUSH_SECONDS = 0.2
+# A follower on another replica, or a run waiting for a session held elsewhere, looks at the
+# store at least this often even when no notice comes (a notice can be lost on a reconnect).
+REMOTE_POLL_SECONDS = 1.0
+# A follower elsewhere that finds a run ended waits this long for its last events to be written.
+ENDED_GRACE_SECONDS = 5.0
+# Default lease of a run's owner; renewed every third of it.
+DEFAULT_LEASE_SECONDS = 5.0
+TAKEOVER_REASON = (
+    "the agent replica running it stopped (its lease ran out); the partial output is kept, send "
+    "the message again to go on"
+)
+LEASE_LOST_REASON = "another agent replica took this run over (this one did not renew its lease in time)"
+_TERMINAL = ("run_completed", "run_failed", "run_cancelled")
+
+
+def is_terminal(event: agent_pb2.RunEvent) -> bool:
+    return event.WhichOneof("event") in _TERMINAL
 
 
 class ConflictPolicy(enum.Enum):
@@ -107,10 +138,19 @@ class LiveRun:
         # The run ended on a model answer cut at the output-token limit.
         self.output_truncated = False
         self.task: asyncio.Task[None] | None = None
+        self.policy = ConflictPolicy.REJECT
+        # Resolved once the run is accepted (claimed, or waiting its turn); an Aborted when the
+        # session's running run is on another replica and the policy is REJECT.
+        self.accepted: asyncio.Future[None] | None = None
+        # When the store made it the session's running run (monotonic), and whether another
+        # replica has since taken it over: then this process writes nothing more of it.
+        self.claimed_at: float | None = None
+        self.fenced = False
         # Followers waiting for the next event: futures resolved by the next append (or finish).
         # Cheaper per event than an asyncio.Event made and set for each one, which the most
         # frequent event (a text delta, one per token) paid even with nobody waiting.
         self._waiters: list[asyncio.Future[None]] = []
+        self._finished = asyncio.Event()
 
     @property
     def id(self) -> str:
@@ -119,6 +159,12 @@ class LiveRun:
     @property
     def session_id(self) -> str:
         return self.run.session_id
+
+    async def wait_accepted(self) -> None:
+        """Until the run is claimed or waiting its turn; Aborted when another replica runs its
+        session and the policy is REJECT."""
+        if self.accepted is not None:
+            await self.accepted
 
     @property
     def cancelling(self) -> bool:
@@ -161,6 +207,7 @@ class LiveRun:
 
     def finish(self) -> None:
         self.done = True
+        self._finished.set()
         self._wake_all()
 
     async def _next(self) -> None:
@@ -222,7 +269,13 @@ class RunManager:
     """Starts, queues, cancels and remembers runs; the one place that knows who runs when."""
 
     def __init__(
-        self, store: Store, body: RunBody, retention_seconds: float, run_timeout: float | None = None
+        self,
+        store: Store,
+        body: RunBody,
+        retention_seconds: float,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        owner: str = "",
+        run_timeout: float | None = None,
     ) -> None:
         self._store = store
         self._body = body
@@ -230,6 +283,10 @@ class RunManager:
         # A run still going after this many seconds is stopped (as a cancel: partial output kept,
         # open tool calls answered) and fails DEADLINE_EXCEEDED.
         self._run_timeout = run_timeout
+        self._lease = lease_seconds
+        # This process, as the owner of its runs in a shared store.
+        self.owner = owner or f"agent-{uuid.uuid4().hex[:16]}"
+        self._flush_seconds = SHARED_FLUSH_SECONDS if store.shared else LOCAL_FLUSH_SECONDS
         self._runs: dict[str, LiveRun] = {}
         self._lanes: dict[str, _SessionLane] = {}
         self._closing = False
@@ -237,9 +294,29 @@ class RunManager:
         # Idempotency keys (RunOptions.idempotency_key) of the runs still remembered -> run id:
         # a repeated send is caught here from submit on, before its message is stored.
         self._keys: dict[str, str] = {}
+        # Waiters for events of runs driven elsewhere, woken by the store's notices.
+        self._remote_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # Called with a run id when another replica left a request for one of this process's
+        # runs (an approval decision); cancels are handled here.
+        self.control_handlers: list[Callable[[str], Awaitable[None]]] = []
+        self._maintenance: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen to other replicas and, with a shared store, keep leases and take over runs."""
+        await self._store.watch(self._on_notice)
+        if self._store.shared:
+            self._maintenance = asyncio.create_task(self._maintain(), name="run leases")
 
     def get(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
+
+    def counts(self) -> dict[str, int]:
+        """Runs this process drives that have not ended, by status (for metrics)."""
+        counts = {"running": 0, "queued": 0}
+        for live in self._runs.values():
+            if not live.done:
+                counts["running" if live.run.status == agent_pb2.RUN_STATUS_RUNNING else "queued"] += 1
+        return counts
 
     def active_run_id(self, session_id: str) -> str:
         lane = self._lanes.get(session_id)
@@ -300,7 +377,9 @@ class RunManager:
     def submit(
         self, session_id: str, content: str, policy: ConflictPolicy, options: RunOptions | None = None
     ) -> LiveRun:
-        """Claim the session for a new run, or queue it, or refuse; synchronous, hence atomic."""
+        """Claim the session for a new run, or queue it, or refuse; synchronous, hence atomic in
+        this process. Await `live.accepted` for the verdict of other replicas (ABORTED when one
+        of them runs the session and the policy is REJECT)."""
         if self._closing:
             raise Unavailable("the agent is shutting down; send the message again once it is back")
         lane = self._lanes.setdefault(session_id, _SessionLane())
@@ -337,12 +416,17 @@ class RunManager:
             request_id=options.request_id,
         )
         live = LiveRun(run, content, options)
+        live.policy = policy
+        live.accepted = asyncio.get_running_loop().create_future()
+        # Nobody may await it (tests driving the manager directly): never "exception never retrieved".
+        live.accepted.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._runs[run.id] = live
         if key:
             self._keys[key] = run.id
         if not busy:
             self._start(lane, live)
             return live
+        live.accepted.set_result(None)
         # Recorded now so that GetRun and ListRuns show it while it waits.
         self._persist_soon(live)
         if policy is ConflictPolicy.INTERRUPT:
@@ -354,24 +438,43 @@ class RunManager:
             lane.waiting.append(live)
         return live
 
+    def _lease_until(self) -> int:
+        return time.time_ns() + int(self._lease * 1e9)
+
     def _persist_soon(self, live: LiveRun) -> None:
         snapshot = agent_pb2.Run()
         snapshot.CopyFrom(live.run)
-        task = asyncio.create_task(self._store.put_run(snapshot))
+        self._spawn(self._store.put_run(snapshot, self.owner, self._lease_until()))
+
+    def _spawn(self, work: Awaitable[object]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.error("run_store_write_failed", error=repr(exc))
+
+        task = asyncio.create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     def _start(self, lane: _SessionLane, live: LiveRun) -> None:
         lane.active = live
-        live.run.status = agent_pb2.RUN_STATUS_RUNNING
         live.task = asyncio.create_task(self._drive(lane, live), name=f"run {live.id}")
 
     async def _drive(self, lane: _SessionLane, live: LiveRun) -> None:
+        saver = asyncio.create_task(self._save_events(live), name=f"events of {live.id}")
         try:
             await self._execute(live)
         finally:
             live.finish()
+            if live.accepted is not None and not live.accepted.done():
+                live.accepted.set_result(None)
             lane.active = None
+            try:
+                # Followers elsewhere wait for the last events; bounded like any store call.
+                await asyncio.wait_for(asyncio.shield(saver), 30)
+            except (Exception, asyncio.CancelledError) as exc:
+                log.error("run_events_not_saved", run_id=live.id, error=repr(exc))
             asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
             if lane.waiting and not self._closing and not lane.held:
                 self._start(lane, lane.waiting.popleft())
@@ -385,6 +488,67 @@ class RunManager:
         live.cancel_reason = f"the run reached its time limit of {self._run_timeout:g} s (--run-timeout)"
         live.task.cancel()
 
+    async def _save_events(self, live: LiveRun) -> None:
+        """Write the run's events to the store in order, a batch at a time, until it is done."""
+        saved = 0
+        failures = 0
+        while True:
+            if saved == len(live.events):
+                if live.done:
+                    return
+                await live._next()
+                continue
+            if not live.done:
+                # Gather a batch; the run's end writes at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(live._finished.wait(), self._flush_seconds)
+            if live.fenced:
+                return  # the store's events are the taker's now
+            batch = live.events[saved:]
+            try:
+                await self._store.append_events(live.id, batch)
+            except Exception as exc:
+                failures += 1
+                log.error("run_events_write_failed", run_id=live.id, error=repr(exc), failures=failures)
+                if failures >= 5:
+                    return
+                await asyncio.sleep(0.2 * failures)
+                continue
+            failures = 0
+            saved += len(batch)
+
+    async def _claim(self, live: LiveRun) -> bool:
+        """Make the run its session's running run in the store, waiting while another replica
+        runs the session (ENQUEUE, INTERRUPT); False when refused (REJECT)."""
+        run = live.run
+        asked_to_cancel = ""
+        while True:
+            run.status = agent_pb2.RUN_STATUS_RUNNING
+            other = await self._store.claim_run(run, self.owner, self._lease_until())
+            if not other:
+                live.claimed_at = time.monotonic()
+                if live.accepted is not None and not live.accepted.done():
+                    live.accepted.set_result(None)
+                return True
+            run.status = agent_pb2.RUN_STATUS_QUEUED
+            if live.policy is ConflictPolicy.REJECT:
+                if live.accepted is not None and not live.accepted.done():
+                    live.accepted.set_exception(
+                        Aborted(
+                            f"session {run.session_id} already has an active run {other} (on another agent "
+                            "replica); wait for it, cancel it, or send with on_conflict ENQUEUE or INTERRUPT"
+                        )
+                    )
+                self._runs.pop(run.id, None)
+                return False
+            if live.accepted is not None and not live.accepted.done():
+                live.accepted.set_result(None)
+                await self._store.put_run(run, self.owner, self._lease_until())
+            if live.policy is ConflictPolicy.INTERRUPT and asked_to_cancel != other:
+                await self._store.request_cancel(other, "interrupted by a newer message")
+                asked_to_cancel = other
+            await self._wait_remote(other, REMOTE_POLL_SECONDS)
+
     async def _execute(self, live: LiveRun) -> None:
         run = live.run
         timer = (
@@ -393,6 +557,8 @@ class RunManager:
             else None
         )
         try:
+            if not await self._claim(live):
+                return
             step_limit = await self._body(live)
         except asyncio.CancelledError:
             if live.timed_out and not self._closing:
@@ -400,37 +566,49 @@ class RunManager:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 run.status = agent_pb2.RUN_STATUS_FAILED
                 run.error = live.cancel_reason
-                live.emit(run_failed=agent_pb2.RunFailed(code="DEADLINE_EXCEEDED", message=run.error))
+                final: dict[str, object] = {
+                    "run_failed": agent_pb2.RunFailed(code="DEADLINE_EXCEEDED", message=run.error)
+                }
             else:
                 run.status = (
                     agent_pb2.RUN_STATUS_INTERRUPTED if self._closing else agent_pb2.RUN_STATUS_CANCELLED
                 )
-                live.emit(run_cancelled=agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled"))
+                final = {"run_cancelled": agent_pb2.RunCancelled(reason=live.cancel_reason or "cancelled")}
         except FireboxError as exc:
             run.status = agent_pb2.RUN_STATUS_FAILED
             run.error = exc.message
-            live.emit(run_failed=agent_pb2.RunFailed(code=exc.code.name, message=exc.message))
+            final = {"run_failed": agent_pb2.RunFailed(code=exc.code.name, message=exc.message)}
         except Exception as exc:
             # A bug, not the client's doing: keep the run's data, say so in the run, log the trace.
             log.exception("run_failed_unexpectedly", run_id=run.id, error=repr(exc))
             run.status = agent_pb2.RUN_STATUS_FAILED
             run.error = f"internal error: {exc!r}"
-            live.emit(run_failed=agent_pb2.RunFailed(code="INTERNAL", message=run.error))
+            final = {"run_failed": agent_pb2.RunFailed(code="INTERNAL", message=run.error)}
         else:
             run.status = agent_pb2.RUN_STATUS_COMPLETED
-            live.emit(
-                run_completed=agent_pb2.RunCompleted(
+            final = {
+                "run_completed": agent_pb2.RunCompleted(
                     step_limit_reached=step_limit, output_truncated=live.output_truncated
                 )
-            )
+            }
         finally:
             if timer is not None:
                 timer.cancel()
         run.end_time.CopyFrom(_now())
+        if live.fenced:
+            # Another replica ended it in the store already; followers here still get an end.
+            run.status = agent_pb2.RUN_STATUS_INTERRUPTED
+            live.emit(**final)
+            return
+        # Stored before the last event goes out: a client that saw its run end may send the
+        # next message to any replica, and must find the session free there.
         try:
-            await self._store.put_run(run)
+            await asyncio.shield(self._store.put_run(run))
+        except asyncio.CancelledError:
+            pass  # cancelled again (shutdown) while storing: the write goes on, the end is still sent
         except Exception as exc:
             log.error("run_not_persisted", run_id=run.id, error=repr(exc))
+        live.emit(**final)
 
     def cancel(self, run_id: str, reason: str = "cancelled by the client") -> LiveRun | None:
         """Stop a run if it is going or waiting; idempotent. None if this process never had it."""
@@ -449,11 +627,25 @@ class RunManager:
             live.finish()
             asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
             self._persist_soon(live)
+            self._spawn(self._store.append_events(live.id, live.events))
             if not lane.waiting and lane.active is None and not lane.held:
                 self._lanes.pop(live.session_id, None)
         elif live.task is not None:
             live.task.cancel()
         return live
+
+    async def cancel_elsewhere(self, run_id: str, reason: str, wait_seconds: float) -> bool:
+        """Cancel a run another replica drives (through the store), waiting up to
+        `wait_seconds` for it to end; False when it is not live anywhere."""
+        if not await self._store.request_cancel(run_id, reason):
+            return False
+        deadline = time.monotonic() + wait_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            stored = await self._store.get_run(run_id)
+            if stored is None or stored.status not in _LIVE_RUN_STATES:
+                break
+            await self._wait_remote(run_id, min(left, REMOTE_POLL_SECONDS))
+        return True
 
     async def cancel_session(self, session_id: str, reason: str) -> None:
         """Cancel a session's active and waiting runs and wait until they have ended."""
@@ -468,35 +660,163 @@ class RunManager:
             if active.task is not None:
                 await asyncio.wait({active.task})
 
-    async def follow(self, run_id: str, after_index: int) -> AsyncIterator[agent_pb2.RunEvent]:
-        live = await self._live(run_id)
-        async for event in live.follow(after_index):
-            yield event
+    # -- following -------------------------------------------------------------------------
 
-    async def _live(self, run_id: str) -> LiveRun:
-        """The run's live record; NOT_FOUND, or FAILED_PRECONDITION when its events are gone."""
+    async def follow(self, run_id: str, after_index: int) -> AsyncIterator[agent_pb2.RunEvent]:
         live = self._runs.get(run_id)
-        if live is None:
-            stored = await self._store.get_run(run_id)
-            if stored is None:
-                raise NotFound(f"run {run_id} not found")
-            raise FailedPrecondition(
-                f"run {run_id} ended and its events are no longer kept (they are kept "
-                f"{self._retention:g}s after a run ends, and not across restarts); its messages are in "
-                "GetSession and its outcome in GetRun"
-            )
-        return live
+        if live is not None:
+            async for event in live.follow(after_index):
+                yield event
+            return
+        async for page in self._follow_stored(run_id, after_index):
+            for event in page:
+                yield event
 
     async def follow_batches(self, run_id: str, after_index: int) -> AsyncIterator[list[agent_pb2.RunEvent]]:
         """`follow`, several events at a time (LiveRun.follow_batches)."""
-        live = await self._live(run_id)
-        async for batch in live.follow_batches(after_index):
-            yield batch
+        live = self._runs.get(run_id)
+        if live is not None:
+            async for batch in live.follow_batches(after_index):
+                yield batch
+            return
+        async for page in self._follow_stored(run_id, after_index):
+            while page:
+                n, size = 0, 0
+                while n < len(page):
+                    size += page[n].ByteSize()
+                    if size > MAX_BATCH_BYTES and n:
+                        break
+                    n += 1
+                yield page[:n]
+                page = page[n:]
+
+    async def _follow_stored(self, run_id: str, after_index: int) -> AsyncIterator[list[agent_pb2.RunEvent]]:
+        """Pages of a run's events read from the store: a run another replica drives (live,
+        woken by its notices) or one that has left memory."""
+        stored = await self._store.get_run(run_id)
+        if stored is None:
+            raise NotFound(f"run {run_id} not found")
+        if stored.status not in _LIVE_RUN_STATES and not await self._store.list_events(run_id, 0, 1):
+            raise FailedPrecondition(
+                f"run {run_id} ended and its events are no longer kept (they are kept "
+                f"{self._retention:g}s after a run ends); its messages are in GetSession and its outcome "
+                "in GetRun"
+            )
+        position = max(after_index, 0)
+        ended_at: float | None = None
+        while True:
+            # Registered before reading, so a notice between the read and the wait is not lost.
+            waiter = self._remote_waiter(run_id)
+            try:
+                page = await self._store.list_events(run_id, position, MAX_BATCH_EVENTS)
+                if page:
+                    position = page[-1].index
+                    yield page
+                    if is_terminal(page[-1]):
+                        return
+                    continue
+                if ended_at is None:
+                    current = await self._store.get_run(run_id)
+                    if current is None:
+                        return
+                    if current.status not in _LIVE_RUN_STATES:
+                        # The outcome is stored just before the last events: they follow within
+                        # a flush, unless the owner died in between.
+                        ended_at = time.monotonic()
+                elif time.monotonic() - ended_at > ENDED_GRACE_SECONDS:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter, REMOTE_POLL_SECONDS if ended_at is None else 0.05)
+            finally:
+                self._drop_remote_waiter(run_id, waiter)
+
+    def _remote_waiter(self, run_id: str) -> asyncio.Future[None]:
+        waiter = asyncio.get_running_loop().create_future()
+        self._remote_waiters.setdefault(run_id, []).append(waiter)
+        return waiter
+
+    def _drop_remote_waiter(self, run_id: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._remote_waiters.get(run_id)
+        if waiters is not None:
+            with contextlib.suppress(ValueError):
+                waiters.remove(waiter)
+            if not waiters:
+                self._remote_waiters.pop(run_id, None)
+
+    async def _wait_remote(self, run_id: str, seconds: float) -> None:
+        """Until a notice about the run's events, or `seconds`."""
+        waiter = self._remote_waiter(run_id)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, seconds)
+        finally:
+            self._drop_remote_waiter(run_id, waiter)
+
+    def _on_notice(self, channel: str, run_id: str) -> None:
+        if channel == EVENTS_CHANNEL:
+            for waiter in self._remote_waiters.pop(run_id, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+        elif channel == CONTROL_CHANNEL and run_id in self._runs and not self._runs[run_id].done:
+            self._spawn(self._control(run_id))
+
+    async def _control(self, run_id: str) -> None:
+        await self._renew()
+        for handler in self.control_handlers:
+            await handler(run_id)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def _renew(self) -> None:
+        """Extend this process's leases; act on cancels other replicas left for its runs, and
+        stop the runs another replica took over (this one was too slow to renew): they must not
+        go on twice."""
+        asked = time.monotonic()
+        held = await self._store.renew_leases(self.owner, self._lease_until())
+        for run_id, reason in held.items():
+            if reason:
+                self.cancel(run_id, reason)
+        for live in list(self._runs.values()):
+            lost = (
+                live.claimed_at is not None
+                and live.claimed_at < asked
+                and not live.done
+                and not live.run.HasField("end_time")  # ending: its outcome is being stored
+                and live.id not in held
+            )
+            if lost and not live.fenced:
+                live.fenced = True
+                log.warning("run_lease_lost", run_id=live.id)
+                self.cancel(live.id, LEASE_LOST_REASON)
+
+    async def _maintain(self) -> None:
+        """Renew this process's leases every third of the lease; look for runs of replicas whose
+        leases ran out every tenth (a cheap indexed query), so a takeover comes within about
+        the lease of a replica's death."""
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(self._lease / 10)
+            try:
+                if time.monotonic() - renewed >= self._lease / 3:
+                    await self._renew()
+                    renewed = time.monotonic()
+                taken = await self._store.interrupt_expired(time.time_ns(), TAKEOVER_REASON)
+                if taken:
+                    log.warning("runs_taken_over", count=len(taken), run_ids=taken[:20])
+                    for run_id in taken:
+                        self._spawn(self._forget_later(run_id))
+            except Exception as exc:
+                log.error("run_leases_not_kept", error=repr(exc))
+
+    async def _forget_later(self, run_id: str) -> None:
+        await asyncio.sleep(self._retention)
+        await self._store.delete_events(run_id)
 
     async def shutdown(self, grace: float) -> None:
         """Refuse new runs, give running ones `grace` seconds, then stop them as INTERRUPTED."""
         self._closing = True
-        tasks = {live.task for live in self._runs.values() if live.task is not None and not live.done}
+        # Tasks, not runs: a finished run's task may still be writing its last events and outcome.
+        tasks = {live.task for live in self._runs.values() if live.task is not None and not live.task.done()}
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
         for live in list(self._runs.values()):
@@ -507,6 +827,10 @@ class RunManager:
         remaining = {t for t in tasks if not t.done()}
         if remaining:
             await asyncio.wait(remaining, timeout=5)
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=5)
 
     def _forget(self, run_id: str) -> None:
         live = self._runs.pop(run_id, None)
@@ -514,6 +838,8 @@ class RunManager:
             key = live.options.idempotency_key(live.session_id)
             if self._keys.get(key) == run_id:
                 del self._keys[key]
+        # The store keeps events as long as memory does: both are bounded by the retention.
+        self._spawn(self._store.delete_events(run_id))
 
 
 def _repeated(session_id: str, options: RunOptions, run_id: str) -> str:

@@ -10,6 +10,7 @@ import asyncio
 import signal
 from dataclasses import dataclass
 
+from agent_service import metrics
 from agent_service.approvals import POLICY_NAMES
 from agent_service.config import AgentConfig
 from agent_service.executor_pool import ExecutorPool
@@ -20,11 +21,13 @@ from agent_service.review import ApprovalReviewer
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
 from agent_service.skills import ensure_skills
-from agent_service.store import SqliteStore, Store
+from agent_service.store import Store, open_store, redact_url
 from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common import tracing
+from firebox.common.metrics import MetricsInterceptor, MetricsServer
 from firebox.common.secrets import redactor
 from firebox.common.tls import ClientTLS, ServerTLS
 from firebox.common.trainlog import TrainingLog
@@ -73,10 +76,14 @@ async def start_agent(config: AgentConfig) -> Agent:
     )
     if executor_tls is not None:
         executor_tls.credentials()  # read the files now: a bad one stops start-up
-    store = await SqliteStore.open(config.database_path)
-    interrupted = await store.interrupt_unfinished(_now_ns())
-    if interrupted:
-        log.warning("runs_interrupted_by_restart", count=len(interrupted), run_ids=interrupted[:20])
+    store = await open_store(config.store_url)
+    if not store.shared:
+        # This process is the only one using the file: whatever was running died with the last.
+        # With a shared database other replicas' runs are live; runs of a replica that died are
+        # taken over when its lease runs out (RunManager).
+        interrupted = await store.interrupt_unfinished(_now_ns())
+        if interrupted:
+            log.warning("runs_interrupted_by_restart", count=len(interrupted), run_ids=interrupted[:20])
     provider = build_provider(
         ProviderSettings(
             wire_format=config.provider,
@@ -119,14 +126,25 @@ async def start_agent(config: AgentConfig) -> Agent:
         mcp_servers=mcp_servers,
         reviewer=ApprovalReviewer(provider, config.review_model, config.review_timeout),
     )
-    runs = RunManager(store, loop, config.event_retention, run_timeout=config.run_timeout)
+    runs = RunManager(store, loop, config.event_retention, config.run_lease, run_timeout=config.run_timeout)
     servicer = AgentServicer(config, store, runs, provider, executor, training_log, loop)
+    await runs.start()
 
     async def on_stopping(grace: float) -> None:
         # Runs get most of the grace period; what is left lets their last events reach clients.
         await runs.shutdown(max(0.0, grace - min(1.0, grace / 2)))
 
+    metrics_server = (
+        MetricsServer(
+            metrics.REGISTRY, config.metrics_listen, metrics.live_collector(runs.counts, training_log)
+        )
+        if config.metrics_listen
+        else None
+    )
+
     async def on_stopped() -> None:
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.close)
         await provider.close()
         await loop.mcp.close()
         await executor.close()
@@ -143,6 +161,8 @@ async def start_agent(config: AgentConfig) -> Agent:
         on_stopping=on_stopping,
         on_stopped=on_stopped,
         server_credentials=server_credentials,
+        metrics_interceptor=MetricsInterceptor(metrics.RPC) if metrics_server is not None else None,
+        extra_interceptors=(tracing.TracingInterceptor(),) if tracing.enabled() else (),
     )
     try:
         running = await fb_server.start(spec)
@@ -159,7 +179,7 @@ async def start_agent(config: AgentConfig) -> Agent:
         model=config.model or "(none)",
         max_output_tokens=config.max_output_tokens,
         run_timeout_seconds=config.run_timeout,
-        database=str(config.database_path),
+        database=redact_url(config.store_url),
         training_log=config.training_log,
         mcp_servers=sorted(mcp_servers),
     )
@@ -175,8 +195,10 @@ def _now_ns() -> int:
 async def serve(config: AgentConfig) -> None:
     """Run the agent until SIGTERM or SIGINT, then stop gracefully."""
     fb_logging.configure("agent", config.log_dir, config.log_level, config.log_json)
+    tracing.configure("agent")
     agent = await start_agent(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(agent.stop()))
     await agent.server.wait()
+    await asyncio.to_thread(tracing.shutdown)

@@ -17,6 +17,7 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent_service.approval_relay import ApprovalRelay
 from agent_service.approvals import Decision, Resolution
 from agent_service.config import AgentConfig
 from agent_service.context import estimate_tokens, model_view
@@ -87,6 +88,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._config = config
         self._store = store
         self._runs = runs
+        # Decisions for runs another replica drives go through the store; ones for this
+        # replica's runs that another replica received come back the same way.
+        self._approval_relay = ApprovalRelay(store, loop.approvals)
+        runs.control_handlers.append(self._approval_relay.take)
         self._provider = provider
         self._executor = executor
         self._log = training_log
@@ -97,7 +102,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session = await self._store.get_session(_require(session_id, field))
         if session is None:
             raise NotFound(f"session {session_id} not found")
-        session.active_run_id = self._runs.active_run_id(session_id)
+        session.active_run_id = self._runs.active_run_id(session_id) or await self._store.running_run_id(
+            session_id
+        )
         session.context_window = self._config.context_window
         return session
 
@@ -267,6 +274,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             policy,
             RunOptions(approval_policy=request.approval_policy, message_id=request.message_id),
         )
+        await live.wait_accepted()
         log.info("run_submitted", run_id=live.id, session_id=session.id, policy=policy.value)
         async for response in _responses(
             request.batch_events,
@@ -306,6 +314,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if live is not None:
             await _wait_finished(live, CANCEL_WAIT_SECONDS)
             log.info("run_cancel_requested", run_id=live.id)
+        elif await self._runs.cancel_elsewhere(
+            request.run_id, "cancelled by the client", CANCEL_WAIT_SECONDS
+        ):
+            log.info("run_cancel_requested", run_id=request.run_id, elsewhere=True)
         return agent_pb2.CancelRunResponse(run=await self._run(request.run_id))
 
     async def GetRun(
@@ -393,6 +405,27 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         log.info("workspace_deleted", workspace_id=workspace_id)
         return executor_pb2.DeleteWorkspaceResponse()
 
+    async def CreateSnapshot(
+        self, request: executor_pb2.CreateSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.CreateSnapshotResponse:
+        _require(request.workspace_id, "workspace_id")
+        deadline = forwardable_timeout(context.time_remaining()) or 600.0
+        return await self._executor.create_snapshot(request, deadline)
+
+    async def ListSnapshots(
+        self, request: executor_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.ListSnapshotsResponse:
+        return executor_pb2.ListSnapshotsResponse(
+            snapshots=await self._executor.list_snapshots(request.workspace_id)
+        )
+
+    async def DeleteSnapshot(
+        self, request: executor_pb2.DeleteSnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> executor_pb2.DeleteSnapshotResponse:
+        snapshot_id = _require(request.snapshot_id, "snapshot_id")
+        await self._executor.delete_snapshot(snapshot_id)
+        return executor_pb2.DeleteSnapshotResponse()
+
     async def PauseWorkspace(
         self, request: executor_pb2.PauseWorkspaceRequest, context: grpc.aio.ServicerContext
     ) -> executor_pb2.PauseWorkspaceResponse:
@@ -425,20 +458,25 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             raise InvalidArgument("edited_command", "is only allowed with APPROVE_EDITED")
         if decision is Decision.DENY and request.always_allow_paths:
             raise InvalidArgument("always_allow_paths", "is only allowed with APPROVE or APPROVE_EDITED")
-        run_known = self._runs.get(request.run_id) is not None or (
-            await self._store.get_run(request.run_id) is not None
+        resolution = Resolution(
+            decision, request.reason, request.edited_command, always_allow_paths=request.always_allow_paths
         )
-        self._loop.approvals.resolve(
-            request.run_id,
-            request.tool_call_id,
-            Resolution(
-                decision,
-                request.reason,
-                request.edited_command,
-                always_allow_paths=request.always_allow_paths,
-            ),
-            run_known,
-        )
+        stored = None if self._runs.get(request.run_id) else await self._store.get_run(request.run_id)
+        if stored is not None and stored.status in (
+            agent_pb2.RUN_STATUS_RUNNING,
+            agent_pb2.RUN_STATUS_QUEUED,
+        ):
+            if decision is Decision.APPROVE_EDITED and not request.edited_command.strip():
+                raise InvalidArgument("edited_command", "is required with APPROVE_EDITED")
+            # Driven by another replica.
+            await self._approval_relay.deliver(request.run_id, request.tool_call_id, resolution)
+        else:
+            self._loop.approvals.resolve(
+                request.run_id,
+                request.tool_call_id,
+                resolution,
+                self._runs.get(request.run_id) is not None or stored is not None,
+            )
         log.info(
             "approval_decided",
             run_id=request.run_id,
@@ -453,6 +491,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session = await self._session(request.session_id)
         model = self._provider.resolve_model(session.settings.model)
         queue: asyncio.Queue[agent_pb2.CompactSessionResponse | None] = asyncio.Queue()
+        _refuse_if_running_elsewhere(session, self._runs)
         with self._runs.hold(session.id):
             stored = await self._store.list_messages(session.id)
             if not stored:
@@ -528,6 +567,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 "cancel it before editing"
             )
         if request.action == agent_pb2.EDIT_ACTION_SAVE:
+            _refuse_if_running_elsewhere(session, self._runs)
             with self._runs.hold(session.id):
                 message.content = request.content
                 await self._store.put_message(session.id, message)
@@ -540,6 +580,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             ConflictPolicy.REJECT,
             RunOptions(resend_message_id=message.id, request_id=request.request_id),
         )
+        await live.wait_accepted()
         message.content = request.content
         yield agent_pb2.EditMessageResponse(message=message)
         async for response in _responses(
@@ -630,6 +671,16 @@ async def _responses(
     else:
         async for event in events():
             yield response(event=event)
+
+
+def _refuse_if_running_elsewhere(session: agent_pb2.Session, runs: RunManager) -> None:
+    """FAILED_PRECONDITION when another agent replica runs the session (as `runs.hold` says for
+    this one). A check, not a claim: a run starting elsewhere right after is not excluded."""
+    if session.active_run_id and runs.get(session.active_run_id) is None:
+        raise FailedPrecondition(
+            f"session {session.id} has an active run {session.active_run_id} (on another agent replica); "
+            "wait for it or cancel it first"
+        )
 
 
 async def _wait_finished(live: LiveRun, limit: float) -> None:

@@ -1,8 +1,10 @@
-"""Where sessions, messages and runs are kept: an interface, and SQLite behind it.
+"""Where sessions, messages, runs and run events are kept: an interface, SQLite behind it by
+default, PostgreSQL (agent_service/pg_store.py) when several agent replicas share one database.
 
-Records are the agent's proto messages (Session, Message, Run), stored as serialized blobs next
-to the few columns queries need, so a field added to a proto needs no migration. The schema
-version lives in `PRAGMA user_version`; `_MIGRATIONS` takes an older file forward.
+Records are the agent's proto messages (Session, Message, Run, RunEvent), stored as serialized
+blobs next to the few columns queries need, so a field added to a proto needs no migration. The
+schema is defined once in agent_service/schema.py; SQLite keeps its version in
+`PRAGMA user_version` and is taken forward in place when an older agent's file is opened.
 
 SQLite calls block, so every call runs on one dedicated thread that owns the connection; the
 event loop only awaits. One thread also serializes writes, which SQLite wants anyway.
@@ -15,57 +17,75 @@ import asyncio
 import base64
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from agent_service.schema import SCHEMA_VERSION, Table, migration
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import Aborted, InvalidArgument
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE sessions (
-        id TEXT PRIMARY KEY,
-        create_ns INTEGER NOT NULL,
-        data BLOB NOT NULL
-    );
-    CREATE INDEX sessions_by_time ON sessions (create_ns DESC, id DESC);
-    CREATE TABLE messages (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-        status INTEGER NOT NULL,
-        data BLOB NOT NULL
-    );
-    CREATE INDEX messages_by_session ON messages (session_id, seq);
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-        create_ns INTEGER NOT NULL,
-        status INTEGER NOT NULL,
-        data BLOB NOT NULL
-    );
-    CREATE INDEX runs_by_session ON runs (session_id, create_ns DESC, id DESC);
-    """,
-    # Which executor replica owns each workspace the agent has routed (by instance id, which
-    # survives a replica's restart; the address is where it was last seen).
-    2: """
-    CREATE TABLE workspace_owners (
-        workspace_id TEXT PRIMARY KEY,
-        instance_id TEXT NOT NULL,
-        address TEXT NOT NULL,
-        update_ns INTEGER NOT NULL
-    );
-    """,
-}
-
 # Run states that mean "was going on" when the agent stopped.
 _LIVE_RUN_STATES = (agent_pb2.RUN_STATUS_RUNNING, agent_pb2.RUN_STATUS_QUEUED)
+
+# Notice channels between replicas (PostgreSQL LISTEN/NOTIFY); payloads are run ids only, the
+# rows are the truth (a notice is at most 8000 bytes, and one may be missed on a reconnect).
+EVENTS_CHANNEL = "firebox_run_events"
+CONTROL_CHANNEL = "firebox_run_control"
+
+RESTART_REASON = "the agent stopped while the run was going"
+
+
+def interrupted(data: bytes, end_time_ns: int, reason: str) -> agent_pb2.Run:
+    """A stored run, ended INTERRUPTED for `reason`."""
+    run = agent_pb2.Run.FromString(data)
+    run.status = agent_pb2.RUN_STATUS_INTERRUPTED
+    run.end_time.FromNanoseconds(end_time_ns)
+    run.error = reason
+    return run
+
+
+def run_row(run: agent_pb2.Run, owner: str, lease_until_ns: int) -> tuple[object, ...]:
+    """(id, session_id, create_ns, status, data, owner, lease_ns): a run as both backends insert it."""
+    return (
+        run.id,
+        run.session_id,
+        run.create_time.ToNanoseconds(),
+        run.status,
+        run.SerializeToString(),
+        owner,
+        lease_until_ns,
+    )
+
+
+def add_to_total(
+    session: agent_pb2.Session, usage: agent_pb2.Usage, context_tokens: int | None
+) -> agent_pb2.Usage:
+    """Add one call's usage to the session's stored total (and set its context size); returns a
+    copy of the new total."""
+    total = session.usage
+    total.input_tokens += usage.input_tokens
+    total.cached_input_tokens += usage.cached_input_tokens
+    total.output_tokens += usage.output_tokens
+    total.reasoning_tokens += usage.reasoning_tokens
+    total.total_tokens += usage.total_tokens
+    if context_tokens is not None:
+        session.context_tokens = context_tokens
+    result = agent_pb2.Usage()
+    result.CopyFrom(total)
+    return result
+
+
+def final_event(run_id: str, index: int, end_time_ns: int, reason: str) -> agent_pb2.RunEvent:
+    """The event that ends a run its owner could not end: what StreamRun replays last."""
+    event = agent_pb2.RunEvent(
+        index=index, run_id=run_id, run_cancelled=agent_pb2.RunCancelled(reason=reason)
+    )
+    event.time.FromNanoseconds(end_time_ns)
+    return event
 
 
 def encode_page_token(create_ns: int, record_id: str) -> str:
@@ -136,8 +156,33 @@ class Store(abc.ABC):
     async def list_messages(self, session_id: str) -> list[agent_pb2.Message]: ...
 
     @abc.abstractmethod
-    async def put_run(self, run: agent_pb2.Run) -> None:
-        """Insert or replace a run."""
+    async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
+        """Insert or replace a run. `owner` and its lease are recorded when the run is new."""
+
+    @abc.abstractmethod
+    async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
+        """Record `run` (status RUNNING) as its session's running run, owned by `owner`, in one
+        atomic step; returns "" on success, else the id of the session's running run (unchanged)."""
+
+    @abc.abstractmethod
+    async def running_run_id(self, session_id: str) -> str:
+        """The id of the session's RUNNING run, on whichever replica, or ""."""
+
+    @abc.abstractmethod
+    async def renew_leases(self, owner: str, lease_until_ns: int) -> dict[str, str]:
+        """Extend the lease of every live run `owner` holds; returns them, each with the reason
+        another replica asked to cancel it ("" when none). A run missing from it was taken over."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, run_id: str, reason: str) -> bool:
+        """Ask the run's owner to cancel it (recorded on the run, owner woken); False when the
+        run is not live."""
+
+    @abc.abstractmethod
+    async def interrupt_expired(self, now_ns: int, reason: str) -> list[str]:
+        """Take over the live runs whose owner's lease ran out before `now_ns`: each ends
+        INTERRUPTED with `reason`, a final run_cancelled event, and its streaming messages
+        INTERRUPTED. Returns their ids; two replicas never take the same run."""
 
     @abc.abstractmethod
     async def get_run(self, run_id: str) -> agent_pb2.Run | None: ...
@@ -149,8 +194,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
-        """After a restart: mark runs that were running or queued INTERRUPTED and messages that
-        were streaming INTERRUPTED. Returns the ids of the runs changed."""
+        """After a restart of the only agent: mark runs that were running or queued INTERRUPTED
+        (with a final run_cancelled event) and messages that were streaming INTERRUPTED. Returns
+        the ids of the runs changed."""
 
     @abc.abstractmethod
     async def put_workspace_owner(self, workspace_id: str, instance_id: str, address: str) -> None:
@@ -164,7 +210,84 @@ class Store(abc.ABC):
     async def delete_workspace_owner(self, workspace_id: str) -> None: ...
 
     @abc.abstractmethod
+    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
+        """Record events of a run; an index recorded before is an error (never a silent repeat)."""
+
+    @abc.abstractmethod
+    async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
+        """At most `limit` recorded events of the run with an index above `after_index`, in order."""
+
+    @abc.abstractmethod
+    async def delete_events(self, run_id: str) -> None: ...
+
+    # -- between replicas ------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def shared(self) -> bool:
+        """True when other agent processes may use the same database (leases and notices matter)."""
+
+    @abc.abstractmethod
+    async def watch(self, on_notice: Callable[[str, str], None]) -> None:
+        """Deliver notices from other replicas as on_notice(channel, run_id), channel
+        EVENTS_CHANNEL (new events recorded) or CONTROL_CHANNEL (a cancel or an approval
+        waits for the owner); until close. A backend with one process only has none to deliver."""
+
+    @abc.abstractmethod
+    async def put_approval_request(self, run_id: str, tool_call_id: str, data: bytes) -> None:
+        """Leave a decision for the run's owner (replacing an earlier one) and wake it."""
+
+    @abc.abstractmethod
+    async def approval_requests(self, run_id: str) -> list[tuple[str, bytes]]:
+        """(tool call id, data) of the decisions waiting for the run's owner."""
+
+    @abc.abstractmethod
+    async def finish_approval_request(self, run_id: str, tool_call_id: str, outcome: str) -> None:
+        """The owner took the decision: "" removes it, anything else records why it could not."""
+
+    @abc.abstractmethod
+    async def approval_request_outcome(self, run_id: str, tool_call_id: str) -> str | None:
+        """None once taken, "" while waiting, else why the owner refused it (then removed)."""
+
+    # -- whole-table copying, for `firebox-agent migrate` ----------------------------------
+
+    @abc.abstractmethod
+    async def export_page(self, table: Table, after: tuple[object, ...] | None, limit: int) -> list[tuple]:
+        """Rows of `table` (its copied columns) with a key above `after`, in key order."""
+
+    @abc.abstractmethod
+    async def import_rows(self, table: Table, rows: Sequence[tuple]) -> None:
+        """Insert rows exported from another store, keys and all, in one transaction."""
+
+    @abc.abstractmethod
+    async def count_rows(self, table: Table) -> int: ...
+
+    @abc.abstractmethod
     async def close(self) -> None: ...
+
+
+async def open_store(url: str) -> Store:
+    """The store a database URL names: `sqlite:///PATH` (PATH as written after `sqlite://`, so
+    `sqlite:///tmp/a.db` is /tmp/a.db) or `postgresql://…` (libpq's URL form)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from agent_service.pg_store import PostgresStore
+
+        return await PostgresStore.open(url)
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://") :]
+        if not path:
+            raise InvalidArgument("database_url", "sqlite:// needs a path, e.g. sqlite:///var/lib/agent.db")
+        return await SqliteStore.open(Path(path))
+    raise InvalidArgument("database_url", "expected sqlite:///PATH or postgresql://…")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 class SqliteStore(Store):
@@ -203,9 +326,8 @@ class SqliteStore(Store):
         for target in range(version + 1, SCHEMA_VERSION + 1):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in migration(target, "sqlite"):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={target}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -266,20 +388,11 @@ class SqliteStore(Store):
                     db.execute("ROLLBACK")
                     return agent_pb2.Usage()
                 session = agent_pb2.Session.FromString(row[0])
-                total = session.usage
-                total.input_tokens += usage.input_tokens
-                total.cached_input_tokens += usage.cached_input_tokens
-                total.output_tokens += usage.output_tokens
-                total.reasoning_tokens += usage.reasoning_tokens
-                total.total_tokens += usage.total_tokens
-                if context_tokens is not None:
-                    session.context_tokens = context_tokens
+                result = add_to_total(session, usage, context_tokens)
                 db.execute(
                     "UPDATE sessions SET data = ? WHERE id = ?", (session.SerializeToString(), session_id)
                 )
                 db.execute("COMMIT")
-                result = agent_pb2.Usage()
-                result.CopyFrom(total)
                 return result
             except BaseException:
                 db.execute("ROLLBACK")
@@ -310,7 +423,19 @@ class SqliteStore(Store):
 
     async def delete_session(self, session_id: str) -> bool:
         def delete() -> bool:
-            return self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE session_id = ?)",
+                    (session_id,),
+                )
+                deleted = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+                db.execute("COMMIT")
+                return deleted
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
         return await self._call(delete)
 
@@ -334,6 +459,10 @@ class SqliteStore(Store):
                     )
                 messages = db.execute("DELETE FROM messages WHERE session_id = ?", (session_id,)).rowcount
                 # Queued runs keep their rows: they start after the clear, in the cleared session.
+                db.execute(
+                    "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE session_id = ? AND status != ?)",
+                    (session_id, agent_pb2.RUN_STATUS_QUEUED),
+                )
                 runs = db.execute(
                     "DELETE FROM runs WHERE session_id = ? AND status != ?",
                     (session_id, agent_pb2.RUN_STATUS_QUEUED),
@@ -424,15 +553,146 @@ class SqliteStore(Store):
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def put_run(self, run: agent_pb2.Run) -> None:
-        data = run.SerializeToString()
+    async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
+        # Serialized here, not on the database thread: the loop goes on changing the run.
+        row = run_row(run, owner, lease_until_ns)
         await self._call(
             lambda: self._db.execute(
-                "INSERT INTO runs (id, session_id, create_ns, status, data) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
-                (run.id, run.session_id, run.create_time.ToNanoseconds(), run.status, data),
+                row,
             )
         )
+
+    async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
+        # Serialized here, not on the database thread: the loop goes on changing the run.
+        row = run_row(run, owner, lease_until_ns)
+
+        def claim() -> str:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                other = db.execute(
+                    "SELECT id FROM runs WHERE session_id = ? AND status = ? AND id != ?",
+                    (row[1], agent_pb2.RUN_STATUS_RUNNING, row[0]),
+                ).fetchone()
+                if other is None:
+                    db.execute(
+                        "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                        "data = excluded.data, owner = excluded.owner, lease_ns = excluded.lease_ns",
+                        row,
+                    )
+                db.execute("COMMIT")
+                return other[0] if other else ""
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        return await self._call(claim)
+
+    async def running_run_id(self, session_id: str) -> str:
+        row = await self._call(
+            lambda: self._db.execute(
+                "SELECT id FROM runs WHERE session_id = ? AND status = ?",
+                (session_id, agent_pb2.RUN_STATUS_RUNNING),
+            ).fetchone()
+        )
+        return row[0] if row else ""
+
+    async def renew_leases(self, owner: str, lease_until_ns: int) -> dict[str, str]:
+        def renew() -> dict[str, str]:
+            placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    f"UPDATE runs SET lease_ns = ? WHERE owner = ? AND status IN ({placeholders})",
+                    (lease_until_ns, owner, *_LIVE_RUN_STATES),
+                )
+                rows = db.execute(
+                    f"SELECT id, cancel_reason FROM runs WHERE owner = ? AND status IN ({placeholders})",
+                    (owner, *_LIVE_RUN_STATES),
+                ).fetchall()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return {row[0]: row[1] for row in rows}
+
+        return await self._call(renew)
+
+    async def request_cancel(self, run_id: str, reason: str) -> bool:
+        def request() -> bool:
+            placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
+            return (
+                self._db.execute(
+                    f"UPDATE runs SET cancel_reason = ? WHERE id = ? AND status IN ({placeholders})",
+                    (reason or "cancelled", run_id, *_LIVE_RUN_STATES),
+                ).rowcount
+                > 0
+            )
+
+        return await self._call(request)
+
+    def _interrupt_where(
+        self, where: str, args: tuple, end_time_ns: int, reason: str, all_streaming: bool
+    ) -> list[str]:
+        """On the database thread: end the live runs matching `where` INTERRUPTED."""
+        db = self._db
+        changed: list[str] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
+            rows = db.execute(
+                f"SELECT id, session_id, data FROM runs WHERE status IN ({placeholders}) AND {where}",
+                (*_LIVE_RUN_STATES, *args),
+            ).fetchall()
+            for run_id, _session, data in rows:
+                run = interrupted(data, end_time_ns, reason)
+                db.execute(
+                    "UPDATE runs SET status = ?, data = ? WHERE id = ?",
+                    (run.status, run.SerializeToString(), run_id),
+                )
+                last = (
+                    db.execute("SELECT MAX(idx) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0] or 0
+                )
+                event = final_event(run_id, last + 1, end_time_ns, reason)
+                db.execute(
+                    "INSERT INTO events (run_id, idx, data) VALUES (?, ?, ?)",
+                    (run_id, event.index, event.SerializeToString()),
+                )
+                changed.append(run_id)
+            if all_streaming:
+                streaming = db.execute(
+                    "SELECT seq, data FROM messages WHERE status = ?", (agent_pb2.MESSAGE_STATUS_STREAMING,)
+                ).fetchall()
+            else:
+                sessions = {session_id for _id, session_id, _data in rows}
+                streaming = [
+                    row
+                    for session_id in sessions
+                    for row in db.execute(
+                        "SELECT seq, data FROM messages WHERE session_id = ? AND status = ?",
+                        (session_id, agent_pb2.MESSAGE_STATUS_STREAMING),
+                    ).fetchall()
+                ]
+            for seq, data in streaming:
+                message = agent_pb2.Message.FromString(data)
+                message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                db.execute(
+                    "UPDATE messages SET status = ?, data = ? WHERE seq = ?",
+                    (message.status, message.SerializeToString(), seq),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return changed
+
+    async def interrupt_expired(self, now_ns: int, reason: str) -> list[str]:
+        return await self._call(self._interrupt_where, "lease_ns < ?", (now_ns,), now_ns, reason, False)
 
     async def get_run(self, run_id: str) -> agent_pb2.Run | None:
         def get() -> agent_pb2.Run | None:
@@ -466,40 +726,7 @@ class SqliteStore(Store):
         return await self._call(list_)
 
     async def interrupt_unfinished(self, end_time_ns: int) -> list[str]:
-        def interrupt() -> list[str]:
-            db = self._db
-            changed: list[str] = []
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                placeholders = ",".join("?" for _ in _LIVE_RUN_STATES)
-                for run_id, data in db.execute(
-                    f"SELECT id, data FROM runs WHERE status IN ({placeholders})", _LIVE_RUN_STATES
-                ).fetchall():
-                    run = agent_pb2.Run.FromString(data)
-                    run.status = agent_pb2.RUN_STATUS_INTERRUPTED
-                    run.end_time.FromNanoseconds(end_time_ns)
-                    run.error = "the agent stopped while the run was going"
-                    db.execute(
-                        "UPDATE runs SET status = ?, data = ? WHERE id = ?",
-                        (run.status, run.SerializeToString(), run_id),
-                    )
-                    changed.append(run_id)
-                for seq, data in db.execute(
-                    "SELECT seq, data FROM messages WHERE status = ?", (agent_pb2.MESSAGE_STATUS_STREAMING,)
-                ).fetchall():
-                    message = agent_pb2.Message.FromString(data)
-                    message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
-                    db.execute(
-                        "UPDATE messages SET status = ?, data = ? WHERE seq = ?",
-                        (message.status, message.SerializeToString(), seq),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            return changed
-
-        return await self._call(interrupt)
+        return await self._call(self._interrupt_where, "1 = 1", (), end_time_ns, RESTART_REASON, True)
 
     # -- workspace owners ------------------------------------------------------------------
 
@@ -525,6 +752,122 @@ class SqliteStore(Store):
         await self._call(
             lambda: self._db.execute("DELETE FROM workspace_owners WHERE workspace_id = ?", (workspace_id,))
         )
+
+    # -- events --------------------------------------------------------------------------
+
+    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
+        rows = [(run_id, event.index, event.SerializeToString()) for event in events]
+
+        def append() -> None:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT INTO events (run_id, idx, data) VALUES (?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._call(append)
+
+    async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
+        rows = await self._call(
+            lambda: self._db.execute(
+                "SELECT data FROM events WHERE run_id = ? AND idx > ? ORDER BY idx LIMIT ?",
+                (run_id, after_index, limit),
+            ).fetchall()
+        )
+        return [agent_pb2.RunEvent.FromString(row[0]) for row in rows]
+
+    async def delete_events(self, run_id: str) -> None:
+        await self._call(lambda: self._db.execute("DELETE FROM events WHERE run_id = ?", (run_id,)))
+
+    # -- between replicas: none besides this process ---------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        return False
+
+    async def watch(self, on_notice: Callable[[str, str], None]) -> None:
+        return None
+
+    async def put_approval_request(self, run_id: str, tool_call_id: str, data: bytes) -> None:
+        await self._call(
+            lambda: self._db.execute(
+                "INSERT INTO approval_requests (run_id, tool_call_id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, tool_call_id) DO UPDATE SET data = excluded.data, outcome = ''",
+                (run_id, tool_call_id, data),
+            )
+        )
+
+    async def approval_requests(self, run_id: str) -> list[tuple[str, bytes]]:
+        rows = await self._call(
+            lambda: self._db.execute(
+                "SELECT tool_call_id, data FROM approval_requests WHERE run_id = ? AND outcome = ''",
+                (run_id,),
+            ).fetchall()
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    async def finish_approval_request(self, run_id: str, tool_call_id: str, outcome: str) -> None:
+        if outcome:
+            sql, args = (
+                "UPDATE approval_requests SET outcome = ? WHERE run_id = ? AND tool_call_id = ?",
+                (outcome, run_id, tool_call_id),
+            )
+        else:
+            sql, args = (
+                "DELETE FROM approval_requests WHERE run_id = ? AND tool_call_id = ?",
+                (run_id, tool_call_id),
+            )
+        await self._call(lambda: self._db.execute(sql, args))
+
+    async def approval_request_outcome(self, run_id: str, tool_call_id: str) -> str | None:
+        def outcome() -> str | None:
+            row = self._db.execute(
+                "SELECT outcome FROM approval_requests WHERE run_id = ? AND tool_call_id = ?",
+                (run_id, tool_call_id),
+            ).fetchone()
+            if row is None:
+                return None
+            if row[0]:
+                self._db.execute(
+                    "DELETE FROM approval_requests WHERE run_id = ? AND tool_call_id = ?",
+                    (run_id, tool_call_id),
+                )
+            return row[0]
+
+        return await self._call(outcome)
+
+    # -- copying ---------------------------------------------------------------------------
+
+    async def export_page(self, table: Table, after: tuple[object, ...] | None, limit: int) -> list[tuple]:
+        columns, key = ", ".join(table.columns), ", ".join(table.key)
+        where = f"WHERE ({key}) > ({', '.join('?' for _ in table.key)}) " if after is not None else ""
+        sql = f"SELECT {columns} FROM {table.name} {where}ORDER BY {key} LIMIT ?"
+        args = (*(after or ()), limit)
+        return await self._call(lambda: [tuple(row) for row in self._db.execute(sql, args).fetchall()])
+
+    async def import_rows(self, table: Table, rows: Sequence[tuple]) -> None:
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(table.columns)}) "
+            f"VALUES ({', '.join('?' for _ in table.columns)})"
+        )
+
+        def insert() -> None:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(sql, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._call(insert)
+
+    async def count_rows(self, table: Table) -> int:
+        return await self._call(lambda: self._db.execute(f"SELECT COUNT(*) FROM {table.name}").fetchone()[0])
 
     async def close(self) -> None:
         def close() -> None:

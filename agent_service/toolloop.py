@@ -35,6 +35,7 @@ from agent_service.generation import (
     usage_proto,
 )
 from agent_service.mcp_tools import McpServerSpec, McpTools
+from agent_service.process_tools import ProcessTools
 from agent_service.providers.base import (
     Completion,
     ModelProvider,
@@ -55,10 +56,12 @@ from agent_service.tools import (
     OfferedTools,
     ToolCatalog,
     ToolRun,
+    finish_call,
     needs_approval,
     paths_written_outside,
 )
 from firebox.agent.v1 import agent_pb2
+from firebox.common import tracing
 from firebox.common.errors import FailedPrecondition, FireboxError, NotFound
 from firebox.common.headtail import HeadTail as HeadTail
 from firebox.common.logging import get_logger
@@ -193,7 +196,8 @@ class ToolLoop:
             settings.tool_output_limit,
             settings.tool_timeout,
         )
-        self.catalog = ToolCatalog([self.builtins, self.mcp])
+        self.processes = ProcessTools(executor, self.workspaces, settings.tool_output_limit)
+        self.catalog = ToolCatalog([self.builtins, self.processes, self.mcp])
         self.compactor = Compactor(provider, training_log, settings.keep_user_tokens)
 
     def system_prompt(self, session: agent_pb2.Session) -> str:
@@ -496,7 +500,8 @@ class ToolLoop:
                 live.emit(
                     tool_call_started=agent_pb2.ToolCallStarted(message_id=assistant.id, tool_call=call)
                 )
-                result = await self._run_tool(live, turn, call)
+                with tracing.span("tool_call", tool=call.name, tool_call_id=call.id, run_id=live.id):
+                    result = await self._run_tool(live, turn, call)
                 await self._add_tool_message(live, turn.session.id, call.id, result)
                 answered.add(call.id)
         except BaseException as exc:
@@ -522,21 +527,12 @@ class ToolLoop:
         if not live.done:
             live.emit(message_completed=agent_pb2.MessageCompleted(message=message))
 
-    @staticmethod
-    def _finish(live: LiveRun, call_id: str, result: str, exit_code: int = -1) -> str:
-        live.emit(
-            tool_call_finished=agent_pb2.ToolCallFinished(
-                tool_call_id=call_id, exit_code=exit_code, result=result
-            )
-        )
-        return result
-
     async def _run_tool(self, live: LiveRun, turn: _Turn, call: agent_pb2.ToolCall) -> str:
         """Run one tool call to its end (after approval, when the policy asks); returns what the
         model is told."""
         tool = turn.tools.get(call.name)
         if tool is None:
-            return self._finish(
+            return finish_call(
                 live,
                 call.id,
                 f"[error: unknown tool {call.name!r}; the tools are {', '.join(turn.tools.names())}]",
@@ -547,9 +543,9 @@ class ToolLoop:
                 raise TypeError("arguments must be a JSON object")
             tool.check(arguments)
         except (ValueError, KeyError, TypeError) as exc:
-            return self._finish(live, call.id, f"[error: bad arguments for {call.name}: {exc}]")
+            return finish_call(live, call.id, f"[error: bad arguments for {call.name}: {exc}]")
         if tool.writes_files and sandbox_mode(turn.session) == agent_pb2.SANDBOX_MODE_READ_ONLY:
-            return self._finish(
+            return finish_call(
                 live,
                 call.id,
                 f"[refused: the session's sandbox mode is READ_ONLY; {call.name} is not allowed. Files can "
@@ -564,18 +560,18 @@ class ToolLoop:
             resolution = await self._approve(live, turn, call, tool.approval_text(arguments), why, outside)
             if resolution.decision is Decision.DENY:
                 who = "the reviewer" if resolution.reviewed else "the user"
-                return self._finish(
+                return finish_call(
                     live, call.id, f"denied by {who}: {resolution.reason or 'no reason given'}"
                 )
             if resolution.decision is Decision.APPROVE_EDITED:
                 try:
                     arguments = tool.edited(arguments, resolution.edited_command)
                 except (ValueError, TypeError, KeyError) as exc:
-                    return self._finish(live, call.id, f"[error: the edited call is not valid: {exc}]")
+                    return finish_call(live, call.id, f"[error: the edited call is not valid: {exc}]")
                 outside = paths_written_outside(call.name, arguments, writable)
         elif outside and call.name == WRITE_FILE_TOOL_NAME:
             # No one to ask (policy NEVER): the executor would refuse it anyway.
-            return self._finish(
+            return finish_call(
                 live,
                 call.id,
                 f"[refused: {outside[0]} is outside the session's writable paths ({', '.join(writable)}); "
@@ -589,7 +585,7 @@ class ToolLoop:
         except ExecutorError as exc:
             if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
                 raise
-            return self._finish(live, call.id, f"[error: {exc.message}]")
+            return finish_call(live, call.id, f"[error: {exc.message}]")
 
     @contextlib.asynccontextmanager
     async def _writable_for(self, session: agent_pb2.Session, paths: tuple[str, ...]) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 handler, and what it needs under an approval policy — and the loop finds it by name.
 
 The built-ins (shell, files, the executor's named tools, load_skill) live in builtin_tools.py;
+the background-process tools (exec_command, write_stdin, stop_process) in process_tools.py;
 tools from MCP servers in mcp_tools.py. A new kind of tool is a new source of `Tool`s for the
 `ToolCatalog`, never a new branch in the loop.
 """
@@ -25,7 +26,13 @@ if TYPE_CHECKING:
 
 READ_FILE_TOOL_NAME = "read_file"
 WRITE_FILE_TOOL_NAME = "write_file"
-BUILTIN_NAMES = frozenset({SHELL_TOOL_NAME, READ_FILE_TOOL_NAME, WRITE_FILE_TOOL_NAME, LOAD_SKILL_TOOL_NAME})
+# Names no executor tool may take: the built-ins and the background-process tools (process_tools.py).
+BUILTIN_NAMES = frozenset(
+    {SHELL_TOOL_NAME, READ_FILE_TOOL_NAME, WRITE_FILE_TOOL_NAME, LOAD_SKILL_TOOL_NAME}
+    | {"exec_command", "write_stdin", "stop_process"}
+)
+# The names of MCP servers' tools (mcp__SERVER__TOOL); no other tool may take it.
+MCP_TOOL_PREFIX = "mcp__"
 
 
 @dataclass
@@ -40,13 +47,17 @@ class ToolRun:
     generation_id: str = ""
 
     def finish(self, result: str, exit_code: int = -1) -> str:
-        """Tell the client the call ended with `result` (what the model is told) and return it."""
-        self.live.emit(
-            tool_call_finished=agent_pb2.ToolCallFinished(
-                tool_call_id=self.call.id, exit_code=exit_code, result=result
-            )
+        return finish_call(self.live, self.call.id, result, exit_code)
+
+
+def finish_call(live: LiveRun, call_id: str, result: str, exit_code: int = -1) -> str:
+    """Tell the client a tool call ended with `result` (what the model is told) and return it."""
+    live.emit(
+        tool_call_finished=agent_pb2.ToolCallFinished(
+            tool_call_id=call_id, exit_code=exit_code, result=result
         )
-        return result
+    )
+    return result
 
 
 def never_read_only(name: str) -> Callable[[dict[str, Any], Sequence[str]], str]:

@@ -22,12 +22,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from agent_service.runs import DEFAULT_LEASE_SECONDS
 from bench.agent import bench_agent
 from bench.executor import ExecutorBench
 from bench.memory import agent_memory, executor_memory, rss_mb
 from bench.providers import STALL_IDLE_SECONDS, bench_providers
+from bench.replicas import bench_replicas
 from bench.services import service
+from bench.terminals import bench_terminals
 from bench.trainlog import bench_trainlog
+from bench.workspaces import bench_workspaces
 
 # name -> (figure path in the results, comparison, target); comparison None = shown, no target.
 TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
@@ -40,9 +44,55 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "executes/s at 8 sessions": (("executor", "throughput", "8", "executes_per_s"), None, None),
     "executes/s at 32 sessions": (("executor", "throughput", "32", "executes_per_s"), ">=", 1000),
     "output streaming (MB/s, dd bs=1M)": (("executor", "streaming", "mb_per_s"), ">=", 100),
+    "PTY round trip p50 (ms)": (("executor", "terminals", "pty_round_trip", "p50_ms"), None, None),
+    "stdin into a session command (MB/s)": (("executor", "terminals", "stdin", "mb_per_s"), ">=", 50),
+    "stdin into a PTY (MB/s)": (("executor", "terminals", "pty_stdin", "mb_per_s"), ">=", 10),
+    "attach replay of 1 MiB p50 (ms)": (
+        ("executor", "terminals", "attach_replay", "replay_1mib", "p50_ms"),
+        None,
+        None,
+    ),
+    "ForwardPort (MB/s)": (("executor", "terminals", "port_forward", "forward_port_mb_per_s"), None, None),
+    "docker exec piping the same (MB/s)": (
+        ("executor", "terminals", "port_forward", "docker_exec_pipe_mb_per_s"),
+        None,
+        None,
+    ),
     "create-to-running / raw SDK": (("executor", "create_to_running", "ratio_p50"), "<=", 1.2),
     "create-to-running p50 (ms)": (("executor", "create_to_running", "firebox", "p50_ms"), None, None),
     "warm pool create p50 (ms)": (("executor", "warm_pool", "p50_ms"), "<=", 20),
+    "stock Debian create-to-running / raw SDK": (
+        ("workspaces", "stock_create_to_running", "debian", "ratio_p50"),
+        "<=",
+        1.2,
+    ),
+    "stock busybox create-to-running / raw SDK": (
+        ("workspaces", "stock_create_to_running", "busybox", "ratio_p50"),
+        "<=",
+        1.2,
+    ),
+    "pause+resume p50 (ms)": (("workspaces", "pause_resume", "firebox", "p50_ms"), None, None),
+    "pause+resume / SDK pause+unpause": (("workspaces", "pause_resume", "ratio_p50"), None, None),
+    "snapshot of 100 MiB p50 (ms)": (
+        ("workspaces", "snapshot_and_fork", "snapshot", "firebox", "p50_ms"),
+        None,
+        None,
+    ),
+    "SDK commit p50 (ms, no volume)": (
+        ("workspaces", "snapshot_and_fork", "snapshot", "docker_sdk", "p50_ms"),
+        None,
+        None,
+    ),
+    "fork-to-first-Execute p50 (ms)": (
+        ("workspaces", "snapshot_and_fork", "fork_to_first_execute", "firebox", "p50_ms"),
+        None,
+        None,
+    ),
+    "SDK create+start+exec of commit p50 (ms)": (
+        ("workspaces", "snapshot_and_fork", "fork_to_first_execute", "docker_sdk", "p50_ms"),
+        None,
+        None,
+    ),
     "agent added TTFT p50 (ms)": (("agent", "ttft", "added_p50_ms"), "<=", 5),
     "relayed delta events/s at 64 runs": (("agent", "relay", "64", "deltas_per_s"), ">=", 20000),
     "TTFT added p50, openai / anthropic wire (ms)": (("providers", "ttft_added_p50_ms"), None, None),
@@ -66,6 +116,16 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "executor RSS idle (MB)": (("memory", "executor", "idle_mb"), None, None),
     "executor RSS, W workspaces (MB)": (("memory", "executor", "with_workspaces_mb"), None, None),
     "executor RSS, S shell sessions (MB)": (("memory", "executor", "with_sessions_mb"), None, None),
+    "runs/s, SQLite, 1 agent": (("replicas", "sqlite_1", "runs_per_s"), None, None),
+    "runs/s, PostgreSQL, 1 agent": (("replicas", "postgresql_1", "runs_per_s"), None, None),
+    "runs/s, PostgreSQL, 3 agents": (("replicas", "postgresql_3", "runs_per_s"), None, None),
+    "events/s, SQLite, 1 agent": (("replicas", "sqlite_1", "events_per_s"), None, None),
+    "events/s, PostgreSQL, 1 agent": (("replicas", "postgresql_1", "events_per_s"), None, None),
+    "events/s, PostgreSQL, 3 agents": (("replicas", "postgresql_3", "events_per_s"), None, None),
+    "follower on another agent p50 (ms)": (("replicas", "follower_latency", "p50_ms"), None, None),
+    "follower on another agent p99 (ms)": (("replicas", "follower_latency", "p99_ms"), None, None),
+    "takeover after kill -9 p50 (ms)": (("replicas", "takeover", "p50_ms"), None, None),
+    "takeover after kill -9 max (ms)": (("replicas", "takeover", "max_ms"), None, None),
     "agent RSS idle (MB)": (("memory", "agent", "idle_mb"), None, None),
     "agent RSS, S sessions (MB)": (("memory", "agent", "with_sessions_mb"), None, None),
 }
@@ -81,6 +141,7 @@ async def bench_executor(target: str, config_dir: Path, quick: bool, pool_size: 
             str(c): await b.throughput(ws, c, seconds=2 if quick else 5) for c in (1, 8, 32)
         }
         results["streaming"] = await b.streaming(ws, mib=50 if quick else 200)
+        results["terminals"] = await bench_terminals(target, quick)
         await b.delete(ws)
         results["create_to_running"] = await b.create_to_running(n=3 if quick else 8)
         results["warm_pool"] = await b.warm_pool(config_dir, pool_size, n=pool_size * (2 if quick else 5))
@@ -191,6 +252,10 @@ def main() -> None:
             console,
             lambda: asyncio.run(bench_executor(target, config_dir, args.quick, pool_size)),
         )
+        console.print("workspace lifecycle figures…")
+        results["workspaces"] = guarded(
+            "workspaces", console, lambda: asyncio.run(bench_workspaces(target, args.quick))
+        )
         console.print("agent figures…")
         results["agent"] = guarded("agent", console, lambda: asyncio.run(bench_agent(args.quick, target)))
         exec_run = dig(results, ("executor", "round_trip", "docker_exec_run", "p50_ms"))
@@ -209,6 +274,13 @@ def main() -> None:
         )
     console.print("training log cost…")
     results["trainlog"] = guarded("training log", console, lambda: bench_trainlog(args.quick))
+    results["replicas"] = guarded(
+        "agent replicas",
+        console,
+        lambda: asyncio.run(
+            bench_replicas(args.quick, kills=3 if args.quick else 10, lease=DEFAULT_LEASE_SECONDS)
+        ),
+    )
     results["machine"]["load_end"] = round(os.getloadavg()[0], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

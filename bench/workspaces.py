@@ -1,6 +1,8 @@
 """Workspace lifecycle benchmarks, each side by side with the raw docker SDK call in the same run:
 create-to-running for an unprepared stock image (scripts/build-stock-images.sh) against a bare
-create+start of the same image; pause + resume against the SDK's pause + unpause.
+create+start of the same image; pause + resume against the SDK's pause + unpause; a snapshot of a
+workspace holding 100 MiB of files against the SDK's commit; fork-to-first-Execute against a
+create+start of the committed image and one exec_run.
 
     python -m bench.workspaces [--quick] [--out bench/results/workspaces.json]
 
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.executor import IMAGE, ExecutorBench, summary_ms
+from bench.executor import IMAGE, ExecutorBench, execute, summary_ms
 from bench.services import service
 from firebox.executor.v1 import executor_pb2 as pb
 
@@ -87,6 +89,59 @@ class WorkspaceBench(ExecutorBench):
             await asyncio.to_thread(c.remove, force=True)
         return _pair(ours, raw)
 
+    async def snapshot_and_fork(self, n: int, mib: int = 100) -> dict[str, Any]:
+        """CreateSnapshot of a workspace holding `mib` MiB of files, against the raw SDK commit of
+        a container of the same image (which leaves the volume out); then fork-to-first-Execute
+        (CreateWorkspace from the snapshot + Execute `true`) against a raw create+start of the
+        committed image + exec_run."""
+        ws = (await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=IMAGE))).workspace.id
+        fill = f"i=0; while [ $i -lt {mib} ]; do head -c 1048576 /dev/urandom > f$i; i=$((i+1)); done"
+        await self._run(ws, fill)
+        c = await asyncio.to_thread(
+            self.docker.containers.create, IMAGE, entrypoint=IDLE, init=True, network_mode="none"
+        )
+        await asyncio.to_thread(c.start)
+        snap_ours, snap_raw, fork_ours, fork_raw = [], [], [], []
+        try:
+            for i in range(n):
+                t0 = time.perf_counter()
+                snap = (await self.stub.CreateSnapshot(pb.CreateSnapshotRequest(workspace_id=ws))).snapshot
+                snap_ours.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                image = await asyncio.to_thread(c.commit, repository="firebox-bench-raw", tag=str(i))
+                snap_raw.append(time.perf_counter() - t0)
+
+                t0 = time.perf_counter()
+                fork = (
+                    await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(snapshot_id=snap.id))
+                ).workspace
+                await self._run(fork.id, "true")
+                fork_ours.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                raw = await asyncio.to_thread(
+                    self.docker.containers.create, image.id, entrypoint=IDLE, init=True, network_mode="none"
+                )
+                await asyncio.to_thread(raw.start)
+                await asyncio.to_thread(raw.exec_run, ["true"])
+                fork_raw.append(time.perf_counter() - t0)
+
+                await self.delete(fork.id)
+                await self.stub.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snap.id))
+                await asyncio.to_thread(raw.remove, force=True)
+                await asyncio.to_thread(self.docker.images.remove, image.id, force=True)
+        finally:
+            await self.delete(ws)
+            await asyncio.to_thread(c.remove, force=True)
+        return {
+            "files_mib": mib,
+            "snapshot": _pair(snap_ours, snap_raw),
+            "fork_to_first_execute": _pair(fork_ours, fork_raw),
+        }
+
+    async def _run(self, workspace_id: str, script: str) -> None:
+        _, _, final = await execute(self.stub, workspace_id=workspace_id, script=script)
+        assert final.exit_code.value == 0, f"{script!r} failed"
+
 
 def _pair(ours: list[float], raw: list[float]) -> dict[str, Any]:
     a, b = summary_ms(ours), summary_ms(raw)
@@ -102,6 +157,7 @@ async def bench_workspaces(target: str, quick: bool) -> dict[str, Any]:
             image = await asyncio.to_thread(stock_image, kind)
             results["stock_create_to_running"][kind] = await b.stock_create_to_running(image, n)
         results["pause_resume"] = await b.pause_resume(n * 4)
+        results["snapshot_and_fork"] = await b.snapshot_and_fork(2 if quick else 5)
         return results
     finally:
         await b.close()

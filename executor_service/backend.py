@@ -8,6 +8,7 @@ the same way on every backend.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -70,6 +71,28 @@ class WorkspaceSpec:
     policy: Policy
     env: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # Set for a fork: the snapshot whose files and image it starts from.
+    snapshot: SnapshotInfo | None = None
+    # Seconds (0: never) the client asked for; None: the server's default (see expiry.py).
+    idle_timeout: float | None = None
+    ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A workspace captured at one moment: what a fork starts from."""
+
+    id: str
+    name: str
+    workspace_id: str
+    # The image the workspace was made from; and what a fork is made from (on docker the
+    # committed container, on bwrap the same image).
+    image: str
+    image_ref: str
+    created: dt.datetime
+    policy: Policy
+    env: dict[str, str] = field(default_factory=dict)
+    files_bytes: int = 0
 
 
 @dataclass
@@ -90,19 +113,58 @@ class WorkspaceInfo:
     labels: dict[str, str] = field(default_factory=dict)
     # Set only on a warm-pool member nobody has taken yet: the key of the pool it belongs to.
     pool_key: str = ""
+    # Set on a fork: the snapshot it was made from.
+    parent_snapshot_id: str = ""
+    # As in WorkspaceSpec: None means the server's default.
+    idle_timeout: float | None = None
+    ttl: float | None = None
 
 
 class ShellTransport(Protocol):
-    """A byte pipe to one process in a workspace: its stdin, and its stdout/stderr as chunks."""
+    """A byte pipe to one process in a workspace: its stdin, and its stdout/stderr as chunks.
+
+    A transport may also have a data path: a FIFO the process can open at `data_path` (None:
+    there is none), into which `write_data` puts raw bytes, at most `data_chunk` at a time, for a
+    session's commands' stdin (much faster than through the process's stdin, see shell.py)."""
+
+    data_path: str | None
+    data_chunk: int
 
     async def write(self, data: bytes) -> None:
         """Write to the process's stdin."""
+
+    async def write_data(self, data: bytes) -> None:
+        """Write to the data path (Unavailable without one)."""
 
     async def read(self) -> tuple[int, bytes] | None:
         """The next chunk as (STDOUT or STDERR, bytes); None once both streams are closed."""
 
     async def close(self) -> None:
         """Close stdin and the streams, and make sure the process is gone."""
+
+
+class TtyTransport(Protocol):
+    """A process in a workspace on a pseudo-terminal: the terminal's master side."""
+
+    async def write(self, data: bytes) -> None:
+        """Type `data` at the terminal."""
+
+    async def read(self) -> bytes | None:
+        """The next output the terminal produced; None once it has closed."""
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """Set the terminal's size (the foreground process group gets SIGWINCH)."""
+
+    async def signal(self, leader: int, kill: bool) -> None:
+        """`kill`: SIGKILL every process of the terminal's session (`leader`: its leader's pid in
+        the workspace); else SIGINT to the terminal's foreground process group."""
+
+    async def exit_status(self) -> int | None:
+        """After the end of output: the process's status as a shell reports it (128+n after
+        signal n); None if unknown."""
+
+    async def close(self) -> None:
+        """Release the terminal; the process is not waited for."""
 
 
 class WorkspaceBackend(Protocol):
@@ -128,6 +190,18 @@ class WorkspaceBackend(Protocol):
         is the last known answer for it, which may be out of date."""
         ...
 
+    async def create_snapshot(self, workspace: WorkspaceInfo, snapshot_id: str, name: str) -> SnapshotInfo:
+        """Capture the workspace's filesystem and /workspace files as snapshot `snapshot_id`."""
+        ...
+
+    async def list_snapshots(self) -> list[SnapshotInfo]: ...
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        """NotFound when there is no such snapshot."""
+        ...
+
+    async def delete_snapshot(self, snapshot_id: str) -> None: ...
+
     async def resume(self, workspace: WorkspaceInfo) -> WorkspaceInfo:
         """Thaw a paused workspace (a running one is returned as it is); FailedPrecondition when
         it is stopped."""
@@ -147,6 +221,18 @@ class WorkspaceBackend(Protocol):
         """Replace the workspace's writable paths. Takes effect for the next process; a backend
         that cannot change what open shell sessions see refuses (FAILED_PRECONDITION) while
         `sessions_open`."""
+        ...
+
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        """Start `argv` like open_shell, but as the leader of a new session whose controlling
+        terminal (and stdin, stdout, stderr) is a new pseudo-terminal of `rows` x `cols`."""
+        ...
+
+    async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
+        """A non-blocking TCP connection to `port` on the workspace's loopback interface, made
+        whether or not the workspace has a network (see ports.py)."""
         ...
 
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:

@@ -31,6 +31,7 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 DEFAULT_STEP_OUTPUT_BYTES = 1024 * 1024
 MAX_STEP_OUTPUT_BYTES = 6 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
+DEFAULT_EXECUTION_BUFFER_BYTES = 1024 * 1024
 # Ready workspaces (default image and policy, no env) kept running so that CreateWorkspace takes one
 # in milliseconds. Off by default: each member is an idle container the operator did not ask for,
 # and every workspace the engine holds for an owner is then no longer one a client created.
@@ -51,13 +52,20 @@ class ExecutorConfig:
     """Every setting of the executor, decided."""
 
     listen: str = DEFAULT_LISTEN
+    # HOST:PORT of the Prometheus /metrics listener; "" = none.
+    metrics_listen: str = ""
     config_dir: Path = field(default_factory=_default_config_dir)
     backend: str = "auto"
     image: str = DEFAULT_IMAGE
     output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES
+    # Output kept per background execution for AttachExecution (the newest bytes).
+    execution_buffer_bytes: int = DEFAULT_EXECUTION_BUFFER_BYTES
     default_timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_sessions_per_workspace: int = DEFAULT_MAX_SESSIONS_PER_WORKSPACE
     warm_pool_size: int = DEFAULT_WARM_POOL_SIZE
+    # Defaults for workspaces whose CreateWorkspace sets none, in seconds; 0: never.
+    idle_timeout: float = 0.0
+    workspace_ttl: float = 0.0
     session_io: str = "auto"
     env_deny: tuple[str, ...] = DEFAULT_DENY_PATTERNS
     env_allow: tuple[str, ...] = ()
@@ -88,6 +96,11 @@ class ExecutorConfig:
     @property
     def training_log_dir(self) -> Path:
         return self.config_dir / "logs"
+
+    @property
+    def executions_dir(self) -> Path:
+        """Records of background executions (see background.py)."""
+        return self.config_dir / "executions"
 
     @property
     def workspaces_dir(self) -> Path:
@@ -188,6 +201,14 @@ OPTIONS: tuple[_Option, ...] = (
         "HOST:PORT",
     ),
     _Option(
+        "metrics_listen",
+        "--metrics-listen",
+        "FIREBOX_METRICS_LISTEN",
+        _listen,
+        "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
+        "HOST:PORT",
+    ),
+    _Option(
         "config_dir",
         "--config-dir",
         "FIREBOX_CONFIG_DIR",
@@ -220,6 +241,15 @@ OPTIONS: tuple[_Option, ...] = (
         "N",
     ),
     _Option(
+        "execution_buffer_bytes",
+        "--execution-buffer-bytes",
+        "FIREBOX_EXECUTION_BUFFER_BYTES",
+        _positive_int,
+        "output kept per background execution for AttachExecution to replay, the newest bytes; "
+        f"older output is dropped and counted (default {DEFAULT_EXECUTION_BUFFER_BYTES})",
+        "N",
+    ),
+    _Option(
         "default_timeout",
         "--default-timeout",
         "FIREBOX_DEFAULT_TIMEOUT",
@@ -243,6 +273,24 @@ OPTIONS: tuple[_Option, ...] = (
         "ready workspaces of the default image and policy kept for CreateWorkspace to take "
         f"(docker backend; 0 disables; default {DEFAULT_WARM_POOL_SIZE})",
         "N",
+    ),
+    _Option(
+        "idle_timeout",
+        "--idle-timeout",
+        "FIREBOX_IDLE_TIMEOUT",
+        _non_negative_float,
+        "stop a workspace after this many seconds with no command or file call, unless its "
+        "CreateWorkspace says otherwise; files are kept (default 0 = never)",
+        "SECONDS",
+    ),
+    _Option(
+        "workspace_ttl",
+        "--workspace-ttl",
+        "FIREBOX_WORKSPACE_TTL",
+        _non_negative_float,
+        "delete a workspace this many seconds after it was created, unless its CreateWorkspace says "
+        "otherwise (default 0 = never)",
+        "SECONDS",
     ),
     _Option(
         "session_io",

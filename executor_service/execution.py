@@ -20,14 +20,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from firebox.common import errors
 
 if TYPE_CHECKING:
     from executor_service.backend import WorkspaceBackend, WorkspaceInfo
     from executor_service.sessions import SessionManager
-    from executor_service.shell import Shell
 
 WORKDIR = "/workspace"
 DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
@@ -37,6 +36,9 @@ BATCH_BYTES = 64 * 1024
 # A burst of output is coalesced for at most this long into one event.
 BATCH_SECONDS = 0.003
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A terminal's size when the client gives none, and the largest accepted.
+DEFAULT_ROWS, DEFAULT_COLS = 24, 80
+MAX_WINSIZE = 4096
 
 
 class EndReason(enum.Enum):
@@ -68,6 +70,10 @@ class ExecuteSpec:
     directory: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
+    # Run on a pseudo-terminal of this size (see terminal.py).
+    tty: bool = False
+    rows: int = DEFAULT_ROWS
+    cols: int = DEFAULT_COLS
 
     def check(self) -> None:
         """Raise InvalidArgument naming the field for anything the shell cannot run."""
@@ -87,6 +93,7 @@ class ExecuteSpec:
                 raise errors.InvalidArgument("env", f"the value of {key} contains a NUL byte")
         if self.timeout is not None and self.timeout < 0:
             raise errors.InvalidArgument("timeout", "must not be negative")
+        check_winsize(self.rows, self.cols)
 
     def shell_text(self) -> str:
         """The command as shell text: `cd DIR && export K=V && <script>` (argv quoted safely)."""
@@ -98,6 +105,13 @@ class ExecuteSpec:
         steps += [f"export {shell_quote(f'{k}={v}')}" for k, v in self.env.items()]
         steps.append(f"command eval {shell_quote(program)}")
         return " && ".join(steps)
+
+
+def check_winsize(rows: int, cols: int) -> None:
+    """InvalidArgument unless both are 1..MAX_WINSIZE."""
+    for name, value in (("winsize.rows", rows), ("winsize.cols", cols)):
+        if not 1 <= value <= MAX_WINSIZE:
+            raise errors.InvalidArgument(name, f"must be 1 to {MAX_WINSIZE}, got {value}")
 
 
 def shell_quote(text: str) -> str:
@@ -163,6 +177,30 @@ STOP_REASONS = {
 }
 
 
+class Driver(Protocol):
+    """What runs an execution (a session's shell, or a terminal): the Execution forwards the
+    client's input, end of input, resizes and stop requests (through wake) to it."""
+
+    async def write_input(self, execution: Execution, data: bytes) -> None: ...
+
+    async def close_input(self, execution: Execution) -> None: ...
+
+    async def resize(self, execution: Execution, rows: int, cols: int) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+def stop_message(request: StopRequest, timeout: float | None) -> str:
+    """How a command that a stop request ended is described to people."""
+    return {
+        StopRequest.INTERRUPT: "stopped by an interrupt",
+        StopRequest.KILL: "killed by a stop request",
+        StopRequest.TIMEOUT: f"killed after the {timeout or 0:g}s timeout",
+        StopRequest.CANCEL: "killed: the client cancelled",
+        StopRequest.SHUTDOWN: "killed: the executor is shutting down",
+    }[request]
+
+
 # "No event" (None in the queue means the end).
 _NOTHING = object()
 
@@ -189,7 +227,7 @@ class Execution:
         self._peeked: Event | object | None = _NOTHING
         self._consumer_gone = False
         self._done = asyncio.Event()
-        self.shell: Shell | None = None
+        self.shell: Driver | None = None
         # Set by the shell once the command has been handed to it (input may flow from then on).
         self.running = False
         # Set once running or finished: what input waits for (one event, no tasks per command).
@@ -276,6 +314,13 @@ class Execution:
         if await self._wait_running():
             assert self.shell is not None
             await self.shell.close_input(self)
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """Resize the command's terminal (InvalidArgument for a bad size; nothing without tty)."""
+        check_winsize(rows, cols)
+        if self.spec.tty and await self._wait_running():
+            assert self.shell is not None
+            await self.shell.resize(self, rows, cols)
 
     async def _wait_running(self) -> bool:
         await self._settled.wait()
@@ -376,17 +421,40 @@ class ExecutionEngine:
         self.backend = backend
         self.sessions = sessions
         self.output_cap_bytes = output_cap_bytes
+        # Executions not yet ended, per workspace: a workspace with any is never idle.
+        self._running: dict[str, int] = {}
 
-    async def start(self, workspace: WorkspaceInfo, spec: ExecuteSpec) -> Execution:
+    def running_count(self, workspace_id: str) -> int:
+        return self._running.get(workspace_id, 0)
+
+    async def start(
+        self, workspace: WorkspaceInfo, spec: ExecuteSpec, *, output_cap_bytes: int | None = None
+    ) -> Execution:
         """Start `spec` and return at once. Raises NotFound (unknown session), FailedPrecondition
-        (session busy — naming the running execution — or ended), InvalidArgument."""
+        (session busy — naming the running execution — or ended), InvalidArgument.
+        `output_cap_bytes` replaces the engine's cap (a background execution has none: its
+        buffer bounds what is kept)."""
         spec.check()
-        execution = Execution(spec, output_cap_bytes=self.output_cap_bytes)
-        if spec.session_id:
+        execution = Execution(spec, output_cap_bytes=output_cap_bytes or self.output_cap_bytes)
+        if spec.tty:
+            session = (
+                self.sessions.acquire(workspace.id, spec.session_id, execution) if spec.session_id else None
+            )
+            execution.task = asyncio.create_task(self.sessions.run_on_terminal(workspace, session, execution))
+        elif spec.session_id:
             # Marks the session busy atomically (no await between the check and the mark).
             session = self.sessions.acquire(workspace.id, spec.session_id, execution)
             execution.task = asyncio.create_task(self.sessions.run_in_session(session, execution))
         else:
             shell = await self.sessions.take_fresh_shell(workspace)
             execution.task = asyncio.create_task(self.sessions.run_sessionless(workspace, shell, execution))
+        self._running[workspace.id] = self._running.get(workspace.id, 0) + 1
+        execution.task.add_done_callback(lambda _task: self._ended(workspace.id))
         return execution
+
+    def _ended(self, workspace_id: str) -> None:
+        left = self._running.get(workspace_id, 1) - 1
+        if left > 0:
+            self._running[workspace_id] = left
+        else:
+            self._running.pop(workspace_id, None)

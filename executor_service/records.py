@@ -97,6 +97,7 @@ class ExecutionRecorder:
         isolation: str,
         version: str,
         secret_values: tuple[str, ...] = (),
+        parent_snapshot_id: str = "",
     ) -> None:
         """`secret_values`: values to hide wherever they appear (allowed secrets of the workspace's
         and the request's environment), besides those of secret-named request variables."""
@@ -110,6 +111,7 @@ class ExecutionRecorder:
         self.backend = backend
         self.isolation = isolation
         self.version = version
+        self.parent_snapshot_id = parent_snapshot_id
         self.start_ns = time.time_ns()
         self.execution_id = ""
         self.session_id = request.session_id
@@ -132,6 +134,7 @@ class ExecutionRecorder:
             stderr_bytes=self.stderr.total,
             input_bytes=self.input_bytes,
             executor_version=self.version,
+            parent_snapshot_id=self.parent_snapshot_id,
         )
         record.start_time.FromNanoseconds(self.start_ns)
         record.end_time.FromNanoseconds(time.time_ns())

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from executor_service import metrics
 from executor_service.backend import Policy
 from executor_service.backends import choose_backend
+from executor_service.background import BackgroundExecutions
 from executor_service.config import ExecutorConfig
 from executor_service.execution import ExecutionEngine
+from executor_service.expiry import WorkspaceExpiry
 from executor_service.files import WorkspaceFiles
 from executor_service.servicer import ExecutorServicer
 from executor_service.sessions import SessionManager
@@ -21,6 +24,8 @@ from executor_service.workspaces import WorkspaceManager
 from firebox import __version__
 from firebox.common import logging as fb_logging
 from firebox.common import server as fb_server
+from firebox.common import tracing
+from firebox.common.metrics import MetricsInterceptor, MetricsServer
 from firebox.common.secrets import SecretPolicy, redactor
 from firebox.common.tls import ServerTLS
 from firebox.common.trainlog import TrainingLog
@@ -89,6 +94,19 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         output_cap_bytes=config.output_cap_bytes,
     )
     await workspaces.adopt()
+    background = BackgroundExecutions(config.executions_dir, config.execution_buffer_bytes)
+    await background.load()
+    expiry = WorkspaceExpiry(
+        config.config_dir,
+        config.idle_timeout,
+        config.workspace_ttl,
+        running=engine.running_count,
+        known=workspaces.known,
+        stop=workspaces.stop,
+        delete=workspaces.delete,
+    )
+    await expiry.start()
+    workspaces.expiry = expiry
     training_log = TrainingLog(config.training_log_dir, enabled=config.training_log)
     files = WorkspaceFiles(
         backend, max_file_bytes=config.max_file_bytes, spool_dir=config.config_dir / "uploads"
@@ -105,6 +123,7 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         tools=tools,
         files=files,
         step_output_bytes=config.step_output_bytes,
+        background=background,
     )
 
     async def on_stopping(grace: float) -> None:
@@ -112,7 +131,18 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         # final message (END_REASON_SHUTDOWN) still reaches the clients.
         await sessions.shutdown(max(0.0, grace - min(1.0, grace / 2)))
 
+    metrics_server = (
+        MetricsServer(
+            metrics.REGISTRY, config.metrics_listen, metrics.live_collector(workspaces, training_log)
+        )
+        if config.metrics_listen
+        else None
+    )
+
     async def on_stopped() -> None:
+        await expiry.close()
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.close)
         await workspaces.close()
         await asyncio.to_thread(training_log.close)
         await backend.close()
@@ -127,6 +157,8 @@ async def start_executor(config: ExecutorConfig) -> Executor:
         grace_seconds=config.shutdown_grace,
         on_stopping=on_stopping,
         on_stopped=on_stopped,
+        metrics_interceptor=MetricsInterceptor(metrics.RPC) if metrics_server is not None else None,
+        extra_interceptors=(tracing.TracingInterceptor(),) if tracing.enabled() else (),
     )
     running = await fb_server.start(spec)
     log.info(
@@ -163,8 +195,10 @@ async def serve(config: ExecutorConfig) -> None:
 
     fb_logging.configure("executor", config.log_dir, config.log_level, config.log_json)
     raise_open_files_limit()
+    tracing.configure("executor")
     executor = await start_executor(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(executor.stop()))
     await executor.server.wait()
+    await asyncio.to_thread(tracing.shutdown)

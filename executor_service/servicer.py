@@ -7,7 +7,9 @@ statuses in firebox.common.server.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ import grpc
 from google.protobuf import json_format
 
 from executor_service import execution as ex
-from executor_service.backend import BWRAP, DOCKER, Policy, WorkspaceInfo
+from executor_service import metrics
+from executor_service.backend import BWRAP, DOCKER, Policy, SnapshotInfo, WorkspaceInfo
+from executor_service.background import BackgroundExecution, BackgroundExecutions, FollowOutput
 from executor_service.files import (
     DEFAULT_MAX_ENTRIES,
     DIRECTORY,
@@ -64,7 +68,12 @@ _FIRST_ONLY = (
     "tool_call_id",
     "run_id",
     "agent_session_id",
+    "tty",
 )
+# Input read from an Execute stream ahead of what the program has taken (see _InputQueue).
+INPUT_READ_AHEAD_BYTES = 32 * 1024 * 1024
+# Bytes per ForwardPortResponse at most.
+FORWARD_CHUNK = 256 * 1024
 # After the final message, how long Execute waits for the client to close its side.
 HALF_CLOSE_LINGER_SECONDS = 2.0
 # How long the first message (execution_id, pid) waits to travel with the first output or the end.
@@ -126,9 +135,29 @@ def workspace_to_proto(info: WorkspaceInfo, session_count: int) -> pb.Workspace:
         # Allowed secrets reach the commands, never API responses.
         env=redactor.env(info.env),
         session_count=session_count,
+        parent_snapshot_id=info.parent_snapshot_id,
     )
     workspace.create_time.FromDatetime(info.created)
     return workspace
+
+
+def _seconds(duration: Any) -> float:
+    # Not ToTimedelta: a Duration out of its documented range must be refused, not overflow.
+    return duration.seconds + duration.nanos / 1e9
+
+
+def snapshot_to_proto(snapshot: SnapshotInfo) -> pb.Snapshot:
+    message = pb.Snapshot(
+        id=snapshot.id,
+        name=snapshot.name,
+        workspace_id=snapshot.workspace_id,
+        image=snapshot.image,
+        policy=policy_to_proto(snapshot.policy),
+        env=redactor.env(snapshot.env),
+        files_bytes=snapshot.files_bytes,
+    )
+    message.create_time.FromDatetime(snapshot.created)
+    return message
 
 
 def session_to_proto(session: Session) -> pb.Session:
@@ -148,7 +177,7 @@ def session_to_proto(session: Session) -> pb.Session:
 
 
 def execute_spec(
-    first: pb.ExecuteRequest, secret_policy: SecretPolicy, default_timeout: float
+    first: pb.ExecuteRequest, secret_policy: SecretPolicy, default_timeout: float | None
 ) -> ex.ExecuteSpec:
     """Check the first Execute message and turn it into the domain's spec."""
     for name in _LATER_ONLY:
@@ -182,10 +211,14 @@ def execute_spec(
         directory=first.directory or None,
         env=dict(first.env),
         timeout=timeout,
+        tty=first.tty,
+        rows=first.winsize.rows or ex.DEFAULT_ROWS,
+        cols=first.winsize.cols or ex.DEFAULT_COLS,
     )
 
 
 def _final_to_proto(event: ex.Finished) -> pb.ExecuteResponse:
+    metrics.EXECUTIONS.labels(event.reason.value).inc()
     response = pb.ExecuteResponse(
         end_reason=_END_REASONS.get(event.reason, pb.END_REASON_UNSPECIFIED),
         output_truncated=event.output_truncated,
@@ -207,6 +240,99 @@ _END_REASONS = {
     ex.EndReason.OUT_OF_MEMORY: pb.END_REASON_OUT_OF_MEMORY,
     ex.EndReason.SHUTDOWN: pb.END_REASON_SHUTDOWN,
 }
+
+
+def _execution_info(bg: BackgroundExecution) -> pb.ExecutionInfo:
+    info = pb.ExecutionInfo(
+        execution_id=bg.id,
+        workspace_id=bg.workspace_id,
+        session_id=bg.session_id,
+        command=bg.command,
+        pid=bg.pid,
+        state=pb.EXECUTION_STATE_RUNNING if bg.finished is None else pb.EXECUTION_STATE_FINISHED,
+        tty=bg.tty,
+        output_bytes=bg.buffer.end,
+        dropped_bytes=bg.buffer.start,
+        attached=len(bg.attachments),
+    )
+    info.started.FromDatetime(bg.started)
+    if bg.finished is not None:
+        final = _final_to_proto(bg.finished)
+        info.end_reason = final.end_reason
+        info.message = final.message
+        if final.HasField("exit_code"):
+            info.exit_code.CopyFrom(final.exit_code)
+        if bg.finished_at is not None:
+            info.finished.FromDatetime(bg.finished_at)
+    return info
+
+
+class _InputQueue:
+    """An Execute's input on its way to the program, written in order by one task (made with
+    the first input: a command without input pays for none), at most INPUT_READ_AHEAD_BYTES
+    ahead of the program."""
+
+    def __init__(self, execution: ex.Execution) -> None:
+        self.execution = execution
+        self._items: collections.deque[bytes | None] = collections.deque()
+        self._queued = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def put(self, data: bytes) -> None:
+        if self._closed:
+            return
+        while self._queued >= INPUT_READ_AHEAD_BYTES and self._task is not None and not self._task.done():
+            self._changed.clear()
+            await self._changed.wait()
+        self._items.append(data)
+        self._queued += len(data)
+        self._changed.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._write())
+            # Its failure (the program went away under it) is the execution's to report.
+            self._task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is None:
+            await self.execution.close_input()
+            return
+        self._items.append(None)
+        self._changed.set()
+
+    async def drained(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    async def drained_soon(self, seconds: float = 5.0) -> None:
+        """Until what is queued has been written (bounded: a program may never read it)."""
+        while self._items and self._task is not None and not self._task.done():
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), seconds)
+            except TimeoutError:
+                return
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _write(self) -> None:
+        while True:
+            while not self._items:
+                self._changed.clear()
+                await self._changed.wait()
+            item = self._items.popleft()
+            if item is None:
+                await self.execution.close_input()
+                return
+            await self.execution.write_input(item)
+            self._queued -= len(item)
+            self._changed.set()
 
 
 def tool_to_proto(tool: Tool) -> pb.Tool:
@@ -288,7 +414,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         tools: ToolRegistry | None = None,
         files: WorkspaceFiles | None = None,
         step_output_bytes: int = 1024 * 1024,
+        background: BackgroundExecutions | None = None,
     ) -> None:
+        self.background = background or BackgroundExecutions(None)
         self.tools = tools or ToolRegistry()
         self.files = files
         self.step_output_bytes = step_output_bytes
@@ -302,7 +430,19 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self._instance: str | None = None
 
     def _workspace(self, info: WorkspaceInfo) -> pb.Workspace:
-        return workspace_to_proto(info, self.workspaces.session_count(info.id))
+        workspace = workspace_to_proto(info, self.workspaces.session_count(info.id))
+        expiry = self.workspaces.expiry
+        if expiry is not None:
+            workspace.idle_timeout.FromTimedelta(dt.timedelta(seconds=expiry.idle_timeout(info)))
+            workspace.ttl.FromTimedelta(dt.timedelta(seconds=expiry.ttl(info)))
+            stop_time, delete_time = expiry.stop_time(info), expiry.delete_time(info)
+            if stop_time is not None:
+                workspace.stop_time.FromDatetime(stop_time)
+            if delete_time is not None:
+                workspace.delete_time.FromDatetime(delete_time)
+            if info.state not in ("running", "paused"):
+                workspace.stopped_reason = expiry.stopped_reason(info.id)
+        return workspace
 
     # ---- workspaces ----
 
@@ -315,6 +455,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             policy=policy_overrides(request.policy),
             env=dict(request.env),
             labels=dict(request.labels),
+            snapshot_id=request.snapshot_id,
+            idle_timeout=_seconds(request.idle_timeout) if request.HasField("idle_timeout") else None,
+            ttl=_seconds(request.ttl) if request.HasField("ttl") else None,
         )
         return pb.CreateWorkspaceResponse(workspace=self._workspace(info))
 
@@ -343,6 +486,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self, request: pb.DeleteWorkspaceRequest, context: Any
     ) -> pb.DeleteWorkspaceResponse:
         await self.workspaces.delete(request.workspace_id)
+        await self.background.forget_workspace(request.workspace_id)
         return pb.DeleteWorkspaceResponse()
 
     async def SetWritablePaths(
@@ -350,6 +494,22 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     ) -> pb.SetWritablePathsResponse:
         info = await self.workspaces.set_writable_paths(request.workspace_id, list(request.writable_paths))
         return pb.SetWritablePathsResponse(workspace=self._workspace(info))
+
+    async def CreateSnapshot(
+        self, request: pb.CreateSnapshotRequest, context: Any
+    ) -> pb.CreateSnapshotResponse:
+        snapshot = await self.workspaces.create_snapshot(request.workspace_id, request.name)
+        return pb.CreateSnapshotResponse(snapshot=snapshot_to_proto(snapshot))
+
+    async def ListSnapshots(self, request: pb.ListSnapshotsRequest, context: Any) -> pb.ListSnapshotsResponse:
+        snapshots = await self.workspaces.list_snapshots(request.workspace_id)
+        return pb.ListSnapshotsResponse(snapshots=[snapshot_to_proto(s) for s in snapshots])
+
+    async def DeleteSnapshot(
+        self, request: pb.DeleteSnapshotRequest, context: Any
+    ) -> pb.DeleteSnapshotResponse:
+        await self.workspaces.delete_snapshot(request.snapshot_id)
+        return pb.DeleteSnapshotResponse()
 
     async def PauseWorkspace(
         self, request: pb.PauseWorkspaceRequest, context: Any
@@ -422,10 +582,18 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             first = await anext(aiter(request_iterator))
         except StopAsyncIteration:
             raise errors.InvalidArgument("request", "the stream closed before the first message") from None
+        if first.background:
+            async for response in self._execute_in_background(first, request_iterator):
+                yield response
+            return
         spec = execute_spec(first, self.secret_policy, self.default_timeout)
         workspace = await self.workspaces.require_running(first.workspace_id, resume=first.resume_workspace)
         recorder = ExecutionRecorder(
-            first, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+            first,
+            BACKENDS.get(workspace.backend, 0),
+            workspace.isolation,
+            self.version,
+            parent_snapshot_id=workspace.parent_snapshot_id,
         )
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id
@@ -474,6 +642,242 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 # kill completes even though this handler is being cancelled.
                 await asyncio.shield(asyncio.ensure_future(execution.cancel()))
 
+    async def _execute_in_background(
+        self, first: pb.ExecuteRequest, request_iterator: AsyncIterator[pb.ExecuteRequest]
+    ) -> AsyncIterator[pb.ExecuteResponse]:
+        """Execute with `background`: start, hand the execution to the registry, and follow it
+        as its writer until this stream ends, which leaves it running."""
+        spec = execute_spec(first, self.secret_policy, None)
+        workspace = await self.workspaces.require_running(first.workspace_id)
+        self.background.check_room(workspace.id)
+        recorder = ExecutionRecorder(
+            first, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+        )
+        # No output cap: the background buffer bounds what is kept, and a server runs for days.
+        execution = await self.engine.start(workspace, spec, output_cap_bytes=1 << 62)
+        recorder.execution_id = execution.id
+        recorder.session_id = execution.session_id or first.session_id
+
+        def observe(out: bytes, err: bytes) -> None:
+            recorder.stdout.add(out)
+            recorder.stderr.add(err)
+
+        def on_finished(finished: ex.Finished) -> None:
+            self.training_log.write(EXECUTIONS, recorder.record(_final_to_proto(finished)))
+
+        bg = await self.background.adopt(execution, workspace.id, observe=observe, on_finished=on_finished)
+        async for response in self._follow(bg, 0, request_iterator, read_only=False, recorder=recorder):
+            yield response
+
+    async def _follow(
+        self,
+        bg: BackgroundExecution,
+        after_offset: int,
+        request_iterator: AsyncIterator[Any],
+        *,
+        read_only: bool,
+        recorder: ExecutionRecorder | None = None,
+    ) -> AsyncIterator[pb.ExecuteResponse]:
+        """Replay and follow a background execution while taking its writer's requests. The
+        first response names the execution (id, pid)."""
+        attachment = bg.attach(read_only)
+        pump = asyncio.create_task(self._pump_attached(request_iterator, bg, attachment, recorder))
+        events = bg.follow(after_offset).__aiter__()
+        first = True
+        step: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(events))
+                if first:
+                    # Output already buffered goes with the first message; else it names the
+                    # execution alone, at once (a quiet server may print nothing for long).
+                    await asyncio.wait(
+                        [step, pump], timeout=STARTED_HOLD_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not step.done():
+                        yield pb.ExecuteResponse(execution_id=bg.id, pid=bg.pid, output_offset=after_offset)
+                        first = False
+                await asyncio.wait([step, pump], return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    # The requests failed (a read-only client wrote), or the Execute that started
+                    # it half-closed: either ends this follow.
+                    step.cancel()
+                    pump.result()
+                    await asyncio.wait([step])
+                    return
+                try:
+                    event = step.result()
+                except StopAsyncIteration:
+                    return
+                if isinstance(event, FollowOutput):
+                    response = pb.ExecuteResponse(
+                        stdout_data=event.stdout,
+                        stderr_data=event.stderr,
+                        output_offset=event.offset,
+                        output_skipped=event.skipped,
+                    )
+                else:
+                    response = _final_to_proto(event)
+                    response.output_offset = bg.buffer.end
+                if first:
+                    response.execution_id, response.pid, first = bg.id, bg.pid, False
+                yield response
+                if not isinstance(event, FollowOutput):
+                    return
+        finally:
+            bg.detach(attachment)
+            pump.cancel()
+            if step is not None and not step.done():
+                step.cancel()
+                await asyncio.wait([step])
+            await events.aclose()
+
+    async def _pump_attached(
+        self,
+        request_iterator: AsyncIterator[Any],
+        bg: BackgroundExecution,
+        attachment: Any,
+        recorder: ExecutionRecorder | None,
+    ) -> None:
+        """A follower's later requests (ExecuteRequest or AttachExecutionRequest: the same later
+        fields): only the writer's act; one from a read-only follower fails its call. Input
+        ends only with close_input."""
+        inbox: _InputQueue | None = None
+        try:
+            async for request in request_iterator:
+                acts = (
+                    request.input_data or request.close_input or request.stop or request.HasField("winsize")
+                )
+                if not acts:
+                    continue
+                execution = bg.require_writer(attachment)
+                if execution is None:
+                    continue  # it has ended: input after the end is dropped
+                if inbox is None:
+                    inbox = _InputQueue(execution)
+                if request.input_data:
+                    if recorder is not None:
+                        recorder.input_bytes += len(request.input_data)
+                    await inbox.put(request.input_data)
+                if request.close_input:
+                    await inbox.close()
+                if request.HasField("winsize"):
+                    await execution.resize(request.winsize.rows, request.winsize.cols)
+                if request.stop != pb.STOP_SIGNAL_UNSPECIFIED:
+                    await execution.stop(kill=request.stop == pb.STOP_SIGNAL_KILL)
+            # The stream's end is no end of input here: a client that goes away ends its stream
+            # the way a half-close does, and the command is meant to outlive it. Its queued input
+            # still goes in.
+            if inbox is not None:
+                await inbox.drained_soon()
+            if recorder is not None:
+                # The Execute that started it half-closed (grpcurl does at once): it has its
+                # execution id, and the execution runs on. Attaching is how to follow it.
+                return
+            # Until the follow ends (the input queue keeps writing meanwhile).
+            await asyncio.Event().wait()
+        except (errors.FireboxError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # the client went away mid-read: following ends with the call
+            log.debug("attach_requests_ended", execution_id=bg.id, error=repr(exc))
+            await asyncio.Event().wait()
+        finally:
+            if inbox is not None:
+                inbox.cancel()
+
+    # ---- background executions ----
+
+    async def ListExecutions(
+        self, request: pb.ListExecutionsRequest, context: Any
+    ) -> pb.ListExecutionsResponse:
+        if not request.workspace_id:
+            raise errors.InvalidArgument("workspace_id", "required")
+        await self.workspaces.get(request.workspace_id)
+        return pb.ListExecutionsResponse(
+            executions=[_execution_info(b) for b in self.background.list(request.workspace_id)]
+        )
+
+    async def AttachExecution(
+        self, request_iterator: AsyncIterator[pb.AttachExecutionRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.AttachExecutionResponse]:
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            raise errors.InvalidArgument("request", "the stream closed before the first message") from None
+        if not first.execution_id:
+            raise errors.InvalidArgument("execution_id", "required in the first message")
+        for name in ("input_data", "close_input", "stop", "winsize"):
+            if first.HasField(name) if name == "winsize" else getattr(first, name):
+                raise errors.InvalidArgument(name, "not allowed in the first message; send it in a later one")
+        bg = self.background.get(first.execution_id)
+        if first.after_offset > bg.buffer.end:
+            raise errors.InvalidArgument(
+                "after_offset",
+                f"{first.after_offset} is past the execution's output so far ({bg.buffer.end} bytes)",
+            )
+        async for response in self._follow(
+            bg, first.after_offset, request_iterator, read_only=first.read_only
+        ):
+            yield pb.AttachExecutionResponse(response=response)
+
+    async def StopExecution(self, request: pb.StopExecutionRequest, context: Any) -> pb.StopExecutionResponse:
+        if not request.execution_id:
+            raise errors.InvalidArgument("execution_id", "required")
+        bg = await self.background.stop(request.execution_id, kill=request.signal == pb.STOP_SIGNAL_KILL)
+        return pb.StopExecutionResponse(execution=_execution_info(bg))
+
+    # ---- port forwarding ----
+
+    async def ForwardPort(
+        self, request_iterator: AsyncIterator[pb.ForwardPortRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ForwardPortResponse]:
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            raise errors.InvalidArgument("request", "the stream closed before the first message") from None
+        if not first.workspace_id:
+            raise errors.InvalidArgument("workspace_id", "required in the first message")
+        if not 1 <= first.port <= 65535:
+            raise errors.InvalidArgument("port", f"must be 1 to 65535, got {first.port}")
+        workspace = await self.workspaces.require_running(first.workspace_id)
+        sock = await self.workspaces.backend.connect_port(workspace, first.port)
+        loop = asyncio.get_running_loop()
+
+        async def send() -> None:
+            """Our side's bytes; the request stream's end (or close_write) half-closes."""
+            try:
+                request = first
+                requests = aiter(request_iterator)
+                while True:
+                    if request.data:
+                        await loop.sock_sendall(sock, request.data)
+                    if request.close_write:
+                        break
+                    try:
+                        request = await anext(requests)
+                    except StopAsyncIteration:
+                        break
+                sock.shutdown(socket.SHUT_WR)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection or the client went away: reading ends too
+                log.debug("forward_port_send_ended", error=repr(exc))
+
+        sender = asyncio.create_task(send())
+        try:
+            yield pb.ForwardPortResponse()
+            while True:
+                try:
+                    data = await loop.sock_recv(sock, FORWARD_CHUNK)
+                except OSError:
+                    break
+                if not data:
+                    break
+                yield pb.ForwardPortResponse(data=data)
+        finally:
+            sender.cancel()
+            sock.close()
+
     async def _pump_requests(
         self,
         request_iterator: AsyncIterator[pb.ExecuteRequest],
@@ -481,7 +885,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         recorder: ExecutionRecorder,
     ) -> None:
         """Later requests: input, end of input, stop. The client closing its side is end of input,
-        never a stop (grpcurl closes as soon as it has sent its -d messages)."""
+        never a stop (grpcurl closes as soon as it has sent its -d messages).
+
+        Input is written by a task of its own (started with the first input), up to
+        INPUT_READ_AHEAD_BYTES behind: a program that stops reading its input must not keep a
+        stop or a resize sent after that input from being read."""
+        inbox = _InputQueue(execution)
         try:
             async for request in request_iterator:
                 for name in _FIRST_ONLY:
@@ -491,16 +900,24 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                         break
                 if request.input_data:
                     recorder.input_bytes += len(request.input_data)
-                    await execution.write_input(request.input_data)
+                    await inbox.put(request.input_data)
                 if request.close_input:
-                    await execution.close_input()
+                    await inbox.close()
+                if request.HasField("winsize"):
+                    try:
+                        await execution.resize(request.winsize.rows, request.winsize.cols)
+                    except errors.InvalidArgument as exc:
+                        log.warning("execute_bad_winsize", execution_id=execution.id, error=exc.message)
                 if request.stop != pb.STOP_SIGNAL_UNSPECIFIED:
                     await execution.stop(kill=request.stop == pb.STOP_SIGNAL_KILL)
-            await execution.close_input()
+            await inbox.close()
+            await inbox.drained()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the client went away mid-read; the main loop handles the ending
             log.debug("execute_requests_ended", execution_id=execution.id, error=repr(exc))
+        finally:
+            inbox.cancel()
 
     # ---- named tools ----
 
@@ -533,7 +950,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             workspace_id=request.workspace_id, argv=argv, directory=action.work_dir or None, timeout=timeout
         )
         recorder = ExecutionRecorder(
-            execute, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+            execute,
+            BACKENDS.get(workspace.backend, 0),
+            workspace.isolation,
+            self.version,
+            parent_snapshot_id=workspace.parent_snapshot_id,
         )
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id

@@ -21,8 +21,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from executor_service.backend import WorkspaceBackend, WorkspaceInfo
-from executor_service.execution import EndReason, Execution, Finished, StopRequest
+from executor_service.execution import (
+    EndReason,
+    ExecuteSpec,
+    Execution,
+    Finished,
+    Output,
+    StopRequest,
+    shell_quote,
+)
 from executor_service.shell import Shell, ShellConfig
+from executor_service.terminal import (
+    MAX_STATE_BYTES,
+    Terminal,
+    session_state_for_terminal,
+    wrapper_argv,
+)
 from firebox.common import errors
 from firebox.common.logging import get_logger
 
@@ -208,6 +222,77 @@ class SessionManager:
             self._in_background(session.shell.close())
         # Released first: a client that sees the end may send its next command at once.
         await execution.finish(finished)
+
+    async def run_on_terminal(
+        self, workspace: WorkspaceInfo, session: Session | None, execution: Execution
+    ) -> None:
+        """Drive a tty execution to its end: on a new terminal, with the session's state loaded
+        before and kept after when it runs in `session` (acquired already), see terminal.py."""
+        spec = execution.spec
+        finished: Finished | None = None
+        terminal: Terminal | None = None
+        if session is None:
+            self._sessionless.add(execution)
+        try:
+            state: str | None = None
+            if session is not None:
+                listing = await self._hidden_command(session, "set; export -p")
+                state = session_state_for_terminal(listing)
+                if len(state.encode("utf-8", "surrogateescape")) > MAX_STATE_BYTES:
+                    finished = Finished(
+                        None,
+                        EndReason.EXITED,
+                        message=f"the session's variables take more than {MAX_STATE_BYTES} bytes: "
+                        "too many to hand to a terminal; unset some or run without tty",
+                    )
+            if finished is None:
+                env = {**workspace.env, "TERM": "xterm"}
+                argv = wrapper_argv(self.shell_config.shell, spec.shell_text(), state)
+                transport = await self.backend.open_tty(workspace, argv, env, spec.rows, spec.cols)
+                try:
+                    terminal = Terminal(transport, execution, in_session=session is not None)
+                    finished = await terminal.run()
+                finally:
+                    await transport.close()
+            if session is not None and terminal is not None and terminal.state is not None:
+                await self._hidden_command(
+                    session,
+                    # `set --` too: the positional parameters are saved from the command's own.
+                    f"command eval {shell_quote(terminal.state)} >/dev/null 2>&1; "
+                    'cd -- "$PWD" 2>/dev/null; eval "set -- ${__fb_a-}"',
+                )
+        except Exception as exc:
+            log.warning("tty_execution_failed", execution_id=execution.id, error=repr(exc))
+            message = exc.message if isinstance(exc, errors.FireboxError) else f"the terminal failed: {exc}"
+            finished = Finished(None, EndReason.SIGNALED, execution.truncated, False, message)
+        finally:
+            self._sessionless.discard(execution)
+            if session is not None:
+                session.command_count += 1
+                session.current = None
+        assert finished is not None
+        await execution.finish(finished)
+
+    async def _hidden_command(self, session: Session, script: str) -> bytes:
+        """Run `script` in the session's shell for the executor itself; its stdout (bounded)."""
+        hidden = Execution(ExecuteSpec(script=script, timeout=30), output_cap_bytes=MAX_STATE_BYTES * 2)
+        out = bytearray()
+
+        async def drain() -> None:
+            async for event in hidden.events():
+                if isinstance(event, Output):
+                    out.extend(event.stdout)
+
+        reader = asyncio.create_task(drain())
+        try:
+            finished = await session.shell.run(hidden)
+            await hidden.finish(finished)
+            await reader
+        finally:
+            reader.cancel()
+        if finished.exit_code is None:
+            raise errors.Unavailable(f"the session's shell failed: {finished.message}")
+        return bytes(out)
 
     async def take_fresh_shell(self, workspace: WorkspaceInfo) -> Shell:
         """A shell that has run nothing: the pre-started spare when it is ready, else a new one."""

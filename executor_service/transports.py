@@ -20,10 +20,13 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import pty
 import secrets
 import shutil
+import signal
 import socket
 import struct
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +40,16 @@ from firebox.common.logging import get_logger
 log = get_logger("executor.transports")
 
 READ_SIZE = 256 * 1024
+_DETACH_KEYS = ",".join("ctrl-" + c for c in "@_^]\\@_^]\\@_^]\\@_^]\\@_^]\\@_^]\\@_")
 _HEADER = struct.Struct(">BxxxL")
 
 
 class DockerExecTransport:
     """stdin/stdout/stderr of one `docker exec` process, over its hijacked attach socket."""
+
+    # No raw data path: a session's command input goes through stdin (see shell.py).
+    data_path: str | None = None
+    data_chunk = 0
 
     def __init__(self, api: Any, exec_id: str, response: Any, sock: socket.socket) -> None:
         self.api = api
@@ -66,10 +74,13 @@ class DockerExecTransport:
         env: dict[str, str],
         user: str = "",
         workdir: str = "/workspace",
+        tty: bool = False,
     ) -> DockerExecTransport:
         """`docker exec` `argv` in `container` (a DockerClient or its low-level APIClient) with
         exactly `env`, and connect to its stdin/stdout/stderr. NotFound when the container is
-        gone, FailedPrecondition when it is not running."""
+        gone, FailedPrecondition when it is not running. With `tty` the engine makes a
+        pseudo-terminal for it (then the socket carries the terminal's bytes, unframed: use
+        DockerTtyTransport)."""
         api = getattr(client, "api", client)
 
         def create_and_start() -> tuple[str, Any, socket.socket]:
@@ -79,12 +90,17 @@ class DockerExecTransport:
                 stdin=True,
                 stdout=True,
                 stderr=True,
-                tty=False,
+                tty=tty,
+                # On a TTY the engine watches stdin for a detach sequence (Ctrl-P Ctrl-Q by
+                # default) and cuts stdin off when it passes: editors use those keys, and binary
+                # input holds them. It cannot be turned off, only replaced: by one no keyboard
+                # or data plausibly sends.
+                detach_keys=_DETACH_KEYS if tty else None,
                 environment=env,
                 workdir=workdir or None,
                 user=user or "",
             )["Id"]
-            response = api.exec_start(exec_id, socket=True)
+            response = api.exec_start(exec_id, socket=True, tty=tty)
             raw = getattr(response, "_sock", response)
             if not isinstance(raw, socket.socket):
                 raise errors.Unavailable(
@@ -159,6 +175,9 @@ class DockerExecTransport:
                 return None
             buf += chunk
 
+    async def write_data(self, data: bytes) -> None:
+        raise errors.Unavailable("this transport has no data path")
+
     async def host_pid(self) -> int | None:
         """The exec'd process's pid on the host (None when it is gone)."""
         info = await asyncio.to_thread(self.api.exec_inspect, self.exec_id)
@@ -186,6 +205,7 @@ _FIFO_WRAPPER = (
 )
 # Bigger FIFO buffers: fewer reads and wake-ups when a command streams output.
 FIFO_PIPE_BYTES = 1024 * 1024
+FIFO_DATA_BYTES = 8 * 1024 * 1024
 FIFO_START_TIMEOUT = 20.0
 
 
@@ -204,9 +224,14 @@ class FifoTransport:
     writes are non-blocking on the event loop; a reader is registered only while a read waits,
     so output nobody is reading yet leaves the loop idle and blocks the writer (backpressure)."""
 
-    def __init__(self, directory: Path, fds: dict[str, int], attach: DockerExecTransport) -> None:
+    def __init__(
+        self, directory: Path, fds: dict[str, int], attach: DockerExecTransport, container_dir: str = ""
+    ) -> None:
         self.directory = directory
-        self._in, self._out, self._err = fds["in"], fds["out"], fds["err"]
+        self._in, self._out, self._err, self._data = fds["in"], fds["out"], fds["err"], fds["data"]
+        # The data FIFO as the container sees it (None: not told), and how much it holds.
+        self.data_path: str | None = f"{container_dir}/data" if container_dir else None
+        self.data_chunk = _pipe_size(self._data)
         self._attach = attach
         self._exited = False
         self._closed = False
@@ -253,7 +278,7 @@ class FifoTransport:
         except BaseException:
             await asyncio.to_thread(_remove_fifos, directory, fds)
             raise
-        transport = cls(directory, fds, attach)
+        transport = cls(directory, fds, attach, f"{container_dir}/{token}")
         try:
             await transport._await_wrapper()
         except BaseException:
@@ -345,13 +370,27 @@ class FifoTransport:
         return None
 
     async def write(self, data: bytes) -> None:
+        await self._write_to(self._in, data)
+
+    async def write_data(self, data: bytes) -> None:
+        """Raw bytes into the data FIFO (at most `data_chunk` at a time: the pipe holds them all)."""
+        self._drain_data()
+        await self._write_to(self._data, data)
+
+    def _drain_data(self) -> None:
+        # Left by a reader that was killed mid-way: never let them reach the next reader.
+        with contextlib.suppress(OSError):
+            while os.read(self._data, READ_SIZE):
+                pass
+
+    async def _write_to(self, fd: int, data: bytes) -> None:
         view = memoryview(data)
         loop = asyncio.get_running_loop()
         while view:
             if self._closed or self._exited:
                 raise errors.Unavailable("the shell's connection is closed")
             try:
-                written = os.write(self._in, view)
+                written = os.write(fd, view)
             except BlockingIOError:
                 written = 0
             except OSError as exc:
@@ -361,12 +400,12 @@ class FifoTransport:
                 # The FIFO is full (the shell is not reading): wait until it drains or the
                 # process ends.
                 self._write_waiter = loop.create_future()
-                loop.add_writer(self._in, self._wake_writer)
+                loop.add_writer(fd, self._wake_writer)
                 try:
                     await self._write_waiter
                 finally:
                     self._write_waiter = None
-                    loop.remove_writer(self._in)
+                    loop.remove_writer(fd)
 
     async def host_pid(self) -> int | None:
         return await self._attach.host_pid()
@@ -386,17 +425,25 @@ class FifoTransport:
             await asyncio.wait_for(asyncio.shield(self._watch), 2)
         await self._attach.close()
         self._watch.cancel()
-        fds = {"out": self._out, "err": self._err}
+        fds = {"out": self._out, "err": self._err, "data": self._data}
         await asyncio.to_thread(_remove_fifos, self.directory, fds)
 
 
+def _pipe_size(fd: int) -> int:
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except OSError:
+        return 64 * 1024
+
+
 def _make_fifos(directory: Path) -> dict[str, int]:
-    """The FIFOs in/out/err in a new `directory`, each opened read-write and non-blocking."""
+    """The FIFOs in/out/err (the process's stdio) and data (a command's stdin, raw: see
+    shell.py) in a new `directory`, each opened read-write and non-blocking."""
     directory.mkdir(mode=0o755)
     directory.chmod(0o755)
     fds: dict[str, int] = {}
     try:
-        for name in ("in", "out", "err"):
+        for name in ("in", "out", "err", "data"):
             path = directory / name
             os.mkfifo(path, 0o666)
             path.chmod(0o666)  # whatever the umask: the workspace's user must open them
@@ -404,6 +451,14 @@ def _make_fifos(directory: Path) -> dict[str, int]:
         for name in ("out", "err"):
             with contextlib.suppress(OSError):
                 fcntl.fcntl(fds[name], fcntl.F_SETPIPE_SZ, FIFO_PIPE_BYTES)
+        # A command's input moves a pipe-full per acknowledged step: bigger steps, fewer of
+        # them. Past /proc/sys/fs/pipe-max-size only root may go; else the default size stays.
+        for size in (FIFO_DATA_BYTES, FIFO_PIPE_BYTES):
+            try:
+                fcntl.fcntl(fds["data"], fcntl.F_SETPIPE_SZ, size)
+                break
+            except OSError:
+                continue
     except BaseException:
         _remove_fifos(directory, fds)
         raise
@@ -417,8 +472,214 @@ def _remove_fifos(directory: Path, fds: dict[str, int]) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+# Run by a second `docker exec` to signal a terminal's processes (the engine has no kill for an
+# exec). $1: INT (the terminal's foreground process group, read from its leader's stat) or KILL
+# (every process of the leader's session); $2: the leader's pid.
+_TTY_SIGNAL = r"""
+l=$2
+if [ "$1" = INT ]; then
+  { IFS= read -r st <"/proc/$l/stat"; } 2>/dev/null || exit 0
+  st=${st##*) }; set -f; set -- $st; set +f
+  [ "${6:-0}" -gt 0 ] && kill -s INT -- "-$6" 2>/dev/null
+  exit 0
+fi
+for p in /proc/[0-9]*; do
+  p=${p#/proc/}
+  { IFS= read -r st <"/proc/$p/stat"; } 2>/dev/null || continue
+  st=${st##*) }; set -f; set -- $st; set +f
+  [ "$4" = "$l" ] && kill -s KILL "$p" 2>/dev/null
+done
+exit 0
+"""
+
+
+class DockerTtyTransport:
+    """A `docker exec` with a terminal the engine made: its socket carries the terminal's bytes
+    both ways; resizing is the engine's exec resize call."""
+
+    def __init__(self, exec_transport: DockerExecTransport, container: str, user: str) -> None:
+        self._exec = exec_transport
+        self._api = exec_transport.api
+        self._sock = exec_transport._sock
+        self._container = container
+        self._user = user
+
+    @classmethod
+    async def open(
+        cls,
+        client: Any,
+        container: str,
+        *,
+        argv: list[str],
+        env: dict[str, str],
+        rows: int,
+        cols: int,
+        user: str = "",
+        workdir: str = "/workspace",
+    ) -> DockerTtyTransport:
+        exec_transport = await DockerExecTransport.open(
+            client, container, argv=argv, env=env, user=user, workdir=workdir, tty=True
+        )
+        transport = cls(exec_transport, container, user)
+        try:
+            await transport.resize(rows, cols)
+        except BaseException:
+            await transport.close()
+            raise
+        return transport
+
+    async def write(self, data: bytes) -> None:
+        await self._exec.write(data)
+
+    async def read(self) -> bytes | None:
+        try:
+            data = await asyncio.get_running_loop().sock_recv(self._sock, READ_SIZE)
+        except (ConnectionError, OSError):
+            return None
+        return data or None
+
+    async def resize(self, rows: int, cols: int) -> None:
+        try:
+            await asyncio.to_thread(self._api.exec_resize, self._exec.exec_id, height=rows, width=cols)
+        except docker.errors.APIError as exc:
+            # The process has just ended (the engine refuses to resize a finished exec).
+            log.debug("tty_resize_failed", error=str(exc))
+
+    async def signal(self, leader: int, kill: bool) -> None:
+        def run() -> None:
+            exec_id = self._api.exec_create(
+                self._container,
+                ["/bin/sh", "-c", _TTY_SIGNAL, "firebox-signal", "KILL" if kill else "INT", str(leader)],
+                user=self._user,
+            )["Id"]
+            self._api.exec_start(exec_id)
+
+        try:
+            await asyncio.to_thread(run)
+        except docker.errors.APIError as exc:
+            # 404/409: the container is gone or stopped, and its processes with it.
+            if exc.status_code not in (404, 409):
+                log.warning("tty_signal_failed", error=str(exc))
+        except requests.exceptions.RequestException as exc:
+            log.warning("tty_signal_failed", error=str(exc))
+
+    async def exit_status(self) -> int | None:
+        # The socket closes as the process ends; the engine may record its status a moment later.
+        for _ in range(50):
+            try:
+                info = await asyncio.to_thread(self._api.exec_inspect, self._exec.exec_id)
+            except (docker.errors.APIError, requests.exceptions.RequestException):
+                return None
+            if not info.get("Running"):
+                code = info.get("ExitCode")
+                return int(code) if code is not None else None
+            await asyncio.sleep(0.02)
+        return None
+
+    async def close(self) -> None:
+        await self._exec.close()
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+class PtyTransport:
+    """A local process (bwrap) on a pseudo-terminal the executor made and holds the master of."""
+
+    def __init__(self, process: asyncio.subprocess.Process, master: int) -> None:
+        self.process = process
+        self._master = master
+        self._closed = False
+
+    @classmethod
+    async def spawn(cls, argv: list[str], env: dict[str, str], rows: int, cols: int) -> PtyTransport:
+        master, slave = pty.openpty()
+        try:
+            set_winsize(master, rows, cols)
+            # A session of its own but no controlling terminal: `argv` takes the terminal itself
+            # (see BwrapBackend.open_tty). Not Python's preexec_fn to take it here: forking a
+            # process with gRPC's threads to run Python code in the child can crash that child.
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+            )
+        except OSError as exc:
+            os.close(master)
+            raise errors.Unavailable(f"cannot start {argv[0]!r}: {exc}") from exc
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        return cls(process, master)
+
+    async def _ready(self, writer: bool) -> None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        (loop.add_writer if writer else loop.add_reader)(self._master, wake)
+        try:
+            await waiter
+        finally:
+            (loop.remove_writer if writer else loop.remove_reader)(self._master)
+
+    async def read(self) -> bytes | None:
+        while not self._closed:
+            try:
+                data = os.read(self._master, READ_SIZE)
+            except BlockingIOError:
+                await self._ready(writer=False)
+                continue
+            except OSError:  # EIO: every holder of the terminal's other side has closed it
+                return None
+            return data or None
+        return None
+
+    async def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._closed:
+                raise errors.Unavailable("the terminal is closed")
+            try:
+                view = view[os.write(self._master, view) :]
+            except BlockingIOError:
+                await self._ready(writer=True)
+            except OSError as exc:
+                raise errors.Unavailable(f"the terminal went away: {exc}") from exc
+
+    async def resize(self, rows: int, cols: int) -> None:
+        if not self._closed:
+            set_winsize(self._master, rows, cols)
+
+    async def signal(self, leader: int, kill: bool) -> None:
+        try:
+            if kill:
+                # bwrap and its pid namespace's init: killing them ends every process inside.
+                os.killpg(self.process.pid, signal.SIGKILL)
+            elif not self._closed:
+                os.killpg(os.tcgetpgrp(self._master), signal.SIGINT)
+        except (ProcessLookupError, OSError):
+            pass
+
+    async def exit_status(self) -> int | None:
+        code = await self.process.wait()
+        return 128 - code if code < 0 else code
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self._master)
+
+
 class PipeTransport:
     """An asyncio subprocess with its stdin, stdout and stderr on pipes."""
+
+    # No raw data path: a session's command input goes through stdin (see shell.py).
+    data_path: str | None = None
+    data_chunk = 0
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -485,6 +746,9 @@ class PipeTransport:
             await stdin.drain()
         except (ConnectionError, OSError) as exc:
             raise errors.Unavailable(f"the shell went away: {exc}") from exc
+
+    async def write_data(self, data: bytes) -> None:
+        raise errors.Unavailable("this transport has no data path")
 
     async def read(self) -> tuple[int, bytes] | None:
         if self._open_streams == 0 and self._queue.empty():

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-from executor_service.backend import Policy, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
+from executor_service.backend import Policy, SnapshotInfo, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
 from executor_service.ceiling import ALL_CAPABILITIES, PolicyCeiling
+from executor_service.expiry import WorkspaceExpiry, check_seconds
 from executor_service.pool import WarmPool
 from firebox.common import errors
 from firebox.common.limits import quote
@@ -26,6 +27,7 @@ from firebox.common.workspace_paths import normalize_writable_paths
 log = get_logger("executor.workspaces")
 
 ID_PREFIX = "ws_"
+SNAPSHOT_ID_PREFIX = "sn_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$")
 # Linux capabilities (capabilities(7)), so that a typo is refused here on every backend.
@@ -39,6 +41,8 @@ KNOWN_CAPABILITIES = frozenset(
         "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
     ).split()
 )
+# Snapshot ids as this manager makes them ("sn_" + hex), a little wider; anything else is unknown.
+_SNAPSHOT_ID = re.compile(r"^sn_[A-Za-z0-9_.-]{1,64}$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 MAX_LABELS = 64
@@ -48,6 +52,14 @@ MAX_ENV_VALUE = 32 * 1024
 # Docker refuses memory limits under 6 MiB; a shell needs a few MiB anyway.
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
 MIN_TMP_BYTES = 1024 * 1024
+
+
+def _check_name(name: str) -> None:
+    """A workspace's or snapshot's optional name."""
+    if name and not _NAME.match(name):
+        raise errors.InvalidArgument(
+            "name", f"{quote(name)}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)"
+        )
 
 
 def new_workspace_id() -> str:
@@ -175,6 +187,8 @@ class WorkspaceManager:
         self.secret_policy = secret_policy
         # Set after construction when the session manager needs this manager too.
         self.sessions = sessions
+        # Set after adoption (it needs the known workspaces): told of every use, start and delete.
+        self.expiry: WorkspaceExpiry | None = None
         self._known: dict[str, WorkspaceInfo] = {}
         # Names of workspaces being created: two creates of one name cannot both pass the check.
         self._creating_names: set[str] = set()
@@ -212,20 +226,35 @@ class WorkspaceManager:
         policy: PolicyOverrides | None = None,
         env: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
+        snapshot_id: str = "",
+        idle_timeout: float | None = None,
+        ttl: float | None = None,
     ) -> WorkspaceInfo:
+        """A new running workspace; with `snapshot_id`, a fork of that snapshot: its image,
+        files, policy and env, with `policy` and `env` applied on top. `idle_timeout` and `ttl`
+        in seconds (0: never; None: the server's defaults, see expiry.py)."""
+        idle_timeout = check_seconds("idle_timeout", idle_timeout)
+        ttl = check_seconds("ttl", ttl)
         env = dict(env or {})
         labels = dict(labels or {})
-        if name and not _NAME.match(name):
-            raise errors.InvalidArgument(
-                "name",
-                f"{quote(name)}: use letters, digits, '.', '_', '-' (at most 63, starting alphanumeric)",
-            )
+        _check_name(name)
+        snapshot = None
+        base_policy = self.default_policy
+        if snapshot_id:
+            if image:
+                raise errors.InvalidArgument(
+                    "image", "must be empty with snapshot_id (a fork has its snapshot's)"
+                )
+            snapshot = await self._snapshot(snapshot_id)
+            image, base_policy, env = snapshot.image, snapshot.policy, {**snapshot.env, **env}
         image = image or self.default_image
         if not _IMAGE.match(image):
             raise errors.InvalidArgument("image", f"not an image reference: {quote(image)}")
         validate_env(env, "env", self.secret_policy)
         self._validate_labels(labels)
-        decided = decide_policy(self.default_policy, policy or PolicyOverrides())
+        decided = decide_policy(base_policy, policy or PolicyOverrides())
+        # Against the server's default, also for a fork: a snapshot keeps no more than the
+        # operator allows now.
         self.ceiling.check(self.default_policy, decided)
         if name:
             # The known set is complete: adopt() filled it and every create/delete goes through here.
@@ -237,14 +266,26 @@ class WorkspaceManager:
                     raise errors.AlreadyExists(f"a workspace named {quote(name)} exists: {existing.id}")
             self._creating_names.add(name)
         try:
-            info = await self._take_from_pool(name, image, decided, env, labels)
+            # Pool members carry no expiry of their own: they take the server's defaults.
+            own = snapshot is not None or idle_timeout is not None or ttl is not None
+            info = None if own else await self._take_from_pool(name, image, decided, env, labels)
             pooled = info is not None
             if info is None:
                 spec = WorkspaceSpec(
-                    id=new_workspace_id(), name=name, image=image, policy=decided, env=env, labels=labels
+                    id=new_workspace_id(),
+                    name=name,
+                    image=image,
+                    policy=decided,
+                    env=env,
+                    labels=labels,
+                    snapshot=snapshot,
+                    idle_timeout=idle_timeout,
+                    ttl=ttl,
                 )
                 info = await self.backend.create(spec)
             self._known[info.id] = info
+            if self.expiry is not None:
+                self.expiry.touch(info.id)
         finally:
             self._creating_names.discard(name)
         log.info(
@@ -254,6 +295,7 @@ class WorkspaceManager:
             image=image,
             isolation=info.isolation,
             from_pool=pooled,
+            parent_snapshot_id=snapshot_id,
         )
         return info
 
@@ -282,6 +324,13 @@ class WorkspaceManager:
         self._known[workspace_id] = info
         return info
 
+    def count_by_state(self) -> dict[str, int]:
+        """Workspaces by state as last seen (no engine call: read at every metrics scrape)."""
+        counts: dict[str, int] = {}
+        for info in self._known.values():
+            counts[info.state] = counts.get(info.state, 0) + 1
+        return counts
+
     async def list(self) -> list[WorkspaceInfo]:
         infos = await self.backend.list()
         self._known = {info.id: info for info in infos}
@@ -293,6 +342,8 @@ class WorkspaceManager:
             return await self.resume(workspace_id)
         info = await self.backend.start(workspace_id)
         self._known[workspace_id] = info
+        if self.expiry is not None:
+            self.expiry.started(workspace_id)
         log.info("workspace_started", workspace_id=workspace_id, state=info.state)
         return info
 
@@ -308,6 +359,43 @@ class WorkspaceManager:
         self._known[workspace_id] = info
         log.info("workspace_resumed", workspace_id=workspace_id, state=info.state)
         return info
+
+    # ---- snapshots ----
+
+    async def create_snapshot(self, workspace_id: str, name: str = "") -> SnapshotInfo:
+        self._check_id(workspace_id)
+        _check_name(name)
+        if name and any(s.name == name for s in await self.backend.list_snapshots()):
+            raise errors.AlreadyExists(f"a snapshot named {name!r} exists")
+        info = await self.get(workspace_id)
+        snapshot = await self.backend.create_snapshot(info, SNAPSHOT_ID_PREFIX + secrets.token_hex(8), name)
+        log.info(
+            "snapshot_created",
+            snapshot_id=snapshot.id,
+            workspace_id=workspace_id,
+            name=name,
+            files_bytes=snapshot.files_bytes,
+        )
+        return snapshot
+
+    async def list_snapshots(self, workspace_id: str = "") -> list[SnapshotInfo]:
+        snapshots = await self.backend.list_snapshots()
+        if workspace_id:
+            snapshots = [s for s in snapshots if s.workspace_id == workspace_id]
+        return sorted(snapshots, key=lambda s: (s.created, s.id))
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        if not snapshot_id:
+            raise errors.InvalidArgument("snapshot_id", "required")
+        await self._snapshot(snapshot_id)
+        await self.backend.delete_snapshot(snapshot_id)
+        log.info("snapshot_deleted", snapshot_id=snapshot_id)
+
+    async def _snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        if not _SNAPSHOT_ID.match(snapshot_id):
+            # Never put into an image reference or a path.
+            raise errors.NotFound(f"snapshot {snapshot_id[:100]!r} not found")
+        return await self.backend.get_snapshot(snapshot_id)
 
     async def _last_known(self, workspace_id: str) -> WorkspaceInfo:
         self._check_id(workspace_id)
@@ -336,6 +424,8 @@ class WorkspaceManager:
             await self.sessions.close_workspace(workspace_id)
         await self.backend.delete(workspace_id)
         self._known.pop(workspace_id, None)
+        if self.expiry is not None:
+            self.expiry.forget(workspace_id)
         log.info("workspace_deleted", workspace_id=workspace_id)
 
     async def set_writable_paths(self, workspace_id: str, paths: list[str]) -> WorkspaceInfo:
@@ -366,6 +456,8 @@ class WorkspaceManager:
         info = self._known.get(workspace_id)
         if info is None or info.state != "running":
             info = await self.get(workspace_id)
+        if self.expiry is not None:
+            self.expiry.touch(workspace_id)
         if info.state == "paused":
             if not resume:
                 raise errors.FailedPrecondition(
@@ -378,6 +470,10 @@ class WorkspaceManager:
                 f"workspace {workspace_id} is {info.state}, not running; start it with StartWorkspace"
             )
         return info
+
+    def known(self) -> list[WorkspaceInfo]:
+        """The last answer for every workspace, without asking the backend."""
+        return list(self._known.values())
 
     def session_count(self, workspace_id: str | None = None) -> int:
         return self.sessions.count(workspace_id) if self.sessions is not None else 0

@@ -2,8 +2,9 @@
 Model Context Protocol tools, for any MCP client (editors, agents).
 
 `firebox mcp` serves it on stdin/stdout; `firebox mcp --http HOST:PORT` on streamable HTTP at
-`/mcp`. Every tool is a call to the executor through the Firebox client, so the executor's
-authentication and policies apply unchanged: over stdio the CLI's own settings (--executor,
+`/mcp`. Every tool is a call to the executor through the Firebox client (with `--via agent`,
+workspaces and commands go through the agent's forwarding instead; shell sessions, files and named
+tools are always the executor's), so authentication and the executor's policies apply unchanged: over stdio the CLI's own settings (--executor,
 --token, TLS, FIREBOX_* env) are used; over HTTP each request's `Authorization: Bearer` token is
 passed on as that call's token, and the CLI's own token is never lent to HTTP callers.
 """
@@ -21,6 +22,7 @@ from mcp_types import ToolAnnotations
 
 from firebox import __version__
 from firebox.client import AsyncFireboxClient, ConnectionSettings, FireboxRpcError
+from firebox.client.aio import Service
 from firebox.common.headtail import HeadTail
 from firebox.executor.v1 import executor_pb2 as ex
 
@@ -67,9 +69,14 @@ def _timeout(seconds: float) -> float:
 class FireboxTools:
     """The clients the tools call through: one for stdio, one per request over HTTP."""
 
-    def __init__(self, settings: ConnectionSettings, *, caller_tokens: bool) -> None:
+    def __init__(
+        self, settings: ConnectionSettings, *, caller_tokens: bool, via: Service = "executor"
+    ) -> None:
         self._settings = settings
         self._caller_tokens = caller_tokens
+        # Where workspaces are created, listed and deleted and commands run: the executor, or the
+        # agent, which forwards to the executor replica owning the workspace.
+        self.via: Service = via
         self._shared = None if caller_tokens else AsyncFireboxClient(settings)
 
     @contextlib.asynccontextmanager
@@ -114,17 +121,17 @@ def build_server(tools: FireboxTools) -> MCPServer:
     ) -> dict[str, Any]:
         policy = ex.IsolationPolicy(network=True) if network else None
         async with tools.client(ctx) as client:
-            return _workspace(await client.create_workspace(name, image=image, policy=policy))
+            return _workspace(await client.create_workspace(name, image=image, policy=policy, via=tools.via))
 
     @server.tool(description="List the workspaces.", annotations=READ_ONLY)
     async def list_workspaces(ctx: Context) -> dict[str, Any]:
         async with tools.client(ctx) as client:
-            return {"workspaces": [_workspace(w) for w in await client.list_workspaces()]}
+            return {"workspaces": [_workspace(w) for w in await client.list_workspaces(via=tools.via)]}
 
     @server.tool(description="Delete a workspace and everything in it.", annotations=DESTRUCTIVE)
     async def delete_workspace(ctx: Context, workspace_id: str) -> dict[str, Any]:
         async with tools.client(ctx) as client:
-            await client.delete_workspace(workspace_id)
+            await client.delete_workspace(workspace_id, via=tools.via)
         return {"deleted": workspace_id}
 
     @server.tool(
@@ -159,6 +166,7 @@ def build_server(tools: FireboxTools) -> MCPServer:
                 timeout=_timeout(timeout_seconds),
                 stdin=stdin.encode() or None,
                 known_name="mcp:run_command",
+                via=tools.via,
             )
         stdout, stdout_cut = _bounded(result.stdout)
         stderr, stderr_cut = _bounded(result.stderr)
@@ -271,15 +279,15 @@ def build_server(tools: FireboxTools) -> MCPServer:
     return server
 
 
-async def serve_stdio(settings: ConnectionSettings) -> None:
-    tools = FireboxTools(settings, caller_tokens=False)
+async def serve_stdio(settings: ConnectionSettings, via: Service = "executor") -> None:
+    tools = FireboxTools(settings, caller_tokens=False, via=via)
     try:
         await build_server(tools).run_stdio_async()
     finally:
         await tools.close()
 
 
-async def serve_http(settings: ConnectionSettings, host: str, port: int) -> None:
+async def serve_http(settings: ConnectionSettings, host: str, port: int, via: Service = "executor") -> None:
     """Streamable HTTP at http://HOST:PORT/mcp; callers bring their own bearer token."""
-    tools = FireboxTools(settings, caller_tokens=True)
+    tools = FireboxTools(settings, caller_tokens=True, via=via)
     await build_server(tools).run_streamable_http_async(host=host, port=port)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the virtual environment: a Docker engine that answers,
-# bubblewrap, tmux (the interactive CLI tests), the locally built workspace image, and the npm
-# packages of the Node tests (the MCP SDK's client, the TypeScript client). Installs and starts what
-# is missing (as root).
+# bubblewrap, tmux (the interactive CLI tests), PostgreSQL's server binaries (the store tests start
+# their own throwaway cluster with initdb/pg_ctl; nothing is started here), the locally built
+# workspace image, and the npm packages of the Node tests (the MCP SDK's client, the TypeScript
+# client). Installs and starts what is missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -17,6 +18,7 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 venv_python=$(.venv/bin/python -c 'import sys; print("python%d.%d" % sys.version_info[:2])' 2>/dev/null || echo python3)
 [ -x "/usr/bin/$venv_python" ] || need+=("$venv_python")
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test-env: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

@@ -1,7 +1,9 @@
 """Workspaces as bubblewrap sandboxes, for machines without a Docker engine.
 
 A workspace is a directory `<config-dir>/workspaces/<id>/`: `files/` is mounted at /workspace and
-`workspace.json` holds the spec and state, so a restarted executor adopts it. "Running" means
+`workspace.json` holds the spec and state, so a restarted executor adopts it. The root is the
+host's /usr, read-only: a snapshot is a copy of `files/` (and the spec) under
+`<config-dir>/snapshots/<id>/`, and a fork starts from a copy of that. "Running" means
 commands may be started; each session is one `bwrap` process (through A1's PipeTransport) with new
 namespaces, read-only host system directories and only the variables it is given.
 
@@ -20,6 +22,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import socket
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from executor_service.backend import (
     BWRAP,
     Policy,
     ShellTransport,
+    SnapshotInfo,
+    TtyTransport,
     WorkspaceInfo,
     WorkspaceSpec,
     workspace_access,
@@ -39,6 +44,8 @@ from firebox.common.logging import get_logger
 log = get_logger("executor.backends.bwrap")
 
 METADATA = "workspace.json"
+SNAPSHOTS = "snapshots"
+SNAPSHOT_METADATA = "snapshot.json"
 FILES = "files"
 WORKDIR = "/workspace"
 # Host system directories bound read-only; the merged-/usr symlinks are recreated as symlinks.
@@ -105,6 +112,23 @@ def _open_writable(files_dir: Path, writable_paths: tuple[str, ...]) -> dict[str
     return fds
 
 
+def _snapshot_info(meta: dict[str, object]) -> SnapshotInfo:
+    raw = {k: v for k, v in dict(meta["policy"]).items() if k in Policy.__dataclass_fields__}  # type: ignore[call-overload]
+    raw["capabilities"] = tuple(raw.get("capabilities", ()))
+    snapshot_id = str(meta["id"])
+    return SnapshotInfo(
+        id=snapshot_id,
+        name=str(meta.get("name", "")),
+        workspace_id=str(meta["workspace_id"]),
+        image=str(meta["image"]),
+        image_ref=str(meta["image"]),
+        created=dt.datetime.fromisoformat(str(meta["created"])),
+        policy=Policy(**raw),
+        env=dict(meta.get("env", {})),  # type: ignore[call-overload]
+        files_bytes=int(meta.get("files_bytes", 0)),  # type: ignore[call-overload]
+    )
+
+
 def _uid_gid(user: str) -> tuple[int, int]:
     uid_text, _, gid_text = user.partition(":")
     if not uid_text.isdigit() or (gid_text and not gid_text.isdigit()):
@@ -122,6 +146,7 @@ def sandbox_argv(
     env: dict[str, str],
     rlimit_memory: bool = True,
     writable_fds: dict[str, int] | None = None,
+    new_session: bool = True,
 ) -> list[str]:
     """The full command line: bwrap around `argv`, inside prlimit when memory is capped per
     process (`rlimit_memory`, used when there are no cgroups). With writable paths /workspace
@@ -131,7 +156,9 @@ def sandbox_argv(
     cmd: list[str] = []
     if policy.memory_bytes and rlimit_memory:
         cmd += ["prlimit", f"--as={policy.memory_bytes}", "--"]
-    cmd += ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]
+    cmd += ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent"]
+    if new_session:
+        cmd.append("--new-session")
     if policy.network:
         cmd.append("--share-net")
     for directory in SYSTEM_DIRS:
@@ -195,13 +222,22 @@ class BwrapBackend:
             created=dt.datetime.now(dt.UTC),
             env=dict(spec.env),
             labels=dict(spec.labels),
+            parent_snapshot_id=spec.snapshot.id if spec.snapshot is not None else "",
+            idle_timeout=spec.idle_timeout,
+            ttl=spec.ttl,
         )
         directory = self._dir(spec.id)
 
         def make() -> None:
             # Owned by the executor's own uid: the user namespace maps the sandbox user onto it,
             # so inside the files belong to the sandbox user.
-            (directory / FILES).mkdir(parents=True)
+            if spec.snapshot is not None:
+                directory.mkdir(parents=True)
+                shutil.copytree(
+                    self._snapshot_dir(spec.snapshot.id) / FILES, directory / FILES, symlinks=True
+                )
+            else:
+                (directory / FILES).mkdir(parents=True)
             self._write(info, spec.policy)
 
         async with self._lock:
@@ -268,6 +304,75 @@ class BwrapBackend:
             except RuntimeError as exc:
                 raise errors.Unavailable(f"resuming workspace {workspace_id} failed: {exc}") from exc
         return await self._set_state(workspace_id, "running")
+
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    def _snapshot_dir(self, snapshot_id: str) -> Path:
+        if not snapshot_id or "/" in snapshot_id or snapshot_id.startswith("."):
+            raise errors.NotFound(f"snapshot {snapshot_id!r} not found")
+        return self.root.parent / SNAPSHOTS / snapshot_id
+
+    async def create_snapshot(self, workspace: WorkspaceInfo, snapshot_id: str, name: str) -> SnapshotInfo:
+        """A copy of the workspace's files (the rest of its root is the host's, read-only). A
+        running workspace is frozen meanwhile where the freezer allows, so the copy is of one
+        moment."""
+        frozen = workspace.state == "running" and self.cgroups is not None and self.cgroups.has_freezer
+        if frozen:
+            await asyncio.to_thread(self.cgroups.set_frozen, workspace.id, True)  # type: ignore[union-attr]
+        try:
+            return await asyncio.to_thread(self._snapshot, workspace, snapshot_id, name)
+        finally:
+            if frozen:
+                await asyncio.to_thread(self.cgroups.set_frozen, workspace.id, False)  # type: ignore[union-attr]
+
+    def _snapshot(self, workspace: WorkspaceInfo, snapshot_id: str, name: str) -> SnapshotInfo:
+        target = self._snapshot_dir(snapshot_id)
+        partial = target.with_name(f".{snapshot_id}.partial")
+        try:
+            shutil.copytree(self._dir(workspace.id) / FILES, partial / FILES, symlinks=True)
+            size = sum(p.lstat().st_size for p in (partial / FILES).rglob("*") if not p.is_dir())
+            meta = {
+                "id": snapshot_id,
+                "name": name,
+                "workspace_id": workspace.id,
+                "image": workspace.image,
+                "created": dt.datetime.now(dt.UTC).isoformat(),
+                "policy": asdict(workspace.policy),
+                "env": workspace.env,
+                "files_bytes": size,
+            }
+            (partial / SNAPSHOT_METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            # Whole or absent: a crash mid-copy leaves only a .partial directory.
+            os.replace(partial, target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return _snapshot_info(meta)
+
+    async def list_snapshots(self) -> list[SnapshotInfo]:
+        def read_all() -> list[SnapshotInfo]:
+            base = self.root.parent / SNAPSHOTS
+            found = []
+            for entry in sorted(base.iterdir()) if base.is_dir() else []:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    found.append(_snapshot_info(json.loads((entry / SNAPSHOT_METADATA).read_text())))
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("snapshot_unreadable", directory=str(entry), error=repr(exc))
+            return found
+
+        return await asyncio.to_thread(read_all)
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        path = self._snapshot_dir(snapshot_id) / SNAPSHOT_METADATA
+        try:
+            return _snapshot_info(json.loads(await asyncio.to_thread(path.read_text)))
+        except FileNotFoundError as exc:
+            raise errors.NotFound(f"snapshot {snapshot_id!r} not found") from exc
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        await self.get_snapshot(snapshot_id)
+        await asyncio.to_thread(shutil.rmtree, self._snapshot_dir(snapshot_id))
 
     async def stop(self, workspace_id: str) -> WorkspaceInfo:
         # Its bwrap processes are the sessions, which the workspace manager closes first; with
@@ -342,6 +447,45 @@ class BwrapBackend:
         async with self._lock:
             return await asyncio.to_thread(update)
 
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        from executor_service.transports import PtyTransport
+
+        files_dir = self._dir(workspace.id) / FILES
+        # The program must lead a session INSIDE the sandbox's pid namespace, with the terminal
+        # as its controlling terminal: util-linux's setsid (from the host's /usr) does both (and
+        # waits, should it have to fork). Taken outside, the terminal's process groups would be
+        # invisible inside, and an interactive shell could not hand the terminal back on exit.
+        # No --new-session: it would leave the terminal behind, and the terminal is the
+        # program's own, so TIOCSTI reaches nothing else.
+        command = sandbox_argv(
+            files_dir,
+            workspace.policy,
+            ["setsid", "--wait", "--ctty", *argv],
+            env,
+            rlimit_memory=self.cgroups is None,
+            new_session=False,
+        )
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.ensure, workspace.id, workspace.policy)
+            command = self.cgroups.enter_argv(workspace.id, command)
+        return await PtyTransport.spawn(command, {"PATH": DEFAULT_PATH}, rows, cols)
+
+    async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
+        from executor_service import ports
+
+        if not workspace.policy.network:
+            # --unshare-all gives every bwrap process a network namespace of its own: there is
+            # no one namespace of the workspace to enter.
+            raise errors.FailedPrecondition(
+                "the bwrap backend cannot forward ports of a workspace without network (each of "
+                "its processes has a network namespace of its own); use the docker backend or "
+                "policy.network"
+            )
+        # With network, sandboxes share the host's network namespace.
+        return await ports.connect(None, port)
+
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         if self.cgroups is None:
             return None
@@ -365,6 +509,9 @@ class BwrapBackend:
                 "policy": asdict(requested),
                 "created": info.created.isoformat(),
                 "env": info.env,
+                "parent_snapshot_id": info.parent_snapshot_id,
+                "idle_timeout": info.idle_timeout,
+                "ttl": info.ttl,
                 "labels": info.labels,
             },
         )
@@ -396,6 +543,9 @@ class BwrapBackend:
             created=dt.datetime.fromisoformat(data["created"]),
             env=data["env"],
             labels=data["labels"],
+            parent_snapshot_id=data.get("parent_snapshot_id", ""),
+            idle_timeout=data.get("idle_timeout"),
+            ttl=data.get("ttl"),
         )
 
     async def _set_state(self, workspace_id: str, state: str) -> WorkspaceInfo:

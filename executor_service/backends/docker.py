@@ -44,7 +44,7 @@ import re
 import shutil
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,6 +64,8 @@ from executor_service.backend import (
     STATES,
     Policy,
     ShellTransport,
+    SnapshotInfo,
+    TtyTransport,
     WorkspaceInfo,
     WorkspaceSpec,
     workspace_access,
@@ -85,6 +87,28 @@ LABEL_OWNER = "dev.firebox.owner"
 # Set on workspaces that have the session FIFO directory mounted (its value: where).
 LABEL_IO = "dev.firebox.io"
 IO_MOUNT = "/run/firebox"
+
+# Snapshots (see create_snapshot): an image firebox-snapshot:<id> holding the container's
+# filesystem and metadata labels, and a volume firebox-snap-<id> holding a copy of /workspace.
+SNAPSHOT_REPOSITORY = "firebox-snapshot"
+SNAPSHOT_VOLUME_PREFIX = "firebox-snap-"
+LABEL_SNAPSHOT = "dev.firebox.snapshot"
+LABEL_SNAPSHOT_INFO = "dev.firebox.snapshot-info"
+# On a fork's container: the snapshot it was made from.
+LABEL_PARENT_SNAPSHOT = "dev.firebox.parent-snapshot"
+# The idle timeout and time to live the client asked for (JSON; absent: the server's defaults).
+LABEL_EXPIRY = "dev.firebox.expiry"
+# Marks the short-lived containers that copy a volume.
+LABEL_HELPER = "dev.firebox.helper"
+COPY_TIMEOUT_SECONDS = 600
+# What the copy runs: everything, owners, modes and times kept; then the size in KiB.
+COPY_SCRIPT = "cp -a /from/. /to/ && du -sk /to"
+# The copy runs as root in a container with no network and only the capabilities a faithful copy
+# needs (read anything, keep owners, modes and times), with a fixed PATH: the image's and the
+# workspace's own PATH may name the workspace user's programs.
+COPY_CAPABILITIES = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"]
+COPY_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_HELPER_OUTPUT = 16 * 1024
 
 CONTAINER_PREFIX = "firebox-"
 VOLUME_PREFIX = "firebox-ws-"
@@ -219,6 +243,16 @@ class DockerBackend:
         """Create and start the workspace; with `pool_key`, as a member of that warm pool. An image
         the engine does not have is NotFound: nothing is pulled (a pull from an unreachable registry
         would hang the call), so images are built or loaded beforehand."""
+        if spec.snapshot is not None:
+            # The fork's own copy of the snapshot's files, made first: the engine then mounts a
+            # volume that is not empty and copies nothing of the image into it.
+            await _engine(
+                self._copy_volume,
+                snapshot_volume_name(spec.snapshot.id),
+                volume_name(spec.id),
+                spec.snapshot.image_ref,
+                self._volume_labels(spec.id),
+            )
         try:
             container = await _engine(self._create_and_start, spec, pool_key)
         except docker.errors.ImageNotFound as exc:
@@ -260,6 +294,8 @@ class DockerBackend:
         )
         infos = []
         for container in containers:
+            if container.labels.get(LABEL_HELPER):
+                continue
             try:
                 infos.append(self._info(container))
             except (KeyError, ValueError) as exc:
@@ -364,6 +400,173 @@ class DockerBackend:
             raise
         return replace(workspace, state="paused" if pause else "running")
 
+    # ---- snapshots ---------------------------------------------------------------------------
+
+    async def create_snapshot(self, workspace: WorkspaceInfo, snapshot_id: str, name: str) -> SnapshotInfo:
+        """`docker commit` of the container (its filesystem and configuration) as
+        firebox-snapshot:<id>, and a copy of its /workspace volume (which a commit leaves out) in
+        firebox-snap-<id>. A running workspace is paused for both, so that the files and the
+        filesystem are of one moment; it runs on afterwards with its processes and sessions."""
+        container = await self._container(workspace.id)
+        paused_here = container.status == "running"
+        if paused_here:
+            await _engine(self.client.api.pause, container.id)
+        try:
+            return await _engine(self._snapshot, container, workspace, snapshot_id, name)
+        finally:
+            if paused_here:
+                await _engine(self.client.api.unpause, container.id)
+
+    def _snapshot(
+        self, container: Container, workspace: WorkspaceInfo, snapshot_id: str, name: str
+    ) -> SnapshotInfo:
+        created = dt.datetime.now(dt.UTC)
+        meta = {
+            "name": name,
+            "workspace_id": workspace.id,
+            "image": workspace.image,
+            "created": created.isoformat(),
+            "policy": asdict(workspace.policy),
+            "env": workspace.env,
+        }
+        # The container's own Firebox labels would otherwise pass into the image, and from it
+        # into every fork's container.
+        blank = {key: "" for key in container.labels if key.startswith("dev.firebox.")}
+        labels = {
+            **blank,
+            LABEL_MANAGED: "true",
+            LABEL_OWNER: self.owner,
+            LABEL_SNAPSHOT: snapshot_id,
+        }
+        volume = snapshot_volume_name(snapshot_id)
+        meta["files_bytes"] = self._copy_volume(
+            container.labels.get(LABEL_VOLUME) or volume_name(workspace.id),
+            volume,
+            workspace.image,
+            {LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_SNAPSHOT: snapshot_id},
+        )
+        labels[LABEL_SNAPSHOT_INFO] = json.dumps(meta, sort_keys=True)
+        try:
+            container.commit(
+                repository=SNAPSHOT_REPOSITORY,
+                tag=snapshot_id,
+                message=f"Firebox snapshot {snapshot_id} of {workspace.id}",
+                pause=False,
+                conf={"Labels": labels},
+            )
+        except BaseException:
+            self._remove_volume(volume)
+            raise
+        return _snapshot_info(snapshot_id, meta)
+
+    async def list_snapshots(self) -> list[SnapshotInfo]:
+        images = await _engine(
+            self.client.images.list,
+            filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={self.owner}", LABEL_SNAPSHOT]},
+        )
+        volumes = {
+            v.name: v
+            for v in await _engine(
+                self.client.volumes.list, filters={"label": [f"{LABEL_OWNER}={self.owner}", LABEL_SNAPSHOT]}
+            )
+        }
+        snapshots = []
+        for image in images:
+            snapshot = self._snapshot_from_image(image)
+            if snapshot is not None and snapshot_volume_name(snapshot.id) in volumes:
+                snapshots.append(snapshot)
+        return snapshots
+
+    async def get_snapshot(self, snapshot_id: str) -> SnapshotInfo:
+        if not _WORKSPACE_ID.fullmatch(snapshot_id):
+            raise errors.NotFound(f"snapshot {snapshot_id[:200]!r} not found")
+        try:
+            image = await _engine(self.client.images.get, f"{SNAPSHOT_REPOSITORY}:{snapshot_id}")
+            await _engine(self.client.volumes.get, snapshot_volume_name(snapshot_id))
+        except docker.errors.NotFound as exc:
+            raise errors.NotFound(f"snapshot {snapshot_id!r} not found") from exc
+        snapshot = self._snapshot_from_image(image)
+        if snapshot is None or snapshot.id != snapshot_id:
+            raise errors.NotFound(f"snapshot {snapshot_id!r} not found")
+        return snapshot
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        await self.get_snapshot(snapshot_id)
+        # By tag and forced: a fork's container keeps the layers it runs on.
+        with contextlib.suppress(docker.errors.NotFound):
+            await _engine(self.client.images.remove, f"{SNAPSHOT_REPOSITORY}:{snapshot_id}", force=True)
+        await _engine(self._remove_volume, snapshot_volume_name(snapshot_id))
+
+    def _snapshot_from_image(self, image: Any) -> SnapshotInfo | None:
+        labels = image.labels or {}
+        if labels.get(LABEL_OWNER) != self.owner or not labels.get(LABEL_SNAPSHOT):
+            return None
+        try:
+            meta = json.loads(labels[LABEL_SNAPSHOT_INFO])
+            return _snapshot_info(labels[LABEL_SNAPSHOT], meta)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("snapshot_unreadable", image=image.id, error=repr(exc))
+            return None
+
+    def _copy_volume(self, source: str, target: str, image: str, labels: dict[str, str]) -> int:
+        """Copy volume `source` into a new volume `target` with a short-lived container of `image`
+        (every workspace image has /bin/sh, and cp with it). Returns the bytes copied (du)."""
+        self.client.volumes.create(target, labels=labels)
+        try:
+            helper = self.client.containers.create(
+                image,
+                entrypoint=["/bin/sh", "-c", COPY_SCRIPT],
+                command=[],
+                user="0:0",
+                environment={"PATH": COPY_PATH},
+                network_mode="none",
+                cap_drop=["ALL"],
+                cap_add=COPY_CAPABILITIES,
+                security_opt=["no-new-privileges"],
+                labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_HELPER: "copy"},
+                mounts=[
+                    Mount("/from", source, type="volume", read_only=True),
+                    Mount("/to", target, type="volume"),
+                ],
+                detach=True,
+            )
+        except BaseException:
+            self._remove_volume(target)
+            raise
+        try:
+            code, output = self._run_to_end(helper)
+        except BaseException:
+            self._remove_volume_after(helper, target)
+            raise
+        if code != 0:
+            self._remove_volume_after(helper, target)
+            raise errors.FailedPrecondition(
+                f"copying the workspace's files failed (exit {code}) in image {image!r}: "
+                f"{output.decode(errors='replace').strip()[-500:]}"
+            )
+        helper.remove(force=True, v=True)
+        kib = output.split()[-2:-1] if output.split() else []
+        return int(kib[0]) * 1024 if kib and kib[0].isdigit() else 0
+
+    def _remove_volume_after(self, helper: Container, volume: str) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            helper.remove(force=True, v=True)
+        self._remove_volume(volume)
+
+    def _run_to_end(self, container: Container) -> tuple[int, bytes]:
+        """Start `container`, wait for it to exit (bounded), and return its exit code and output."""
+        sock = self.client.api.attach_socket(container.id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        raw = getattr(sock, "_sock", sock)
+        try:
+            raw.settimeout(COPY_TIMEOUT_SECONDS)
+            container.start()
+            output = _read_frames(raw, MAX_HELPER_OUTPUT)
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+        result = container.wait(timeout=COPY_TIMEOUT_SECONDS)
+        return int(result.get("StatusCode", -1)), output
+
     async def delete(self, workspace_id: str) -> None:
         container = await self._container(workspace_id)
         volume = container.labels.get(LABEL_VOLUME) or volume_name(workspace_id)
@@ -410,10 +613,16 @@ class DockerBackend:
                     await self._mount_writable(await self._container(info.id), info.policy.writable_paths)
                 except errors.FireboxError as exc:
                     log.error("writable_paths_not_enforced", workspace_id=info.id, error=exc.message)
+        # A volume copy the previous process did not see to its end.
+        helpers = await _engine(
+            self.client.containers.list, all=True, filters={"label": [*self._filters["label"], LABEL_HELPER]}
+        )
+        for helper in helpers:
+            await _engine(helper.remove, force=True, v=True)
         volumes = await _engine(self.client.volumes.list, filters=self._filters)
         in_use = {volume_name(i.id) for i in everything}
         for volume in volumes:
-            if volume.name not in in_use:
+            if volume.name not in in_use and not (volume.attrs.get("Labels") or {}).get(LABEL_SNAPSHOT):
                 log.warning(
                     "workspace_volume_without_container",
                     volume=volume.name,
@@ -462,6 +671,31 @@ class DockerBackend:
             self.client, name, argv=argv, env=env, user=workspace.policy.user, workdir=WORKDIR
         )
 
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        from executor_service.transports import DockerTtyTransport
+
+        return await DockerTtyTransport.open(
+            self.client,
+            container_name(workspace.id),
+            argv=argv,
+            env=env,
+            rows=rows,
+            cols=cols,
+            user=workspace.policy.user,
+            workdir=WORKDIR,
+        )
+
+    async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
+        from executor_service import ports
+
+        container = await self._container(workspace.id)
+        pid = (container.attrs.get("State") or {}).get("Pid") or 0
+        if not pid:
+            raise errors.FailedPrecondition(f"workspace {workspace.id!r} is not running; start it first")
+        return await ports.connect(f"/proc/{pid}/ns/net", port)
+
     async def oom_kills(self, workspace: WorkspaceInfo) -> int | None:
         container_id = await self._container_id(workspace.id)
         if container_id is None:
@@ -488,6 +722,11 @@ class DockerBackend:
         }
         if pool_key:
             labels[LABEL_POOL] = pool_key
+        if spec.snapshot is not None:
+            labels[LABEL_PARENT_SNAPSHOT] = spec.snapshot.id
+        expiry = {k: v for k, v in (("idle_timeout", spec.idle_timeout), ("ttl", spec.ttl)) if v is not None}
+        if expiry:
+            labels[LABEL_EXPIRY] = json.dumps(expiry, sort_keys=True)
         mounts = [self._workspace_mount(spec, volume)]
         if self.io_dir is not None:
             # The root is the executor's alone; the workspace's own directory is what the
@@ -498,6 +737,9 @@ class DockerBackend:
             io_host.chmod(0o755)
             mounts.append(Mount(IO_MOUNT, str(io_host), type="bind", read_only=True))
             labels[LABEL_IO] = IO_MOUNT
+        elif spec.snapshot is not None:
+            # A snapshot image carries the labels of the container it was taken of.
+            labels[LABEL_IO] = ""
         labels[LABEL_INIT] = INIT_VERSION
         host_config: dict[str, Any] = {
             "network_mode": "bridge" if policy.network else "none",
@@ -520,7 +762,7 @@ class DockerBackend:
             host_config["nano_cpus"] = policy.cpu_millis * 1_000_000
         try:
             container = self.client.containers.create(
-                spec.image,
+                spec.snapshot.image_ref if spec.snapshot is not None else spec.image,
                 # The image's ENTRYPOINT and CMD never run: an entrypoint that exits (or wants
                 # arguments) must not keep the workspace from starting.
                 entrypoint=["/bin/sh", "-c", INIT_SCRIPT, "firebox-init", policy.user],
@@ -560,8 +802,11 @@ class DockerBackend:
             volume,
             type="volume",
             read_only=spec.policy.read_only,
-            labels={LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: spec.id},
+            labels=self._volume_labels(spec.id),
         )
+
+    def _volume_labels(self, workspace_id: str) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_OWNER: self.owner, LABEL_ID: workspace_id}
 
     def _start_until_ready(self, container: Container, image: str) -> None:
         """Start the container and return once INIT_SCRIPT has said it is ready. Attached before
@@ -687,6 +932,7 @@ class DockerBackend:
             self._io_workspaces.add(workspace_id)
         if claim is not None:
             name, user_labels, pool_key = claim.get("name", ""), dict(claim.get("labels", {})), ""
+        expiry = json.loads(labels.get(LABEL_EXPIRY) or "{}")
         return WorkspaceInfo(
             id=workspace_id,
             name=name,
@@ -699,7 +945,37 @@ class DockerBackend:
             env=json.loads(labels.get(LABEL_ENV) or "{}"),
             labels=user_labels,
             pool_key=pool_key,
+            parent_snapshot_id=labels.get(LABEL_PARENT_SNAPSHOT, ""),
+            idle_timeout=expiry.get("idle_timeout"),
+            ttl=expiry.get("ttl"),
         )
+
+
+def snapshot_volume_name(snapshot_id: str) -> str:
+    return SNAPSHOT_VOLUME_PREFIX + snapshot_id
+
+
+def _snapshot_info(snapshot_id: str, meta: dict[str, Any]) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=snapshot_id,
+        name=meta.get("name", ""),
+        workspace_id=meta["workspace_id"],
+        image=meta["image"],
+        image_ref=f"{SNAPSHOT_REPOSITORY}:{snapshot_id}",
+        created=dt.datetime.fromisoformat(meta["created"]),
+        policy=_policy_from_label(json.dumps(meta["policy"])),
+        env=dict(meta.get("env", {})),
+        files_bytes=int(meta.get("files_bytes", 0)),
+    )
+
+
+def _read_frames(sock: socket.socket, limit: int) -> bytes:
+    """Everything an attach stream carries until it ends, keeping the last `limit` bytes."""
+    payload = bytearray()
+    for frame in _frames(sock):
+        payload += frame
+        del payload[:-limit]
+    return bytes(payload)
 
 
 def init_capabilities(policy: Policy) -> list[str]:
@@ -712,30 +988,35 @@ def init_capabilities(policy: Policy) -> list[str]:
     return caps
 
 
-def _read_until_ready(sock: socket.socket) -> bytes | None:
-    """Read the attach stream's frames (8-byte header: stream id, 3 zero bytes, big-endian
-    length) until READY_LINE (None) or the end; then what was printed, bounded."""
+def _frames(sock: socket.socket) -> Iterator[bytes]:
+    """The payloads of a non-TTY attach stream's frames (8-byte header: stream id, 3 zero bytes,
+    big-endian length), until the stream ends."""
     buf = bytearray()
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while len(buf) >= 8:
+            length = int.from_bytes(buf[4:8], "big")
+            if len(buf) < 8 + length:
+                break
+            yield bytes(buf[8 : 8 + length])
+            del buf[: 8 + length]
+
+
+def _read_until_ready(sock: socket.socket) -> bytes | None:
+    """Read the attach stream until READY_LINE (None) or its end; then what was printed, bounded."""
     payload = bytearray()
     try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return bytes(payload[-MAX_INIT_OUTPUT:])
-            buf += chunk
-            while len(buf) >= 8:
-                length = int.from_bytes(buf[4:8], "big")
-                if len(buf) < 8 + length:
-                    break
-                payload += buf[8 : 8 + length]
-                del buf[: 8 + length]
-                if READY_LINE in payload:
-                    return None
-                del payload[:-MAX_INIT_OUTPUT]
+        for frame in _frames(sock):
+            payload += frame
+            if READY_LINE in payload:
+                return None
+            del payload[:-MAX_INIT_OUTPUT]
     except TimeoutError:
-        return (
-            bytes(payload[-MAX_INIT_OUTPUT:]) + f" (not ready within {READY_TIMEOUT_SECONDS:.0f}s)".encode()
-        )
+        payload += f" (not ready within {READY_TIMEOUT_SECONDS:.0f}s)".encode()
+    return bytes(payload[-MAX_INIT_OUTPUT:])
 
 
 def _start_failure(image: str, detail: str) -> errors.FailedPrecondition:

@@ -9,7 +9,9 @@ import os
 import shlex
 import signal
 import sys
+import termios
 import threading
+import tty
 from types import FrameType
 from typing import Any
 
@@ -32,7 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help="run a command in a workspace",
         description=(
             "Run a command in a workspace, streaming its output live and exiting with its status. "
-            "Piped stdin is forwarded. Ctrl-C interrupts the command; a second Ctrl-C kills it."
+            "Piped stdin is forwarded. Ctrl-C interrupts the command; a second Ctrl-C kills it. "
+            "With -t the command runs on a terminal in the workspace and this terminal is "
+            "connected to it (keys, Ctrl-C and window size go through), like `docker exec -it`."
         ),
         epilog=(
             "exit status: the command's own; 128+N when signal N ended it; 124 when it ran past "
@@ -45,7 +49,13 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         help=f"workspace id or name (default: the workspace named {DEFAULT_WORKSPACE!r}, created on first use)",
     )
     parser.add_argument("-s", "--session", default="", help="shell session id: keeps cwd and variables")
-    parser.add_argument("-t", "--timeout", type=float, help="seconds before the command is killed")
+    parser.add_argument("--timeout", type=float, help="seconds before the command is killed")
+    parser.add_argument(
+        "-t",
+        "--tty",
+        action="store_true",
+        help="run the command on a terminal (for interactive programs: shells, editors, top)",
+    )
     parser.add_argument("-C", "--directory", default="", help="working directory (relative to /workspace)")
     parser.add_argument(
         "-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="set a variable (repeatable)"
@@ -235,6 +245,8 @@ def run(app: App, args: argparse.Namespace) -> int:
             known_id=args.known_id,
             known_name=args.known_name,
             via=args.via,
+            tty=args.tty,
+            winsize=_window_size() if args.tty else None,
             **program,
         )
     except FireboxRpcError as error:
@@ -242,30 +254,19 @@ def run(app: App, args: argparse.Namespace) -> int:
     except CliError as error:
         raise CliError(error.message, exit_codes.EXEC_FAILED) from None
 
-    if _stdin_is_pipe():
-        threading.Thread(target=_forward_stdin, args=(execution,), name="stdin", daemon=True).start()
+    if args.tty:
+        with _RawTerminal(execution):
+            interrupted = _relay(execution)
     else:
-        # A terminal's keystrokes are not forwarded (no pseudo-terminal): the command sees end of input.
-        execution.close_input()
-
-    stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
-    try:
+        if _stdin_is_pipe():
+            threading.Thread(target=_forward_stdin, args=(execution,), name="stdin", daemon=True).start()
+        else:
+            # A terminal's keystrokes are not forwarded without -t: the command sees end of input.
+            execution.close_input()
         with _Interrupts(execution):
-            for response in execution:
-                if response.stdout_data:
-                    stdout.write(response.stdout_data)
-                    stdout.flush()
-                if response.stderr_data:
-                    stderr.write(response.stderr_data)
-                    stderr.flush()
-    except FireboxRpcError as error:
-        raise _exec_failure(error) from None
-    except BrokenPipeError:
-        # Our reader went away (`firebox exec -- yes | head`): end the command as a shell would.
-        execution.cancel()
-        _silence_stdout()
-        return 128 + signal.SIGPIPE
-
+            interrupted = _relay(execution)
+    if interrupted is not None:
+        return interrupted
     final = execution.final
     if final is None:
         raise CliError(
@@ -278,6 +279,60 @@ def run(app: App, args: argparse.Namespace) -> int:
     if final.session_ended:
         output.note(f"shell session {args.session} ended; it takes no more commands")
     return exit_status(final)
+
+
+def _relay(execution: SyncExecCall) -> int | None:
+    """Write the command's output as it comes, until it ends; an exit status if we must stop
+    early (our reader went away)."""
+    stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
+    try:
+        for response in execution:
+            if response.stdout_data:
+                stdout.write(response.stdout_data)
+                stdout.flush()
+            if response.stderr_data:
+                stderr.write(response.stderr_data)
+                stderr.flush()
+    except FireboxRpcError as error:
+        raise _exec_failure(error) from None
+    except BrokenPipeError:
+        # Our reader went away (`firebox exec -- yes | head`): end the command as a shell would.
+        execution.cancel()
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+    return None
+
+
+def _window_size() -> tuple[int, int]:
+    size = os.get_terminal_size(1) if os.isatty(1) else os.terminal_size((80, 24))
+    return size.lines, size.columns
+
+
+class _RawTerminal:
+    """With -t: our terminal in raw mode, so every key (Ctrl-C, Ctrl-D, arrows) goes to the
+    command's terminal, which does the echoing and line editing; window size changes follow."""
+
+    def __init__(self, execution: SyncExecCall) -> None:
+        self._execution = execution
+        self._saved: list[Any] | None = None
+        self._previous_winch: Any = None
+
+    def __enter__(self) -> _RawTerminal:
+        if os.isatty(0):
+            self._saved = termios.tcgetattr(0)
+            # TCSANOW: keys typed while the command was starting are kept for it.
+            tty.setraw(0, termios.TCSANOW)
+        self._previous_winch = signal.signal(signal.SIGWINCH, self._resized)
+        threading.Thread(target=_forward_stdin, args=(self._execution,), name="stdin", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGWINCH, self._previous_winch or signal.SIG_DFL)
+        if self._saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
+
+    def _resized(self, _signum: int, _frame: FrameType | None) -> None:
+        self._execution.resize_soon(*_window_size())
 
 
 def _program(command: list[str], args: argparse.Namespace) -> dict[str, Any]:

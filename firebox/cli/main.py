@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from firebox import __version__
-from firebox.cli import chat, exec_cmd, exit_codes, mcp_cmd, output, resources
+from firebox.cli import chat, exec_cmd, exit_codes, mcp_cmd, output, port_forward, resources
 from firebox.cli.app import App, CliError, describe, exit_code_for
 from firebox.client import ConnectionSettings, FireboxRpcError, SettingsError
 from firebox.client.settings import (
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parents = [_connection_flags(suppress=True)]
     exec_cmd.add_parser(subparsers, parents)
+    port_forward.add_parser(subparsers, parents)
     chat.add_parsers(subparsers, parents)
     resources.add_session_parsers(subparsers, parents)
     resources.add_workspace_parsers(subparsers, parents)

@@ -23,6 +23,14 @@ def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.Ar
         ),
     )
     parser.add_argument("--http", metavar="HOST:PORT", help="serve streamable HTTP instead of stdio")
+    parser.add_argument(
+        "--via",
+        choices=["executor", "agent"],
+        default="executor",
+        help="create, list and delete workspaces and run commands on the executor (default), or "
+        "through the agent's forwarding (for executors clients cannot reach); shell sessions, "
+        "files and named tools are always the executor's",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -38,7 +46,7 @@ def run(app: App, args: argparse.Namespace) -> int:
 
     if args.http:
         host, port = _address(args.http)
-        asyncio.run(mcp_server.serve_http(app.settings, host, port))
+        asyncio.run(mcp_server.serve_http(app.settings, host, port, via=args.via))
     else:
-        asyncio.run(mcp_server.serve_stdio(app.settings))
+        asyncio.run(mcp_server.serve_stdio(app.settings, via=args.via))
     return exit_codes.OK

@@ -62,7 +62,7 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
         "workspaces",
         aliases=["ws"],
         parents=parents,
-        help="list, show, create, start, stop, pause, resume, delete workspaces",
+        help="list, show, create, start, stop, pause, resume, delete, snapshot and fork workspaces",
     )
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(handler=workspaces_list, json=False, via="executor")
@@ -88,6 +88,12 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
         "-e", "--env", action="append", default=[], metavar="NAME=VALUE", help="a variable every command gets"
     )
     create.add_argument("-l", "--label", action="append", default=[], metavar="NAME=VALUE", help="a label")
+    create.add_argument(
+        "--idle-timeout", type=float, metavar="SECONDS", help="stop it after this long unused (0: never)"
+    )
+    create.add_argument(
+        "--ttl", type=float, metavar="SECONDS", help="delete it this long after now (0: never)"
+    )
     _json_flag(create)
     _via_flag(create)
     create.set_defaults(handler=workspaces_create)
@@ -107,6 +113,33 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
         if action in ("pause", "resume", "delete"):
             _via_flag(command)
         command.set_defaults(handler=workspaces_change, change=action, json=False, via="executor")
+
+    snapshot = commands.add_parser(
+        "snapshot", parents=parents, help="capture a workspace's filesystem and files (fork it later)"
+    )
+    snapshot.add_argument("workspace", help="id or name")
+    snapshot.add_argument("--name", default="", help="a name for the snapshot")
+    _json_flag(snapshot)
+    _via_flag(snapshot)
+    snapshot.set_defaults(handler=workspaces_snapshot)
+
+    snapshots = commands.add_parser("snapshots", parents=parents, help="list snapshots")
+    snapshots.add_argument("workspace", nargs="?", default="", help="only this workspace's (id or name)")
+    _json_flag(snapshots)
+    _via_flag(snapshots)
+    snapshots.set_defaults(handler=workspaces_snapshots)
+
+    fork = commands.add_parser("fork", parents=parents, help="create a workspace from a snapshot")
+    fork.add_argument("snapshot", help="snapshot id or name")
+    fork.add_argument("name", nargs="?", default="", help="a name for the new workspace")
+    _json_flag(fork)
+    _via_flag(fork)
+    fork.set_defaults(handler=workspaces_fork)
+
+    forget = commands.add_parser("delete-snapshot", parents=parents, help="delete a snapshot")
+    forget.add_argument("snapshot", help="snapshot id or name")
+    _via_flag(forget)
+    forget.set_defaults(handler=workspaces_delete_snapshot)
 
 
 def workspaces_list(app: App, args: argparse.Namespace) -> int:
@@ -140,6 +173,10 @@ def _show_workspace(workspace: ex.Workspace, sessions: list[ex.Session] | None =
         ("isolation", workspace.isolation),
         ("created", output.when(workspace.create_time)),
         ("sessions", str(workspace.session_count)),
+        ("forked from", workspace.parent_snapshot_id or "-"),
+        ("stops if idle at", output.when(workspace.stop_time)),
+        ("deleted at", output.when(workspace.delete_time)),
+        ("stopped because", workspace.stopped_reason or "-"),
     ]
     pairs += [(f"env {k}", v) for k, v in sorted(workspace.env.items())]
     pairs += [(f"label {k}", v) for k, v in sorted(workspace.labels.items())]
@@ -182,12 +219,70 @@ def workspaces_create(app: App, args: argparse.Namespace) -> int:
             policy=policy,
             env=_pairs(args.env, "--env"),
             labels=_pairs(args.label, "--label"),
+            idle_timeout=args.idle_timeout,
+            ttl=args.ttl,
             via=args.via,
         )
     if args.json:
         output.print_json(ex.CreateWorkspaceResponse(workspace=workspace))
     else:
         _show_workspace(workspace)
+    return exit_codes.OK
+
+
+def _snapshot(client: FireboxClient, wanted: str, via: Service) -> ex.Snapshot:
+    for snapshot in client.list_snapshots(via=via):
+        if wanted in (snapshot.id, snapshot.name):
+            return snapshot
+    raise CliError(
+        f"no snapshot with id or name {wanted!r}; list them with `firebox workspaces snapshots`",
+        exit_codes.NOT_FOUND,
+    )
+
+
+def workspaces_snapshot(app: App, args: argparse.Namespace) -> int:
+    workspace = _workspace(app.client, args.workspace, args.via)
+    with output.progress(f"snapshotting workspace {workspace.name or workspace.id}"):
+        snapshot = app.client.create_snapshot(workspace.id, args.name, via=args.via)
+    if args.json:
+        output.print_json(ex.CreateSnapshotResponse(snapshot=snapshot))
+    else:
+        output.out.print(
+            f"{snapshot.id} {snapshot.name or '-'} ({snapshot.files_bytes} bytes of files)", markup=False
+        )
+    return exit_codes.OK
+
+
+def workspaces_snapshots(app: App, args: argparse.Namespace) -> int:
+    workspace_id = _workspace(app.client, args.workspace, args.via).id if args.workspace else ""
+    snapshots = app.client.list_snapshots(workspace_id, via=args.via)
+    if args.json:
+        output.print_json(ex.ListSnapshotsResponse(snapshots=snapshots))
+        return exit_codes.OK
+    rows = [
+        [s.id, s.name or "-", s.workspace_id, s.image, str(s.files_bytes), output.when(s.create_time)]
+        for s in snapshots
+    ]
+    output.table(["id", "name", "workspace", "image", "file bytes", "created"], rows)
+    return exit_codes.OK
+
+
+def workspaces_fork(app: App, args: argparse.Namespace) -> int:
+    snapshot = _snapshot(app.client, args.snapshot, args.via)
+    with output.progress(f"forking snapshot {snapshot.name or snapshot.id}"):
+        workspace = app.client.create_workspace(args.name, snapshot_id=snapshot.id, via=args.via)
+    if args.json:
+        output.print_json(ex.CreateWorkspaceResponse(workspace=workspace))
+    else:
+        _show_workspace(workspace)
+    return exit_codes.OK
+
+
+def workspaces_delete_snapshot(app: App, args: argparse.Namespace) -> int:
+    snapshot = _snapshot(app.client, args.snapshot, args.via)
+    with output.progress(f"deleting snapshot {snapshot.name or snapshot.id}"):
+        app.client.delete_snapshot(snapshot.id, via=args.via)
+    output.note(f"deleted snapshot {snapshot.name or snapshot.id}")
     return exit_codes.OK
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Literal
 
@@ -11,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from firebox.agent.v1 import agent_pb2 as ag
 from firebox.agent.v1 import agent_pb2_grpc as ag_grpc
 from firebox.client.errors import FireboxRpcError
-from firebox.client.execution import ExecCall, ExecResult, first_request
+from firebox.client.execution import ExecCall, ExecResult, PortConnection, first_request
 from firebox.client.settings import ConnectionSettings
 from firebox.executor.v1 import executor_pb2 as ex
 from firebox.executor.v1 import executor_pb2_grpc as ex_grpc
@@ -117,13 +118,24 @@ class AsyncFireboxClient:
         policy: ex.IsolationPolicy | None = None,
         env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
+        snapshot_id: str = "",
+        idle_timeout: float | None = None,
+        ttl: float | None = None,
         deadline: float = SLOW_TIMEOUT,
         via: Service = "executor",
     ) -> ex.Workspace:
-        """Create and start a workspace. `via="agent"`: the agent places it on one of its
-        executor replicas and forwards later calls for it there (create, get, list and delete
-        go through the agent; start and stop are the executor's only)."""
-        request = ex.CreateWorkspaceRequest(name=name, image=image, policy=policy, env=env, labels=labels)
+        """Create and start a workspace; with `snapshot_id`, a fork of that snapshot. `via="agent"`:
+        the agent places it on one of its executor replicas and forwards later calls for it there
+        (create, get, list and delete go through the agent; start and stop are the executor's only).
+        `idle_timeout` / `ttl` in seconds: stop when idle that long / delete that long after
+        creation (0: never; None: the executor's defaults)."""
+        request = ex.CreateWorkspaceRequest(
+            name=name, image=image, policy=policy, env=env, labels=labels, snapshot_id=snapshot_id
+        )
+        if idle_timeout is not None:
+            request.idle_timeout.FromTimedelta(dt.timedelta(seconds=idle_timeout))
+        if ttl is not None:
+            request.ttl.FromTimedelta(dt.timedelta(seconds=ttl))
         response = await self._unary(via, "CreateWorkspace", request, deadline)
         return response.workspace
 
@@ -159,6 +171,21 @@ class AsyncFireboxClient:
     async def resume_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         request = ex.ResumeWorkspaceRequest(workspace_id=workspace_id)
         return (await self._unary(via, "ResumeWorkspace", request, SLOW_TIMEOUT)).workspace
+
+    async def create_snapshot(
+        self, workspace_id: str, name: str = "", *, via: Service = "executor"
+    ) -> ex.Snapshot:
+        """Capture the workspace's filesystem and files; fork it with create_workspace(snapshot_id=…)."""
+        request = ex.CreateSnapshotRequest(workspace_id=workspace_id, name=name)
+        return (await self._unary(via, "CreateSnapshot", request, SLOW_TIMEOUT)).snapshot
+
+    async def list_snapshots(self, workspace_id: str = "", *, via: Service = "executor") -> list[ex.Snapshot]:
+        request = ex.ListSnapshotsRequest(workspace_id=workspace_id)
+        return list((await self._unary(via, "ListSnapshots", request)).snapshots)
+
+    async def delete_snapshot(self, snapshot_id: str, *, via: Service = "executor") -> None:
+        request = ex.DeleteSnapshotRequest(snapshot_id=snapshot_id)
+        await self._unary(via, "DeleteSnapshot", request, SLOW_TIMEOUT)
 
     async def delete_workspace(self, workspace_id: str, *, via: Service = "executor") -> None:
         request = ex.DeleteWorkspaceRequest(workspace_id=workspace_id)
@@ -264,6 +291,8 @@ class AsyncFireboxClient:
         known_name: str = "",
         resume_workspace: bool = False,
         via: Service = "executor",
+        tty: bool = False,
+        winsize: tuple[int, int] | None = None,
     ) -> ExecCall:
         """Start a program and return the running call: iterate it for output, send input or a
         stop through it. `via="agent"` sends the stream through the agent's Execute forwarding."""
@@ -278,12 +307,21 @@ class AsyncFireboxClient:
             known_id=known_id,
             known_name=known_name,
             resume_workspace=resume_workspace,
+            tty=tty,
+            winsize=winsize,
         )
         stub = self._agent() if via == "agent" else self._executor()
         call = stub.Execute(metadata=self.settings.metadata())
         execution = ExecCall(call, lambda exc: self._error(exc, via, "Execute"))
         await execution.start(request)
         return execution
+
+    async def forward_port(self, workspace_id: str, port: int) -> PortConnection:
+        """One TCP connection to `port` inside the workspace (ForwardPort), once it is made."""
+        call = self._executor().ForwardPort(metadata=self.settings.metadata())
+        connection = PortConnection(call, lambda exc: self._error(exc, "executor", "ForwardPort"))
+        await connection.open(workspace_id, port)
+        return connection
 
     async def run(self, workspace_id: str, *, stdin: bytes | None = None, **exec_args: Any) -> ExecResult:
         """Run a program to the end and return its exit status and all its output."""

@@ -1,8 +1,10 @@
-"""One running Execute call: its output as it arrives, stdin and stop on the way in."""
+"""Running calls: one Execute (its output as it arrives, stdin and stop on the way in), and one
+ForwardPort connection."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,8 +30,11 @@ def first_request(
     known_id: str = "",
     known_name: str = "",
     resume_workspace: bool = False,
+    tty: bool = False,
+    winsize: tuple[int, int] | None = None,
 ) -> ex.ExecuteRequest:
-    """The first message of an Execute stream: the program and where it runs."""
+    """The first message of an Execute stream: the program and where it runs (`tty`: on a
+    terminal of `winsize` = (rows, cols))."""
     request = ex.ExecuteRequest(
         workspace_id=workspace_id,
         session_id=session_id,
@@ -40,7 +45,10 @@ def first_request(
         known_id=known_id,
         known_name=known_name,
         resume_workspace=resume_workspace,
+        tty=tty,
     )
+    if winsize is not None:
+        request.winsize.CopyFrom(ex.Winsize(rows=winsize[0], cols=winsize[1]))
     if timeout is not None:
         request.timeout.CopyFrom(duration_pb2.Duration(seconds=int(timeout), nanos=int(timeout % 1 * 1e9)))
     return request
@@ -114,6 +122,10 @@ class ExecCall:
         signal = ex.STOP_SIGNAL_KILL if kill else ex.STOP_SIGNAL_INTERRUPT
         return await self._write(ex.ExecuteRequest(stop=signal), required=False)
 
+    async def resize(self, rows: int, cols: int) -> bool:
+        """Resize the program's terminal (an execution with tty)."""
+        return await self._write(ex.ExecuteRequest(winsize=ex.Winsize(rows=rows, cols=cols)), required=False)
+
     def cancel(self) -> None:
         """Abandon the call; the server kills the program (end reason CANCELLED)."""
         self._call.cancel()
@@ -162,3 +174,45 @@ class ExecCall:
             stdout=bytes(stdout),
             stderr=bytes(stderr),
         )
+
+
+class PortConnection:
+    """One TCP connection into a workspace (ForwardPort): `send` bytes, `close_write`, and
+    iterate it for the bytes that come back until the workspace side closes."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall, error: ErrorFactory) -> None:
+        self._call = call
+        self._error = error
+
+    async def open(self, workspace_id: str, port: int) -> None:
+        try:
+            await self._call.write(ex.ForwardPortRequest(workspace_id=workspace_id, port=port))
+            # The first response, empty, says the connection is made (or the call fails).
+            if await self._call.read() is grpc.aio.EOF:
+                raise RuntimeError("the executor ended ForwardPort before connecting")
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._call.write(ex.ForwardPortRequest(data=data))
+        except (grpc.RpcError, asyncio.InvalidStateError):
+            pass  # the connection is over; the reader sees how
+
+    async def close_write(self) -> None:
+        with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError):
+            await self._call.done_writing()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                response = await self._call.read()
+                if response is grpc.aio.EOF:
+                    return
+                if response.data:
+                    yield response.data
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def close(self) -> None:
+        self._call.cancel()

@@ -132,6 +132,10 @@ class SyncExecCall:
     def stop(self, kill: bool = False) -> bool:
         return self._runner.run(self._call.stop(kill))
 
+    def resize_soon(self, rows: int, cols: int) -> None:
+        """Schedule a resize of the program's terminal; returns at once (safe in a signal handler)."""
+        self._runner.submit(self._call.resize(rows, cols))
+
     def stop_soon(self, kill: bool = False) -> None:
         self._runner.submit(self._call.stop(kill))
 
@@ -203,6 +207,15 @@ class FireboxClient:
 
     def resume_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         return self._run(self._async.resume_workspace(workspace_id, via=via))
+
+    def create_snapshot(self, workspace_id: str, name: str = "", *, via: Service = "executor") -> ex.Snapshot:
+        return self._run(self._async.create_snapshot(workspace_id, name, via=via))
+
+    def list_snapshots(self, workspace_id: str = "", *, via: Service = "executor") -> list[ex.Snapshot]:
+        return self._run(self._async.list_snapshots(workspace_id, via=via))
+
+    def delete_snapshot(self, snapshot_id: str, *, via: Service = "executor") -> None:
+        self._run(self._async.delete_snapshot(snapshot_id, via=via))
 
     def delete_workspace(self, workspace_id: str, *, via: Service = "executor") -> None:
         self._run(self._async.delete_workspace(workspace_id, via=via))

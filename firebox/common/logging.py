@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from firebox.common import tracing
 from firebox.common.secrets import redactor
 
 _listener: logging.handlers.QueueListener | None = None
@@ -22,6 +23,15 @@ _listener: logging.handlers.QueueListener | None = None
 
 def _redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return {k: redactor.value(v, k) for k, v in event_dict.items()}
+
+
+def add_trace_ids(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """trace_id and span_id of the current span (tracing on, inside one), to join logs to traces."""
+    ids = tracing.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
 
 
 class _PassThroughQueueHandler(logging.handlers.QueueHandler):
@@ -48,6 +58,7 @@ def configure(service: str, log_dir: Path | None, level: str = "info", json_cons
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
         _redact,
     ]
     structlog.configure(

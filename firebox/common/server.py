@@ -246,6 +246,8 @@ class ServerSpec:
     on_stopped: Callable[[], Awaitable[None]] | None = None
     server_credentials: grpc.ServerCredentials | None = None
     extra_interceptors: Iterable[grpc.aio.ServerInterceptor] = field(default_factory=tuple)
+    # Outermost, so that it counts every call with its final status (refused ones included).
+    metrics_interceptor: grpc.aio.ServerInterceptor | None = None
 
 
 class RunningServer:
@@ -290,6 +292,8 @@ class RunningServer:
 async def start(spec: ServerSpec) -> RunningServer:
     """Build, bind and start a server; returns once it accepts calls."""
     interceptors: list[grpc.aio.ServerInterceptor] = []
+    if spec.metrics_interceptor is not None:
+        interceptors.append(spec.metrics_interceptor)
     if spec.auth_token:
         interceptors.append(AuthInterceptor(spec.auth_token))
     interceptors.extend(spec.extra_interceptors)

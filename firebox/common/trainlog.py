@@ -168,6 +168,11 @@ class TrainingLog:
         return False
 
     @property
+    def queued(self) -> int:
+        """Records handed over and not yet taken by the writer."""
+        return self._queue.qsize()
+
+    @property
     def dropped(self) -> int:
         """Records lost: queue overflow, writes after close, and records the writer could not write."""
         return sum(self.dropped_by_kind.values())

@@ -6,8 +6,9 @@ The executor then uses DOCKER_HOST=tcp://PROXY:2375 and never holds the engine's
 Allowed (any /vX.Y prefix): GET|HEAD /_ping, GET /version; containers list, inspect, create,
 start (attached, to read the workspace's ready line), stop, kill, wait, pause, unpause, exec,
 delete; exec start (the hijacked stdin/stdout stream), resize,
-inspect; volumes list, inspect, delete; images inspect and pull. Everything else is refused with
-403: build, commit, archive (copying files in or out), export, networks, swarm, services,
+inspect; volumes list, create, inspect, delete; images list, inspect and pull; commit into the
+firebox-snapshot repository and deleting its images (snapshots). Everything else is refused with
+403: build, other commits, archive (copying files in or out), export, networks, swarm, services,
 secrets, configs, plugins, system, events. A container create is parsed as JSON (the engine's
 decoder matches keys case-insensitively, so this does too) and refused when it asks for
 privileges: privileged mode, host namespaces, bind mounts, devices, dangerous capabilities,
@@ -31,6 +32,7 @@ import json
 import re
 import signal
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,8 @@ MAX_BODY_BYTES = 1024 * 1024
 COPY_CHUNK = 256 * 1024
 IDLE_TIMEOUT_SECONDS = 300.0
 
+# Where the executor's snapshots live (executor_service/backends/docker.py).
+SNAPSHOT_REPOSITORY = "firebox-snapshot"
 _VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
 _NAME = r"[A-Za-z0-9_.-]+"
 _ALLOWED: dict[str, list[re.Pattern[str]]] = {
@@ -54,6 +58,8 @@ _ALLOWED: dict[str, list[re.Pattern[str]]] = {
             r"^/volumes$",
             rf"^/volumes/{_NAME}$",
             r"^/images/.+/json$",
+            # Snapshots are images labelled by the executor; listing shows labels only.
+            r"^/images/json$",
         )
     ],
     "POST": [
@@ -63,9 +69,20 @@ _ALLOWED: dict[str, list[re.Pattern[str]]] = {
             rf"^/containers/{_NAME}/(start|stop|kill|wait|exec|attach|pause|unpause)$",
             rf"^/exec/{_NAME}/(start|resize)$",
             r"^/images/create$",
+            # A snapshot: a commit into the snapshot repository only (checked in check_request),
+            # and the volume its /workspace copy goes to.
+            r"^/commit$",
+            r"^/volumes/create$",
         )
     ],
-    "DELETE": [re.compile(p) for p in (rf"^/containers/{_NAME}$", rf"^/volumes/{_NAME}$")],
+    "DELETE": [
+        re.compile(p)
+        for p in (
+            rf"^/containers/{_NAME}$",
+            rf"^/volumes/{_NAME}$",
+            rf"^/images/{SNAPSHOT_REPOSITORY}:{_NAME}$",
+        )
+    ],
 }
 _ALLOWED["HEAD"] = _ALLOWED["GET"]
 
@@ -156,6 +173,10 @@ def check_request(method: str, target: str, body: bytes) -> None:
         raise Refused(f"{method} {api} is not allowed through this proxy")
     if method == "POST" and api == "/containers/create":
         check_container_create(body)
+    if method == "POST" and api == "/commit":
+        query = urllib.parse.parse_qs(target.partition("?")[2])
+        if query.get("repo") != [SNAPSHOT_REPOSITORY]:
+            raise Refused(f"commits go to the {SNAPSHOT_REPOSITORY} repository only")
 
 
 @dataclass

@@ -327,7 +327,10 @@ def test_execute_hostile_streams(target: Target) -> None:
     @given(requests=fz.execute_streams(target.workspace_id, target.session_id))
     def fuzz(requests: list[pb.ExecuteRequest]) -> None:
         responses, ok = outcomes.stream(target.stub.Execute(iter(requests), timeout=15), requests[0])
-        if ok:
+        if ok and requests[0].background:
+            # Half-closed at once: the execution's id, and it runs on (AttachExecution follows it).
+            assert responses and responses[0].execution_id, short(requests)
+        elif ok:
             # A stream that ends OK ends with the final message: why the program ended.
             assert responses and responses[-1].end_reason != pb.END_REASON_UNSPECIFIED, short(requests)
 

@@ -28,7 +28,7 @@ import contextlib
 import datetime
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -522,9 +522,11 @@ class FakeProvider:
         """Refuse requests holding these fields, as real servers do (REFUSALS)."""
         self.refused.update(fields)
 
-    def script(self, *replies: Reply) -> None:
-        """Queue replies, served one per request in this order."""
-        self._script.extend(replies)
+    def script(self, *replies: Reply | Callable[[dict[str, Any]], Reply]) -> None:
+        """Queue replies, served one per request in this order. A callable is given the request
+        (its JSON body) and returns the reply: for answers that depend on earlier tool results,
+        as a real model's do."""
+        self._script.extend(replies)  # type: ignore[arg-type]
 
     def reset(self) -> None:
         self._script.clear()
@@ -572,6 +574,8 @@ class FakeProvider:
                     reply = Reply(status=status, error_body=error)
                 else:
                     reply = self._script.pop(0) if self._script else self.default
+                    if callable(reply):
+                        reply = reply(request)
                 if not await self._respond(reply, writer, request):
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):

@@ -162,6 +162,21 @@ class AgentServiceStub:
                 request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
                 response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsResponse.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/CreateSnapshot',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/ListSnapshots',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/DeleteSnapshot',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -352,6 +367,26 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """Snapshots live with their workspace's replica; a fork (CreateWorkspace with snapshot_id) is
+        made on the replica that holds the snapshot. ListSnapshots asks every reachable replica.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -479,6 +514,21 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListTools,
                     request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsRequest.FromString,
                     response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1158,6 +1208,87 @@ class AgentService:
             '/firebox.agent.v1.AgentService/ListTools',
             firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsRequest.SerializeToString,
             firebox_dot_agent_dot_v1_dot_agent__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/CreateSnapshot',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/ListSnapshots',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/DeleteSnapshot',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

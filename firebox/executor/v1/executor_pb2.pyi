@@ -54,6 +54,12 @@ class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     END_REASON_OUT_OF_MEMORY: _ClassVar[EndReason]
     END_REASON_SHUTDOWN: _ClassVar[EndReason]
 
+class ExecutionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXECUTION_STATE_UNSPECIFIED: _ClassVar[ExecutionState]
+    EXECUTION_STATE_RUNNING: _ClassVar[ExecutionState]
+    EXECUTION_STATE_FINISHED: _ClassVar[ExecutionState]
+
 class FileType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FILE_TYPE_UNSPECIFIED: _ClassVar[FileType]
@@ -87,6 +93,9 @@ END_REASON_STOPPED: EndReason
 END_REASON_CANCELLED: EndReason
 END_REASON_OUT_OF_MEMORY: EndReason
 END_REASON_SHUTDOWN: EndReason
+EXECUTION_STATE_UNSPECIFIED: ExecutionState
+EXECUTION_STATE_RUNNING: ExecutionState
+EXECUTION_STATE_FINISHED: ExecutionState
 FILE_TYPE_UNSPECIFIED: FileType
 FILE_TYPE_REGULAR: FileType
 FILE_TYPE_DIRECTORY: FileType
@@ -120,7 +129,7 @@ class IsolationPolicy(_message.Message):
     def __init__(self, network: _Optional[bool] = ..., read_only: _Optional[bool] = ..., user: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_millis: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., no_new_privileges: _Optional[bool] = ..., read_only_root: _Optional[bool] = ..., tmp_bytes: _Optional[int] = ..., writable_paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Workspace(_message.Message):
-    __slots__ = ("id", "name", "image", "status", "backend", "policy", "isolation", "create_time", "labels", "env", "session_count")
+    __slots__ = ("id", "name", "image", "status", "backend", "policy", "isolation", "create_time", "labels", "env", "session_count", "parent_snapshot_id", "idle_timeout", "ttl", "stop_time", "delete_time", "stopped_reason")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +155,12 @@ class Workspace(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     SESSION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    STOP_TIME_FIELD_NUMBER: _ClassVar[int]
+    DELETE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     image: str
@@ -157,10 +172,16 @@ class Workspace(_message.Message):
     labels: _containers.ScalarMap[str, str]
     env: _containers.ScalarMap[str, str]
     session_count: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., status: _Optional[_Union[WorkspaceStatus, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., isolation: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env: _Optional[_Mapping[str, str]] = ..., session_count: _Optional[int] = ...) -> None: ...
+    parent_snapshot_id: str
+    idle_timeout: _duration_pb2.Duration
+    ttl: _duration_pb2.Duration
+    stop_time: _timestamp_pb2.Timestamp
+    delete_time: _timestamp_pb2.Timestamp
+    stopped_reason: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., status: _Optional[_Union[WorkspaceStatus, str]] = ..., backend: _Optional[_Union[Backend, str]] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., isolation: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., env: _Optional[_Mapping[str, str]] = ..., session_count: _Optional[int] = ..., parent_snapshot_id: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stop_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delete_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stopped_reason: _Optional[str] = ...) -> None: ...
 
 class CreateWorkspaceRequest(_message.Message):
-    __slots__ = ("name", "image", "policy", "env", "labels")
+    __slots__ = ("name", "image", "policy", "env", "labels", "snapshot_id", "idle_timeout", "ttl")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -180,12 +201,18 @@ class CreateWorkspaceRequest(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     policy: IsolationPolicy
     env: _containers.ScalarMap[str, str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    snapshot_id: str
+    idle_timeout: _duration_pb2.Duration
+    ttl: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., snapshot_id: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CreateWorkspaceResponse(_message.Message):
     __slots__ = ("workspace",)
@@ -262,6 +289,69 @@ class SetWritablePathsResponse(_message.Message):
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     workspace: Workspace
     def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("id", "name", "workspace_id", "image", "create_time", "policy", "env", "files_bytes")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    FILES_BYTES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    workspace_id: str
+    image: str
+    create_time: _timestamp_pb2.Timestamp
+    policy: IsolationPolicy
+    env: _containers.ScalarMap[str, str]
+    files_bytes: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., workspace_id: _Optional[str] = ..., image: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., files_bytes: _Optional[int] = ...) -> None: ...
+
+class CreateSnapshotRequest(_message.Message):
+    __slots__ = ("workspace_id", "name")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    name: str
+    def __init__(self, workspace_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class CreateSnapshotResponse(_message.Message):
+    __slots__ = ("snapshot",)
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    snapshot: Snapshot
+    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ...) -> None: ...
+
+class ListSnapshotsRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class ListSnapshotsResponse(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+
+class DeleteSnapshotRequest(_message.Message):
+    __slots__ = ("snapshot_id",)
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    def __init__(self, snapshot_id: _Optional[str] = ...) -> None: ...
+
+class DeleteSnapshotResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class PauseWorkspaceRequest(_message.Message):
     __slots__ = ("workspace_id",)
@@ -340,7 +430,7 @@ class CloseSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("workspace_id", "session_id", "script", "argv", "directory", "env", "timeout", "known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "input_data", "close_input", "stop", "resume_workspace")
+    __slots__ = ("workspace_id", "session_id", "script", "argv", "directory", "env", "timeout", "known_id", "known_name", "tool_call_id", "run_id", "agent_session_id", "input_data", "close_input", "stop", "resume_workspace", "tty", "winsize", "background")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -364,6 +454,9 @@ class ExecuteRequest(_message.Message):
     CLOSE_INPUT_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
     RESUME_WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    WINSIZE_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_FIELD_NUMBER: _ClassVar[int]
     workspace_id: str
     session_id: str
     script: str
@@ -380,10 +473,21 @@ class ExecuteRequest(_message.Message):
     close_input: bool
     stop: StopSignal
     resume_workspace: bool
-    def __init__(self, workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., script: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., directory: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., known_id: _Optional[str] = ..., known_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_session_id: _Optional[str] = ..., input_data: _Optional[bytes] = ..., close_input: _Optional[bool] = ..., stop: _Optional[_Union[StopSignal, str]] = ..., resume_workspace: _Optional[bool] = ...) -> None: ...
+    tty: bool
+    winsize: Winsize
+    background: bool
+    def __init__(self, workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., script: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., directory: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., known_id: _Optional[str] = ..., known_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., agent_session_id: _Optional[str] = ..., input_data: _Optional[bytes] = ..., close_input: _Optional[bool] = ..., stop: _Optional[_Union[StopSignal, str]] = ..., resume_workspace: _Optional[bool] = ..., tty: _Optional[bool] = ..., winsize: _Optional[_Union[Winsize, _Mapping]] = ..., background: _Optional[bool] = ...) -> None: ...
+
+class Winsize(_message.Message):
+    __slots__ = ("rows", "cols")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    cols: int
+    def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
-    __slots__ = ("execution_id", "pid", "stdout_data", "stderr_data", "exit_code", "end_reason", "output_truncated", "session_ended", "message", "duration")
+    __slots__ = ("execution_id", "pid", "stdout_data", "stderr_data", "exit_code", "end_reason", "output_truncated", "session_ended", "message", "duration", "output_offset", "output_skipped")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     STDOUT_DATA_FIELD_NUMBER: _ClassVar[int]
@@ -394,6 +498,8 @@ class ExecuteResponse(_message.Message):
     SESSION_ENDED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DURATION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     pid: int
     stdout_data: bytes
@@ -404,7 +510,93 @@ class ExecuteResponse(_message.Message):
     session_ended: bool
     message: str
     duration: _duration_pb2.Duration
-    def __init__(self, execution_id: _Optional[str] = ..., pid: _Optional[int] = ..., stdout_data: _Optional[bytes] = ..., stderr_data: _Optional[bytes] = ..., exit_code: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., end_reason: _Optional[_Union[EndReason, str]] = ..., output_truncated: _Optional[bool] = ..., session_ended: _Optional[bool] = ..., message: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    output_offset: int
+    output_skipped: int
+    def __init__(self, execution_id: _Optional[str] = ..., pid: _Optional[int] = ..., stdout_data: _Optional[bytes] = ..., stderr_data: _Optional[bytes] = ..., exit_code: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., end_reason: _Optional[_Union[EndReason, str]] = ..., output_truncated: _Optional[bool] = ..., session_ended: _Optional[bool] = ..., message: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., output_offset: _Optional[int] = ..., output_skipped: _Optional[int] = ...) -> None: ...
+
+class ExecutionInfo(_message.Message):
+    __slots__ = ("execution_id", "workspace_id", "session_id", "command", "started", "pid", "state", "tty", "output_bytes", "dropped_bytes", "attached", "finished", "exit_code", "end_reason", "message")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    workspace_id: str
+    session_id: str
+    command: str
+    started: _timestamp_pb2.Timestamp
+    pid: int
+    state: ExecutionState
+    tty: bool
+    output_bytes: int
+    dropped_bytes: int
+    attached: int
+    finished: _timestamp_pb2.Timestamp
+    exit_code: _wrappers_pb2.Int32Value
+    end_reason: EndReason
+    message: str
+    def __init__(self, execution_id: _Optional[str] = ..., workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., command: _Optional[str] = ..., started: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[ExecutionState, str]] = ..., tty: _Optional[bool] = ..., output_bytes: _Optional[int] = ..., dropped_bytes: _Optional[int] = ..., attached: _Optional[int] = ..., finished: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., end_reason: _Optional[_Union[EndReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListExecutionsRequest(_message.Message):
+    __slots__ = ("workspace_id",)
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    def __init__(self, workspace_id: _Optional[str] = ...) -> None: ...
+
+class ListExecutionsResponse(_message.Message):
+    __slots__ = ("executions",)
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    executions: _containers.RepeatedCompositeFieldContainer[ExecutionInfo]
+    def __init__(self, executions: _Optional[_Iterable[_Union[ExecutionInfo, _Mapping]]] = ...) -> None: ...
+
+class AttachExecutionRequest(_message.Message):
+    __slots__ = ("execution_id", "after_offset", "read_only", "input_data", "close_input", "stop", "winsize")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DATA_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_INPUT_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    WINSIZE_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    after_offset: int
+    read_only: bool
+    input_data: bytes
+    close_input: bool
+    stop: StopSignal
+    winsize: Winsize
+    def __init__(self, execution_id: _Optional[str] = ..., after_offset: _Optional[int] = ..., read_only: _Optional[bool] = ..., input_data: _Optional[bytes] = ..., close_input: _Optional[bool] = ..., stop: _Optional[_Union[StopSignal, str]] = ..., winsize: _Optional[_Union[Winsize, _Mapping]] = ...) -> None: ...
+
+class AttachExecutionResponse(_message.Message):
+    __slots__ = ("response",)
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    response: ExecuteResponse
+    def __init__(self, response: _Optional[_Union[ExecuteResponse, _Mapping]] = ...) -> None: ...
+
+class StopExecutionRequest(_message.Message):
+    __slots__ = ("execution_id", "signal")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    signal: StopSignal
+    def __init__(self, execution_id: _Optional[str] = ..., signal: _Optional[_Union[StopSignal, str]] = ...) -> None: ...
+
+class StopExecutionResponse(_message.Message):
+    __slots__ = ("execution",)
+    EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    execution: ExecutionInfo
+    def __init__(self, execution: _Optional[_Union[ExecutionInfo, _Mapping]] = ...) -> None: ...
 
 class GetServerInfoRequest(_message.Message):
     __slots__ = ()
@@ -615,3 +807,21 @@ class StatFileResponse(_message.Message):
     FILE_FIELD_NUMBER: _ClassVar[int]
     file: FileInfo
     def __init__(self, file: _Optional[_Union[FileInfo, _Mapping]] = ...) -> None: ...
+
+class ForwardPortRequest(_message.Message):
+    __slots__ = ("workspace_id", "port", "data", "close_write")
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_WRITE_FIELD_NUMBER: _ClassVar[int]
+    workspace_id: str
+    port: int
+    data: bytes
+    close_write: bool
+    def __init__(self, workspace_id: _Optional[str] = ..., port: _Optional[int] = ..., data: _Optional[bytes] = ..., close_write: _Optional[bool] = ...) -> None: ...
+
+class ForwardPortResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

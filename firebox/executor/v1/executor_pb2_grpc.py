@@ -135,6 +135,41 @@ class ExecutorServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.ListExecutions = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/ListExecutions',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListExecutionsRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListExecutionsResponse.FromString,
+                _registered_method=True)
+        self.AttachExecution = channel.stream_stream(
+                '/firebox.executor.v1.ExecutorService/AttachExecution',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.AttachExecutionRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.AttachExecutionResponse.FromString,
+                _registered_method=True)
+        self.StopExecution = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/StopExecution',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionResponse.FromString,
+                _registered_method=True)
+        self.ForwardPort = channel.stream_stream(
+                '/firebox.executor.v1.ExecutorService/ForwardPort',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.FromString,
+                _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/CreateSnapshot',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/ListSnapshots',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/firebox.executor.v1.ExecutorService/DeleteSnapshot',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -293,6 +328,65 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExecutions(self, request, context):
+        """ListExecutions lists a workspace's background executions (ExecuteRequest.background):
+        running ones and the most recently finished ones, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachExecution(self, request_iterator, context):
+        """AttachExecution follows a background execution: it replays the retained output after a byte
+        offset, then streams live output and the end, as Execute would. Later requests carry input,
+        end of input, a stop or a window size, like Execute's. Several clients may attach at once;
+        one of them (the latest that did not ask for read_only) is the writer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopExecution(self, request, context):
+        """StopExecution stops a background execution and returns it as it is then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForwardPort(self, request_iterator, context):
+        """ForwardPort is one TCP connection to a port inside a workspace, as bytes both ways (like
+        kubectl port-forward; open one stream per connection). It works with the workspace's network
+        off. The first response, empty, says the connection is made; the stream ends when the
+        workspace side closes. Closing the request stream, or close_write, half-closes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSnapshot(self, request, context):
+        """CreateSnapshot captures a workspace as it is now: its container's filesystem and its
+        /workspace files (processes are not kept). A running workspace is paused while it is taken.
+        CreateWorkspace with snapshot_id makes an independent copy of it (a fork). A snapshot stays
+        when its workspace is deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """ListSnapshots lists this executor's snapshots, oldest first, of one workspace or of all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """DeleteSnapshot removes a snapshot; workspaces forked from it are not affected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -395,6 +489,41 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.ResumeWorkspace,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.SerializeToString,
+            ),
+            'ListExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExecutions,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListExecutionsRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListExecutionsResponse.SerializeToString,
+            ),
+            'AttachExecution': grpc.stream_stream_rpc_method_handler(
+                    servicer.AttachExecution,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.AttachExecutionRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.AttachExecutionResponse.SerializeToString,
+            ),
+            'StopExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopExecution,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionResponse.SerializeToString,
+            ),
+            'ForwardPort': grpc.stream_stream_rpc_method_handler(
+                    servicer.ForwardPort,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -938,6 +1067,195 @@ class ExecutorService:
             '/firebox.executor.v1.ExecutorService/ResumeWorkspace',
             firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.ResumeWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/ListExecutions',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListExecutionsRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListExecutionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachExecution(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/firebox.executor.v1.ExecutorService/AttachExecution',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.AttachExecutionRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.AttachExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/StopExecution',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.StopExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForwardPort(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/firebox.executor.v1.ExecutorService/ForwardPort',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ForwardPortResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/CreateSnapshot',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/ListSnapshots',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/DeleteSnapshot',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.DeleteSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

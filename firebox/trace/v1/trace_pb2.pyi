@@ -51,7 +51,7 @@ APPROVAL_DECIDER_MODEL: ApprovalDecider
 APPROVAL_DECIDER_TIMEOUT: ApprovalDecider
 
 class ExecutionRecord(_message.Message):
-    __slots__ = ("request", "execution_id", "workspace_id", "session_id", "backend", "isolation", "start_time", "end_time", "exit_code", "end_reason", "stdout_bytes", "stderr_bytes", "output_truncated", "stdout_head", "stdout_tail", "stderr_head", "stderr_tail", "input_bytes", "executor_version", "action", "redacted_values")
+    __slots__ = ("request", "execution_id", "workspace_id", "session_id", "backend", "isolation", "start_time", "end_time", "exit_code", "end_reason", "stdout_bytes", "stderr_bytes", "output_truncated", "stdout_head", "stdout_tail", "stderr_head", "stderr_tail", "input_bytes", "executor_version", "action", "redacted_values", "parent_snapshot_id")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class ExecutionRecord(_message.Message):
     EXECUTOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     REDACTED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     request: _executor_pb2.ExecuteRequest
     execution_id: str
     workspace_id: str
@@ -94,7 +95,8 @@ class ExecutionRecord(_message.Message):
     executor_version: str
     action: _executor_pb2.Action
     redacted_values: int
-    def __init__(self, request: _Optional[_Union[_executor_pb2.ExecuteRequest, _Mapping]] = ..., execution_id: _Optional[str] = ..., workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., backend: _Optional[_Union[_executor_pb2.Backend, str]] = ..., isolation: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., end_reason: _Optional[_Union[_executor_pb2.EndReason, str]] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., stdout_head: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_head: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., input_bytes: _Optional[int] = ..., executor_version: _Optional[str] = ..., action: _Optional[_Union[_executor_pb2.Action, _Mapping]] = ..., redacted_values: _Optional[int] = ...) -> None: ...
+    parent_snapshot_id: str
+    def __init__(self, request: _Optional[_Union[_executor_pb2.ExecuteRequest, _Mapping]] = ..., execution_id: _Optional[str] = ..., workspace_id: _Optional[str] = ..., session_id: _Optional[str] = ..., backend: _Optional[_Union[_executor_pb2.Backend, str]] = ..., isolation: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., end_reason: _Optional[_Union[_executor_pb2.EndReason, str]] = ..., stdout_bytes: _Optional[int] = ..., stderr_bytes: _Optional[int] = ..., output_truncated: _Optional[bool] = ..., stdout_head: _Optional[str] = ..., stdout_tail: _Optional[str] = ..., stderr_head: _Optional[str] = ..., stderr_tail: _Optional[str] = ..., input_bytes: _Optional[int] = ..., executor_version: _Optional[str] = ..., action: _Optional[_Union[_executor_pb2.Action, _Mapping]] = ..., redacted_values: _Optional[int] = ..., parent_snapshot_id: _Optional[str] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content", "tool_calls", "tool_call_id")

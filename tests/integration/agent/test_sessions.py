@@ -28,6 +28,7 @@ from tests.support.agent_server import (
     collect,
     new_session,
     running_agent,
+    text_of,
 )
 from tests.support.executor_server import free_port, health_status
 from tests.support.fake_provider import held_reply
@@ -39,11 +40,16 @@ async def until_stored_text(database: Path, session_id: str, text: str, within: 
     """Wait (bounded) until the session's last message in the SQLite file carries `text`."""
 
     def last_text() -> str:
+        """The text the database holds twice over: in the last message, and in the run's events
+        (written in batches of their own); "" until both say the same."""
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
             row = db.execute(
                 "SELECT data FROM messages WHERE session_id = ? ORDER BY seq DESC LIMIT 1", (session_id,)
             ).fetchone()
-        return agent_pb2.Message.FromString(row[0]).content if row else ""
+            events = db.execute("SELECT data FROM events ORDER BY run_id, idx").fetchall()
+        message = agent_pb2.Message.FromString(row[0]).content if row else ""
+        streamed = "".join(agent_pb2.RunEvent.FromString(e[0]).text_delta.text for e in events)
+        return message if message == streamed else ""
 
     deadline = time.monotonic() + within
     while (seen := await asyncio.to_thread(last_text)) != text:
@@ -188,7 +194,8 @@ async def test_auth_token_is_required_when_set(tmp_path, fake):
 
 async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial_output(tmp_path, fake):
     """The agent process is killed (SIGKILL) mid-stream; a new agent on the same database finds
-    the run INTERRUPTED and the partial answer stored, marked interrupted."""
+    the run INTERRUPTED, the partial answer stored and marked interrupted, and its events
+    replayable up to a final run_cancelled that says why."""
     fake.script(held_reply("half an ans", "wer"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FIREBOX_", "OPENAI_"))}
@@ -241,15 +248,17 @@ async def test_restart_with_a_run_in_flight_marks_it_interrupted_keeping_partial
         stub = agent_stub(agent)
         got = await stub.GetSession(agent_pb2.GetSessionRequest(session_id=session.id, include_messages=True))
         runs = await stub.ListRuns(agent_pb2.ListRunsRequest(session_id=session.id))
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await collect(stub.StreamRun(agent_pb2.StreamRunRequest(run_id=runs.runs[0].id)))
+        replay = await collect(stub.StreamRun(agent_pb2.StreamRunRequest(run_id=runs.runs[0].id)))
     assert [r.status for r in runs.runs] == [agent_pb2.RUN_STATUS_INTERRUPTED]
+    # The events written before the kill replay, in order, ending with why the run stopped.
+    assert [e.index for e in replay] == list(range(1, len(replay) + 1))
+    assert replay[-1].run_cancelled.reason == "the agent stopped while the run was going"
+    assert text_of(replay) == "half an answer"
     assert [(m.role, m.content, m.status) for m in got.messages] == [
         (agent_pb2.ROLE_USER, "question", agent_pb2.MESSAGE_STATUS_COMPLETE),
         (agent_pb2.ROLE_ASSISTANT, "half an answer", agent_pb2.MESSAGE_STATUS_INTERRUPTED),
     ]
     assert got.session.active_run_id == ""
-    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_graceful_stop_ends_running_runs_as_interrupted_keeping_their_output(tmp_path, fake):

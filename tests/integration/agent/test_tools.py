@@ -15,7 +15,7 @@ from firebox.agent.v1 import agent_pb2
 from firebox.executor.v1 import executor_pb2
 from tests.support.agent_server import agent_stub, collect, executor_stub, kinds, new_session, running_agent
 from tests.support.executor_server import delete_workspaces, running_executor
-from tests.support.fake_provider import FakeProvider, shell_reply, text_reply
+from tests.support.fake_provider import FakeProvider, shell_reply, text_reply, tool_reply
 
 pytestmark = pytest.mark.docker
 
@@ -329,3 +329,99 @@ async def test_tool_timeout_ends_a_shell_call_and_the_run_goes_on(tmp_path, fake
     assert _stdout(events, "call_check") == b"0\n"
     slow = next(m for m in fake.sent(1) if m["role"] == "tool")
     assert "started" in slow["content"] and "never" not in slow["content"]
+
+
+def _last_tool_result(request: dict) -> str:
+    """The newest tool result a provider request carries, in either wire format (a `tool` message,
+    or an Anthropic user message's `tool_result` block)."""
+    for message in reversed(request["messages"]):
+        if message["role"] == "tool":
+            return message["content"]
+        blocks = message["content"] if isinstance(message["content"], list) else []
+        for block in reversed(blocks):
+            if block.get("type") == "tool_result":
+                content = block["content"]
+                return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+    raise AssertionError("no tool result in the request")
+
+
+def _process_id(request: dict) -> str:
+    return _last_tool_result(request).split("session_id: ")[1].split("]")[0].strip()
+
+
+async def test_background_process_tools_start_write_read_and_stop(stub, fake, executor):
+    session = await new_session(stub)
+    fake.script(
+        tool_reply(
+            (
+                "exec_command",
+                {"command": "echo started; read line; echo got:$line; sleep 300", "yield_time_ms": 1500},
+                "c1",
+            )
+        ),
+        lambda request: tool_reply(
+            (
+                "write_stdin",
+                {"session_id": _process_id(request), "chars": "hello\n", "yield_time_ms": 1500},
+                "c2",
+            )
+        ),
+        lambda request: tool_reply(("stop_process", {"session_id": _process_id(request)}, "c3")),
+        text_reply("stopped it"),
+    )
+    events = await collect(_send(stub, session.id))
+    assert kinds(events)[-1] == "run_completed"
+    results = {
+        e.tool_call_finished.tool_call_id: e.tool_call_finished.result
+        for e in events
+        if e.HasField("tool_call_finished")
+    }
+    assert "started" in results["c1"] and "still running; session_id: ex_" in results["c1"]
+    # Only what is new since the last call: the echo of the input, not "started" again.
+    assert (
+        "got:hello" in results["c2"] and "started" not in results["c2"] and "still running" in results["c2"]
+    )
+    assert "the process ended" in results["c3"] and "killed by a stop request" in results["c3"]
+    process_id = results["c1"].split("session_id: ")[1].split("]")[0].strip()
+    # The executor saw a background execution, joined to the tool call for the training log.
+    stored = await stub.GetSession(agent_pb2.GetSessionRequest(session_id=session.id))
+    listed = await executor_stub(executor).ListExecutions(
+        executor_pb2.ListExecutionsRequest(workspace_id=stored.session.workspace_id)
+    )
+    info = next(e for e in listed.executions if e.execution_id == process_id)
+    assert (
+        info.state == executor_pb2.EXECUTION_STATE_FINISHED
+        and info.end_reason == executor_pb2.END_REASON_STOPPED
+    )
+
+
+async def test_a_process_tool_with_an_unknown_session_id_tells_the_model(stub, fake):
+    session = await new_session(stub)
+    fake.script(tool_reply(("write_stdin", {"session_id": "ex_nope", "chars": "x"}, "c1")), text_reply("ok"))
+    events = await collect(_send(stub, session.id))
+    finished = [e.tool_call_finished for e in events if e.HasField("tool_call_finished")]
+    assert finished[0].result.startswith("[error:") and "ex_nope" in finished[0].result
+
+
+async def test_terminal_and_background_executions_go_through_the_agents_execute(stub, workspace, executor):
+    on_tty = await _execute(
+        stub, workspace, "stty size", tty=True, winsize=executor_pb2.Winsize(rows=31, cols=99)
+    )
+    assert b"".join(r.stdout_data for r in on_tty) == b"31 99\r\n"
+    call = stub.Execute()
+    await call.write(
+        executor_pb2.ExecuteRequest(workspace_id=workspace, script="echo up; sleep 300", background=True)
+    )
+    first = await call.read()
+    call.cancel()  # the client (and the agent's call) go away; the execution runs on
+    await asyncio.sleep(0.5)
+    listed = await executor_stub(executor).ListExecutions(
+        executor_pb2.ListExecutionsRequest(workspace_id=workspace)
+    )
+    info = next(e for e in listed.executions if e.execution_id == first.execution_id)
+    assert info.state == executor_pb2.EXECUTION_STATE_RUNNING
+    await executor_stub(executor).StopExecution(
+        executor_pb2.StopExecutionRequest(
+            execution_id=first.execution_id, signal=executor_pb2.STOP_SIGNAL_KILL
+        )
+    )

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.executor_server import free_port
+from tests.support.executor_server import free_port, listening_process
+from tests.support.fake_provider import FakeProvider
 
 TOOL_SERVER = Path(__file__).resolve().parents[2] / "support" / "mcp_tool_server.py"
 
@@ -26,25 +24,17 @@ def stdio_server(**extra: object) -> dict[str, object]:
 def http_server() -> Iterator[str]:
     """The test server on streamable HTTP; yields its URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(TOOL_SERVER), "--http", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the HTTP MCP test server did not start") from None
-                time.sleep(0.05)
+    with listening_process([sys.executable, str(TOOL_SERVER), "--http", str(port)], port):
         yield f"http://127.0.0.1:{port}/mcp"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProvider]:
+    provider = await FakeProvider.start()
+    try:
+        yield provider
     finally:
-        process.terminate()
-        process.wait(10)
+        await provider.stop()
 
 
 def write_config(path: Path, servers: dict[str, object]) -> Path:

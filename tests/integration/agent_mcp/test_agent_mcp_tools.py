@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,21 +15,13 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
+from agent_service import mcp_tools
 from agent_service.server import Agent
 from firebox.agent.v1 import agent_pb2 as A
 from firebox.trace.v1 import trace_pb2
 from tests.integration.agent_mcp.conftest import stdio_server, write_config
 from tests.support.agent_server import agent_stub, collect, kinds, new_session, running_agent
 from tests.support.fake_provider import FakeProvider, text_reply, tool_reply
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider.start()
-    try:
-        yield provider
-    finally:
-        await provider.stop()
 
 
 @pytest.fixture
@@ -127,6 +121,26 @@ async def test_a_crash_mid_call_is_a_tool_error_and_the_server_restarts_on_next_
     assert after["pid"] != before["pid"]
     # The agent kept serving throughout.
     assert (await stub.GetServerInfo(A.GetServerInfoRequest())).version
+
+
+async def test_a_server_that_dies_while_idle_is_restarted_before_the_next_call(agent, fake, monkeypatch):
+    monkeypatch.setattr(mcp_tools, "CHECK_INTERVAL_SECONDS", 0.1)
+    stub = agent_stub(agent)
+    session = await new_session(stub)
+    before = json.loads(
+        _results(await _chat(stub, session.id, fake, ("mcp__tools__where", {}, "c1")))["c1"].result
+    )
+    connection = agent.loop.mcp._operator["tools"]  # white box: the idle checks' verdict
+    await asyncio.sleep(1.0)  # several checks of a live server
+    assert connection.ready and connection.failures == 0, connection.error
+    os.kill(before["pid"], signal.SIGKILL)
+    for _ in range(200):
+        if not connection.ready:
+            break
+        await asyncio.sleep(0.05)
+    assert not connection.ready and "no answer while idle" in connection.error
+    after = _results(await _chat(stub, session.id, fake, ("mcp__tools__where", {}, "c2")))["c2"]
+    assert after.exit_code == 0 and json.loads(after.result)["pid"] != before["pid"]
 
 
 async def test_timeouts_and_malformed_results_are_tool_errors_and_the_run_goes_on(agent, fake):

@@ -12,10 +12,7 @@ import os
 import socket
 import sys
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from firebox.agent.v1 import agent_pb2 as A
 from firebox.executor.v1 import executor_pb2 as E
@@ -23,7 +20,7 @@ from tests.integration.agent_mcp.conftest import TOOL_SERVER
 from tests.support.agent_server import agent_stub, collect, executor_stub, kinds, running_agent
 from tests.support.executor_client import execute
 from tests.support.executor_server import running_executor_handle
-from tests.support.fake_provider import FakeProvider, shell_reply, text_reply, tool_reply
+from tests.support.fake_provider import shell_reply, text_reply, tool_reply
 
 # What the SDK's server side imports, with the metadata it reads (names as installed).
 SDK_PACKAGES = (
@@ -48,15 +45,6 @@ def _bundle() -> bytes:
             for info in site.glob(f"{name}-*.dist-info"):
                 tar.add(info, arcname=f"pylib/{info.name}")
     return data.getvalue()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider.start()
-    try:
-        yield provider
-    finally:
-        await provider.stop()
 
 
 async def test_a_client_stdio_server_runs_in_the_session_workspace_not_on_the_agent_host(tmp_path, fake):

@@ -1,6 +1,6 @@
 """Fixtures of the CLI's integration tests: a real in-process executor on the docker backend
 (the `firebox` child process talks to it over loopback), cleaned of its workspaces afterwards,
-and a real agent on the scripted fake provider, using that executor."""
+a real agent on the scripted fake provider, using that executor, and a real terminal (tmux)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from tests.support.agent_server import running_agent
 from tests.support.executor_server import running_executor_handle
 from tests.support.fake_provider import FakeProvider
+from tests.support.terminal import Terminal, tmux_terminal
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +41,9 @@ async def agent(
     directory: Path = tmp_path_factory.mktemp("agent")
     async with running_agent(directory, provider=fake.base_url, executor=executor.target) as running:
         yield running
+
+
+@pytest.fixture
+async def terminal() -> AsyncIterator[Terminal]:
+    async with tmux_terminal() as opened:
+        yield opened

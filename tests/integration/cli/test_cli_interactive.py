@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,12 @@ from tests.integration.cli.test_cli_approvals import exists, tool_result
 from tests.support.agent_server import running_agent
 from tests.support.cli import FIREBOX
 from tests.support.fake_provider import FakeProvider, Hold, Reply, chunk, shell_reply, text_reply
-from tests.support.terminal import Terminal, tmux_terminal
+from tests.support.terminal import Terminal
 
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)"),
 ]
-
-
-@pytest.fixture
-async def terminal() -> AsyncIterator[Terminal]:
-    async with tmux_terminal() as opened:
-        yield opened
 
 
 async def test_interactive_chat_streams_answers_and_ctrl_c_cancels_only_the_run(

@@ -72,3 +72,55 @@ async def test_pause_and_resume_through_the_agent_and_the_cli(agent, executor) -
     ran = await firebox("exec", "--via", "agent", "-w", ws_id, "--", "echo", "on", **via)
     assert ran.stdout == b"on\n"
     assert (await firebox("workspaces", "delete", "pausable", "--via", "agent", **via)).code == 0
+
+
+async def test_snapshot_fork_list_and_delete_through_the_agent_and_the_cli(agent, executor) -> None:
+    via = {"agent": agent.target}
+    created = await firebox("workspaces", "create", "snapped", "--via", "agent", "--json", **via)
+    assert created.code == 0, created.stderr
+    ws_id = json.loads(created.stdout)["workspace"]["id"]
+    ran = await firebox("exec", "--via", "agent", "-w", ws_id, "--", "sh", "-c", "echo one > f", **via)
+    assert ran.code == 0, ran.stderr
+    snap = await firebox(
+        "workspaces", "snapshot", "snapped", "--name", "first", "--via", "agent", "--json", **via
+    )
+    assert snap.code == 0, snap.stderr
+    snapshot = json.loads(snap.stdout)["snapshot"]
+    assert snapshot["workspaceId"] == ws_id and snapshot["name"] == "first"
+    listed = await firebox("workspaces", "snapshots", "--via", "agent", **via)
+    assert listed.code == 0 and snapshot["id"] in listed.text
+    forked = await firebox("workspaces", "fork", "first", "the-fork", "--via", "agent", "--json", **via)
+    assert forked.code == 0, forked.stderr
+    fork = json.loads(forked.stdout)["workspace"]
+    assert fork["parentSnapshotId"] == snapshot["id"] and fork["name"] == "the-fork"
+    cat = await firebox("exec", "--via", "agent", "-w", fork["id"], "--", "cat", "f", **via)
+    assert cat.stdout == b"one\n"
+    deleted = await firebox("workspaces", "delete-snapshot", "first", "--via", "agent", **via)
+    assert deleted.code == 0, deleted.stderr
+    assert not await executor.workspaces.list_snapshots()
+    for name in ("the-fork", "snapped"):
+        assert (await firebox("workspaces", "delete", name, "--via", "agent", **via)).code == 0
+
+
+async def test_create_with_idle_timeout_and_ttl_shows_when_it_stops_and_goes(agent, executor) -> None:
+    via = {"agent": agent.target}
+    created = await firebox(
+        "workspaces",
+        "create",
+        "expiring",
+        "--idle-timeout",
+        "600",
+        "--ttl",
+        "3600",
+        "--via",
+        "agent",
+        "--json",
+        **via,
+    )
+    assert created.code == 0, created.stderr
+    workspace = json.loads(created.stdout)["workspace"]
+    assert workspace["idleTimeout"] == "600s" and workspace["ttl"] == "3600s"
+    assert workspace["stopTime"] and workspace["deleteTime"]
+    shown = await firebox("workspaces", "show", "expiring", "--via", "agent", **via)
+    assert "stops if idle at" in shown.text and "deleted at" in shown.text
+    assert (await firebox("workspaces", "delete", "expiring", "--via", "agent", **via)).code == 0

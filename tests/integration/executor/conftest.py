@@ -23,12 +23,14 @@ os.environ["FIREBOX_TEST_LEAK"] = "leaked-host-value"
 async def executor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[object]:
     config_dir = tmp_path_factory.mktemp("executor")
     try:
-        # Some tests here loosen the policy (network, CAP_CHOWN, another user): this executor's
-        # ceiling allows it.
+        # Some tests here loosen the policy (network, CAP_CHOWN, another user or root, a writable
+        # root filesystem): this executor's ceiling allows it.
         async with running_executor_handle(
             config_dir,
             backend="docker",
-            policy_ceiling=PolicyCeiling.parse("network=allow,user=allow,capabilities=CHOWN"),
+            policy_ceiling=PolicyCeiling.parse(
+                "network=allow,user=allow,root=allow,writable_root=allow,capabilities=CHOWN"
+            ),
         ) as running:
             yield running
     finally:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from executor_service.backend import Policy, WorkspaceSpec
 from executor_service.backends.bwrap import BwrapBackend
@@ -242,3 +244,19 @@ async def test_only_usr_is_bound_from_the_host(bw, tmp_path):
     assert seen["/usr/bin/env"] == "yes"
     assert all(seen[p] == "no" for p in list(probes)[1:5]), seen
     assert listing.stdout.decode().strip() == "0", listing.stdout
+
+
+async def test_idle_bwrap_workspace_stops_and_says_why(bw):
+    stub, _ws, _ = bw
+    idle = pb.CreateWorkspaceRequest(idle_timeout=duration_pb2.Duration(seconds=1))
+    ws = (await stub.CreateWorkspace(idle)).workspace
+    try:
+        for _ in range(100):
+            got = (await stub.GetWorkspace(pb.GetWorkspaceRequest(workspace_id=ws.id))).workspace
+            if got.status == pb.WORKSPACE_STATUS_EXITED:
+                break
+            await asyncio.sleep(0.1)
+        assert got.status == pb.WORKSPACE_STATUS_EXITED
+        assert "idle_timeout 1s" in got.stopped_reason
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))

@@ -297,3 +297,15 @@ async def test_allowed_secret_reaches_the_command_but_is_redacted_in_the_trainin
     assert record["request"]["env"]["NPM_TOKEN"] == "[REDACTED]"
     assert secret not in json.dumps(record)
     assert record["stdoutHead"] == "token=[REDACTED]\n"
+
+
+async def test_positional_parameters_persist_in_a_session(stub, workspace):
+    session = (await stub.CreateSession(pb.CreateSessionRequest(workspace_id=workspace.id))).session
+    try:
+        await execute(stub, workspace.id, script="set -- a 'b c' \"it's\"", session_id=session.id)
+        result = await execute(stub, workspace.id, script='echo "$# $1|$2|$3"; shift', session_id=session.id)
+        assert result.stdout == b"3 a|b c|it's\n"
+        after_shift = await execute(stub, workspace.id, script='echo "$# $1"', session_id=session.id)
+        assert after_shift.stdout == b"2 b c\n"
+    finally:
+        await stub.CloseSession(pb.CloseSessionRequest(session_id=session.id))

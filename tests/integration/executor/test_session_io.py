@@ -81,7 +81,7 @@ async def test_closing_a_session_removes_its_fifos_and_deleting_the_workspace_it
             sid = await _session(stub, ws.id)
             (session_dir,) = io_dir.iterdir()
             assert session_dir.name.startswith("s")
-            assert sorted(p.name for p in session_dir.iterdir()) == ["err", "in", "out"]
+            assert sorted(p.name for p in session_dir.iterdir()) == ["data", "err", "in", "out"]
             await stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
             assert list(io_dir.iterdir()) == []
             await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
@@ -136,3 +136,41 @@ async def test_attach_mode_uses_the_exec_socket_and_mounts_nothing(tmp_path):
             )
             assert result.stdout.startswith(b"pipe:") and result.stdout.endswith(b"none\n")
             assert not (tmp_path / "io").exists()
+
+
+async def test_input_through_the_data_fifo_arrives_whole_and_a_stopped_commands_rest_never_leaks(
+    stub, workspace
+):
+    import hashlib
+
+    from tests.support.executor_client import LiveExecution, first_request
+
+    sid = await _session(stub, workspace.id)
+    try:
+        payload = os.urandom(24 * 1024 * 1024 + 17)
+        later = [
+            pb.ExecuteRequest(input_data=payload[i : i + 3_000_000])
+            for i in range(0, len(payload), 3_000_000)
+        ]
+        later.append(pb.ExecuteRequest(close_input=True))
+        result = await execute(stub, workspace.id, script="md5sum", session_id=sid, later=later)
+        assert result.stdout.split()[0].decode() == hashlib.md5(payload).hexdigest()
+        # A command that reads a little, then is killed with input still on its way.
+        live = LiveExecution(
+            stub, first_request(workspace.id, "head -c 10 >/dev/null; echo read; sleep 300", session_id=sid)
+        )
+        for _ in range(4):
+            live.send(pb.ExecuteRequest(input_data=b"x" * 2_000_000))
+        await live.read_until_output(b"read")
+        live.send(pb.ExecuteRequest(stop=pb.STOP_SIGNAL_KILL))
+        await live.finish()
+        after = await execute(
+            stub,
+            workspace.id,
+            script="od -c | head -2",
+            session_id=sid,
+            later=[pb.ExecuteRequest(input_data=b"own"), pb.ExecuteRequest(close_input=True)],
+        )
+        assert after.stdout.startswith(b"0000000   o   w   n\n")
+    finally:
+        await stub.CloseSession(pb.CloseSessionRequest(session_id=sid))

@@ -114,14 +114,13 @@ async def test_user_with_no_passwd_entry_still_has_a_shell_and_home(stub):
 
 async def test_image_without_bin_sh_is_failed_precondition_naming_image_and_shell(stub, engine):
     image = stock_image("noshell")
-    # sparse: no inspect per container, so another suite's container going away meanwhile is fine.
-    before = {c.id for c in engine.containers.list(all=True, sparse=True)}
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=image), timeout=60)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert image in info.value.details() and "/bin/sh" in info.value.details()
-    # Nothing is left behind: no container, and no workspace listed.
-    assert {c.id for c in engine.containers.list(all=True, sparse=True)} - before == set()
+    # Nothing is left behind: no container of that image (sparse: no inspect per container, so
+    # another suite's container going away meanwhile does not matter), and no workspace listed.
+    assert not engine.containers.list(all=True, sparse=True, filters={"ancestor": image})
     assert not (await stub.ListWorkspaces(pb.ListWorkspacesRequest())).workspaces
 
 
@@ -130,3 +129,22 @@ async def test_user_name_the_image_does_not_know_is_failed_precondition(stub):
         await create(stub, "busybox", user="nosuchuser")
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "nosuchuser" in info.value.details()
+
+
+async def test_snapshot_of_a_stock_workspace_keeps_its_container_filesystem_and_files(stub):
+    # A writable root: the user installs something outside /workspace (its own /tmp-free place).
+    ws = await create(stub, "volume", read_only_root=False, user="0:0")
+    try:
+        await sh(stub, ws.id, "mkdir -p /opt/tool && echo installed > /opt/tool/version; echo ws > mine")
+        snap = (await stub.CreateSnapshot(pb.CreateSnapshotRequest(workspace_id=ws.id))).snapshot
+        fork = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(snapshot_id=snap.id))).workspace
+        try:
+            assert fork.parent_snapshot_id == snap.id and fork.policy.read_only_root is False
+            assert await sh(stub, fork.id, "cat /opt/tool/version README mine") == (
+                "installed\nshipped in the image\nws\n"
+            )
+        finally:
+            await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=fork.id))
+            await stub.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snap.id))
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))

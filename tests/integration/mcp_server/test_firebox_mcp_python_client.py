@@ -12,6 +12,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.integration.mcp_server.conftest import FIREBOX, TOKEN, firebox_env
+from tests.support.agent_server import running_agent
 
 pytestmark = pytest.mark.docker
 
@@ -99,7 +100,7 @@ async def test_an_mcp_client_runs_commands_and_files_in_a_workspace_over_stdio(e
             ]
 
             named = _data(await client.call_tool("list_named_tools", {}))["tools"]
-            assert [t["name"] for t in named] == ["count_lines"]
+            assert {"count_lines", "make_marker"} <= {t["name"] for t in named}
             counted = _data(
                 await client.call_tool(
                     "run_named_tool",
@@ -150,3 +151,28 @@ async def test_http_callers_bring_their_own_bearer_token(mcp_http):
             assert (ran["stdout"], ran["exit_code"]) == ("over-http\n", 0)
         finally:
             await client.call_tool("delete_workspace", {"workspace_id": workspace["workspace_id"]})
+
+
+async def test_with_via_agent_workspaces_and_commands_go_through_the_agent(executor, tmp_path):
+    async with running_agent(tmp_path / "agent", executor=executor, auth_token=TOKEN) as agent:
+        # The executor itself is unreachable for this server: only the agent's forwarding works.
+        env = {**firebox_env("127.0.0.1:9"), "FIREBOX_AGENT": agent.target}
+        params = StdioServerParameters(command=FIREBOX, args=["mcp", "--via", "agent"], env=env)
+        async with Client(params) as client:
+            workspace = _data(await client.call_tool("create_workspace", {"name": "mcp-via-agent"}))
+            ws = workspace["workspace_id"]
+            try:
+                listed = _data(await client.call_tool("list_workspaces", {}))["workspaces"]
+                assert ws in {w["workspace_id"] for w in listed}
+                ran = _data(
+                    await client.call_tool(
+                        "run_command", {"workspace_id": ws, "command": "echo via-agent; exit 2"}
+                    )
+                )
+                assert (ran["stdout"], ran["exit_code"]) == ("via-agent\n", 2)
+                files = await client.call_tool("list_files", {"workspace_id": ws})
+                assert files.is_error and "UNAVAILABLE" in files.content[0].text
+            finally:
+                assert _data(await client.call_tool("delete_workspace", {"workspace_id": ws})) == {
+                    "deleted": ws
+                }

@@ -9,6 +9,7 @@ import pytest
 
 from agent_service.config import load
 from agent_service.executor_pool import ExecutorPool
+from agent_service.schema import migration
 from agent_service.store import SqliteStore
 from firebox.agent.v1 import agent_pb2
 
@@ -29,11 +30,14 @@ async def test_workspace_owners_are_recorded_moved_deleted_and_kept_across_reope
 
 
 async def test_a_version_1_database_is_migrated_keeping_its_sessions(tmp_path: Path):
-    store = await SqliteStore.open(tmp_path / "a.db")
-    await store.create_session(agent_pb2.Session(id="ses-old", title="kept"))
-    await store.close()
+    # A file as the first agent left it: migration 1 only (released migrations are never edited).
     conn = sqlite3.connect(tmp_path / "a.db")
-    conn.execute("DROP TABLE workspace_owners")
+    for statement in migration(1, "sqlite"):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO sessions (id, create_ns, data) VALUES (?, ?, ?)",
+        ("ses-old", 1, agent_pb2.Session(id="ses-old", title="kept").SerializeToString()),
+    )
     conn.execute("PRAGMA user_version=1")
     conn.commit()
     conn.close()

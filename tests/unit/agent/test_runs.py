@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,8 @@ async def test_failure_in_the_body_ends_the_run_failed_with_its_code(tmp_path: P
     live = manager.submit("s", "x", ConflictPolicy.REJECT)
     await _finished(live)
     assert live.events[-1].run_failed.code == "UNAVAILABLE"
+    assert live.task is not None
+    await live.task  # the outcome is stored after the run's events
     stored = await store.get_run(live.id)
     assert stored is not None and stored.status == agent_pb2.RUN_STATUS_FAILED
     await store.close()
@@ -222,3 +225,40 @@ async def test_a_follower_cancelled_while_waiting_leaves_the_others_following():
     events = await asyncio.wait_for(kept, 5)
     assert [e.text_delta.text for e in events] == ["a", "b"]
     assert dropped.cancelled()
+
+
+async def test_a_run_taken_over_elsewhere_is_stopped_here_and_written_no_more(postgres_server):
+    from agent_service.pg_store import PostgresStore
+
+    url = postgres_server.create_database()
+    store_a, store_b = await PostgresStore.open(url), await PostgresStore.open(url)
+    session = agent_pb2.Session(id="s")
+    session.create_time.GetCurrentTime()
+    await store_a.create_session(session)
+    gate = asyncio.Event()
+    slow = RunManager(store_a, _body(3, gate=gate), retention_seconds=60, lease_seconds=60)
+    taker = RunManager(store_b, _body(1), retention_seconds=60, lease_seconds=60)
+    live = slow.submit("s", "x", ConflictPolicy.REJECT)
+    await live.wait_accepted()
+    await asyncio.sleep(0.1)  # its first events are written
+    # The slow replica misses its renewals (a long pause): its lease runs out, the other takes over.
+    await store_a.renew_leases(slow.owner, 0)
+    assert await store_b.interrupt_expired(time.time_ns(), runs.TAKEOVER_REASON) == [live.id]
+    await slow._renew()
+    await _finished(live)
+    assert live.task is not None
+    await live.task
+    assert live.events[-1].run_cancelled.reason == runs.LEASE_LOST_REASON
+    stored = await store_b.get_run(live.id)
+    assert stored is not None and stored.status == agent_pb2.RUN_STATUS_INTERRUPTED
+    assert stored.error == runs.TAKEOVER_REASON  # not overwritten by the slow replica
+    recorded = await store_b.list_events(live.id, 0, 100)
+    assert [e.index for e in recorded] == list(range(1, len(recorded) + 1))
+    assert recorded[-1].run_cancelled.reason == runs.TAKEOVER_REASON
+    # The session is free for the replica that took over.
+    again = taker.submit("s", "y", ConflictPolicy.REJECT)
+    await again.wait_accepted()
+    await _finished(again)
+    gate.set()
+    await store_a.close()
+    await store_b.close()

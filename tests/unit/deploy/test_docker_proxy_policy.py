@@ -32,6 +32,10 @@ def _create(host_config: dict) -> bytes:
         ("POST", "/v1.41/containers/firebox-ws_1/attach?stdout=1&stderr=1&stream=1"),
         ("POST", "/v1.41/containers/firebox-ws_1/pause"),
         ("POST", "/v1.41/containers/firebox-ws_1/unpause"),
+        ("POST", "/v1.41/commit?container=abc&repo=firebox-snapshot&tag=sn_1&pause=0"),
+        ("GET", "/v1.41/images/json?filters=%7B%7D"),
+        ("DELETE", "/v1.41/images/firebox-snapshot:sn_1?force=1"),
+        ("POST", "/v1.41/volumes/create"),
         ("POST", "/v1.41/images/create?fromImage=busybox&tag=latest"),
     ],
 )
@@ -55,6 +59,8 @@ def test_calls_the_executor_makes_pass(method: str, target: str) -> None:
         ("GET", "/v1.41/containers/%2e%2e/json"),
         ("GET", "/v1.41//containers/x/json"),
         ("DELETE", "/v1.41/images/busybox"),
+        ("POST", "/v1.41/commit?container=abc&repo=busybox&tag=latest"),
+        ("POST", "/v1.41/commit?container=abc"),
     ],
 )
 def test_other_calls_are_refused(method: str, target: str) -> None:

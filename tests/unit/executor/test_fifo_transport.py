@@ -21,7 +21,7 @@ async def _open(tmp_path: Path, script: str) -> FifoTransport:
     process = await PipeTransport.spawn(
         [*OUTER, "/bin/sh", "-c", _FIFO_WRAPPER, "firebox-io", str(directory), "/bin/sh", "-c", script]
     )
-    transport = FifoTransport(directory, fds, process)  # type: ignore[arg-type]
+    transport = FifoTransport(directory, fds, process, str(directory))  # type: ignore[arg-type]
     await transport._await_wrapper()
     return transport
 
@@ -61,7 +61,7 @@ async def test_a_directory_the_process_cannot_see_is_reported(tmp_path: Path) ->
     process = await PipeTransport.spawn(
         [*OUTER, "/bin/sh", "-c", _FIFO_WRAPPER, "firebox-io", str(tmp_path / "elsewhere"), "/bin/true"]
     )
-    transport = FifoTransport(directory, fds, process)  # type: ignore[arg-type]
+    transport = FifoTransport(directory, fds, process, str(directory))  # type: ignore[arg-type]
     try:
         await transport._await_wrapper()
         raise AssertionError("the wrapper should have failed")

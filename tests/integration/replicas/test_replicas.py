@@ -1,0 +1,197 @@
+"""Two real agent processes sharing one real PostgreSQL: every RPC works on either replica.
+
+Replica A drives a run; replica B follows it, cancels it, answers its approval, is refused a
+second run on the same session, and takes the run over when A is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from agent_service.runs import TAKEOVER_REASON
+from firebox.agent.v1 import agent_pb2 as A
+from tests.support.agent_server import UNREACHABLE_EXECUTOR, agent_stub, collect, kinds, new_session, text_of
+from tests.support.fake_provider import FakeProvider, Hold, Pause, Reply, chunk, shell_reply, text_reply
+from tests.support.postgres import PostgresServer
+from tests.support.service_process import AgentProcess
+
+pytestmark = pytest.mark.slow
+
+# Short, so the takeover test waits seconds, not the default five.
+LEASE_SECONDS = 1.5
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProvider]:
+    provider = await FakeProvider.start()
+    try:
+        yield provider
+    finally:
+        provider.release()
+        await provider.stop()
+
+
+@pytest.fixture
+def replicas(
+    tmp_path: Path, fake: FakeProvider, postgres_server: PostgresServer
+) -> Iterator[list[AgentProcess]]:
+    url = postgres_server.create_database()
+    agents = [
+        AgentProcess(
+            tmp_path / name,
+            executor=UNREACHABLE_EXECUTOR,
+            provider=fake.base_url,
+            args=["--database-url", url, "--run-lease", str(LEASE_SECONDS)],
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        for agent in agents:
+            agent.start()
+        yield agents
+    finally:
+        for agent in agents:
+            agent.__exit__()
+
+
+def _send(stub, session_id: str, content: str = "hi", policy: int = 0):
+    return stub.SendMessage(A.SendMessageRequest(session_id=session_id, content=content, on_conflict=policy))
+
+
+async def _first_event(call) -> A.RunEvent:
+    async for response in call:
+        return response.event
+    raise AssertionError("the run sent no event")
+
+
+async def _collect_batches(call) -> list[A.RunEvent]:
+    return [event async for response in call for event in response.events]
+
+
+async def test_a_follower_on_another_replica_sees_every_event_once_in_order(replicas, fake):
+    a, b = (agent_stub(r.target) for r in replicas)
+    session = await new_session(a)
+    fake.script(text_reply(*[f"w{i} " for i in range(60)], pause=0.01))
+    call = _send(a, session.id)
+    first = await _first_event(call)
+    # Followers on B join at different points, one mid-run from index 0, one after index 3.
+    from_start, after_three = await asyncio.gather(
+        collect(b.StreamRun(A.StreamRunRequest(run_id=first.run_id))),
+        _collect_batches(
+            b.StreamRun(A.StreamRunRequest(run_id=first.run_id, after_index=3, batch_events=True))
+        ),
+    )
+    on_a = [first, *[r.event async for r in call]]
+    assert [e.index for e in on_a] == list(range(1, len(on_a) + 1))
+    assert from_start == on_a
+    assert after_three == on_a[3:]
+    assert text_of(on_a) == "".join(f"w{i} " for i in range(60))
+    # GetSession and GetRun on B read the same database.
+    run = (await b.GetRun(A.GetRunRequest(run_id=first.run_id))).run
+    assert run.status == A.RUN_STATUS_COMPLETED
+
+
+async def test_one_running_run_per_session_holds_across_replicas(replicas, fake):
+    a, b = (agent_stub(r.target) for r in replicas)
+    session = await new_session(a)
+    fake.script(Reply(steps=[chunk({"content": "held"}), Hold(), chunk({}, finish_reason="stop")]))
+    call = _send(a, session.id)
+    first = await _first_event(call)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await collect(_send(b, session.id, "second"))
+    assert refused.value.code() == grpc.StatusCode.ABORTED
+    assert first.run_id in refused.value.details()
+    got = await b.GetSession(A.GetSessionRequest(session_id=session.id))
+    assert got.session.active_run_id == first.run_id
+    with pytest.raises(grpc.aio.AioRpcError) as busy:
+        _ = [r async for r in b.CompactSession(A.CompactSessionRequest(session_id=session.id))]
+    assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION and first.run_id in busy.value.details()
+    # ENQUEUE on B waits for A's run to end, then runs.
+    fake.script(text_reply("queued answer"))
+    queued = asyncio.create_task(collect(_send(b, session.id, "third", A.CONFLICT_POLICY_ENQUEUE)))
+    await asyncio.sleep(0.5)
+    assert not queued.done()  # waiting for A's run, not refused
+    fake.release()
+    assert kinds([r.event async for r in call])[-1] == "run_completed"
+    rest = await queued
+    assert kinds(rest)[-1] == "run_completed" and text_of(rest) == "queued answer"
+
+
+async def test_cancel_on_another_replica_stops_the_run(replicas, fake):
+    a, b = (agent_stub(r.target) for r in replicas)
+    session = await new_session(a)
+    fake.script(Reply(steps=[chunk({"content": "partial"}), Hold(), chunk({}, finish_reason="stop")]))
+    call = _send(a, session.id)
+    first = await _first_event(call)
+    async for response in call:  # the partial text has arrived
+        if response.event.HasField("text_delta"):
+            break
+    cancelled = await b.CancelRun(A.CancelRunRequest(run_id=first.run_id))
+    assert cancelled.run.status == A.RUN_STATUS_CANCELLED
+    events = [r.event async for r in call]
+    assert events[-1].run_cancelled.reason == "cancelled by the client"
+    messages = (
+        await b.GetSession(A.GetSessionRequest(session_id=session.id, include_messages=True))
+    ).messages
+    assert [m.content for m in messages] == ["hi", "partial"]
+
+
+async def test_an_approval_sent_to_another_replica_reaches_the_run(replicas, fake):
+    a, b = (agent_stub(r.target) for r in replicas)
+    session = await new_session(a, approval_policy=A.APPROVAL_POLICY_ALWAYS)
+    fake.script(shell_reply("rm -rf /workspace/x", call_id="call_rm"), text_reply("fine"))
+    call = _send(a, session.id)
+    events = []
+    async for response in call:
+        events.append(response.event)
+        if response.event.HasField("approval_requested"):
+            break
+    run_id = events[0].run_id
+    with pytest.raises(grpc.aio.AioRpcError) as wrong:
+        await b.ResolveApproval(
+            A.ResolveApprovalRequest(
+                run_id=run_id, tool_call_id="call_other", decision=A.APPROVAL_DECISION_DENY
+            )
+        )
+    assert wrong.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await b.ResolveApproval(
+        A.ResolveApprovalRequest(
+            run_id=run_id, tool_call_id="call_rm", decision=A.APPROVAL_DECISION_DENY, reason="not here"
+        )
+    )
+    events += [r.event async for r in call]
+    assert kinds(events)[-1] == "run_completed"
+    finished = next(e.tool_call_finished for e in events if e.HasField("tool_call_finished"))
+    assert finished.result == "denied by the user: not here"
+
+
+async def test_a_killed_replicas_run_is_taken_over_and_ends_interrupted(replicas, fake):
+    a_process, b_process = replicas
+    a, b = agent_stub(a_process.target), agent_stub(b_process.target)
+    session = await new_session(a)
+    fake.script(
+        Reply(steps=[chunk({"content": "half "}), Pause(0.05), chunk({"content": "done"}), Hold()]),
+    )
+    call = _send(a, session.id)
+    first = await _first_event(call)
+    follower = asyncio.create_task(collect(b.StreamRun(A.StreamRunRequest(run_id=first.run_id))))
+    await asyncio.sleep(0.5)  # the deltas are written (every 20 ms) before the kill
+    await asyncio.to_thread(a_process.kill)
+    call.cancel()
+    async with asyncio.timeout(LEASE_SECONDS * 4 + 5):
+        seen = await follower
+    assert [e.index for e in seen] == list(range(1, len(seen) + 1))
+    assert text_of(seen) == "half done"
+    assert seen[-1].run_cancelled.reason == TAKEOVER_REASON
+    run = (await b.GetRun(A.GetRunRequest(run_id=first.run_id))).run
+    assert run.status == A.RUN_STATUS_INTERRUPTED and run.error == TAKEOVER_REASON
+    # The session is free again, on the surviving replica.
+    fake.release()
+    fake.script(text_reply("again"))
+    again = await collect(_send(b, session.id, "retry"))
+    assert kinds(again)[-1] == "run_completed"
