@@ -368,3 +368,26 @@ def workspace_paths(existing: Sequence[str] = ()) -> st.SearchStrategy[str]:
 def fresh_paths() -> st.SearchStrategy[str]:
     """Names nothing has: writable, and removed by the test that wrote them."""
     return st.integers(0, 10**6).map(lambda n: f"dir/fz-{n}")
+
+
+# ---- snapshots (executor and agent alike) ----
+
+
+@st.composite
+def create_snapshot_requests(
+    draw: st.DrawFn, workspace_id: str, random_ids: st.SearchStrategy[str]
+) -> executor_pb2.CreateSnapshotRequest:
+    """Random ids; hostile names on the real workspace one time in 40, and one in 40 a plain valid
+    snapshot of it. Each accepted one is an image commit (a third of a second or more), which the
+    caller deletes. (sampled_from: st.integers draws its bounds far more often than 1/40.)"""
+    kind = draw(st.sampled_from(range(40)))
+    if kind == 7:
+        return executor_pb2.CreateSnapshotRequest(
+            workspace_id=workspace_id, name=f"fz-{draw(st.integers(0, 10**9))}"
+        )
+    request = draw(
+        message(executor_pb2.CreateSnapshotRequest.DESCRIPTOR, overrides={"workspace_id": random_ids})
+    )
+    if kind == 13:
+        request.workspace_id = workspace_id
+    return request

@@ -146,11 +146,12 @@ class Fuzzed:
     """How one RPC is fuzzed by a module's generic test: its requests (a list of messages for a
     client stream) built from the module's target, what an accepted call must satisfy (given the
     target, the request and the answer: a response, or a server stream's responses), and whether
-    any generated request may be accepted at all."""
+    some generated requests must be accepted (True), none may be (False), or either (None: the
+    outcome depends on the engine, e.g. a port forward to a port nothing listens on)."""
 
     requests: Callable[[Any], st.SearchStrategy[Any]]
     check: Callable[[Any, Any, Any], None]
-    accepts: bool = True
+    accepts: bool | None = True
 
 
 def fuzz_rpc(target: Any, stub: Any, method: MethodDescriptor, fuzzed: Fuzzed) -> Outcomes:
@@ -166,5 +167,6 @@ def fuzz_rpc(target: Any, stub: Any, method: MethodDescriptor, fuzzed: Fuzzed) -
 
     fuzz()
     # The accepted path was reached too, where there is one.
-    assert (outcomes.codes["OK"] >= 5) == fuzzed.accepts, dict(outcomes.codes)
+    if fuzzed.accepts is not None:
+        assert (outcomes.codes["OK"] >= 5) == fuzzed.accepts, dict(outcomes.codes)
     return outcomes

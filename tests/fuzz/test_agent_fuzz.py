@@ -185,6 +185,7 @@ ID_RPCS = {
     "DeleteWorkspace": lambda i, n, tok: executor_pb2.DeleteWorkspaceRequest(workspace_id=i),
     "PauseWorkspace": lambda i, n, tok: executor_pb2.PauseWorkspaceRequest(workspace_id=i),
     "ResumeWorkspace": lambda i, n, tok: executor_pb2.ResumeWorkspaceRequest(workspace_id=i),
+    "DeleteSnapshot": lambda i, n, tok: executor_pb2.DeleteSnapshotRequest(snapshot_id=i),
 }
 
 
@@ -434,7 +435,26 @@ def check_edit(t: Target, request: pb.EditMessageRequest, responses: list[pb.Edi
         assert len(responses) == 1, short(responses)
 
 
+def check_snapshot(t: Target, request: Any, response: Any) -> None:
+    t.stub.DeleteSnapshot(executor_pb2.DeleteSnapshotRequest(snapshot_id=response.snapshot.id), timeout=60)
+    assert request.workspace_id == t.workspace_id, f"snapshot of a random workspace: {short(request)}"
+    assert (response.snapshot.workspace_id, response.snapshot.name) == (t.workspace_id, request.name)
+
+
+def check_list_snapshots(t: Target, request: Any, response: Any) -> None:
+    # A filter (a random id lists nothing); no snapshot outlives the test that made it.
+    assert not response.snapshots, short(response)
+
+
 GENERIC: dict[str, Fuzzed] = {
+    "CreateSnapshot": Fuzzed(lambda t: fz.create_snapshot_requests(t.workspace_id, ids(t)), check_snapshot),
+    "ListSnapshots": Fuzzed(
+        lambda t: st.builds(
+            executor_pb2.ListSnapshotsRequest,
+            workspace_id=st.one_of(st.just(""), st.just(t.workspace_id), ids(t)),
+        ),
+        check_list_snapshots,
+    ),
     "CreateWorkspace": Fuzzed(
         lambda t: fz.create_workspace_requests().map(lambda c: c[0]), check_create_workspace
     ),

@@ -204,6 +204,8 @@ ID_RPCS = {
     "PauseWorkspace": lambda i: pb.PauseWorkspaceRequest(workspace_id=i),
     "ResumeWorkspace": lambda i: pb.ResumeWorkspaceRequest(workspace_id=i),
     "CloseSession": lambda i: pb.CloseSessionRequest(session_id=i),
+    "StopExecution": lambda i: pb.StopExecutionRequest(execution_id=i),
+    "DeleteSnapshot": lambda i: pb.DeleteSnapshotRequest(snapshot_id=i),
     "ListSessions": lambda i: pb.ListSessionsRequest(workspace_id=i),
 }
 
@@ -439,7 +441,59 @@ def check_stat(t: Target, request: pb.StatFileRequest, response: pb.StatFileResp
     assert request.workspace_id == t.workspace_id and inside(response.file.path), short(response)
 
 
+def check_list_executions(t: Target, request: Any, response: pb.ListExecutionsResponse) -> None:
+    assert request.workspace_id in ("", t.workspace_id), f"listed for {short(request)}"
+    assert all(e.workspace_id == t.workspace_id for e in response.executions), short(response)
+
+
+def check_list_snapshots(t: Target, request: Any, response: pb.ListSnapshotsResponse) -> None:
+    # A filter (a random id lists nothing); no snapshot outlives the test that made it.
+    assert not response.snapshots, short(response)
+
+
+def check_snapshot(t: Target, request: Any, response: pb.CreateSnapshotResponse) -> None:
+    t.stub.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=response.snapshot.id), timeout=60)
+    assert request.workspace_id == t.workspace_id, f"snapshot of a random workspace: {short(request)}"
+    assert (response.snapshot.workspace_id, response.snapshot.name) == (t.workspace_id, request.name)
+
+
+def check_forward(t: Target, stream: list[pb.ForwardPortRequest], responses: list[Any]) -> None:
+    assert stream[0].workspace_id == t.workspace_id, f"forwarded for {short(stream)}"
+
+
 GENERIC: dict[str, Fuzzed] = {
+    "ListExecutions": Fuzzed(
+        lambda t: st.builds(pb.ListExecutionsRequest, workspace_id=st.one_of(st.just(""), workspace_ids(t))),
+        check_list_executions,
+    ),
+    "AttachExecution": Fuzzed(
+        lambda t: st.lists(
+            fz.message(
+                pb.AttachExecutionRequest.DESCRIPTOR, fz.odd_ids(t.real_ids), {"execution_id": ids(t)}
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        lambda t, stream, answer: never_accepted(stream),
+        accepts=False,
+    ),
+    "ForwardPort": Fuzzed(
+        lambda t: st.lists(
+            fz.message(
+                pb.ForwardPortRequest.DESCRIPTOR,
+                overrides={"workspace_id": workspace_ids(t), "data": st.binary(max_size=64)},
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        check_forward,
+        accepts=None,
+    ),
+    "CreateSnapshot": Fuzzed(lambda t: fz.create_snapshot_requests(t.workspace_id, ids(t)), check_snapshot),
+    "ListSnapshots": Fuzzed(
+        lambda t: st.builds(pb.ListSnapshotsRequest, workspace_id=st.one_of(st.just(""), workspace_ids(t))),
+        check_list_snapshots,
+    ),
     "Step": Fuzzed(step_requests, check_step),
     "UploadFile": Fuzzed(lambda t: upload_streams(t), check_upload),
     "DownloadFile": Fuzzed(lambda t: path_requests(pb.DownloadFileRequest, t), check_download),
@@ -451,6 +505,10 @@ GENERIC: dict[str, Fuzzed] = {
     ),
     "StatFile": Fuzzed(lambda t: path_requests(pb.StatFileRequest, t), check_stat),
 }
+
+
+def never_accepted(request: Any) -> None:
+    raise AssertionError(f"accepted {short(request)}")
 
 
 @pytest.mark.parametrize("rpc", sorted(GENERIC))
