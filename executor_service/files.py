@@ -152,8 +152,10 @@ for c in $rest; do
     [ -L "$c" ] && fail 11 "$c is a symlink that leads nowhere inside /workspace"
     fail 16 "$c is not a directory"
   elif [ "$mk" = 1 ]; then
-    mkdir -- "$c" 2>/dev/null || fail 14 "cannot create directory $c"
+    # Another upload may make it at the same moment: then it is entered (and checked) as found.
+    mkdir -- "$c" 2>/dev/null || [ -d "$c" ] || fail 14 "cannot create directory $c"
     cd -P -- "$c" || fail 14 "cannot enter $c"
+    inside "$(pwd -P)" || fail 11 "$ESC"
   else
     fail 10 "directory $c does not exist (set create_parents to make it)"
   fi
@@ -505,9 +507,15 @@ class WorkspaceFiles:
                 )
                 try:
                     await script.line("path")
-                    with open(spool, "rb") as source:  # noqa: ASYNC230 - reads go through a thread below
-                        while data := await asyncio.to_thread(source.read, SPOOL_CHUNK):
-                            await script.transport.write(data)
+                    try:
+                        with open(spool, "rb") as source:  # noqa: ASYNC230 - reads go through a thread below
+                            while data := await asyncio.to_thread(source.read, SPOOL_CHUNK):
+                                await script.transport.write(data)
+                    except errors.Unavailable:
+                        # The script stopped reading early: its write failed (the workspace's
+                        # disk is full) and it said why on stderr, read below (ABORTED), as is
+                        # a shell that really went away (UNAVAILABLE).
+                        pass
                     async with asyncio.timeout(ANSWER_TIMEOUT + size / (1024 * 1024)):
                         record = (await script.line("path")).removeprefix(b"OK ")
                     return _entry(record, target)

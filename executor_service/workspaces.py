@@ -7,6 +7,7 @@ the engine on every command. Get, List, Start, Stop and Delete always ask the ba
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -192,6 +193,10 @@ class WorkspaceManager:
                 "policy ceiling", f"not Linux capabilities: {', '.join(sorted(unknown))}"
             )
         self.secret_policy = secret_policy
+        # One snapshot at a time: the name check and the engine's pause/commit/unpause of a
+        # workspace must not interleave with another's (two at once on one container met "already
+        # paused" from the engine; two with one name both passed the check).
+        self._snapshotting = asyncio.Lock()
         # Set after construction when the session manager needs this manager too.
         self.sessions = sessions
         # Set after adoption (it needs the known workspaces): told of every use, start and delete.
@@ -371,10 +376,13 @@ class WorkspaceManager:
     async def create_snapshot(self, workspace_id: str, name: str = "") -> SnapshotInfo:
         self._check_id(workspace_id)
         _check_name(name)
-        if name and any(s.name == name for s in await self.backend.list_snapshots()):
-            raise errors.AlreadyExists(f"a snapshot named {name!r} exists")
-        info = await self.get(workspace_id)
-        snapshot = await self.backend.create_snapshot(info, SNAPSHOT_ID_PREFIX + secrets.token_hex(8), name)
+        async with self._snapshotting:
+            if name and any(s.name == name for s in await self.backend.list_snapshots()):
+                raise errors.AlreadyExists(f"a snapshot named {name!r} exists")
+            info = await self.get(workspace_id)
+            snapshot = await self.backend.create_snapshot(
+                info, SNAPSHOT_ID_PREFIX + secrets.token_hex(8), name
+            )
         log.info(
             "snapshot_created",
             snapshot_id=snapshot.id,

@@ -259,3 +259,135 @@ def execute_streams(draw: st.DrawFn, workspace_id: str, session_id: str) -> list
             first.ClearField("env")
     later = draw(st.lists(message(executor_pb2.ExecuteRequest.DESCRIPTOR), max_size=3))
     return [first, *later]
+
+
+# ---- workspace creation: mostly invalid (executor and agent alike) ----
+
+POISONS = (
+    ("image", "NOT A VALID IMAGE\x00"),
+    ("env", {"MY_API_KEY": "x"}),
+    ("env", {"1BAD NAME": "x"}),
+    ("labels", {"": "x"}),
+    ("name", "-starts-with-a-dash\x00"),
+    ("memory_bytes", -5),
+    ("pids_limit", -1),
+    ("tmp_bytes", 1),
+    ("user", "root;id"),
+)
+
+
+@st.composite
+def create_workspace_requests(draw: st.DrawFn) -> tuple[executor_pb2.CreateWorkspaceRequest, bool]:
+    """(request, poisoned). Never a random image reference that is valid: that would try a pull."""
+    request = draw(
+        message(
+            executor_pb2.CreateWorkspaceRequest.DESCRIPTOR,
+            overrides={
+                "image": st.sampled_from(["", "firebox-busybox:latest", "Bad Image", "a" * 300, "\x00"])
+            },
+        )
+    )
+    # One in 25 is valid. (Not 0: hypothesis draws the bounds of a range far more often than 1/25.)
+    poisoned = draw(st.integers(0, 24)) != 13
+    if poisoned:
+        field, value = draw(st.sampled_from(POISONS))
+        if field in ("memory_bytes", "pids_limit", "tmp_bytes", "user"):
+            setattr(request.policy, field, value)
+        elif isinstance(value, dict):
+            getattr(request, field).update(value)
+        else:
+            setattr(request, field, value)
+    else:
+        # A valid one now and then: a fresh name, small policy the engine accepts, a variable.
+        request.name = f"fz-{draw(st.integers(0, 10**9))}"
+        request.image = ""
+        request.ClearField("policy")
+        request.ClearField("labels")
+        request.env.clear()
+        request.env["FUZZ_VAR"] = draw(st.text(max_size=30).filter(lambda s: "\x00" not in s))
+    return request, poisoned
+
+
+# ---- paths inside a workspace ----
+
+# Links the fuzz targets make in their workspace (see SYMLINKS): every way out of /workspace.
+SYMLINKS = {"escape": "/", "etc-link": "/etc", "up-link": "..", "loop-a": "loop-b", "loop-b": "loop-a"}
+HOSTILE_PATHS: tuple[str, ...] = (
+    "escape",
+    "escape/etc/passwd",
+    "escape/tmp/fz-out",
+    "escape/root",
+    "etc-link",
+    "etc-link/passwd",
+    "etc-link/fz-out",
+    "up-link/etc/passwd",
+    "up-link/fz-out",
+    "loop-a",
+    "loop-a/x",
+    "/workspace/escape/etc/passwd",
+    "/etc/passwd",
+    "/etc/fz-out",
+    "/tmp/fz-out",
+    "/proc/self/environ",
+    "/dev/null",
+    "/workspace",
+    "/workspace/",
+    "/workspace/../etc/passwd",
+    "../etc/passwd",
+    "dir/../../etc/passwd",
+    "dir/./../..",
+    "dir",
+    "dir/",
+    "dir//x",
+    "a\x00b",
+    "dir/a\x00/etc",
+    "\x00",
+    "/",
+    "~/x",
+    "-rf",
+    "--help",
+    "$(id)",
+    "dir/" + "x" * 300,
+    "/".join(["d"] * 2100),
+    "x" * 5000,
+)
+
+
+def workspace_paths(existing: Sequence[str] = ()) -> st.SearchStrategy[str]:
+    """Paths aimed at the symlinks and limits, fresh names (which may be written), the caller's
+    `existing` ones, random text."""
+    return st.one_of(
+        st.sampled_from(HOSTILE_PATHS),
+        st.sampled_from(HOSTILE_PATHS),
+        fresh_paths(),
+        st.sampled_from(["dir", "/workspace/dir", *existing]),
+        hostile_text(),
+    )
+
+
+def fresh_paths() -> st.SearchStrategy[str]:
+    """Names nothing has: writable, and removed by the test that wrote them."""
+    return st.integers(0, 10**6).map(lambda n: f"dir/fz-{n}")
+
+
+# ---- snapshots (executor and agent alike) ----
+
+
+@st.composite
+def create_snapshot_requests(
+    draw: st.DrawFn, workspace_id: str, random_ids: st.SearchStrategy[str]
+) -> executor_pb2.CreateSnapshotRequest:
+    """Random ids; hostile names on the real workspace one time in 40, and one in 40 a plain valid
+    snapshot of it. Each accepted one is an image commit (a third of a second or more), which the
+    caller deletes. (sampled_from: st.integers draws its bounds far more often than 1/40.)"""
+    kind = draw(st.sampled_from(range(40)))
+    if kind == 7:
+        return executor_pb2.CreateSnapshotRequest(
+            workspace_id=workspace_id, name=f"fz-{draw(st.integers(0, 10**9))}"
+        )
+    request = draw(
+        message(executor_pb2.CreateSnapshotRequest.DESCRIPTOR, overrides={"workspace_id": random_ids})
+    )
+    if kind == 13:
+        request.workspace_id = workspace_id
+    return request

@@ -4,30 +4,49 @@ One agent process for the module, in front of a real executor process and the fa
 (a real HTTP server in a process of its own). Each test asserts that no call ends INTERNAL or
 UNKNOWN (nor hangs), that the agent is still SERVING, and that a reference session — its
 messages and its runs — is exactly as it was.
+
+Which test fuzzes which RPC is `FUZZED`, checked against the service descriptor: an RPC added
+to the proto without a fuzz test fails `test_every_rpc_is_fuzzed`. A new RPC usually needs only
+an entry in `GENERIC` (a request builder and what an accepted answer must satisfy).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from hypothesis import given
 from hypothesis import strategies as st
 
 from firebox.agent.v1 import agent_pb2 as pb
 from firebox.agent.v1 import agent_pb2_grpc
+from firebox.common.limits import field_limit
 from firebox.executor.v1 import executor_pb2, executor_pb2_grpc
 from firebox.trace.v1 import trace_pb2
 from tests.fuzz import strategies as fz
-from tests.fuzz.support import FUZZ, Outcomes, serving, short
+from tests.fuzz.support import (
+    FUZZ,
+    MESSAGES_PER_RPC,
+    Fuzzed,
+    Outcomes,
+    fuzz_rpc,
+    serving,
+    short,
+    unfuzzed,
+)
 from tests.support.executor_server import REPO, ExecutorProcess, remove_owned_workspaces
 from tests.support.service_process import AgentProcess
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+SERVICE = pb.DESCRIPTOR.services_by_name["AgentService"]
+RUN_ENDS = ("run_completed", "run_failed", "run_cancelled")
 
 
 @dataclass
@@ -38,6 +57,9 @@ class Target:
     run_id: str
     workspace_id: str
     shell_session_id: str
+    # A session with one exchange that edits and compactions may change (the reference may not).
+    scratch_id: str
+    scratch_message_id: str
 
     @property
     def real_ids(self) -> list[str]:
@@ -83,7 +105,22 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
                 )
             ]
             assert events[-1].HasField("run_completed"), events[-1]
-            yield Target(agent, stub, session.id, events[-1].run_id, workspace.id, shell.session.id)
+            scratch = stub.CreateSession(pb.CreateSessionRequest(title="scratch"), timeout=10).session
+            for _ in stub.SendMessage(pb.SendMessageRequest(session_id=scratch.id, content="hi"), timeout=30):
+                pass
+            first = stub.GetSession(
+                pb.GetSessionRequest(session_id=scratch.id, include_messages=True), timeout=10
+            ).messages[0]
+            yield Target(
+                agent,
+                stub,
+                session.id,
+                events[-1].run_id,
+                workspace.id,
+                shell.session.id,
+                scratch.id,
+                first.id,
+            )
     finally:
         if agent is not None:
             agent.kill()
@@ -115,11 +152,17 @@ def dropped(t: Target) -> int:
 
 
 def ids(t: Target) -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(fz.odd_ids(t.real_ids)), fz.hostile_text())
+    """Random and near-miss ids, never a real one."""
+    real = {*t.real_ids, t.scratch_id, t.scratch_message_id}
+    return st.one_of(st.sampled_from(fz.odd_ids(t.real_ids)), fz.hostile_text()).filter(
+        lambda i: i not in real
+    )
 
 
 def check_alive_and_unchanged(t: Target, before: tuple[object, ...], outcomes: Outcomes) -> None:
     assert serving(t.agent.target), f"agent not SERVING after fuzzing; codes {dict(outcomes.codes)}"
+    assert outcomes.calls >= MESSAGES_PER_RPC, f"only {outcomes.calls} messages sent: {dict(outcomes.codes)}"
+    print(f"fuzzed: {outcomes.calls} messages, {dict(outcomes.codes)}")
     after = snapshot(t)
     assert after[:-1] == before[:-1], f"stored data changed; codes {dict(outcomes.codes)}"
     # What was accepted was recorded: the training log dropped nothing (e.g. a value it cannot write).
@@ -138,6 +181,11 @@ ID_RPCS = {
     "CancelRun": lambda i, n, tok: pb.CancelRunRequest(run_id=i),
     "GetRun": lambda i, n, tok: pb.GetRunRequest(run_id=i),
     "ListRuns": lambda i, n, tok: pb.ListRunsRequest(session_id=i, page_size=n, page_token=tok),
+    "GetWorkspace": lambda i, n, tok: executor_pb2.GetWorkspaceRequest(workspace_id=i),
+    "DeleteWorkspace": lambda i, n, tok: executor_pb2.DeleteWorkspaceRequest(workspace_id=i),
+    "PauseWorkspace": lambda i, n, tok: executor_pb2.PauseWorkspaceRequest(workspace_id=i),
+    "ResumeWorkspace": lambda i, n, tok: executor_pb2.ResumeWorkspaceRequest(workspace_id=i),
+    "DeleteSnapshot": lambda i, n, tok: executor_pb2.DeleteSnapshotRequest(snapshot_id=i),
 }
 
 
@@ -146,13 +194,10 @@ def test_id_rpcs_refuse_random_ids_and_change_nothing(target: Target, rpc: str) 
     before = snapshot(target)
     outcomes = Outcomes()
     method = getattr(target.stub, rpc)
-    real = set(target.real_ids)
 
     @FUZZ
     @given(any_id=ids(target), number=fz.hostile_int(5), token=fz.hostile_text())
     def fuzz(any_id: str, number: int, token: str) -> None:
-        if any_id in real:
-            return
         number = max(-(2**31), min(2**31 - 1, number))
         response = outcomes.unary(method, ID_RPCS[rpc](any_id, number, token))
         assert response is None, f"{rpc}({any_id!r}) succeeded on a random id"
@@ -299,12 +344,17 @@ def test_execute_forwarding_hostile_streams(target: Target) -> None:
     check_alive_and_unchanged(target, before, outcomes)
 
 
-def test_get_server_info_ignores_unknown_fields(target: Target) -> None:
+FIELDLESS = ("GetServerInfo", "ListWorkspaces")
+
+
+@pytest.mark.parametrize("rpc", FIELDLESS)
+def test_fieldless_rpcs_ignore_unknown_fields(target: Target, rpc: str) -> None:
+    """Requests without fields, sent as the bytes of other random messages (all unknown fields)."""
     before = snapshot(target)
     outcomes = Outcomes()
     channel = grpc.insecure_channel(target.agent.target)
     method = channel.unary_unary(
-        "/firebox.agent.v1.AgentService/GetServerInfo",
+        f"/firebox.agent.v1.AgentService/{rpc}",
         request_serializer=lambda b: b,
         response_deserializer=lambda b: b,
     )
@@ -321,34 +371,201 @@ def test_get_server_info_ignores_unknown_fields(target: Target) -> None:
     check_alive_and_unchanged(target, before, outcomes)
 
 
-def test_huge_fields_near_the_message_limit(target: Target) -> None:
+# ---- every other RPC: a request builder each, 1,000 messages in batches -------------------------
+
+
+def check_create_workspace(t: Target, request: Any, response: Any) -> None:
+    # Only the strategy's valid form (a fresh fz- name, no policy, no labels) may be accepted.
+    t.stub.DeleteWorkspace(
+        executor_pb2.DeleteWorkspaceRequest(workspace_id=response.workspace.id), timeout=60
+    )
+    assert request.name.startswith("fz-") and not request.HasField("policy"), short(request)
+
+
+def session_ids(t: Target) -> st.SearchStrategy[str]:
+    return st.one_of(st.just(t.scratch_id), ids(t), ids(t))
+
+
+def check_list_tools(t: Target, request: pb.ListToolsRequest, response: pb.ListToolsResponse) -> None:
+    assert request.session_id in ("", t.scratch_id), f"ListTools answered for {short(request)}"
+
+
+def approval_requests(t: Target) -> st.SearchStrategy[pb.ResolveApprovalRequest]:
+    # The real (finished) run now and then: there is no pending approval to resolve in it either.
+    runs = st.one_of(st.just(t.run_id), ids(t))
+    return fz.message(pb.ResolveApprovalRequest.DESCRIPTOR, fz.odd_ids(t.real_ids), {"run_id": runs})
+
+
+def never(t: Target, request: Any, answer: Any) -> None:
+    raise AssertionError(f"accepted {short(request)}")
+
+
+def check_compact(t: Target, request: pb.CompactSessionRequest, responses: list[Any]) -> None:
+    assert request.session_id == t.scratch_id, f"compacted {short(request)}"
+    assert responses and responses[-1].HasField("compacted"), short(responses)
+
+
+def edit_requests(t: Target) -> st.SearchStrategy[pb.EditMessageRequest]:
+    overrides = {
+        "session_id": session_ids(t),
+        "message_id": st.one_of(st.just(t.scratch_message_id), ids(t)),
+        "content": st.one_of(st.just("edited"), fz.hostile_text()),
+    }
+    hostile = fz.message(pb.EditMessageRequest.DESCRIPTOR, fz.odd_ids(t.real_ids), overrides)
+
+    @st.composite
+    def aimed(draw: st.DrawFn) -> pb.EditMessageRequest:
+        # The scratch session's user message, a valid action, hostile text and request ids.
+        request = draw(hostile)
+        request.session_id, request.message_id = t.scratch_id, t.scratch_message_id
+        request.action = draw(st.sampled_from([pb.EDIT_ACTION_SAVE, pb.EDIT_ACTION_RESEND]))
+        request.content = "edited " + draw(fz.hostile_text())
+        return request
+
+    return st.one_of(hostile, aimed())
+
+
+def check_edit(t: Target, request: pb.EditMessageRequest, responses: list[pb.EditMessageResponse]) -> None:
+    assert request.session_id == t.scratch_id and request.message_id == t.scratch_message_id, short(request)
+    assert responses and responses[0].message.content == request.content, short(responses[:1])
+    if request.action == pb.EDIT_ACTION_RESEND:
+        events = [e for r in responses[1:] for e in ([r.event] if r.HasField("event") else r.events)]
+        assert events and events[-1].WhichOneof("event") in RUN_ENDS, short(request)
+    else:
+        assert len(responses) == 1, short(responses)
+
+
+def check_snapshot(t: Target, request: Any, response: Any) -> None:
+    t.stub.DeleteSnapshot(executor_pb2.DeleteSnapshotRequest(snapshot_id=response.snapshot.id), timeout=60)
+    assert request.workspace_id == t.workspace_id, f"snapshot of a random workspace: {short(request)}"
+    assert (response.snapshot.workspace_id, response.snapshot.name) == (t.workspace_id, request.name)
+
+
+def check_list_snapshots(t: Target, request: Any, response: Any) -> None:
+    # A filter (a random id lists nothing); no snapshot outlives the test that made it.
+    assert not response.snapshots, short(response)
+
+
+GENERIC: dict[str, Fuzzed] = {
+    "CreateSnapshot": Fuzzed(lambda t: fz.create_snapshot_requests(t.workspace_id, ids(t)), check_snapshot),
+    "ListSnapshots": Fuzzed(
+        lambda t: st.builds(
+            executor_pb2.ListSnapshotsRequest,
+            workspace_id=st.one_of(st.just(""), st.just(t.workspace_id), ids(t)),
+        ),
+        check_list_snapshots,
+    ),
+    "CreateWorkspace": Fuzzed(
+        lambda t: fz.create_workspace_requests().map(lambda c: c[0]), check_create_workspace
+    ),
+    "ListTools": Fuzzed(
+        lambda t: st.builds(pb.ListToolsRequest, session_id=st.one_of(st.just(""), session_ids(t))),
+        check_list_tools,
+    ),
+    "ResolveApproval": Fuzzed(approval_requests, never, accepts=False),
+    "CompactSession": Fuzzed(
+        lambda t: st.builds(pb.CompactSessionRequest, session_id=session_ids(t)), check_compact
+    ),
+    "EditMessage": Fuzzed(edit_requests, check_edit),
+}
+
+
+@pytest.mark.parametrize("rpc", sorted(GENERIC))
+def test_rpc_hostile_requests(target: Target, rpc: str) -> None:
+    """Batches of generated requests over one channel: accepted ones satisfy the RPC's check."""
     before = snapshot(target)
-    outcomes = Outcomes()
-    big = "a" * fz.NEAR_LIMIT
-    outcomes.unary(target.stub.CreateSession, pb.CreateSessionRequest(title=big))
-    outcomes.unary(target.stub.GetSession, pb.GetSessionRequest(session_id=big))
-    outcomes.stream(
-        target.stub.SendMessage(pb.SendMessageRequest(session_id=target.session_id, content=big), timeout=30),
-        "big content",
-    )
-    outcomes.stream(
-        target.stub.Generate(
-            pb.GenerateRequest(messages=[pb.Message(role=pb.ROLE_USER, content=big)]), timeout=30
-        ),
-        "big generate",
-    )
-    outcomes.unary(
-        target.stub.LogEvents,
-        pb.LogEventsRequest(
-            events=[trace_pb2.FeedbackEvent(**{fz_first_string(trace_pb2.FeedbackEvent): big})]
-        ),
-    )
+    outcomes = fuzz_rpc(target, target.stub, SERVICE.methods_by_name[rpc], GENERIC[rpc])
     check_alive_and_unchanged(target, before, outcomes)
 
 
-def fz_first_string(cls: type) -> str:
-    from google.protobuf.descriptor import FieldDescriptor
+def answer(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str, Any]:
+    """(code, details, answer) of a call; a server stream is drained into a list."""
+    try:
+        got = call()
+        if not isinstance(got, Message):
+            got = list(got)
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or "", None
+    return grpc.StatusCode.OK, "", got
 
-    return next(
-        f.name for f in cls.DESCRIPTOR.fields if f.type == FieldDescriptor.TYPE_STRING and not f.is_repeated
+
+def test_huge_fields_near_the_message_limit(target: Target) -> None:
+    """Just under 16 MiB in one field is refused, naming the field; the same RPCs accept a field
+    at a size their limit allows (the docs' numbers, firebox/common/limits.py)."""
+    before = snapshot(target)
+    big = "a" * fz.NEAR_LIMIT
+    stub = target.stub
+
+    def event(text: str) -> pb.LogEventsRequest:
+        shown = trace_pb2.FEEDBACK_KIND_SUGGESTION_SHOWN
+        return pb.LogEventsRequest(events=[trace_pb2.FeedbackEvent(kind=shown, suggested_text=text)])
+
+    refused = {
+        "title": lambda: stub.CreateSession(pb.CreateSessionRequest(title=big), timeout=30),
+        "session_id": lambda: stub.GetSession(pb.GetSessionRequest(session_id=big), timeout=30),
+        "content": lambda: stub.SendMessage(
+            pb.SendMessageRequest(session_id=target.scratch_id, content=big), timeout=30
+        ),
+        "messages": lambda: stub.Generate(
+            pb.GenerateRequest(messages=[pb.Message(role=pb.ROLE_USER, content=big)]), timeout=30
+        ),
+        "events": lambda: stub.LogEvents(event(big), timeout=30),
+        "edited_command": lambda: stub.ResolveApproval(
+            pb.ResolveApprovalRequest(
+                run_id=target.run_id,
+                tool_call_id="c",
+                decision=pb.APPROVAL_DECISION_APPROVE_EDITED,
+                edited_command=big,
+            ),
+            timeout=30,
+        ),
+    }
+    for field, call in refused.items():
+        code, details, _ = answer(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and field in details, (field, code, details[:200])
+        assert len(details) <= 1024 and "a" * 100 not in details, (field, details[:200])
+
+    # At the limits (firebox/common/limits.py): the whole conversation text allowed runs to the
+    # end, and the whole suggestion allowed is logged.
+    within = "b" * field_limit(pb.SendMessageRequest.DESCRIPTOR.fields_by_name["content"])
+    code, details, responses = answer(
+        lambda: stub.SendMessage(
+            pb.SendMessageRequest(session_id=target.scratch_id, content=within), timeout=60
+        )
     )
+    assert code == grpc.StatusCode.OK, details
+    assert responses[-1].event.WhichOneof("event") == "run_completed", short(responses[-1])
+    code, details, responses = answer(
+        lambda: stub.Generate(
+            pb.GenerateRequest(messages=[pb.Message(role=pb.ROLE_USER, content=within)]), timeout=60
+        )
+    )
+    assert code == grpc.StatusCode.OK and responses, details
+    code, details, response = answer(
+        lambda: stub.LogEvents(
+            event("c" * field_limit(trace_pb2.FeedbackEvent.DESCRIPTOR.fields_by_name["suggested_text"])),
+            timeout=30,
+        )
+    )
+    assert code == grpc.StatusCode.OK and response.accepted == 1, details
+    after = snapshot(target)
+    assert after[:-1] == before[:-1] and after[-1] == before[-1], "the reference session changed"
+
+
+# Which test fuzzes each RPC; `test_every_rpc_is_fuzzed` holds it to the service descriptor.
+FUZZED: dict[str, Callable[..., Any]] = {
+    **{rpc: test_id_rpcs_refuse_random_ids_and_change_nothing for rpc in ID_RPCS},
+    **{rpc: test_fieldless_rpcs_ignore_unknown_fields for rpc in FIELDLESS},
+    "StreamRun": test_stream_run_random_ids_and_indexes,
+    "ListSessions": test_list_sessions_random_pages,
+    "CreateSession": test_create_session_hostile_requests,
+    "SendMessage": test_send_message_hostile_requests,
+    "Generate": test_generate_hostile_conversations,
+    "LogEvents": test_log_events_hostile_feedback,
+    "Execute": test_execute_forwarding_hostile_streams,
+    **{rpc: test_rpc_hostile_requests for rpc in GENERIC},
+}
+
+
+def test_every_rpc_is_fuzzed() -> None:
+    assert not unfuzzed(SERVICE, FUZZED), unfuzzed(SERVICE, FUZZED)

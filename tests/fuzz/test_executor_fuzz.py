@@ -2,15 +2,21 @@
 
 One executor process for the module (docker backend), one channel, short deadlines. Each test
 asserts that no call ends INTERNAL or UNKNOWN (nor hangs), that the executor is still SERVING,
-and, for lookups and deletions with random ids, that the stored workspaces and sessions are
-exactly what they were, files included.
+that the stored workspaces, sessions and the marker file are exactly what they were, and that
+nothing in the workspace's container outside /workspace was created or changed.
+
+Which test fuzzes which RPC is `FUZZED`, checked against the service descriptor: an RPC added
+to the proto without a fuzz test fails `test_every_rpc_is_fuzzed`. A new RPC usually needs only
+an entry in `GENERIC` (a request builder and what an accepted answer must satisfy).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
@@ -20,12 +26,65 @@ from hypothesis import strategies as st
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 from tests.fuzz import strategies as fz
-from tests.fuzz.support import FUZZ, Outcomes, serving, short
+from tests.fuzz.support import (
+    FUZZ,
+    MESSAGES_PER_RPC,
+    Fuzzed,
+    Outcomes,
+    fuzz_rpc,
+    serving,
+    short,
+    unfuzzed,
+)
 from tests.support.executor_server import ExecutorProcess, remove_owned_workspaces
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 MARKER = "fuzz-marker-contents\n"
+SERVICE = pb.DESCRIPTOR.services_by_name["ExecutorService"]
+
+# Named tools for Step: one reading a path, one listing a directory (hostile paths reach both).
+TOOLS_TOML = r"""
+[[tools]]
+name = "cat"
+description = "Print a file"
+command = ["cat", "--", "{path}"]
+read_only = true
+timeout_seconds = 10
+[tools.args_schema]
+type = "object"
+required = ["path"]
+properties.path = { type = "string", minLength = 1 }
+
+[[tools]]
+name = "ls"
+description = "List a directory"
+command = ["ls", "-la", "{path}"]
+read_only = true
+[tools.args_schema]
+type = "object"
+properties.path = { type = "string", default = "." }
+"""
+# What the workspace holds besides the marker: links out of /workspace, and a directory.
+LAYOUT = " && ".join(
+    ["mkdir -p dir", *(f"ln -s {shlex.quote(to)} {shlex.quote(name)}" for name, to in fz.SYMLINKS.items())]
+)
+KEEP = ("marker", "dir", *fz.SYMLINKS)
+CLEAN = (
+    "cd /workspace && find . -mindepth 1 -maxdepth 1 "
+    + " ".join(f"! -name {name}" for name in KEEP)
+    + " -exec rm -rf {} + ; find dir -mindepth 1 -delete"
+)
+# Every path outside /workspace, files with size, mode and mtime. Directories by name only, and
+# the executor's own per-process state left out (its pipes under /run/firebox, the shell's
+# /tmp/.firebox.PID): both come and go with every command, the snapshot's own included.
+_PRUNE = (
+    "find / \\( -path /proc -o -path /sys -o -path /dev -o -path /workspace -o -path /run/firebox"
+    " -o -path '/tmp/.firebox.*' \\) -prune"
+)
+OUTSIDE = (
+    f"{_PRUNE} -o -type d -print | sort && {_PRUNE} -o ! -type d -print | sort | xargs stat -c '%n %s %a %Y'"
+)
 
 
 @dataclass
@@ -45,7 +104,9 @@ class Target:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     config_dir = tmp_path_factory.mktemp("fuzz-executor")
-    process = ExecutorProcess(config_dir, backend="docker")
+    tools = config_dir / "tools.toml"
+    tools.write_text(TOOLS_TOML)
+    process = ExecutorProcess(config_dir, backend="docker", args=["--tools-file", str(tools)])
     try:
         process.start()
         with grpc.insecure_channel(process.target) as channel:
@@ -57,7 +118,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             run(
                 stub,
                 pb.ExecuteRequest(
-                    workspace_id=workspace.id, script=f"printf %s {shlex.quote(MARKER)} > marker"
+                    workspace_id=workspace.id,
+                    script=f"printf %s {shlex.quote(MARKER)} > marker && {LAYOUT}",
                 ),
             )
             yield Target(process, stub, workspace.id, session.id)
@@ -74,26 +136,58 @@ def run(
 
 
 def snapshot(t: Target) -> tuple[object, ...]:
-    """What must not change: workspaces (id, name, status), sessions (id, workspace), the marker file."""
+    """What must not change: workspaces (id, name, status), sessions (id, workspace), the marker
+    file and the links, everything outside /workspace; last, the training log's dropped records."""
     workspaces = t.stub.ListWorkspaces(pb.ListWorkspacesRequest(), timeout=30).workspaces
     sessions = t.stub.ListSessions(pb.ListSessionsRequest(), timeout=30).sessions
-    marker, _ = run(t.stub, pb.ExecuteRequest(workspace_id=t.workspace_id, argv=["cat", "/workspace/marker"]))
+    marker, _ = run(
+        t.stub,
+        pb.ExecuteRequest(
+            workspace_id=t.workspace_id,
+            script="cat /workspace/marker && cd /workspace && for l in *-link escape loop-?; do readlink $l; done",
+        ),
+    )
+    outside, _ = run(t.stub, pb.ExecuteRequest(workspace_id=t.workspace_id, script=OUTSIDE))
     return (
         sorted((w.id, w.name, w.status) for w in workspaces),
         sorted((s.id, s.workspace_id) for s in sessions),
         marker,
+        outside,
         t.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10).dropped_log_records,
     )
 
 
+def changed_outside(before: bytes, after: bytes) -> str:
+    old, new = set(before.decode().splitlines()), set(after.decode().splitlines())
+    return f"changed outside /workspace: gone {sorted(old - new)[:10]}, new {sorted(new - old)[:10]}"
+
+
 def ids(t: Target) -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(fz.odd_ids(t.real_ids)), fz.hostile_text())
+    """Random and near-miss ids, never a real one."""
+    real = set(t.real_ids)
+    return st.one_of(st.sampled_from(fz.odd_ids(t.real_ids)), fz.hostile_text()).filter(
+        lambda i: i not in real
+    )
 
 
-def check_alive_and_unchanged(t: Target, before: tuple[object, ...], outcomes: Outcomes) -> None:
+def workspace_ids(t: Target) -> st.SearchStrategy[str]:
+    """The real workspace two times in three (where paths are checked), else a random id."""
+    return st.one_of(st.just(t.workspace_id), st.just(t.workspace_id), ids(t))
+
+
+# Files that exist, for the RPCs that read (an upload must not overwrite the marker).
+EXISTING = ("marker", "/workspace/marker", "dir/../marker", "./marker")
+
+
+def check_alive_and_unchanged(
+    t: Target, before: tuple[object, ...], outcomes: Outcomes, min_calls: int = MESSAGES_PER_RPC
+) -> None:
     assert serving(t.process.target), f"executor not SERVING after fuzzing; codes {dict(outcomes.codes)}"
     assert t.process.proc is not None and t.process.proc.poll() is None, t.process.output()[-3000:]
+    assert outcomes.calls >= min_calls, f"only {outcomes.calls} messages sent: {dict(outcomes.codes)}"
+    print(f"fuzzed: {outcomes.calls} messages, {dict(outcomes.codes)}")
     after = snapshot(t)
+    assert after[3] == before[3], changed_outside(before[3], after[3])
     assert after[:-1] == before[:-1], f"stored data changed; codes {dict(outcomes.codes)}"
     # Every accepted Execute reached the training log (none dropped as unwritable).
     assert after[-1] == before[-1], f"the training log dropped {after[-1] - before[-1]} records"
@@ -107,7 +201,11 @@ ID_RPCS = {
     "StopWorkspace": lambda i: pb.StopWorkspaceRequest(workspace_id=i),
     "DeleteWorkspace": lambda i: pb.DeleteWorkspaceRequest(workspace_id=i),
     "SetWritablePaths": lambda i: pb.SetWritablePathsRequest(workspace_id=i, writable_paths=["src"]),
+    "PauseWorkspace": lambda i: pb.PauseWorkspaceRequest(workspace_id=i),
+    "ResumeWorkspace": lambda i: pb.ResumeWorkspaceRequest(workspace_id=i),
     "CloseSession": lambda i: pb.CloseSessionRequest(session_id=i),
+    "StopExecution": lambda i: pb.StopExecutionRequest(execution_id=i),
+    "DeleteSnapshot": lambda i: pb.DeleteSnapshotRequest(snapshot_id=i),
     "ListSessions": lambda i: pb.ListSessionsRequest(workspace_id=i),
 }
 
@@ -118,13 +216,12 @@ def test_id_rpcs_refuse_random_ids_and_change_nothing(target: Target, rpc: str) 
     before = snapshot(target)
     outcomes = Outcomes()
     method = getattr(target.stub, rpc)
-    real = set(target.real_ids)
+    # An empty workspace id lists every session: not a random id.
+    random_ids = ids(target).filter(bool) if rpc == "ListSessions" else ids(target)
 
     @FUZZ
-    @given(workspace_or_session_id=ids(target))
+    @given(workspace_or_session_id=random_ids)
     def fuzz(workspace_or_session_id: str) -> None:
-        if workspace_or_session_id in real or (rpc == "ListSessions" and not workspace_or_session_id):
-            return  # the real ids themselves (or "all") are not random input
         response = outcomes.unary(method, ID_RPCS[rpc](workspace_or_session_id))
         if rpc != "ListSessions":
             assert response is None, f"{rpc}({workspace_or_session_id!r}) succeeded on a random id"
@@ -133,7 +230,10 @@ def test_id_rpcs_refuse_random_ids_and_change_nothing(target: Target, rpc: str) 
     check_alive_and_unchanged(target, before, outcomes)
 
 
-@pytest.mark.parametrize("rpc", ["ListWorkspaces", "GetServerInfo"])
+FIELDLESS = ("ListWorkspaces", "GetServerInfo", "ListTools")
+
+
+@pytest.mark.parametrize("rpc", FIELDLESS)
 def test_fieldless_rpcs_ignore_unknown_fields(target: Target, rpc: str) -> None:
     """Requests without fields, sent as the bytes of other random messages (all unknown fields)."""
     before = snapshot(target)
@@ -163,50 +263,6 @@ def test_fieldless_rpcs_ignore_unknown_fields(target: Target, rpc: str) -> None:
 
 # ---- creation: mostly invalid, the few valid ones removed -------------------------------------------
 
-POISONS = (
-    ("image", "NOT A VALID IMAGE\x00"),
-    ("env", {"MY_API_KEY": "x"}),
-    ("env", {"1BAD NAME": "x"}),
-    ("labels", {"": "x"}),
-    ("name", "-starts-with-a-dash\x00"),
-    ("memory_bytes", -5),
-    ("pids_limit", -1),
-    ("tmp_bytes", 1),
-    ("user", "root;id"),
-)
-
-
-@st.composite
-def create_workspace_requests(draw: st.DrawFn) -> tuple[pb.CreateWorkspaceRequest, bool]:
-    """(request, poisoned). Never a random image reference that is valid: that would try a pull."""
-    request = draw(
-        fz.message(
-            pb.CreateWorkspaceRequest.DESCRIPTOR,
-            overrides={
-                "image": st.sampled_from(["", "firebox-busybox:latest", "Bad Image", "a" * 300, "\x00"])
-            },
-        )
-    )
-    # One in 25 is valid. (Not 0: hypothesis draws the bounds of a range far more often than 1/25.)
-    poisoned = draw(st.integers(0, 24)) != 13
-    if poisoned:
-        field, value = draw(st.sampled_from(POISONS))
-        if field in ("memory_bytes", "pids_limit", "tmp_bytes", "user"):
-            setattr(request.policy, field, value)
-        elif isinstance(value, dict):
-            getattr(request, field).update(value)
-        else:
-            setattr(request, field, value)
-    else:
-        # A valid one now and then: a fresh name, small policy the engine accepts, a variable.
-        request.name = f"fz-{draw(st.integers(0, 10**9))}"
-        request.image = ""
-        request.ClearField("policy")
-        request.ClearField("labels")
-        request.env.clear()
-        request.env["FUZZ_VAR"] = draw(st.text(max_size=30).filter(lambda s: "\x00" not in s))
-    return request, poisoned
-
 
 def test_create_workspace_hostile_requests(target: Target) -> None:
     """Invalid requests get an error naming the field; the few valid ones work and are deleted."""
@@ -215,7 +271,7 @@ def test_create_workspace_hostile_requests(target: Target) -> None:
     created: list[str] = []
 
     @FUZZ
-    @given(case=create_workspace_requests())
+    @given(case=fz.create_workspace_requests())
     def fuzz(case: tuple[pb.CreateWorkspaceRequest, bool]) -> None:
         request, poisoned = case
         response = outcomes.unary(target.stub.CreateWorkspace, request)
@@ -282,10 +338,204 @@ def test_execute_hostile_streams(target: Target) -> None:
 
     fuzz()
     # The shared session may have been ended by a stop or an `exit`; only workspaces and files must stay.
+    assert outcomes.calls >= MESSAGES_PER_RPC, dict(outcomes.codes)
     after = snapshot(target)
+    assert after[3] == before[3], changed_outside(before[3], after[3])
     assert after[0] == before[0] and after[2] == before[2], dict(outcomes.codes)
     assert serving(target.process.target)
     assert after[-1] == before[-1], f"the training log dropped {after[-1] - before[-1]} records"
+
+
+# ---- every other RPC: a request builder each, 1,000 messages in batches -------------------------
+
+
+def inside(path: str) -> bool:
+    return path == "/workspace" or path.startswith("/workspace/")
+
+
+def step_requests(t: Target) -> st.SearchStrategy[pb.StepRequest]:
+    hostile = fz.message(
+        pb.StepRequest.DESCRIPTOR, fz.odd_ids(t.real_ids), {"workspace_id": workspace_ids(t)}
+    )
+
+    @st.composite
+    def aimed(draw: st.DrawFn) -> pb.StepRequest:
+        # A real tool on the real workspace, with a hostile path and working directory.
+        request = draw(hostile)
+        request.workspace_id = t.workspace_id
+        request.action.tool_name = draw(st.sampled_from(["cat", "ls"]))
+        request.action.args.Clear()
+        request.action.args.update({"path": draw(fz.workspace_paths())})
+        request.action.work_dir = draw(st.sampled_from(["", "dir", "escape", "/tmp", "loop-a", "a\x00"]))
+        request.timeout.Clear()
+        return request
+
+    return st.one_of(hostile, aimed())
+
+
+def check_step(t: Target, request: pb.StepRequest, response: pb.StepResponse) -> None:
+    assert request.workspace_id == t.workspace_id, f"Step ran on a random workspace: {short(request)}"
+    assert request.action.tool_name in ("cat", "ls"), short(request)
+    assert response.observation.tool_output.end_reason != pb.END_REASON_UNSPECIFIED, short(response)
+
+
+@st.composite
+def upload_streams(draw: st.DrawFn, t: Target) -> list[pb.UploadFileRequest]:
+    first = draw(
+        fz.message(
+            pb.UploadFileRequest.DESCRIPTOR,
+            overrides={
+                "workspace_id": workspace_ids(t),
+                "path": st.one_of(fz.workspace_paths(), fz.fresh_paths()),
+                "mode": st.one_of(
+                    st.sampled_from([0, 0o600, 0o644, 0o777]),
+                    st.sampled_from([0o1000, 0o4755, 2**32 - 1]),
+                    fz.hostile_int(13),
+                ),
+                "data": st.binary(max_size=64),
+            },
+        )
+    )
+    # Later messages carry data only, or (a protocol error) the first message's fields again.
+    later = draw(
+        st.lists(
+            st.one_of(
+                *[st.binary(max_size=64).map(lambda b: pb.UploadFileRequest(data=b))] * 4,
+                fz.message(pb.UploadFileRequest.DESCRIPTOR),
+            ),
+            max_size=3,
+        )
+    )
+    return [first, *later]
+
+
+def check_upload(t: Target, stream: list[pb.UploadFileRequest], response: pb.UploadFileResponse) -> None:
+    first = stream[0]
+    assert first.workspace_id == t.workspace_id and first.mode <= 0o777, short(stream)
+    assert inside(response.file.path), f"uploaded to {response.file.path!r}: {short(stream)}"
+    data = b"".join(m.data for m in stream)
+    assert response.file.size == len(data) and response.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def path_requests(cls: type[Any], t: Target, **fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    paths = fz.workspace_paths(EXISTING)
+    return fz.message(cls.DESCRIPTOR, overrides={"workspace_id": workspace_ids(t), "path": paths, **fields})
+
+
+def check_download(
+    t: Target, request: pb.DownloadFileRequest, responses: list[pb.DownloadFileResponse]
+) -> None:
+    assert request.workspace_id == t.workspace_id and responses, short(request)
+    assert inside(responses[0].file.path), f"downloaded {responses[0].file.path!r} for {short(request)}"
+    data = b"".join(r.data for r in responses)
+    assert b"root:x:0:0" not in data and len(data) == responses[0].file.size, short(request)
+
+
+def check_list(t: Target, request: pb.ListFilesRequest, response: pb.ListFilesResponse) -> None:
+    assert request.workspace_id == t.workspace_id and request.max_entries >= 0, short(request)
+    assert all(inside(e.path) for e in response.entries), short(response)
+    assert len(response.entries) <= (request.max_entries or 10_000), short(request)
+
+
+def check_stat(t: Target, request: pb.StatFileRequest, response: pb.StatFileResponse) -> None:
+    assert request.workspace_id == t.workspace_id and inside(response.file.path), short(response)
+
+
+def check_list_executions(t: Target, request: Any, response: pb.ListExecutionsResponse) -> None:
+    assert request.workspace_id in ("", t.workspace_id), f"listed for {short(request)}"
+    assert all(e.workspace_id == t.workspace_id for e in response.executions), short(response)
+
+
+def check_list_snapshots(t: Target, request: Any, response: pb.ListSnapshotsResponse) -> None:
+    # A filter (a random id lists nothing); no snapshot outlives the test that made it.
+    assert not response.snapshots, short(response)
+
+
+def check_snapshot(t: Target, request: Any, response: pb.CreateSnapshotResponse) -> None:
+    t.stub.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=response.snapshot.id), timeout=60)
+    assert request.workspace_id == t.workspace_id, f"snapshot of a random workspace: {short(request)}"
+    assert (response.snapshot.workspace_id, response.snapshot.name) == (t.workspace_id, request.name)
+
+
+def check_forward(t: Target, stream: list[pb.ForwardPortRequest], responses: list[Any]) -> None:
+    assert stream[0].workspace_id == t.workspace_id, f"forwarded for {short(stream)}"
+
+
+GENERIC: dict[str, Fuzzed] = {
+    "ListExecutions": Fuzzed(
+        lambda t: st.builds(pb.ListExecutionsRequest, workspace_id=st.one_of(st.just(""), workspace_ids(t))),
+        check_list_executions,
+    ),
+    "AttachExecution": Fuzzed(
+        lambda t: st.lists(
+            fz.message(
+                pb.AttachExecutionRequest.DESCRIPTOR, fz.odd_ids(t.real_ids), {"execution_id": ids(t)}
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        lambda t, stream, answer: never_accepted(stream),
+        accepts=False,
+    ),
+    "ForwardPort": Fuzzed(
+        lambda t: st.lists(
+            fz.message(
+                pb.ForwardPortRequest.DESCRIPTOR,
+                overrides={"workspace_id": workspace_ids(t), "data": st.binary(max_size=64)},
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        check_forward,
+        accepts=None,
+    ),
+    "CreateSnapshot": Fuzzed(lambda t: fz.create_snapshot_requests(t.workspace_id, ids(t)), check_snapshot),
+    "ListSnapshots": Fuzzed(
+        lambda t: st.builds(pb.ListSnapshotsRequest, workspace_id=st.one_of(st.just(""), workspace_ids(t))),
+        check_list_snapshots,
+    ),
+    "Step": Fuzzed(step_requests, check_step),
+    "UploadFile": Fuzzed(lambda t: upload_streams(t), check_upload),
+    "DownloadFile": Fuzzed(lambda t: path_requests(pb.DownloadFileRequest, t), check_download),
+    "ListFiles": Fuzzed(
+        lambda t: path_requests(
+            pb.ListFilesRequest, t, max_entries=st.one_of(st.integers(-3, 5), fz.hostile_int(5))
+        ),
+        check_list,
+    ),
+    "StatFile": Fuzzed(lambda t: path_requests(pb.StatFileRequest, t), check_stat),
+}
+
+
+def never_accepted(request: Any) -> None:
+    raise AssertionError(f"accepted {short(request)}")
+
+
+@pytest.mark.parametrize("rpc", sorted(GENERIC))
+def test_rpc_hostile_requests(target: Target, rpc: str) -> None:
+    """Batches of generated requests over one channel: accepted ones satisfy the RPC's check."""
+    before = snapshot(target)
+    try:
+        outcomes = fuzz_rpc(target, target.stub, SERVICE.methods_by_name[rpc], GENERIC[rpc])
+    finally:
+        # What the uploads wrote (inside /workspace, by the checks) goes; the marker and links stay.
+        run(target.stub, pb.ExecuteRequest(workspace_id=target.workspace_id, script=CLEAN))
+    check_alive_and_unchanged(target, before, outcomes)
+
+
+# Which test fuzzes each RPC; `test_every_rpc_is_fuzzed` holds it to the service descriptor.
+FUZZED: dict[str, Callable[..., Any]] = {
+    **{rpc: test_id_rpcs_refuse_random_ids_and_change_nothing for rpc in ID_RPCS},
+    **{rpc: test_fieldless_rpcs_ignore_unknown_fields for rpc in FIELDLESS},
+    "CreateWorkspace": test_create_workspace_hostile_requests,
+    "CreateSession": test_create_session_hostile_requests,
+    "Execute": test_execute_hostile_streams,
+    **{rpc: test_rpc_hostile_requests for rpc in GENERIC},
+}
+
+
+def test_every_rpc_is_fuzzed() -> None:
+    assert not unfuzzed(SERVICE, FUZZED), unfuzzed(SERVICE, FUZZED)
 
 
 def test_huge_fields_near_the_message_limit(target: Target) -> None:
@@ -313,7 +563,7 @@ def test_huge_fields_near_the_message_limit(target: Target) -> None:
         _, ok = outcomes.stream(target.stub.Execute(iter([first]), timeout=30), "huge first message")
         assert not ok, "a first message with a 16 MiB field was accepted"
     # 16 MiB of argv and of stdin are accepted, and slow: see tests/chaos/test_large_data.py.
-    check_alive_and_unchanged(target, before, outcomes)
+    check_alive_and_unchanged(target, before, outcomes, min_calls=8)
 
 
 def test_fuzz_left_no_extra_workspaces_on_the_engine(target: Target) -> None:

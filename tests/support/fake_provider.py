@@ -464,9 +464,10 @@ class FakeProvider:
         self.port = 0
 
     @classmethod
-    async def start(cls, default: Reply | None = None, wire: str = "openai") -> FakeProvider:
+    async def start(cls, default: Reply | None = None, wire: str = "openai", port: int = 0) -> FakeProvider:
+        """`port` 0 picks a free one; a given port brings a stopped provider back where it was."""
         fake = cls(default, wire)
-        fake._server = await asyncio.start_server(fake._serve, "127.0.0.1", 0)
+        fake._server = await asyncio.start_server(fake._serve, "127.0.0.1", port)
         fake.port = fake._server.sockets[0].getsockname()[1]
         return fake
 

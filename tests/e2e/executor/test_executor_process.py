@@ -14,6 +14,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from firebox.executor.v1 import executor_pb2 as pb
+from firebox.executor.v1 import executor_pb2_grpc
 from tests.support.executor_server import REPO, ExecutorProcess, remove_owned_workspaces
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -106,7 +108,7 @@ def test_auth_token_required_but_health_open(tmp_path):
 
 
 def test_sigterm_turns_health_not_serving_then_exits_and_workspaces_are_adopted(tmp_path):
-    proc = ExecutorProcess(tmp_path, args=["--shutdown-grace", "3"]).start()
+    proc = ExecutorProcess(tmp_path, args=["--shutdown-grace", "8"]).start()
     try:
         out = grpcurl(proc.target, f"{SERVICE}/CreateWorkspace", data='{"name": "survivor"}')
         ws_id = json.loads(out.stdout)["workspace"]["id"]
@@ -143,6 +145,13 @@ def test_sigterm_turns_health_not_serving_then_exits_and_workspaces_are_adopted(
                     break
         channel.close()
         assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
+        # docs/executor.md: new calls are refused while running executions get their grace.
+        with grpc.insecure_channel(proc.target) as fresh, pytest.raises(grpc.RpcError) as refused:
+            executor_pb2_grpc.ExecutorServiceStub(fresh).ListWorkspaces(
+                pb.ListWorkspacesRequest(), timeout=10
+            )
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert proc.proc.poll() is None and long_run.poll() is None, "refused only because it had exited"
         assert proc.proc.wait(30) == 0
         out, _ = long_run.communicate(timeout=30)
         assert "END_REASON_SHUTDOWN" in out

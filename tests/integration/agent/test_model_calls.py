@@ -3,6 +3,7 @@ fragments, usage, retries, and how provider failures become statuses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -21,6 +22,7 @@ from tests.support.agent_server import (
 )
 from tests.support.fake_provider import (
     Cut,
+    FakeProvider,
     Raw,
     Reply,
     chunk,
@@ -311,3 +313,48 @@ async def test_generation_records_are_written_for_runs_and_generate(tmp_path, fa
     generate_record = next(r for r in records if r.context_id)
     assert generate_record.context_id == "notebook-7"
     assert [c.id for c in generate_record.tool_calls] == ["call_z"]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_refused_credentials_are_failed_precondition_and_not_retried(stub, fake, status):
+    """docs/agent.md: 401/403 → FAILED_PRECONDITION with the provider's message, no retry."""
+    fake.script(error_reply(status, "invalid api key"), text_reply("never"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _generate(stub, _generate_request("hi"))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "invalid api key" in caught.value.details()
+    assert len(fake.requests) == 1
+
+
+async def test_connection_refused_is_retried_until_the_provider_is_back(tmp_path, fake, capfd):
+    """docs/agent.md: connection errors are retried with backoff. The provider is down (its port
+    refuses connections) when the call starts; it comes back after the agent's first retry (seen
+    in the agent's log), and the same call then succeeds."""
+    port, wire = fake.port, fake.wire
+    await fake.stop()
+    async with running_agent(tmp_path, fake=fake, provider_retries=8, retry_base_delay=0.2) as agent:
+        call = asyncio.ensure_future(_generate(agent_stub(agent), _generate_request("hi")))
+        seen = ""
+        for _ in range(300):  # bounded wait for the first retry
+            seen += capfd.readouterr().out
+            if "provider_retry" in seen or call.done():
+                break
+            await asyncio.sleep(0.1)
+        assert "provider_retry" in seen and not call.done(), seen[-2000:]
+        back = await FakeProvider.start(wire=wire, port=port)
+        try:
+            back.script(text_reply("made it"))
+            responses = await call
+        finally:
+            await back.stop()
+    assert "".join(r.text_delta.text for r in responses) == "made it"
+    assert len(back.requests) == 1
+
+
+async def test_connection_refused_after_retries_is_unavailable(tmp_path, fake, capfd):
+    await fake.stop()
+    async with running_agent(tmp_path, fake=fake, provider_retries=2) as agent:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _generate(agent_stub(agent), _generate_request("hi"))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert capfd.readouterr().out.count("provider_retry") == 2

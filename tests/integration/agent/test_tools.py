@@ -305,6 +305,32 @@ async def test_a_lost_or_ended_shell_session_is_replaced_on_the_next_tool_call(s
     assert third.shell_session_id not in ("", first.shell_session_id)
 
 
+async def test_tool_timeout_ends_a_shell_call_and_the_run_goes_on(tmp_path, fake, executor):
+    """docs/agent.md: --tool-timeout is the time limit of one shell tool call. A command that
+    would outlive it ends TIMED_OUT (killed, not left running) and the model gets the result."""
+    async with running_agent(tmp_path / "agent", fake=fake, executor=executor, tool_timeout=1.0) as agent:
+        stub = agent_stub(agent)
+        session = await new_session(stub)
+        fake.script(
+            shell_reply("echo started; sleep 600; echo never", call_id="call_slow"),
+            shell_reply("ps -o args | grep -c '[s]leep 600' || true", call_id="call_check"),
+            text_reply("gave up"),
+        )
+        events = await collect(_send(stub, session.id))
+    assert kinds(events)[-1] == "run_completed"
+    finished = {
+        e.tool_call_finished.tool_call_id: e.tool_call_finished
+        for e in events
+        if e.HasField("tool_call_finished")
+    }
+    assert finished["call_slow"].end_reason == executor_pb2.END_REASON_TIMED_OUT
+    assert _stdout(events, "call_slow") == b"started\n"
+    # The sleep was killed with the call: nothing of it runs in the session's workspace.
+    assert _stdout(events, "call_check") == b"0\n"
+    slow = next(m for m in fake.sent(1) if m["role"] == "tool")
+    assert "started" in slow["content"] and "never" not in slow["content"]
+
+
 def _last_tool_result(request: dict) -> str:
     """The newest tool result a provider request carries, in either wire format (a `tool` message,
     or an Anthropic user message's `tool_result` block)."""

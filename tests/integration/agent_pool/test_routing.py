@@ -38,7 +38,10 @@ async def test_workspaces_are_spread_routed_to_their_owner_and_unavailable_when_
     async with contextlib.AsyncExitStack() as stack:
         first = await stack.enter_async_context(running_executor_handle(tmp_path / "ex1"))
         second_stack = contextlib.AsyncExitStack()
-        second = await second_stack.enter_async_context(running_executor_handle(tmp_path / "ex2"))
+        # Its workspaces outlive it: it comes back later and they must work again.
+        second = await second_stack.enter_async_context(
+            running_executor_handle(tmp_path / "ex2", keep_workspaces=True)
+        )
         stack.push_async_callback(second_stack.aclose)
         agent = await stack.enter_async_context(
             running_agent(tmp_path / "agent", executor=f"{first.target},{second.target}")
@@ -106,6 +109,28 @@ async def test_workspaces_are_spread_routed_to_their_owner_and_unavailable_when_
         # New workspaces go to the executor that is left.
         fresh = await stub.CreateWorkspace(executor_pb2.CreateWorkspaceRequest(name="after"))
         assert fresh.workspace.id in await _ids(first.target)
+
+        # The replica comes back (same config dir, so the same instance id, at the same address):
+        # its workspaces work again through the agent (bounded wait for the agent to notice).
+        back = await stack.enter_async_context(
+            running_executor_handle(tmp_path / "ex2", listen=second.target)
+        )
+        back_id = (
+            await executor_stub(back.target).GetServerInfo(executor_pb2.GetServerInfoRequest())
+        ).instance_id
+        assert back_id == second_id and lost in await _ids(back.target)
+        out, last_error = b"", None
+        for _ in range(60):
+            try:
+                out = await _execute(stub, lost, "echo back")
+                break
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
+                last_error = exc.details()
+                await asyncio.sleep(0.5)
+        assert out == b"back\n", last_error
+        got = await stub.GetWorkspace(executor_pb2.GetWorkspaceRequest(workspace_id=lost))
+        assert got.workspace.id == lost
 
 
 @pytest.mark.bwrap

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+from pathlib import Path
 
 import grpc
 import pytest
@@ -206,6 +208,41 @@ async def test_without_a_freezer_pause_is_failed_precondition_saying_why(tmp_pat
         await backend.pause(info)
     assert (await backend.get("ws_plain")).state == "running"
     await backend.delete("ws_plain")
+
+
+def host_has(*paths: str) -> bool:
+    return all(os.path.exists(p) for p in paths)
+
+
+async def test_only_usr_is_bound_from_the_host(bw, tmp_path):
+    """docs/executor.md: the bwrap backend binds only /usr (and the merged-/usr symlinks) from the
+    host: no /etc, no /home, no host /tmp. Host files in each are looked for inside."""
+    stub, ws, _ = bw
+    host_tmp = Path("/tmp") / f"firebox-host-only-{ws.id}"
+    host_tmp.write_text("host")
+    try:
+        probes = {
+            "/usr/bin/env": True,  # bound
+            str(host_tmp): False,
+            "/etc/os-release": False,
+            "/etc/hostname": False,
+            "/var/lib/dpkg/status": False,
+            "/root": False,
+            "/home": False,
+        }
+        assert host_has("/etc/os-release", "/var/lib/dpkg/status")
+        script = "; ".join(f"[ -e {p} ] && echo yes || echo no" for p in probes)
+        result = await execute(stub, ws.id, script=script)
+        seen = dict(zip(probes, result.stdout.decode().split(), strict=True))
+        # /home or /root may exist as the sandbox's own empty directories, never the host's.
+        listing = await execute(
+            stub, ws.id, script="ls -A /home /root 2>/dev/null | grep -v ':$' | grep -c . || true"
+        )
+    finally:
+        host_tmp.unlink()
+    assert seen["/usr/bin/env"] == "yes"
+    assert all(seen[p] == "no" for p in list(probes)[1:5]), seen
+    assert listing.stdout.decode().strip() == "0", listing.stdout
 
 
 async def test_idle_bwrap_workspace_stops_and_says_why(bw):

@@ -165,3 +165,19 @@ async def test_secret_env_in_execute_is_refused(stub, workspace):
         await execute(stub, workspace.id, script="true", env={"MY_SECRET": "s"})
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "MY_SECRET" in info.value.details()
+
+
+async def test_orphans_are_reaped_by_the_containers_init(stub, workspace):
+    """docs/executor.md: docker-init is PID 1 so orphans are reaped. An orphan (its parent exited)
+    is adopted by PID 1, and once it ends no zombie of it is left (bounded wait inside)."""
+    script = (
+        "cat /proc/1/comm; sh -c 'sleep 1 & echo $! > /tmp/orphan'; pid=$(cat /tmp/orphan);"
+        " grep PPid /proc/$pid/status; i=0;"
+        " while [ -e /proc/$pid ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done;"
+        " if [ -e /proc/$pid ]; then grep State /proc/$pid/status; else echo reaped; fi"
+    )
+    result = await execute(stub, workspace.id, script=script)
+    lines = result.stdout.decode().split("\n")
+    assert lines[0] in ("docker-init", "tini"), lines
+    assert lines[1].split() == ["PPid:", "1"], lines
+    assert lines[2] == "reaped", lines

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 
 import grpc
@@ -244,3 +245,89 @@ async def test_read_only_workspace_refuses_uploads(env):
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "read-only" in error.details()
     finally:
         await env.stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
+
+
+@pytest.mark.parametrize("mode", [0o1000, 0o4755, 2**32 - 1])
+async def test_mode_over_0777_is_invalid_and_leaves_no_file(env, mode):
+    error = await status_of(upload(env, "moded", b"x", mode=mode))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "mode" in error.details()
+    missing = await status_of(env.stub.StatFile(pb.StatFileRequest(workspace_id=env.ws.id, path="moded")))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_more_than_32_uploads_in_flight_are_resource_exhausted(env):
+    """32 uploads hold their slots (first message sent, the rest withheld); the 33rd is refused,
+    and once they finish uploads are taken again."""
+    release = asyncio.Event()
+    await sh(env, "mkdir -p held")
+
+    async def held(index: int) -> AsyncIterator[pb.UploadFileRequest]:
+        yield pb.UploadFileRequest(workspace_id=env.ws.id, path=f"held/{index}", data=b"a")
+        await release.wait()
+        yield pb.UploadFileRequest(data=b"b")
+
+    holders = [asyncio.ensure_future(env.stub.UploadFile(held(i), timeout=120)) for i in range(32)]
+    try:
+        # Bounded wait for the 32 to reach their slots; until then a probe may still be taken.
+        refused = None
+        for attempt in range(300):
+            try:
+                await upload(env, f"probe-{attempt}", b"p")
+            except grpc.aio.AioRpcError as exc:
+                refused = exc
+                break
+            await asyncio.sleep(0.1)
+        assert refused is not None, "33 uploads in flight were all taken"
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.details()
+        assert "32 uploads" in refused.details()
+        assert not any(h.done() for h in holders)
+    finally:
+        release.set()
+        done = await asyncio.gather(*holders)
+    assert sorted(r.file.path for r in done) == sorted(f"/workspace/held/{i}" for i in range(32))
+    assert all(r.file.size == 2 for r in done)
+    assert (await upload(env, "after-the-32", b"ok")).file.size == 2
+    await sh(env, "rm -rf held probe-* after-the-32")
+
+
+@pytest.mark.bwrap
+async def test_upload_to_a_full_disk_is_aborted_and_leaves_nothing(tmp_path):
+    """docs/executor.md: an upload cut short in the workspace (its disk full) is ABORTED and
+    leaves nothing behind. A 1 MiB tmpfs is mounted (as root, how CI runs) at a directory of a
+    bwrap workspace's files; 2 MiB go to it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    async with running_executor_handle(tmp_path / "executor", backend="bwrap") as running:
+        async with grpc.aio.insecure_channel(running.target) as channel:
+            stub = executor_pb2_grpc.ExecutorServiceStub(channel)
+            ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(name="full"))).workspace
+            env = Env(stub, ws, tmp_path / "executor" / "uploads")
+            await sh(env, "mkdir small && chmod 777 small")
+            small = tmp_path / "executor" / "workspaces" / ws.id / "files" / "small"
+            await asyncio.to_thread(mount_small_tmpfs, small)
+            try:
+                await sh(env, "chmod 777 small")
+                assert (await upload(env, "small/first.bin", b"x" * 1000)).file.size == 1000
+                await sh(env, "rm small/first.bin")
+                error = await status_of(upload(env, "small/big.bin", os.urandom(2 * 1024 * 1024)))
+                assert error.code() == grpc.StatusCode.ABORTED, error.details()
+                assert "full" in error.details()
+                assert (await sh(env, "ls -A small")) == b""
+                # Once there is room again, the same upload works.
+                assert (await upload(env, "small/fits.bin", b"x" * 1000)).file.size == 1000
+            finally:
+                await asyncio.to_thread(subprocess.run, ["umount", str(small)], check=True)
+            await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
+
+
+def mount_small_tmpfs(directory) -> None:  # type: ignore[no-untyped-def]
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0777", "tmpfs", str(directory)], check=True)
+
+
+async def test_concurrent_uploads_creating_the_same_parents_all_succeed(env):
+    """create_parents racing on one new directory: each upload enters what another just made
+    (once PERMISSION_DENIED 'cannot create directory' on bubblewrap)."""
+    paths = [f"racing/deep/{i}" for i in range(24)]
+    done = await asyncio.gather(*(upload(env, path, b"r", create_parents=True) for path in paths))
+    assert sorted(r.file.path for r in done) == sorted(f"/workspace/{p}" for p in paths)
+    await sh(env, "rm -rf racing")
