@@ -995,7 +995,12 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         if not request.workspace_id:
             raise errors.InvalidArgument("workspace_id", "required")
         action = request.action
-        args = json_format.MessageToDict(action.args) if action.HasField("args") else {}
+        try:
+            args = json_format.MessageToDict(action.args) if action.HasField("args") else {}
+        except (json_format.SerializeToJsonError, ValueError):  # NaN or Infinity: not JSON
+            raise errors.InvalidArgument(
+                "action.args", "holds a number JSON can't express (NaN or Infinity)"
+            ) from None
         tool, argv = self.tools.render(action.tool_name, args)
         # Sizes are checked at the edge (firebox.common.limits).
         if "\x00" in action.work_dir:

@@ -9,6 +9,8 @@ import time
 
 import grpc
 import pytest
+import structlog
+import structlog.testing
 
 from firebox.agent.v1 import agent_pb2
 from tests.support.agent_server import (
@@ -326,35 +328,39 @@ async def test_refused_credentials_are_failed_precondition_and_not_retried(stub,
     assert len(fake.requests) == 1
 
 
-async def test_connection_refused_is_retried_until_the_provider_is_back(tmp_path, fake, capfd):
+def _retries(logs: list[dict]) -> int:
+    return sum(1 for entry in logs if entry["event"] == "provider_retry")
+
+
+async def test_connection_refused_is_retried_until_the_provider_is_back(tmp_path, fake):
     """docs/agent.md: connection errors are retried with backoff. The provider is down (its port
     refuses connections) when the call starts; it comes back after the agent's first retry (seen
     in the agent's log), and the same call then succeeds."""
     port, wire = fake.port, fake.wire
     await fake.stop()
-    async with running_agent(tmp_path, fake=fake, provider_retries=8, retry_base_delay=0.2) as agent:
-        call = asyncio.ensure_future(_generate(agent_stub(agent), _generate_request("hi")))
-        seen = ""
-        for _ in range(300):  # bounded wait for the first retry
-            seen += capfd.readouterr().out
-            if "provider_retry" in seen or call.done():
-                break
-            await asyncio.sleep(0.1)
-        assert "provider_retry" in seen and not call.done(), seen[-2000:]
-        back = await FakeProvider.start(wire=wire, port=port)
-        try:
-            back.script(text_reply("made it"))
-            responses = await call
-        finally:
-            await back.stop()
+    with structlog.testing.capture_logs() as logs:
+        async with running_agent(tmp_path, fake=fake, provider_retries=8, retry_base_delay=0.2) as agent:
+            call = asyncio.ensure_future(_generate(agent_stub(agent), _generate_request("hi")))
+            for _ in range(300):  # bounded wait for the first retry
+                if _retries(logs) or call.done():
+                    break
+                await asyncio.sleep(0.1)
+            assert _retries(logs) and not call.done(), [entry["event"] for entry in logs][-20:]
+            back = await FakeProvider.start(wire=wire, port=port)
+            try:
+                back.script(text_reply("made it"))
+                responses = await call
+            finally:
+                await back.stop()
     assert "".join(r.text_delta.text for r in responses) == "made it"
     assert len(back.requests) == 1
 
 
-async def test_connection_refused_after_retries_is_unavailable(tmp_path, fake, capfd):
+async def test_connection_refused_after_retries_is_unavailable(tmp_path, fake):
     await fake.stop()
-    async with running_agent(tmp_path, fake=fake, provider_retries=2) as agent:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await _generate(agent_stub(agent), _generate_request("hi"))
+    with structlog.testing.capture_logs() as logs:
+        async with running_agent(tmp_path, fake=fake, provider_retries=2) as agent:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await _generate(agent_stub(agent), _generate_request("hi"))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert capfd.readouterr().out.count("provider_retry") == 2
+    assert _retries(logs) == 2

@@ -191,6 +191,14 @@ async def test_args_failing_the_schema_inside_an_array_name_the_item(env):
     assert fraction.details().startswith("action.args.count")
 
 
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
+async def test_args_with_a_number_json_cannot_hold_are_invalid(env, number):
+    """A Struct may carry Infinity or NaN on the wire; JSON can't, so the tool never sees them."""
+    error = await step_error(env, step_request(env.ws.id, "echo_words", {"words": ["x"], "count": number}))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("action.args"), error.details()
+
+
 async def test_step_in_a_stopped_workspace_is_a_failed_precondition(env):
     ws = (await env.stub.CreateWorkspace(pb.CreateWorkspaceRequest(name="stopped"))).workspace
     try:

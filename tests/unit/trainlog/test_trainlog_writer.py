@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
@@ -78,9 +79,12 @@ def service_log(tmp_path: Path) -> Iterator[Path]:
     """Logging configured as a service would, console at CRITICAL; yields the service log file."""
     root = logging.getLogger()
     saved = list(root.handlers), root.level
+    saved_structlog = structlog.get_config()
     fb_logging.configure("svc", tmp_path / "service-logs", level="critical")
     yield tmp_path / "service-logs" / "svc.log"
     fb_logging.shutdown()
+    # Later in-process services log as an unconfigured process does (tests read their events).
+    structlog.configure(**saved_structlog)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     for handler in saved[0]:
