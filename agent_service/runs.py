@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -290,6 +291,7 @@ class RunManager:
         self._runs: dict[str, LiveRun] = {}
         self._lanes: dict[str, _SessionLane] = {}
         self._closing = False
+        self._timers: set[asyncio.TimerHandle] = set()
         self._background: set[asyncio.Task[None]] = set()
         # Idempotency keys (RunOptions.idempotency_key) of the runs still remembered -> run id:
         # a repeated send is caught here from submit on, before its message is stored.
@@ -475,7 +477,7 @@ class RunManager:
                 await asyncio.wait_for(asyncio.shield(saver), 30)
             except (Exception, asyncio.CancelledError) as exc:
                 log.error("run_events_not_saved", run_id=live.id, error=repr(exc))
-            asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
+            self._later(self._retention, self._forget, live.id)
             if lane.waiting and not self._closing and not lane.held:
                 self._start(lane, lane.waiting.popleft())
             elif not lane.waiting and not lane.held:
@@ -551,11 +553,7 @@ class RunManager:
 
     async def _execute(self, live: LiveRun) -> None:
         run = live.run
-        timer = (
-            asyncio.get_running_loop().call_later(self._run_timeout, self._time_up, live)
-            if self._run_timeout
-            else None
-        )
+        timer = self._later(self._run_timeout, self._time_up, live) if self._run_timeout else None
         try:
             if not await self._claim(live):
                 return
@@ -625,7 +623,7 @@ class RunManager:
             live.run.end_time.CopyFrom(_now())
             live.emit(run_cancelled=agent_pb2.RunCancelled(reason=reason))
             live.finish()
-            asyncio.get_running_loop().call_later(self._retention, self._forget, live.id)
+            self._later(self._retention, self._forget, live.id)
             self._persist_soon(live)
             self._spawn(self._store.append_events(live.id, live.events))
             if not lane.waiting and lane.active is None and not lane.held:
@@ -804,13 +802,23 @@ class RunManager:
                 if taken:
                     log.warning("runs_taken_over", count=len(taken), run_ids=taken[:20])
                     for run_id in taken:
-                        self._spawn(self._forget_later(run_id))
+                        self._later(self._retention, self._forget_taken, run_id)
             except Exception as exc:
                 log.error("run_leases_not_kept", error=repr(exc))
 
-    async def _forget_later(self, run_id: str) -> None:
-        await asyncio.sleep(self._retention)
-        await self._store.delete_events(run_id)
+    def _forget_taken(self, run_id: str) -> None:
+        self._spawn(self._store.delete_events(run_id))
+
+    def _later(self, delay: float, callback: Callable[..., None], *args: Any) -> None:
+        """callback(*args) after `delay` seconds, unless the manager shuts down first (its store
+        is closed by then)."""
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            callback(*args)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers.add(handle)
 
     async def shutdown(self, grace: float) -> None:
         """Refuse new runs, give running ones `grace` seconds, then stop them as INTERRUPTED."""
@@ -829,6 +837,9 @@ class RunManager:
             await asyncio.wait(remaining, timeout=5)
         if self._maintenance is not None:
             self._maintenance.cancel()
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
         if self._background:
             await asyncio.wait(set(self._background), timeout=5)
 

@@ -132,6 +132,21 @@ async def test_events_are_forgotten_after_the_retention(tmp_path: Path):
     await store.close()
 
 
+async def test_after_shutdown_nothing_more_is_written_to_the_closed_store(tmp_path: Path):
+    """A finished run's events are forgotten after the retention; once the manager has shut down
+    (and its store is closed) that clean-up is dropped instead of failing against the store."""
+    store = await _store(tmp_path)
+    manager = RunManager(store, _body(1), retention_seconds=0.2)
+    live = manager.submit("s", "x", ConflictPolicy.REJECT)
+    await _finished(live)
+    await manager.shutdown(grace=1)
+    await store.close()
+    deletes: list[str] = []
+    store.delete_events = lambda run_id: deletes.append(run_id)  # type: ignore[method-assign,assignment,return-value]
+    await asyncio.sleep(0.4)
+    assert deletes == []
+
+
 async def test_cancel_is_idempotent_and_ends_the_run_cancelled(tmp_path: Path):
     store = await _store(tmp_path)
     gate = asyncio.Event()
