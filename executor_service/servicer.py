@@ -502,6 +502,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id
+        # A Step has no input: the tool reads end of file at once (`cat -`, a prompt), never
+        # waiting for its timeout on a stdin nobody can write to.
+        await execution.close_input()
 
         def observe(out: bytes, err: bytes) -> None:
             recorder.stdout.add(out)
@@ -1029,6 +1032,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id
+        # A Step has no input: the tool reads end of file at once (`cat -`, a prompt), never
+        # waiting for its timeout on a stdin nobody can write to.
+        await execution.close_input()
 
         def observe(out: bytes, err: bytes) -> None:
             recorder.stdout.add(out)

@@ -199,6 +199,16 @@ async def test_args_with_a_number_json_cannot_hold_are_invalid(env, number):
     assert error.details().startswith("action.args"), error.details()
 
 
+async def test_a_tool_reading_standard_input_reads_end_of_file_at_once(env):
+    """A Step has no input: `grep -- x -` (a path of "-" is stdin) ends with no match instead of
+    waiting out its timeout on a stdin nobody can write to."""
+    request = step_request(env.ws.id, "grep", {"pattern": "x", "path": "-"})
+    request.timeout.FromSeconds(5)
+    output = (await env.stub.Step(request)).observation.tool_output
+    assert output.end_reason == pb.END_REASON_EXITED, output
+    assert output.exit_status == 1, output
+
+
 async def test_step_in_a_stopped_workspace_is_a_failed_precondition(env):
     ws = (await env.stub.CreateWorkspace(pb.CreateWorkspaceRequest(name="stopped"))).workspace
     try:
