@@ -302,11 +302,12 @@ async def test_upload_to_a_full_disk_is_aborted_and_leaves_nothing(tmp_path):
             stub = executor_pb2_grpc.ExecutorServiceStub(channel)
             ws = (await stub.CreateWorkspace(pb.CreateWorkspaceRequest(name="full"))).workspace
             env = Env(stub, ws, tmp_path / "executor" / "uploads")
-            await sh(env, "mkdir small && chmod 777 small")
+            # Mounted before anything runs in the workspace: a sandbox's mounts are copied when
+            # it starts (a warm shell started earlier would go on seeing the directory beneath).
             small = tmp_path / "executor" / "workspaces" / ws.id / "files" / "small"
+            small.mkdir()
             await asyncio.to_thread(mount_small_tmpfs, small)
             try:
-                await sh(env, "chmod 777 small")
                 assert (await upload(env, "small/first.bin", b"x" * 1000)).file.size == 1000
                 await sh(env, "rm small/first.bin")
                 error = await status_of(upload(env, "small/big.bin", os.urandom(2 * 1024 * 1024)))
