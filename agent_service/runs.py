@@ -591,7 +591,7 @@ class RunManager:
             }
         finally:
             if timer is not None:
-                timer.cancel()
+                self._cancel_later(timer)
         run.end_time.CopyFrom(_now())
         if live.fenced:
             # Another replica ended it in the store already; followers here still get an end.
@@ -809,9 +809,9 @@ class RunManager:
     def _forget_taken(self, run_id: str) -> None:
         self._spawn(self._store.delete_events(run_id))
 
-    def _later(self, delay: float, callback: Callable[..., None], *args: Any) -> None:
+    def _later(self, delay: float, callback: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
         """callback(*args) after `delay` seconds, unless the manager shuts down first (its store
-        is closed by then)."""
+        is closed by then) or the returned handle is given to `_cancel_later`."""
 
         def fire() -> None:
             self._timers.discard(handle)
@@ -819,6 +819,11 @@ class RunManager:
 
         handle = asyncio.get_running_loop().call_later(delay, fire)
         self._timers.add(handle)
+        return handle
+
+    def _cancel_later(self, handle: asyncio.TimerHandle) -> None:
+        handle.cancel()
+        self._timers.discard(handle)
 
     async def shutdown(self, grace: float) -> None:
         """Refuse new runs, give running ones `grace` seconds, then stop them as INTERRUPTED."""
