@@ -182,16 +182,23 @@ async def test_cancelling_a_queued_run_removes_it_from_the_queue(stub, fake):
     fake.script(held_reply("first"), text_reply("third"))
     first = _send(stub, session.id, "1")
     await _events_until(first, lambda e: e.HasField("text_delta"))
-    queued = _send(stub, session.id, "2", agent_pb2.CONFLICT_POLICY_ENQUEUE)
-    third = _send(stub, session.id, "3", agent_pb2.CONFLICT_POLICY_ENQUEUE)
-    readers = [asyncio.create_task(collect(c)) for c in (queued, third)]
-    async with asyncio.timeout(10):
-        waiting: list[agent_pb2.Run] = []
-        while len(waiting) < 2:
-            await asyncio.sleep(0.01)
-            listed = await stub.ListRuns(agent_pb2.ListRunsRequest(session_id=session.id))
-            waiting = [r for r in listed.runs if r.status == agent_pb2.RUN_STATUS_QUEUED]
-    second_id = waiting[-1].id  # oldest queued: listed newest first
+
+    async def queued_runs(count: int) -> list[agent_pb2.Run]:
+        async with asyncio.timeout(10):
+            while True:
+                listed = await stub.ListRuns(agent_pb2.ListRunsRequest(session_id=session.id))
+                waiting = [r for r in listed.runs if r.status == agent_pb2.RUN_STATUS_QUEUED]
+                if len(waiting) >= count:
+                    return waiting
+                await asyncio.sleep(0.01)
+
+    # One after the other: two calls started together may reach the agent in either order.
+    readers = [asyncio.create_task(collect(_send(stub, session.id, "2", agent_pb2.CONFLICT_POLICY_ENQUEUE)))]
+    second_id = (await queued_runs(1))[0].id
+    readers.append(
+        asyncio.create_task(collect(_send(stub, session.id, "3", agent_pb2.CONFLICT_POLICY_ENQUEUE)))
+    )
+    await queued_runs(2)
     await stub.CancelRun(agent_pb2.CancelRunRequest(run_id=second_id))
     assert kinds(await readers[0]) == ["run_cancelled"]
     fake.release()
