@@ -214,7 +214,7 @@ class BuiltinTools:
             tool_call_finished=agent_pb2.ToolCallFinished(
                 tool_call_id=call.id,
                 exit_code=out.exit_status,
-                end_reason=out.end_reason,  # type: ignore[arg-type]
+                end_reason=out.end_reason,
                 output_truncated=out.truncated or output.omitted > 0,
                 result=result,
                 execution_id=response.execution_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -490,7 +490,7 @@ class ExecutorClient:
         first: executor_pb2.ExecuteRequest,
         rest: AsyncIterator[executor_pb2.ExecuteRequest],
         deadline: float | None,
-    ) -> AsyncIterator[executor_pb2.ExecuteResponse]:
+    ) -> AsyncGenerator[executor_pb2.ExecuteResponse, None]:
         """Proxy one Execute stream: `first`, then the requests of `rest` (stdin, stops,
         half-close) go through as they come, responses come back as they come, every field of
         every message unchanged. Closing this generator cancels the executor's call.

@@ -23,7 +23,7 @@ import ipaddress
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,7 +157,7 @@ class ExecutorPool:
             except OSError as exc:
                 log.warning("executor_name_unresolved", host=host, error=str(exc))
                 continue
-            ips = sorted({info[4][0] for info in infos})
+            ips = sorted({str(info[4][0]) for info in infos})
             if len(ips) <= 1:
                 addresses.append(_join(host, port))
             else:
@@ -447,7 +447,7 @@ class ExecutorPool:
         if not answered:
             failure = next(f for f in results if isinstance(f, BaseException))
             raise failure
-        return answered  # type: ignore[return-value]
+        return answered
 
     async def _snapshot_owner(self, snapshot_id: str) -> Replica:
         """The replica holding `snapshot_id`: with one executor, it (which answers NOT_FOUND
@@ -535,7 +535,7 @@ class ExecutorPool:
         self,
         requests: AsyncIterator[executor_pb2.ExecuteRequest],
         deadline: float | None,
-    ) -> AsyncIterator[executor_pb2.ExecuteResponse]:
+    ) -> AsyncGenerator[executor_pb2.ExecuteResponse, None]:
         """Proxy one Execute stream to the owner of the workspace its first request names."""
         try:
             first = await anext(aiter(requests))

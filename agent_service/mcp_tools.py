@@ -312,14 +312,15 @@ class McpServerConnection:
             self._holder = asyncio.create_task(self._hold(ready, self._stop), name=f"mcp-{self.spec.name}")
             try:
                 async with asyncio.timeout(START_TIMEOUT_SECONDS):
-                    self._client, self._tools = await asyncio.shield(ready)
+                    client, self._tools = await asyncio.shield(ready)
+                    self._client = client
             except (Exception, TimeoutError) as exc:
                 why = "it did not start in time" if isinstance(exc, TimeoutError) else _describe(exc)
                 self._failed(f"failed to start: {why}", None)
                 raise McpToolError(f"the server failed to start: {why}") from None
             self.error = ""
             log.info("mcp_server_started", server=self.spec.name, tools=len(self._tools))
-            return self._client
+            return client
 
     async def _hold(
         self, ready: asyncio.Future[tuple[Client, list[mcp_types.Tool]]], stop: asyncio.Event
@@ -681,7 +682,7 @@ class McpTools:
             live.emit(
                 tool_output=agent_pb2.ToolOutput(
                     tool_call_id=call.call.id,
-                    **({"stderr_data": data} if is_error else {"stdout_data": data}),  # type: ignore[arg-type]
+                    **({"stderr_data": data} if is_error else {"stdout_data": data}),
                 )
             )
         live.emit(

@@ -97,7 +97,7 @@ class PostgresStore(Store):
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in migration(target, "postgresql"):
-                    await conn.execute(statement)  # type: ignore[arg-type]
+                    await conn.execute(statement)
             await conn.execute("UPDATE firebox_schema_version SET version = %s", (SCHEMA_VERSION,))
 
     async def schema_version(self) -> int:
@@ -106,15 +106,15 @@ class PostgresStore(Store):
 
     async def _one(self, sql: str, args: Sequence[object] = ()) -> tuple | None:
         async with self._pool.connection() as conn:
-            return await (await conn.execute(sql, args)).fetchone()  # type: ignore[arg-type]
+            return await (await conn.execute(sql, args)).fetchone()
 
     async def _all(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
         async with self._pool.connection() as conn:
-            return await (await conn.execute(sql, args)).fetchall()  # type: ignore[arg-type]
+            return await (await conn.execute(sql, args)).fetchall()
 
     async def _run(self, sql: str, args: Sequence[object] = ()) -> int:
         async with self._pool.connection() as conn:
-            return (await conn.execute(sql, args)).rowcount  # type: ignore[arg-type]
+            return (await conn.execute(sql, args)).rowcount
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -348,7 +348,7 @@ class PostgresStore(Store):
             rows = await (
                 await conn.execute(
                     f"SELECT id, session_id, data FROM runs WHERE status = ANY(%s) AND {where} "
-                    "FOR UPDATE SKIP LOCKED",  # type: ignore[arg-type]
+                    "FOR UPDATE SKIP LOCKED",
                     (list(_LIVE_RUN_STATES), *args),
                 )
             ).fetchall()
@@ -483,8 +483,8 @@ class PostgresStore(Store):
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")  # type: ignore[arg-type]
-                    await conn.execute(f"LISTEN {CONTROL_CHANNEL}")  # type: ignore[arg-type]
+                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
                     if not ready.done():
                         ready.set_result(None)
                     async for notice in conn.notifies():
@@ -555,16 +555,16 @@ class PostgresStore(Store):
         )
         async with self._pool.connection() as conn, conn.transaction():
             async with conn.cursor() as cursor:
-                await cursor.executemany(sql, rows)  # type: ignore[arg-type]
+                await cursor.executemany(sql, rows)
             if "seq" in table.columns:
                 # Rows came with their seq; the sequence must continue after the highest.
                 await conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'seq'), "
-                    f"(SELECT MAX(seq) FROM {table.name}))"  # type: ignore[arg-type]
+                    f"(SELECT MAX(seq) FROM {table.name}))"
                 )
 
     async def count_rows(self, table: Table) -> int:
-        row = await self._one(f"SELECT COUNT(*) FROM {table.name}")  # type: ignore[arg-type]
+        row = await self._one(f"SELECT COUNT(*) FROM {table.name}")
         return int(row[0]) if row else 0
 
     async def close(self) -> None:

@@ -167,11 +167,12 @@ async def ensure_skills(directory: Path | None, source: str) -> SkillLibrary:
         try:
             async with asyncio.timeout(CLONE_TIMEOUT_SECONDS):
                 _out, err = await process.communicate()
+            failed = process.returncode != 0
         except TimeoutError:
             process.kill()
             await process.wait()
-            err, process.returncode = b"timed out", -1
-        if process.returncode != 0:
+            err, failed = b"timed out", True
+        if failed:
             await asyncio.to_thread(_remove_tree, partial)
             library = SkillLibrary(
                 problems=[f"cloning {source} failed: {err.decode(errors='replace')[-500:]}"]

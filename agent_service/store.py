@@ -810,6 +810,7 @@ class SqliteStore(Store):
         return [(row[0], row[1]) for row in rows]
 
     async def finish_approval_request(self, run_id: str, tool_call_id: str, outcome: str) -> None:
+        args: tuple[str, ...]
         if outcome:
             sql, args = (
                 "UPDATE approval_requests SET outcome = ? WHERE run_id = ? AND tool_call_id = ?",

@@ -734,7 +734,7 @@ class ToolLoop:
         live.emit(
             approval_resolved=agent_pb2.ApprovalResolved(
                 tool_call_id=call.id,
-                decision=decision,  # type: ignore[arg-type]
+                decision=decision,
                 reason=resolution.reason,
                 command="" if resolution.decision is Decision.DENY else runs_now,
                 timed_out=resolution.timed_out,
@@ -751,7 +751,7 @@ class ToolLoop:
         record = trace_pb2.FeedbackRecord(
             feedback_id=new_id("fb"),
             event=trace_pb2.FeedbackEvent(
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 session_id=turn.session.id,
                 run_id=live.id,
                 tool_call_id=call.id,

@@ -120,7 +120,7 @@ class Tool:
             name=self.name,
             description=self.description,
             parameters_json=json.dumps(self.spec["function"].get("parameters", {}), ensure_ascii=False),
-            source=_SOURCES[self.source],  # type: ignore[arg-type]
+            source=_SOURCES[self.source],
             mcp_server=self.server,
             mcp_tool=self.remote_name,
         )

@@ -7,10 +7,11 @@ the same way on every backend.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import socket
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 # Backend names, as in config and logs.
 DOCKER = "docker"
@@ -50,7 +51,7 @@ class Policy:
     # Size limit of /workspace; 0: unlimited.
     disk_bytes: int = 0
 
-    def with_overrides(self, **overrides: object) -> Policy:
+    def with_overrides(self, **overrides: Any) -> Policy:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -201,7 +202,7 @@ class WorkspaceBackend(Protocol):
         """Capture the workspace's filesystem and /workspace files as snapshot `snapshot_id`."""
         ...
 
-    async def list_snapshots(self) -> list[SnapshotInfo]: ...
+    async def list_snapshots(self) -> builtins.list[SnapshotInfo]: ...
 
     async def get_snapshot(self, snapshot_id: str) -> SnapshotInfo:
         """NotFound when there is no such snapshot."""
@@ -215,7 +216,12 @@ class WorkspaceBackend(Protocol):
         ...
 
     async def open_shell(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
+        self,
+        workspace: WorkspaceInfo,
+        argv: builtins.list[str],
+        env: dict[str, str],
+        *,
+        session: bool = False,
     ) -> ShellTransport:
         """Start `argv` in the workspace (working directory /workspace, as the policy's user, with
         exactly `env` plus PATH/HOME) and return a transport to it. `session`: a long-lived
@@ -231,7 +237,7 @@ class WorkspaceBackend(Protocol):
         ...
 
     async def open_tty(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+        self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
     ) -> TtyTransport:
         """Start `argv` like open_shell, but as the leader of a new session whose controlling
         terminal (and stdin, stdout, stderr) is a new pseudo-terminal of `rows` x `cols`."""

@@ -16,12 +16,13 @@ restarted"), never as running ghosts. Finished ones stay listed until newer ones
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import contextlib
 import datetime as dt
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,7 +156,7 @@ class BackgroundExecution:
             )
         return self.execution if self.finished is None else None
 
-    async def follow(self, after_offset: int) -> AsyncIterator[FollowOutput | Finished]:
+    async def follow(self, after_offset: int) -> AsyncGenerator[FollowOutput | Finished, None]:
         """Retained output after `after_offset`, then live output, then the Finished event."""
         offset = after_offset
         first = True
@@ -340,7 +341,7 @@ class BackgroundExecutions:
         if self.state_dir is not None:
             (self.state_dir / f"{execution_id}.json").unlink(missing_ok=True)
 
-    def _read_records(self) -> list[dict[str, object]]:
+    def _read_records(self) -> builtins.list[dict[str, object]]:
         assert self.state_dir is not None
         if not self.state_dir.is_dir():
             return []

@@ -57,7 +57,14 @@ class PolicyCeiling:
 
     @classmethod
     def open(cls) -> PolicyCeiling:
-        return cls(*(True,) * len(_SWITCHES), capabilities=frozenset({ALL_CAPABILITIES}))  # type: ignore[arg-type]
+        return cls(
+            network=True,
+            root=True,
+            user=True,
+            writable_root=True,
+            new_privileges=True,
+            capabilities=frozenset({ALL_CAPABILITIES}),
+        )
 
     @classmethod
     def parse(cls, text: str, default: Policy | None = None) -> PolicyCeiling:

@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from executor_service.admission import Admission
 from firebox.common import errors
@@ -246,7 +246,7 @@ class Execution:
         caller can send the two as one message (a quick command's whole Execute in one)."""
         while True:
             if self._peeked is not _NOTHING:
-                event, self._peeked = self._peeked, _NOTHING
+                event, self._peeked = cast(Event | None, self._peeked), _NOTHING
             else:
                 event = await self._queue.get()
             if event is None:

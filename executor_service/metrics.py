@@ -17,7 +17,7 @@ EXECUTIONS = Counter(
 )
 
 
-def live_collector(workspaces, training_log: TrainingLog) -> GaugeCollector:  # type: ignore[no-untyped-def]
+def live_collector(workspaces, training_log: TrainingLog) -> GaugeCollector:
     """Gauges read at scrape time from this executor's workspaces, warm pool and training log."""
     return GaugeCollector(
         [

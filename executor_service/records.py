@@ -93,7 +93,7 @@ class ExecutionRecorder:
     def __init__(
         self,
         request: executor_pb2.ExecuteRequest,
-        backend: int,
+        backend: executor_pb2.Backend,
         isolation: str,
         version: str,
         secret_values: tuple[str, ...] = (),

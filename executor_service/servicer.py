@@ -498,7 +498,10 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             timeout=self.default_timeout,
         )
         recorder = ExecutionRecorder(
-            execute, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+            execute,
+            BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED),
+            workspace.isolation,
+            self.version,
         )
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id
@@ -659,7 +662,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         workspace = await self.workspaces.require_running(first.workspace_id, resume=first.resume_workspace)
         recorder = ExecutionRecorder(
             first,
-            BACKENDS.get(workspace.backend, 0),
+            BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED),
             workspace.isolation,
             self.version,
             parent_snapshot_id=workspace.parent_snapshot_id,
@@ -720,7 +723,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         workspace = await self.workspaces.require_running(first.workspace_id)
         self.background.check_room(workspace.id)
         recorder = ExecutionRecorder(
-            first, BACKENDS.get(workspace.backend, 0), workspace.isolation, self.version
+            first, BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED), workspace.isolation, self.version
         )
         # No output cap: the background buffer bounds what is kept, and a server runs for days.
         execution = await self.engine.start(workspace, spec, output_cap_bytes=1 << 62)
@@ -751,7 +754,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         first response names the execution (id, pid)."""
         attachment = bg.attach(read_only)
         pump = asyncio.create_task(self._pump_attached(request_iterator, bg, attachment, recorder))
-        events = bg.follow(after_offset).__aiter__()
+        events = bg.follow(after_offset)
         first = True
         step: asyncio.Future[Any] | None = None
         try:
@@ -1025,7 +1028,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
         recorder = ExecutionRecorder(
             execute,
-            BACKENDS.get(workspace.backend, 0),
+            BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED),
             workspace.isolation,
             self.version,
             parent_snapshot_id=workspace.parent_snapshot_id,
@@ -1063,7 +1066,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             directory = f"/workspace/{directory}"
         try:
             # Asked again: the status after the tool ran, not the one cached before it.
-            status = STATUSES.get((await self.workspaces.get(request.workspace_id)).state, 0)
+            status = STATUSES.get(
+                (await self.workspaces.get(request.workspace_id)).state, pb.WORKSPACE_STATUS_UNSPECIFIED
+            )
         except Exception as exc:  # the tool ran; an engine hiccup only leaves the status unknown
             log.warning("step_status_unknown", workspace_id=request.workspace_id, error=repr(exc))
             status = pb.WORKSPACE_STATUS_UNSPECIFIED

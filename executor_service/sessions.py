@@ -389,7 +389,7 @@ class SessionManager:
     # ---- internals -----------------------------------------------------------------------------
 
     async def _open_shell(self, workspace: WorkspaceInfo) -> Shell:
-        async def opener(argv: list[str]):  # type: ignore[no-untyped-def]
+        async def opener(argv: list[str]):
             return await self.backend.open_shell(workspace, argv, dict(workspace.env), session=True)
 
         async def oom_kills() -> int | None:

@@ -86,6 +86,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from executor_service.backend import STDERR, STDOUT, ShellTransport
 from executor_service.execution import (
@@ -411,7 +412,10 @@ class Shell:
         self._exit_records = {}
         init = SESSION_INIT.format(nonce=self.nonce, mark=self.mark)
         await self._write((("" if first else "r\n") + "s\n" + init + self.end_marker + "\n").encode())
-        waits: list[asyncio.Future] = [self._hello] + ([self._front] if first else [])
+        waits: list[asyncio.Future[Any]] = [self._hello]
+        if first:
+            assert self._front is not None
+            waits.append(self._front)
         try:
             async with asyncio.timeout(self.config.start_timeout):
                 for fut in waits:

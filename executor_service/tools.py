@@ -18,6 +18,7 @@ is reported in the log and skipped, so one typo does not take every other tool a
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import re
 import string
@@ -210,32 +211,32 @@ class ToolRegistry:
             raise errors.NotFound(f"tool {name!r} not found (known tools: {known}); see ListTools")
         return tool
 
-    def render(self, name: str, args: Mapping[str, Any]) -> tuple[Tool, list[str]]:
+    def render(self, name: str, args: Mapping[str, Any]) -> tuple[Tool, builtins.list[str]]:
         """Check `args` against the tool's schema and fill its command template. InvalidArgument
         names the failing argument's path (e.g. `action.args.paths[1]`)."""
         tool = self.get(name)
-        args = _whole_numbers(dict(args))
+        checked: dict[str, Any] = _whole_numbers(dict(args))
         # A property the caller left out takes its schema default, when it declares one.
         for key, prop in tool.args_schema.get("properties", {}).items():
-            if key not in args and isinstance(prop, dict) and "default" in prop:
-                args[key] = prop["default"]
-        if len(json.dumps(args)) > MAX_ARGS_JSON_BYTES:
+            if key not in checked and isinstance(prop, dict) and "default" in prop:
+                checked[key] = prop["default"]
+        if len(json.dumps(checked)) > MAX_ARGS_JSON_BYTES:
             raise errors.InvalidArgument("action.args", f"larger than {MAX_ARGS_JSON_BYTES} bytes")
-        error = jsonschema.exceptions.best_match(self._validators[name].iter_errors(args))
+        error = jsonschema.exceptions.best_match(self._validators[name].iter_errors(checked))
         if error is not None:
             path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
             raise errors.InvalidArgument(f"action.args{path}", f"{error.message} (tool {name!r})")
         argv: list[str] = []
         for element in tool.command:
             names = _fields(element)
-            if any(n not in args or args[n] is None for n in names):
+            if any(n not in checked or checked[n] is None for n in names):
                 continue
-            if len(names) == 1 and element == "{" + names[0] + "}" and isinstance(args[names[0]], list):
-                argv.extend(_text(v) for v in args[names[0]])
+            if len(names) == 1 and element == "{" + names[0] + "}" and isinstance(checked[names[0]], list):
+                argv.extend(_text(v) for v in checked[names[0]])
                 continue
             argv.append(
                 "".join(
-                    literal.replace("\x00", "") + (_text(args[field]) if field is not None else "")
+                    literal.replace("\x00", "") + (_text(checked[field]) if field is not None else "")
                     for literal, field, _, _ in string.Formatter().parse(element)
                 )
             )

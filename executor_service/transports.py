@@ -893,10 +893,10 @@ def _kill_stray_descendants(root: int) -> int:
     # The sandbox's own processes between us and the top shell stay too.
     ancestors = set()
     parent_of = {child: parent for parent, kids in children.items() for child in kids}
-    pid = parent_of.get(top)
-    while pid is not None and pid != root:
-        ancestors.add(pid)
-        pid = parent_of.get(pid)
+    up = parent_of.get(top)
+    while up is not None and up != root:
+        ancestors.add(up)
+        up = parent_of.get(up)
     killed = 0
     for pid in descendants:
         if pid in keep or pid in ancestors:

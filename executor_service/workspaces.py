@@ -8,6 +8,7 @@ the engine on every command. Get, List, Start, Stop and Delete always ask the ba
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import re
 import secrets
@@ -392,7 +393,7 @@ class WorkspaceManager:
         )
         return snapshot
 
-    async def list_snapshots(self, workspace_id: str = "") -> list[SnapshotInfo]:
+    async def list_snapshots(self, workspace_id: str = "") -> builtins.list[SnapshotInfo]:
         snapshots = await self.backend.list_snapshots()
         if workspace_id:
             snapshots = [s for s in snapshots if s.workspace_id == workspace_id]
@@ -442,7 +443,7 @@ class WorkspaceManager:
             self.expiry.forget(workspace_id)
         log.info("workspace_deleted", workspace_id=workspace_id)
 
-    async def set_writable_paths(self, workspace_id: str, paths: list[str]) -> WorkspaceInfo:
+    async def set_writable_paths(self, workspace_id: str, paths: builtins.list[str]) -> WorkspaceInfo:
         """Replace a workspace's writable paths (see IsolationPolicy.writable_paths)."""
         self._check_id(workspace_id)
         writable_paths = normalize_writable_paths(paths, "writable_paths")
@@ -485,7 +486,7 @@ class WorkspaceManager:
             )
         return info
 
-    def known(self) -> list[WorkspaceInfo]:
+    def known(self) -> builtins.list[WorkspaceInfo]:
         """The last answer for every workspace, without asking the backend."""
         return list(self._known.values())
 

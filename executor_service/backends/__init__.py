@@ -27,7 +27,7 @@ class BackendUnavailable(RuntimeError):
     """The configured backend cannot run on this machine; the message says what to do."""
 
 
-def _docker_client():  # type: ignore[no-untyped-def]
+def _docker_client():
     import docker
 
     # A short timeout while the engine is asked for its version and pinged: the answer decides

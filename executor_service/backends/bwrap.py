@@ -18,6 +18,7 @@ than the OOM killer.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import json
 import os
@@ -349,7 +350,7 @@ class BwrapBackend:
             shutil.rmtree(partial, ignore_errors=True)
         return _snapshot_info(meta)
 
-    async def list_snapshots(self) -> list[SnapshotInfo]:
+    async def list_snapshots(self) -> builtins.list[SnapshotInfo]:
         def read_all() -> list[SnapshotInfo]:
             base = self.root.parent / SNAPSHOTS
             found = []
@@ -394,12 +395,17 @@ class BwrapBackend:
                 await asyncio.to_thread(self.cgroups.remove, workspace_id)
             await asyncio.to_thread(shutil.rmtree, directory)
 
-    async def adopt(self) -> list[WorkspaceInfo]:
+    async def adopt(self) -> builtins.list[WorkspaceInfo]:
         """At start-up: every workspace directory is adopted in the state it was left in."""
         return await self.list()
 
     async def open_shell(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
+        self,
+        workspace: WorkspaceInfo,
+        argv: builtins.list[str],
+        env: dict[str, str],
+        *,
+        session: bool = False,
     ) -> ShellTransport:
         from executor_service.transports import PipeTransport
 
@@ -449,7 +455,7 @@ class BwrapBackend:
             return await asyncio.to_thread(update)
 
     async def open_tty(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+        self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
     ) -> TtyTransport:
         from executor_service.transports import PtyTransport
 

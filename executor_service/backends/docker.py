@@ -36,6 +36,7 @@ Every SDK call is blocking, so each runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import datetime as dt
 import io
@@ -290,7 +291,7 @@ class DockerBackend:
         """Every workspace of this executor (waiting pool members are not workspaces yet)."""
         return [info for info in await self._list_all() if not info.pool_key]
 
-    async def _list_all(self) -> list[WorkspaceInfo]:
+    async def _list_all(self) -> builtins.list[WorkspaceInfo]:
         # The SDK lists, then inspects each container: one removed in between is simply gone from
         # the answer (ignore_removed), not a NotFound escaping a List.
         containers = await _engine(
@@ -425,7 +426,7 @@ class DockerBackend:
         self, container: Container, workspace: WorkspaceInfo, snapshot_id: str, name: str
     ) -> SnapshotInfo:
         created = dt.datetime.now(dt.UTC)
-        meta = {
+        meta: dict[str, Any] = {
             "name": name,
             "workspace_id": workspace.id,
             "image": workspace.image,
@@ -467,7 +468,7 @@ class DockerBackend:
             raise
         return _snapshot_info(snapshot_id, meta)
 
-    async def list_snapshots(self) -> list[SnapshotInfo]:
+    async def list_snapshots(self) -> builtins.list[SnapshotInfo]:
         images = await _engine(
             self.client.images.list,
             filters={"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={self.owner}", LABEL_SNAPSHOT]},
@@ -606,7 +607,7 @@ class DockerBackend:
         if self.io_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self.io_dir / workspace_id, True)
 
-    async def adopt(self) -> list[WorkspaceInfo]:
+    async def adopt(self) -> builtins.list[WorkspaceInfo]:
         """At start-up: every labelled container is a workspace of this executor, except pool
         members nobody took (kept in `pool_members` for the pool). Volumes whose container is gone
         are reported, not deleted: their files may still matter to someone."""
@@ -654,7 +655,12 @@ class DockerBackend:
     # ---- commands ----------------------------------------------------------------------------
 
     async def open_shell(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], *, session: bool = False
+        self,
+        workspace: WorkspaceInfo,
+        argv: builtins.list[str],
+        env: dict[str, str],
+        *,
+        session: bool = False,
     ) -> ShellTransport:
         """`argv` in the workspace. A `session` shell (long-lived, many small frames) gets the
         FIFO path when the workspace has it."""
@@ -693,7 +699,7 @@ class DockerBackend:
         )
 
     async def open_tty(
-        self, workspace: WorkspaceInfo, argv: list[str], env: dict[str, str], rows: int, cols: int
+        self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
     ) -> TtyTransport:
         from executor_service.transports import DockerTtyTransport
 

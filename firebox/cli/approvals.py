@@ -49,7 +49,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 class Answer:
     """A decision for one request. `cancel` means: cancel the run instead (Ctrl-C at the prompt)."""
 
-    decision: ag.ApprovalDecision.ValueType = ag.APPROVAL_DECISION_UNSPECIFIED
+    decision: ag.ApprovalDecision = ag.APPROVAL_DECISION_UNSPECIFIED
     reason: str = ""
     edited_command: str = ""
     cancel: bool = False

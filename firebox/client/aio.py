@@ -402,10 +402,10 @@ class AsyncFireboxClient:
         self,
         session_id: str,
         content: str,
-        on_conflict: ag.ConflictPolicy.ValueType = ag.CONFLICT_POLICY_UNSPECIFIED,
+        on_conflict: ag.ConflictPolicy = ag.CONFLICT_POLICY_UNSPECIFIED,
         *,
-        approval_policy: ag.ApprovalPolicy.ValueType = ag.APPROVAL_POLICY_UNSPECIFIED,
-        sandbox_mode: ag.SandboxMode.ValueType = ag.SANDBOX_MODE_UNSPECIFIED,
+        approval_policy: ag.ApprovalPolicy = ag.APPROVAL_POLICY_UNSPECIFIED,
+        sandbox_mode: ag.SandboxMode = ag.SANDBOX_MODE_UNSPECIFIED,
         message_id: str = "",
     ) -> AsyncIterator[ag.RunEvent]:
         """Add a user message and stream the events of the run it starts. `approval_policy`
@@ -448,7 +448,7 @@ class AsyncFireboxClient:
         self,
         run_id: str,
         tool_call_id: str,
-        decision: ag.ApprovalDecision.ValueType,
+        decision: ag.ApprovalDecision,
         *,
         reason: str = "",
         edited_command: str = "",

@@ -277,10 +277,10 @@ class FireboxClient:
         self,
         session_id: str,
         content: str,
-        on_conflict: ag.ConflictPolicy.ValueType = ag.CONFLICT_POLICY_UNSPECIFIED,
+        on_conflict: ag.ConflictPolicy = ag.CONFLICT_POLICY_UNSPECIFIED,
         *,
-        approval_policy: ag.ApprovalPolicy.ValueType = ag.APPROVAL_POLICY_UNSPECIFIED,
-        sandbox_mode: ag.SandboxMode.ValueType = ag.SANDBOX_MODE_UNSPECIFIED,
+        approval_policy: ag.ApprovalPolicy = ag.APPROVAL_POLICY_UNSPECIFIED,
+        sandbox_mode: ag.SandboxMode = ag.SANDBOX_MODE_UNSPECIFIED,
         message_id: str = "",
     ) -> SyncStream[ag.RunEvent]:
         return self._stream(
@@ -310,7 +310,7 @@ class FireboxClient:
         self,
         run_id: str,
         tool_call_id: str,
-        decision: ag.ApprovalDecision.ValueType,
+        decision: ag.ApprovalDecision,
         *,
         reason: str = "",
         edited_command: str = "",

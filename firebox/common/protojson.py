@@ -127,7 +127,7 @@ def _compile(descriptor: Descriptor) -> _Converter:
     lines = ["def convert(m):", "    out = {" + ", ".join(always) + "}", *optional, "    return out"]
     # Source written above from the descriptor alone: field names are identifiers, keys are repr()s.
     exec(compile("\n".join(lines), f"<protojson {name}>", "exec"), namespace)
-    return namespace["convert"]  # type: ignore[no-any-return]
+    return namespace["convert"]
 
 
 def _lazy(descriptor: Descriptor) -> _Converter:
@@ -195,7 +195,7 @@ def _wrapper(descriptor: Descriptor) -> _Converter:
 
 
 def _duration(message: Any) -> str:
-    return message.ToJsonString()  # type: ignore[no-any-return]
+    return message.ToJsonString()
 
 
 _second_cache: tuple[int, str] = (0, "1970-01-01T00:00:00")
@@ -207,7 +207,7 @@ def _timestamp(message: Any) -> str:
     global _second_cache
     seconds, nanos = message.seconds, message.nanos
     if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
-        return message.ToJsonString()  # type: ignore[no-any-return]  # raises json_format's own error
+        return message.ToJsonString()  # raises json_format's own error
     cached = _second_cache
     if cached[0] != seconds:
         day, second = divmod(seconds, 86400)

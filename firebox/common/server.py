@@ -10,7 +10,7 @@ import signal
 import sys
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +201,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._expected = token.encode()
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    async def intercept_service(self, continuation, handler_call_details):
         if handler_call_details.method.startswith(OPEN_PREFIXES):
             return await continuation(handler_call_details)
         supplied = ""
@@ -338,7 +338,7 @@ async def start(spec: ServerSpec) -> RunningServer:
 def run_service(
     program: str,
     listen: str,
-    serve: Callable[[], Awaitable[None]],
+    serve: Callable[[], Coroutine[Any, Any, None]],
     startup_errors: tuple[type[Exception], ...] = (),
 ) -> int:
     """Run a service's `serve()` to its end as a console script: start-up problems a person must

@@ -109,7 +109,7 @@ def current_ids() -> tuple[str, str] | None:
 class TracingInterceptor(grpc.aio.ServerInterceptor):
     """A server span per call, child of the caller's span when its metadata has a traceparent."""
 
-    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None

@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from google.protobuf.message import Message
 
@@ -321,7 +321,7 @@ class TrainingLog:
                 flushes.append(item)
                 frames += FRAME.pack(FLUSH, self._next_token, 0)
             else:
-                index, when_ns, payload = item  # type: ignore[misc]
+                index, when_ns, payload = cast(tuple[int, int, bytes], item)
                 counts[KINDS[index]] += 1
                 frames += FRAME.pack(index, when_ns, len(payload))
                 frames += payload

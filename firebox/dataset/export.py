@@ -175,10 +175,10 @@ def _join(records: LogRecords, summary: ExportSummary) -> list[_Suggestion]:
             shown.sessions |= _ids(event.session_id, event.context_id)
             shown.feedback.append(record)
         elif event.suggested_text.strip():
-            generation = by_generation.get(event.generation_id) or _latest_generation(
+            matched = by_generation.get(event.generation_id) or _latest_generation(
                 generations, _ids(event.session_id, event.context_id), _feedback_time(record), clears
             )
-            if generation is None:
+            if matched is None:
                 summary.skipped["no_conversation"] += 1
                 continue
             suggestions.append(
@@ -187,10 +187,8 @@ def _join(records: LogRecords, summary: ExportSummary) -> list[_Suggestion]:
                     time=_feedback_time(record),
                     suggested=event.suggested_text,
                     known_id=event.known_id,
-                    sessions=_ids(
-                        event.session_id, event.context_id, generation.session_id, generation.context_id
-                    ),
-                    generation=generation,
+                    sessions=_ids(event.session_id, event.context_id, matched.session_id, matched.context_id),
+                    generation=matched,
                     feedback=[record],
                 )
             )
