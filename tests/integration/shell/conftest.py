@@ -1,4 +1,5 @@
-"""Shell-session fixtures: the same tests run on a local /bin/sh, a Docker container and bwrap."""
+"""Shell-session fixtures: the same tests run on the executor's own backends, each with a workspace
+it made: Docker (session shells over the exec socket, and over FIFOs) and bubblewrap."""
 
 from __future__ import annotations
 
@@ -6,24 +7,21 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from executor_service.backend import WorkspaceInfo
+from executor_service.backend import BWRAP, DOCKER, Policy, WorkspaceInfo, WorkspaceSpec
+from executor_service.backends import choose_backend
+from executor_service.backends.docker import DockerBackend
+from executor_service.config import DEFAULT_IMAGE as TEST_IMAGE
 from executor_service.execution import ExecuteSpec, Execution, ExecutionEngine, Finished, Output, Started
 from executor_service.sessions import SessionManager
 from executor_service.shell import ShellConfig
-from tests.support.shells import (
-    TEST_IMAGE,
-    BwrapShellBackend,
-    DockerShellBackend,
-    LocalShellBackend,
-    bwrap_available,
-    docker_available,
-    workspace_info,
-)
 
 OUTPUT_CAP = 256 * 1024
+MEMORY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -81,64 +79,57 @@ async def collect(execution: Execution, limit: float = 30) -> Result:
     )
 
 
-@pytest.fixture(scope="session")
-def docker_container(tmp_path_factory: pytest.TempPathFactory) -> object:
-    """One container for the docker kinds, with a host directory bind-mounted read-only at
-    /run/firebox for the session FIFOs (as the executor's docker backend mounts one)."""
-    if not docker_available():
-        pytest.skip("no Docker engine")
-    import docker
-    from docker.types import Mount
+@dataclass
+class Backing:
+    """One of the executor's own backends and a workspace it made, shared by a module's tests."""
 
-    io_dir = tmp_path_factory.mktemp("fifo-io").resolve()
-    io_dir.chmod(0o755)
-    client = docker.from_env()
-    container = client.containers.run(
-        TEST_IMAGE,
-        ["sleep", "86400"],
-        detach=True,
-        init=True,  # reaps the zombies of killed sessions, as docker-init does in workspaces
-        read_only=True,
-        tmpfs={"/tmp": "size=64m,mode=1777"},
-        mounts=[Mount("/run/firebox", str(io_dir), type="bind", read_only=True)],
-        user="1000:1000",
-        network_mode="none",
-        pids_limit=256,
-        mem_limit="256m",
-        labels={"dev.firebox.test": "shell"},
-        working_dir="/workspace",
-    )
-    yield client, container, io_dir
-    container.remove(force=True)
-    client.close()
+    kind: str
+    backend: Any
+    workspace: WorkspaceInfo
 
 
-def _backend(kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> object:
-    if kind == "local":
-        return LocalShellBackend(tmp_path_factory.mktemp("local-ws"))
+async def _backing(kind: str, config_dir: Path) -> AsyncIterator[Backing]:
     if kind == "bwrap":
-        if not bwrap_available():
-            pytest.skip("bubblewrap cannot create namespaces here")
-        return BwrapShellBackend(tmp_path_factory.mktemp("bwrap-ws"))
-    client, container, io_dir = request.getfixturevalue("docker_container")
-    # "docker": the exec socket; "docker-fifo": FIFOs through the shared mount.
-    return DockerShellBackend(client, container.id, io_dir=io_dir if kind == "docker-fifo" else None)
+        backend = await choose_backend(BWRAP, config_dir)
+    else:
+        # "docker": session shells over the exec socket; "docker-fifo": over FIFOs in a mounted
+        # directory (the executor's choice when the engine shares its filesystem).
+        backend = await choose_backend(
+            DOCKER, config_dir, session_io="fifo" if kind == "docker-fifo" else "attach"
+        )
+    # The default policy but for memory: a small limit, so the out-of-memory case is quick.
+    policy = Policy(memory_bytes=MEMORY_BYTES)
+    spec = WorkspaceSpec(
+        id="ws_" + secrets.token_hex(8), name=f"shell-{kind}", image=TEST_IMAGE, policy=policy
+    )
+    workspace = await backend.create(spec)
+    try:
+        yield Backing(kind, backend, workspace)
+    finally:
+        await backend.delete(workspace.id)
+        if isinstance(backend, DockerBackend):
+            backend.client.close()
 
 
 KINDS = [
-    pytest.param("local"),
     pytest.param("docker", marks=pytest.mark.docker),
     pytest.param("docker-fifo", marks=pytest.mark.docker),
     pytest.param("bwrap", marks=pytest.mark.bwrap),
 ]
 
 
-@pytest.fixture(params=KINDS)
-async def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
-    kind = request.param
-    backend = _backend(kind, request, tmp_path_factory)
-    sessions = SessionManager(backend, max_sessions_per_workspace=4, shell_config=ShellConfig())  # type: ignore[arg-type]
-    engine = ExecutionEngine(backend, sessions, output_cap_bytes=OUTPUT_CAP)  # type: ignore[arg-type]
-    workspace = workspace_info("ws-" + secrets.token_hex(4), kind)
-    yield Env(kind, sessions, engine, workspace)
+@pytest.fixture(scope="module", params=KINDS)
+async def backing(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Backing]:
+    async for made in _backing(request.param, tmp_path_factory.mktemp(f"{request.param}-executor")):
+        yield made
+
+
+@pytest.fixture
+async def env(backing: Backing) -> AsyncIterator[Env]:
+    """A fresh session manager and engine over the module's workspace (as the executor builds them)."""
+    sessions = SessionManager(backing.backend, max_sessions_per_workspace=4, shell_config=ShellConfig())
+    engine = ExecutionEngine(backing.backend, sessions, output_cap_bytes=OUTPUT_CAP)
+    yield Env(backing.kind, sessions, engine, backing.workspace)
     await sessions.shutdown(0)

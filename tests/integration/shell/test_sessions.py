@@ -1,4 +1,4 @@
-"""Shell sessions and Execute over them, on a local sh, Docker (busybox ash) and bwrap (dash)."""
+"""Shell sessions and Execute over them, on the executor's Docker backend (busybox ash; exec socket and FIFOs) and bubblewrap backend."""
 
 from __future__ import annotations
 
@@ -327,7 +327,7 @@ async def test_syntax_error_fails_the_command_and_keeps_the_session(env: Env) ->
 
 # Each bwrap session is its own sandbox, so another session cannot see its processes: the probe
 # below needs a shared process view, which the other kinds have.
-@pytest.mark.parametrize("env", [k for k in KINDS if k.values[0] != "bwrap"], indirect=True)
+@pytest.mark.parametrize("backing", [k for k in KINDS if k.values[0] != "bwrap"], indirect=True)
 async def test_closing_a_session_kills_what_it_started(env: Env) -> None:
     sid = await env.session()
     await env.run("sleep 60 & echo $! > /tmp/closing-bg-$$", sid)
@@ -434,3 +434,15 @@ async def test_sessionless_interrupt_abandons_the_script_but_waits_for_a_program
     # 137: killed after the grace, not 130 (its subshell giving up at the first SIGINT).
     assert result.stdout.startswith(b"started\n") and result.finished.reason is EndReason.STOPPED
     assert result.finished.exit_code == 137, result.finished
+
+
+async def test_a_command_past_the_memory_limit_is_out_of_memory_and_the_session_lives_on(env: Env) -> None:
+    """The workspace's memory limit (64 MiB here) ends the program that outgrew it, reported as
+    such (the backend's OOM count rose), and the session's shell keeps its state."""
+    sid = await env.session()
+    await env.run("export KEPT=yes", sid)
+    hog = "sh -c 'x=xxxxxxxxxxxxxxxx; while :; do x=$x$x; done'"
+    result = await env.run(hog, sid, timeout=60)
+    assert result.finished.reason == EndReason.OUT_OF_MEMORY, result.finished
+    assert not result.finished.session_ended
+    assert (await env.run('echo "$KEPT"', sid)).stdout == b"yes\n"
