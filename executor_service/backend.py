@@ -82,6 +82,28 @@ class WorkspaceSpec:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """An image to build: a build context (a tar archive, gzip allowed) and what to build in it."""
+
+    context: bytes
+    # The Dockerfile's path inside the context.
+    dockerfile: str
+    args: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """What a build gave: the image's name, the tail of the build's output, and whether it was
+    taken from the cache (nothing built)."""
+
+    image: str
+    log: str
+    truncated: bool = False
+    cached: bool = False
+
+
+@dataclass(frozen=True)
 class SnapshotInfo:
     """A workspace captured at one moment: what a fork starts from."""
 
@@ -200,6 +222,12 @@ class WorkspaceBackend(Protocol):
 
     async def create_snapshot(self, workspace: WorkspaceInfo, snapshot_id: str, name: str) -> SnapshotInfo:
         """Capture the workspace's filesystem and /workspace files as snapshot `snapshot_id`."""
+        ...
+
+    async def build_image(self, spec: BuildSpec) -> BuiltImage:
+        """Build an image from a Dockerfile (a devcontainer's build), or reuse the one built before
+        from the same context, Dockerfile, args and target. FailedPrecondition when the build fails
+        (its last output in the message) or the backend cannot build."""
         ...
 
     async def list_snapshots(self) -> builtins.list[SnapshotInfo]: ...

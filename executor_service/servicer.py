@@ -458,13 +458,25 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     ) -> pb.CreateWorkspaceResponse:
         image, env, policy = request.image, dict(request.env), policy_overrides(request.policy)
         commands: tuple[devcontainer.Command, ...] = ()
+        setup: list[pb.SetupCommand] = []
         if request.HasField("devcontainer"):
             if image:
                 raise errors.InvalidArgument("image", "must be empty with devcontainer (it names its image)")
-            config = devcontainer.parse(request.devcontainer.json)
+            given = request.devcontainer
+            config = devcontainer.parse(given.json, given.dockerfile)
             image, env, commands = config.image, {**config.env, **env}, config.commands
             if config.user and policy.user is None:
                 policy = replace(policy, user=config.user)
+            if config.build is not None:
+                spec = await devcontainer.build_spec(config.build, given.context)
+                built = await self.workspaces.backend.build_image(spec)
+                log.info("devcontainer_image", image=built.image, cached=built.cached)
+                image = built.image
+                setup.append(pb.SetupCommand(name="build", stdout=built.log, truncated=built.truncated))
+            elif given.context or given.dockerfile:
+                raise errors.InvalidArgument(
+                    "devcontainer.context", "only with build (the devcontainer.json names an image)"
+                )
         info = await self.workspaces.create(
             name=request.name,
             image=image,
@@ -475,7 +487,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             idle_timeout=_seconds(request.idle_timeout) if request.HasField("idle_timeout") else None,
             ttl=_seconds(request.ttl) if request.HasField("ttl") else None,
         )
-        response = pb.CreateWorkspaceResponse(workspace=self._workspace(info))
+        response = pb.CreateWorkspaceResponse(workspace=self._workspace(info), setup=setup)
         for command in commands:
             ran = await self._setup_command(info, command)
             response.setup.append(ran)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from executor_service.backend import (
     BWRAP,
+    BuildSpec,
+    BuiltImage,
     Policy,
     ShellTransport,
     SnapshotInfo,
@@ -313,6 +315,13 @@ class BwrapBackend:
         if not snapshot_id or "/" in snapshot_id or snapshot_id.startswith("."):
             raise errors.NotFound(f"snapshot {snapshot_id!r} not found")
         return self.root.parent / SNAPSHOTS / snapshot_id
+
+    async def build_image(self, spec: BuildSpec) -> BuiltImage:
+        """Nothing here can run a Dockerfile: the sandbox's root is the host's."""
+        raise errors.FailedPrecondition(
+            "building an image from a Dockerfile needs the docker backend; this executor runs "
+            "bubblewrap sandboxes (give the devcontainer an image instead)"
+        )
 
     async def create_snapshot(self, workspace: WorkspaceInfo, snapshot_id: str, name: str) -> SnapshotInfo:
         """A copy of the workspace's files (the rest of its root is the host's, read-only). A

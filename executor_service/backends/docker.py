@@ -39,6 +39,7 @@ import asyncio
 import builtins
 import contextlib
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -65,6 +66,8 @@ from executor_service.backend import (
     LABEL_NAME,
     LABEL_POOL,
     STATES,
+    BuildSpec,
+    BuiltImage,
     Policy,
     ShellTransport,
     SnapshotInfo,
@@ -95,6 +98,13 @@ IO_MOUNT = "/run/firebox"
 # Snapshots (see create_snapshot): an image firebox-snapshot:<id> holding the container's
 # filesystem and metadata labels, and a volume firebox-snap-<id> holding a copy of /workspace.
 SNAPSHOT_REPOSITORY = "firebox-snapshot"
+# Images built from a devcontainer's Dockerfile, tagged by a hash of what went into the build; the
+# newest BUILT_IMAGES_KEPT are kept as the cache (older ones go unless a container uses them).
+BUILT_REPOSITORY = "firebox-devcontainer"
+BUILT_IMAGES_KEPT = 16
+# A build's output returned to the client (its tail), and the longest a build may take.
+BUILD_LOG_BYTES = 64 * 1024
+BUILD_TIMEOUT_SECONDS = 1800
 SNAPSHOT_VOLUME_PREFIX = "firebox-snap-"
 LABEL_SNAPSHOT = "dev.firebox.snapshot"
 LABEL_SNAPSHOT_INFO = "dev.firebox.snapshot-info"
@@ -404,6 +414,87 @@ class DockerBackend:
                 ) from exc
             raise
         return replace(workspace, state="paused" if pause else "running")
+
+    # ---- images built from a Dockerfile ---------------------------------------------------------
+
+    async def build_image(self, spec: BuildSpec) -> BuiltImage:
+        """Build with the engine (base images from its local store: nothing is pulled), tagged by
+        a hash of the context, Dockerfile path, args and target; an image of that tag is reused."""
+        digest = hashlib.sha256()
+        for part in (spec.context, spec.dockerfile, json.dumps(spec.args, sort_keys=True), spec.target):
+            data = part if isinstance(part, bytes) else part.encode()
+            digest.update(len(data).to_bytes(8, "big") + data)
+        tag = f"{BUILT_REPOSITORY}:{digest.hexdigest()[:32]}"
+        try:
+            await _engine(self.client.images.get, tag)
+        except docker.errors.ImageNotFound:
+            pass
+        else:
+            return BuiltImage(
+                tag,
+                f"using the cached image {tag} (same context, Dockerfile, args and target)\n",
+                cached=True,
+            )
+        built = await _engine(self._build, spec, tag)
+        await _engine(self._trim_built_images)
+        return built
+
+    def _build(self, spec: BuildSpec, tag: str) -> BuiltImage:
+        output = bytearray()
+        truncated = False
+
+        def keep(text: str) -> None:
+            nonlocal output, truncated
+            output += text.encode(errors="replace")
+            if len(output) > BUILD_LOG_BYTES:
+                output = output[-BUILD_LOG_BYTES:]
+                truncated = True
+
+        gzipped = spec.context[:2] == b"\x1f\x8b"
+        try:
+            stream = self.client.api.build(
+                fileobj=io.BytesIO(spec.context),
+                custom_context=True,
+                encoding="gzip" if gzipped else None,
+                dockerfile=spec.dockerfile,
+                buildargs=spec.args or None,
+                target=spec.target or None,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                decode=True,
+                timeout=BUILD_TIMEOUT_SECONDS,
+            )
+            for chunk in stream:
+                if "stream" in chunk:
+                    keep(str(chunk["stream"]))
+                if "error" in chunk:
+                    tail = output.decode(errors="replace").strip()[-400:]
+                    raise errors.FailedPrecondition(
+                        f"the image build failed: {str(chunk['error']).strip()[:300]}; its last output: {tail}"
+                    )
+        except docker.errors.APIError as exc:  # e.g. a context the engine cannot read
+            raise errors.FailedPrecondition(
+                f"the image build failed: {str(exc.explanation or exc)[:300]}"
+            ) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise errors.FailedPrecondition(
+                f"the image build took longer than {BUILD_TIMEOUT_SECONDS} s"
+            ) from exc
+        return BuiltImage(tag, output.decode(errors="replace"), truncated=truncated)
+
+    def _trim_built_images(self) -> None:
+        tags = [
+            (image.attrs.get("Created", ""), tag)
+            for image in self.client.images.list(name=BUILT_REPOSITORY)
+            for tag in image.tags
+            if tag.startswith(BUILT_REPOSITORY + ":")
+        ]
+        tags.sort(reverse=True)
+        for _created, tag in tags[BUILT_IMAGES_KEPT:]:
+            with contextlib.suppress(docker.errors.APIError):  # in use by a workspace: kept
+                self.client.images.remove(tag)
 
     # ---- snapshots ---------------------------------------------------------------------------
 

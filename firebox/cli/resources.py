@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from firebox.agent.v1 import agent_pb2 as ag
@@ -15,6 +14,7 @@ from firebox.cli.approvals import Approver
 from firebox.cli.events import JsonRenderer, RunRenderer
 from firebox.cli.exec_cmd import parse_env
 from firebox.client import FireboxClient, FireboxRpcError, run_events
+from firebox.client import devcontainer as devcontainer_folder
 from firebox.client.aio import Service
 from firebox.executor.v1 import executor_pb2 as ex
 
@@ -98,7 +98,8 @@ def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Paren
     create.add_argument(
         "--devcontainer",
         metavar="PATH",
-        help="make it from a devcontainer.json (a file, or a folder holding .devcontainer/devcontainer.json)",
+        help="make it from a devcontainer.json (a file, or a folder holding .devcontainer/devcontainer.json); "
+        "a Dockerfile it names (build.dockerfile) is built, its build.context sent along",
     )
     _json_flag(create)
     _via_flag(create)
@@ -243,17 +244,13 @@ def workspaces_create(app: App, args: argparse.Namespace) -> int:
     return exit_codes.FAILURE if failed else exit_codes.OK
 
 
-def _read_devcontainer(path: str) -> str:
-    """The devcontainer.json text: `path` itself, or the one in `path`/.devcontainer/ or `path`/."""
-    candidates = [
-        Path(path),
-        Path(path) / ".devcontainer" / "devcontainer.json",
-        Path(path) / "devcontainer.json",
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.read_text()
-    raise CliError(f"no devcontainer.json at {path}", exit_codes.USAGE)
+def _read_devcontainer(path: str) -> ex.Devcontainer:
+    """The devcontainer.json at `path` (itself, or in `path`/.devcontainer/ or `path`/), with
+    its Dockerfile's build context."""
+    try:
+        return devcontainer_folder.load(path)
+    except (devcontainer_folder.DevcontainerError, OSError) as exc:
+        raise CliError(str(exc), exit_codes.USAGE) from None
 
 
 def _snapshot(client: FireboxClient, wanted: str, via: Service) -> ex.Snapshot:

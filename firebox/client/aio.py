@@ -125,13 +125,14 @@ class AsyncFireboxClient:
         snapshot_id: str = "",
         idle_timeout: float | None = None,
         ttl: float | None = None,
-        devcontainer: str | None = None,
+        devcontainer: str | ex.Devcontainer | None = None,
         deadline: float = SLOW_TIMEOUT,
         via: Service = "executor",
     ) -> ex.CreateWorkspaceResponse:
         """Create and start a workspace; with `snapshot_id`, a fork of that snapshot; with
-        `devcontainer` (a devcontainer.json's text), from it, its lifecycle commands' output in
-        the response's `setup`. `via="agent"`: the agent places it on one of its executor
+        `devcontainer` (a devcontainer.json's text, or what firebox.client.devcontainer.load
+        read from a folder: with a Dockerfile, its build context), from it, the build's and its
+        lifecycle commands' output in the response's `setup`. `via="agent"`: the agent places it on one of its executor
         replicas and forwards later calls for it there (create, get, list and delete go through
         the agent; start and stop are the executor's only). `idle_timeout` / `ttl` in seconds:
         stop when idle that long / delete that long after creation (0: never; None: the
@@ -143,8 +144,10 @@ class AsyncFireboxClient:
             request.idle_timeout.FromTimedelta(dt.timedelta(seconds=idle_timeout))
         if ttl is not None:
             request.ttl.FromTimedelta(dt.timedelta(seconds=ttl))
-        if devcontainer is not None:
+        if isinstance(devcontainer, str):
             request.devcontainer.json = devcontainer
+        elif devcontainer is not None:
+            request.devcontainer.CopyFrom(devcontainer)
         return await self._unary(via, "CreateWorkspace", request, deadline)
 
     async def get_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:

@@ -219,10 +219,14 @@ class CreateWorkspaceRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., policy: _Optional[_Union[IsolationPolicy, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., snapshot_id: _Optional[str] = ..., idle_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., devcontainer: _Optional[_Union[Devcontainer, _Mapping]] = ...) -> None: ...
 
 class Devcontainer(_message.Message):
-    __slots__ = ("json",)
+    __slots__ = ("json", "context", "dockerfile")
     JSON_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
     json: str
-    def __init__(self, json: _Optional[str] = ...) -> None: ...
+    context: bytes
+    dockerfile: str
+    def __init__(self, json: _Optional[str] = ..., context: _Optional[bytes] = ..., dockerfile: _Optional[str] = ...) -> None: ...
 
 class SetupCommand(_message.Message):
     __slots__ = ("name", "exit_code", "stdout", "stderr", "truncated")

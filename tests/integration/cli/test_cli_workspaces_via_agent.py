@@ -149,3 +149,34 @@ async def test_create_from_a_devcontainer_folder_prints_its_setup_output(agent, 
     assert (await firebox("workspaces", "delete", "from-devc", "--via", "agent", **via)).code == 0
     refused = await firebox("workspaces", "create", "--devcontainer", str(tmp_path / "nowhere"), **via)
     assert refused.code == 2
+
+
+async def test_create_from_a_devcontainer_with_a_dockerfile_sends_its_context_and_builds(
+    agent, executor, tmp_path
+) -> None:
+    """The CLI sends the folder build.context names (here the project, one up from the
+    Dockerfile): the image is built from it through the agent, and the build's output shown."""
+    project = tmp_path / "project"
+    (project / ".devcontainer").mkdir(parents=True)
+    (project / "hello.txt").write_text("hello from the context\n")
+    (project / ".devcontainer" / "Dockerfile").write_text(
+        "FROM firebox-busybox:latest\nCOPY hello.txt /opt/hello.txt\n"
+    )
+    (project / ".devcontainer" / "devcontainer.json").write_text(
+        '{"build": {"dockerfile": "Dockerfile", "context": ".."}, "postCreateCommand": "cat /opt/hello.txt"}'
+    )
+    via = {"agent": agent.target}
+    created = await firebox(
+        "workspaces", "create", "built", "--devcontainer", str(project), "--via", "agent", "--json", **via
+    )
+    assert created.code == 0, created.stderr
+    response = json.loads(created.stdout)
+    assert [c["name"] for c in response["setup"]] == ["build", "postCreateCommand"]
+    assert response["setup"][1]["stdout"] == "hello from the context\n"
+    assert (await firebox("workspaces", "delete", "built", "--via", "agent", **via)).code == 0
+    # A Dockerfile outside the context cannot be sent: said before anything is asked.
+    (project / ".devcontainer" / "devcontainer.json").write_text(
+        '{"build": {"dockerfile": "../../Dockerfile"}}'
+    )
+    refused = await firebox("workspaces", "create", "--devcontainer", str(project), **via)
+    assert refused.code == 2 and "outside build.context" in refused.stderr, refused.stderr

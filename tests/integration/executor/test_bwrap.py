@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2
 from executor_service.backend import Policy, WorkspaceSpec
 from executor_service.backends.bwrap import BwrapBackend
 from executor_service.backends.cgroups import CgroupLimits
+from firebox.client import devcontainer as devcontainer_folder
 from firebox.common import errors
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
@@ -259,3 +260,16 @@ async def test_idle_bwrap_workspace_stops_and_says_why(bw):
         assert "idle_timeout 1s" in got.stopped_reason
     finally:
         await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=ws.id))
+
+
+async def test_a_devcontainer_build_is_refused_naming_the_backend(bw, tmp_path):
+    """Nothing on bubblewrap can run a Dockerfile: FAILED_PRECONDITION saying so, nothing made."""
+    stub, _ws, _ = bw
+    (tmp_path / "Dockerfile").write_text("FROM firebox-busybox:latest\n")
+    (tmp_path / "devcontainer.json").write_text('{"build": {"dockerfile": "Dockerfile"}}')
+    before = len((await stub.ListWorkspaces(pb.ListWorkspacesRequest())).workspaces)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.CreateWorkspace(pb.CreateWorkspaceRequest(devcontainer=devcontainer_folder.load(tmp_path)))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "docker backend" in info.value.details()
+    assert len((await stub.ListWorkspaces(pb.ListWorkspacesRequest())).workspaces) == before

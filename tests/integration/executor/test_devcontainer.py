@@ -1,12 +1,19 @@
-"""CreateWorkspace from a devcontainer.json on a real Docker engine: image, env, user and the
-lifecycle commands are honoured; keys Firebox does not act on are refused, listed."""
+"""CreateWorkspace from a devcontainer.json on a real Docker engine: image or a Dockerfile build
+(args, target, context, cached by content), env, user and the lifecycle commands are honoured;
+keys Firebox does not act on are refused, listed."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+from pathlib import Path
+
+import docker
 import grpc
 import pytest
 
-from executor_service.devcontainer import strip_jsonc
+from firebox.client import devcontainer as devcontainer_folder
+from firebox.common.jsonc import strip_jsonc
 from firebox.executor.v1 import executor_pb2 as pb
 from tests.support.executor_client import execute
 from tests.support.stock_images import stock_image
@@ -72,7 +79,12 @@ async def test_a_failing_lifecycle_command_ends_the_list_and_keeps_the_workspace
             '{"image": "x", "features": {}, "forwardPorts": [3000], "mounts": [], "runArgs": ["--privileged"]}',
             ["features", "forwardPorts", "mounts", "runArgs"],
         ),
-        ('{"build": {"dockerfile": "Dockerfile"}}', ["build", "not supported yet"]),
+        ('{"image": "x", "dockerFile": "Dockerfile"}', ["dockerFile", "build.dockerfile"]),
+        ('{"build": {"dockerfile": "Dockerfile", "cacheFrom": "x"}}', ["devcontainer.build", "cacheFrom"]),
+        ('{"image": "x", "build": {"dockerfile": "Dockerfile"}}', ["image or build"]),
+        ('{"build": {"context": "."}}', ["build.dockerfile", "required"]),
+        ('{"build": {"dockerfile": "../Dockerfile"}}', ["build.dockerfile", "inside the build context"]),
+        ('{"build": {"dockerfile": "Dockerfile"}}', ["devcontainer.context", "required with build"]),
         ('{"image": "x", "workspaceFolder": "/src"}', ["workspaceFolder", "/workspace"]),
         ('{"image": "x", "postCreateCommand": {"a": "b"}}', ["postCreateCommand", "object form"]),
         ('{"containerEnv": {}}', ["image", "required"]),
@@ -93,3 +105,123 @@ async def test_what_firebox_does_not_support_is_invalid_argument_listing_it(stub
 def test_comments_and_trailing_commas_go_but_strings_stay_whole():
     text = '{"a": "x//y /* z */", // c\n "b": [1, 2,], /* d */ "c": "e,}",\n}'
     assert strip_jsonc(text).replace(" ", "").replace("\n", "") == '{"a":"x//y/*z*/","b":[1,2],"c":"e,}"}'
+
+
+# A project as editors lay it out: the Dockerfile beside devcontainer.json, the context one up.
+DOCKERFILE = """\
+FROM firebox-busybox:latest AS base
+ARG GREETING=none
+RUN mkdir -p /opt/tool && echo "$GREETING" > /opt/tool/greeting
+COPY app.txt /opt/tool/app.txt
+
+FROM base AS tool
+RUN echo tool-stage > /opt/tool/stage
+
+FROM base AS broken
+RUN echo the broken stage ran; exit 3
+"""
+
+
+def project(root: Path, target: str = "tool") -> Path:
+    (root / ".devcontainer").mkdir(parents=True)
+    (root / ".devcontainer" / "Dockerfile").write_text(DOCKERFILE)
+    (root / "app.txt").write_text("app v1\n")
+    (root / ".devcontainer" / "devcontainer.json").write_text(
+        f"""{{
+  // build.* are relative to this folder
+  "build": {{ "dockerfile": "Dockerfile", "context": "..", "args": {{ "GREETING": "hi" }}, "target": "{target}" }},
+  "postCreateCommand": "cat /opt/tool/greeting /opt/tool/app.txt /opt/tool/stage",
+}}"""
+    )
+    return root
+
+
+async def create_from(stub, folder: Path) -> pb.CreateWorkspaceResponse:
+    request = pb.CreateWorkspaceRequest(devcontainer=devcontainer_folder.load(folder))
+    return await stub.CreateWorkspace(request, timeout=300)
+
+
+@pytest.fixture
+def built_images():
+    """Removes the images the test built (the executor keeps 16 as its cache)."""
+    before = {image.id for image in docker.from_env().images.list(name="firebox-devcontainer")}
+    yield
+    client = docker.from_env()
+    for image in client.images.list(name="firebox-devcontainer"):
+        if image.id not in before:
+            client.images.remove(image.id, force=True)
+    client.close()
+
+
+async def test_a_dockerfile_is_built_with_its_args_target_and_context_then_taken_from_the_cache(
+    stub, tmp_path, built_images
+):
+    folder = project(tmp_path / "proj")
+    first = await create_from(stub, folder)
+    second = await create_from(stub, folder)
+    (folder / "app.txt").write_text("app v2\n")
+    changed = await create_from(stub, folder)
+    try:
+        build, post = first.setup
+        assert build.name == "build" and build.exit_code == 0
+        assert "Successfully built" in build.stdout and "the broken stage ran" not in build.stdout
+        assert post.exit_code == 0 and post.stdout == "hi\napp v1\ntool-stage\n", post
+        assert first.workspace.image.startswith("firebox-devcontainer:")
+        # The same files, Dockerfile, args and target: the image built before, nothing rebuilt.
+        assert second.workspace.image == first.workspace.image
+        assert second.setup[0].stdout.startswith("using the cached image")
+        # Another context is another image.
+        assert changed.workspace.image != first.workspace.image
+        assert changed.setup[1].stdout == "hi\napp v2\ntool-stage\n"
+        out = await execute(stub, second.workspace.id, "cat /opt/tool/app.txt; id -u")
+        assert out.stdout == b"app v1\n1000\n"
+    finally:
+        for response in (first, second, changed):
+            await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=response.workspace.id))
+
+
+async def test_a_failing_build_is_a_failed_precondition_with_its_output_and_makes_nothing(
+    stub, tmp_path, built_images
+):
+    before = len((await stub.ListWorkspaces(pb.ListWorkspacesRequest())).workspaces)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await create_from(stub, project(tmp_path / "proj", target="broken"))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "build failed" in info.value.details() and "the broken stage ran" in info.value.details()
+    assert len((await stub.ListWorkspaces(pb.ListWorkspacesRequest())).workspaces) == before
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("context", "dockerfile", "needle"),
+    [
+        (b"not a tar archive at all" * 40, "", "not a tar archive"),
+        (tar_of({"app.txt": b"x"}), "", "holds no Dockerfile"),
+        (tar_of({"Dockerfile": b"FROM scratch\n"}), "../Dockerfile", "inside the build context"),
+    ],
+)
+async def test_a_build_context_that_cannot_be_built_is_invalid_argument(stub, context, dockerfile, needle):
+    given = pb.Devcontainer(
+        json='{"build": {"dockerfile": "Dockerfile"}}', context=context, dockerfile=dockerfile
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.CreateWorkspace(pb.CreateWorkspaceRequest(devcontainer=given))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in info.value.details()
+
+
+async def test_a_context_without_build_is_invalid_argument(stub):
+    given = pb.Devcontainer(json='{"image": "firebox-busybox:latest"}', context=tar_of({"a": b"b"}))
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.CreateWorkspace(pb.CreateWorkspaceRequest(devcontainer=given))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "devcontainer.context" in info.value.details()
