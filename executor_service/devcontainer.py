@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import lzma
 import posixpath
 import tarfile
 import zlib
@@ -182,6 +183,6 @@ def _check_context(context: bytes, dockerfile: str) -> str:
                 if unpacked > CONTEXT_UNPACKED_BYTES:
                     return f"the build context unpacks to more than {CONTEXT_UNPACKED_BYTES >> 20} MiB"
                 found = found or (posixpath.normpath(member.name) == dockerfile and member.isfile())
-    except (tarfile.TarError, EOFError, OSError, zlib.error):
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError):
         return "not a tar archive (gzip allowed)"
     return "" if found else f"the build context holds no {dockerfile[:200]} (build.dockerfile)"
