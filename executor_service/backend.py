@@ -198,15 +198,29 @@ class TtyTransport(Protocol):
 
 
 class WorkspaceBackend(Protocol):
-    """Creates and runs workspaces. Raises firebox.common.errors for anything a client caused."""
+    """Creates and runs workspaces. Raises firebox.common.errors for anything a client caused.
+
+    Adding a backend (a remote engine, Podman, a Kubernetes pod) is implementing this and
+    choosing it in executor_service/backends/__init__.py; nothing else asks what a backend is."""
 
     name: str
+    # This executor's identity as the backend keeps it (docker: the owner label of its
+    # containers; bubblewrap: the id kept in the config dir); "" when it keeps none.
+    owner: str
+    # Whether it can keep a warm pool of started workspaces (claiming a member as a new one).
+    has_warm_pool: bool
+    # Filled by adopt(): warm-pool members found waiting, for the pool to take back or remove.
+    pool_members: builtins.list[WorkspaceInfo]
+
+    async def adopt(self) -> builtins.list[WorkspaceInfo]:
+        """At start-up: the workspaces this executor holds (after a restart nothing is orphaned)."""
+        ...
 
     async def create(self, spec: WorkspaceSpec) -> WorkspaceInfo: ...
 
     async def get(self, workspace_id: str) -> WorkspaceInfo: ...
 
-    async def list(self) -> list[WorkspaceInfo]: ...
+    async def list(self) -> builtins.list[WorkspaceInfo]: ...
 
     async def start(self, workspace_id: str) -> WorkspaceInfo: ...
 

@@ -52,7 +52,7 @@ class WarmPool:
         self.size = size
         self.image = image
         self.policy = policy
-        self.key = pool_key(getattr(backend, "owner", ""), image, policy)
+        self.key = pool_key(backend.owner, image, policy)
         self._new_id = new_id
         self._ready: deque[WorkspaceInfo] = deque()
         self._wake = asyncio.Event()

@@ -12,7 +12,6 @@ import datetime as dt
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -434,7 +433,6 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self.secret_policy = secret_policy
         self.default_timeout = default_timeout
         self.version = version
-        self._instance: str | None = None
 
     def _workspace(self, info: WorkspaceInfo) -> pb.Workspace:
         workspace = workspace_to_proto(info, self.workspaces.session_count(info.id))
@@ -637,25 +635,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             dropped_log_records=self.training_log.dropped,
             workspace_count=self.workspaces.count,
             session_count=self.workspaces.session_count(None),
-            instance_id=await self._instance_id(),
+            # The executor's instance id (see WorkspaceBackend.owner).
+            instance_id=self.workspaces.backend.owner,
         )
-
-    async def _instance_id(self) -> str:
-        """The executor's instance id: the Docker backend's owner label, or the id kept in the config
-        dir a bubblewrap backend's workspaces live in (<config-dir>/workspaces)."""
-        if self._instance is None:
-            backend = self.workspaces.backend
-            owner = getattr(backend, "owner", None)
-            root = getattr(backend, "root", None)
-            if isinstance(owner, str) and owner:
-                self._instance = owner
-            elif root is not None:
-                from executor_service.backends import instance_id
-
-                self._instance = await asyncio.to_thread(instance_id, Path(root).parent)
-            else:
-                self._instance = ""
-        return self._instance
 
     # ---- Execute ----
 

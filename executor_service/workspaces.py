@@ -208,7 +208,7 @@ class WorkspaceManager:
         # Only a backend that can claim a member (docker) has a pool; with size 0 it exists just to
         # remove members an earlier run left.
         self.pool: WarmPool | None = None
-        if getattr(backend, "claims_dir", None) is not None:
+        if backend.has_warm_pool:
             self.pool = WarmPool(backend, warm_pool_size, default_image, default_policy, new_workspace_id)
         elif warm_pool_size:
             log.warning(
@@ -217,13 +217,12 @@ class WorkspaceManager:
 
     async def adopt(self) -> list[WorkspaceInfo]:
         """Take over every workspace the backend holds (after a restart nothing is orphaned)."""
-        adopt = getattr(self.backend, "adopt", None)
-        infos = await (adopt() if adopt is not None else self.backend.list())
+        infos = await self.backend.adopt()
         self._known = {info.id: info for info in infos}
         for info in infos:
             log.info("workspace_adopted", workspace_id=info.id, name=info.name, state=info.state)
         if self.pool is not None:
-            await self.pool.adopt(getattr(self.backend, "pool_members", []))
+            await self.pool.adopt(self.backend.pool_members)
             self.pool.start()
         return infos
 

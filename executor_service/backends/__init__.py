@@ -131,4 +131,4 @@ async def choose_backend(choice: str, config_dir: Path, session_io: str = "auto"
             "bwrap_without_cgroups",
             detail="cgroup v1 is not writable here: no pids or CPU limits, memory only per process",
         )
-    return BwrapBackend(workspaces_dir, cgroups)
+    return BwrapBackend(workspaces_dir, cgroups, owner=await asyncio.to_thread(instance_id, config_dir))

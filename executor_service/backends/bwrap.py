@@ -200,10 +200,13 @@ class BwrapBackend:
     """The bubblewrap workspace backend (see module docstring)."""
 
     name = BWRAP
+    has_warm_pool = False
 
-    def __init__(self, root: Path, cgroups: CgroupLimits | None = None) -> None:
+    def __init__(self, root: Path, cgroups: CgroupLimits | None = None, owner: str = "") -> None:
         self.root = root
         self.cgroups = cgroups
+        self.owner = owner
+        self.pool_members: builtins.list[WorkspaceInfo] = []
         # One lock per workspace directory keeps metadata writes whole.
         self._lock = asyncio.Lock()
 

@@ -252,6 +252,7 @@ class DockerBackend:
         self._filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={owner}"]}
         # Where taken warm-pool members keep their name and labels; None = no pool possible.
         self.claims_dir = claims_dir
+        self.has_warm_pool = claims_dir is not None
         self._claims: dict[str, dict[str, Any]] = {}
         # Filled by adopt(): pool members found waiting, for the pool to take back or remove.
         self.pool_members: list[WorkspaceInfo] = []
