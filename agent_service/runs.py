@@ -30,7 +30,7 @@ import contextlib
 import enum
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,6 +293,11 @@ class RunManager:
         self._closing = False
         self._timers: set[asyncio.TimerHandle] = set()
         self._background: set[asyncio.Task[None]] = set()
+        # Every run task until it ends, forgotten runs' included (a resend drops a run from
+        # _runs while its task may still be finishing): shutdown waits for them all.
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Set once shutdown is over: the store is closed next, so nothing more is scheduled.
+        self._closed = False
         # Idempotency keys (RunOptions.idempotency_key) of the runs still remembered -> run id:
         # a repeated send is caught here from submit on, before its message is stored.
         self._keys: dict[str, str] = {}
@@ -448,7 +453,11 @@ class RunManager:
         snapshot.CopyFrom(live.run)
         self._spawn(self._store.put_run(snapshot, self.owner, self._lease_until()))
 
-    def _spawn(self, work: Awaitable[object]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        if self._closed:
+            work.close()  # the store is closed: nothing more is written
+            return
+
         async def run() -> None:
             try:
                 await work
@@ -462,6 +471,8 @@ class RunManager:
     def _start(self, lane: _SessionLane, live: LiveRun) -> None:
         lane.active = live
         live.task = asyncio.create_task(self._drive(lane, live), name=f"run {live.id}")
+        self._tasks.add(live.task)
+        live.task.add_done_callback(self._tasks.discard)
 
     async def _drive(self, lane: _SessionLane, live: LiveRun) -> None:
         saver = asyncio.create_task(self._save_events(live), name=f"events of {live.id}")
@@ -815,7 +826,8 @@ class RunManager:
 
         def fire() -> None:
             self._timers.discard(handle)
-            callback(*args)
+            if not self._closed:
+                callback(*args)
 
         handle = asyncio.get_running_loop().call_later(delay, fire)
         self._timers.add(handle)
@@ -829,19 +841,22 @@ class RunManager:
         """Refuse new runs, give running ones `grace` seconds, then stop them as INTERRUPTED."""
         self._closing = True
         # Tasks, not runs: a finished run's task may still be writing its last events and outcome.
-        tasks = {live.task for live in self._runs.values() if live.task is not None and not live.task.done()}
+        tasks = {task for task in self._tasks if not task.done()}
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)
         for live in list(self._runs.values()):
-            if not live.done:
-                if live.task is not None:
-                    live.cancel_reason = live.cancel_reason or "the agent is shutting down"
-                    live.task.cancel()
+            if not live.done and live.task is not None:
+                live.cancel_reason = live.cancel_reason or "the agent is shutting down"
+                live.task.cancel()
+        # A finished run's task (forgotten ones included) gets a little longer for its last writes.
         remaining = {t for t in tasks if not t.done()}
         if remaining:
             await asyncio.wait(remaining, timeout=5)
         if self._maintenance is not None:
             self._maintenance.cancel()
+        # From here nothing new is scheduled (the store is closed after this returns); the
+        # writes already under way are waited for.
+        self._closed = True
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()

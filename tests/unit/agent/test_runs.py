@@ -53,6 +53,7 @@ async def test_followers_joining_at_any_moment_see_every_event_once_in_order(tmp
     for index, result in enumerate(results):
         after = (0, 2, 7)[index % 3]
         assert result == full[after:]
+    await manager.shutdown(grace=0)  # its timers must not outlive the store
     await store.close()
 
 
@@ -76,6 +77,7 @@ async def test_reject_lets_exactly_one_of_many_concurrent_submissions_run(tmp_pa
     gate.set()
     assert runs[0].task is not None
     await runs[0].task
+    await manager.shutdown(grace=0)  # its timers must not outlive the store
     await store.close()
 
 
@@ -95,6 +97,7 @@ async def test_enqueued_runs_start_in_order_after_the_active_one(tmp_path: Path)
         await asyncio.wait_for(_finished(live), 5)
     assert order == ["m0", "m1", "m2", "m3"]
     assert manager.active_run_id("s") == ""
+    await manager.shutdown(grace=0)  # its timers must not outlive the store
     await store.close()
 
 
@@ -117,6 +120,7 @@ async def test_failure_in_the_body_ends_the_run_failed_with_its_code(tmp_path: P
     await live.task  # the outcome is stored after the run's events
     stored = await store.get_run(live.id)
     assert stored is not None and stored.status == agent_pb2.RUN_STATUS_FAILED
+    await manager.shutdown(grace=0)  # its timers must not outlive the store
     await store.close()
 
 
@@ -129,6 +133,7 @@ async def test_events_are_forgotten_after_the_retention(tmp_path: Path):
     with pytest.raises(FailedPrecondition, match="no longer kept"):
         async for _ in manager.follow(live.id, 0):
             pass
+    await manager.shutdown(grace=0)  # its timers must not outlive the store
     await store.close()
 
 
@@ -160,6 +165,7 @@ async def test_cancel_is_idempotent_and_ends_the_run_cancelled(tmp_path: Path):
     kinds = [e.WhichOneof("event") for e in live.events]
     assert kinds == ["run_started", "run_cancelled"]
     assert live.run.status == agent_pb2.RUN_STATUS_CANCELLED
+    await manager.shutdown(grace=0)  # its timers must not outlive the store
     await store.close()
 
 
@@ -176,6 +182,7 @@ async def test_the_queue_behind_an_active_run_is_bounded(tmp_path: Path):
     gate.set()
     for live in runs:
         await asyncio.wait_for(_finished(live), 5)
+    await manager.shutdown(grace=0)  # its timers must not outlive the store
     await store.close()
 
 
@@ -200,6 +207,7 @@ async def test_batched_followers_joining_at_any_moment_see_every_event_once_in_o
         assert flat == everything[after:], f"after_index={after}"
     # Whatever is there when a follower reads goes in one batch: a finished run's replay is one.
     assert await follow(0) == [everything]
+    await manager.shutdown(grace=0)  # its timers must not outlive the store
     await store.close()
 
 
@@ -275,5 +283,7 @@ async def test_a_run_taken_over_elsewhere_is_stopped_here_and_written_no_more(po
     await again.wait_accepted()
     await _finished(again)
     gate.set()
+    await slow.shutdown(grace=0)  # their timers must not outlive the stores
+    await taker.shutdown(grace=0)
     await store_a.close()
     await store_b.close()
