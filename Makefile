@@ -36,6 +36,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) scripts/check-import-cycles.py
 	$(VENV)/bin/buf lint
 	bash scripts/check-breaking.sh
 	bash scripts/check-protos.sh

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from agent_service.schema import TABLES
-from agent_service.store import Store, open_store, redact_url
+from agent_service.store import Store, redact_url
+from agent_service.stores import open_store
 from firebox.common.errors import FireboxError
 
 # Rows per page read from the source and written to the target in one transaction.

@@ -21,7 +21,8 @@ from agent_service.review import ApprovalReviewer
 from agent_service.runs import RunManager
 from agent_service.servicer import AgentServicer
 from agent_service.skills import ensure_skills
-from agent_service.store import Store, open_store, redact_url
+from agent_service.store import Store, redact_url
+from agent_service.stores import open_store
 from agent_service.toolloop import LoopSettings, ToolLoop
 from firebox.agent.v1 import agent_pb2, agent_pb2_grpc
 from firebox.common import logging as fb_logging

@@ -266,21 +266,6 @@ class Store(abc.ABC):
     async def close(self) -> None: ...
 
 
-async def open_store(url: str) -> Store:
-    """The store a database URL names: `sqlite:///PATH` (PATH as written after `sqlite://`, so
-    `sqlite:///tmp/a.db` is /tmp/a.db) or `postgresql://…` (libpq's URL form)."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from agent_service.pg_store import PostgresStore
-
-        return await PostgresStore.open(url)
-    if url.startswith("sqlite://"):
-        path = url[len("sqlite://") :]
-        if not path:
-            raise InvalidArgument("database_url", "sqlite:// needs a path, e.g. sqlite:///var/lib/agent.db")
-        return await SqliteStore.open(Path(path))
-    raise InvalidArgument("database_url", "expected sqlite:///PATH or postgresql://…")
-
-
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for logs."""
     scheme, sep, rest = url.partition("://")

@@ -1,6 +1,6 @@
 """Running one command: the domain-level Execute, with no gRPC types.
 
-`ExecutionEngine.start(workspace, spec)` runs `spec` in a session's shell (or a fresh one) and
+`ExecutionEngine.start(workspace, spec)` (engine.py) runs `spec` in a session's shell (or a fresh one) and
 returns an `Execution` at once. The caller then iterates `execution.events()`:
 
     Started(execution_id, pid)        first, always
@@ -20,14 +20,9 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import Protocol, cast
 
-from executor_service.admission import Admission
 from firebox.common import errors
-
-if TYPE_CHECKING:
-    from executor_service.backend import WorkspaceBackend, WorkspaceInfo
-    from executor_service.sessions import SessionManager
 
 WORKDIR = "/workspace"
 DEFAULT_OUTPUT_CAP_BYTES = 64 * 1024 * 1024
@@ -406,66 +401,3 @@ class Execution:
             await asyncio.wait_for(self._queue.put(finished), 30)
         except TimeoutError:
             self._consumer_gone = True
-
-
-class ExecutionEngine:
-    """Starts executions: in a named session's shell (state kept) or in a fresh shell (nothing
-    kept; taken from the workspace's pre-started spare so that it costs no `docker exec`)."""
-
-    def __init__(
-        self,
-        backend: WorkspaceBackend,
-        sessions: SessionManager,
-        *,
-        output_cap_bytes: int = DEFAULT_OUTPUT_CAP_BYTES,
-        admission: Admission | None = None,
-    ) -> None:
-        self.backend = backend
-        self.sessions = sessions
-        self.output_cap_bytes = output_cap_bytes
-        # Executions not yet ended, per workspace: a workspace with any is never idle.
-        self._running: dict[str, int] = {}
-        # Bounds sessionless executions (a named session runs one at a time on its own shell).
-        self.admission = admission or Admission()
-
-    def running_count(self, workspace_id: str) -> int:
-        return self._running.get(workspace_id, 0)
-
-    async def start(
-        self, workspace: WorkspaceInfo, spec: ExecuteSpec, *, output_cap_bytes: int | None = None
-    ) -> Execution:
-        """Start `spec` and return at once. Raises NotFound (unknown session), FailedPrecondition
-        (session busy — naming the running execution — or ended), InvalidArgument.
-        `output_cap_bytes` replaces the engine's cap (a background execution has none: its
-        buffer bounds what is kept)."""
-        spec.check()
-        execution = Execution(spec, output_cap_bytes=output_cap_bytes or self.output_cap_bytes)
-        if spec.tty:
-            session = (
-                self.sessions.acquire(workspace.id, spec.session_id, execution) if spec.session_id else None
-            )
-            execution.task = asyncio.create_task(self.sessions.run_on_terminal(workspace, session, execution))
-        elif spec.session_id:
-            # Marks the session busy atomically (no await between the check and the mark).
-            session = self.sessions.acquire(workspace.id, spec.session_id, execution)
-            execution.task = asyncio.create_task(self.sessions.run_in_session(session, execution))
-        else:
-            ticket = await self.admission.admit(workspace.id)
-            try:
-                shell = await self.sessions.take_fresh_shell(workspace)
-            except BaseException:
-                ticket.release()
-                raise
-            execution.task = asyncio.create_task(
-                self.sessions.run_sessionless(workspace, shell, execution, ticket.release)
-            )
-        self._running[workspace.id] = self._running.get(workspace.id, 0) + 1
-        execution.task.add_done_callback(lambda _task: self._ended(workspace.id))
-        return execution
-
-    def _ended(self, workspace_id: str) -> None:
-        left = self._running.get(workspace_id, 1) - 1
-        if left > 0:
-            self._running[workspace_id] = left
-        else:
-            self._running.pop(workspace_id, None)

@@ -16,7 +16,7 @@ from executor_service.backends import choose_backend
 from executor_service.background import BackgroundExecutions
 from executor_service.ceiling import PolicyCeiling
 from executor_service.config import ExecutorConfig
-from executor_service.execution import ExecutionEngine
+from executor_service.engine import ExecutionEngine
 from executor_service.expiry import WorkspaceExpiry
 from executor_service.files import WorkspaceFiles
 from executor_service.servicer import ExecutorServicer

@@ -21,6 +21,7 @@ from executor_service import devcontainer, metrics
 from executor_service import execution as ex
 from executor_service.backend import BWRAP, DOCKER, Policy, SnapshotInfo, WorkspaceInfo
 from executor_service.background import BackgroundExecution, BackgroundExecutions, FollowOutput
+from executor_service.engine import ExecutionEngine
 from executor_service.files import (
     DEFAULT_MAX_ENTRIES,
     DIRECTORY,
@@ -412,7 +413,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self,
         workspaces: WorkspaceManager,
         sessions: SessionManager,
-        engine: ex.ExecutionEngine,
+        engine: ExecutionEngine,
         training_log: TrainingLog,
         secret_policy: SecretPolicy,
         default_timeout: float,

@@ -16,7 +16,8 @@ from executor_service.backend import BWRAP, DOCKER, Policy, WorkspaceInfo, Works
 from executor_service.backends import choose_backend
 from executor_service.backends.docker import DockerBackend
 from executor_service.config import DEFAULT_IMAGE as TEST_IMAGE
-from executor_service.execution import ExecuteSpec, Execution, ExecutionEngine, Finished, Output, Started
+from executor_service.engine import ExecutionEngine
+from executor_service.execution import ExecuteSpec, Execution, Finished, Output, Started
 from executor_service.sessions import SessionManager
 from executor_service.shell import ShellConfig
 

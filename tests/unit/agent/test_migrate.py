@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent_service.store import open_store
+from agent_service.stores import open_store
 from firebox.agent.v1 import agent_pb2
 from tests.support.postgres import PostgresServer
 

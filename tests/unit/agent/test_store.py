@@ -13,7 +13,8 @@ import pytest
 
 from agent_service.pg_store import PostgresStore
 from agent_service.schema import SCHEMA_VERSION
-from agent_service.store import SqliteStore, Store, open_store, redact_url
+from agent_service.store import SqliteStore, Store, redact_url
+from agent_service.stores import open_store
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import Aborted, InvalidArgument
 from tests.support.postgres import PostgresServer
