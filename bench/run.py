@@ -93,6 +93,21 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
         None,
         None,
     ),
+    "devcontainer build + create p50 (ms)": (
+        ("workspaces", "devcontainer_build", "first_create", "firebox", "p50_ms"),
+        None,
+        None,
+    ),
+    "SDK build + create+start p50 (ms)": (
+        ("workspaces", "devcontainer_build", "first_create", "docker_sdk", "p50_ms"),
+        None,
+        None,
+    ),
+    "devcontainer create, image cached p50 (ms)": (
+        ("workspaces", "devcontainer_build", "cached_create", "firebox", "p50_ms"),
+        None,
+        None,
+    ),
     "agent added TTFT p50 (ms)": (("agent", "ttft", "added_p50_ms"), "<=", 5),
     "relayed delta events/s at 64 runs": (("agent", "relay", "64", "deltas_per_s"), ">=", 20000),
     "TTFT added p50, openai / anthropic wire (ms)": (("providers", "ttft_added_p50_ms"), None, None),

@@ -2,7 +2,8 @@
 create-to-running for an unprepared stock image (scripts/build-stock-images.sh) against a bare
 create+start of the same image; pause + resume against the SDK's pause + unpause; a snapshot of a
 workspace holding 100 MiB of files against the SDK's commit; fork-to-first-Execute against a
-create+start of the committed image and one exec_run.
+create+start of the committed image and one exec_run; a workspace from a devcontainer with a
+Dockerfile, built and then from the cache, against the SDK's build and a create+start.
 
     python -m bench.workspaces [--quick] [--out bench/results/workspaces.json]
 
@@ -13,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
+import os
+import secrets
 import subprocess
 import tempfile
 import time
@@ -22,6 +27,7 @@ from typing import Any
 
 from bench.executor import IMAGE, ExecutorBench, execute, summary_ms
 from bench.services import service
+from firebox.client import devcontainer as devcontainer_folder
 from firebox.executor.v1 import executor_pb2 as pb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +144,79 @@ class WorkspaceBench(ExecutorBench):
             "fork_to_first_execute": _pair(fork_ours, fork_raw),
         }
 
+    async def devcontainer_build(self, n: int, data_mib: int = 1) -> dict[str, Any]:
+        """CreateWorkspace from a devcontainer folder whose Dockerfile COPYs `data_mib` MiB and a
+        fresh nonce (so each round builds): the first create (archive the context, build, create)
+        against the raw SDK's build of the same context + create+start; then a second create of
+        the same folder (the image is reused: nothing built) against a raw create+start."""
+        first, cached, raw_build, raw_start = [], [], [], []
+        made: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="firebox-bench-devc-") as tmp:
+            root = Path(tmp)
+            (root / ".devcontainer").mkdir()
+            (root / ".devcontainer" / "Dockerfile").write_text(
+                f"FROM {IMAGE}\nRUN mkdir -p /opt/app\nCOPY data.bin nonce /opt/app/\n"
+            )
+            (root / ".devcontainer" / "devcontainer.json").write_text(
+                '{"build": {"dockerfile": "Dockerfile", "context": ".."}}'
+            )
+            (root / "data.bin").write_bytes(os.urandom(data_mib * 1024 * 1024))
+            try:
+                for i in range(n):
+                    (root / "nonce").write_text(secrets.token_hex(8))
+                    t0 = time.perf_counter()
+                    given = await asyncio.to_thread(devcontainer_folder.load, root)
+                    reply = await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(devcontainer=given))
+                    first.append(time.perf_counter() - t0)
+                    made.append(reply.workspace.image)
+                    await self.delete(reply.workspace.id)
+                    t0 = time.perf_counter()
+                    given = await asyncio.to_thread(devcontainer_folder.load, root)
+                    reply = await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(devcontainer=given))
+                    cached.append(time.perf_counter() - t0)
+                    await self.delete(reply.workspace.id)
+
+                    (root / "nonce").write_text(secrets.token_hex(8))
+                    tag = f"firebox-bench-build:{i}"
+                    t0 = time.perf_counter()
+                    context = await asyncio.to_thread(devcontainer_folder.archive, root)
+                    await asyncio.to_thread(self._raw_build, context, tag)
+                    c = await asyncio.to_thread(
+                        self.docker.containers.create, tag, entrypoint=IDLE, init=True, network_mode="none"
+                    )
+                    await asyncio.to_thread(c.start)
+                    raw_build.append(time.perf_counter() - t0)
+                    await asyncio.to_thread(c.remove, force=True)
+                    t0 = time.perf_counter()
+                    c = await asyncio.to_thread(
+                        self.docker.containers.create, tag, entrypoint=IDLE, init=True, network_mode="none"
+                    )
+                    await asyncio.to_thread(c.start)
+                    raw_start.append(time.perf_counter() - t0)
+                    await asyncio.to_thread(c.remove, force=True)
+                    await asyncio.to_thread(self.docker.images.remove, tag, force=True)
+            finally:
+                for image in made:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self.docker.images.remove, image, force=True)
+        return {
+            "context_mib": data_mib,
+            "first_create": _pair(first, raw_build),
+            "cached_create": _pair(cached, raw_start),
+        }
+
+    def _raw_build(self, context: bytes, tag: str) -> None:
+        for chunk in self.docker.api.build(
+            fileobj=io.BytesIO(context),
+            custom_context=True,
+            encoding="gzip",
+            dockerfile=".devcontainer/Dockerfile",
+            tag=tag,
+            rm=True,
+            decode=True,
+        ):
+            assert "error" not in chunk, chunk
+
     async def _run(self, workspace_id: str, script: str) -> None:
         _, _, final = await execute(self.stub, workspace_id=workspace_id, script=script)
         assert final.exit_code.value == 0, f"{script!r} failed"
@@ -158,6 +237,7 @@ async def bench_workspaces(target: str, quick: bool) -> dict[str, Any]:
             results["stock_create_to_running"][kind] = await b.stock_create_to_running(image, n)
         results["pause_resume"] = await b.pause_resume(n * 4)
         results["snapshot_and_fork"] = await b.snapshot_and_fork(2 if quick else 5)
+        results["devcontainer_build"] = await b.devcontainer_build(2 if quick else 5)
         return results
     finally:
         await b.close()

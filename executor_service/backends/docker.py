@@ -48,7 +48,8 @@ import shutil
 import socket
 import sys
 import tarfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -165,6 +166,50 @@ _WORKSPACE_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 T = TypeVar("T")
 
 
+class _ExecGate:
+    """Keeps a pause from meeting a `docker exec` that is starting in the same container.
+
+    runc's exec joins the container's cgroups; when the freezer freezes its `runc init` half way,
+    runc, the shim and every later call on the container (the unpause first) wait on each other
+    for good (docker 20.10 / runc on cgroup v1: a snapshot's pause during a warm shell's start
+    wedged CI's engine). So an exec waits while a pause is being made, and a pause waits for the
+    execs under way here (and, by the engine's account, anywhere) to have started."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._starting = 0
+        self._pausing = False
+
+    @contextlib.asynccontextmanager
+    async def exec_start(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._pausing)
+            self._starting += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._starting -= 1
+                self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def pausing(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._pausing)
+            self._pausing = True  # from now on new execs wait
+            await self._changed.wait_for(lambda: self._starting == 0)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._pausing = False
+                self._changed.notify_all()
+
+
+# How long a pause waits for execs the engine reports as starting (Running, no pid yet).
+EXEC_START_WAIT_SECONDS = 5.0
+
+
 async def _engine(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """A blocking SDK call in a worker thread. An engine that does not answer (socket gone,
     connection reset) is UNAVAILABLE naming it, not an unknown error."""
@@ -250,6 +295,8 @@ class DockerBackend:
         self._io_workspaces: set[str] = set()
         self._io_broken: set[str] = set()
         self._filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_OWNER}={owner}"]}
+        # Per workspace: execs starting and pauses being made keep out of each other's way.
+        self._exec_gates: dict[str, _ExecGate] = {}
         # Where taken warm-pool members keep their name and labels; None = no pool possible.
         self.claims_dir = claims_dir
         self.has_warm_pool = claims_dir is not None
@@ -396,7 +443,11 @@ class DockerBackend:
     async def _pause_or_resume(self, workspace: WorkspaceInfo, *, pause: bool) -> WorkspaceInfo:
         api = self.client.api
         try:
-            await _engine(api.pause if pause else api.unpause, container_name(workspace.id))
+            if pause:
+                async with self._pausing(workspace.id, container_name(workspace.id)):
+                    await _engine(api.pause, container_name(workspace.id))
+            else:
+                await _engine(api.unpause, container_name(workspace.id))
         except docker.errors.NotFound as exc:
             raise errors.NotFound(f"workspace {workspace.id!r} not found") from exc
         except docker.errors.APIError as exc:
@@ -505,14 +556,42 @@ class DockerBackend:
         firebox-snap-<id>. A running workspace is paused for both, so that the files and the
         filesystem are of one moment; it runs on afterwards with its processes and sessions."""
         container = await self._container(workspace.id)
-        paused_here = container.status == "running"
-        if paused_here:
-            await _engine(self.client.api.pause, container.id)
-        try:
+        if container.status != "running":
             return await _engine(self._snapshot, container, workspace, snapshot_id, name)
-        finally:
-            if paused_here:
+        async with self._pausing(workspace.id, container.id):
+            await _engine(self.client.api.pause, container.id)
+            try:
+                return await _engine(self._snapshot, container, workspace, snapshot_id, name)
+            finally:
                 await _engine(self.client.api.unpause, container.id)
+
+    @contextlib.asynccontextmanager
+    async def _pausing(self, workspace_id: str, container: str) -> AsyncIterator[None]:
+        """Around a pause: no exec of ours starts meanwhile, and none is starting when it comes."""
+        async with self._exec_gate(workspace_id).pausing():
+            await _engine(self._wait_execs_started, container)
+            yield
+
+    def _exec_gate(self, workspace_id: str) -> _ExecGate:
+        return self._exec_gates.setdefault(workspace_id, _ExecGate())
+
+    def _wait_execs_started(self, container: str) -> None:
+        """Until no exec of the container is starting by the engine's account (bounded)."""
+        deadline = time.monotonic() + EXEC_START_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            starting = False
+            for exec_id in self.client.api.inspect_container(container).get("ExecIDs") or ():
+                try:
+                    state = self.client.api.exec_inspect(exec_id)
+                except docker.errors.NotFound:
+                    continue
+                if state.get("Running") and not state.get("Pid"):
+                    starting = True
+                    break
+            if not starting:
+                return
+            time.sleep(0.02)
+        log.warning("pause_with_exec_starting", container=container, waited_seconds=EXEC_START_WAIT_SECONDS)
 
     def _snapshot(
         self, container: Container, workspace: WorkspaceInfo, snapshot_id: str, name: str
@@ -676,6 +755,7 @@ class DockerBackend:
         return int(result.get("StatusCode", -1)), output
 
     async def delete(self, workspace_id: str) -> None:
+        self._exec_gates.pop(workspace_id, None)
         container = await self._container(workspace_id)
         volume = container.labels.get(LABEL_VOLUME) or volume_name(workspace_id)
         try:
@@ -754,6 +834,23 @@ class DockerBackend:
         *,
         session: bool = False,
     ) -> ShellTransport:
+        async with self._exec_gate(workspace.id).exec_start():
+            return await self._open_shell(workspace, argv, env, session=session)
+
+    async def open_tty(
+        self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
+    ) -> TtyTransport:
+        async with self._exec_gate(workspace.id).exec_start():
+            return await self._open_tty(workspace, argv, env, rows, cols)
+
+    async def _open_shell(
+        self,
+        workspace: WorkspaceInfo,
+        argv: builtins.list[str],
+        env: dict[str, str],
+        *,
+        session: bool = False,
+    ) -> ShellTransport:
         """`argv` in the workspace. A `session` shell (long-lived, many small frames) gets the
         FIFO path when the workspace has it."""
         from executor_service.transports import DockerExecTransport, FifoTransport, FifoUnavailable
@@ -790,7 +887,7 @@ class DockerBackend:
             self.client, name, argv=argv, env=env, user=workspace.policy.user, workdir=WORKDIR
         )
 
-    async def open_tty(
+    async def _open_tty(
         self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
     ) -> TtyTransport:
         from executor_service.transports import DockerTtyTransport
