@@ -5,6 +5,7 @@ keys Firebox does not act on are refused, listed."""
 from __future__ import annotations
 
 import io
+import secrets
 import tarfile
 from pathlib import Path
 
@@ -126,6 +127,8 @@ def project(root: Path, target: str = "tool") -> Path:
     (root / ".devcontainer").mkdir(parents=True)
     (root / ".devcontainer" / "Dockerfile").write_text(DOCKERFILE)
     (root / "app.txt").write_text("app v1\n")
+    # In the context only: each run's project is new to the executor's image cache.
+    (root / "nonce").write_text(secrets.token_hex(8))
     (root / ".devcontainer" / "devcontainer.json").write_text(
         f"""{{
   // build.* are relative to this folder
