@@ -73,8 +73,6 @@ _FIRST_ONLY = (
 )
 # Input read from an Execute stream ahead of what the program has taken (see _InputQueue).
 INPUT_READ_AHEAD_BYTES = 32 * 1024 * 1024
-# The most queued input joined into one write to the program (the shell's data FIFO holds 8 MiB).
-INPUT_WRITE_BYTES = 8 * 1024 * 1024
 # Bytes per ForwardPortResponse at most.
 FORWARD_CHUNK = 256 * 1024
 # After the final message, how long Execute waits for the client to close its side.
@@ -339,18 +337,8 @@ class _InputQueue:
             if item is None:
                 await self.execution.close_input()
                 return
-            # Bulk input arrives faster than the program takes it: what is queued behind this
-            # message goes in the same write (one acknowledged step of the shell), not one
-            # step per message.
-            parts, size = [item], len(item)
-            while (
-                self._items and (nxt := self._items[0]) is not None and size + len(nxt) <= INPUT_WRITE_BYTES
-            ):
-                parts.append(nxt)
-                size += len(nxt)
-                self._items.popleft()
-            await self.execution.write_input(item if len(parts) == 1 else b"".join(parts))
-            self._queued -= size
+            await self.execution.write_input(item)
+            self._queued -= len(item)
             self._changed.set()
 
 
