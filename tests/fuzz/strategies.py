@@ -303,6 +303,9 @@ def create_workspace_requests(draw: st.DrawFn) -> tuple[executor_pb2.CreateWorks
         request.image = ""
         request.ClearField("policy")
         request.ClearField("labels")
+        # Nothing else that picks the image or the lifetime (each is fuzzed in the poisoned ones).
+        for name in ("devcontainer", "snapshot_id", "idle_timeout", "ttl"):
+            request.ClearField(name)
         request.env.clear()
         request.env["FUZZ_VAR"] = draw(st.text(max_size=30).filter(lambda s: "\x00" not in s))
     return request, poisoned
