@@ -71,11 +71,15 @@ def test_non_root_user(stub, workspace) -> None:
 
 
 def test_no_capabilities(stub, workspace) -> None:
-    """Effective, permitted, bounding and ambient sets are all empty; privileges cannot be gained."""
+    """Inherited, permitted, effective and ambient sets are empty and privileges cannot be gained.
+    The bounding set holds CAP_CHOWN alone, kept for the init's one `chown` of /workspace (the
+    isolation line says so, docs/workspaces.md): bit 0, and nothing a process can take up."""
     result = execute(stub, workspace.id, "grep -E '^(Cap|NoNewPrivs)' /proc/self/status")
     fields = dict(line.split(":\t") for line in result.text.strip().splitlines())
-    for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+    for name in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
         assert int(fields[name], 16) == 0, result
+    assert int(fields["CapBnd"], 16) == 1 << 0, result  # CAP_CHOWN is capability 0
+    assert "CAP_CHOWN kept in the bounding set" in workspace.isolation, workspace.isolation
     assert fields["NoNewPrivs"].strip() == "1", result
 
 

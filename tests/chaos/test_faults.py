@@ -25,6 +25,9 @@ from tests.support.service_process import AgentProcess
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
 EXECUTIONS = 20
+# Spread so that every execution runs at once: a workspace runs at most 8 sessionless commands
+# (--max-running-per-workspace), the rest wait in its queue.
+WORKSPACES = 4
 UNAVAILABLE_BOUND = 3.0  # the issue says "within a second"; generous for a shared machine
 
 
@@ -85,7 +88,7 @@ async def test_executor_killed_mid_executions(services, record_property) -> None
         ex = executor_pb2_grpc.ExecutorServiceStub(channel)
         workspaces = [
             ex.CreateWorkspace(pb.CreateWorkspaceRequest(name=f"kill-{n}"), timeout=60).workspace.id
-            for n in range(2)
+            for n in range(WORKSPACES)
         ]
         for workspace_id in workspaces:
             first = pb.ExecuteRequest(workspace_id=workspace_id, script=f"echo {workspace_id} > keep; sync")
@@ -95,7 +98,7 @@ async def test_executor_killed_mid_executions(services, record_property) -> None
         stub = agent_pb2_grpc.AgentServiceStub(channel)
         events = [asyncio.Event() for _ in range(EXECUTIONS)]
         tasks = [
-            asyncio.create_task(running_then_cut(stub, workspaces[n % 2], events[n], n))
+            asyncio.create_task(running_then_cut(stub, workspaces[n % WORKSPACES], events[n], n))
             for n in range(EXECUTIONS)
         ]
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 60)

@@ -1,11 +1,13 @@
-"""Requests near the 16 MiB message limit that are valid: a 16 MiB stdin message and a 16 MiB
-argument. They must arrive whole, within a generous bound, with the executor answering meanwhile.
+"""Requests near the 16 MiB message limit: a 16 MiB stdin message (valid: every byte must arrive)
+and a 16 MiB argument (refused at the edge: no exec could take it), each within a generous bound,
+with the executor answering meanwhile.
 The figures (MB/s) are printed for docs/reliability.md."""
 
 from __future__ import annotations
 
 import time
 
+import grpc
 import pytest
 
 from firebox.executor.v1 import executor_pb2 as pb
@@ -33,22 +35,24 @@ def test_16_mib_of_stdin_in_one_message(executor, stub, workspace) -> None:
     assert took < BOUND_SECONDS, f"{len(data)} bytes of stdin took {took:.1f}s"
 
 
-def test_a_16_mib_argument_is_refused_by_exec_and_the_executor_keeps_answering(
+def test_a_16_mib_argument_is_refused_at_the_edge_and_the_executor_keeps_answering(
     executor, stub, workspace
 ) -> None:
-    """A single argument this long is past Linux's 128 KiB per-argument limit (MAX_ARG_STRLEN): the
-    message arrives whole, the shell's exec fails with E2BIG, and the command ends as a shell reports
-    that (126, "Argument list too long") — promptly, with the health probe answering throughout."""
+    """A single argument this long is past Linux's 128 KiB per-argument limit (MAX_ARG_STRLEN), so
+    it could never run: the message arrives whole and is refused at the edge (docs/reliability.md,
+    field limits) with INVALID_ARGUMENT naming the argument, before anything starts — promptly, with
+    the health probe answering throughout."""
     argument = "a" * NEAR_LIMIT
     first = pb.ExecuteRequest(
         workspace_id=workspace.id, argv=["sh", "-c", 'printf %s "$1" | wc -c', "sh", argument]
     )
     with HealthProbe(executor.target) as probe:
         started = time.monotonic()
-        result = Result(list(stub.Execute(iter([first]), timeout=120)))
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stub.Execute(iter([first]), timeout=120))
         took = time.monotonic() - started
-    print(f"16 MiB argument: {result!r} in {took:.1f}s; health {probe.summary()}")
-    assert result.final.end_reason == pb.END_REASON_EXITED and result.final.exit_code.value == 126, result
-    assert b"Argument list too long" in result.stderr, result
+    print(f"16 MiB argument: {refused.value.code().name} in {took:.1f}s; health {probe.summary()}")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value
+    assert refused.value.details().startswith("argv[4]: "), refused.value.details()
     assert not probe.failures, probe.failures
     assert took < BOUND_SECONDS, f"a 16 MiB argument took {took:.1f}s"
