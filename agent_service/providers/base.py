@@ -13,6 +13,7 @@ back as its signed thinking and redacted_thinking blocks.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import email.utils
 import random
@@ -291,7 +292,7 @@ class ModelRequest:
     max_output_tokens: int
 
 
-class ModelProvider:
+class ModelProvider(abc.ABC):
     """Streams model calls from one endpoint; the wire format is the subclass's."""
 
     # For messages: the variables the key may come from.
@@ -305,8 +306,8 @@ class ModelProvider:
         return self.settings.configured
 
     @property
-    def target(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def target(self) -> str: ...
 
     def resolve_model(self, requested: str) -> str:
         """The model to call: the one asked for, else the default; FAILED_PRECONDITION if neither."""
@@ -327,7 +328,8 @@ class ModelProvider:
             )
 
     async def close(self) -> None:
-        """Release connections."""
+        """Release connections (a subclass holding a client closes it; by default there is none)."""
+        return None
 
     async def stream(
         self,
@@ -442,13 +444,13 @@ class ModelProvider:
             return Failure(ContextLengthExceeded(f"HTTP {status}: {detail}"))
         return Failure(InvalidArgument("", f"model provider rejected the request (HTTP {status}): {detail}"))
 
+    @abc.abstractmethod
     def _attempt(self, request: ModelRequest, state: AttemptState) -> AsyncIterator[ProviderEvent]:
         """One HTTP call, streamed: pieces as they come, then the Completion."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _failure(self, exc: Exception, request: ModelRequest, tries: str) -> Failure:
         """What the wire's SDK raised, as a Failure."""
-        raise NotImplementedError
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
