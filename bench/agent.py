@@ -93,8 +93,8 @@ class _ScheduledProvider(FakeProvider):
     (measured with raw sockets reading them). On this schedule they offer what the bench asks for
     (64 runs at 1 ms: 64,000 deltas/s) however late the process wakes."""
 
-    def __init__(self, default: Reply) -> None:
-        super().__init__(default)
+    def __init__(self, default: Reply, wire: str = "openai") -> None:
+        super().__init__(default, wire)
         # The steps as (seconds after the previous step, bytes of its HTTP chunk), encoded once.
         self._frames: list[tuple[float, bytes]] = []
         wait = 0.0

@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.executor_server import remove_owned_workspaces
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -76,19 +77,9 @@ def remove_docker_workspaces(config_dir: Path) -> None:
     """Remove the containers and volumes of the executor whose state was in `config_dir`. A stopped
     executor leaves its workspaces (warm pool members too) for its next start to adopt; a bench's
     executor has no next start, and its config dir is about to go."""
-    path = config_dir / "instance-id"
-    if not path.exists():
-        return  # not a docker executor
-    owner = path.read_text().strip()
-    client = docker.from_env()
-    try:
-        owned = {"label": [f"dev.firebox.owner={owner}"]}
-        for container in client.containers.list(all=True, filters=owned):
-            container.remove(force=True)
-        for volume in client.volumes.list(filters=owned):
-            volume.remove(force=True)
-    finally:
-        client.close()
+    # The same clean-up as the tests': containers, volumes and the size-limited /workspace loop
+    # mounts (left mounted, they keep the config dir from being removed).
+    remove_owned_workspaces(config_dir)
 
 
 def _cpu_times() -> tuple[int, int]:
