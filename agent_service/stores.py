@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent_service.pg_store import PostgresStore
 from agent_service.store import SqliteStore, Store
 from firebox.common.errors import InvalidArgument
 
@@ -14,6 +13,9 @@ async def open_store(url: str) -> Store:
     """The store a database URL names: `sqlite:///PATH` (PATH as written after `sqlite://`, so
     `sqlite:///tmp/a.db` is /tmp/a.db) or `postgresql://…` (libpq's URL form)."""
     if url.startswith(("postgresql://", "postgres://")):
+        # Imported only here: an agent on SQLite never loads psycopg and libpq.
+        from agent_service.pg_store import PostgresStore
+
         return await PostgresStore.open(url)
     if url.startswith("sqlite://"):
         path = url[len("sqlite://") :]

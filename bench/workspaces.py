@@ -56,10 +56,7 @@ class WorkspaceBench(ExecutorBench):
             ours.append(time.perf_counter() - t0)
             await self.delete(reply.workspace.id)
             t0 = time.perf_counter()
-            c = await asyncio.to_thread(
-                self.docker.containers.create, image, entrypoint=IDLE, init=True, network_mode="none"
-            )
-            await asyncio.to_thread(c.start)
+            c = await self._raw_start(image)
             raw.append(time.perf_counter() - t0)
             await asyncio.to_thread(c.remove, force=True)
         a, b = summary_ms(ours), summary_ms(raw)
@@ -75,10 +72,7 @@ class WorkspaceBench(ExecutorBench):
         SDK pause + unpause of a plain container of the same image."""
         ws = (await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=IMAGE))).workspace.id
         await self.stub.CreateSession(pb.CreateSessionRequest(workspace_id=ws))
-        c = await asyncio.to_thread(
-            self.docker.containers.create, IMAGE, entrypoint=IDLE, init=True, network_mode="none"
-        )
-        await asyncio.to_thread(c.start)
+        c = await self._raw_start(IMAGE)
         ours, raw = [], []
         try:
             for _ in range(n):
@@ -103,10 +97,7 @@ class WorkspaceBench(ExecutorBench):
         ws = (await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=IMAGE))).workspace.id
         fill = f"i=0; while [ $i -lt {mib} ]; do head -c 1048576 /dev/urandom > f$i; i=$((i+1)); done"
         await self._run(ws, fill)
-        c = await asyncio.to_thread(
-            self.docker.containers.create, IMAGE, entrypoint=IDLE, init=True, network_mode="none"
-        )
-        await asyncio.to_thread(c.start)
+        c = await self._raw_start(IMAGE)
         snap_ours, snap_raw, fork_ours, fork_raw = [], [], [], []
         try:
             for i in range(n):
@@ -124,10 +115,7 @@ class WorkspaceBench(ExecutorBench):
                 await self._run(fork.id, "true")
                 fork_ours.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                raw = await asyncio.to_thread(
-                    self.docker.containers.create, image.id, entrypoint=IDLE, init=True, network_mode="none"
-                )
-                await asyncio.to_thread(raw.start)
+                raw = await self._raw_start(image.id)
                 await asyncio.to_thread(raw.exec_run, ["true"])
                 fork_raw.append(time.perf_counter() - t0)
 
@@ -181,17 +169,11 @@ class WorkspaceBench(ExecutorBench):
                     t0 = time.perf_counter()
                     context = await asyncio.to_thread(devcontainer_folder.archive, root)
                     await asyncio.to_thread(self._raw_build, context, tag)
-                    c = await asyncio.to_thread(
-                        self.docker.containers.create, tag, entrypoint=IDLE, init=True, network_mode="none"
-                    )
-                    await asyncio.to_thread(c.start)
+                    c = await self._raw_start(tag)
                     raw_build.append(time.perf_counter() - t0)
                     await asyncio.to_thread(c.remove, force=True)
                     t0 = time.perf_counter()
-                    c = await asyncio.to_thread(
-                        self.docker.containers.create, tag, entrypoint=IDLE, init=True, network_mode="none"
-                    )
-                    await asyncio.to_thread(c.start)
+                    c = await self._raw_start(tag)
                     raw_start.append(time.perf_counter() - t0)
                     await asyncio.to_thread(c.remove, force=True)
                     await asyncio.to_thread(self.docker.images.remove, tag, force=True)
@@ -216,6 +198,15 @@ class WorkspaceBench(ExecutorBench):
             decode=True,
         ):
             assert "error" not in chunk, chunk
+
+    async def _raw_start(self, image: str) -> Any:
+        """The raw SDK's side: a container of `image` as a workspace is made (the idle entrypoint,
+        an init, no network), created and started."""
+        c = await asyncio.to_thread(
+            self.docker.containers.create, image, entrypoint=IDLE, init=True, network_mode="none"
+        )
+        await asyncio.to_thread(c.start)
+        return c
 
     async def _run(self, workspace_id: str, script: str) -> None:
         _, _, final = await execute(self.stub, workspace_id=workspace_id, script=script)

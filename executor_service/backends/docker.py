@@ -834,74 +834,59 @@ class DockerBackend:
         *,
         session: bool = False,
     ) -> ShellTransport:
-        async with self._exec_gate(workspace.id).exec_start():
-            return await self._open_shell(workspace, argv, env, session=session)
-
-    async def open_tty(
-        self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
-    ) -> TtyTransport:
-        async with self._exec_gate(workspace.id).exec_start():
-            return await self._open_tty(workspace, argv, env, rows, cols)
-
-    async def _open_shell(
-        self,
-        workspace: WorkspaceInfo,
-        argv: builtins.list[str],
-        env: dict[str, str],
-        *,
-        session: bool = False,
-    ) -> ShellTransport:
         """`argv` in the workspace. A `session` shell (long-lived, many small frames) gets the
         FIFO path when the workspace has it."""
         from executor_service.transports import DockerExecTransport, FifoTransport, FifoUnavailable
 
-        name = container_name(workspace.id)
-        if (
-            session
-            and self.io_dir is not None
-            and workspace.id in self._io_workspaces
-            and workspace.id not in self._io_broken
-        ):
-            try:
-                return await FifoTransport.open(
-                    self.client,
-                    name,
-                    host_dir=self.io_dir / workspace.id,
-                    container_dir=IO_MOUNT,
-                    argv=argv,
-                    env=env,
-                    user=workspace.policy.user,
-                    workdir=WORKDIR,
-                )
-            except FifoUnavailable as exc:
-                # E.g. the executor runs in a container whose config dir is not the host's.
-                self._io_broken.add(workspace.id)
-                log.warning(
-                    "session_fifos_not_shared",
-                    workspace_id=workspace.id,
-                    error=str(exc),
-                    hint="sessions of this workspace use the docker exec socket; run the executor "
-                    "with --session-io attach to stop trying",
-                )
-        return await DockerExecTransport.open(
-            self.client, name, argv=argv, env=env, user=workspace.policy.user, workdir=WORKDIR
-        )
+        async with self._exec_gate(workspace.id).exec_start():
+            name = container_name(workspace.id)
+            if (
+                session
+                and self.io_dir is not None
+                and workspace.id in self._io_workspaces
+                and workspace.id not in self._io_broken
+            ):
+                try:
+                    return await FifoTransport.open(
+                        self.client,
+                        name,
+                        host_dir=self.io_dir / workspace.id,
+                        container_dir=IO_MOUNT,
+                        argv=argv,
+                        env=env,
+                        user=workspace.policy.user,
+                        workdir=WORKDIR,
+                    )
+                except FifoUnavailable as exc:
+                    # E.g. the executor runs in a container whose config dir is not the host's.
+                    self._io_broken.add(workspace.id)
+                    log.warning(
+                        "session_fifos_not_shared",
+                        workspace_id=workspace.id,
+                        error=str(exc),
+                        hint="sessions of this workspace use the docker exec socket; run the executor "
+                        "with --session-io attach to stop trying",
+                    )
+            return await DockerExecTransport.open(
+                self.client, name, argv=argv, env=env, user=workspace.policy.user, workdir=WORKDIR
+            )
 
-    async def _open_tty(
+    async def open_tty(
         self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
     ) -> TtyTransport:
         from executor_service.transports import DockerTtyTransport
 
-        return await DockerTtyTransport.open(
-            self.client,
-            container_name(workspace.id),
-            argv=argv,
-            env=env,
-            rows=rows,
-            cols=cols,
-            user=workspace.policy.user,
-            workdir=WORKDIR,
-        )
+        async with self._exec_gate(workspace.id).exec_start():
+            return await DockerTtyTransport.open(
+                self.client,
+                container_name(workspace.id),
+                argv=argv,
+                env=env,
+                rows=rows,
+                cols=cols,
+                user=workspace.policy.user,
+                workdir=WORKDIR,
+            )
 
     async def connect_port(self, workspace: WorkspaceInfo, port: int) -> socket.socket:
         from executor_service import ports

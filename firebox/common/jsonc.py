@@ -4,6 +4,8 @@ devcontainer.json) and the client (finding its build context)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def strip_jsonc(text: str) -> str:
     """`text` without // and /* */ comments and without trailing commas, strings untouched."""
@@ -18,7 +20,9 @@ def _string_end(text: str, i: int) -> int:
     return j + 1
 
 
-def _drop_comments(text: str) -> str:
+def _outside_strings(text: str, step: Callable[[str, int, list[str]], int]) -> str:
+    """`text` with strings copied as they are and everything else handed to `step`, which
+    appends what it keeps to `out` and returns the index to go on from."""
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -26,34 +30,36 @@ def _drop_comments(text: str) -> str:
             end = _string_end(text, i)
             out.append(text[i:end])
             i = end
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
         else:
-            out.append(text[i])
-            i += 1
+            i = step(text, i, out)
     return "".join(out)
+
+
+def _comment(text: str, i: int, out: list[str]) -> int:
+    if text.startswith("//", i):
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end
+    if text.startswith("/*", i):
+        end = text.find("*/", i + 2)
+        return len(text) if end < 0 else end + 2
+    out.append(text[i])
+    return i + 1
+
+
+def _trailing_comma(text: str, i: int, out: list[str]) -> int:
+    if text[i] == ",":
+        j = i + 1
+        while j < len(text) and text[j] in " \t\r\n":
+            j += 1
+        if j < len(text) and text[j] in "}]":
+            return i + 1
+    out.append(text[i])
+    return i + 1
+
+
+def _drop_comments(text: str) -> str:
+    return _outside_strings(text, _comment)
 
 
 def _drop_trailing_commas(text: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] == '"':
-            end = _string_end(text, i)
-            out.append(text[i:end])
-            i = end
-            continue
-        if text[i] == ",":
-            j = i + 1
-            while j < n and text[j] in " \t\r\n":
-                j += 1
-            if j < n and text[j] in "}]":
-                i += 1
-                continue
-        out.append(text[i])
-        i += 1
-    return "".join(out)
+    return _outside_strings(text, _trailing_comma)
