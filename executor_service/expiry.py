@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +83,7 @@ class WorkspaceExpiry:
         self.stopped: dict[str, str] = {}
         self._dirty = False
         self._saved_at = 0.0
+        self._write_lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
 
     # ---- what clients see ----
@@ -139,7 +141,7 @@ class WorkspaceExpiry:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.to_thread(self._save)
+        await self._save()
 
     async def _loop(self) -> None:
         while True:
@@ -171,7 +173,7 @@ class WorkspaceExpiry:
                 if not await self._expire(info, reason, self._stop):
                     self.stopped.pop(info.id, None)
         if self._dirty and now - self._saved_at >= SAVE_INTERVAL:
-            await asyncio.to_thread(self._save)
+            await self._save()
 
     async def _expire(self, info: WorkspaceInfo, reason: str, action: Callable[[str], object]) -> bool:
         what = "deleted" if action is self._delete else "stopped"
@@ -201,15 +203,21 @@ class WorkspaceExpiry:
         self.last_active = {k: float(v) for k, v in dict(data.get("last_active", {})).items()}
         self.stopped = {k: str(v) for k, v in dict(data.get("stopped", {})).items()}
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
+        """What is known now (read on the event loop, where it changes), written in a thread.
+        Writes never overlap: close's save may come while a cancelled loop's is still running."""
         known = {info.id for info in self._known()}
         data = {
             "last_active": {k: v for k, v in self.last_active.items() if k in known},
             "stopped": {k: v for k, v in self.stopped.items() if k in known},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        os.replace(tmp, self.path)
+        await asyncio.to_thread(self._write, json.dumps(data, sort_keys=True))
         self._dirty = False
         self._saved_at = time.time()
+
+    def _write(self, text: str) -> None:
+        with self._write_lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
