@@ -72,12 +72,15 @@ async def test_exec_second_ctrl_c_kills_a_command_that_ignores_interrupts(execut
     assert process.stdout is not None
     assert await asyncio.wait_for(process.stdout.readline(), 30) == b"started\n"
     interrupt(process)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.1)
     interrupt(process)
     result = await finish(process, limit=30)
     assert result.code == 137  # 128 + SIGKILL
     assert b"never" not in result.stdout
-    assert "killing the command" in result.stderr
+    # The second Ctrl-C sends a kill; on a loaded machine the executor's own escalation of an
+    # ignored interrupt (after 0.5 s) may get there first. Either way the CLI said it was stopping.
+    assert "stopping (Ctrl-C again to kill)" in result.stderr, result.stderr
+    assert "killing the command" in result.stderr or "killed" in result.stderr, result.stderr
 
 
 async def test_exec_session_keeps_the_working_directory_between_commands(executor) -> None:
