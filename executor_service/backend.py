@@ -29,6 +29,8 @@ LABEL_POOL = "dev.firebox.pool"
 
 STDOUT = 1
 STDERR = 2
+# The most a transport reads from a process at once (its one chunk of read-ahead).
+READ_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True)

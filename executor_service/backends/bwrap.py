@@ -419,7 +419,7 @@ class BwrapBackend:
         *,
         session: bool = False,
     ) -> ShellTransport:
-        from executor_service.transports import PipeTransport
+        from executor_service.backends.local_transports import PipeTransport
 
         files_dir = self._dir(workspace.id) / FILES
         writable_fds = await asyncio.to_thread(_open_writable, files_dir, workspace.policy.writable_paths)
@@ -469,7 +469,7 @@ class BwrapBackend:
     async def open_tty(
         self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
     ) -> TtyTransport:
-        from executor_service.transports import PtyTransport
+        from executor_service.backends.local_transports import PtyTransport
 
         files_dir = self._dir(workspace.id) / FILES
         # The program must lead a session INSIDE the sandbox's pid namespace, with the terminal

@@ -19,7 +19,7 @@ labels it asked for are written to a claim file, <config-dir>/pool-claims/<id>.j
 and read from there: a pooled container with a claim file is a workspace like any other, one
 without is a member still waiting in the pool (never listed, never found by id).
 
-Session shells move their bytes through FIFOs when the backend has an `io_dir` (transports.py,
+Session shells move their bytes through FIFOs when the backend has an `io_dir` (docker_transports.py,
 FifoTransport): each workspace gets `io_dir/<id>` bind-mounted read-only at IO_MOUNT (a FIFO opens
 read-write on a read-only mount; the workspace cannot create or remove anything there), marked by
 LABEL_IO. Workspaces made without it (older ones, or with --session-io attach) use the docker exec
@@ -836,7 +836,11 @@ class DockerBackend:
     ) -> ShellTransport:
         """`argv` in the workspace. A `session` shell (long-lived, many small frames) gets the
         FIFO path when the workspace has it."""
-        from executor_service.transports import DockerExecTransport, FifoTransport, FifoUnavailable
+        from executor_service.backends.docker_transports import (
+            DockerExecTransport,
+            FifoTransport,
+            FifoUnavailable,
+        )
 
         async with self._exec_gate(workspace.id).exec_start():
             name = container_name(workspace.id)
@@ -874,7 +878,7 @@ class DockerBackend:
     async def open_tty(
         self, workspace: WorkspaceInfo, argv: builtins.list[str], env: dict[str, str], rows: int, cols: int
     ) -> TtyTransport:
-        from executor_service.transports import DockerTtyTransport
+        from executor_service.backends.docker_transports import DockerTtyTransport
 
         async with self._exec_gate(workspace.id).exec_start():
             return await DockerTtyTransport.open(

@@ -8,7 +8,8 @@ import asyncio
 from pathlib import Path
 
 from executor_service.backend import STDERR, STDOUT
-from executor_service.transports import _FIFO_WRAPPER, FifoTransport, PipeTransport, _make_fifos
+from executor_service.backends.docker_transports import _FIFO_WRAPPER, FifoTransport, _make_fifos
+from executor_service.backends.local_transports import PipeTransport
 
 # Runs its arguments as a child (not exec'd: the command is not the script's last), keeping the
 # pipes open until that child exits.
@@ -76,7 +77,7 @@ async def test_a_wrapper_that_fails_for_a_passing_reason_is_unavailable_not_a_re
 ) -> None:
     # E.g. the workspace is at its pids limit: the process dies before it reaches the FIFOs. That
     # is UNAVAILABLE for this call; only "the FIFOs are not shared" switches a workspace for good.
-    from executor_service.transports import FifoUnavailable
+    from executor_service.backends.docker_transports import FifoUnavailable
     from firebox.common.errors import Unavailable
 
     directory = tmp_path / "s3"

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from executor_service.backend import STDERR, STDOUT
+from executor_service.backends.docker_transports import DockerExecTransport
 from executor_service.execution import EndReason, ExecuteSpec, Execution, Finished, Output, quote_argv
 from executor_service.shell import Scanner
-from executor_service.transports import DockerExecTransport
 from firebox.common import errors
 
 TAG = b"\x1fFBX0123456789abcdef01234567"
