@@ -20,6 +20,7 @@ import termios
 from executor_service.backend import READ_SIZE, STDERR, STDOUT
 from firebox.common import errors
 
+
 def set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
