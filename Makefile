@@ -6,7 +6,7 @@ CONFIG    ?= $(CURDIR)/.firebox
 EXECUTOR  ?= 127.0.0.1:50051
 AGENT     ?= 127.0.0.1:50052
 
-.PHONY: install run test lint protos ts-client release-protos bench bench-workspaces chaos e2e images docker clean
+.PHONY: install run test lint protos docs ts-client release-protos bench bench-workspaces chaos e2e images docker clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,10 +37,15 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) scripts/check-import-cycles.py
+	$(PY) scripts/gen-settings-docs.py --check
 	$(VENV)/bin/buf lint
 	bash scripts/check-breaking.sh
 	bash scripts/check-protos.sh
 	bash scripts/check-ts-client.sh
+
+## Rewrite the settings tables of docs/executor.md and docs/agent.md from the services' SETTINGS.
+docs: install
+	$(PY) scripts/gen-settings-docs.py
 
 ## Regenerate the Python stubs and the TypeScript client's code from protos/ (commit both).
 protos: install

@@ -3,23 +3,25 @@
 A flag wins over its variable, the variable over the default. The auth token is read from the
 environment only (FIREBOX_AUTH_TOKEN), never from a flag, so that it does not show in `ps`.
 
-To add a setting: add a field to `ExecutorConfig`, then one `_Option` line to `OPTIONS`; the
-flag, the variable, the parsing and the `--help` text all come from that line.
+To add a setting: add a field to `ExecutorConfig`, then one `Setting` line to `SETTINGS`
+(firebox/common/settings.py); the flag, the variable, the parsing, the `--help` text and the row
+of docs/executor.md's table all come from that line (`make docs` writes the table).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from executor_service import admission
 from executor_service.ceiling import PolicyCeiling
 from executor_service.files import DEFAULT_MAX_SPOOL_BYTES
+from firebox.common import settings
 from firebox.common.secrets import DEFAULT_DENY_PATTERNS, parse_patterns
+from firebox.common.settings import Setting, check_fields
 
 BACKEND_CHOICES = ("auto", "docker", "bwrap")
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -197,359 +199,291 @@ def _log_level(text: str) -> str:
     return lowered
 
 
-@dataclass(frozen=True)
-class _Option:
-    """One setting: its field, flag, variable, parser and help."""
-
-    field: str
-    flag: str
-    env: str
-    parse: Callable[[str], Any]
-    help: str
-    metavar: str | None = None
-    choices: Sequence[str] | None = None
-
-
-OPTIONS: tuple[_Option, ...] = (
-    _Option(
-        "listen",
-        "--listen",
-        "FIREBOX_LISTEN",
-        _listen,
-        f"address to serve on (default {DEFAULT_LISTEN})",
-        "HOST:PORT",
-    ),
-    _Option(
+SETTINGS: tuple[Setting, ...] = (
+    Setting("listen", "--listen", "FIREBOX_LISTEN", _listen, "address to serve on", metavar="HOST:PORT"),
+    Setting(
         "metrics_listen",
         "--metrics-listen",
         "FIREBOX_METRICS_LISTEN",
         _listen,
-        "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
-        "HOST:PORT",
+        "serve Prometheus metrics at http://HOST:PORT/metrics",
+        metavar="HOST:PORT",
+        default="off",
     ),
-    _Option(
+    Setting(
         "config_dir",
         "--config-dir",
         "FIREBOX_CONFIG_DIR",
-        lambda s: Path(s).expanduser(),
-        "state directory; logs and the training log go to DIR/logs (default ~/.firebox/executor)",
-        "DIR",
+        settings.path,
+        "state: DIR/logs/executor.log (JSON lines), the training log DIR/logs/executions-YYYYMMDD.jsonl, "
+        "DIR/instance-id, bwrap workspaces in DIR/workspaces",
+        metavar="DIR",
     ),
-    _Option(
+    Setting(
         "backend",
         "--backend",
         "FIREBOX_BACKEND",
         str,
-        "isolation backend: docker, bwrap, or auto = docker when its engine answers (default auto)",
-        choices=BACKEND_CHOICES,
+        "isolation backend: docker, bwrap, or auto = docker when its engine answers a ping within 3 s, "
+        "else bwrap with a warning in the log",
+        choices=("auto", "docker", "bwrap"),
     ),
-    _Option(
-        "image",
-        "--image",
-        "FIREBOX_IMAGE",
-        str,
-        f"default workspace image (default {DEFAULT_IMAGE})",
-        "IMAGE",
-    ),
-    _Option(
+    Setting("image", "--image", "FIREBOX_IMAGE", str, "default workspace image", metavar="IMAGE"),
+    Setting(
         "output_cap_bytes",
         "--output-cap-bytes",
         "FIREBOX_OUTPUT_CAP_BYTES",
         _positive_int,
-        f"output kept per execution, stdout and stderr together (default {DEFAULT_OUTPUT_CAP_BYTES})",
-        "N",
+        "output kept per execution, stdout and stderr together; past it output is dropped and the "
+        "final message says output_truncated",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "execution_buffer_bytes",
         "--execution-buffer-bytes",
         "FIREBOX_EXECUTION_BUFFER_BYTES",
         _positive_int,
-        "output kept per background execution for AttachExecution to replay, the newest bytes; "
-        f"older output is dropped and counted (default {DEFAULT_EXECUTION_BUFFER_BYTES})",
-        "N",
+        "output kept per background execution for AttachExecution to replay, the newest bytes; older output is dropped and counted",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "default_timeout",
         "--default-timeout",
         "FIREBOX_DEFAULT_TIMEOUT",
         _positive_float,
-        f"seconds an Execute may run when it sets no timeout (default {DEFAULT_TIMEOUT_SECONDS:g})",
-        "SECONDS",
+        "seconds an Execute may run when it sets no timeout",
+        metavar="SECONDS",
     ),
-    _Option(
+    Setting(
         "max_sessions_per_workspace",
         "--max-sessions-per-workspace",
         "FIREBOX_MAX_SESSIONS_PER_WORKSPACE",
         _positive_int,
-        f"open shell sessions allowed per workspace (default {DEFAULT_MAX_SESSIONS_PER_WORKSPACE})",
-        "N",
+        "open shell sessions allowed per workspace",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "max_running_per_workspace",
         "--max-running-per-workspace",
         "FIREBOX_MAX_RUNNING_PER_WORKSPACE",
         _positive_int,
-        "sessionless executions running at once in one workspace; as many warm shells are kept "
-        f"(default {admission.DEFAULT_RUNNING_PER_WORKSPACE})",
-        "N",
+        "sessionless executions running at once in one workspace; as many warm shells are kept",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "max_queued_per_workspace",
         "--max-queued-per-workspace",
         "FIREBOX_MAX_QUEUED_PER_WORKSPACE",
         _non_negative_int,
-        "sessionless executions waiting for a place in one workspace; past it RESOURCE_EXHAUSTED "
-        f"(default {admission.DEFAULT_QUEUED_PER_WORKSPACE})",
-        "N",
+        "sessionless executions waiting for a place in one workspace; past it RESOURCE_EXHAUSTED",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "max_running",
         "--max-running",
         "FIREBOX_MAX_RUNNING",
         _positive_int,
-        f"sessionless executions running at once in the executor (default {admission.DEFAULT_RUNNING})",
-        "N",
+        "sessionless executions running at once in the executor",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "max_queued",
         "--max-queued",
         "FIREBOX_MAX_QUEUED",
         _non_negative_int,
-        "sessionless executions waiting in the executor; past it RESOURCE_EXHAUSTED "
-        f"(default {admission.DEFAULT_QUEUED})",
-        "N",
+        "sessionless executions waiting in the executor; past it RESOURCE_EXHAUSTED",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "queue_timeout",
         "--queue-timeout",
         "FIREBOX_QUEUE_TIMEOUT",
         _positive_float,
-        "seconds a sessionless execution waits for a place before RESOURCE_EXHAUSTED "
-        f"(default {admission.DEFAULT_QUEUE_TIMEOUT:g})",
-        "SECONDS",
+        "seconds a sessionless execution waits for a place before RESOURCE_EXHAUSTED",
+        metavar="SECONDS",
     ),
-    _Option(
+    Setting(
         "warm_pool_size",
         "--warm-pool-size",
         "FIREBOX_WARM_POOL_SIZE",
         _non_negative_int,
-        "ready workspaces of the default image and policy kept for CreateWorkspace to take "
-        f"(docker backend; 0 disables; default {DEFAULT_WARM_POOL_SIZE})",
-        "N",
+        "ready workspaces of the default image and policy kept for CreateWorkspace to take (docker backend; 0 disables)",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "idle_timeout",
         "--idle-timeout",
         "FIREBOX_IDLE_TIMEOUT",
         _non_negative_float,
-        "stop a workspace after this many seconds with no command or file call, unless its "
-        "CreateWorkspace says otherwise; files are kept (default 0 = never)",
-        "SECONDS",
+        "stop a workspace after this many seconds with no command or file call, unless its CreateWorkspace says otherwise; files are kept",
+        metavar="SECONDS",
+        default="0 = never",
     ),
-    _Option(
+    Setting(
         "workspace_ttl",
         "--workspace-ttl",
         "FIREBOX_WORKSPACE_TTL",
         _non_negative_float,
-        "delete a workspace this many seconds after it was created, unless its CreateWorkspace says "
-        "otherwise (default 0 = never)",
-        "SECONDS",
+        "delete a workspace this many seconds after it was created, unless its CreateWorkspace says otherwise",
+        metavar="SECONDS",
+        default="0 = never",
     ),
-    _Option(
+    Setting(
         "session_io",
         "--session-io",
         "FIREBOX_SESSION_IO",
         str,
-        "how docker session shells move their bytes: fifo (FIFOs shared through a read-only bind "
-        "mount, bypassing dockerd: faster), attach (the docker exec socket) or auto (fifo when "
-        "dockerd runs in the executor's mount namespace; default auto)",
-        choices=SESSION_IO_CHOICES,
+        "how docker session shells move their bytes: fifo (FIFOs shared through a read-only bind mount, bypassing dockerd: faster), attach (the docker exec socket) or auto (fifo when dockerd runs in the executor's mount namespace)",
+        choices=("auto", "fifo", "attach"),
     ),
-    _Option(
+    Setting(
         "env_deny",
         "--env-deny",
         "FIREBOX_ENV_DENY",
         _patterns,
-        "variable-name patterns refused as secrets, space or comma separated (default "
-        + " ".join(DEFAULT_DENY_PATTERNS)
-        + ")",
-        "PATTERNS",
+        "variable-name patterns refused as secrets: case-insensitive globs, space or comma separated",
+        metavar="PATTERNS",
+        default="*KEY* *SECRET* *TOKEN* *PASSWORD*",
     ),
-    _Option(
+    Setting(
         "env_allow",
         "--env-allow",
         "FIREBOX_ENV_ALLOW",
         _patterns,
-        "variable names let through although they match a deny pattern (default none)",
-        "NAMES",
+        "variable names let through although they match a deny pattern",
+        metavar="NAMES",
     ),
-    _Option(
+    Setting(
         "policy_ceiling",
         "--policy-ceiling",
         "FIREBOX_POLICY_CEILING",
         _ceiling,
-        "what a CreateWorkspace request may loosen of the default policy, as key=value,... "
-        "(network, root, user, writable_root, new_privileges = allow|deny; capabilities = A+B or all; "
-        "memory_bytes, pids_limit, cpu_millis, tmp_bytes, disk_bytes = the most a request may ask, 0 = any), or "
-        "'open' for everything (default: nothing above the default policy)",
-        "SPEC",
+        "what a CreateWorkspace request may loosen of the default policy, as key=value,... (network, root, user, writable_root, new_privileges = allow|deny; capabilities = A+B or all; memory_bytes, pids_limit, cpu_millis, tmp_bytes, disk_bytes = the most a request may ask, 0 = any), or 'open' for everything",
+        metavar="SPEC",
+        default="nothing above the default policy",
     ),
-    _Option(
+    Setting(
         "disk_bytes",
         "--disk-bytes",
         "FIREBOX_DISK_BYTES",
         _non_negative_int,
-        "default size limit of a workspace's /workspace in bytes, 0 for none; writes past it fail with "
-        f"ENOSPC (docker backend; default {DEFAULT_DISK_BYTES})",
-        "N",
+        "default size limit of a workspace's /workspace in bytes, 0 for none; writes past it fail with ENOSPC (docker backend)",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "redact_patterns",
         "--redact-patterns",
         "FIREBOX_REDACT_PATTERNS",
         parse_patterns,
         "more credential shapes to redact by value from logs and training records, regular expressions separated by whitespace (built in: provider keys sk-…, AWS AKIA…/ASIA…, GitHub ghp_…/github_pat_…, Slack xox…, Google AIza…, JWTs, PEM private keys)",
-        "REGEXES",
+        metavar="REGEXES",
     ),
-    _Option(
+    Setting(
         "training_log",
         "--training-log",
         "FIREBOX_TRAINING_LOG",
         _on_off,
-        "write one record per Execute to DIR/logs/executions-*.jsonl (default on)",
-        "on|off",
+        "write one record per Execute to DIR/logs/executions-*.jsonl",
+        metavar="on|off",
     ),
-    _Option(
+    Setting(
         "shutdown_grace",
         "--shutdown-grace",
         "FIREBOX_SHUTDOWN_GRACE",
         _non_negative_float,
-        f"seconds running executions get after SIGTERM before they are killed "
-        f"(default {DEFAULT_SHUTDOWN_GRACE_SECONDS:g})",
-        "SECONDS",
+        "seconds running executions get after SIGTERM before they are killed",
+        metavar="SECONDS",
     ),
-    _Option(
+    Setting(
         "tls_cert",
         "--tls-cert",
         "FIREBOX_TLS_CERT",
-        lambda s: Path(s).expanduser(),
-        "serve TLS with this certificate chain (PEM); needs --tls-key (default plaintext)",
-        "FILE",
+        settings.path,
+        "serve TLS with this certificate chain (PEM); needs --tls-key",
+        metavar="FILE",
+        default="plaintext",
     ),
-    _Option(
+    Setting(
         "tls_key",
         "--tls-key",
         "FIREBOX_TLS_KEY",
-        lambda s: Path(s).expanduser(),
+        settings.path,
         "private key (PEM) of --tls-cert",
-        "FILE",
+        metavar="FILE",
     ),
-    _Option(
+    Setting(
         "tls_client_ca",
         "--tls-client-ca",
         "FIREBOX_TLS_CLIENT_CA",
-        lambda s: Path(s).expanduser(),
+        settings.path,
         "require client certificates signed by this CA (mutual TLS)",
-        "FILE",
+        metavar="FILE",
     ),
-    _Option(
+    Setting(
         "tools_file",
         "--tools-file",
         "FIREBOX_TOOLS_FILE",
-        lambda s: Path(s).expanduser(),
-        "named tools for ListTools/Step, a JSON or TOML file (default none)",
-        "PATH",
+        settings.path,
+        "named tools for ListTools/Step, a JSON or TOML file",
+        metavar="PATH",
     ),
-    _Option(
+    Setting(
         "step_output_bytes",
         "--step-output-bytes",
         "FIREBOX_STEP_OUTPUT_BYTES",
         _step_output_bytes,
-        f"output a Step returns per stream, the rest dropped (default {DEFAULT_STEP_OUTPUT_BYTES}, "
-        f"at most {MAX_STEP_OUTPUT_BYTES})",
-        "N",
+        "output a Step returns per stream, the rest dropped",
+        metavar="N",
+        default="1048576, at most 6291456",
     ),
-    _Option(
+    Setting(
         "max_file_bytes",
         "--max-file-bytes",
         "FIREBOX_MAX_FILE_BYTES",
         _positive_int,
-        f"largest file UploadFile accepts and DownloadFile serves (default {DEFAULT_MAX_FILE_BYTES})",
-        "N",
+        "largest file UploadFile accepts and DownloadFile serves",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "max_spool_bytes",
         "--max-spool-bytes",
         "FIREBOX_MAX_SPOOL_BYTES",
         _positive_int,
-        "bytes all uploads in flight may hold in spool files on the executor's disk; past it "
-        f"RESOURCE_EXHAUSTED (default {DEFAULT_MAX_SPOOL_BYTES})",
-        "N",
+        "bytes all uploads in flight may hold in spool files on the executor's disk; past it RESOURCE_EXHAUSTED",
+        metavar="N",
     ),
-    _Option(
+    Setting(
         "log_level",
         "--log-level",
         "FIREBOX_LOG_LEVEL",
         _log_level,
-        "console log level: debug, info, warning, error (default info)",
-        "LEVEL",
+        "console log level: debug, info, warning, error",
+        metavar="LEVEL",
     ),
-    _Option(
-        "log_json",
-        "--log-json",
-        "FIREBOX_LOG_JSON",
-        _on_off,
-        "console log as JSON lines (default off)",
-        "on|off",
+    Setting(
+        "log_json", "--log-json", "FIREBOX_LOG_JSON", _on_off, "console log as JSON lines", metavar="on|off"
     ),
 )
+check_fields(SETTINGS, ExecutorConfig)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser of `firebox-executor`."""
-    parser = argparse.ArgumentParser(
-        prog="firebox-executor",
-        description=(
-            "Firebox executor: runs commands in isolated workspaces (Docker containers, or bubblewrap "
-            "sandboxes) and streams their output over gRPC (firebox.executor.v1.ExecutorService). "
-            "Every flag has a FIREBOX_* environment variable; the flag wins. "
-            "Set FIREBOX_AUTH_TOKEN to require 'authorization: Bearer <token>' on every call but health "
-            "checks and reflection."
-        ),
+    return settings.build_parser(
+        "firebox-executor",
+        "Firebox executor: runs commands in isolated workspaces (Docker containers, or bubblewrap "
+        "sandboxes) and streams their output over gRPC (firebox.executor.v1.ExecutorService). "
+        "Every flag has a FIREBOX_* environment variable; the flag wins. "
+        "Set FIREBOX_AUTH_TOKEN to require 'authorization: Bearer <token>' on every call but health "
+        "checks and reflection.",
+        SETTINGS,
+        ExecutorConfig(),
     )
-    for opt in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": opt.field, "default": None, "help": f"{opt.help} [{opt.env}]"}
-        if opt.choices:
-            kwargs["choices"] = opt.choices
-        else:
-            kwargs["type"] = opt.parse
-            kwargs["metavar"] = opt.metavar
-        parser.add_argument(opt.flag, **kwargs)
-    return parser
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ExecutorConfig:
-    """Read flags (argv, without the program name) and FIREBOX_* variables into one config.
-
-    A malformed variable exits like a malformed flag does: with a usage message naming it.
-    """
+    """Read flags (argv, without the program name) and FIREBOX_* variables into one config."""
     environ = os.environ if environ is None else environ
-    parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    values: dict[str, Any] = {}
-    for opt in OPTIONS:
-        flag_value = getattr(args, opt.field)
-        if flag_value is not None:
-            values[opt.field] = flag_value
-            continue
-        raw = environ.get(opt.env)
-        if raw is None or raw == "":
-            continue
-        if opt.choices and raw not in opt.choices:
-            parser.error(f"{opt.env}={raw!r}: expected one of {', '.join(opt.choices)}")
-        try:
-            values[opt.field] = opt.parse(raw)
-        except (argparse.ArgumentTypeError, ValueError) as exc:
-            parser.error(f"{opt.env}={raw!r}: {exc}")
+    values = settings.read(build_parser(), SETTINGS, argv, environ)
     token = environ.get("FIREBOX_AUTH_TOKEN") or None
     return ExecutorConfig(**values, auth_token=token)
