@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.duration_pb2 import Duration
 
+from firebox.client.execution import ExecCall
 from firebox.common import tracing
 from firebox.common.errors import FireboxError, Unavailable
 from firebox.common.logging import get_logger
@@ -420,70 +421,32 @@ class ExecutorClient:
             agent_session_id=agent_session_id,
         )
         # The call's own deadline leaves the executor time to report its timeout first.
-        call = self._stub.Execute(
-            metadata=tracing.outgoing(self._metadata), timeout=timeout_seconds + 30, wait_for_ready=False
-        )
+        execution = self._execute(timeout_seconds + 30, "running the tool")
         outcome = ExecutionOutcome()
         reader: asyncio.Task[None] | None = None
         try:
-            await call.write(first)
+            await execution.start(first)
             # End of input now, but the request side stays open so a stop can still be sent.
-            await call.write(executor_pb2.ExecuteRequest(close_input=True))
+            await execution.close_input()
             # Read in a task of its own: cancelling a coroutine that awaits a gRPC read cancels the
             # RPC at once, and a stop could no longer be sent.
-            reader = asyncio.create_task(self._read_until_end(call, outcome, on_output))
+            reader = asyncio.create_task(_read_to_end(execution, outcome, on_output))
             await asyncio.shield(reader)
-            # Let the call end with OK rather than cancelling it: the executor then finishes its
-            # bookkeeping (its training-log record) the ordinary way.
-            with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError):
-                async with asyncio.timeout(STOP_WAIT_SECONDS):
-                    await call.done_writing()
-                    async for _ in call:
-                        pass
         except asyncio.CancelledError:
-            await self._stop(call, reader, outcome)
+            await _stop(execution, reader, outcome)
             raise
-        except grpc.aio.AioRpcError as exc:
-            raise self._error(exc, "running the tool") from None
         finally:
             if reader is not None and not reader.done():
                 reader.cancel()
-            if not call.done():
-                call.cancel()
+            execution.cancel()
         return outcome
 
-    async def _read_until_end(
-        self,
-        call: grpc.aio.StreamStreamCall,
-        outcome: ExecutionOutcome,
-        on_output: Callable[[bytes, bytes], None],
-    ) -> None:
-        async for response in call:
-            if response.execution_id:
-                outcome.execution_id = response.execution_id
-            if response.stdout_data or response.stderr_data:
-                on_output(response.stdout_data, response.stderr_data)
-            if response.HasField("exit_code") or response.end_reason:
-                outcome.exit_code = response.exit_code.value if response.HasField("exit_code") else -1
-                outcome.end_reason = response.end_reason
-                outcome.output_truncated = response.output_truncated
-                outcome.session_ended = response.session_ended
-                outcome.message = response.message
-                return
-
-    async def _stop(
-        self, call: grpc.aio.StreamStreamCall, reader: asyncio.Task[None] | None, outcome: ExecutionOutcome
-    ) -> None:
-        """Send a KILL stop and wait (briefly) for the executor to report the end; the caller then
-        cancels the call, which makes the executor kill it too if the stop did not arrive."""
-        try:
-            async with asyncio.timeout(STOP_WAIT_SECONDS):
-                await call.write(executor_pb2.ExecuteRequest(stop=executor_pb2.STOP_SIGNAL_KILL))
-                if reader is not None:
-                    await asyncio.wait({reader})
-        except (TimeoutError, grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-            log.warning("tool_stop_not_confirmed", execution_id=outcome.execution_id, error=repr(exc))
-        log.info("tool_execution_stopped", execution_id=outcome.execution_id, end_reason=outcome.end_reason)
+    def _execute(self, deadline: float | None, doing: str) -> ExecCall:
+        """An Execute call on the executor (firebox.client's ExecCall), its errors as ExecutorError."""
+        call = self._stub.Execute(
+            metadata=tracing.outgoing(self._metadata), timeout=deadline, wait_for_ready=False
+        )
+        return ExecCall(call, lambda exc: self._error(exc, doing))
 
     async def forward_execute(
         self,
@@ -497,46 +460,58 @@ class ExecutorClient:
 
         A client write that crosses the end of a call fails in gRPC's core and turns that call's
         status into INTERNAL, hiding the real one. So later requests wait until the executor has
-        accepted the first (its first response), nothing is sent after its final response, and
-        the client gets a moment to half-close before this call ends (as the executor does)."""
+        accepted the first (its first response); ExecCall sends nothing after the final response;
+        and the client gets a moment to half-close before this call ends (as the executor does)."""
         await self.ensure_reachable()
-        call = self._stub.Execute(
-            metadata=tracing.outgoing(self._metadata), timeout=deadline, wait_for_ready=False
-        )
+        execution = self._execute(deadline, "")
         accepted = asyncio.Event()
-        writing = asyncio.Lock()
-        forwarding = True
 
         async def pump() -> None:
-            try:
-                async with writing:
-                    await call.write(first)
+            with contextlib.suppress(ExecutorError):  # the call's own status says what went wrong
+                await execution.start(first)
                 async for request in rest:
                     await accepted.wait()
-                    async with writing:
-                        if not forwarding or call.done():
-                            continue  # drained and dropped: the execution is over
-                        await call.write(request)
-                async with writing:
-                    if forwarding and not call.done():
-                        await call.done_writing()
-            except (grpc.RpcError, asyncio.InvalidStateError):
-                pass  # the call's own status says what went wrong
+                    await execution.send(request)  # dropped once the execution is over
+                await execution.done_writing()
 
         pump_task = asyncio.create_task(pump())
         try:
-            async for response in call:
+            async for response in execution:
                 accepted.set()
-                if response.HasField("exit_code") or response.end_reason:
-                    async with writing:
-                        forwarding = False
-                        await call.done_writing()
                 yield response
             if not pump_task.done():  # usually done: the client half-closed long ago
                 await asyncio.wait([pump_task], timeout=HALF_CLOSE_LINGER_SECONDS)
-        except grpc.aio.AioRpcError as exc:
-            raise self._error(exc, "") from None
         finally:
             accepted.set()
             pump_task.cancel()
-            call.cancel()
+            execution.cancel()
+
+
+async def _read_to_end(
+    execution: ExecCall, outcome: ExecutionOutcome, on_output: Callable[[bytes, bytes], None]
+) -> None:
+    async for response in execution:
+        if response.execution_id:
+            outcome.execution_id = response.execution_id
+        if response.stdout_data or response.stderr_data:
+            on_output(response.stdout_data, response.stderr_data)
+        if response.HasField("exit_code") or response.end_reason:
+            outcome.exit_code = response.exit_code.value if response.HasField("exit_code") else -1
+            outcome.end_reason = response.end_reason
+            outcome.output_truncated = response.output_truncated
+            outcome.session_ended = response.session_ended
+            outcome.message = response.message
+
+
+async def _stop(execution: ExecCall, reader: asyncio.Task[None] | None, outcome: ExecutionOutcome) -> None:
+    """Send a KILL stop and wait (briefly) for the executor to report the end; the caller then
+    cancels the call, which makes the executor kill it too if the stop did not arrive."""
+    confirmed = False
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(STOP_WAIT_SECONDS):
+            if await execution.stop(kill=True) and reader is not None:
+                await asyncio.wait({reader})
+                confirmed = True
+    if not confirmed:
+        log.warning("tool_stop_not_confirmed", execution_id=outcome.execution_id)
+    log.info("tool_execution_stopped", execution_id=outcome.execution_id, end_reason=outcome.end_reason)

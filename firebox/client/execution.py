@@ -12,10 +12,13 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf import duration_pb2
 
-from firebox.client.errors import FireboxRpcError
 from firebox.executor.v1 import executor_pb2 as ex
 
-ErrorFactory = Callable[[grpc.RpcError], FireboxRpcError]
+# What a failed call is raised as: the client's FireboxRpcError, the agent's ExecutorError, or
+# the gRPC error itself (tests).
+ErrorFactory = Callable[[grpc.RpcError], Exception]
+# After the final response, how long the executor may take to end the call once we half-closed.
+END_WAIT_SECONDS = 5.0
 
 
 def first_request(
@@ -75,11 +78,17 @@ class ExecResult:
 
 
 class ExecCall:
-    """A running execution. Iterate it for ExecuteResponse messages (the first carries the
-    execution id and pid, the last the exit code); `final` holds that last message afterwards.
+    """A running execution: the one client side of the Execute stream, used by the Python
+    client, the CLI, the agent (its shell tool and its Execute relay) and the tests. Iterate it
+    for ExecuteResponse messages (the first carries the execution id and pid, the last the exit
+    code); `final` holds that last message afterwards.
 
     Input and stop go out on the same stream, so end of input is sent as a `close_input` message
-    rather than by closing the stream: a stop must stay possible until the program ends.
+    rather than by closing the stream: a stop must stay possible until the program ends. Once
+    the final response arrives nothing more is written: the stream is half-closed at once, so the
+    executor ends the call with OK (a write crossing the call's end would fail in gRPC's core and
+    turn its status into INTERNAL). Iteration goes on to the call's end, so the executor finishes
+    its bookkeeping the ordinary way; only a caller that stops iterating early cancels the call.
     """
 
     def __init__(self, call: grpc.aio.StreamStreamCall, error: ErrorFactory) -> None:
@@ -87,13 +96,14 @@ class ExecCall:
         self._error = error
         # grpc.aio allows one write at a time; stdin and a stop may come from different tasks.
         self._write_lock = asyncio.Lock()
+        self._writes_closed = False
         self.execution_id = ""
         self.pid = 0
         self.final: ex.ExecuteResponse | None = None
 
     async def _write(self, request: ex.ExecuteRequest, *, required: bool) -> bool:
         async with self._write_lock:
-            if self._call.done():
+            if self._call.done() or self._writes_closed:
                 return False
             try:
                 await self._call.write(request)
@@ -107,6 +117,21 @@ class ExecCall:
 
     async def start(self, request: ex.ExecuteRequest) -> None:
         await self._write(request, required=True)
+
+    async def send(self, request: ex.ExecuteRequest) -> bool:
+        """Send any later request as it is (a relay forwarding its client's); False when the
+        execution is over and it was dropped."""
+        return await self._write(request, required=False)
+
+    async def done_writing(self) -> None:
+        """Half-close: nothing more will be sent, not even a stop (a relay forwarding its
+        client's half-close; done by itself after the final response)."""
+        async with self._write_lock:
+            if self._writes_closed or self._call.done():
+                return
+            self._writes_closed = True
+            with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+                await self._call.done_writing()
 
     async def send_input(self, data: bytes) -> bool:
         """Send bytes to the program's stdin; False when the program already ended."""
@@ -133,7 +158,14 @@ class ExecCall:
     async def __aiter__(self) -> AsyncIterator[ex.ExecuteResponse]:
         try:
             while True:
-                response = await self._call.read()
+                if self.final is None:
+                    response = await self._call.read()
+                else:
+                    try:
+                        async with asyncio.timeout(END_WAIT_SECONDS):
+                            response = await self._call.read()
+                    except TimeoutError:
+                        return  # the executor did not end the call: cancelled below
                 if response is grpc.aio.EOF:
                     return
                 if response.execution_id and not self.execution_id:
@@ -143,8 +175,7 @@ class ExecCall:
                     self.final = response
                     # Nothing more is worth sending: half-close so the server can end the call
                     # at once (it waits briefly for this, so late writes cannot race its end).
-                    async with self._write_lock:
-                        await self._call.done_writing()
+                    await self.done_writing()
                 yield response
         except grpc.RpcError as exc:
             raise self._error(exc) from None

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import grpc
+
+from firebox.client.execution import ExecCall
 from firebox.executor.v1 import executor_pb2 as pb
 from firebox.executor.v1 import executor_pb2_grpc
 
@@ -68,12 +71,9 @@ def first_request(
     return request
 
 
-async def _requests(
-    first: pb.ExecuteRequest, later: Sequence[pb.ExecuteRequest]
-) -> AsyncIterator[pb.ExecuteRequest]:
-    yield first
-    for request in later:
-        yield request
+def _raw(exc: grpc.RpcError) -> Exception:
+    """Tests see the gRPC error itself (its code and details)."""
+    return exc
 
 
 async def execute(
@@ -86,33 +86,45 @@ async def execute(
     metadata: Sequence[tuple[str, str]] | None = None,
     **kwargs: object,
 ) -> ExecuteResult:
-    """Run one Execute to its end: send the first request (and `later` ones), close our side,
-    collect every response."""
+    """Run one Execute to its end through firebox.client's ExecCall: send the first request (and
+    `later` ones), half-close, collect every response."""
     first = first_request(workspace_id, script, argv, **kwargs)  # type: ignore[arg-type]
-    call = stub.Execute(_requests(first, later), timeout=deadline, metadata=metadata)
+    execution = ExecCall(stub.Execute(timeout=deadline, metadata=metadata), _raw)
+    await execution.start(first)
+    for request in later:
+        await execution.send(request)
+    await execution.done_writing()
     result = ExecuteResult()
-    async for response in call:
+    async for response in execution:
         result.responses.append(response)
     return result
 
 
 class LiveExecution:
-    """An Execute stream driven by hand: send requests while reading responses."""
+    """An Execute stream driven by hand (firebox.client's ExecCall underneath): send requests
+    while reading responses. `call` is the gRPC call, for tests that read or cancel it raw."""
 
     def __init__(
         self, stub: executor_pb2_grpc.ExecutorServiceStub, first: pb.ExecuteRequest, deadline: float = 60.0
     ):
+        self.call = stub.Execute(timeout=deadline)
+        self.execution = ExecCall(self.call, _raw)
+        self._responses = aiter(self.execution)
+        # Requests go out in order from one task, so `send` and `close` need not be awaited.
         self._queue: asyncio.Queue[pb.ExecuteRequest | None] = asyncio.Queue()
         self._queue.put_nowait(first)
-        self.call = stub.Execute(self._requests(), timeout=deadline)
+        self._writer = asyncio.create_task(self._write())
+        # A test that cancels the gRPC call itself ends the writer too.
+        self.call.add_done_callback(lambda _: self._writer.cancel())
         self.responses: list[pb.ExecuteResponse] = []
 
-    async def _requests(self) -> AsyncIterator[pb.ExecuteRequest]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            yield item
+    async def _write(self) -> None:
+        first = await self._queue.get()
+        assert first is not None
+        await self.execution.start(first)
+        while (request := await self._queue.get()) is not None:
+            await self.execution.send(request)
+        await self.execution.done_writing()
 
     def send(self, request: pb.ExecuteRequest) -> None:
         self._queue.put_nowait(request)
@@ -123,11 +135,11 @@ class LiveExecution:
 
     def cancel(self) -> None:
         """Cancel the call, as a client that goes away does."""
-        self.call.cancel()
-        self.close()
+        self.execution.cancel()
+        self._writer.cancel()
 
     async def next(self, within: float = 10.0) -> pb.ExecuteResponse:
-        response = await asyncio.wait_for(self.call.read(), within)
+        response = await asyncio.wait_for(anext(self._responses), within)
         self.responses.append(response)
         return response
 
@@ -143,10 +155,7 @@ class LiveExecution:
         """Read to the end of the stream."""
 
         async def rest() -> None:
-            while True:
-                response = await self.call.read()
-                if response is None or response is _EOF:
-                    return
+            async for response in self._responses:
                 self.responses.append(response)
 
         try:
@@ -154,11 +163,3 @@ class LiveExecution:
         finally:
             self.close()
         return ExecuteResult(self.responses)
-
-
-try:
-    import grpc.aio as _aio
-
-    _EOF = _aio.EOF
-except (ImportError, AttributeError):  # pragma: no cover
-    _EOF = None
