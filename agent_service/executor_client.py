@@ -13,9 +13,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf.duration_pb2 import Duration
 
-from firebox.client.execution import ExecCall
+from firebox.client.execution import ExecCall, first_request
 from firebox.common import tracing
 from firebox.common.errors import FireboxError, Unavailable
 from firebox.common.logging import get_logger
@@ -411,11 +410,11 @@ class ExecutorClient:
         Cancelling the caller kills the program: a KILL stop is sent and its end awaited briefly
         before the call itself is cancelled (which makes the executor kill it too)."""
         await self.ensure_reachable()
-        first = executor_pb2.ExecuteRequest(
-            workspace_id=workspace_id,
+        first = first_request(
+            workspace_id,
             session_id=session_id,
             script=script,
-            timeout=Duration(seconds=int(timeout_seconds), nanos=int((timeout_seconds % 1) * 1e9)),
+            timeout=timeout_seconds,
             run_id=run_id,
             tool_call_id=tool_call_id,
             agent_session_id=agent_session_id,

@@ -35,10 +35,17 @@ def first_request(
     resume_workspace: bool = False,
     tty: bool = False,
     winsize: tuple[int, int] | None = None,
+    run_id: str = "",
+    tool_call_id: str = "",
+    agent_session_id: str = "",
 ) -> ex.ExecuteRequest:
     """The first message of an Execute stream: the program and where it runs (`tty`: on a
-    terminal of `winsize` = (rows, cols))."""
+    terminal of `winsize` = (rows, cols)); an agent names the run, tool call and session it runs
+    for (the training log's links)."""
     request = ex.ExecuteRequest(
+        run_id=run_id,
+        tool_call_id=tool_call_id,
+        agent_session_id=agent_session_id,
         workspace_id=workspace_id,
         session_id=session_id,
         script=script or "",
