@@ -15,11 +15,10 @@ from dataclasses import replace
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
-from executor_service import devcontainer, metrics
+from executor_service import devcontainer
 from executor_service import execution as ex
-from executor_service.backend import BWRAP, DOCKER, Policy, SnapshotInfo, WorkspaceInfo
+from executor_service.backend import Policy, SnapshotInfo, WorkspaceInfo
 from executor_service.background import BackgroundExecution, BackgroundExecutions, FollowOutput
 from executor_service.engine import ExecutionEngine
 from executor_service.files import (
@@ -32,9 +31,16 @@ from executor_service.files import (
     WorkspaceFiles,
 )
 from executor_service.records import ExecutionRecorder
+from executor_service.requests import (
+    BACKENDS,
+    STATUSES,
+    execute_spec,
+    final_to_proto,
+)
 from executor_service.sessions import Session, SessionManager
-from executor_service.tools import Tool, ToolRegistry, collect
-from executor_service.workspaces import PolicyOverrides, WorkspaceManager, validate_env
+from executor_service.steps import OneShot, setup_command, step
+from executor_service.tools import Tool, ToolRegistry
+from executor_service.workspaces import PolicyOverrides, WorkspaceManager
 from firebox.common import errors
 from firebox.common.logging import get_logger
 from firebox.common.secrets import SecretPolicy, redactor
@@ -45,17 +51,6 @@ from firebox.executor.v1 import executor_pb2_grpc
 
 log = get_logger("executor.servicer")
 
-BACKENDS = {DOCKER: pb.BACKEND_DOCKER, BWRAP: pb.BACKEND_BWRAP}
-STATUSES = {
-    "created": pb.WORKSPACE_STATUS_CREATED,
-    "restarting": pb.WORKSPACE_STATUS_RESTARTING,
-    "running": pb.WORKSPACE_STATUS_RUNNING,
-    "removing": pb.WORKSPACE_STATUS_REMOVING,
-    "paused": pb.WORKSPACE_STATUS_PAUSED,
-    "exited": pb.WORKSPACE_STATUS_EXITED,
-    "dead": pb.WORKSPACE_STATUS_DEAD,
-}
-_LATER_ONLY = ("input_data", "close_input", "stop")
 _FIRST_ONLY = (
     "workspace_id",
     "session_id",
@@ -144,10 +139,6 @@ def workspace_to_proto(info: WorkspaceInfo, session_count: int) -> pb.Workspace:
     return workspace
 
 
-# Output a devcontainer lifecycle command returns in the CreateWorkspace response, per stream.
-SETUP_OUTPUT_BYTES = 64 * 1024
-
-
 def _seconds(duration: Any) -> float:
     # Not ToTimedelta: a Duration out of its documented range must be refused, not overflow.
     return duration.seconds + duration.nanos / 1e9
@@ -183,72 +174,6 @@ def session_to_proto(session: Session) -> pb.Session:
     return message
 
 
-def execute_spec(
-    first: pb.ExecuteRequest, secret_policy: SecretPolicy, default_timeout: float | None
-) -> ex.ExecuteSpec:
-    """Check the first Execute message and turn it into the domain's spec."""
-    for name in _LATER_ONLY:
-        if getattr(first, name):
-            raise errors.InvalidArgument(
-                name, "not allowed in the first message, which describes the program; send it in a later one"
-            )
-    if not first.workspace_id:
-        raise errors.InvalidArgument("workspace_id", "required in the first message")
-    if first.script and first.argv:
-        raise errors.InvalidArgument("script", "give either script or argv, not both")
-    if not first.script and not first.argv:
-        raise errors.InvalidArgument("script", "missing program: give script (shell text) or argv")
-    if first.argv and not first.argv[0]:
-        raise errors.InvalidArgument("argv", "argv[0] (the program) is empty")
-    if any("\x00" in part for part in (first.script, first.directory, *first.argv)):
-        raise errors.InvalidArgument("script" if "\x00" in first.script else "argv", "contains a NUL byte")
-    validate_env(first.env, "env", secret_policy)
-    timeout = default_timeout
-    if first.HasField("timeout"):
-        seconds = _duration_seconds(first.timeout, "timeout")
-        if seconds < 0:
-            raise errors.InvalidArgument("timeout", f"must not be negative, got {seconds:g}s")
-        if seconds > 0:
-            timeout = seconds
-    return ex.ExecuteSpec(
-        workspace_id=first.workspace_id,
-        session_id=first.session_id or None,
-        script=first.script or None,
-        argv=list(first.argv) or None,
-        directory=first.directory or None,
-        env=dict(first.env),
-        timeout=timeout,
-        tty=first.tty,
-        rows=first.winsize.rows or ex.DEFAULT_ROWS,
-        cols=first.winsize.cols or ex.DEFAULT_COLS,
-    )
-
-
-def _final_to_proto(event: ex.Finished) -> pb.ExecuteResponse:
-    metrics.EXECUTIONS.labels(event.reason.value).inc()
-    response = pb.ExecuteResponse(
-        end_reason=_END_REASONS.get(event.reason, pb.END_REASON_UNSPECIFIED),
-        output_truncated=event.output_truncated,
-        session_ended=event.session_ended,
-        message=event.message,
-    )
-    if event.exit_code is not None:
-        response.exit_code.value = event.exit_code
-    response.duration.FromTimedelta(dt.timedelta(seconds=event.duration))
-    return response
-
-
-_END_REASONS = {
-    ex.EndReason.EXITED: pb.END_REASON_EXITED,
-    ex.EndReason.SIGNALED: pb.END_REASON_SIGNALED,
-    ex.EndReason.TIMED_OUT: pb.END_REASON_TIMED_OUT,
-    ex.EndReason.STOPPED: pb.END_REASON_STOPPED,
-    ex.EndReason.CANCELLED: pb.END_REASON_CANCELLED,
-    ex.EndReason.OUT_OF_MEMORY: pb.END_REASON_OUT_OF_MEMORY,
-    ex.EndReason.SHUTDOWN: pb.END_REASON_SHUTDOWN,
-}
-
-
 def _execution_info(bg: BackgroundExecution) -> pb.ExecutionInfo:
     info = pb.ExecutionInfo(
         execution_id=bg.id,
@@ -264,7 +189,7 @@ def _execution_info(bg: BackgroundExecution) -> pb.ExecutionInfo:
     )
     info.started.FromDatetime(bg.started)
     if bg.finished is not None:
-        final = _final_to_proto(bg.finished)
+        final = final_to_proto(bg.finished)
         info.end_reason = final.end_reason
         info.message = final.message
         if final.HasField("exit_code"):
@@ -376,33 +301,6 @@ def file_to_proto(entry: FileEntry) -> pb.FileInfo:
     return message
 
 
-def _timeout(message: Any, field: str) -> float:
-    """A request's Duration in seconds; 0 when unset."""
-    if not message.HasField("timeout"):
-        return 0.0
-    seconds = _duration_seconds(message.timeout, field)
-    if seconds < 0:
-        raise errors.InvalidArgument(field, f"must not be negative, got {seconds:g}s")
-    return seconds
-
-
-# google.protobuf.Duration's range: about 10,000 years.
-_MAX_DURATION_SECONDS = 315_576_000_000
-
-
-def _duration_seconds(duration: Any, field: str) -> float:
-    """A Duration in seconds, refused when outside Duration's rules (range, one sign): such a value
-    overflows timedelta and cannot be written to the training log."""
-    if (
-        abs(duration.seconds) > _MAX_DURATION_SECONDS
-        or abs(duration.nanos) >= 1_000_000_000
-        or duration.seconds > 0 > duration.nanos
-        or duration.seconds < 0 < duration.nanos
-    ):
-        raise errors.InvalidArgument(field, f"not a valid Duration ({duration.seconds}s {duration.nanos}ns)")
-    return duration.seconds + duration.nanos / 1e9
-
-
 # ---- the servicer -------------------------------------------------------------------------------
 
 
@@ -434,6 +332,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         self.secret_policy = secret_policy
         self.default_timeout = default_timeout
         self.version = version
+        self.oneshot = OneShot(engine, training_log, secret_policy, default_timeout, version)
 
     def _workspace(self, info: WorkspaceInfo) -> pb.Workspace:
         workspace = workspace_to_proto(info, self.workspaces.session_count(info.id))
@@ -488,61 +387,11 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
         response = pb.CreateWorkspaceResponse(workspace=self._workspace(info), setup=setup)
         for command in commands:
-            ran = await self._setup_command(info, command)
+            ran = await setup_command(self.oneshot, info, command)
             response.setup.append(ran)
             if ran.exit_code != 0:
                 break
         return response
-
-    async def _setup_command(
-        self, workspace: WorkspaceInfo, command: devcontainer.Command
-    ) -> pb.SetupCommand:
-        """Run a devcontainer lifecycle command once, to its end, recorded in the training log
-        like any Execute (it shapes what later commands see)."""
-        execute = pb.ExecuteRequest(
-            workspace_id=workspace.id, script=command.script, argv=list(command.argv), known_name=command.name
-        )
-        spec = ex.ExecuteSpec(
-            workspace_id=workspace.id,
-            script=command.script or None,
-            argv=list(command.argv) or None,
-            timeout=self.default_timeout,
-        )
-        recorder = ExecutionRecorder(
-            execute,
-            BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED),
-            workspace.isolation,
-            self.version,
-        )
-        execution = await self.engine.start(workspace, spec)
-        recorder.execution_id = execution.id
-        # A Step has no input: the tool reads end of file at once (`cat -`, a prompt), never
-        # waiting for its timeout on a stdin nobody can write to.
-        await execution.close_input()
-
-        def observe(out: bytes, err: bytes) -> None:
-            recorder.stdout.add(out)
-            recorder.stderr.add(err)
-
-        final: pb.ExecuteResponse | None = None
-        try:
-            result = await collect(execution, SETUP_OUTPUT_BYTES, observe)
-            final = _final_to_proto(result.finished)
-        finally:
-            self.training_log.write(EXECUTIONS, recorder.record(final))
-        log.info(
-            "devcontainer_command",
-            workspace_id=workspace.id,
-            name=command.name,
-            exit_code=result.finished.exit_code,
-        )
-        return pb.SetupCommand(
-            name=command.name,
-            exit_code=result.finished.exit_code if result.finished.exit_code is not None else -1,
-            stdout=result.stdout.decode("utf-8", "replace"),
-            stderr=result.stderr.decode("utf-8", "replace"),
-            truncated=result.truncated,
-        )
 
     async def GetWorkspace(self, request: pb.GetWorkspaceRequest, context: Any) -> pb.GetWorkspaceResponse:
         return pb.GetWorkspaceResponse(
@@ -688,7 +537,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                         response.execution_id, response.pid, pid = execution.id, pid, None
                     yield response
                 elif isinstance(event, ex.Finished):
-                    final = _final_to_proto(event)
+                    final = final_to_proto(event)
                     if pid is not None:
                         final.execution_id, final.pid, pid = execution.id, pid, None
                     yield final
@@ -730,7 +579,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             recorder.stderr.add(err)
 
         def on_finished(finished: ex.Finished) -> None:
-            self.training_log.write(EXECUTIONS, recorder.record(_final_to_proto(finished)))
+            self.training_log.write(EXECUTIONS, recorder.record(final_to_proto(finished)))
 
         bg = await self.background.adopt(execution, workspace.id, observe=observe, on_finished=on_finished)
         async for response in self._follow(bg, 0, request_iterator, read_only=False, recorder=recorder):
@@ -784,7 +633,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                         output_skipped=event.skipped,
                     )
                 else:
-                    response = _final_to_proto(event)
+                    response = final_to_proto(event)
                     response.output_offset = bg.buffer.end
                 if first:
                     response.execution_id, response.pid, first = bg.id, bg.pid, False
@@ -992,92 +841,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         return pb.ListToolsResponse(tools=[tool_to_proto(t) for t in self.tools.list()])
 
     async def Step(self, request: pb.StepRequest, context: Any) -> pb.StepResponse:
-        """Run one named tool sessionless; logged like an Execute, with the action beside it."""
-        if not request.workspace_id:
-            raise errors.InvalidArgument("workspace_id", "required")
-        action = request.action
-        try:
-            args = json_format.MessageToDict(action.args) if action.HasField("args") else {}
-        except (json_format.SerializeToJsonError, ValueError):  # NaN or Infinity: not JSON
-            raise errors.InvalidArgument(
-                "action.args", "holds a number JSON can't express (NaN or Infinity)"
-            ) from None
-        tool, argv = self.tools.render(action.tool_name, args)
-        # Sizes are checked at the edge (firebox.common.limits).
-        if "\x00" in action.work_dir:
-            raise errors.InvalidArgument("action.work_dir", "contains a NUL byte")
-        timeout = _timeout(request, "timeout") or tool.timeout or self.default_timeout
-        workspace = await self.workspaces.require_running(request.workspace_id)
-        # What ran, as an Execute of the rendered argv would have said it: the training log's shape.
-        execute = pb.ExecuteRequest(
-            workspace_id=request.workspace_id,
-            argv=argv,
-            directory=action.work_dir,
-            tool_call_id=request.tool_call_id,
-            run_id=request.run_id,
-            agent_session_id=request.agent_session_id,
-        )
-        execute.timeout.FromTimedelta(dt.timedelta(seconds=timeout))
-        spec = ex.ExecuteSpec(
-            workspace_id=request.workspace_id, argv=argv, directory=action.work_dir or None, timeout=timeout
-        )
-        recorder = ExecutionRecorder(
-            execute,
-            BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED),
-            workspace.isolation,
-            self.version,
-            parent_snapshot_id=workspace.parent_snapshot_id,
-        )
-        execution = await self.engine.start(workspace, spec)
-        recorder.execution_id = execution.id
-        # A Step has no input: the tool reads end of file at once (`cat -`, a prompt), never
-        # waiting for its timeout on a stdin nobody can write to.
-        await execution.close_input()
-
-        def observe(out: bytes, err: bytes) -> None:
-            recorder.stdout.add(out)
-            recorder.stderr.add(err)
-
-        final: pb.ExecuteResponse | None = None
-        try:
-            result = await collect(execution, self.step_output_bytes, observe)
-            final = _final_to_proto(result.finished)
-        finally:
-            record = recorder.record(final)
-            record.action.CopyFrom(action)
-            self.training_log.write(EXECUTIONS, record)
-        finished = result.finished
-        output = pb.ToolOutput(
-            exit_status=finished.exit_code if finished.exit_code is not None else -1,
-            stdout=result.stdout.decode("utf-8", "replace"),
-            stderr=result.stderr.decode("utf-8", "replace"),
-            truncated=result.truncated,
-            end_reason=final.end_reason,
-            message=finished.message,
-        )
-        output.duration.CopyFrom(final.duration)
-        directory = action.work_dir or "/workspace"
-        if not directory.startswith("/"):
-            directory = f"/workspace/{directory}"
-        try:
-            # Asked again: the status after the tool ran, not the one cached before it.
-            status = STATUSES.get(
-                (await self.workspaces.get(request.workspace_id)).state, pb.WORKSPACE_STATUS_UNSPECIFIED
-            )
-        except Exception as exc:  # the tool ran; an engine hiccup only leaves the status unknown
-            log.warning("step_status_unknown", workspace_id=request.workspace_id, error=repr(exc))
-            status = pb.WORKSPACE_STATUS_UNSPECIFIED
-        info = (
-            f"workspace {workspace.id}{f' ({workspace.name})' if workspace.name else ''}, "
-            f"image {workspace.image}, {workspace.isolation}; tool {tool.name} ran in {directory}"
-        )
-        return pb.StepResponse(
-            observation=pb.Observation(
-                tool_output=output,
-                environment_info=pb.EnvironmentInfo(info=info, workspace_status=status),
-            ),
-            execution_id=execution.id,
-        )
+        return await step(request, self.oneshot, self.tools, self.workspaces, self.step_output_bytes)
 
     # ---- workspace files ----
 

@@ -43,6 +43,9 @@ def _timeout(seconds: float):
         ({"script": "true", "close_input": True}, "close_input"),
         ({"script": "true", "stop": pb.STOP_SIGNAL_KILL}, "stop"),
         ({"argv": [""]}, "argv"),
+        ({"script": "echo a\x00b"}, "script"),
+        ({"argv": ["echo", "a\x00b"]}, "argv"),
+        ({"script": "pwd", "directory": "/tmp\x00x"}, "directory"),
     ],
 )
 async def test_bad_first_message_is_invalid_argument_naming_the_field(stub, workspace, fields, named):

@@ -199,6 +199,20 @@ async def test_args_with_a_number_json_cannot_hold_are_invalid(env, number):
     assert error.details().startswith("action.args"), error.details()
 
 
+@pytest.mark.parametrize(("field", "value"), [("work_dir", "/tmp\x00x"), ("timeout", -1)])
+async def test_step_is_checked_like_an_execute_naming_its_own_fields(env, field, value):
+    """A Step's rendered command goes through Execute's one validation; errors name the Step's
+    fields (action.work_dir, timeout), not those of the Execute request made of it."""
+    request = step_request(env.ws.id, "echo_words", {"words": ["x"]})
+    if field == "work_dir":
+        request.action.work_dir = value
+    else:
+        request.timeout.seconds = value
+    error = await step_error(env, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("action.work_dir" if field == "work_dir" else "timeout"), error.details()
+
+
 async def test_a_tool_reading_standard_input_reads_end_of_file_at_once(env):
     """A Step has no input: `grep -- x -` (a path of "-" is stdin) ends with no match instead of
     waiting out its timeout on a stdin nobody can write to."""
