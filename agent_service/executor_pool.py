@@ -12,7 +12,8 @@ replicas (a workspace made directly on an executor). Every call for a workspace 
 an owner that is gone fails at once with UNAVAILABLE naming the workspace and the replica. New
 workspaces go to the replica with the fewest workspaces, ties taken in turn.
 
-The pool offers the same calls as `ExecutorClient`, so the tool loop uses either unchanged.
+The pool offers the same calls as `ExecutorClient`, routed; the agent's tools and loop are typed
+against the pool, which is what they are given (one executor is a pool of one).
 """
 
 from __future__ import annotations

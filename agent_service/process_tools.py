@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_service.executor_client import ExecutorError
+from agent_service.executor_pool import ExecutorPool
 from agent_service.session_workspace import SessionWorkspaces
 from agent_service.tools import Tool, ToolRun, always_runs, shell_on_request
 from firebox.agent.v1 import agent_pb2
@@ -115,10 +116,10 @@ def _types_at_a_process(arguments: dict[str, Any], _prefixes: Sequence[str]) -> 
 
 
 class ProcessTools:
-    """The three tools, as a source of the tool registry, run against the executor (an
-    ExecutorClient or ExecutorPool) in each session's workspace."""
+    """The three tools, as a source of the tool registry, run against the executor pool in each
+    session's workspace."""
 
-    def __init__(self, executor: Any, workspaces: SessionWorkspaces, output_limit: int) -> None:
+    def __init__(self, executor: ExecutorPool, workspaces: SessionWorkspaces, output_limit: int) -> None:
         self._executor = executor
         self._workspaces = workspaces
         self._output_limit = output_limit
