@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -112,24 +113,28 @@ class ExecutorClient:
                 f"{CONNECT_TIMEOUT_SECONDS:g}s); check --executor / FIREBOX_EXECUTOR and that it is running"
             ) from None
 
-    def _error(self, exc: grpc.aio.AioRpcError, doing: str) -> ExecutorError:
-        code = exc.code()
-        detail = exc.details() or code.name
+    def _error(self, exc: grpc.RpcError, doing: str) -> ExecutorError:
+        if isinstance(exc, grpc.aio.AioRpcError):
+            code, detail = exc.code(), exc.details() or exc.code().name
+        else:  # grpc.aio's calls raise AioRpcError, with the status; anything else is unknown
+            code, detail = grpc.StatusCode.UNKNOWN, str(exc) or type(exc).__name__
         if code == grpc.StatusCode.UNAVAILABLE:
             detail = f"the executor at {self.target} is unavailable: {detail}"
         return ExecutorError(code, f"{doing}: {detail}" if doing else detail)
 
-    async def _unary(
-        self, method: Callable[..., object], request: object, doing: str, deadline: float
-    ) -> object:
+    async def _unary(self, method: Callable[..., Any], request: object, doing: str, deadline: float) -> Any:
+        """One unary call; the stubs are untyped, so callers name what they get back."""
         await self.ensure_reachable()
         try:
-            return await method(request, metadata=self._metadata, timeout=deadline, wait_for_ready=False)  # type: ignore[misc]
+            return await method(request, metadata=self._metadata, timeout=deadline, wait_for_ready=False)
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, doing) from None
 
     async def server_info(self, deadline: float = 5.0) -> executor_pb2.GetServerInfoResponse:
-        return await self._unary(self._stub.GetServerInfo, executor_pb2.GetServerInfoRequest(), "", deadline)  # type: ignore[return-value]
+        info: executor_pb2.GetServerInfoResponse = await self._unary(
+            self._stub.GetServerInfo, executor_pb2.GetServerInfoRequest(), "", deadline
+        )
+        return info
 
     async def create_workspace(
         self,
@@ -140,17 +145,19 @@ class ExecutorClient:
     ) -> executor_pb2.Workspace:
         request = executor_pb2.CreateWorkspaceRequest(image=image, policy=policy, labels=dict(labels))
         response = await self._unary(self._stub.CreateWorkspace, request, "creating the workspace", deadline)
-        return response.workspace  # type: ignore[attr-defined]
+        result: executor_pb2.Workspace = response.workspace
+        return result
 
     async def server_info_now(self, deadline: float = 2.0) -> executor_pb2.GetServerInfoResponse:
         """GetServerInfo without waiting for a connection: an executor that is down fails at once."""
         try:
-            return await self._stub.GetServerInfo(
+            result: executor_pb2.GetServerInfoResponse = await self._stub.GetServerInfo(
                 executor_pb2.GetServerInfoRequest(),
                 metadata=self._metadata,
                 timeout=deadline,
                 wait_for_ready=False,
             )
+            return result
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, "asking the executor who it is") from None
 
@@ -158,20 +165,24 @@ class ExecutorClient:
         self, request: executor_pb2.CreateWorkspaceRequest, deadline: float = 120.0
     ) -> executor_pb2.CreateWorkspaceResponse:
         """CreateWorkspace with the caller's whole request (the agent's forwarding RPC)."""
-        return await self._unary(self._stub.CreateWorkspace, request, "creating the workspace", deadline)  # type: ignore[return-value]
+        response: executor_pb2.CreateWorkspaceResponse = await self._unary(
+            self._stub.CreateWorkspace, request, "creating the workspace", deadline
+        )
+        return response
 
     async def get_workspace(self, workspace_id: str, deadline: float = 10.0) -> executor_pb2.Workspace:
         request = executor_pb2.GetWorkspaceRequest(workspace_id=workspace_id)
         response = await self._unary(
             self._stub.GetWorkspace, request, f"reading workspace {workspace_id}", deadline
         )
-        return response.workspace  # type: ignore[attr-defined]
+        result: executor_pb2.Workspace = response.workspace
+        return result
 
     async def list_workspaces(self, deadline: float = 10.0) -> list[executor_pb2.Workspace]:
         response = await self._unary(
             self._stub.ListWorkspaces, executor_pb2.ListWorkspacesRequest(), "listing workspaces", deadline
         )
-        return list(response.workspaces)  # type: ignore[attr-defined]
+        return list(response.workspaces)
 
     async def delete_workspace(self, workspace_id: str, deadline: float = 60.0) -> None:
         request = executor_pb2.DeleteWorkspaceRequest(workspace_id=workspace_id)
@@ -189,34 +200,40 @@ class ExecutorClient:
             f"setting the writable paths of workspace {workspace_id}",
             deadline,
         )
-        return response.workspace  # type: ignore[attr-defined]
+        result: executor_pb2.Workspace = response.workspace
+        return result
 
     async def pause_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
         request = executor_pb2.PauseWorkspaceRequest(workspace_id=workspace_id)
         response = await self._unary(
             self._stub.PauseWorkspace, request, f"pausing workspace {workspace_id}", deadline
         )
-        return response.workspace  # type: ignore[attr-defined]
+        result: executor_pb2.Workspace = response.workspace
+        return result
 
     async def resume_workspace(self, workspace_id: str, deadline: float = 60.0) -> executor_pb2.Workspace:
         request = executor_pb2.ResumeWorkspaceRequest(workspace_id=workspace_id)
         response = await self._unary(
             self._stub.ResumeWorkspace, request, f"resuming workspace {workspace_id}", deadline
         )
-        return response.workspace  # type: ignore[attr-defined]
+        result: executor_pb2.Workspace = response.workspace
+        return result
 
     async def create_snapshot(
         self, request: executor_pb2.CreateSnapshotRequest, deadline: float = 600.0
     ) -> executor_pb2.CreateSnapshotResponse:
         doing = f"snapshotting workspace {request.workspace_id}"
-        return await self._unary(self._stub.CreateSnapshot, request, doing, deadline)  # type: ignore[return-value]
+        response: executor_pb2.CreateSnapshotResponse = await self._unary(
+            self._stub.CreateSnapshot, request, doing, deadline
+        )
+        return response
 
     async def list_snapshots(
         self, workspace_id: str = "", deadline: float = 10.0
     ) -> list[executor_pb2.Snapshot]:
         request = executor_pb2.ListSnapshotsRequest(workspace_id=workspace_id)
         response = await self._unary(self._stub.ListSnapshots, request, "listing snapshots", deadline)
-        return list(response.snapshots)  # type: ignore[attr-defined]
+        return list(response.snapshots)
 
     async def delete_snapshot(self, snapshot_id: str, deadline: float = 60.0) -> None:
         request = executor_pb2.DeleteSnapshotRequest(snapshot_id=snapshot_id)
@@ -227,14 +244,15 @@ class ExecutorClient:
         response = await self._unary(
             self._stub.CreateSession, request, "starting the shell session", deadline
         )
-        return response.session  # type: ignore[attr-defined]
+        result: executor_pb2.Session = response.session
+        return result
 
     async def list_tools(self, deadline: float = 10.0) -> list[executor_pb2.Tool]:
         """The named tools the executor's operator declared."""
         response = await self._unary(
             self._stub.ListTools, executor_pb2.ListToolsRequest(), "listing the executor's tools", deadline
         )
-        return list(response.tools)  # type: ignore[attr-defined]
+        return list(response.tools)
 
     async def list_tools_now(self, deadline: float = 3.0) -> list[executor_pb2.Tool]:
         """ListTools without waiting for a connection: an unreachable executor fails at once, so a
@@ -252,9 +270,10 @@ class ExecutorClient:
 
     async def step(self, request: executor_pb2.StepRequest, deadline: float) -> executor_pb2.StepResponse:
         """Run one named tool (Step) and return its observation."""
-        return await self._unary(
+        response: executor_pb2.StepResponse = await self._unary(
             self._stub.Step, request, f"running tool {request.action.tool_name}", deadline
-        )  # type: ignore[return-value]
+        )
+        return response
 
     async def download_file(
         self, workspace_id: str, path: str, limit: int, deadline: float = 60.0
@@ -300,9 +319,10 @@ class ExecutorClient:
             return [first, *rest]
 
         try:
-            return await self._stub.UploadFile(
+            result: executor_pb2.UploadFileResponse = await self._stub.UploadFile(
                 iter(requests()), metadata=self._metadata, timeout=deadline, wait_for_ready=False
             )
+            return result
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, f"writing {path}") from None
 
@@ -327,7 +347,8 @@ class ExecutorClient:
                 raise ExecutorError(
                     grpc.StatusCode.UNAVAILABLE, "the executor ended the call before starting it"
                 )
-            return response.execution_id
+            result: str = response.execution_id
+            return result
         except grpc.aio.AioRpcError as exc:
             raise self._error(exc, "starting the process") from None
         finally:
@@ -389,9 +410,10 @@ class ExecutorClient:
         request = executor_pb2.StopExecutionRequest(
             execution_id=execution_id, signal=executor_pb2.STOP_SIGNAL_KILL
         )
-        return (
+        result: executor_pb2.ExecutionInfo = (
             await self._unary(self._stub.StopExecution, request, "stopping the process", deadline)
-        ).execution  # type: ignore[attr-defined]
+        ).execution
+        return result
 
     async def run_script(
         self,

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -104,11 +105,11 @@ class PostgresStore(Store):
         row = await self._one("SELECT version FROM firebox_schema_version")
         return int(row[0]) if row else 0
 
-    async def _one(self, sql: str, args: Sequence[object] = ()) -> tuple | None:
+    async def _one(self, sql: str, args: Sequence[object] = ()) -> tuple[Any, ...] | None:
         async with self._pool.connection() as conn:
             return await (await conn.execute(sql, args)).fetchone()
 
-    async def _all(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
+    async def _all(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         async with self._pool.connection() as conn:
             return await (await conn.execute(sql, args)).fetchall()
 
@@ -123,7 +124,7 @@ class PostgresStore(Store):
     )
 
     @staticmethod
-    def _session(row: tuple) -> agent_pb2.Session:
+    def _session(row: tuple[Any, ...]) -> agent_pb2.Session:
         session = agent_pb2.Session.FromString(row[2])
         session.message_count = row[3]
         return session
@@ -340,7 +341,7 @@ class PostgresStore(Store):
         return changed > 0
 
     async def _interrupt_where(
-        self, where: str, args: tuple, end_time_ns: int, reason: str, all_streaming: bool
+        self, where: str, args: tuple[Any, ...], end_time_ns: int, reason: str, all_streaming: bool
     ) -> list[str]:
         changed: list[str] = []
         async with self._pool.connection() as conn, conn.transaction():
@@ -538,7 +539,9 @@ class PostgresStore(Store):
 
     # -- copying ---------------------------------------------------------------------------
 
-    async def export_page(self, table: Table, after: tuple[object, ...] | None, limit: int) -> list[tuple]:
+    async def export_page(
+        self, table: Table, after: tuple[object, ...] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
         columns, key = ", ".join(table.columns), ", ".join(table.key)
         where = f"WHERE ({key}) > ({', '.join('%s' for _ in table.key)}) " if after is not None else ""
         rows = await self._all(
@@ -546,7 +549,7 @@ class PostgresStore(Store):
         )
         return [tuple(row) for row in rows]
 
-    async def import_rows(self, table: Table, rows: Sequence[tuple]) -> None:
+    async def import_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
             return
         sql = (

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -117,7 +117,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             return self._connections.default.context_window
 
     async def CreateSession(
-        self, request: agent_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.CreateSessionResponse:
         if len(request.title) > MAX_TITLE_CHARS:
             raise InvalidArgument("title", f"must be at most {MAX_TITLE_CHARS} characters")
@@ -154,7 +154,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.CreateSessionResponse(session=session)
 
     async def GetSession(
-        self, request: agent_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.GetSessionResponse:
         session = await self._session(request.session_id)
         response = agent_pb2.GetSessionResponse(session=session)
@@ -163,7 +163,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return response
 
     async def ListSessions(
-        self, request: agent_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.ListSessionsResponse:
         sessions, token = await self._store.list_sessions(_page_size(request.page_size), request.page_token)
         for session in sessions:
@@ -172,7 +172,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.ListSessionsResponse(sessions=sessions, next_page_token=token)
 
     async def DeleteSession(
-        self, request: agent_pb2.DeleteSessionRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.DeleteSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.DeleteSessionResponse:
         session = await self._session(request.session_id)
         await self._runs.cancel_session(session.id, "the session was deleted")
@@ -193,7 +193,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.DeleteSessionResponse()
 
     async def UpdateSession(
-        self, request: agent_pb2.UpdateSessionRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.UpdateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.UpdateSessionResponse:
         paths = list(request.update_mask.paths)
         if not paths:
@@ -230,7 +230,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.UpdateSessionResponse(session=await self._session(session.id))
 
     async def ClearSession(
-        self, request: agent_pb2.ClearSessionRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.ClearSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.ClearSessionResponse:
         session = await self._session(request.session_id)
         async with self._runs.take_over(session.id, "the session was cleared") as cancelled:
@@ -261,7 +261,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     # -- runs ------------------------------------------------------------------------------
 
     async def SendMessage(
-        self, request: agent_pb2.SendMessageRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.SendMessageRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.SendMessageResponse]:
         _require(request.session_id, "session_id")
         if not request.content.strip():
@@ -309,7 +309,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             yield response
 
     async def StreamRun(
-        self, request: agent_pb2.StreamRunRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.StreamRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.StreamRunResponse]:
         _require(request.run_id, "run_id")
         if request.after_index < 0:
@@ -332,7 +332,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return stored
 
     async def CancelRun(
-        self, request: agent_pb2.CancelRunRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.CancelRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.CancelRunResponse:
         live = self._runs.cancel(_require(request.run_id, "run_id"))
         if live is not None:
@@ -345,12 +345,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.CancelRunResponse(run=await self._run(request.run_id))
 
     async def GetRun(
-        self, request: agent_pb2.GetRunRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.GetRunResponse:
         return agent_pb2.GetRunResponse(run=await self._run(request.run_id))
 
     async def ListRuns(
-        self, request: agent_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.ListRunsResponse:
         session = await self._session(request.session_id)
         runs, token = await self._store.list_runs(
@@ -363,14 +363,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     # -- stateless -------------------------------------------------------------------------
 
     async def Generate(
-        self, request: agent_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.GenerateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.GenerateResponse]:
         connection = self._connections.get(request.connection)
         async for response in generate(connection, self._log, request):
             yield response
 
     async def LogEvents(
-        self, request: agent_pb2.LogEventsRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.LogEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.LogEventsResponse:
         if len(request.events) > MAX_FEEDBACK_EVENTS:
             raise InvalidArgument(
@@ -397,7 +397,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.LogEventsResponse(accepted=len(request.events))
 
     async def Execute(
-        self, request_iterator: AsyncIterator[executor_pb2.ExecuteRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[executor_pb2.ExecuteRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[executor_pb2.ExecuteResponse]:
         deadline = forwardable_timeout(context.time_remaining())
         async for response in self._executor.forward_execute(request_iterator, deadline):
@@ -406,24 +408,24 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     # -- workspaces, forwarded to the executor replica that owns them -----------------------
 
     async def CreateWorkspace(
-        self, request: executor_pb2.CreateWorkspaceRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.CreateWorkspaceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.CreateWorkspaceResponse:
         deadline = forwardable_timeout(context.time_remaining()) or 120.0
         return await self._executor.create_workspace_from(request, deadline)
 
     async def GetWorkspace(
-        self, request: executor_pb2.GetWorkspaceRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.GetWorkspaceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.GetWorkspaceResponse:
         workspace_id = _require(request.workspace_id, "workspace_id")
         return executor_pb2.GetWorkspaceResponse(workspace=await self._executor.get_workspace(workspace_id))
 
     async def ListWorkspaces(
-        self, request: executor_pb2.ListWorkspacesRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.ListWorkspacesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.ListWorkspacesResponse:
         return executor_pb2.ListWorkspacesResponse(workspaces=await self._executor.list_workspaces())
 
     async def DeleteWorkspace(
-        self, request: executor_pb2.DeleteWorkspaceRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.DeleteWorkspaceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.DeleteWorkspaceResponse:
         workspace_id = _require(request.workspace_id, "workspace_id")
         await self._executor.delete_workspace(workspace_id)
@@ -431,28 +433,28 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return executor_pb2.DeleteWorkspaceResponse()
 
     async def CreateSnapshot(
-        self, request: executor_pb2.CreateSnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.CreateSnapshotRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.CreateSnapshotResponse:
         _require(request.workspace_id, "workspace_id")
         deadline = forwardable_timeout(context.time_remaining()) or 600.0
         return await self._executor.create_snapshot(request, deadline)
 
     async def ListSnapshots(
-        self, request: executor_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.ListSnapshotsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.ListSnapshotsResponse:
         return executor_pb2.ListSnapshotsResponse(
             snapshots=await self._executor.list_snapshots(request.workspace_id)
         )
 
     async def DeleteSnapshot(
-        self, request: executor_pb2.DeleteSnapshotRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.DeleteSnapshotRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.DeleteSnapshotResponse:
         snapshot_id = _require(request.snapshot_id, "snapshot_id")
         await self._executor.delete_snapshot(snapshot_id)
         return executor_pb2.DeleteSnapshotResponse()
 
     async def PauseWorkspace(
-        self, request: executor_pb2.PauseWorkspaceRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.PauseWorkspaceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.PauseWorkspaceResponse:
         workspace_id = _require(request.workspace_id, "workspace_id")
         deadline = forwardable_timeout(context.time_remaining()) or 60.0
@@ -461,7 +463,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
 
     async def ResumeWorkspace(
-        self, request: executor_pb2.ResumeWorkspaceRequest, context: grpc.aio.ServicerContext
+        self, request: executor_pb2.ResumeWorkspaceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.ResumeWorkspaceResponse:
         workspace_id = _require(request.workspace_id, "workspace_id")
         deadline = forwardable_timeout(context.time_remaining()) or 60.0
@@ -472,7 +474,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     # -- approvals, compaction, edits ------------------------------------------------------
 
     async def ResolveApproval(
-        self, request: agent_pb2.ResolveApprovalRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.ResolveApprovalRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.ResolveApprovalResponse:
         _require(request.run_id, "run_id")
         _require(request.tool_call_id, "tool_call_id")
@@ -511,7 +513,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.ResolveApprovalResponse()
 
     async def CompactSession(
-        self, request: agent_pb2.CompactSessionRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.CompactSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.CompactSessionResponse]:
         session = await self._session(request.session_id)
         connection = self._loop.connection(session)
@@ -556,7 +558,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             )
 
     async def EditMessage(
-        self, request: agent_pb2.EditMessageRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.EditMessageRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[agent_pb2.EditMessageResponse]:
         _require(request.message_id, "message_id")
         if request.action not in (agent_pb2.EDIT_ACTION_SAVE, agent_pb2.EDIT_ACTION_RESEND):
@@ -618,7 +620,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             yield response
 
     async def ListTools(
-        self, request: agent_pb2.ListToolsRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.ListToolsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.ListToolsResponse:
         session = await self._session(request.session_id) if request.session_id else None
         offered = await self._loop.catalog.offered(session)
@@ -628,7 +630,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
 
     async def GetServerInfo(
-        self, request: agent_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext
+        self, request: agent_pb2.GetServerInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.GetServerInfoResponse:
         default = self._connections.default
         return agent_pb2.GetServerInfoResponse(

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from agent_service.schema import SCHEMA_VERSION, Table, migration
 from firebox.agent.v1 import agent_pb2
@@ -252,11 +252,13 @@ class Store(abc.ABC):
     # -- whole-table copying, for `firebox-agent migrate` ----------------------------------
 
     @abc.abstractmethod
-    async def export_page(self, table: Table, after: tuple[object, ...] | None, limit: int) -> list[tuple]:
+    async def export_page(
+        self, table: Table, after: tuple[object, ...] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
         """Rows of `table` (its copied columns) with a key above `after`, in key order."""
 
     @abc.abstractmethod
-    async def import_rows(self, table: Table, rows: Sequence[tuple]) -> None:
+    async def import_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert rows exported from another store, keys and all, in one transaction."""
 
     @abc.abstractmethod
@@ -622,7 +624,7 @@ class SqliteStore(Store):
         return await self._call(request)
 
     def _interrupt_where(
-        self, where: str, args: tuple, end_time_ns: int, reason: str, all_streaming: bool
+        self, where: str, args: tuple[Any, ...], end_time_ns: int, reason: str, all_streaming: bool
     ) -> list[str]:
         """On the database thread: end the live runs matching `where` INTERRUPTED."""
         db = self._db
@@ -821,20 +823,23 @@ class SqliteStore(Store):
                     "DELETE FROM approval_requests WHERE run_id = ? AND tool_call_id = ?",
                     (run_id, tool_call_id),
                 )
-            return row[0]
+            result: str | None = row[0]
+            return result
 
         return await self._call(outcome)
 
     # -- copying ---------------------------------------------------------------------------
 
-    async def export_page(self, table: Table, after: tuple[object, ...] | None, limit: int) -> list[tuple]:
+    async def export_page(
+        self, table: Table, after: tuple[object, ...] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
         columns, key = ", ".join(table.columns), ", ".join(table.key)
         where = f"WHERE ({key}) > ({', '.join('?' for _ in table.key)}) " if after is not None else ""
         sql = f"SELECT {columns} FROM {table.name} {where}ORDER BY {key} LIMIT ?"
         args = (*(after or ()), limit)
         return await self._call(lambda: [tuple(row) for row in self._db.execute(sql, args).fetchall()])
 
-    async def import_rows(self, table: Table, rows: Sequence[tuple]) -> None:
+    async def import_rows(self, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
         sql = (
             f"INSERT INTO {table.name} ({', '.join(table.columns)}) "
             f"VALUES ({', '.join('?' for _ in table.columns)})"

@@ -457,13 +457,13 @@ class ToolLoop:
         assistant.redacted_reasoning.extend(completion.redacted_reasoning)
         await throttle.now(assistant)
         self._log.write(GENERATIONS, trace.record(completion))
-        call = usage_proto(completion.usage)
+        usage = usage_proto(completion.usage)
         # The context now: what was sent plus the answer, as the provider counted it or estimated.
         estimated = estimate_tokens([*messages, *provider_messages("", [assistant])], turn.tools.specs)
-        reported = (call.input_tokens + call.output_tokens) if completion.usage is not None else 0
+        reported = (usage.input_tokens + usage.output_tokens) if completion.usage is not None else 0
         context_tokens = max(estimated, reported)
         turn.reported_context = reported
-        cumulative = await self._store.add_usage(session.id, call, context_tokens=context_tokens)
+        cumulative = await self._store.add_usage(session.id, usage, context_tokens=context_tokens)
         # A usage event only when the provider counted; the estimate still reaches GetSession.
         if completion.usage is not None:
             for name in (
@@ -473,10 +473,10 @@ class ToolLoop:
                 "reasoning_tokens",
                 "total_tokens",
             ):
-                setattr(live.run.usage, name, getattr(live.run.usage, name) + getattr(call, name))
+                setattr(live.run.usage, name, getattr(live.run.usage, name) + getattr(usage, name))
             live.emit(
                 usage=agent_pb2.UsageReported(
-                    call=call,
+                    call=usage,
                     cumulative=cumulative,
                     context_tokens=context_tokens,
                     context_window=turn.connection.context_window,

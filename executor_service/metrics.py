@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter
 
 from firebox.common.metrics import GaugeCollector, RpcMetrics, training_log_gauges
 from firebox.common.trainlog import TrainingLog
+
+if TYPE_CHECKING:
+    from executor_service.workspaces import WorkspaceManager
 
 REGISTRY = CollectorRegistry()
 RPC = RpcMetrics(REGISTRY, "firebox_executor")
@@ -17,7 +22,7 @@ EXECUTIONS = Counter(
 )
 
 
-def live_collector(workspaces, training_log: TrainingLog) -> GaugeCollector:
+def live_collector(workspaces: WorkspaceManager, training_log: TrainingLog) -> GaugeCollector:
     """Gauges read at scrape time from this executor's workspaces, warm pool and training log."""
     return GaugeCollector(
         [

@@ -19,9 +19,8 @@ import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
 
-from executor_service.backend import Policy, WorkspaceInfo, WorkspaceSpec
+from executor_service.backend import Policy, WorkspaceBackend, WorkspaceInfo, WorkspaceSpec
 from firebox.common.logging import get_logger
 
 log = get_logger("executor.pool")
@@ -42,7 +41,7 @@ class WarmPool:
 
     def __init__(
         self,
-        backend: Any,
+        backend: WorkspaceBackend,
         size: int,
         image: str,
         policy: Policy,

@@ -104,7 +104,8 @@ def duration_seconds(duration: Any, field: str) -> float:
         or duration.seconds < 0 < duration.nanos
     ):
         raise errors.InvalidArgument(field, f"not a valid Duration ({duration.seconds}s {duration.nanos}ns)")
-    return duration.seconds + duration.nanos / 1e9
+    result: float = duration.seconds + duration.nanos / 1e9
+    return result
 
 
 _END_REASONS = {

@@ -141,7 +141,8 @@ def workspace_to_proto(info: WorkspaceInfo, session_count: int) -> pb.Workspace:
 
 def _seconds(duration: Any) -> float:
     # Not ToTimedelta: a Duration out of its documented range must be refused, not overflow.
-    return duration.seconds + duration.nanos / 1e9
+    result: float = duration.seconds + duration.nanos / 1e9
+    return result
 
 
 def snapshot_to_proto(snapshot: SnapshotInfo) -> pb.Snapshot:
@@ -492,7 +493,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     # ---- Execute ----
 
     async def Execute(
-        self, request_iterator: AsyncIterator[pb.ExecuteRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[pb.ExecuteRequest], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ExecuteResponse]:
         try:
             first = await anext(aiter(request_iterator))
@@ -714,7 +715,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
 
     async def AttachExecution(
-        self, request_iterator: AsyncIterator[pb.AttachExecutionRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[pb.AttachExecutionRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.AttachExecutionResponse]:
         try:
             first = await anext(aiter(request_iterator))
@@ -745,7 +748,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     # ---- port forwarding ----
 
     async def ForwardPort(
-        self, request_iterator: AsyncIterator[pb.ForwardPortRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[pb.ForwardPortRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.ForwardPortResponse]:
         try:
             first = await anext(aiter(request_iterator))

@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor_service.backend import WorkspaceBackend, WorkspaceInfo
+from executor_service.backend import ShellTransport, WorkspaceBackend, WorkspaceInfo
 from executor_service.execution import (
     EndReason,
     ExecuteSpec,
@@ -389,7 +389,7 @@ class SessionManager:
     # ---- internals -----------------------------------------------------------------------------
 
     async def _open_shell(self, workspace: WorkspaceInfo) -> Shell:
-        async def opener(argv: list[str]):
+        async def opener(argv: list[str]) -> ShellTransport:
             return await self.backend.open_shell(workspace, argv, dict(workspace.env), session=True)
 
         async def oom_kills() -> int | None:

@@ -319,7 +319,7 @@ class WorkspaceManager:
         if member is None:
             return None
         try:
-            return await self.backend.claim(member, name, labels)  # type: ignore[attr-defined]
+            return await self.backend.claim(member, name, labels)
         except Exception:
             # Not handed to anyone: it stays a labelled pool member, and the next start takes it back.
             log.exception("pool_claim_failed", workspace_id=member.id)

@@ -402,7 +402,8 @@ class ModelProvider(abc.ABC):
             return min(max(retry_after, 0.0), self.settings.retry_max_delay)
         backoff = min(self.settings.retry_base_delay * (2**attempt), self.settings.retry_max_delay)
         # Full jitter between half and all of the backoff, so clients that failed together spread out.
-        return backoff * (0.5 + random.random() / 2)
+        result: float = backoff * (0.5 + random.random() / 2)
+        return result
 
     def _silent(self, tries: str) -> Failure:
         """No tokens for the idle timeout (the watch fired, or the socket's read timeout)."""

@@ -416,7 +416,8 @@ class _EventStream:
 def _provider_message(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"][:MAX_ERROR_CHARS]
+        result: str = body["message"][:MAX_ERROR_CHARS]
+        return result
     return exc.message[:MAX_ERROR_CHARS]
 
 

@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from executor_service.backend import BWRAP, DOCKER
 from executor_service.backends.bwrap import BwrapBackend
@@ -14,9 +15,12 @@ from executor_service.backends.cgroups import CgroupLimits
 from executor_service.backends.docker import DockerBackend
 from firebox.common.logging import get_logger
 
+if TYPE_CHECKING:
+    import docker
+
 log = get_logger("executor.backends")
 
-PING_TIMEOUT_SECONDS = 3.0
+PING_TIMEOUT_SECONDS = 3
 # For every later engine call (a pull or a slow container start may take a while).
 ENGINE_TIMEOUT_SECONDS = 120
 
@@ -27,7 +31,7 @@ class BackendUnavailable(RuntimeError):
     """The configured backend cannot run on this machine; the message says what to do."""
 
 
-def _docker_client():
+def _docker_client() -> docker.DockerClient:
     import docker
 
     # A short timeout while the engine is asked for its version and pinged: the answer decides

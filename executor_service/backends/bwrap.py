@@ -215,7 +215,12 @@ class BwrapBackend:
             raise errors.NotFound(f"workspace {workspace_id!r} not found")
         return self.root / workspace_id
 
-    async def create(self, spec: WorkspaceSpec) -> WorkspaceInfo:
+    async def claim(self, member: WorkspaceInfo, name: str, labels: dict[str, str]) -> WorkspaceInfo:
+        raise errors.FailedPrecondition("the bwrap backend keeps no warm pool")
+
+    async def create(self, spec: WorkspaceSpec, pool_key: str = "") -> WorkspaceInfo:
+        if pool_key:
+            raise errors.FailedPrecondition("the bwrap backend keeps no warm pool")
         _uid_gid(spec.policy.user)
         policy = enforced(spec.policy, self.cgroups is not None)
         info = WorkspaceInfo(

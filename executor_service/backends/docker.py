@@ -58,6 +58,7 @@ import docker
 import docker.errors
 import requests
 from docker.models.containers import Container
+from docker.models.resource import Model
 from docker.types import Mount
 
 from executor_service.backend import (
@@ -217,6 +218,13 @@ async def _engine(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
         raise errors.Unavailable(f"the Docker engine is not answering ({exc}); is dockerd running?") from exc
+
+
+def _id(obj: Model) -> str:
+    """An engine object's id (typeshed allows None, for a model not made by the engine)."""
+    if obj.id is None:
+        raise RuntimeError(f"{obj!r} has no id")
+    return obj.id
 
 
 def container_name(workspace_id: str) -> str:
@@ -558,7 +566,7 @@ class DockerBackend:
         container = await self._container(workspace.id)
         if container.status != "running":
             return await _engine(self._snapshot, container, workspace, snapshot_id, name)
-        async with self._pausing(workspace.id, container.id):
+        async with self._pausing(workspace.id, _id(container)):
             await _engine(self.client.api.pause, container.id)
             try:
                 return await _engine(self._snapshot, container, workspace, snapshot_id, name)
@@ -742,7 +750,7 @@ class DockerBackend:
 
     def _run_to_end(self, container: Container) -> tuple[int, bytes]:
         """Start `container`, wait for it to exit (bounded), and return its exit code and output."""
-        sock = self.client.api.attach_socket(container.id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        sock = self.client.api.attach_socket(_id(container), params={"stdout": 1, "stderr": 1, "stream": 1})
         raw = getattr(sock, "_sock", sock)
         try:
             raw.settimeout(COPY_TIMEOUT_SECONDS)
@@ -1058,7 +1066,7 @@ class DockerBackend:
     def _image_workspace_files(self, image: str) -> bytes | None:
         """A tar of what `image` has at /workspace, None when nothing (the usual case); looked up
         once per image id with a container that is created and removed, never started."""
-        image_id = self.client.images.get(image).id
+        image_id = _id(self.client.images.get(image))
         if image_id in self._image_files:
             return self._image_files[image_id]
         helper = self.client.containers.create(
@@ -1071,7 +1079,7 @@ class DockerBackend:
         archive: bytes | None = None
         try:
             chunks, stat = helper.get_archive(WORKDIR)
-            if stat.get("size", 0) <= MAX_SEED_BYTES:
+            if (stat or {}).get("size", 0) <= MAX_SEED_BYTES:
                 data = b"".join(chunks)
                 with tarfile.open(fileobj=io.BytesIO(data)) as tar:
                     if any(m.name.partition("/")[2] for m in tar.getmembers()):
@@ -1098,7 +1106,7 @@ class DockerBackend:
         """Start the container and return once INIT_SCRIPT has said it is ready. Attached before
         the start so that no output is missed; a main process that ends instead (no /bin/sh, an
         unknown user) is FailedPrecondition saying why."""
-        sock = self.client.api.attach_socket(container.id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        sock = self.client.api.attach_socket(_id(container), params={"stdout": 1, "stderr": 1, "stream": 1})
         raw = getattr(sock, "_sock", sock)
         try:
             raw.settimeout(READY_TIMEOUT_SECONDS)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 import grpc
 
@@ -91,7 +92,7 @@ def session_settings(args: argparse.Namespace) -> ag.SessionSettings:
     )
 
 
-def add_parsers(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+def add_parsers(subparsers: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "chat",
         parents=parents,
@@ -121,7 +122,7 @@ def add_parsers(subparsers: argparse._SubParsersAction, parents: list[argparse.A
     parser.set_defaults(handler=chat)
 
 
-def add_attach_parser(runs: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+def add_attach_parser(runs: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     parser = runs.add_parser(
         "attach",
         parents=parents,

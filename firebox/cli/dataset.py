@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -12,7 +13,7 @@ from firebox.cli.app import App, CliError
 from firebox.dataset import export
 
 
-def add_parsers(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+def add_parsers(subparsers: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("dataset", parents=parents, help="turn training logs into datasets")
     commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     exporting = commands.add_parser(

@@ -27,7 +27,7 @@ DEFAULT_WORKSPACE = "default"
 STDIN_CHUNK = 64 * 1024
 
 
-def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "exec",
         parents=parents,

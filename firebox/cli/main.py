@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from firebox import __version__
 from firebox.cli import chat, exec_cmd, exit_codes, mcp_cmd, output, port_forward, resources
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_dataset_parser(
-    subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]
+    subparsers: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]
 ) -> None:
     try:
         from firebox.cli import dataset
@@ -125,7 +126,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return exit_codes.USAGE
         app = App(_settings(args))
         app.settings.channel_credentials()  # refuse unusable TLS settings before any call
-        return handler(app, args)
+        result: int = handler(app, args)
+        return result
     except CliError as error:
         _fail(error.message)
         return error.exit_code

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 from firebox.cli import exit_codes
 from firebox.cli.app import App, CliError
 
 
-def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "mcp",
         parents=parents,

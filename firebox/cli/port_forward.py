@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+from typing import Any
 
 from firebox.cli import exit_codes, output
 from firebox.cli.app import App, CliError, describe
@@ -15,7 +16,7 @@ from firebox.client.aio import AsyncFireboxClient
 CHUNK = 64 * 1024
 
 
-def add_parser(subparsers: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[Any], parents: list[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "port-forward",
         parents=parents,

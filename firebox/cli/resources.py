@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from firebox.agent.v1 import agent_pb2 as ag
@@ -58,7 +58,7 @@ def _via_flag(parser: argparse.ArgumentParser) -> None:
 # -- workspaces --------------------------------------------------------------------------------
 
 
-def add_workspace_parsers(subparsers: argparse._SubParsersAction, parents: Parents) -> None:
+def add_workspace_parsers(subparsers: argparse._SubParsersAction[Any], parents: Parents) -> None:
     parser = subparsers.add_parser(
         "workspaces",
         aliases=["ws"],
@@ -318,7 +318,7 @@ def workspaces_change(app: App, args: argparse.Namespace) -> int:
             client.delete_workspace(workspace.id, via=args.via)
         output.note(f"deleted workspace {label}")
         return exit_codes.OK
-    changes = {
+    changes: dict[str, tuple[str, Callable[[], ex.Workspace]]] = {
         "start": ("starting", lambda: client.start_workspace(workspace.id)),
         "stop": ("stopping", lambda: client.stop_workspace(workspace.id)),
         "pause": ("pausing", lambda: client.pause_workspace(workspace.id, via=args.via)),
@@ -337,7 +337,7 @@ def workspaces_change(app: App, args: argparse.Namespace) -> int:
 # -- sessions ----------------------------------------------------------------------------------
 
 
-def add_session_parsers(subparsers: argparse._SubParsersAction, parents: Parents) -> None:
+def add_session_parsers(subparsers: argparse._SubParsersAction[Any], parents: Parents) -> None:
     parser = subparsers.add_parser(
         "sessions",
         parents=parents,
@@ -633,7 +633,7 @@ def sessions_edit(app: App, args: argparse.Namespace) -> int:
 # -- runs --------------------------------------------------------------------------------------
 
 
-def add_run_parsers(subparsers: argparse._SubParsersAction, parents: Parents) -> None:
+def add_run_parsers(subparsers: argparse._SubParsersAction[Any], parents: Parents) -> None:
     parser = subparsers.add_parser("runs", parents=parents, help="list, show, cancel, attach to runs")
     commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -761,7 +761,7 @@ def runs_resolve(app: App, args: argparse.Namespace) -> int:
 # -- status ------------------------------------------------------------------------------------
 
 
-def add_status_parser(subparsers: argparse._SubParsersAction, parents: Parents) -> None:
+def add_status_parser(subparsers: argparse._SubParsersAction[Any], parents: Parents) -> None:
     parser = subparsers.add_parser(
         "status",
         parents=parents,

@@ -106,7 +106,8 @@ class AsyncFireboxClient:
             response = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=deadline)
         except grpc.RpcError as exc:
             raise self._error(exc, service, "Health.Check") from None
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        result: str = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return result
 
     # -- executor: workspaces ------------------------------------------------------------------
 
@@ -148,11 +149,13 @@ class AsyncFireboxClient:
             request.devcontainer.json = devcontainer
         elif devcontainer is not None:
             request.devcontainer.CopyFrom(devcontainer)
-        return await self._unary(via, "CreateWorkspace", request, deadline)
+        result: ex.CreateWorkspaceResponse = await self._unary(via, "CreateWorkspace", request, deadline)
+        return result
 
     async def get_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         request = ex.GetWorkspaceRequest(workspace_id=workspace_id)
-        return (await self._unary(via, "GetWorkspace", request)).workspace
+        result: ex.Workspace = (await self._unary(via, "GetWorkspace", request)).workspace
+        return result
 
     async def list_workspaces(self, *, via: Service = "executor") -> list[ex.Workspace]:
         """The executor's workspaces; through the agent, those of every reachable replica."""
@@ -168,27 +171,36 @@ class AsyncFireboxClient:
 
     async def start_workspace(self, workspace_id: str) -> ex.Workspace:
         request = ex.StartWorkspaceRequest(workspace_id=workspace_id)
-        return (await self._unary("executor", "StartWorkspace", request, SLOW_TIMEOUT)).workspace
+        result: ex.Workspace = (
+            await self._unary("executor", "StartWorkspace", request, SLOW_TIMEOUT)
+        ).workspace
+        return result
 
     async def stop_workspace(self, workspace_id: str) -> ex.Workspace:
         request = ex.StopWorkspaceRequest(workspace_id=workspace_id)
-        return (await self._unary("executor", "StopWorkspace", request, SLOW_TIMEOUT)).workspace
+        result: ex.Workspace = (
+            await self._unary("executor", "StopWorkspace", request, SLOW_TIMEOUT)
+        ).workspace
+        return result
 
     async def pause_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         """Freeze the workspace's processes (its sessions are kept); see ResumeWorkspace."""
         request = ex.PauseWorkspaceRequest(workspace_id=workspace_id)
-        return (await self._unary(via, "PauseWorkspace", request, SLOW_TIMEOUT)).workspace
+        result: ex.Workspace = (await self._unary(via, "PauseWorkspace", request, SLOW_TIMEOUT)).workspace
+        return result
 
     async def resume_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         request = ex.ResumeWorkspaceRequest(workspace_id=workspace_id)
-        return (await self._unary(via, "ResumeWorkspace", request, SLOW_TIMEOUT)).workspace
+        result: ex.Workspace = (await self._unary(via, "ResumeWorkspace", request, SLOW_TIMEOUT)).workspace
+        return result
 
     async def create_snapshot(
         self, workspace_id: str, name: str = "", *, via: Service = "executor"
     ) -> ex.Snapshot:
         """Capture the workspace's filesystem and files; fork it with create_workspace(snapshot_id=…)."""
         request = ex.CreateSnapshotRequest(workspace_id=workspace_id, name=name)
-        return (await self._unary(via, "CreateSnapshot", request, SLOW_TIMEOUT)).snapshot
+        result: ex.Snapshot = (await self._unary(via, "CreateSnapshot", request, SLOW_TIMEOUT)).snapshot
+        return result
 
     async def list_snapshots(self, workspace_id: str = "", *, via: Service = "executor") -> list[ex.Snapshot]:
         request = ex.ListSnapshotsRequest(workspace_id=workspace_id)
@@ -206,7 +218,8 @@ class AsyncFireboxClient:
 
     async def create_shell_session(self, workspace_id: str, session_id: str = "") -> ex.Session:
         request = ex.CreateSessionRequest(workspace_id=workspace_id, session_id=session_id)
-        return (await self._unary("executor", "CreateSession", request)).session
+        result: ex.Session = (await self._unary("executor", "CreateSession", request)).session
+        return result
 
     async def list_shell_sessions(self, workspace_id: str = "") -> list[ex.Session]:
         request = ex.ListSessionsRequest(workspace_id=workspace_id)
@@ -223,7 +236,8 @@ class AsyncFireboxClient:
         request = ex.ListFilesRequest(
             workspace_id=workspace_id, path=path, recursive=recursive, max_entries=max_entries
         )
-        return await self._unary("executor", "ListFiles", request)
+        result: ex.ListFilesResponse = await self._unary("executor", "ListFiles", request)
+        return result
 
     async def read_file(self, workspace_id: str, path: str, max_bytes: int) -> tuple[ex.FileInfo, bytes]:
         """A file's info and at most `max_bytes` of its content (the rest is not transferred)."""
@@ -272,7 +286,8 @@ class AsyncFireboxClient:
             )
         except grpc.RpcError as exc:
             raise self._error(exc, "executor", "UploadFile") from None
-        return response.file
+        result: ex.FileInfo = response.file
+        return result
 
     async def list_tools(self) -> list[ex.Tool]:
         """The executor's named tools (run with `step`)."""
@@ -280,10 +295,14 @@ class AsyncFireboxClient:
 
     async def step(self, request: ex.StepRequest, deadline: float = SLOW_TIMEOUT) -> ex.StepResponse:
         """Run one named tool (Hardpoint's Environment.step)."""
-        return await self._unary("executor", "Step", request, deadline)
+        result: ex.StepResponse = await self._unary("executor", "Step", request, deadline)
+        return result
 
     async def executor_info(self) -> ex.GetServerInfoResponse:
-        return await self._unary("executor", "GetServerInfo", ex.GetServerInfoRequest())
+        result: ex.GetServerInfoResponse = await self._unary(
+            "executor", "GetServerInfo", ex.GetServerInfoRequest()
+        )
+        return result
 
     # -- Execute, on the executor or forwarded by the agent ------------------------------------
 
@@ -349,15 +368,18 @@ class AsyncFireboxClient:
         labels: dict[str, str] | None = None,
     ) -> ag.Session:
         request = ag.CreateSessionRequest(title=title, settings=settings, labels=labels)
-        return (await self._unary("agent", "CreateSession", request)).session
+        result: ag.Session = (await self._unary("agent", "CreateSession", request)).session
+        return result
 
     async def get_session(self, session_id: str, include_messages: bool = False) -> ag.GetSessionResponse:
         request = ag.GetSessionRequest(session_id=session_id, include_messages=include_messages)
-        return await self._unary("agent", "GetSession", request)
+        result: ag.GetSessionResponse = await self._unary("agent", "GetSession", request)
+        return result
 
     async def list_sessions(self, page_size: int = 0, page_token: str = "") -> ag.ListSessionsResponse:
         request = ag.ListSessionsRequest(page_size=page_size, page_token=page_token)
-        return await self._unary("agent", "ListSessions", request)
+        result: ag.ListSessionsResponse = await self._unary("agent", "ListSessions", request)
+        return result
 
     async def iter_sessions(
         self, page_size: int = 100, limit: int | None = None
@@ -381,9 +403,10 @@ class AsyncFireboxClient:
         )
 
     async def clear_session(self, session_id: str) -> ag.ClearSessionResponse:
-        return await self._unary(
+        result: ag.ClearSessionResponse = await self._unary(
             "agent", "ClearSession", ag.ClearSessionRequest(session_id=session_id), SLOW_TIMEOUT
         )
+        return result
 
     async def update_session(
         self,
@@ -397,7 +420,8 @@ class AsyncFireboxClient:
         request = ag.UpdateSessionRequest(session_id=session_id, title=title, settings=settings)
         request.update_mask.paths.extend(paths)
         response = await self._unary("agent", "UpdateSession", request, SLOW_TIMEOUT)
-        return response.session
+        result: ag.Session = response.session
+        return result
 
     # -- agent: runs ---------------------------------------------------------------------------
 
@@ -436,16 +460,19 @@ class AsyncFireboxClient:
                 yield event
 
     async def cancel_run(self, run_id: str) -> ag.Run:
-        return (await self._unary("agent", "CancelRun", ag.CancelRunRequest(run_id=run_id))).run
+        result: ag.Run = (await self._unary("agent", "CancelRun", ag.CancelRunRequest(run_id=run_id))).run
+        return result
 
     async def get_run(self, run_id: str) -> ag.Run:
-        return (await self._unary("agent", "GetRun", ag.GetRunRequest(run_id=run_id))).run
+        result: ag.Run = (await self._unary("agent", "GetRun", ag.GetRunRequest(run_id=run_id))).run
+        return result
 
     async def list_runs(
         self, session_id: str, page_size: int = 0, page_token: str = ""
     ) -> ag.ListRunsResponse:
         request = ag.ListRunsRequest(session_id=session_id, page_size=page_size, page_token=page_token)
-        return await self._unary("agent", "ListRuns", request)
+        result: ag.ListRunsResponse = await self._unary("agent", "ListRuns", request)
+        return result
 
     async def resolve_approval(
         self,
@@ -518,10 +545,14 @@ class AsyncFireboxClient:
     async def log_events(self, events: Iterable[tr.FeedbackEvent]) -> int:
         """Record client feedback in the agent's training log; returns how many were accepted."""
         request = ag.LogEventsRequest(events=list(events))
-        return (await self._unary("agent", "LogEvents", request)).accepted
+        result: int = (await self._unary("agent", "LogEvents", request)).accepted
+        return result
 
     async def agent_info(self) -> ag.GetServerInfoResponse:
-        return await self._unary("agent", "GetServerInfo", ag.GetServerInfoRequest())
+        result: ag.GetServerInfoResponse = await self._unary(
+            "agent", "GetServerInfo", ag.GetServerInfoRequest()
+        )
+        return result
 
 
 def run_events(

@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import grpc
 from google.protobuf import duration_pb2
@@ -98,7 +99,7 @@ class ExecCall:
     its bookkeeping the ordinary way; only a caller that stops iterating early cancels the call.
     """
 
-    def __init__(self, call: grpc.aio.StreamStreamCall, error: ErrorFactory) -> None:
+    def __init__(self, call: grpc.aio.StreamStreamCall[Any, Any], error: ErrorFactory) -> None:
         self._call = call
         self._error = error
         # grpc.aio allows one write at a time; stdin and a stop may come from different tasks.
@@ -175,6 +176,8 @@ class ExecCall:
                         return  # the executor did not end the call: cancelled below
                 if response is grpc.aio.EOF:
                     return
+                # typeshed types read() as object (EOF or the response).
+                response = cast(ex.ExecuteResponse, response)
                 if response.execution_id and not self.execution_id:
                     self.execution_id = response.execution_id
                     self.pid = response.pid
@@ -218,7 +221,7 @@ class PortConnection:
     """One TCP connection into a workspace (ForwardPort): `send` bytes, `close_write`, and
     iterate it for the bytes that come back until the workspace side closes."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall, error: ErrorFactory) -> None:
+    def __init__(self, call: grpc.aio.StreamStreamCall[Any, Any], error: ErrorFactory) -> None:
         self._call = call
         self._error = error
 
@@ -247,8 +250,9 @@ class PortConnection:
                 response = await self._call.read()
                 if response is grpc.aio.EOF:
                     return
-                if response.data:
-                    yield response.data
+                data = cast(ex.ForwardPortResponse, response).data
+                if data:
+                    yield data
         except grpc.RpcError as exc:
             raise self._error(exc) from None
 

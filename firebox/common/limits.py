@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from firebox.common import protojson
 from firebox.common.errors import InvalidArgument
 
 KiB = 1024
@@ -121,8 +122,8 @@ def _check(message: Message, prefix: str) -> None:
 
 
 def _check_map(field: FieldDescriptor, entries: Any, path: str) -> None:
-    key_field = field.message_type.fields_by_name["key"]
-    value_field = field.message_type.fields_by_name["value"]
+    key_field = protojson.message_type(field).fields_by_name["key"]
+    value_field = protojson.message_type(field).fields_by_name["value"]
     for key in entries:
         if isinstance(key, str | bytes):
             _check_value(key_field, key, f"{path} key")

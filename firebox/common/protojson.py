@@ -18,14 +18,35 @@ import datetime as dt
 import keyword
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
 
 _Converter = Callable[[Any], Any]
+
+
+def descriptor_of(message: Message) -> Descriptor:
+    """A message's descriptor (typeshed types it as one of two classes; they are the same API)."""
+    return cast(Descriptor, message.DESCRIPTOR)
+
+
+def message_type(field: FieldDescriptor) -> Descriptor:
+    """The message type of a message (or map) field."""
+    if field.message_type is None:
+        raise TypeError(f"{field.full_name} is not a message field")
+    return field.message_type
+
+
+def enum_type(field: FieldDescriptor) -> EnumDescriptor:
+    """The enum type of an enum field."""
+    if field.enum_type is None:
+        raise TypeError(f"{field.full_name} is not an enum field")
+    return field.enum_type
+
+
 # Per message type (full name): its generated converter.
 _CONVERTERS: dict[str, _Converter] = {}
 _COMPILING: set[str] = set()  # types whose converter is being written (a recursive field waits)
@@ -57,7 +78,7 @@ def to_dict(message: Message) -> dict[str, Any]:
     """`message` as json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
     gives it."""
     try:
-        result = _converter_for(message.DESCRIPTOR)(message)
+        result = _converter_for(descriptor_of(message))(message)
     except ValueError as exc:  # e.g. a Timestamp out of range, refused as json_format refuses it
         raise json_format.SerializeToJsonError(f"Failed to serialize: {exc}.") from exc
     if not isinstance(result, dict):  # a well-known type at the top: json_format's own form
@@ -98,8 +119,8 @@ def _compile(descriptor: Descriptor) -> _Converter:
             else f"getattr(m, {field.name!r})"
         )
         if _is_map(field):
-            key_field = field.message_type.fields_by_name["key"]
-            value_convert = _converter(field.message_type.fields_by_name["value"])
+            key_field = message_type(field).fields_by_name["key"]
+            value_convert = _converter(message_type(field).fields_by_name["value"])
             map_key = (
                 "_bool_key(k)"
                 if key_field.type == FieldDescriptor.TYPE_BOOL
@@ -127,7 +148,8 @@ def _compile(descriptor: Descriptor) -> _Converter:
     lines = ["def convert(m):", "    out = {" + ", ".join(always) + "}", *optional, "    return out"]
     # Source written above from the descriptor alone: field names are identifiers, keys are repr()s.
     exec(compile("\n".join(lines), f"<protojson {name}>", "exec"), namespace)
-    return namespace["convert"]
+    result: _Converter = namespace["convert"]
+    return result
 
 
 def _lazy(descriptor: Descriptor) -> _Converter:
@@ -138,16 +160,17 @@ def _lazy(descriptor: Descriptor) -> _Converter:
 def _is_map(field: FieldDescriptor) -> bool:
     return (
         field.type == FieldDescriptor.TYPE_MESSAGE
-        and field.message_type.GetOptions().map_entry
+        and message_type(field).GetOptions().map_entry
         and field.is_repeated
     )
 
 
 def _converter(field: FieldDescriptor) -> _Converter | None:
     if field.type == FieldDescriptor.TYPE_MESSAGE:
-        if field.message_type.full_name in _COMPILING:
-            return _lazy(field.message_type)
-        return _converter_for(field.message_type)
+        target = message_type(field)
+        if target.full_name in _COMPILING:
+            return _lazy(target)
+        return _converter_for(target)
     return _scalar_converter(field)
 
 
@@ -155,7 +178,7 @@ def _scalar_converter(field: FieldDescriptor) -> _Converter | None:
     """None when the Python value is already the JSON value (strings, bools, 32-bit integers)."""
     kind = field.type
     if kind == FieldDescriptor.TYPE_ENUM:
-        enum = field.enum_type
+        enum = enum_type(field)
         names = {value.number: value.name for value in enum.values}
         if enum.full_name == "google.protobuf.NullValue":
             return lambda _: None
@@ -195,7 +218,8 @@ def _wrapper(descriptor: Descriptor) -> _Converter:
 
 
 def _duration(message: Any) -> str:
-    return message.ToJsonString()
+    result: str = message.ToJsonString()
+    return result
 
 
 _second_cache: tuple[int, str] = (0, "1970-01-01T00:00:00")
@@ -207,7 +231,8 @@ def _timestamp(message: Any) -> str:
     global _second_cache
     seconds, nanos = message.seconds, message.nanos
     if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
-        return message.ToJsonString()  # raises json_format's own error
+        result: str = message.ToJsonString()  # raises json_format's own error
+        return result
     cached = _second_cache
     if cached[0] != seconds:
         day, second = divmod(seconds, 86400)

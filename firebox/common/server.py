@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from firebox.common.errors import FireboxError, InvalidArgument, ResourceExhausted
+from firebox.common.handlers import Continuation, Handler
 from firebox.common.limits import check_sizes, short_message
 from firebox.common.logging import get_logger
 from firebox.common.reflection import enable_reflection
@@ -46,7 +47,7 @@ _OPTIONS = [
 ]
 
 
-async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
     """Map an exception escaping a handler to a status: domain errors keep their code, anything
     else is a bug reported as INTERNAL with an id to find it in the log."""
     if isinstance(exc, ResourceExhausted) and exc.retry_after is not None:
@@ -72,7 +73,8 @@ def retry_status(code: grpc.StatusCode, message: str, retry_after: float) -> grp
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
-    return rpc_status.to_status(status)
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
 
 
 def _is_abort(exc: BaseException) -> bool:
@@ -118,12 +120,12 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+def _wrap_handler(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
     deserializer = _lenient(handler.request_deserializer)
     if handler.unary_unary:
-        inner_uu = handler.unary_unary
+        inner_uu: Any = handler.unary_unary
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
                 _admit(request)
                 return await inner_uu(request, context)
@@ -134,9 +136,9 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethod
 
         return grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, handler.response_serializer)
     if handler.stream_unary:
-        inner_su = handler.stream_unary
+        inner_su: Any = handler.stream_unary
 
-        async def stream_unary(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def stream_unary(request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
                 return await inner_su(_checked(request_iterator), context)
             except BaseException as exc:
@@ -146,9 +148,9 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethod
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, handler.response_serializer)
 
-    inner_stream = handler.unary_stream or handler.stream_stream
+    inner_stream: Any = handler.unary_stream or handler.stream_stream
 
-    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
             if handler.stream_stream:
                 request = _checked(request)
@@ -175,13 +177,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self) -> None:
         # method -> (the handler as registered, its wrapped form): wrapping once per method, not
         # once per call (a hot path: every Execute passes here).
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(HEALTH_PREFIX):
@@ -201,7 +201,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._expected = token.encode()
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         if handler_call_details.method.startswith(OPEN_PREFIXES):
             return await continuation(handler_call_details)
         supplied = ""
@@ -225,14 +227,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _refusing_like(
-    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
-) -> grpc.RpcMethodHandler:
+    handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same call type as `handler` that aborts at once."""
 
-    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def refuse(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(code, message)
 
-    async def refuse_stream(_request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def refuse_stream(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         await context.abort(code, message)
         yield None  # pragma: no cover - abort raises
 

@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from firebox.common.handlers import rewrapped
+from firebox.common.handlers import Continuation, Handler, rewrapped
 
 _propagator = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
@@ -109,7 +109,9 @@ def current_ids() -> tuple[str, str] | None:
 class TracingInterceptor(grpc.aio.ServerInterceptor):
     """A server span per call, child of the caller's span when its metadata has a traceparent."""
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -123,12 +125,12 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _traced(
-    handler: grpc.RpcMethodHandler, name: str, parent: otel_context.Context | None
-) -> grpc.RpcMethodHandler:
+    handler: grpc.RpcMethodHandler[Any, Any], name: str, parent: otel_context.Context | None
+) -> grpc.RpcMethodHandler[Any, Any]:
     attributes = {"rpc.system": "grpc", "rpc.method": name}
 
     def around_unary(inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with _tracer.start_as_current_span(
                 name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
             ):
@@ -137,7 +139,7 @@ def _traced(
         return call
 
     def around_stream(inner: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             with _tracer.start_as_current_span(
                 name, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
             ):

@@ -88,16 +88,17 @@ def _env_plan(descriptor: Descriptor, seen: frozenset[str] = frozenset()) -> _En
     for field in descriptor.fields:
         if field.type != FieldDescriptor.TYPE_MESSAGE:
             continue
-        target = field.message_type
+        target = protojson.message_type(field)
         is_map = target.GetOptions().map_entry
         if field.json_name == "env":  # as _redact_env: a map (or a message) called env is hidden whole
             listed = field.is_repeated and not is_map
             plan.append((field.json_name, listed, _WALK if listed else _ENV))
             continue
         if is_map:
-            target = target.fields_by_name["value"].message_type
-            if target is None:
+            value_type = target.fields_by_name["value"].message_type
+            if value_type is None:
                 continue  # a map of scalars that is not called env
+            target = value_type
         name = target.full_name
         if name in ("google.protobuf.Timestamp", "google.protobuf.Duration") or name in protojson.WRAPPERS:
             continue
@@ -150,7 +151,7 @@ def record_to_line(record: Message, redact: Redactor | None = None) -> str:
     as_dict = protojson.to_dict(record)
     if redact is None:
         return _dumps(as_dict)
-    descriptor = record.DESCRIPTOR
+    descriptor = protojson.descriptor_of(record)
     plan = _ENV_PLANS.get(descriptor.full_name)
     if plan is None:
         plan = _ENV_PLANS[descriptor.full_name] = _env_plan(descriptor)

@@ -210,7 +210,9 @@ async def test_step_is_checked_like_an_execute_naming_its_own_fields(env, field,
         request.timeout.seconds = value
     error = await step_error(env, request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.details().startswith("action.work_dir" if field == "work_dir" else "timeout"), error.details()
+    assert error.details().startswith("action.work_dir" if field == "work_dir" else "timeout"), (
+        error.details()
+    )
 
 
 async def test_a_tool_reading_standard_input_reads_end_of_file_at_once(env):
