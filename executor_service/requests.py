@@ -13,7 +13,8 @@ from typing import Any
 
 from executor_service import execution as ex
 from executor_service import metrics
-from executor_service.backend import BWRAP, DOCKER
+from executor_service.backend import BWRAP, DOCKER, WorkspaceInfo
+from executor_service.records import ExecutionRecorder
 from executor_service.workspaces import validate_env
 from firebox.common import errors
 from firebox.common.secrets import SecretPolicy
@@ -81,6 +82,17 @@ def execute_spec(
         tty=first.tty,
         rows=first.winsize.rows or ex.DEFAULT_ROWS,
         cols=first.winsize.cols or ex.DEFAULT_COLS,
+    )
+
+
+def recorder_for(request: pb.ExecuteRequest, workspace: WorkspaceInfo, version: str) -> ExecutionRecorder:
+    """The training-log recorder of an execution of `request` in `workspace`."""
+    return ExecutionRecorder(
+        request,
+        BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED),
+        workspace.isolation,
+        version,
+        parent_snapshot_id=workspace.parent_snapshot_id,
     )
 
 

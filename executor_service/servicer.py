@@ -36,6 +36,7 @@ from executor_service.requests import (
     STATUSES,
     execute_spec,
     final_to_proto,
+    recorder_for,
 )
 from executor_service.sessions import Session, SessionManager
 from executor_service.steps import OneShot, setup_command, step
@@ -505,13 +506,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
             return
         spec = execute_spec(first, self.secret_policy, self.default_timeout)
         workspace = await self.workspaces.require_running(first.workspace_id, resume=first.resume_workspace)
-        recorder = ExecutionRecorder(
-            first,
-            BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED),
-            workspace.isolation,
-            self.version,
-            parent_snapshot_id=workspace.parent_snapshot_id,
-        )
+        recorder = recorder_for(first, workspace, self.version)
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id
         recorder.session_id = execution.session_id or first.session_id
@@ -567,9 +562,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         spec = execute_spec(first, self.secret_policy, None)
         workspace = await self.workspaces.require_running(first.workspace_id)
         self.background.check_room(workspace.id)
-        recorder = ExecutionRecorder(
-            first, BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED), workspace.isolation, self.version
-        )
+        recorder = recorder_for(first, workspace, self.version)
         # No output cap: the background buffer bounds what is kept, and a server runs for days.
         execution = await self.engine.start(workspace, spec, output_cap_bytes=1 << 62)
         recorder.execution_id = execution.id

@@ -14,8 +14,13 @@ from google.protobuf import json_format
 from executor_service.backend import WorkspaceInfo
 from executor_service.devcontainer import Command
 from executor_service.engine import ExecutionEngine
-from executor_service.records import ExecutionRecorder
-from executor_service.requests import BACKENDS, STATUSES, execute_spec, final_to_proto, timeout_seconds
+from executor_service.requests import (
+    STATUSES,
+    execute_spec,
+    final_to_proto,
+    recorder_for,
+    timeout_seconds,
+)
 from executor_service.tools import StepResult, ToolRegistry, collect
 from executor_service.workspaces import WorkspaceManager
 from firebox.common import errors
@@ -61,13 +66,7 @@ class OneShot:
         """Run what `execute` describes in `workspace`; its training-log record carries `action`
         (a Step's). Returns the collected output and the final response."""
         spec = execute_spec(execute, self.secret_policy, self.default_timeout, names)
-        recorder = ExecutionRecorder(
-            execute,
-            BACKENDS.get(workspace.backend, pb.BACKEND_UNSPECIFIED),
-            workspace.isolation,
-            self.version,
-            parent_snapshot_id=workspace.parent_snapshot_id,
-        )
+        recorder = recorder_for(execute, workspace, self.version)
         execution = await self.engine.start(workspace, spec)
         recorder.execution_id = execution.id
         await execution.close_input()

@@ -156,3 +156,28 @@ def replace_docs_table(page: str, module: str, table: str) -> str:
     if start < 0 or end < 0:
         raise ValueError(f"no generated settings table for {module} (the lines {begin!r} ... {DOCS_END!r})")
     return page[: start + len(begin)] + "\n" + table + page[end:]
+
+
+# The server TLS settings both services take (firebox/common/tls.py).
+SERVER_TLS = (
+    Setting(
+        "tls_cert",
+        "--tls-cert",
+        "FIREBOX_TLS_CERT",
+        path,
+        "serve TLS with this certificate chain (PEM); needs --tls-key",
+        metavar="FILE",
+        default="plaintext",
+    ),
+    Setting(
+        "tls_key", "--tls-key", "FIREBOX_TLS_KEY", path, "private key (PEM) of --tls-cert", metavar="FILE"
+    ),
+    Setting(
+        "tls_client_ca",
+        "--tls-client-ca",
+        "FIREBOX_TLS_CLIENT_CA",
+        path,
+        "require client certificates signed by this CA (mutual TLS)",
+        metavar="FILE",
+    ),
+)
