@@ -3,7 +3,7 @@
 Each step first builds the model's context from the stored history (compacting it when it nears
 the window, see context.py), then streams one model call (text and reasoning deltas as they
 come), stores the assistant message (throttled while streaming, fully at the end), then runs
-each tool call: after an approval when the session's policy asks for one (see approvals.py),
+each tool call: after an approval when the session's policy asks for one (approval_flow.py),
 the tool found by name in the catalog (tools.py; the tools themselves are in builtin_tools.py
 and mcp_tools.py) runs it. The loop ends on an answer without tool calls, or at the step limit.
 
@@ -15,15 +15,14 @@ gets a synthetic one, so the history stays valid for the next model call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import posixpath
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent_service.approvals import ApprovalBroker, Decision, Resolution, approval_policy
+from agent_service.approval_flow import ApprovalFlow, Question, WritablePaths
+from agent_service.approvals import ApprovalBroker, Decision, approval_policy
 from agent_service.builtin_tools import BuiltinTools
 from agent_service.connections import Connection, Connections
 from agent_service.context import CompactionResult, Compactor, estimate_tokens, model_view
@@ -44,7 +43,7 @@ from agent_service.providers.base import (
     StreamFailed,
     TextPiece,
 )
-from agent_service.review import APPROVE, ASK, DEFAULT_REVIEW_TIMEOUT_SECONDS, DENY, Action, ApprovalReviewer
+from agent_service.review import DEFAULT_REVIEW_TIMEOUT_SECONDS, ApprovalReviewer
 from agent_service.runs import LiveRun
 from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
 from agent_service.session_workspace import workspace_policy as workspace_policy
@@ -62,12 +61,10 @@ from agent_service.tools import (
 )
 from firebox.agent.v1 import agent_pb2
 from firebox.common import tracing
-from firebox.common.errors import FailedPrecondition, FireboxError, NotFound
+from firebox.common.errors import FireboxError, NotFound
 from firebox.common.headtail import HeadTail as HeadTail
 from firebox.common.logging import get_logger
-from firebox.common.trainlog import FEEDBACK, GENERATIONS, TrainingLog
-from firebox.common.workspace_paths import WORKDIR, is_writable, normalize_writable_paths
-from firebox.trace.v1 import trace_pb2
+from firebox.common.trainlog import GENERATIONS, TrainingLog
 
 log = get_logger("firebox.agent.toolloop")
 
@@ -185,8 +182,16 @@ class ToolLoop:
         self._settings = settings
         self.approvals = approvals or ApprovalBroker()
         self.skills = skills or SkillLibrary()
-        self.reviewer = reviewer or ApprovalReviewer(None, "", DEFAULT_REVIEW_TIMEOUT_SECONDS)
         self.workspaces = SessionWorkspaces(store, executor)
+        self.writable = WritablePaths(store, executor, self.workspaces)
+        self.approval = ApprovalFlow(
+            store,
+            training_log,
+            self.approvals,
+            reviewer or ApprovalReviewer(None, "", DEFAULT_REVIEW_TIMEOUT_SECONDS),
+            self.writable,
+            settings.approval_timeout,
+        )
         self.builtins = BuiltinTools(
             executor, self.workspaces, self.skills, settings.tool_output_limit, settings.tool_timeout
         )
@@ -574,7 +579,18 @@ class ToolLoop:
             turn.approval_policy, tool, arguments, self._settings.read_only_commands, writable, outside
         )
         if why:
-            resolution = await self._approve(live, turn, call, tool.approval_text(arguments), why, outside)
+            question = Question(
+                turn.session,
+                turn.connection,
+                turn.model,
+                turn.approval_policy,
+                turn.generation_id,
+                call,
+                tool.approval_text(arguments),
+                why,
+                outside,
+            )
+            resolution = await self.approval.ask(live, question)
             if resolution.decision is Decision.DENY:
                 who = "the reviewer" if resolution.reviewed else "the user"
                 return finish_call(
@@ -597,185 +613,16 @@ class ToolLoop:
         else:
             outside = ()  # not approved by anyone: the workspace's mounts keep it inside
         try:
-            async with self._writable_for(turn.session, outside):
+            async with self.writable.widened(turn.session, outside, self._shielded):
                 return await tool.run(ToolRun(live, turn.session, call, arguments, turn.generation_id))
         except ExecutorError as exc:
             if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
                 raise
             return finish_call(live, call.id, f"[error: {exc.message}]")
 
-    @contextlib.asynccontextmanager
-    async def _writable_for(self, session: agent_pb2.Session, paths: tuple[str, ...]) -> AsyncIterator[None]:
-        """Let one approved call write `paths` (their directories; all of /workspace for a file
-        at its top) beyond the session's writable paths, and take that back afterwards."""
-        current = tuple(session.settings.writable_paths)
-        wanted = {_directory(p) for p in paths if not is_writable(current, p)}
-        if not wanted:
-            yield
-            return
-        workspace_id, _shell = await self.workspaces.ensure(session)
-        widened = [] if "" in wanted else list(normalize_writable_paths([*current, *wanted]))
-        try:
-            await self._executor.set_writable_paths(workspace_id, widened)
-        except ExecutorError as exc:
-            if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
-                raise
-            # E.g. a backend that cannot change a live sandbox: the call runs as it is, and the
-            # model sees the writes refused.
-            log.warning("writable_paths_not_widened", session_id=session.id, error=exc.message)
-            yield
-            return
-        try:
-            yield
-        finally:
-            await self._shielded(self._executor.set_writable_paths(workspace_id, list(current)))
-
     async def set_writable_paths(self, session: agent_pb2.Session, paths: list[str]) -> agent_pb2.Session:
-        """Replace the session's writable paths, in its workspace first (when it has one; the
-        shell keeps its state) and then in the store. The caller keeps runs off the session."""
-        normalized = normalize_writable_paths(paths, "settings.writable_paths")
-        stored = await self._store.get_session(session.id)
-        if stored is None:
-            raise NotFound(f"session {session.id} not found")
-        if sandbox_mode(stored) == agent_pb2.SANDBOX_MODE_READ_ONLY:
-            if normalized:
-                raise FailedPrecondition(
-                    f"session {session.id} is READ_ONLY (sandbox_mode): nothing in /workspace is writable"
-                )
-            return stored  # nothing to change: a read-only workspace has no writable paths
-        if stored.workspace_id:
-            try:
-                await self._executor.set_writable_paths(stored.workspace_id, list(normalized))
-            except ExecutorError as exc:
-                if exc.code.name != "NOT_FOUND":
-                    raise
-                # Gone: the next tool call makes a new workspace, with these paths.
-        del stored.settings.writable_paths[:]
-        stored.settings.writable_paths.extend(normalized)
-        stored.update_time.GetCurrentTime()
-        await self._store.update_session(stored)
-        del session.settings.writable_paths[:]
-        session.settings.writable_paths.extend(normalized)
-        log.info("writable_paths_set", session_id=session.id, writable_paths=list(normalized))
-        return stored
-
-    async def _approve(
-        self,
-        live: LiveRun,
-        turn: _Turn,
-        call: agent_pb2.ToolCall,
-        command: str,
-        why: str,
-        paths: tuple[str, ...] = (),
-    ) -> Resolution:
-        """Ask (the reviewer model first under MODEL_REVIEW, then the person unless it decided),
-        wait (bounded), tell the client, and log the decision and who made it for training. An
-        approval with always_allow_paths adds the directories of `paths` to the session's
-        writable paths."""
-        timeout = self._settings.approval_timeout
-        verdict, reviewer_model = None, ""
-        if turn.approval_policy == agent_pb2.APPROVAL_POLICY_MODEL_REVIEW:
-            review_connection, reviewer_model = self.reviewer.choose(turn.connection, turn.model)
-            transcript = model_view(await self._store.list_messages(turn.session.id))
-            verdict = await self.reviewer.review(
-                review_connection,
-                reviewer_model,
-                live.content,
-                transcript,
-                Action(call.name, command, why, paths),
-            )
-            log.info("approval_reviewed", run_id=live.id, tool_call_id=call.id, verdict=verdict.decision)
-        if verdict is not None and verdict.decision in (APPROVE, DENY):
-            decided = Decision.APPROVE if verdict.decision == APPROVE else Decision.DENY
-            resolution = Resolution(decided, verdict.reason, reviewed=True)
-            decided_by = trace_pb2.APPROVAL_DECIDER_MODEL
-        else:
-            note = ""
-            if verdict is not None:
-                note = (
-                    f"the reviewer asked for a person: {verdict.reason}"
-                    if verdict.decision == ASK
-                    else verdict.reason
-                )
-            live.emit(
-                approval_requested=agent_pb2.ApprovalRequested(
-                    tool_call=call,
-                    command=command,
-                    reason=why,
-                    timeout_seconds=timeout,
-                    paths=paths,
-                    review_note=note,
-                )
-            )
-            log.info("approval_requested", run_id=live.id, tool_call_id=call.id, tool=call.name)
-            resolution = await self.approvals.wait(live.id, call.id, timeout)
-            decided_by = (
-                trace_pb2.APPROVAL_DECIDER_TIMEOUT
-                if resolution.timed_out
-                else trace_pb2.APPROVAL_DECIDER_PERSON
-            )
-        decision = {
-            Decision.APPROVE: agent_pb2.APPROVAL_DECISION_APPROVE,
-            Decision.DENY: agent_pb2.APPROVAL_DECISION_DENY,
-            Decision.APPROVE_EDITED: agent_pb2.APPROVAL_DECISION_APPROVE_EDITED,
-        }[resolution.decision]
-        runs_now = resolution.edited_command if resolution.decision is Decision.APPROVE_EDITED else command
-        added: list[str] = []
-        directories = [d for d in {_directory(p) for p in paths} if d]
-        if resolution.always_allow_paths and resolution.decision is not Decision.DENY and directories:
-            before = set(turn.session.settings.writable_paths)
-            try:
-                await self.set_writable_paths(turn.session, [*before, *directories])
-            except ExecutorError as exc:
-                if exc.code.name in ("UNAVAILABLE", "UNAUTHENTICATED", "PERMISSION_DENIED"):
-                    raise
-                log.warning("writable_paths_not_added", session_id=turn.session.id, error=exc.message)
-            added = [p for p in turn.session.settings.writable_paths if p not in before]
-        live.emit(
-            approval_resolved=agent_pb2.ApprovalResolved(
-                tool_call_id=call.id,
-                decision=decision,
-                reason=resolution.reason,
-                command="" if resolution.decision is Decision.DENY else runs_now,
-                timed_out=resolution.timed_out,
-                added_writable_paths=added,
-                decided_by=decided_by,
-                reviewer_model=reviewer_model,
-            )
-        )
-        kind = {
-            Decision.APPROVE: trace_pb2.FEEDBACK_KIND_APPROVAL_APPROVED,
-            Decision.DENY: trace_pb2.FEEDBACK_KIND_APPROVAL_DENIED,
-            Decision.APPROVE_EDITED: trace_pb2.FEEDBACK_KIND_APPROVAL_EDITED,
-        }[resolution.decision]
-        record = trace_pb2.FeedbackRecord(
-            feedback_id=new_id("fb"),
-            event=trace_pb2.FeedbackEvent(
-                kind=kind,
-                session_id=turn.session.id,
-                run_id=live.id,
-                tool_call_id=call.id,
-                generation_id=turn.generation_id,
-                suggested_text=command,
-                edited_text=resolution.edited_command
-                if resolution.decision is Decision.APPROVE_EDITED
-                else "",
-                reason=resolution.reason,
-                paths=paths,
-                writable_paths_added=added,
-                decided_by=decided_by,
-                review_verdict=verdict.decision if verdict is not None else "",
-                review_reason=verdict.reason if verdict is not None else "",
-                reviewer_model=reviewer_model,
-            ),
-            source="agent",
-        )
-        record.server_time.GetCurrentTime()
-        self._log.write(FEEDBACK, record)
-        log.info(
-            "approval_resolved", run_id=live.id, tool_call_id=call.id, decision=resolution.decision.value
-        )
-        return resolution
+        """Replace the session's writable paths (see approval_flow.WritablePaths.set)."""
+        return await self.writable.set(session, paths)
 
     @staticmethod
     async def _shielded(work: object) -> None:
@@ -801,9 +648,3 @@ def skill_message(name: str, instructions: str, run_id: str) -> agent_pb2.Messag
     )
     _now_stamp(message)
     return message
-
-
-def _directory(path: str) -> str:
-    """The directory (relative to /workspace; "" for /workspace itself) that must be writable to
-    create, change or remove `path`."""
-    return posixpath.dirname(path.removeprefix(WORKDIR + "/")) if path != WORKDIR else ""
