@@ -170,6 +170,23 @@ class ExecutorClient:
         )
         return response
 
+    async def create_workspace_with_progress(
+        self, request: executor_pb2.CreateWorkspaceRequest, deadline: float | None
+    ) -> AsyncGenerator[executor_pb2.CreateWorkspaceWithProgressResponse, None]:
+        """CreateWorkspaceWithProgress with the caller's whole request: its messages as they come
+        (the agent's forwarding RPC). Closing this generator cancels the call."""
+        await self.ensure_reachable()
+        call = self._stub.CreateWorkspaceWithProgress(
+            request, metadata=tracing.outgoing(self._metadata), timeout=deadline, wait_for_ready=False
+        )
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as exc:
+            raise self._error(exc, "creating the workspace") from None
+        finally:
+            call.cancel()
+
     async def get_workspace(self, workspace_id: str, deadline: float = 10.0) -> executor_pb2.Workspace:
         request = executor_pb2.GetWorkspaceRequest(workspace_id=workspace_id)
         response = await self._unary(

@@ -401,6 +401,16 @@ class ExecutorPool:
         await self._created(replica, response.workspace)
         return response
 
+    async def create_workspace_with_progress(
+        self, request: executor_pb2.CreateWorkspaceRequest, deadline: float | None
+    ) -> AsyncGenerator[executor_pb2.CreateWorkspaceWithProgressResponse, None]:
+        """As create_workspace_from, its progress streamed (the replica chosen the same way)."""
+        replica = await (self._snapshot_owner(request.snapshot_id) if request.snapshot_id else self._choose())
+        async for message in replica.client.create_workspace_with_progress(request, deadline):
+            if message.HasField("done"):
+                await self._created(replica, message.done.workspace)
+            yield message
+
     async def get_workspace(self, workspace_id: str, deadline: float = 10.0) -> executor_pb2.Workspace:
         return await self._call(workspace_id, lambda c: c.get_workspace(workspace_id, deadline))  # type: ignore[return-value]
 

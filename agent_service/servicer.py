@@ -413,6 +413,18 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         deadline = forwardable_timeout(context.time_remaining()) or 120.0
         return await self._executor.create_workspace_from(request, deadline)
 
+    async def CreateWorkspaceWithProgress(
+        self, request: executor_pb2.CreateWorkspaceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[executor_pb2.CreateWorkspaceWithProgressResponse]:
+        messages = self._executor.create_workspace_with_progress(
+            request, forwardable_timeout(context.time_remaining())
+        )
+        try:
+            async for message in messages:
+                yield message
+        finally:
+            await messages.aclose()
+
     async def GetWorkspace(
         self, request: executor_pb2.GetWorkspaceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> executor_pb2.GetWorkspaceResponse:

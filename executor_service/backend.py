@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -81,6 +82,10 @@ class WorkspaceSpec:
     # Seconds (0: never) the client asked for; None: the server's default (see expiry.py).
     idle_timeout: float | None = None
     ttl: float | None = None
+
+
+# Takes output as it is produced; may be called from a worker thread, so it must be thread-safe.
+OutputSink = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
@@ -247,10 +252,11 @@ class WorkspaceBackend(Protocol):
         """Capture the workspace's filesystem and /workspace files as snapshot `snapshot_id`."""
         ...
 
-    async def build_image(self, spec: BuildSpec) -> BuiltImage:
+    async def build_image(self, spec: BuildSpec, on_output: OutputSink | None = None) -> BuiltImage:
         """Build an image from a Dockerfile (a devcontainer's build), or reuse the one built before
-        from the same context, Dockerfile, args and target. FailedPrecondition when the build fails
-        (its last output in the message) or the backend cannot build."""
+        from the same context, Dockerfile, args and target; `on_output` is given the build's
+        output as it comes (from a worker thread). FailedPrecondition when the build fails (its
+        last output in the message) or the backend cannot build."""
         ...
 
     async def list_snapshots(self) -> builtins.list[SnapshotInfo]: ...

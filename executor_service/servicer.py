@@ -39,7 +39,7 @@ from executor_service.requests import (
     recorder_for,
 )
 from executor_service.sessions import Session, SessionManager
-from executor_service.steps import OneShot, setup_command, step
+from executor_service.steps import OneShot, SetupProgress, setup_command, step
 from executor_service.tools import Tool, ToolRegistry
 from executor_service.workspaces import PolicyOverrides, WorkspaceManager
 from firebox.common import errors
@@ -356,6 +356,25 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
     async def CreateWorkspace(
         self, request: pb.CreateWorkspaceRequest, context: Any
     ) -> pb.CreateWorkspaceResponse:
+        return await self._create_workspace(request, None)
+
+    async def CreateWorkspaceWithProgress(
+        self, request: pb.CreateWorkspaceRequest, context: Any
+    ) -> AsyncIterator[pb.CreateWorkspaceWithProgressResponse]:
+        progress = SetupProgress()
+        creating = asyncio.create_task(self._create_workspace(request, progress))
+        creating.add_done_callback(lambda _: progress.end())
+        try:
+            while (output := await progress.next()) is not None:
+                yield pb.CreateWorkspaceWithProgressResponse(output=output)
+            yield pb.CreateWorkspaceWithProgressResponse(done=await creating)
+        finally:
+            # The client went away: so does the creation, as a cancelled CreateWorkspace's does.
+            creating.cancel()
+
+    async def _create_workspace(
+        self, request: pb.CreateWorkspaceRequest, progress: SetupProgress | None
+    ) -> pb.CreateWorkspaceResponse:
         image, env, policy = request.image, dict(request.env), policy_overrides(request.policy)
         commands: tuple[devcontainer.Command, ...] = ()
         setup: list[pb.SetupCommand] = []
@@ -369,7 +388,9 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
                 policy = replace(policy, user=config.user)
             if config.build is not None:
                 spec = await devcontainer.build_spec(config.build, given.context)
-                built = await self.workspaces.backend.build_image(spec)
+                built = await self.workspaces.backend.build_image(
+                    spec, None if progress is None else progress.sink("build")
+                )
                 log.info("devcontainer_image", image=built.image, cached=built.cached)
                 image = built.image
                 setup.append(pb.SetupCommand(name="build", stdout=built.log, truncated=built.truncated))
@@ -389,7 +410,7 @@ class ExecutorServicer(executor_pb2_grpc.ExecutorServiceServicer):
         )
         response = pb.CreateWorkspaceResponse(workspace=self._workspace(info), setup=setup)
         for command in commands:
-            ran = await setup_command(self.oneshot, info, command)
+            ran = await setup_command(self.oneshot, info, command, progress)
             response.setup.append(ran)
             if ran.exit_code != 0:
                 break

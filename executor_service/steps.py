@@ -6,12 +6,14 @@ prompt never waits for its timeout), and is written to the training log like an 
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from google.protobuf import json_format
 
-from executor_service.backend import WorkspaceInfo
+from executor_service.backend import OutputSink, WorkspaceInfo
 from executor_service.devcontainer import Command
 from executor_service.engine import ExecutionEngine
 from executor_service.requests import (
@@ -33,6 +35,8 @@ log = get_logger("executor.steps")
 
 # Output a devcontainer lifecycle command returns in the CreateWorkspace response, per stream.
 SETUP_OUTPUT_BYTES = 64 * 1024
+# Setup output waiting for a slow CreateWorkspaceWithProgress client, at most.
+PROGRESS_BYTES = 1024 * 1024
 # A Step's request names its fields differently from the Execute request made of it.
 _STEP_NAMES = {"directory": "action.work_dir", "argv": "action.args"}
 
@@ -62,9 +66,11 @@ class OneShot:
         *,
         action: pb.Action | None = None,
         names: Mapping[str, str] | None = None,
+        on_output: Callable[[bytes, bytes], None] | None = None,
     ) -> tuple[StepResult, pb.ExecuteResponse]:
         """Run what `execute` describes in `workspace`; its training-log record carries `action`
-        (a Step's). Returns the collected output and the final response."""
+        (a Step's); `on_output(stdout, stderr)` sees the output as it comes. Returns the
+        collected output and the final response."""
         spec = execute_spec(execute, self.secret_policy, self.default_timeout, names)
         recorder = recorder_for(execute, workspace, self.version)
         execution = await self.engine.start(workspace, spec)
@@ -74,6 +80,8 @@ class OneShot:
         def observe(out: bytes, err: bytes) -> None:
             recorder.stdout.add(out)
             recorder.stderr.add(err)
+            if on_output is not None:
+                on_output(out, err)
 
         final: pb.ExecuteResponse | None = None
         try:
@@ -87,12 +95,68 @@ class OneShot:
         return result, final
 
 
-async def setup_command(oneshot: OneShot, workspace: WorkspaceInfo, command: Command) -> pb.SetupCommand:
+class SetupProgress:
+    """Setup output on its way to a CreateWorkspaceWithProgress client, as SetupOutput messages.
+    Bounded: at most PROGRESS_BYTES wait to be sent; output past that is left out and counted in
+    the step's next message (the step's SetupCommand keeps its tail all the same)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._waiting: collections.deque[pb.SetupOutput] = collections.deque()
+        self._bytes = 0
+        self._skipped: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._ended = False
+
+    def add(self, name: str, stdout: bytes, stderr: bytes) -> None:
+        """Output of step `name` (on the event loop's thread)."""
+        size = len(stdout) + len(stderr)
+        if not size:
+            return
+        if self._bytes + size > PROGRESS_BYTES:
+            self._skipped[name] = self._skipped.get(name, 0) + size
+            return
+        self._bytes += size
+        message = pb.SetupOutput(
+            name=name, stdout=stdout, stderr=stderr, skipped_bytes=self._skipped.pop(name, 0)
+        )
+        self._waiting.append(message)
+        self._wake.set()
+
+    def sink(self, name: str) -> OutputSink:
+        """A thread-safe sink of step `name`'s output (an image build's, from its worker thread)."""
+
+        def sink(data: bytes) -> None:
+            self._loop.call_soon_threadsafe(self.add, name, data, b"")
+
+        return sink
+
+    def end(self) -> None:
+        """Nothing more will be added."""
+        self._ended = True
+        self._wake.set()
+
+    async def next(self) -> pb.SetupOutput | None:
+        """The next message; None once the output has ended and all of it was taken."""
+        while not self._waiting:
+            if self._ended:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+        message = self._waiting.popleft()
+        self._bytes -= len(message.stdout) + len(message.stderr)
+        return message
+
+
+async def setup_command(
+    oneshot: OneShot, workspace: WorkspaceInfo, command: Command, progress: SetupProgress | None = None
+) -> pb.SetupCommand:
     """Run a devcontainer lifecycle command once, to its end (it shapes what later commands see)."""
     execute = pb.ExecuteRequest(
         workspace_id=workspace.id, script=command.script, argv=list(command.argv), known_name=command.name
     )
-    result, _ = await oneshot.run(workspace, execute, SETUP_OUTPUT_BYTES)
+    on_output = None if progress is None else lambda out, err: progress.add(command.name, out, err)
+    result, _ = await oneshot.run(workspace, execute, SETUP_OUTPUT_BYTES, on_output=on_output)
     exit_code = result.finished.exit_code
     log.info("devcontainer_command", workspace_id=workspace.id, name=command.name, exit_code=exit_code)
     return pb.SetupCommand(

@@ -31,6 +31,7 @@ from executor_service.backend import (
     BWRAP,
     BuildSpec,
     BuiltImage,
+    OutputSink,
     Policy,
     ShellTransport,
     SnapshotInfo,
@@ -324,7 +325,7 @@ class BwrapBackend:
             raise errors.NotFound(f"snapshot {snapshot_id!r} not found")
         return self.root.parent / SNAPSHOTS / snapshot_id
 
-    async def build_image(self, spec: BuildSpec) -> BuiltImage:
+    async def build_image(self, spec: BuildSpec, on_output: OutputSink | None = None) -> BuiltImage:
         """Nothing here can run a Dockerfile: the sandbox's root is the host's."""
         raise errors.FailedPrecondition(
             "building an image from a Dockerfile needs the docker backend; this executor runs "

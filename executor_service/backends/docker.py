@@ -70,6 +70,7 @@ from executor_service.backend import (
     STATES,
     BuildSpec,
     BuiltImage,
+    OutputSink,
     Policy,
     ShellTransport,
     SnapshotInfo,
@@ -477,7 +478,7 @@ class DockerBackend:
 
     # ---- images built from a Dockerfile ---------------------------------------------------------
 
-    async def build_image(self, spec: BuildSpec) -> BuiltImage:
+    async def build_image(self, spec: BuildSpec, on_output: OutputSink | None = None) -> BuiltImage:
         """Build with the engine (base images from its local store: nothing is pulled), tagged by
         a hash of the context, Dockerfile path, args and target; an image of that tag is reused."""
         digest = hashlib.sha256()
@@ -490,22 +491,24 @@ class DockerBackend:
         except docker.errors.ImageNotFound:
             pass
         else:
-            return BuiltImage(
-                tag,
-                f"using the cached image {tag} (same context, Dockerfile, args and target)\n",
-                cached=True,
-            )
-        built = await _engine(self._build, spec, tag)
+            note = f"using the cached image {tag} (same context, Dockerfile, args and target)\n"
+            if on_output is not None:
+                on_output(note.encode())
+            return BuiltImage(tag, note, cached=True)
+        built = await _engine(self._build, spec, tag, on_output)
         await _engine(self._trim_built_images)
         return built
 
-    def _build(self, spec: BuildSpec, tag: str) -> BuiltImage:
+    def _build(self, spec: BuildSpec, tag: str, on_output: OutputSink | None) -> BuiltImage:
         output = bytearray()
         truncated = False
 
         def keep(text: str) -> None:
             nonlocal output, truncated
-            output += text.encode(errors="replace")
+            data = text.encode(errors="replace")
+            if on_output is not None:
+                on_output(data)
+            output += data
             if len(output) > BUILD_LOG_BYTES:
                 output = output[-BUILD_LOG_BYTES:]
                 truncated = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -220,28 +221,50 @@ def workspaces_create(app: App, args: argparse.Namespace) -> int:
     if args.memory is not None:
         policy.memory_bytes = args.memory * 1024 * 1024
     devcontainer = _read_devcontainer(args.devcontainer) if args.devcontainer else None
-    with output.progress(f"creating workspace {args.name or ''}".rstrip()):
-        response = app.client.create_workspace_response(
-            args.name,
-            image=args.image,
-            policy=policy,
-            env=_pairs(args.env, "--env"),
-            labels=_pairs(args.label, "--label"),
-            idle_timeout=args.idle_timeout,
-            ttl=args.ttl,
-            devcontainer=devcontainer,
-            via=args.via,
-        )
+    create = functools.partial(
+        app.client.create_workspace_response,
+        args.name,
+        image=args.image,
+        policy=policy,
+        env=_pairs(args.env, "--env"),
+        labels=_pairs(args.label, "--label"),
+        idle_timeout=args.idle_timeout,
+        ttl=args.ttl,
+        devcontainer=devcontainer,
+        via=args.via,
+    )
+    if devcontainer is not None and not args.json:
+        # The build's and the commands' output as it comes, to stderr (stdout keeps the result).
+        response = create(on_output=_SetupOutput())
+    else:
+        with output.progress(f"creating workspace {args.name or ''}".rstrip()):
+            response = create()
     if args.json:
         output.print_json(response)
         return exit_codes.OK
     _show_workspace(response.workspace)
     for command in response.setup:
-        output.out.print(f"{command.name} (exit {command.exit_code}):", markup=False)
-        sys.stdout.write(command.stdout)
-        sys.stderr.write(command.stderr)
+        output.out.print(f"{command.name}: exit {command.exit_code}", markup=False)
     failed = [c for c in response.setup if c.exit_code != 0]
     return exit_codes.FAILURE if failed else exit_codes.OK
+
+
+class _SetupOutput:
+    """Prints a devcontainer's setup output on stderr as it streams, each step under its name."""
+
+    def __init__(self) -> None:
+        self._step = ""
+
+    def __call__(self, output: ex.SetupOutput) -> None:
+        err = sys.stderr.buffer
+        if output.name != self._step:
+            self._step = output.name
+            err.write(f"--- {output.name}\n".encode())
+        if output.skipped_bytes:
+            err.write(f"[{output.skipped_bytes} bytes of output not shown]\n".encode())
+        err.write(output.stdout)
+        err.write(output.stderr)
+        err.flush()
 
 
 def _read_devcontainer(path: str) -> ex.Devcontainer:

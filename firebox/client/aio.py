@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import grpc
@@ -129,6 +129,7 @@ class AsyncFireboxClient:
         devcontainer: str | ex.Devcontainer | None = None,
         deadline: float = SLOW_TIMEOUT,
         via: Service = "executor",
+        on_output: Callable[[ex.SetupOutput], None] | None = None,
     ) -> ex.CreateWorkspaceResponse:
         """Create and start a workspace; with `snapshot_id`, a fork of that snapshot; with
         `devcontainer` (a devcontainer.json's text, or what firebox.client.devcontainer.load
@@ -137,7 +138,8 @@ class AsyncFireboxClient:
         replicas and forwards later calls for it there (create, get, list and delete go through
         the agent; start and stop are the executor's only). `idle_timeout` / `ttl` in seconds:
         stop when idle that long / delete that long after creation (0: never; None: the
-        executor's defaults)."""
+        executor's defaults). With `on_output`, the build's and the commands' output is handed
+        to it as it is produced (CreateWorkspaceWithProgress), long before the response."""
         request = ex.CreateWorkspaceRequest(
             name=name, image=image, policy=policy, env=env, labels=labels, snapshot_id=snapshot_id
         )
@@ -149,8 +151,22 @@ class AsyncFireboxClient:
             request.devcontainer.json = devcontainer
         elif devcontainer is not None:
             request.devcontainer.CopyFrom(devcontainer)
-        result: ex.CreateWorkspaceResponse = await self._unary(via, "CreateWorkspace", request, deadline)
-        return result
+        if on_output is None:
+            result: ex.CreateWorkspaceResponse = await self._unary(via, "CreateWorkspace", request, deadline)
+            return result
+        async for message in self._server_stream(via, "CreateWorkspaceWithProgress", request):
+            if message.HasField("output"):
+                on_output(message.output)
+            elif message.HasField("done"):
+                done: ex.CreateWorkspaceResponse = message.done
+                return done
+        raise FireboxRpcError(
+            grpc.StatusCode.UNKNOWN,
+            "the stream ended without the workspace",
+            service=via,
+            target=self.target(via),
+            method="CreateWorkspaceWithProgress",
+        )
 
     async def get_workspace(self, workspace_id: str, *, via: Service = "executor") -> ex.Workspace:
         request = ex.GetWorkspaceRequest(workspace_id=workspace_id)

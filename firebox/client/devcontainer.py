@@ -4,6 +4,9 @@ The devcontainer spec resolves `build.dockerfile` and `build.context` against th
 devcontainer.json is in (`context` defaults to that folder). The context goes to the executor as a
 gzip'd tar archive made reproducibly (entries sorted, times, owners and the gzip header zeroed),
 so the same files give the same bytes and the executor's image cache, keyed by them, is hit.
+A `.dockerignore` at the context's top leaves out what it names, as `docker build` does (the
+Docker SDK's reading of its patterns: globs with `**`, `!` exceptions; the Dockerfile and the
+.dockerignore itself are always sent).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 import os
 import tarfile
 from pathlib import Path
+
+from docker.utils.build import exclude_paths
 
 from firebox.common.jsonc import strip_jsonc
 from firebox.executor.v1 import executor_pb2 as ex
@@ -60,18 +65,23 @@ def load(path: str | Path) -> ex.Devcontainer:
         raise DevcontainerError(
             f"build.dockerfile {dockerfile} lies outside build.context {context}"
         ) from None
-    message.context = archive(context)
+    message.context = archive(context, message.dockerfile)
     return message
 
 
-def archive(directory: Path) -> bytes:
-    """The directory as a reproducible gzip'd tar of relative paths (symlinks kept as links)."""
+def archive(directory: Path, dockerfile: str | None = None) -> bytes:
+    """The directory as a reproducible gzip'd tar of relative paths (symlinks kept as links),
+    without what its .dockerignore names (`dockerfile`, its path inside, is always kept)."""
+    patterns = _dockerignore(directory)
+    kept = exclude_paths(str(directory), patterns, dockerfile=dockerfile) if patterns else None
     buffer = io.BytesIO()
     with (
         gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
         tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
         for path in _walk(directory):
+            if kept is not None and path.relative_to(directory).as_posix() not in kept:
+                continue
             info = tar.gettarinfo(str(path), arcname=path.relative_to(directory).as_posix())
             if info is None:  # a socket: nothing a build can use
                 continue
@@ -87,6 +97,16 @@ def archive(directory: Path) -> bytes:
                     "point build.context at a smaller folder"
                 )
     return buffer.getvalue()
+
+
+def _dockerignore(directory: Path) -> list[str]:
+    """The patterns of the context's .dockerignore (none when it has none)."""
+    try:
+        text = (directory / ".dockerignore").read_text()
+    except FileNotFoundError:
+        return []
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def _walk(directory: Path) -> list[Path]:

@@ -382,6 +382,12 @@ def check_create_workspace(t: Target, request: Any, response: Any) -> None:
     assert request.name.startswith("fz-") and not request.HasField("policy"), short(request)
 
 
+def check_create_workspace_with_progress(t: Target, request: Any, responses: Any) -> None:
+    # The stream ends with the response (a plain workspace streams nothing before it).
+    assert len(responses) == 1 and responses[0].HasField("done"), short(request)
+    check_create_workspace(t, request, responses[0].done)
+
+
 def session_ids(t: Target) -> st.SearchStrategy[str]:
     return st.one_of(st.just(t.scratch_id), ids(t), ids(t))
 
@@ -457,6 +463,9 @@ GENERIC: dict[str, Fuzzed] = {
     ),
     "CreateWorkspace": Fuzzed(
         lambda t: fz.create_workspace_requests().map(lambda c: c[0]), check_create_workspace
+    ),
+    "CreateWorkspaceWithProgress": Fuzzed(
+        lambda t: fz.create_workspace_requests().map(lambda c: c[0]), check_create_workspace_with_progress
     ),
     "ListTools": Fuzzed(
         lambda t: st.builds(pb.ListToolsRequest, session_id=st.one_of(st.just(""), session_ids(t))),

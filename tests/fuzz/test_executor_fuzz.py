@@ -29,6 +29,7 @@ from tests.fuzz import strategies as fz
 from tests.fuzz.support import (
     FUZZ,
     MESSAGES_PER_RPC,
+    UNARY_DEADLINE,
     Fuzzed,
     Outcomes,
     fuzz_rpc,
@@ -264,8 +265,19 @@ def test_fieldless_rpcs_ignore_unknown_fields(target: Target, rpc: str) -> None:
 # ---- creation: mostly invalid, the few valid ones removed -------------------------------------------
 
 
-def test_create_workspace_hostile_requests(target: Target) -> None:
-    """Invalid requests get an error naming the field; the few valid ones work and are deleted."""
+def created_with_progress(stub: Any, outcomes: Outcomes, request: pb.CreateWorkspaceRequest) -> Any:
+    """CreateWorkspaceWithProgress drained: its final response, or None when it was refused."""
+    messages, ok = outcomes.stream(stub.CreateWorkspaceWithProgress(request, timeout=UNARY_DEADLINE), request)
+    if not ok:
+        return None
+    assert messages and messages[-1].HasField("done"), f"no final response for {short(request)}"
+    return messages[-1].done
+
+
+@pytest.mark.parametrize("rpc", ["CreateWorkspace", "CreateWorkspaceWithProgress"])
+def test_create_workspace_hostile_requests(target: Target, rpc: str) -> None:
+    """Invalid requests get an error naming the field; the few valid ones work and are deleted
+    (CreateWorkspaceWithProgress: the same, its stream ending with the response or the status)."""
     before = snapshot(target)
     outcomes = Outcomes()
     created: list[str] = []
@@ -274,7 +286,10 @@ def test_create_workspace_hostile_requests(target: Target) -> None:
     @given(case=fz.create_workspace_requests())
     def fuzz(case: tuple[pb.CreateWorkspaceRequest, bool]) -> None:
         request, poisoned = case
-        response = outcomes.unary(target.stub.CreateWorkspace, request)
+        if rpc == "CreateWorkspace":
+            response = outcomes.unary(target.stub.CreateWorkspace, request)
+        else:
+            response = created_with_progress(target.stub, outcomes, request)
         assert not (poisoned and response is not None), f"accepted an invalid request: {short(request)}"
         if response is not None:
             created.append(response.workspace.id)
@@ -396,6 +411,11 @@ def upload_streams(draw: st.DrawFn, t: Target) -> list[pb.UploadFileRequest]:
             },
         )
     )
+    if draw(st.integers(0, 9)) == 0:
+        # One in ten a plain valid start (each field above is left out half the time, so valid
+        # uploads would otherwise be about one in a hundred: too few to be sure the accepted
+        # path is reached, whatever the draws).
+        first.workspace_id, first.path, first.mode = t.workspace_id, draw(fz.fresh_paths()), 0o644
     # Later messages carry data only, or (a protocol error) the first message's fields again.
     later = draw(
         st.lists(
@@ -528,6 +548,7 @@ FUZZED: dict[str, Callable[..., Any]] = {
     **{rpc: test_id_rpcs_refuse_random_ids_and_change_nothing for rpc in ID_RPCS},
     **{rpc: test_fieldless_rpcs_ignore_unknown_fields for rpc in FIELDLESS},
     "CreateWorkspace": test_create_workspace_hostile_requests,
+    "CreateWorkspaceWithProgress": test_create_workspace_hostile_requests,
     "CreateSession": test_create_session_hostile_requests,
     "Execute": test_execute_hostile_streams,
     **{rpc: test_rpc_hostile_requests for rpc in GENERIC},

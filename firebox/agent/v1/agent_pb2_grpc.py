@@ -132,6 +132,11 @@ class AgentServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.CreateWorkspaceWithProgress = channel.unary_stream(
+                '/firebox.agent.v1.AgentService/CreateWorkspaceWithProgress',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceWithProgressResponse.FromString,
+                _registered_method=True)
         self.GetWorkspace = channel.unary_unary(
                 '/firebox.agent.v1.AgentService/GetWorkspace',
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceRequest.SerializeToString,
@@ -327,6 +332,14 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWorkspaceWithProgress(self, request, context):
+        """CreateWorkspaceWithProgress streams a devcontainer's build and lifecycle output, then the
+        response (see ExecutorService.CreateWorkspaceWithProgress).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetWorkspace(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -484,6 +497,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.CreateWorkspace,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.SerializeToString,
+            ),
+            'CreateWorkspaceWithProgress': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateWorkspaceWithProgress,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceWithProgressResponse.SerializeToString,
             ),
             'GetWorkspace': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkspace,
@@ -1046,6 +1064,33 @@ class AgentService:
             '/firebox.agent.v1.AgentService/CreateWorkspace',
             firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWorkspaceWithProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/CreateWorkspaceWithProgress',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceWithProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -250,6 +250,26 @@ class CreateWorkspaceResponse(_message.Message):
     setup: _containers.RepeatedCompositeFieldContainer[SetupCommand]
     def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ..., setup: _Optional[_Iterable[_Union[SetupCommand, _Mapping]]] = ...) -> None: ...
 
+class CreateWorkspaceWithProgressResponse(_message.Message):
+    __slots__ = ("output", "done")
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    output: SetupOutput
+    done: CreateWorkspaceResponse
+    def __init__(self, output: _Optional[_Union[SetupOutput, _Mapping]] = ..., done: _Optional[_Union[CreateWorkspaceResponse, _Mapping]] = ...) -> None: ...
+
+class SetupOutput(_message.Message):
+    __slots__ = ("name", "stdout", "stderr", "skipped_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    stdout: bytes
+    stderr: bytes
+    skipped_bytes: int
+    def __init__(self, name: _Optional[str] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., skipped_bytes: _Optional[int] = ...) -> None: ...
+
 class GetWorkspaceRequest(_message.Message):
     __slots__ = ("workspace_id",)
     WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class ExecutorServiceStub:
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
                 response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.FromString,
                 _registered_method=True)
+        self.CreateWorkspaceWithProgress = channel.unary_stream(
+                '/firebox.executor.v1.ExecutorService/CreateWorkspaceWithProgress',
+                request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
+                response_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceWithProgressResponse.FromString,
+                _registered_method=True)
         self.GetWorkspace = channel.unary_unary(
                 '/firebox.executor.v1.ExecutorService/GetWorkspace',
                 request_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceRequest.SerializeToString,
@@ -178,6 +183,18 @@ class ExecutorServiceServicer:
 
     def CreateWorkspace(self, request, context):
         """CreateWorkspace creates a workspace (a container, or a bubblewrap sandbox) and starts it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWorkspaceWithProgress(self, request, context):
+        """CreateWorkspaceWithProgress is CreateWorkspace with its progress streamed: the output of a
+        devcontainer's image build and lifecycle commands as it is produced, then, last, the
+        CreateWorkspaceResponse that CreateWorkspace would return. Errors end the stream as they end
+        CreateWorkspace. It takes CreateWorkspace's own request, so a client switches between them
+        freely.
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -395,6 +412,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.FromString,
                     response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.SerializeToString,
             ),
+            'CreateWorkspaceWithProgress': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateWorkspaceWithProgress,
+                    request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.FromString,
+                    response_serializer=firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceWithProgressResponse.SerializeToString,
+            ),
             'GetWorkspace': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkspace,
                     request_deserializer=firebox_dot_executor_dot_v1_dot_executor__pb2.GetWorkspaceRequest.FromString,
@@ -554,6 +576,33 @@ class ExecutorService:
             '/firebox.executor.v1.ExecutorService/CreateWorkspace',
             firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
             firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWorkspaceWithProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/firebox.executor.v1.ExecutorService/CreateWorkspaceWithProgress',
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceRequest.SerializeToString,
+            firebox_dot_executor_dot_v1_dot_executor__pb2.CreateWorkspaceWithProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

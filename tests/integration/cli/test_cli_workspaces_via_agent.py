@@ -4,6 +4,7 @@ the CLI: everything goes through the agent, which forwards to its executor."""
 from __future__ import annotations
 
 import json
+import secrets
 
 import pytest
 
@@ -145,7 +146,9 @@ async def test_create_from_a_devcontainer_folder_prints_its_setup_output(agent, 
         **via,
     )
     assert created.code == 0, created.stderr
-    assert "postCreateCommand (exit 0)" in created.text and "set-up-done" in created.text
+    # The command's output streamed to stderr under its name as it ran; the result on stdout.
+    assert "--- postCreateCommand\nset-up-done\n" in created.stderr, created.stderr
+    assert "postCreateCommand: exit 0" in created.text
     assert (await firebox("workspaces", "delete", "from-devc", "--via", "agent", **via)).code == 0
     refused = await firebox("workspaces", "create", "--devcontainer", str(tmp_path / "nowhere"), **via)
     assert refused.code == 2
@@ -165,7 +168,18 @@ async def test_create_from_a_devcontainer_with_a_dockerfile_sends_its_context_an
     (project / ".devcontainer" / "devcontainer.json").write_text(
         '{"build": {"dockerfile": "Dockerfile", "context": ".."}, "postCreateCommand": "cat /opt/hello.txt"}'
     )
+    (project / "nonce").write_text(secrets.token_hex(8))  # a build of its own, not a cached image
     via = {"agent": agent.target}
+    shown = await firebox(
+        "workspaces", "create", "shown", "--devcontainer", str(project), "--via", "agent", **via
+    )
+    assert shown.code == 0, shown.stderr
+    # The build's output streamed as the engine wrote it, then the command's.
+    assert "--- build\n" in shown.stderr and "COPY hello.txt /opt/hello.txt" in shown.stderr, shown.stderr
+    assert shown.stderr.index("--- build") < shown.stderr.index(
+        "--- postCreateCommand\nhello from the context"
+    )
+    assert (await firebox("workspaces", "delete", "shown", "--via", "agent", **via)).code == 0
     created = await firebox(
         "workspaces", "create", "built", "--devcontainer", str(project), "--via", "agent", "--json", **via
     )

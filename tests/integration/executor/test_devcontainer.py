@@ -228,3 +228,66 @@ async def test_a_context_without_build_is_invalid_argument(stub):
         await stub.CreateWorkspace(pb.CreateWorkspaceRequest(devcontainer=given))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "devcontainer.context" in info.value.details()
+
+
+async def progress_of(
+    stub, request: pb.CreateWorkspaceRequest
+) -> list[pb.CreateWorkspaceWithProgressResponse]:
+    return [message async for message in stub.CreateWorkspaceWithProgress(request, timeout=300)]
+
+
+async def test_progress_streams_the_build_and_the_commands_as_they_run_then_the_response(
+    stub, tmp_path, built_images
+):
+    folder = project(tmp_path / "proj")
+    (folder / ".devcontainer" / "devcontainer.json").write_text(
+        '{"build": {"dockerfile": "Dockerfile", "context": "..", "args": {"GREETING": "hi"}, "target": "tool"},'
+        ' "postCreateCommand": "echo first; sleep 1; echo second >&2"}'
+    )
+    messages = await progress_of(
+        stub, pb.CreateWorkspaceRequest(devcontainer=devcontainer_folder.load(folder))
+    )
+    *outputs, last = messages
+    try:
+        assert last.HasField("done") and all(m.HasField("output") for m in outputs)
+        done = last.done
+        assert [c.name for c in done.setup] == ["build", "postCreateCommand"]
+        build = b"".join(m.output.stdout for m in outputs if m.output.name == "build")
+        # The build's output as the engine wrote it, in pieces (one per step at least)...
+        assert build.decode() == done.setup[0].stdout and b"COPY app.txt" in build
+        assert sum(m.output.name == "build" for m in outputs) > 3
+        # ...then the command's, each piece as it was printed: "first" was sent on its own,
+        # before "second" was printed a second later.
+        command = [m.output for m in outputs if m.output.name == "postCreateCommand"]
+        assert [(o.stdout, o.stderr) for o in command] == [(b"first\n", b""), (b"", b"second\n")]
+        assert all(o.skipped_bytes == 0 for m in outputs for o in [m.output])
+        out = await execute(stub, done.workspace.id, "cat /opt/tool/greeting")
+        assert out.stdout == b"hi\n"
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=last.done.workspace.id))
+
+
+async def test_progress_of_a_plain_workspace_is_its_response_alone(stub):
+    messages = await progress_of(stub, pb.CreateWorkspaceRequest(name="plain-progress"))
+    assert len(messages) == 1 and messages[0].HasField("done")
+    workspace = messages[0].done.workspace
+    try:
+        assert workspace.name == "plain-progress" and not messages[0].done.setup
+    finally:
+        await stub.DeleteWorkspace(pb.DeleteWorkspaceRequest(workspace_id=workspace.id))
+
+
+async def test_progress_ends_with_the_status_create_workspace_would_give(stub, tmp_path, built_images):
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await progress_of(stub, pb.CreateWorkspaceRequest(devcontainer=pb.Devcontainer(json='{"image": 3}')))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    folder = project(tmp_path / "proj", target="broken")
+    request = pb.CreateWorkspaceRequest(devcontainer=devcontainer_folder.load(folder))
+    call = stub.CreateWorkspaceWithProgress(request, timeout=300)
+    seen = b""
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        async for message in call:
+            seen += message.output.stdout
+    # The failing build's output streamed before the status that says it failed.
+    assert b"the broken stage ran" in seen
+    assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -78,3 +78,15 @@ def test_what_cannot_be_sent_is_said_before_anything_is_asked(tmp_path, json_tex
 def test_no_devcontainer_json_is_an_error_naming_the_path(tmp_path):
     with pytest.raises(devcontainer.DevcontainerError, match=r"no devcontainer\.json"):
         devcontainer.find(tmp_path / "nowhere")
+
+
+def test_a_dockerignore_leaves_out_what_it_names_as_docker_build_does(tmp_path):
+    root = project(tmp_path / "p", '{"build": {"dockerfile": "Dockerfile", "context": ".."}}')
+    (root / "node_modules" / "dep").mkdir(parents=True)
+    (root / "node_modules" / "dep" / "index.js").write_text("x\n")
+    (root / "src" / "debug.log").write_text("noise\n")
+    (root / "keep.log").write_text("kept\n")
+    (root / ".dockerignore").write_text("# build junk\nnode_modules\n**/*.log\n!keep.log\n\n.devcontainer\n")
+    kept = names(devcontainer.load(root).context)
+    # The Dockerfile and .dockerignore itself always go, even when a pattern names them.
+    assert kept == [".devcontainer/Dockerfile", ".dockerignore", "keep.log", "src", "src/main.py"]
