@@ -23,6 +23,8 @@ from agent_service.connections import (
     check_unique,
     load_connections_file,
 )
+from agent_service.turn_snapshots import DEFAULT_KEEP as DEFAULT_TURN_SNAPSHOTS
+from agent_service.turn_snapshots import DEFAULT_MAX_AGE_SECONDS as DEFAULT_TURN_SNAPSHOT_MAX_AGE_SECONDS
 from firebox.common import settings
 from firebox.common.secrets import parse_patterns, redactor
 from firebox.common.settings import Setting, check_fields
@@ -147,6 +149,10 @@ class AgentConfig:
     compact_threshold: float = DEFAULT_COMPACT_THRESHOLD
     # Tokens of recent user messages kept word for word through a compaction.
     keep_user_tokens: int = DEFAULT_KEEP_USER_TOKENS
+    # Workspace snapshots before each user turn (ForkSession, RewindSession): how many a session
+    # keeps (0: none are taken) and how old they may grow, in seconds.
+    turn_snapshots: int = DEFAULT_TURN_SNAPSHOTS
+    turn_snapshot_max_age: float = DEFAULT_TURN_SNAPSHOT_MAX_AGE_SECONDS
     # Skills: folders with SKILL.md; a git repository cloned into skills_dir once when it is missing.
     skills_dir: Path | None = None
     skills_source: str = ""
@@ -605,6 +611,23 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "tokens of recent user messages kept word for word through a compaction",
         metavar="N",
+    ),
+    Setting(
+        "turn_snapshots",
+        "--turn-snapshots",
+        "FIREBOX_TURN_SNAPSHOTS",
+        _non_negative_int,
+        "workspace snapshots a session keeps, one taken as each user turn begins, for ForkSession and "
+        "RewindSession to restore files; the oldest go first (0: none are taken)",
+        metavar="N",
+    ),
+    Setting(
+        "turn_snapshot_max_age",
+        "--turn-snapshot-max-age",
+        "FIREBOX_TURN_SNAPSHOT_MAX_AGE",
+        _duration,
+        "turn snapshots older than this are deleted, e.g. 24h",
+        metavar="DURATION",
     ),
     Setting(
         "skills_dir",

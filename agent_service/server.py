@@ -123,6 +123,8 @@ async def start_agent(config: AgentConfig) -> Agent:
             read_only_commands=config.read_only_commands,
             compact_threshold=config.compact_threshold,
             keep_user_tokens=config.keep_user_tokens,
+            turn_snapshots=config.turn_snapshots,
+            turn_snapshot_max_age=config.turn_snapshot_max_age,
         ),
         skills=skills,
         mcp_servers=mcp_servers,

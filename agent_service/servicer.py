@@ -22,7 +22,7 @@ from agent_service.approvals import Decision, Resolution
 from agent_service.config import AgentConfig
 from agent_service.connections import Connections
 from agent_service.context import estimate_tokens, model_view
-from agent_service.executor_client import forwardable_timeout
+from agent_service.executor_client import ExecutorError, forwardable_timeout
 from agent_service.executor_pool import ExecutorPool
 from agent_service.generation import generate, new_id, provider_messages
 from agent_service.mcp_tools import session_servers
@@ -257,6 +257,127 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             cleared_run_count=runs,
             cancelled_run_id=cancelled,
         )
+
+    async def ForkSession(
+        self, request: agent_pb2.ForkSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agent_pb2.ForkSessionResponse:
+        source, user, messages = await self._turn_of(request.session_id, request.message_id)
+        fork = agent_pb2.Session(
+            id=f"ses-{uuid.uuid4().hex}",
+            title=source.title,
+            settings=source.settings,
+            labels=dict(source.labels),
+        )
+        fork.create_time.GetCurrentTime()
+        fork.update_time.CopyFrom(fork.create_time)
+        fork.workspace_id = await self._loop.snapshots.restore(source, user, fork.id)
+        await self._store.create_session(fork)
+        kept = messages[: [m.id for m in messages].index(user.id)]
+        for message in kept:
+            # Its own ids; the turn snapshots stay the original's (each session prunes its own).
+            copy = agent_pb2.Message()
+            copy.CopyFrom(message)
+            copy.id, copy.workspace_snapshot_id = new_id("msg"), ""
+            await self._store.put_message(fork.id, copy)
+        self._log_history_cut(
+            trace_pb2.FEEDBACK_KIND_SESSION_FORKED,
+            fork.id,
+            user.id,
+            f"forked from {source.id} with {len(kept)} messages; workspace "
+            + (
+                f"{fork.workspace_id} restored from snapshot {user.workspace_snapshot_id}"
+                if fork.workspace_id
+                else "none"
+            ),
+            parent=source.id,
+        )
+        log.info(
+            "session_forked",
+            session_id=fork.id,
+            parent=source.id,
+            message_id=user.id,
+            workspace_id=fork.workspace_id,
+        )
+        return agent_pb2.ForkSessionResponse(session=await self._session(fork.id), message_count=len(kept))
+
+    async def RewindSession(
+        self, request: agent_pb2.RewindSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agent_pb2.RewindSessionResponse:
+        session, user, messages = await self._turn_of(request.session_id, request.message_id)
+        _refuse_if_running_elsewhere(session, self._runs)
+        with self._runs.hold(session.id):
+            # The files first: when they cannot be had, nothing has changed.
+            workspace_id = await self._loop.snapshots.restore(session, user, session.id)
+            index = [m.id for m in messages].index(user.id)
+            removed = messages[index:]
+            if index:
+                await self._store.rewind(session.id, messages[index - 1])
+            else:
+                await self._store.clear_conversation(session.id, time.time_ns())
+            stored = await self._store.get_session(session.id)
+            if stored is None:
+                raise NotFound(f"session {session.id} not found")
+            replaced = stored.workspace_id
+            stored.workspace_id, stored.shell_session_id = workspace_id, ""
+            stored.update_time.GetCurrentTime()
+            await self._store.update_session(stored)
+            if replaced and replaced != workspace_id:
+                try:
+                    await self._executor.delete_workspace(replaced)
+                except ExecutorError as exc:
+                    log.warning("rewound_workspace_not_deleted", workspace_id=replaced, error=exc.message)
+            await self._loop.snapshots.drop_all(session.id, removed)
+        self._log_history_cut(
+            trace_pb2.FEEDBACK_KIND_SESSION_REWOUND,
+            session.id,
+            user.id,
+            f"removed {len(removed)} messages; workspace "
+            + (
+                f"{workspace_id} restored from snapshot {user.workspace_snapshot_id}"
+                if workspace_id
+                else "none"
+            ),
+        )
+        log.info("session_rewound", session_id=session.id, message_id=user.id, removed=len(removed))
+        return agent_pb2.RewindSessionResponse(
+            session=await self._session(session.id), removed_message_count=len(removed)
+        )
+
+    async def _turn_of(
+        self, session_id: str, message_id: str
+    ) -> tuple[agent_pb2.Session, agent_pb2.Message, list[agent_pb2.Message]]:
+        """The session, its user message `message_id` and all its messages; a precise error
+        when the message is not a user message of the session."""
+        _require(message_id, "message_id")
+        session = await self._session(session_id)
+        messages = await self._store.list_messages(session.id)
+        user = next((m for m in messages if m.id == message_id), None)
+        if user is None:
+            raise NotFound(f"message {message_id} not found in session {session.id}")
+        if user.role != agent_pb2.ROLE_USER:
+            raise InvalidArgument(
+                "message_id",
+                f"message {user.id} is a {agent_pb2.Role.Name(user.role)} message; a turn begins at a user message",
+            )
+        return session, user, messages
+
+    def _log_history_cut(
+        self, kind: trace_pb2.FeedbackKind, session_id: str, message_id: str, reason: str, parent: str = ""
+    ) -> None:
+        """A fork's or rewind's training-log record, so datasets do not join history across it."""
+        record = trace_pb2.FeedbackRecord(
+            feedback_id=new_id("fb"),
+            event=trace_pb2.FeedbackEvent(
+                kind=kind,
+                session_id=session_id,
+                message_id=message_id,
+                parent_session_id=parent,
+                reason=reason,
+            ),
+            source="agent",
+        )
+        record.server_time.GetCurrentTime()
+        self._log.write(FEEDBACK, record)
 
     # -- runs ------------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ from agent_service.tools import (
     needs_approval,
     paths_written_outside,
 )
+from agent_service.turn_snapshots import DEFAULT_KEEP, DEFAULT_MAX_AGE_SECONDS, TurnSnapshots
 from firebox.agent.v1 import agent_pb2
 from firebox.common import tracing
 from firebox.common.errors import FireboxError, NotFound
@@ -88,6 +89,9 @@ class LoopSettings:
     read_only_commands: tuple[str, ...] = ()
     compact_threshold: float = 0.8
     keep_user_tokens: int = 20_000
+    # Per-turn workspace snapshots a session keeps (0: none), and their longest age in seconds.
+    turn_snapshots: int = DEFAULT_KEEP
+    turn_snapshot_max_age: float = DEFAULT_MAX_AGE_SECONDS
 
 
 def _now_stamp(message: agent_pb2.Message) -> None:
@@ -158,6 +162,8 @@ class _Turn:
     # The provider's count (input + output) of this run's latest model call; 0 when none yet, or
     # since a compaction.
     reported_context: int = 0
+    # The workspace snapshot taken as the turn began; its tools wait for it.
+    snapshot: asyncio.Task[None] | None = None
 
 
 class ToolLoop:
@@ -205,6 +211,9 @@ class ToolLoop:
         )
         self.processes = ProcessTools(executor, self.workspaces, settings.tool_output_limit)
         self.catalog = ToolCatalog([self.builtins, self.processes, self.mcp])
+        self.snapshots = TurnSnapshots(
+            store, executor, settings.turn_snapshots, settings.turn_snapshot_max_age
+        )
         self.compactor = Compactor(training_log, settings.keep_user_tokens)
 
     def connection(self, session: agent_pb2.Session) -> Connection:
@@ -243,7 +252,16 @@ class ToolLoop:
             ),
             system_prompt=self.system_prompt(session),
             tools=await self.catalog.offered(session),
+            snapshot=asyncio.create_task(self.snapshots.take(session, user)),
         )
+        try:
+            return await self._steps(live, turn)
+        finally:
+            await self._shielded(turn.snapshot)
+
+    async def _steps(self, live: LiveRun, turn: _Turn) -> bool:
+        """The model/tool steps of the turn; True when it ended at the step limit."""
+        session = turn.session
         max_steps = session.settings.max_steps or self._settings.max_steps
         for step in range(1, max_steps + 1):
             messages = await self._prepare_context(live, turn)
@@ -516,6 +534,8 @@ class ToolLoop:
         return trace, assistant
 
     async def _run_tools(self, live: LiveRun, turn: _Turn, assistant: agent_pb2.Message) -> None:
+        if turn.snapshot is not None:  # the workspace as it was before this turn, kept first
+            await asyncio.shield(turn.snapshot)
         answered: set[str] = set()
         try:
             for call in assistant.tool_calls:

@@ -93,6 +93,16 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
         None,
         None,
     ),
+    "per-turn workspace snapshot (1 MiB project) p50 (ms)": (
+        ("workspaces", "turn_snapshot", "snapshot", "p50_ms"),
+        None,
+        None,
+    ),
+    "per-turn workspace snapshot disk p50 (bytes)": (
+        ("workspaces", "turn_snapshot", "disk_bytes_p50"),
+        None,
+        None,
+    ),
     "devcontainer build + create p50 (ms)": (
         ("workspaces", "devcontainer_build", "first_create", "firebox", "p50_ms"),
         None,

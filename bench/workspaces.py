@@ -132,6 +132,36 @@ class WorkspaceBench(ExecutorBench):
             "fork_to_first_execute": _pair(fork_ours, fork_raw),
         }
 
+    async def turn_snapshot(self, n: int, kib: int = 1024) -> dict[str, Any]:
+        """What the agent's snapshot before each user turn costs (agent_service/turn_snapshots.py:
+        one CreateSnapshot of the session's workspace): a workspace holding a small project
+        (`kib` KiB of files in 64 files), one file changed between turns as a tool would. Time
+        per snapshot, and its disk: the /workspace copy (files_bytes) plus the commit's own
+        image layer."""
+        ws = (await self.stub.CreateWorkspace(pb.CreateWorkspaceRequest(image=IMAGE))).workspace.id
+        per = kib // 64
+        await self._run(
+            ws, f"mkdir -p src; for i in $(seq 64); do head -c {per}k /dev/urandom > src/f$i; done"
+        )
+        base = (await asyncio.to_thread(self.docker.images.get, IMAGE)).attrs["Size"]
+        times, disk = [], []
+        try:
+            for i in range(n):
+                await self._run(ws, f"echo turn {i} >> src/f1")
+                t0 = time.perf_counter()
+                snap = (await self.stub.CreateSnapshot(pb.CreateSnapshotRequest(workspace_id=ws))).snapshot
+                times.append(time.perf_counter() - t0)
+                layer = (await asyncio.to_thread(self.docker.images.get, snap.image)).attrs["Size"] - base
+                disk.append(snap.files_bytes + max(layer, 0))
+                await self.stub.DeleteSnapshot(pb.DeleteSnapshotRequest(snapshot_id=snap.id))
+        finally:
+            await self.delete(ws)
+        return {
+            "files_kib": kib,
+            "snapshot": summary_ms(times),
+            "disk_bytes_p50": sorted(disk)[len(disk) // 2],
+        }
+
     async def devcontainer_build(self, n: int, data_mib: int = 1) -> dict[str, Any]:
         """CreateWorkspace from a devcontainer folder whose Dockerfile COPYs `data_mib` MiB and a
         fresh nonce (so each round builds): the first create (archive the context, build, create)
@@ -228,6 +258,7 @@ async def bench_workspaces(target: str, quick: bool) -> dict[str, Any]:
             results["stock_create_to_running"][kind] = await b.stock_create_to_running(image, n)
         results["pause_resume"] = await b.pause_resume(n * 4)
         results["snapshot_and_fork"] = await b.snapshot_and_fork(2 if quick else 5)
+        results["turn_snapshot"] = await b.turn_snapshot(3 if quick else 15)
         results["devcontainer_build"] = await b.devcontainer_build(2 if quick else 5)
         return results
     finally:

@@ -424,6 +424,19 @@ class AsyncFireboxClient:
         )
         return result
 
+    async def fork_session(self, session_id: str, message_id: str) -> ag.ForkSessionResponse:
+        """A new session with the history before user message `message_id` and the workspace as
+        it was then."""
+        request = ag.ForkSessionRequest(session_id=session_id, message_id=message_id)
+        result: ag.ForkSessionResponse = await self._unary("agent", "ForkSession", request, SLOW_TIMEOUT)
+        return result
+
+    async def rewind_session(self, session_id: str, message_id: str) -> ag.RewindSessionResponse:
+        """Cut the session's history before user message `message_id` and restore its workspace."""
+        request = ag.RewindSessionRequest(session_id=session_id, message_id=message_id)
+        result: ag.RewindSessionResponse = await self._unary("agent", "RewindSession", request, SLOW_TIMEOUT)
+        return result
+
     async def update_session(
         self,
         session_id: str,

@@ -262,6 +262,12 @@ class FireboxClient:
     def clear_session(self, session_id: str) -> ag.ClearSessionResponse:
         return self._run(self._async.clear_session(session_id))
 
+    def fork_session(self, session_id: str, message_id: str) -> ag.ForkSessionResponse:
+        return self._run(self._async.fork_session(session_id, message_id))
+
+    def rewind_session(self, session_id: str, message_id: str) -> ag.RewindSessionResponse:
+        return self._run(self._async.rewind_session(session_id, message_id))
+
     def update_session(
         self,
         session_id: str,

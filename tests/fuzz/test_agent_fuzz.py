@@ -175,6 +175,8 @@ ID_RPCS = {
     "GetSession": lambda i, n, tok: pb.GetSessionRequest(session_id=i, include_messages=n % 2 == 0),
     "DeleteSession": lambda i, n, tok: pb.DeleteSessionRequest(session_id=i),
     "ClearSession": lambda i, n, tok: pb.ClearSessionRequest(session_id=i),
+    "ForkSession": lambda i, n, tok: pb.ForkSessionRequest(session_id=i, message_id=tok),
+    "RewindSession": lambda i, n, tok: pb.RewindSessionRequest(session_id=i, message_id=tok),
     "UpdateSession": lambda i, n, tok: pb.UpdateSessionRequest(
         session_id=i, settings=pb.SessionSettings(writable_paths=[tok]), update_mask={"paths": [tok]}
     ),

@@ -142,7 +142,7 @@ class ToolCall(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name", "truncated", "reasoning_signature", "redacted_reasoning")
+    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name", "truncated", "reasoning_signature", "redacted_reasoning", "workspace_snapshot_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +157,7 @@ class Message(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     REASONING_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     REDACTED_REASONING_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     role: Role
     content: str
@@ -171,7 +172,8 @@ class Message(_message.Message):
     truncated: bool
     reasoning_signature: str
     redacted_reasoning: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ..., truncated: _Optional[bool] = ..., reasoning_signature: _Optional[str] = ..., redacted_reasoning: _Optional[_Iterable[str]] = ...) -> None: ...
+    workspace_snapshot_id: str
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ..., truncated: _Optional[bool] = ..., reasoning_signature: _Optional[str] = ..., redacted_reasoning: _Optional[_Iterable[str]] = ..., workspace_snapshot_id: _Optional[str] = ...) -> None: ...
 
 class Compaction(_message.Message):
     __slots__ = ("tokens_before", "tokens_after", "kept_user_message_ids")
@@ -200,7 +202,7 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., total_tokens: _Optional[int] = ..., cache_write_tokens: _Optional[int] = ...) -> None: ...
 
 class SessionSettings(_message.Message):
-    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths", "max_output_tokens", "mcp_servers", "connection")
+    __slots__ = ("model", "system_prompt", "workspace_image", "workspace_policy", "max_steps", "approval_policy", "sandbox_mode", "writable_paths", "max_output_tokens", "mcp_servers", "connection", "no_turn_snapshots")
     class McpServersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +221,7 @@ class SessionSettings(_message.Message):
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    NO_TURN_SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     system_prompt: str
     workspace_image: str
@@ -230,7 +233,8 @@ class SessionSettings(_message.Message):
     max_output_tokens: int
     mcp_servers: _containers.MessageMap[str, McpServer]
     connection: str
-    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ..., connection: _Optional[str] = ...) -> None: ...
+    no_turn_snapshots: bool
+    def __init__(self, model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., workspace_image: _Optional[str] = ..., workspace_policy: _Optional[_Union[_executor_pb2.IsolationPolicy, _Mapping]] = ..., max_steps: _Optional[int] = ..., approval_policy: _Optional[_Union[ApprovalPolicy, str]] = ..., sandbox_mode: _Optional[_Union[SandboxMode, str]] = ..., writable_paths: _Optional[_Iterable[str]] = ..., max_output_tokens: _Optional[int] = ..., mcp_servers: _Optional[_Mapping[str, McpServer]] = ..., connection: _Optional[str] = ..., no_turn_snapshots: _Optional[bool] = ...) -> None: ...
 
 class McpServer(_message.Message):
     __slots__ = ("command", "args", "env", "url", "headers")
@@ -361,6 +365,38 @@ class DeleteSessionRequest(_message.Message):
 class DeleteSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ForkSessionRequest(_message.Message):
+    __slots__ = ("session_id", "message_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    message_id: str
+    def __init__(self, session_id: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+
+class ForkSessionResponse(_message.Message):
+    __slots__ = ("session", "message_count")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    message_count: int
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., message_count: _Optional[int] = ...) -> None: ...
+
+class RewindSessionRequest(_message.Message):
+    __slots__ = ("session_id", "message_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    message_id: str
+    def __init__(self, session_id: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
+
+class RewindSessionResponse(_message.Message):
+    __slots__ = ("session", "removed_message_count")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_MESSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    removed_message_count: int
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., removed_message_count: _Optional[int] = ...) -> None: ...
 
 class ClearSessionRequest(_message.Message):
     __slots__ = ("session_id",)

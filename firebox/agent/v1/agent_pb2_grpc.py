@@ -62,6 +62,16 @@ class AgentServiceStub:
                 request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionRequest.SerializeToString,
                 response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionResponse.FromString,
                 _registered_method=True)
+        self.ForkSession = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/ForkSession',
+                request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ForkSessionRequest.SerializeToString,
+                response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ForkSessionResponse.FromString,
+                _registered_method=True)
+        self.RewindSession = channel.unary_unary(
+                '/firebox.agent.v1.AgentService/RewindSession',
+                request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.RewindSessionRequest.SerializeToString,
+                response_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.RewindSessionResponse.FromString,
+                _registered_method=True)
         self.UpdateSession = channel.unary_unary(
                 '/firebox.agent.v1.AgentService/UpdateSession',
                 request_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.UpdateSessionRequest.SerializeToString,
@@ -219,6 +229,26 @@ class AgentServiceServicer:
         """ClearSession empties a session's conversation ("new chat in the same workspace"): it cancels
         the active run, then removes every message (compaction checkpoints included) and run record,
         keeping the session's id, settings, usage totals, workspace and shell session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForkSession(self, request, context):
+        """ForkSession makes a new session whose history is the session's up to (not including) the
+        user message message_id, and whose workspace is the session's workspace as it was before that
+        message's turn ran (the snapshot the agent took then, see Message.workspace_snapshot_id; no
+        workspace when the session had none then). The original is unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RewindSession(self, request, context):
+        """RewindSession does the same in place: the history from the user message message_id on is
+        removed and the workspace is replaced by the one restored from that turn's snapshot (the
+        workspace it replaces is deleted). Refused with FAILED_PRECONDITION while a run is active,
+        or when that turn's snapshot is gone (dropped as the oldest, or turn snapshots are off).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -427,6 +457,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ClearSession,
                     request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionRequest.FromString,
                     response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionResponse.SerializeToString,
+            ),
+            'ForkSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForkSession,
+                    request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ForkSessionRequest.FromString,
+                    response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.ForkSessionResponse.SerializeToString,
+            ),
+            'RewindSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewindSession,
+                    request_deserializer=firebox_dot_agent_dot_v1_dot_agent__pb2.RewindSessionRequest.FromString,
+                    response_serializer=firebox_dot_agent_dot_v1_dot_agent__pb2.RewindSessionResponse.SerializeToString,
             ),
             'UpdateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSession,
@@ -686,6 +726,60 @@ class AgentService:
             '/firebox.agent.v1.AgentService/ClearSession',
             firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionRequest.SerializeToString,
             firebox_dot_agent_dot_v1_dot_agent__pb2.ClearSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForkSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/ForkSession',
+            firebox_dot_agent_dot_v1_dot_agent__pb2.ForkSessionRequest.SerializeToString,
+            firebox_dot_agent_dot_v1_dot_agent__pb2.ForkSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewindSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/firebox.agent.v1.AgentService/RewindSession',
+            firebox_dot_agent_dot_v1_dot_agent__pb2.RewindSessionRequest.SerializeToString,
+            firebox_dot_agent_dot_v1_dot_agent__pb2.RewindSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

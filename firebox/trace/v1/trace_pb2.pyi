@@ -26,6 +26,8 @@ class FeedbackKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FEEDBACK_KIND_APPROVAL_DENIED: _ClassVar[FeedbackKind]
     FEEDBACK_KIND_APPROVAL_EDITED: _ClassVar[FeedbackKind]
     FEEDBACK_KIND_SESSION_CLEARED: _ClassVar[FeedbackKind]
+    FEEDBACK_KIND_SESSION_FORKED: _ClassVar[FeedbackKind]
+    FEEDBACK_KIND_SESSION_REWOUND: _ClassVar[FeedbackKind]
 
 class ApprovalDecider(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +47,8 @@ FEEDBACK_KIND_APPROVAL_APPROVED: FeedbackKind
 FEEDBACK_KIND_APPROVAL_DENIED: FeedbackKind
 FEEDBACK_KIND_APPROVAL_EDITED: FeedbackKind
 FEEDBACK_KIND_SESSION_CLEARED: FeedbackKind
+FEEDBACK_KIND_SESSION_FORKED: FeedbackKind
+FEEDBACK_KIND_SESSION_REWOUND: FeedbackKind
 APPROVAL_DECIDER_UNSPECIFIED: ApprovalDecider
 APPROVAL_DECIDER_PERSON: ApprovalDecider
 APPROVAL_DECIDER_MODEL: ApprovalDecider
@@ -187,7 +191,7 @@ class GenerationRecord(_message.Message):
     def __init__(self, generation_id: _Optional[str] = ..., session_id: _Optional[str] = ..., run_id: _Optional[str] = ..., context_id: _Optional[str] = ..., model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., completion: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ChatToolCall, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., time_to_first_token: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., error: _Optional[str] = ..., step: _Optional[int] = ..., tools: _Optional[_Iterable[_Union[ChatTool, _Mapping]]] = ..., redacted_values: _Optional[int] = ..., finish_reason: _Optional[str] = ..., cut_short: _Optional[bool] = ..., connection: _Optional[str] = ...) -> None: ...
 
 class FeedbackEvent(_message.Message):
-    __slots__ = ("kind", "known_id", "session_id", "context_id", "generation_id", "tool_call_id", "run_id", "suggested_text", "edited_text", "reason", "client_time", "paths", "writable_paths_added", "decided_by", "review_verdict", "review_reason", "reviewer_model")
+    __slots__ = ("kind", "known_id", "session_id", "context_id", "generation_id", "tool_call_id", "run_id", "suggested_text", "edited_text", "reason", "client_time", "paths", "writable_paths_added", "decided_by", "review_verdict", "review_reason", "reviewer_model", "parent_session_id", "message_id")
     KIND_FIELD_NUMBER: _ClassVar[int]
     KNOWN_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +209,8 @@ class FeedbackEvent(_message.Message):
     REVIEW_VERDICT_FIELD_NUMBER: _ClassVar[int]
     REVIEW_REASON_FIELD_NUMBER: _ClassVar[int]
     REVIEWER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PARENT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     kind: FeedbackKind
     known_id: str
     session_id: str
@@ -222,7 +228,9 @@ class FeedbackEvent(_message.Message):
     review_verdict: str
     review_reason: str
     reviewer_model: str
-    def __init__(self, kind: _Optional[_Union[FeedbackKind, str]] = ..., known_id: _Optional[str] = ..., session_id: _Optional[str] = ..., context_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., suggested_text: _Optional[str] = ..., edited_text: _Optional[str] = ..., reason: _Optional[str] = ..., client_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paths: _Optional[_Iterable[str]] = ..., writable_paths_added: _Optional[_Iterable[str]] = ..., decided_by: _Optional[_Union[ApprovalDecider, str]] = ..., review_verdict: _Optional[str] = ..., review_reason: _Optional[str] = ..., reviewer_model: _Optional[str] = ...) -> None: ...
+    parent_session_id: str
+    message_id: str
+    def __init__(self, kind: _Optional[_Union[FeedbackKind, str]] = ..., known_id: _Optional[str] = ..., session_id: _Optional[str] = ..., context_id: _Optional[str] = ..., generation_id: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., run_id: _Optional[str] = ..., suggested_text: _Optional[str] = ..., edited_text: _Optional[str] = ..., reason: _Optional[str] = ..., client_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paths: _Optional[_Iterable[str]] = ..., writable_paths_added: _Optional[_Iterable[str]] = ..., decided_by: _Optional[_Union[ApprovalDecider, str]] = ..., review_verdict: _Optional[str] = ..., review_reason: _Optional[str] = ..., reviewer_model: _Optional[str] = ..., parent_session_id: _Optional[str] = ..., message_id: _Optional[str] = ...) -> None: ...
 
 class FeedbackRecord(_message.Message):
     __slots__ = ("feedback_id", "event", "server_time", "source", "redacted_values")
