@@ -9,7 +9,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -136,14 +136,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         del request.settings.writable_paths[:]
         request.settings.writable_paths.extend(writable_paths)
         session_servers(request.settings, self._loop.mcp.operator_names)
-        session = agent_pb2.Session(
-            id=f"ses-{uuid.uuid4().hex}",
-            title=request.title,
-            settings=request.settings,
-            labels=dict(request.labels),
-        )
-        session.create_time.GetCurrentTime()
-        session.update_time.CopyFrom(session.create_time)
+        session = _new_session(request.title, request.settings, request.labels)
         await self._store.create_session(session)
         session.context_window = self._context_window(session)
         log.info(
@@ -238,18 +231,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if counts is None:
             raise NotFound(f"session {session.id} not found")
         messages, runs = counts
-        record = trace_pb2.FeedbackRecord(
-            feedback_id=new_id("fb"),
-            event=trace_pb2.FeedbackEvent(
-                kind=trace_pb2.FEEDBACK_KIND_SESSION_CLEARED,
-                session_id=session.id,
-                run_id=cancelled,
-                reason=f"cleared {messages} messages and {runs} runs",
-            ),
-            source="agent",
+        self._log_session_event(
+            trace_pb2.FEEDBACK_KIND_SESSION_CLEARED,
+            session.id,
+            f"cleared {messages} messages and {runs} runs",
+            run_id=cancelled,
         )
-        record.server_time.GetCurrentTime()
-        self._log.write(FEEDBACK, record)
         log.info("session_cleared", session_id=session.id, messages=messages, runs=runs, cancelled=cancelled)
         return agent_pb2.ClearSessionResponse(
             session=await self._session(session.id),
@@ -262,14 +249,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.ForkSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> agent_pb2.ForkSessionResponse:
         source, user, messages = await self._turn_of(request.session_id, request.message_id)
-        fork = agent_pb2.Session(
-            id=f"ses-{uuid.uuid4().hex}",
-            title=source.title,
-            settings=source.settings,
-            labels=dict(source.labels),
-        )
-        fork.create_time.GetCurrentTime()
-        fork.update_time.CopyFrom(fork.create_time)
+        fork = _new_session(source.title, source.settings, source.labels)
         fork.workspace_id = await self._loop.snapshots.restore(source, user, fork.id)
         await self._store.create_session(fork)
         kept = messages[: [m.id for m in messages].index(user.id)]
@@ -279,16 +259,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             copy.CopyFrom(message)
             copy.id, copy.workspace_snapshot_id = new_id("msg"), ""
             await self._store.put_message(fork.id, copy)
-        self._log_history_cut(
+        self._log_session_event(
             trace_pb2.FEEDBACK_KIND_SESSION_FORKED,
             fork.id,
-            user.id,
             f"forked from {source.id} with {len(kept)} messages; workspace "
             + (
                 f"{fork.workspace_id} restored from snapshot {user.workspace_snapshot_id}"
                 if fork.workspace_id
                 else "none"
             ),
+            message_id=user.id,
             parent=source.id,
         )
         log.info(
@@ -327,16 +307,16 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 except ExecutorError as exc:
                     log.warning("rewound_workspace_not_deleted", workspace_id=replaced, error=exc.message)
             await self._loop.snapshots.drop_all(session.id, removed)
-        self._log_history_cut(
+        self._log_session_event(
             trace_pb2.FEEDBACK_KIND_SESSION_REWOUND,
             session.id,
-            user.id,
             f"removed {len(removed)} messages; workspace "
             + (
                 f"{workspace_id} restored from snapshot {user.workspace_snapshot_id}"
                 if workspace_id
                 else "none"
             ),
+            message_id=user.id,
         )
         log.info("session_rewound", session_id=session.id, message_id=user.id, removed=len(removed))
         return agent_pb2.RewindSessionResponse(
@@ -361,21 +341,27 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             )
         return session, user, messages
 
-    def _log_history_cut(
-        self, kind: trace_pb2.FeedbackKind, session_id: str, message_id: str, reason: str, parent: str = ""
+    def _log_session_event(
+        self,
+        kind: trace_pb2.FeedbackKind,
+        session_id: str,
+        reason: str,
+        *,
+        run_id: str = "",
+        message_id: str = "",
+        parent: str = "",
     ) -> None:
-        """A fork's or rewind's training-log record, so datasets do not join history across it."""
-        record = trace_pb2.FeedbackRecord(
-            feedback_id=new_id("fb"),
-            event=trace_pb2.FeedbackEvent(
-                kind=kind,
-                session_id=session_id,
-                message_id=message_id,
-                parent_session_id=parent,
-                reason=reason,
-            ),
-            source="agent",
+        """A training-log event of the session's history (cleared, forked, rewound), so datasets
+        do not join history across it."""
+        event = trace_pb2.FeedbackEvent(
+            kind=kind,
+            session_id=session_id,
+            run_id=run_id,
+            message_id=message_id,
+            parent_session_id=parent,
+            reason=reason,
         )
+        record = trace_pb2.FeedbackRecord(feedback_id=new_id("fb"), event=event, source="agent")
         record.server_time.GetCurrentTime()
         self._log.write(FEEDBACK, record)
 
@@ -843,6 +829,18 @@ async def _responses(
     else:
         async for event in events():
             yield response(event=event)
+
+
+def _new_session(
+    title: str, settings: agent_pb2.SessionSettings, labels: Mapping[str, str]
+) -> agent_pb2.Session:
+    """A session not yet stored: a new id, created and updated now."""
+    session = agent_pb2.Session(
+        id=f"ses-{uuid.uuid4().hex}", title=title, settings=settings, labels=dict(labels)
+    )
+    session.create_time.GetCurrentTime()
+    session.update_time.CopyFrom(session.create_time)
+    return session
 
 
 def _refuse_if_running_elsewhere(session: agent_pb2.Session, runs: RunManager) -> None:
