@@ -44,17 +44,18 @@ class TurnSnapshots:
         return self.keep > 0 and not session.settings.no_turn_snapshots
 
     async def take(self, session: agent_pb2.Session, user: agent_pb2.Message) -> None:
-        """Snapshot the session's workspace for the turn `user` begins and record it on the
-        message; then drop what is beyond the bounds. Nothing when the session has no workspace
+        """Snapshot the session's workspace (`session` as the run read it when it began) for the
+        turn `user` begins and record it on the message; then drop what is beyond the bounds. Nothing when the session has no workspace
         yet (the turn will make it: nothing to restore before it) or takes no snapshots. A
         failure is logged, never raised: the turn goes on without one."""
-        stored = await self._store.get_session(session.id)
-        if stored is None or not stored.workspace_id or not self.enabled(stored):
+        if not session.workspace_id or not self.enabled(session):
             return
         if user.workspace_snapshot_id:  # a resend of this message: its old snapshot goes
             await self._delete(session.id, user)
         started = time.perf_counter()
-        request = executor_pb2.CreateSnapshotRequest(workspace_id=stored.workspace_id, name=f"turn-{user.id}")
+        request = executor_pb2.CreateSnapshotRequest(
+            workspace_id=session.workspace_id, name=f"turn-{user.id}"
+        )
         try:
             snapshot = (await self._executor.create_snapshot(request)).snapshot
         except ExecutorError as exc:
