@@ -364,7 +364,7 @@ def add_session_parsers(subparsers: argparse._SubParsersAction[Any], parents: Pa
     parser = subparsers.add_parser(
         "sessions",
         parents=parents,
-        help="list, show, create, clear, delete, compact agent sessions; edit messages",
+        help="list, show, create, clear, rewind, fork, delete, compact agent sessions; edit messages",
     )
     commands = parser.add_subparsers(dest="action", metavar="ACTION")
     parser.set_defaults(handler=sessions_list, json=False, limit=50)
@@ -430,6 +430,29 @@ def add_session_parsers(subparsers: argparse._SubParsersAction[Any], parents: Pa
     clear.add_argument("session")
     _json_flag(clear)
     clear.set_defaults(handler=sessions_clear)
+
+    for name, handler, summary, description in (
+        (
+            "rewind",
+            sessions_rewind,
+            "cut the history before a user message and put the workspace back as it was then",
+            "Remove the user message MESSAGE_ID and everything after it, and replace the session's "
+            "workspace by the snapshot the agent took as that turn began (ids: `firebox sessions show "
+            "SESSION`). Refused while a run is active, or when that turn's snapshot is no longer kept.",
+        ),
+        (
+            "fork",
+            sessions_fork,
+            "a new session with the history before a user message and the workspace as it was then",
+            "Make a new session holding the history before the user message MESSAGE_ID, with a workspace "
+            "restored from the snapshot the agent took as that turn began; the session is unchanged.",
+        ),
+    ):
+        command = commands.add_parser(name, parents=parents, help=summary, description=description)
+        command.add_argument("session")
+        command.add_argument("message_id", metavar="MESSAGE_ID")
+        _json_flag(command)
+        command.set_defaults(handler=handler)
 
     writable = commands.add_parser(
         "writable-paths",
@@ -567,6 +590,31 @@ def sessions_clear(app: App, args: argparse.Namespace) -> int:
         f"cleared session {args.session}: {response.cleared_message_count} messages, "
         f"{response.cleared_run_count} runs{cancelled}"
     )
+    return exit_codes.OK
+
+
+def sessions_rewind(app: App, args: argparse.Namespace) -> int:
+    with output.progress(f"rewinding session {args.session}"):
+        response = app.client.rewind_session(args.session, args.message_id)
+    if args.json:
+        output.print_json(response)
+        return exit_codes.OK
+    workspace = response.session.workspace_id or "none (the next command makes one)"
+    output.note(
+        f"rewound session {args.session}: {response.removed_message_count} messages removed; workspace {workspace}"
+    )
+    return exit_codes.OK
+
+
+def sessions_fork(app: App, args: argparse.Namespace) -> int:
+    with output.progress(f"forking session {args.session}"):
+        response = app.client.fork_session(args.session, args.message_id)
+    if args.json:
+        output.print_json(response)
+        return exit_codes.OK
+    workspace = response.session.workspace_id or "none (the next command makes one)"
+    output.note(f"forked session {args.session}: {response.message_count} messages; workspace {workspace}")
+    output.out.print(response.session.id, markup=False)
     return exit_codes.OK
 
 

@@ -16,6 +16,7 @@ from agent_service.server import Agent
 from firebox.agent.v1 import agent_pb2
 from firebox.executor.v1 import executor_pb2
 from tests.support.agent_server import agent_stub, collect, executor_stub, new_session, running_agent
+from tests.support.cli import firebox
 from tests.support.executor_client import execute
 from tests.support.executor_server import delete_workspaces, running_executor
 from tests.support.fake_provider import FakeProvider, shell_reply, text_reply
@@ -210,3 +211,20 @@ async def test_bad_fork_and_rewind_requests_get_precise_statuses(agent, fake, ex
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await method(sent)
             assert info.value.code() == code and needle in info.value.details(), info.value.details()
+
+
+async def test_the_cli_forks_and_rewinds(agent, fake, executor):
+    stub = agent_stub(agent)
+    session = await new_session(stub)
+    _one, two, _three = await _three_turns(stub, fake, session.id)
+    forked = await firebox("sessions", "fork", session.id, two.id, agent=agent.target)
+    assert forked.code == 0, forked.stderr
+    fork_id = forked.text.strip().splitlines()[-1]
+    fork = (await stub.GetSession(agent_pb2.GetSessionRequest(session_id=fork_id))).session
+    assert await _file(executor, fork.workspace_id) == b"v1\n"
+    rewound = await firebox("sessions", "rewind", session.id, two.id, "--json", agent=agent.target)
+    assert rewound.code == 0, rewound.stderr
+    assert json.loads(rewound.stdout)["removedMessageCount"] == "8"
+    # The same message again: it is gone now, said in one line.
+    again = await firebox("sessions", "rewind", session.id, two.id, agent=agent.target)
+    assert again.code != 0 and two.id in again.error_line()
