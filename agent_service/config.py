@@ -25,6 +25,7 @@ from agent_service.connections import (
 )
 from agent_service.turn_snapshots import DEFAULT_KEEP as DEFAULT_TURN_SNAPSHOTS
 from agent_service.turn_snapshots import DEFAULT_MAX_AGE_SECONDS as DEFAULT_TURN_SNAPSHOT_MAX_AGE_SECONDS
+from agent_service.turn_snapshots import DEFAULT_MAX_BYTES as DEFAULT_TURN_SNAPSHOT_MAX_BYTES
 from firebox.common import settings
 from firebox.common.secrets import parse_patterns, redactor
 from firebox.common.settings import Setting, check_fields
@@ -153,6 +154,7 @@ class AgentConfig:
     # keeps (0: none are taken) and how old they may grow, in seconds.
     turn_snapshots: int = DEFAULT_TURN_SNAPSHOTS
     turn_snapshot_max_age: float = DEFAULT_TURN_SNAPSHOT_MAX_AGE_SECONDS
+    turn_snapshot_max_bytes: int = DEFAULT_TURN_SNAPSHOT_MAX_BYTES
     # Skills: folders with SKILL.md; a git repository cloned into skills_dir once when it is missing.
     skills_dir: Path | None = None
     skills_source: str = ""
@@ -628,6 +630,15 @@ SETTINGS: tuple[Setting, ...] = (
         _duration,
         "turn snapshots older than this are deleted, e.g. 24h",
         metavar="DURATION",
+    ),
+    Setting(
+        "turn_snapshot_max_bytes",
+        "--turn-snapshot-max-bytes",
+        "FIREBOX_TURN_SNAPSHOT_MAX_BYTES",
+        _non_negative_int,
+        "most /workspace bytes a session's turn snapshots hold together (each copies /workspace whole); "
+        "the oldest go first",
+        metavar="N",
     ),
     Setting(
         "skills_dir",

@@ -125,6 +125,7 @@ async def start_agent(config: AgentConfig) -> Agent:
             keep_user_tokens=config.keep_user_tokens,
             turn_snapshots=config.turn_snapshots,
             turn_snapshot_max_age=config.turn_snapshot_max_age,
+            turn_snapshot_max_bytes=config.turn_snapshot_max_bytes,
         ),
         skills=skills,
         mcp_servers=mcp_servers,

@@ -257,7 +257,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             # Its own ids; the turn snapshots stay the original's (each session prunes its own).
             copy = agent_pb2.Message()
             copy.CopyFrom(message)
-            copy.id, copy.workspace_snapshot_id = new_id("msg"), ""
+            copy.id, copy.workspace_snapshot_id, copy.workspace_snapshot_bytes = new_id("msg"), "", 0
             await self._store.put_message(fork.id, copy)
         self._log_session_event(
             trace_pb2.FEEDBACK_KIND_SESSION_FORKED,

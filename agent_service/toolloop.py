@@ -59,7 +59,12 @@ from agent_service.tools import (
     needs_approval,
     paths_written_outside,
 )
-from agent_service.turn_snapshots import DEFAULT_KEEP, DEFAULT_MAX_AGE_SECONDS, TurnSnapshots
+from agent_service.turn_snapshots import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_BYTES,
+    TurnSnapshots,
+)
 from firebox.agent.v1 import agent_pb2
 from firebox.common import tracing
 from firebox.common.errors import FireboxError, NotFound
@@ -92,6 +97,7 @@ class LoopSettings:
     # Per-turn workspace snapshots a session keeps (0: none), and their longest age in seconds.
     turn_snapshots: int = DEFAULT_KEEP
     turn_snapshot_max_age: float = DEFAULT_MAX_AGE_SECONDS
+    turn_snapshot_max_bytes: int = DEFAULT_MAX_BYTES
 
 
 def _now_stamp(message: agent_pb2.Message) -> None:
@@ -212,7 +218,11 @@ class ToolLoop:
         self.processes = ProcessTools(executor, self.workspaces, settings.tool_output_limit)
         self.catalog = ToolCatalog([self.builtins, self.processes, self.mcp])
         self.snapshots = TurnSnapshots(
-            store, executor, settings.turn_snapshots, settings.turn_snapshot_max_age
+            store,
+            executor,
+            settings.turn_snapshots,
+            settings.turn_snapshot_max_age,
+            settings.turn_snapshot_max_bytes,
         )
         self.compactor = Compactor(training_log, settings.keep_user_tokens)
 

@@ -5,8 +5,9 @@ conversation).
 Each user turn begins with a snapshot of the session's workspace (the executor's
 CreateSnapshot: its filesystem and /workspace), made while the model is first asked; the turn's
 tools wait for it, so it shows the workspace before any of them ran. Its id is kept on the user
-message (Message.workspace_snapshot_id). A session keeps its newest `keep` turn snapshots, none
-older than `max_age`; older ones are deleted and their messages' ids cleared. A session with
+message (Message.workspace_snapshot_id, with its /workspace bytes). A session keeps its newest
+`keep` turn snapshots, none older than `max_age` and together at most `max_bytes` of files (each
+snapshot copies /workspace whole); the others are deleted and their messages' ids cleared. A session with
 settings.no_turn_snapshots, or an agent with keep 0, takes none.
 """
 
@@ -27,6 +28,7 @@ log = get_logger("agent.turn_snapshots")
 
 DEFAULT_KEEP = 20
 DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600.0
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024 * 1024
 # Executor failures that mean the snapshot is simply not there any more.
 _GONE = ("NOT_FOUND",)
 
@@ -34,11 +36,19 @@ _GONE = ("NOT_FOUND",)
 class TurnSnapshots:
     """Takes, bounds and restores the per-turn workspace snapshots of sessions."""
 
-    def __init__(self, store: Store, executor: ExecutorPool, keep: int, max_age: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        executor: ExecutorPool,
+        keep: int,
+        max_age: float,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self._store = store
         self._executor = executor
         self.keep = keep
         self.max_age = max_age
+        self.max_bytes = max_bytes
 
     def enabled(self, session: agent_pb2.Session) -> bool:
         return self.keep > 0 and not session.settings.no_turn_snapshots
@@ -61,7 +71,7 @@ class TurnSnapshots:
         except ExecutorError as exc:
             log.warning("turn_snapshot_failed", session_id=session.id, message_id=user.id, error=exc.message)
             return
-        user.workspace_snapshot_id = snapshot.id
+        user.workspace_snapshot_id, user.workspace_snapshot_bytes = snapshot.id, snapshot.files_bytes
         await self._store.put_message(session.id, user)
         log.info(
             "turn_snapshot_taken",
@@ -73,13 +83,19 @@ class TurnSnapshots:
         await self.prune(session.id)
 
     async def prune(self, session_id: str) -> None:
-        """Keep the session's newest `keep` turn snapshots, none older than `max_age`."""
+        """Keep the session's newest turn snapshots within the bounds: at most `keep`, none
+        older than `max_age`, at most `max_bytes` of files together (newest first)."""
         taken = [m for m in await self._store.list_messages(session_id) if m.workspace_snapshot_id]
         cutoff = time.time() - self.max_age
-        kept = {m.id for m in taken[-self.keep :]} if self.keep > 0 else set()
-        for message in taken:
-            if message.id not in kept or message.create_time.seconds < cutoff:
+        kept, total, full = 0, 0, False
+        for message in reversed(taken):
+            # The newest that fit, one after another: once one does not, none older is kept.
+            total += message.workspace_snapshot_bytes
+            full = full or kept >= self.keep or total > self.max_bytes or message.create_time.seconds < cutoff
+            if full:
                 await self._delete(session_id, message)
+            else:
+                kept += 1
 
     async def _delete(self, session_id: str, message: agent_pb2.Message) -> None:
         try:
@@ -90,7 +106,7 @@ class TurnSnapshots:
                     "turn_snapshot_not_deleted", snapshot_id=message.workspace_snapshot_id, error=exc.message
                 )
                 return
-        message.workspace_snapshot_id = ""
+        message.workspace_snapshot_id, message.workspace_snapshot_bytes = "", 0
         await self._store.put_message(session_id, message)
 
     async def drop_all(self, session_id: str, messages: list[agent_pb2.Message]) -> None:
@@ -121,7 +137,8 @@ class TurnSnapshots:
         raise FailedPrecondition(
             f"the workspace of session {session.id} as it was before message {user.id} is not kept "
             f"(turn snapshots {'are off for the session' if not self.enabled(session) else 'dropped'}: the agent "
-            f"keeps the newest {self.keep}, none older than {self.max_age / 3600:g} h); its files cannot be restored"
+            f"keeps the newest {self.keep}, none older than {self.max_age / 3600:g} h, at most "
+            f"{self.max_bytes >> 20} MiB of files together); its files cannot be restored"
         )
 
     async def _made_after(self, workspace_id: str, user: agent_pb2.Message) -> bool:

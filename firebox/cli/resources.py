@@ -431,10 +431,9 @@ def add_session_parsers(subparsers: argparse._SubParsersAction[Any], parents: Pa
     _json_flag(clear)
     clear.set_defaults(handler=sessions_clear)
 
-    for name, handler, summary, description in (
+    for name, summary, description in (
         (
             "rewind",
-            sessions_rewind,
             "cut the history before a user message and put the workspace back as it was then",
             "Remove the user message MESSAGE_ID and everything after it, and replace the session's "
             "workspace by the snapshot the agent took as that turn began (ids: `firebox sessions show "
@@ -442,7 +441,6 @@ def add_session_parsers(subparsers: argparse._SubParsersAction[Any], parents: Pa
         ),
         (
             "fork",
-            sessions_fork,
             "a new session with the history before a user message and the workspace as it was then",
             "Make a new session holding the history before the user message MESSAGE_ID, with a workspace "
             "restored from the snapshot the agent took as that turn began; the session is unchanged.",
@@ -452,7 +450,7 @@ def add_session_parsers(subparsers: argparse._SubParsersAction[Any], parents: Pa
         command.add_argument("session")
         command.add_argument("message_id", metavar="MESSAGE_ID")
         _json_flag(command)
-        command.set_defaults(handler=handler)
+        command.set_defaults(handler=sessions_cut)
 
     writable = commands.add_parser(
         "writable-paths",
@@ -593,28 +591,25 @@ def sessions_clear(app: App, args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def sessions_rewind(app: App, args: argparse.Namespace) -> int:
-    with output.progress(f"rewinding session {args.session}"):
-        response = app.client.rewind_session(args.session, args.message_id)
+def sessions_cut(app: App, args: argparse.Namespace) -> int:
+    """`sessions rewind` and `sessions fork`: the history cut before a user message, the
+    workspace restored (in place, or in a new session whose id goes to stdout)."""
+    fork = args.action == "fork"
+    with output.progress(f"{'forking' if fork else 'rewinding'} session {args.session}"):
+        call = app.client.fork_session if fork else app.client.rewind_session
+        response = call(args.session, args.message_id)
     if args.json:
         output.print_json(response)
         return exit_codes.OK
     workspace = response.session.workspace_id or "none (the next command makes one)"
-    output.note(
-        f"rewound session {args.session}: {response.removed_message_count} messages removed; workspace {workspace}"
-    )
-    return exit_codes.OK
-
-
-def sessions_fork(app: App, args: argparse.Namespace) -> int:
-    with output.progress(f"forking session {args.session}"):
-        response = app.client.fork_session(args.session, args.message_id)
-    if args.json:
-        output.print_json(response)
-        return exit_codes.OK
-    workspace = response.session.workspace_id or "none (the next command makes one)"
-    output.note(f"forked session {args.session}: {response.message_count} messages; workspace {workspace}")
-    output.out.print(response.session.id, markup=False)
+    if isinstance(response, ag.ForkSessionResponse):
+        output.note(
+            f"forked session {args.session}: {response.message_count} messages; workspace {workspace}"
+        )
+        output.out.print(response.session.id, markup=False)
+    else:
+        removed = response.removed_message_count
+        output.note(f"rewound session {args.session}: {removed} messages removed; workspace {workspace}")
     return exit_codes.OK
 
 

@@ -142,7 +142,7 @@ class ToolCall(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
-    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name", "truncated", "reasoning_signature", "redacted_reasoning", "workspace_snapshot_id")
+    __slots__ = ("id", "role", "content", "tool_calls", "tool_call_id", "status", "run_id", "create_time", "reasoning", "compaction", "skill_name", "truncated", "reasoning_signature", "redacted_reasoning", "workspace_snapshot_id", "workspace_snapshot_bytes")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +158,7 @@ class Message(_message.Message):
     REASONING_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     REDACTED_REASONING_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_SNAPSHOT_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     role: Role
     content: str
@@ -173,7 +174,8 @@ class Message(_message.Message):
     reasoning_signature: str
     redacted_reasoning: _containers.RepeatedScalarFieldContainer[str]
     workspace_snapshot_id: str
-    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ..., truncated: _Optional[bool] = ..., reasoning_signature: _Optional[str] = ..., redacted_reasoning: _Optional[_Iterable[str]] = ..., workspace_snapshot_id: _Optional[str] = ...) -> None: ...
+    workspace_snapshot_bytes: int
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., tool_call_id: _Optional[str] = ..., status: _Optional[_Union[MessageStatus, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reasoning: _Optional[str] = ..., compaction: _Optional[_Union[Compaction, _Mapping]] = ..., skill_name: _Optional[str] = ..., truncated: _Optional[bool] = ..., reasoning_signature: _Optional[str] = ..., redacted_reasoning: _Optional[_Iterable[str]] = ..., workspace_snapshot_id: _Optional[str] = ..., workspace_snapshot_bytes: _Optional[int] = ...) -> None: ...
 
 class Compaction(_message.Message):
     __slots__ = ("tokens_before", "tokens_after", "kept_user_message_ids")

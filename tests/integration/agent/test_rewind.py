@@ -172,6 +172,32 @@ async def test_turn_snapshots_are_bounded_and_a_dropped_one_is_refused_precisely
     assert len(after) == len(messages)
 
 
+async def test_turn_snapshots_are_bounded_in_bytes_newest_first(tmp_path, fake, executor):
+    """Each snapshot copies /workspace whole: with --turn-snapshot-max-bytes 500000, turns that
+    grow the workspace by 100 kB each keep only the newest snapshots that fit together."""
+    budget = 500_000
+    async with running_agent(
+        tmp_path / "agent", fake=fake, executor=executor, turn_snapshot_max_bytes=budget
+    ) as bounded:
+        stub = agent_stub(bounded)
+        session = await new_session(stub)
+        for n in range(5):
+            await _turn(stub, fake, session.id, f"turn {n}", f"head -c 100000 /dev/urandom > f{n}")
+        messages = (
+            await stub.GetSession(agent_pb2.GetSessionRequest(session_id=session.id, include_messages=True))
+        ).messages
+    users = [m for m in messages if m.role == agent_pb2.ROLE_USER]
+    kept = [m for m in users if m.workspace_snapshot_id]
+    # Turn n's snapshot holds the n files of the turns before it (turn 0 had no workspace yet).
+    sizes = [m.workspace_snapshot_bytes for m in kept]
+    assert all(size >= 100_000 * users.index(m) for m, size in zip(kept, sizes, strict=True))
+    # The newest ones, one after another, within the budget...
+    assert kept == users[len(users) - len(kept) :] and 0 < sum(sizes) <= budget
+    # ...and the one before them would not have fitted beside them.
+    before = users[len(users) - len(kept) - 1]
+    assert sum(sizes) + 100_000 * users.index(before) > budget
+
+
 async def test_bad_fork_and_rewind_requests_get_precise_statuses(agent, fake, executor):
     stub = agent_stub(agent)
     session = await new_session(stub)
