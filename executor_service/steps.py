@@ -132,7 +132,10 @@ class SetupProgress:
         return sink
 
     def end(self) -> None:
-        """Nothing more will be added."""
+        """Nothing more will be added; output left out with no message after it is reported now."""
+        for name, skipped in self._skipped.items():
+            self._waiting.append(pb.SetupOutput(name=name, skipped_bytes=skipped))
+        self._skipped.clear()
         self._ended = True
         self._wake.set()
 

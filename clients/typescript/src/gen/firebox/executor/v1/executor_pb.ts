@@ -477,7 +477,8 @@ export type SetupOutput = Message<"firebox.executor.v1.SetupOutput"> & {
 
   /**
    * Output of this step left out before this message because the client read too slowly (the
-   * stream keeps at most 1 MiB waiting; the step's SetupCommand in `done` keeps its tail).
+   * stream keeps at most 1 MiB waiting; the step's SetupCommand in `done` keeps its tail). When
+   * nothing of the step follows, a message of its own (no output) carries the count before `done`.
    *
    * @generated from field: uint64 skipped_bytes = 4;
    */
