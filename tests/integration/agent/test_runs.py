@@ -112,8 +112,19 @@ async def test_concurrent_messages_under_reject_let_exactly_one_run(stub, fake):
 async def test_enqueued_messages_run_one_after_another_in_order(stub, fake):
     session = await new_session(stub)
     fake.script(text_reply("one", pause=0.1), text_reply("two"), text_reply("three"))
-    calls = [_send(stub, session.id, f"m{n}", agent_pb2.CONFLICT_POLICY_ENQUEUE) for n in range(3)]
-    results = await asyncio.gather(*(collect(c) for c in calls))
+    readers = []
+    for n in range(3):
+        # One after the other: calls started together may reach the agent in any order (it failed
+        # so in CI); each is sent once the agent has recorded the one before.
+        readers.append(
+            asyncio.create_task(collect(_send(stub, session.id, f"m{n}", agent_pb2.CONFLICT_POLICY_ENQUEUE)))
+        )
+        async with asyncio.timeout(10):
+            while True:
+                if len((await stub.ListRuns(agent_pb2.ListRunsRequest(session_id=session.id))).runs) > n:
+                    break
+                await asyncio.sleep(0.01)
+    results = await asyncio.gather(*readers)
     assert [text_of(events) for events in results] == ["one", "two", "three"]
     assert all(kinds(events)[-1] == "run_completed" for events in results)
     # Each run saw the previous run's complete exchange, never another's half.
