@@ -117,7 +117,7 @@ class AgentConfig:
     # Bytes of one tool's output the model is given (head and tail); the client gets everything.
     tool_output_limit: int = DEFAULT_TOOL_OUTPUT_LIMIT
     # Seconds a run's owner holds its lease (renewed every third); with a shared database another
-    # replica takes over the runs of one that stopped renewing.
+    # replica takes over the runs of one that stopped renewing, and goes on with them.
     run_lease: float = 5.0
     # How long a finished run's events stay available to StreamRun.
     event_retention: float = DEFAULT_EVENT_RETENTION_SECONDS
@@ -434,7 +434,7 @@ SETTINGS: tuple[Setting, ...] = (
         "--run-lease",
         "FIREBOX_RUN_LEASE",
         _duration,
-        "seconds a replica holds the lease of its runs; with --database-url postgresql://, another replica ends the runs of one that stopped renewing within about this long",
+        "seconds a replica holds the lease of its runs; with --database-url postgresql://, another replica takes over and continues the runs of one that stopped renewing within about this long",
         metavar="DURATION",
     ),
     Setting(

@@ -71,15 +71,16 @@ def model_view(stored: Sequence[agent_pb2.Message]) -> list[agent_pb2.Message]:
 def _without_superseded(messages: Sequence[agent_pb2.Message]) -> list[agent_pb2.Message]:
     """The messages minus assistant answers a retry superseded: an interrupted assistant message
     (no tool calls) directly followed by another assistant message is the partial text of a
-    call that failed and was made again (a ModelRetry event); the model sees only the retry."""
+    call that failed and was made again (a ModelRetry event); the model sees only the retry.
+    One that ends the history is a call being made again now (a run taken over by another
+    replica, RunResumed): the model is asked afresh, not shown its own broken-off start."""
     kept: list[agent_pb2.Message] = []
     for index, message in enumerate(messages):
         if (
             message.role == agent_pb2.ROLE_ASSISTANT
             and message.status == agent_pb2.MESSAGE_STATUS_INTERRUPTED
             and not message.tool_calls
-            and index + 1 < len(messages)
-            and messages[index + 1].role == agent_pb2.ROLE_ASSISTANT
+            and (index + 1 == len(messages) or messages[index + 1].role == agent_pb2.ROLE_ASSISTANT)
         ):
             continue
         kept.append(message)

@@ -33,6 +33,7 @@ from agent_service.store import (
     interrupted,
     redact_url,
     run_row,
+    taken_over,
 )
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import Aborted, Unavailable
@@ -275,12 +276,15 @@ class PostgresStore(Store):
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
+    async def put_run(
+        self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0, only_owner: str = ""
+    ) -> None:
         await self._run(
             "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
-            run_row(run, owner, lease_until_ns),
+            "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data "
+            "WHERE %s = '' OR runs.owner = %s",
+            (*run_row(run, owner, lease_until_ns), only_owner, only_owner),
         )
 
     async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
@@ -371,20 +375,16 @@ class PostgresStore(Store):
                 )
                 await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, run_id))
                 changed.append(run_id)
-            if all_streaming:
-                streaming = await (
+            streaming = (
+                await (
                     await conn.execute(
                         "SELECT seq, data FROM messages WHERE status = %s FOR UPDATE",
                         (agent_pb2.MESSAGE_STATUS_STREAMING,),
                     )
                 ).fetchall()
-            else:
-                streaming = await (
-                    await conn.execute(
-                        "SELECT seq, data FROM messages WHERE session_id = ANY(%s) AND status = %s FOR UPDATE",
-                        (list({row[1] for row in rows}), agent_pb2.MESSAGE_STATUS_STREAMING),
-                    )
-                ).fetchall()
+                if all_streaming
+                else []
+            )
             for seq, data in streaming:
                 message = agent_pb2.Message.FromString(data)
                 message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
@@ -395,7 +395,38 @@ class PostgresStore(Store):
         return changed
 
     async def interrupt_expired(self, now_ns: int, reason: str) -> list[str]:
-        return await self._interrupt_where("lease_ns < %s", (now_ns,), now_ns, reason, False)
+        return await self._interrupt_where(
+            "status = %s AND lease_ns < %s", (agent_pb2.RUN_STATUS_QUEUED, now_ns), now_ns, reason, False
+        )
+
+    async def claim_expired(
+        self, now_ns: int, owner: str, lease_until_ns: int, limit: int
+    ) -> list[agent_pb2.Run]:
+        claimed: list[agent_pb2.Run] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            # SKIP LOCKED: a run another replica is taking over (or whose owner is writing its
+            # events right now) is left for this time.
+            rows = await (
+                await conn.execute(
+                    "SELECT id, data FROM runs WHERE status = %s AND lease_ns < %s "
+                    "ORDER BY lease_ns LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (agent_pb2.RUN_STATUS_RUNNING, now_ns, limit),
+                )
+            ).fetchall()
+            for run_id, data in rows:
+                run = taken_over(data)
+                last = await (
+                    await conn.execute(
+                        "SELECT COALESCE(MAX(idx), 0) FROM events WHERE run_id = %s", (run_id,)
+                    )
+                ).fetchone()
+                run.last_event_index = last[0] if last else 0
+                await conn.execute(
+                    "UPDATE runs SET owner = %s, lease_ns = %s, data = %s WHERE id = %s",
+                    (owner, lease_until_ns, run.SerializeToString(), run_id),
+                )
+                claimed.append(run)
+        return claimed
 
     async def get_run(self, run_id: str) -> agent_pb2.Run | None:
         row = await self._one("SELECT data FROM runs WHERE id = %s", (run_id,))
@@ -445,10 +476,18 @@ class PostgresStore(Store):
 
     # -- events ----------------------------------------------------------------------------
 
-    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
+    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent], owner: str = "") -> bool:
         if not events:
-            return
+            return True
         async with self._pool.connection() as conn, conn.transaction():
+            if owner:
+                # FOR SHARE: a takeover (FOR UPDATE) waits for these rows, or these wait for it
+                # and then see the new owner; either way the taker reads every row written.
+                row = await (
+                    await conn.execute("SELECT owner FROM runs WHERE id = %s FOR SHARE", (run_id,))
+                ).fetchone()
+                if row is not None and row[0] != owner:
+                    return False
             async with conn.cursor() as cursor:
                 await cursor.executemany(
                     "INSERT INTO events (run_id, idx, data) VALUES (%s, %s, %s)",
@@ -456,6 +495,7 @@ class PostgresStore(Store):
                 )
             # Delivered at commit, so a follower woken by it finds the rows.
             await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, run_id))
+        return True
 
     async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
         rows = await self._all(

@@ -17,7 +17,11 @@ caller's policy decides: reject (ABORTED naming the active run), enqueue (start 
 interrupt (cancel it, keeping its partial output, then start), on whichever replica it runs.
 
 With a shared store each run has an owner (this process) holding a lease it renews; a replica
-that finds a lease run out ends that run INTERRUPTED with a reason (agent_service/store.py).
+that finds a lease run out takes the run over and goes on with it from what was stored (a
+RunResumed event, then the run's body continues: see ToolLoop.resume), or ends it INTERRUPTED
+with a reason when it cannot. With a shared store an event reaches clients only once it is
+stored, so what a client saw from a replica that then died is exactly what the taker starts from:
+no event is lost or repeated across a takeover (the cost: up to one flush, 20 ms, of delay).
 
 What a run does is not decided here: the manager is given a `RunBody` to call (the tool loop).
 """
@@ -74,8 +78,22 @@ TAKEOVER_REASON = (
     "the agent replica running it stopped (its lease ran out); the partial output is kept, send "
     "the message again to go on"
 )
+RESUMED_REASON = "the agent replica running it stopped (its lease ran out); another replica goes on with it"
+# A run taken over more often than this ends INTERRUPTED instead: it may be what stops replicas.
+MAX_TAKEOVERS = 3
+# Runs one replica takes over per look (the rest are left for the next look, or other replicas).
+TAKEOVERS_PER_SCAN = 20
 LEASE_LOST_REASON = "another agent replica took this run over (this one did not renew its lease in time)"
 _TERMINAL = ("run_completed", "run_failed", "run_cancelled")
+
+
+class RunInterrupted(Exception):
+    """Raised by a run's body when it cannot go on with a run taken over: the run ends
+    INTERRUPTED with this reason (its partial output kept)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def is_terminal(event: agent_pb2.RunEvent) -> bool:
@@ -146,7 +164,17 @@ class LiveRun:
         # When the store made it the session's running run (monotonic), and whether another
         # replica has since taken it over: then this process writes nothing more of it.
         self.claimed_at: float | None = None
+        # Set when another replica took the run over: nothing more of it is written or delivered
+        # from here (followers go on from the store: RunManager.follow).
         self.fenced = False
+        # Events known to be in the store; with `gated` (a shared store) followers get only
+        # those, so a client never sees an event that a takeover would not start from.
+        self.stored = 0
+        self.gated = False
+        # Set when this process took the run over from another replica: the index of the last
+        # event recorded before, which the body goes on after.
+        self.resumed_after: int | None = None
+        self._saver_waiter: asyncio.Future[None] | None = None
         # Followers waiting for the next event: futures resolved by the next append (or finish).
         # Cheaper per event than an asyncio.Event made and set for each one, which the most
         # frequent event (a text delta, one per token) paid even with nobody waiting.
@@ -196,9 +224,36 @@ class LiveRun:
         _stamp(record.time)
         self.events.append(record)
         self.run.last_event_index = record.index
+        if self._waiters and not self.gated:
+            self._wake_all()
+        if self._saver_waiter is not None:
+            self._wake_saver()
+        return record
+
+    def _wake_saver(self) -> None:
+        waiter, self._saver_waiter = self._saver_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def appended(self) -> None:
+        """Wait until an event is appended or the run finishes (the event writer's wait)."""
+        if self._saver_waiter is None:
+            self._saver_waiter = asyncio.get_running_loop().create_future()
+        await self._saver_waiter
+
+    def mark_stored(self, count: int) -> None:
+        """The first `count` events are in the store: followers may have them."""
+        self.stored = count
         if self._waiters:
             self._wake_all()
-        return record
+
+    def ungate(self) -> None:
+        """Deliver every event, stored or not (the writer stopped: done, gave up or fenced)."""
+        self.gated = False
+        self._wake_all()
+
+    def _visible(self) -> int:
+        return self.stored if self.gated else len(self.events)
 
     def _wake_all(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -210,6 +265,7 @@ class LiveRun:
         self.done = True
         self._finished.set()
         self._wake_all()
+        self._wake_saver()
 
     async def _next(self) -> None:
         """Wait until an event is appended or the run finishes."""
@@ -218,13 +274,14 @@ class LiveRun:
         await waiter
 
     async def follow(self, after_index: int) -> AsyncIterator[agent_pb2.RunEvent]:
-        """Every event with an index above `after_index`, then live ones until the run ends."""
+        """Every event with an index above `after_index`, then live ones until the run ends (or,
+        once another replica took it over, until the last one stored: the rest is the taker's)."""
         position = max(after_index, 0)
         while True:
-            while position < len(self.events):
+            while position < self._visible():
                 position += 1
                 yield self.events[position - 1]
-            if self.done:
+            if self.fenced or (self.done and not self.gated):
                 return
             await self._next()
 
@@ -234,7 +291,7 @@ class LiveRun:
         alone). Consecutive lists continue each other exactly, so nothing is lost or repeated."""
         position = max(after_index, 0)
         while True:
-            end = len(self.events)
+            end = self._visible()
             if position < end:
                 end = min(end, position + MAX_BATCH_EVENTS)
                 batch = self.events[position:end]
@@ -247,7 +304,7 @@ class LiveRun:
                 position += len(batch)
                 yield batch
                 continue
-            if self.done:
+            if self.fenced or (self.done and not self.gated):
                 return
             await self._next()
 
@@ -379,7 +436,12 @@ class RunManager:
         if lane.waiting and not self._closing:
             self._start(lane, lane.waiting.popleft())
         elif lane.active is None:
-            self._lanes.pop(session_id, None)
+            self._drop_lane(session_id, lane)
+
+    def _drop_lane(self, session_id: str, lane: _SessionLane) -> None:
+        # A run taken over while the session had a lane here runs in a lane of its own.
+        if self._lanes.get(session_id) is lane:
+            del self._lanes[session_id]
 
     def submit(
         self, session_id: str, content: str, policy: ConflictPolicy, options: RunOptions | None = None
@@ -421,6 +483,7 @@ class RunManager:
             status=agent_pb2.RUN_STATUS_QUEUED,
             create_time=_now(),
             request_id=options.request_id,
+            approval_policy=options.approval_policy,  # type: ignore[arg-type]
         )
         live = LiveRun(run, content, options)
         live.policy = policy
@@ -475,6 +538,7 @@ class RunManager:
         live.task.add_done_callback(self._tasks.discard)
 
     async def _drive(self, lane: _SessionLane, live: LiveRun) -> None:
+        live.gated = self._store.shared
         saver = asyncio.create_task(self._save_events(live), name=f"events of {live.id}")
         try:
             await self._execute(live)
@@ -488,11 +552,13 @@ class RunManager:
                 await asyncio.wait_for(asyncio.shield(saver), 30)
             except (Exception, asyncio.CancelledError) as exc:
                 log.error("run_events_not_saved", run_id=live.id, error=repr(exc))
+            if not live.fenced:
+                live.ungate()
             self._later(self._retention, self._forget, live.id)
             if lane.waiting and not self._closing and not lane.held:
                 self._start(lane, lane.waiting.popleft())
             elif not lane.waiting and not lane.held:
-                self._lanes.pop(live.session_id, None)
+                self._drop_lane(live.session_id, lane)
 
     def _time_up(self, live: LiveRun) -> None:
         if live.done or live.cancelling or live.task is None:
@@ -502,33 +568,45 @@ class RunManager:
         live.task.cancel()
 
     async def _save_events(self, live: LiveRun) -> None:
-        """Write the run's events to the store in order, a batch at a time, until it is done."""
-        saved = 0
+        """Write the run's events to the store in order, a batch at a time, until it is done;
+        followers of a gated run get each batch once it is written. Whatever ends the writing
+        (the run's end, five failed writes in a row, a takeover) lets them have the rest."""
+        saved = live.stored
         failures = 0
-        while True:
-            if saved == len(live.events):
-                if live.done:
+        # With a shared store a write is refused once another replica owns the run.
+        owner = self.owner if self._store.shared else ""
+        try:
+            while True:
+                if saved == len(live.events):
+                    if live.done:
+                        return
+                    await live.appended()
+                    continue
+                if not live.done:
+                    # Gather a batch; the run's end writes at once.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(live._finished.wait(), self._flush_seconds)
+                if live.fenced:
+                    return  # the store's events are the taker's now
+                batch = live.events[saved:]
+                try:
+                    written = await self._store.append_events(live.id, batch, owner)
+                except Exception as exc:
+                    failures += 1
+                    log.error("run_events_write_failed", run_id=live.id, error=repr(exc), failures=failures)
+                    if failures >= 5:
+                        return
+                    await asyncio.sleep(0.2 * failures)
+                    continue
+                if not written:
+                    self._lost(live)
                     return
-                await live._next()
-                continue
-            if not live.done:
-                # Gather a batch; the run's end writes at once.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(live._finished.wait(), self._flush_seconds)
-            if live.fenced:
-                return  # the store's events are the taker's now
-            batch = live.events[saved:]
-            try:
-                await self._store.append_events(live.id, batch)
-            except Exception as exc:
-                failures += 1
-                log.error("run_events_write_failed", run_id=live.id, error=repr(exc), failures=failures)
-                if failures >= 5:
-                    return
-                await asyncio.sleep(0.2 * failures)
-                continue
-            failures = 0
-            saved += len(batch)
+                failures = 0
+                saved += len(batch)
+                live.mark_stored(saved)
+        finally:
+            if not live.fenced:
+                live.ungate()
 
     async def _claim(self, live: LiveRun) -> bool:
         """Make the run its session's running run in the store, waiting while another replica
@@ -564,20 +642,33 @@ class RunManager:
 
     async def _execute(self, live: LiveRun) -> None:
         run = live.run
-        timer = self._later(self._run_timeout, self._time_up, live) if self._run_timeout else None
+        timer = None
+        if self._run_timeout:
+            # A run taken over keeps the time it had: the limit counts from its creation.
+            elapsed = max(0.0, time.time() - run.create_time.ToNanoseconds() / 1e9)
+            left = self._run_timeout - elapsed if live.resumed_after is not None else self._run_timeout
+            timer = self._later(max(left, 0.0), self._time_up, live)
         try:
-            if not await self._claim(live):
-                return
+            if live.resumed_after is None:
+                if not await self._claim(live):
+                    return
+            elif run.takeovers > MAX_TAKEOVERS:
+                raise RunInterrupted(
+                    f"the run was taken over {run.takeovers} times (agent replicas running it kept "
+                    f"stopping; at most {MAX_TAKEOVERS}); the partial output is kept, send the message again"
+                )
             step_limit = await self._body(live)
+        except RunInterrupted as exc:
+            run.status = agent_pb2.RUN_STATUS_INTERRUPTED
+            run.error = exc.reason
+            final: dict[str, object] = {"run_cancelled": agent_pb2.RunCancelled(reason=exc.reason)}
         except asyncio.CancelledError:
             if live.timed_out and not self._closing:
                 # The time limit's cancel, not a client's: the run failed.
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 run.status = agent_pb2.RUN_STATUS_FAILED
                 run.error = live.cancel_reason
-                final: dict[str, object] = {
-                    "run_failed": agent_pb2.RunFailed(code="DEADLINE_EXCEEDED", message=run.error)
-                }
+                final = {"run_failed": agent_pb2.RunFailed(code="DEADLINE_EXCEEDED", message=run.error)}
             else:
                 run.status = (
                     agent_pb2.RUN_STATUS_INTERRUPTED if self._closing else agent_pb2.RUN_STATUS_CANCELLED
@@ -605,14 +696,16 @@ class RunManager:
                 self._cancel_later(timer)
         run.end_time.CopyFrom(_now())
         if live.fenced:
-            # Another replica ended it in the store already; followers here still get an end.
+            # Another replica goes on with it (or ended it) in the store; followers here get an
+            # end that says so, however far the body got meanwhile.
             run.status = agent_pb2.RUN_STATUS_INTERRUPTED
-            live.emit(**final)
+            live.emit(run_cancelled=agent_pb2.RunCancelled(reason=LEASE_LOST_REASON))
             return
         # Stored before the last event goes out: a client that saw its run end may send the
         # next message to any replica, and must find the session free there.
         try:
-            await asyncio.shield(self._store.put_run(run))
+            owner = self.owner if self._store.shared else ""
+            await asyncio.shield(self._store.put_run(run, only_owner=owner))
         except asyncio.CancelledError:
             pass  # cancelled again (shutdown) while storing: the write goes on, the end is still sent
         except Exception as exc:
@@ -675,8 +768,11 @@ class RunManager:
         live = self._runs.get(run_id)
         if live is not None:
             async for event in live.follow(after_index):
+                after_index = event.index
                 yield event
-            return
+            if not live.fenced:
+                return
+            # Taken over by another replica: the rest comes from the store, as the taker writes it.
         async for page in self._follow_stored(run_id, after_index):
             for event in page:
                 yield event
@@ -686,8 +782,10 @@ class RunManager:
         live = self._runs.get(run_id)
         if live is not None:
             async for batch in live.follow_batches(after_index):
+                after_index = batch[-1].index
                 yield batch
-            return
+            if not live.fenced:
+                return
         async for page in self._follow_stored(run_id, after_index):
             while page:
                 n, size = 0, 0
@@ -794,9 +892,16 @@ class RunManager:
                 and live.id not in held
             )
             if lost and not live.fenced:
-                live.fenced = True
-                log.warning("run_lease_lost", run_id=live.id)
-                self.cancel(live.id, LEASE_LOST_REASON)
+                self._lost(live)
+
+    def _lost(self, live: LiveRun) -> None:
+        """Another replica took this run over: stop it here, writing nothing more of it."""
+        if live.fenced:
+            return
+        live.fenced = True
+        log.warning("run_lease_lost", run_id=live.id)
+        live.mark_stored(live.stored)  # its followers go on from the store
+        self.cancel(live.id, LEASE_LOST_REASON)
 
     async def _maintain(self) -> None:
         """Renew this process's leases every third of the lease; look for runs of replicas whose
@@ -809,13 +914,63 @@ class RunManager:
                 if time.monotonic() - renewed >= self._lease / 3:
                     await self._renew()
                     renewed = time.monotonic()
-                taken = await self._store.interrupt_expired(time.time_ns(), TAKEOVER_REASON)
-                if taken:
-                    log.warning("runs_taken_over", count=len(taken), run_ids=taken[:20])
-                    for run_id in taken:
-                        self._later(self._retention, self._forget_taken, run_id)
+                await self._take_over_expired()
             except Exception as exc:
                 log.error("run_leases_not_kept", error=repr(exc))
+
+    async def _take_over_expired(self) -> None:
+        """Go on with the running runs of replicas whose leases ran out; end their queued ones
+        (their messages were never stored) INTERRUPTED."""
+        if self._closing:
+            return
+        now = time.time_ns()
+        ended = await self._store.interrupt_expired(now, TAKEOVER_REASON)
+        if ended:
+            log.warning("queued_runs_interrupted", count=len(ended), run_ids=ended[:20])
+            for run_id in ended:
+                self._later(self._retention, self._forget_taken, run_id)
+        claimed_at = time.monotonic()
+        for run in await self._store.claim_expired(now, self.owner, self._lease_until(), TAKEOVERS_PER_SCAN):
+            log.warning("run_taken_over", run_id=run.id, session_id=run.session_id, takeovers=run.takeovers)
+            try:
+                await self._resume(run, claimed_at)
+            except Exception as exc:
+                # Its lease runs out again and another look (here or elsewhere) tries once more.
+                log.error("run_not_resumed", run_id=run.id, error=repr(exc))
+
+    async def _resume(self, run: agent_pb2.Run, claimed_at: float) -> None:
+        """Drive a run taken over from another replica: its stored events first, then its body
+        goes on (RunResumed)."""
+        events: list[agent_pb2.RunEvent] = []
+        # Written in order, a transaction per batch, and deleted all at once: contiguous from 1.
+        while page := await self._store.list_events(run.id, len(events), MAX_BATCH_EVENTS):
+            events.extend(page)
+        # The usage of its model calls so far: the owner stores it only when a run ends.
+        run.usage.Clear()
+        for event in events:
+            if event.HasField("usage"):
+                for name in (
+                    "input_tokens",
+                    "cached_input_tokens",
+                    "output_tokens",
+                    "reasoning_tokens",
+                    "total_tokens",
+                ):
+                    setattr(run.usage, name, getattr(run.usage, name) + getattr(event.usage.call, name))
+        options = RunOptions(approval_policy=run.approval_policy, request_id=run.request_id)
+        live = LiveRun(run, "", options)
+        live.events = events
+        live.stored = len(events)
+        live.resumed_after = len(events)
+        run.last_event_index = len(events)
+        live.claimed_at = claimed_at
+        self._runs[run.id] = live
+        lane = self._lanes.get(run.session_id)
+        if lane is None:
+            lane = self._lanes[run.session_id] = _SessionLane()
+        else:
+            lane = _SessionLane()  # the session has a lane here (a run waiting for this one)
+        self._start(lane, live)
 
     def _forget_taken(self, run_id: str) -> None:
         self._spawn(self._store.delete_events(run_id))

@@ -48,6 +48,13 @@ def interrupted(data: bytes, end_time_ns: int, reason: str) -> agent_pb2.Run:
     return run
 
 
+def taken_over(data: bytes) -> agent_pb2.Run:
+    """A stored run, as a replica taking it over goes on with it."""
+    run = agent_pb2.Run.FromString(data)
+    run.takeovers += 1
+    return run
+
+
 def run_row(run: agent_pb2.Run, owner: str, lease_until_ns: int) -> tuple[object, ...]:
     """(id, session_id, create_ns, status, data, owner, lease_ns): a run as both backends insert it."""
     return (
@@ -156,8 +163,12 @@ class Store(abc.ABC):
     async def list_messages(self, session_id: str) -> list[agent_pb2.Message]: ...
 
     @abc.abstractmethod
-    async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
-        """Insert or replace a run. `owner` and its lease are recorded when the run is new."""
+    async def put_run(
+        self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0, only_owner: str = ""
+    ) -> None:
+        """Insert or replace a run. `owner` and its lease are recorded when the run is new. With
+        `only_owner`, an existing run is replaced only while that process owns it (a replica whose
+        run was taken over must not overwrite the taker's state)."""
 
     @abc.abstractmethod
     async def claim_run(self, run: agent_pb2.Run, owner: str, lease_until_ns: int) -> str:
@@ -180,9 +191,19 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def interrupt_expired(self, now_ns: int, reason: str) -> list[str]:
-        """Take over the live runs whose owner's lease ran out before `now_ns`: each ends
-        INTERRUPTED with `reason`, a final run_cancelled event, and its streaming messages
-        INTERRUPTED. Returns their ids; two replicas never take the same run."""
+        """End the QUEUED runs whose owner's lease ran out before `now_ns` (their message was
+        never stored, so there is nothing to go on with): each ends INTERRUPTED with `reason`
+        and a final run_cancelled event. Returns their ids; two replicas never take the same run."""
+
+    @abc.abstractmethod
+    async def claim_expired(
+        self, now_ns: int, owner: str, lease_until_ns: int, limit: int
+    ) -> list[agent_pb2.Run]:
+        """Take over at most `limit` RUNNING runs whose owner's lease ran out before `now_ns`:
+        each becomes `owner`'s with a lease until `lease_until_ns`, its `takeovers` counted, and
+        is returned with `last_event_index` set to its last recorded event. Its status, messages
+        and events are left as they are: the new owner goes on with it. Two replicas never take
+        the same run."""
 
     @abc.abstractmethod
     async def get_run(self, run_id: str) -> agent_pb2.Run | None: ...
@@ -210,8 +231,10 @@ class Store(abc.ABC):
     async def delete_workspace_owner(self, workspace_id: str) -> None: ...
 
     @abc.abstractmethod
-    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
-        """Record events of a run; an index recorded before is an error (never a silent repeat)."""
+    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent], owner: str = "") -> bool:
+        """Record events of a run; an index recorded before is an error (never a silent repeat).
+        With `owner`, nothing is recorded and False returned when another process owns the run
+        now (it was taken over)."""
 
     @abc.abstractmethod
     async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
@@ -540,15 +563,18 @@ class SqliteStore(Store):
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def put_run(self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0) -> None:
+    async def put_run(
+        self, run: agent_pb2.Run, owner: str = "", lease_until_ns: int = 0, only_owner: str = ""
+    ) -> None:
         # Serialized here, not on the database thread: the loop goes on changing the run.
         row = run_row(run, owner, lease_until_ns)
         await self._call(
             lambda: self._db.execute(
                 "INSERT INTO runs (id, session_id, create_ns, status, data, owner, lease_ns) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
-                row,
+                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data "
+                "WHERE ? = '' OR runs.owner = ?",
+                (*row, only_owner, only_owner),
             )
         )
 
@@ -651,20 +677,13 @@ class SqliteStore(Store):
                     (run_id, event.index, event.SerializeToString()),
                 )
                 changed.append(run_id)
-            if all_streaming:
-                streaming = db.execute(
+            streaming = (
+                db.execute(
                     "SELECT seq, data FROM messages WHERE status = ?", (agent_pb2.MESSAGE_STATUS_STREAMING,)
                 ).fetchall()
-            else:
-                sessions = {session_id for _id, session_id, _data in rows}
-                streaming = [
-                    row
-                    for session_id in sessions
-                    for row in db.execute(
-                        "SELECT seq, data FROM messages WHERE session_id = ? AND status = ?",
-                        (session_id, agent_pb2.MESSAGE_STATUS_STREAMING),
-                    ).fetchall()
-                ]
+                if all_streaming
+                else []
+            )
             for seq, data in streaming:
                 message = agent_pb2.Message.FromString(data)
                 message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
@@ -679,7 +698,45 @@ class SqliteStore(Store):
         return changed
 
     async def interrupt_expired(self, now_ns: int, reason: str) -> list[str]:
-        return await self._call(self._interrupt_where, "lease_ns < ?", (now_ns,), now_ns, reason, False)
+        return await self._call(
+            self._interrupt_where,
+            "status = ? AND lease_ns < ?",
+            (agent_pb2.RUN_STATUS_QUEUED, now_ns),
+            now_ns,
+            reason,
+            False,
+        )
+
+    async def claim_expired(
+        self, now_ns: int, owner: str, lease_until_ns: int, limit: int
+    ) -> list[agent_pb2.Run]:
+        def claim() -> list[agent_pb2.Run]:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT id, data FROM runs WHERE status = ? AND lease_ns < ? ORDER BY lease_ns LIMIT ?",
+                    (agent_pb2.RUN_STATUS_RUNNING, now_ns, limit),
+                ).fetchall()
+                claimed = []
+                for run_id, data in rows:
+                    run = taken_over(data)
+                    run.last_event_index = (
+                        db.execute("SELECT MAX(idx) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
+                        or 0
+                    )
+                    db.execute(
+                        "UPDATE runs SET owner = ?, lease_ns = ?, data = ? WHERE id = ?",
+                        (owner, lease_until_ns, run.SerializeToString(), run_id),
+                    )
+                    claimed.append(run)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return claimed
+
+        return await self._call(claim)
 
     async def get_run(self, run_id: str) -> agent_pb2.Run | None:
         def get() -> agent_pb2.Run | None:
@@ -742,20 +799,26 @@ class SqliteStore(Store):
 
     # -- events --------------------------------------------------------------------------
 
-    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent]) -> None:
+    async def append_events(self, run_id: str, events: Sequence[agent_pb2.RunEvent], owner: str = "") -> bool:
         rows = [(run_id, event.index, event.SerializeToString()) for event in events]
 
-        def append() -> None:
+        def append() -> bool:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                if owner:
+                    row = db.execute("SELECT owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+                    if row is not None and row[0] != owner:
+                        db.execute("ROLLBACK")
+                        return False
                 db.executemany("INSERT INTO events (run_id, idx, data) VALUES (?, ?, ?)", rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            return True
 
-        await self._call(append)
+        return await self._call(append)
 
     async def list_events(self, run_id: str, after_index: int, limit: int) -> list[agent_pb2.RunEvent]:
         rows = await self._call(

@@ -10,6 +10,10 @@ and mcp_tools.py) runs it. The loop ends on an answer without tool calls, or at 
 If the run is cancelled or fails part-way, what arrived is kept: the assistant message is
 marked interrupted with its partial content, and every tool call it made that has no result
 gets a synthetic one, so the history stays valid for the next model call.
+
+A run another agent replica took over (its owner stopped) goes on from the stored history
+(`resume`): a model call that was streaming is made again, a tool call without a recorded
+result is reported to the model as interrupted, never run a second time unannounced.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from agent_service.providers.base import (
     TextPiece,
 )
 from agent_service.review import DEFAULT_REVIEW_TIMEOUT_SECONDS, ApprovalReviewer
-from agent_service.runs import LiveRun
+from agent_service.runs import RESUMED_REASON, LiveRun, RunInterrupted
 from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
 from agent_service.session_workspace import workspace_policy as workspace_policy
 from agent_service.skills import SkillLibrary
@@ -80,6 +84,12 @@ PERSIST_INTERVAL_SECONDS = 0.5
 _CUT_CALL_RESULT = (
     "[not run: your answer reached the output-token limit (max_output_tokens) and was cut, so this "
     "call may be incomplete; make it again in a shorter answer]"
+)
+# What the model is told of a call whose result was not recorded when its run was taken over.
+INTERRUPTED_CALL_RESULT = (
+    "[interrupted: the agent replica running this tool call stopped before its result was recorded, "
+    "and another replica took the run over. The call may have run in part or in full: check its "
+    "effects before running it again]"
 )
 
 
@@ -237,6 +247,8 @@ class ToolLoop:
         return "\n\n".join(p for p in parts if p)
 
     async def __call__(self, live: LiveRun) -> bool:
+        if live.resumed_after is not None:
+            return await self.resume(live)
         run = live.run
         session = await self._store.get_session(live.session_id)
         if session is None:
@@ -253,7 +265,17 @@ class ToolLoop:
         )
         await self._load_mentioned_skills(live, session.id, user.content)
 
-        turn = _Turn(
+        turn = await self._turn(live, session, connection, model)
+        turn.snapshot = asyncio.create_task(self.snapshots.take(session, user))
+        try:
+            return await self._steps(live, turn)
+        finally:
+            await self._shielded(turn.snapshot)
+
+    async def _turn(
+        self, live: LiveRun, session: agent_pb2.Session, connection: Connection, model: str
+    ) -> _Turn:
+        return _Turn(
             session=session,
             connection=connection,
             model=model,
@@ -262,18 +284,77 @@ class ToolLoop:
             ),
             system_prompt=self.system_prompt(session),
             tools=await self.catalog.offered(session),
-            snapshot=asyncio.create_task(self.snapshots.take(session, user)),
         )
-        try:
-            return await self._steps(live, turn)
-        finally:
-            await self._shielded(turn.snapshot)
 
-    async def _steps(self, live: LiveRun, turn: _Turn) -> bool:
-        """The model/tool steps of the turn; True when it ended at the step limit."""
+    async def resume(self, live: LiveRun) -> bool:
+        """Go on with a run taken over from a replica that stopped, from the stored history:
+        streaming answers are closed as interrupted (their call is made again), calls of the
+        last answer without a recorded result are answered as interrupted, then the steps go
+        on from the next one. RunInterrupted when there is nothing to go on from."""
+        run = live.run
+        session = await self._store.get_session(live.session_id)
+        if session is None:
+            raise RunInterrupted(f"{RESUMED_REASON}, but its session was deleted")
+        if not run.user_message_id:
+            raise RunInterrupted(
+                "the agent replica running it stopped before the run's message was stored; send the message again"
+            )
+        stored = await self._store.list_messages(session.id)
+        start = next((n for n, m in enumerate(stored) if m.id == run.user_message_id), None)
+        if start is None:
+            raise RunInterrupted(f"{RESUMED_REASON}, but its message is no longer in the session")
+        ours = [m for m in stored[start + 1 :] if m.run_id == run.id]
+        connection = self.connection(session)
+        model = connection.resolve_model(session.settings.model)
+        interrupted: list[agent_pb2.Message] = []
+        for message in ours:
+            if message.status == agent_pb2.MESSAGE_STATUS_STREAMING:
+                message.status = agent_pb2.MESSAGE_STATUS_INTERRUPTED
+                await self._store.put_message(session.id, message)
+                interrupted.append(message)
+        answers = [
+            m
+            for m in ours
+            if m.role == agent_pb2.ROLE_ASSISTANT and m.status == agent_pb2.MESSAGE_STATUS_COMPLETE
+        ]
+        last = answers[-1] if answers else None
+        answered = {m.tool_call_id for m in ours if m.role == agent_pb2.ROLE_TOOL}
+        unanswered = [c for c in last.tool_calls if c.id not in answered] if last is not None else []
+        finished = last is not None and (last.truncated or not last.tool_calls)
+        live.emit(
+            run_resumed=agent_pb2.RunResumed(
+                reason=RESUMED_REASON,
+                after_index=live.resumed_after,
+                interrupted_message_ids=[m.id for m in interrupted],
+                interrupted_tool_call_ids=[c.id for c in unanswered],
+                next_step=0 if finished else len(answers) + 1,
+            )
+        )
+        log.warning(
+            "run_resumed",
+            run_id=run.id,
+            session_id=session.id,
+            after_index=live.resumed_after,
+            interrupted_calls=len(unanswered),
+        )
+        for message in interrupted:
+            live.emit(message_completed=agent_pb2.MessageCompleted(message=message))
+        for call in unanswered:
+            result = _CUT_CALL_RESULT if last is not None and last.truncated else INTERRUPTED_CALL_RESULT
+            finish_call(live, call.id, result)
+            await self._add_tool_message(live, session.id, call.id, result)
+        if finished:
+            live.output_truncated = last is not None and last.truncated
+            return False
+        turn = await self._turn(live, session, connection, model)
+        return await self._steps(live, turn, first_step=len(answers) + 1)
+
+    async def _steps(self, live: LiveRun, turn: _Turn, first_step: int = 1) -> bool:
+        """The model/tool steps of the turn from `first_step`; True when it ended at the step
+        limit."""
         session = turn.session
         max_steps = session.settings.max_steps or self._settings.max_steps
-        for step in range(1, max_steps + 1):
+        for step in range(first_step, max_steps + 1):
             messages = await self._prepare_context(live, turn)
             assistant = await self._model_step(live, turn, messages, step)
             if assistant.truncated:

@@ -229,6 +229,15 @@ def _model_retry(renderer: RunRenderer, retry: ag.ModelRetry, _event: ag.RunEven
     )
 
 
+@renders("run_resumed")
+def _run_resumed(renderer: RunRenderer, resumed: ag.RunResumed, _event: ag.RunEvent) -> None:
+    renderer.end_line()
+    calls = len(resumed.interrupted_tool_call_ids)
+    note = f"; {calls} tool call(s) reported to the model as interrupted" if calls else ""
+    superseded = ", the answer above is superseded" if resumed.interrupted_message_ids else ""
+    output.warn(f"{resumed.reason}{superseded}{note}")
+
+
 @renders("context_compacted")
 def _context_compacted(renderer: RunRenderer, compacted: ag.ContextCompacted, _event: ag.RunEvent) -> None:
     renderer.line(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -250,7 +249,20 @@ async def test_a_follower_cancelled_while_waiting_leaves_the_others_following():
     assert dropped.cancelled()
 
 
-async def test_a_run_taken_over_elsewhere_is_stopped_here_and_written_no_more(postgres_server):
+def _resumable_body(deltas: int, gate: asyncio.Event | None = None):
+    """A body that, given a run taken over, says so and ends; else as `_body`."""
+    first = _body(deltas, gate=gate)
+
+    async def body(live: LiveRun) -> bool:
+        if live.resumed_after is None:
+            return await first(live)
+        live.emit(text_delta=agent_pb2.TextDelta(text=f"resumed after {live.resumed_after}"))
+        return False
+
+    return body
+
+
+async def test_a_run_taken_over_goes_on_at_the_taker_and_is_written_no_more_by_the_loser(postgres_server):
     from agent_service.pg_store import PostgresStore
 
     url = postgres_server.create_database()
@@ -260,30 +272,66 @@ async def test_a_run_taken_over_elsewhere_is_stopped_here_and_written_no_more(po
     await store_a.create_session(session)
     gate = asyncio.Event()
     slow = RunManager(store_a, _body(3, gate=gate), retention_seconds=60, lease_seconds=60)
-    taker = RunManager(store_b, _body(1), retention_seconds=60, lease_seconds=60)
+    taker = RunManager(store_b, _resumable_body(1), retention_seconds=60, lease_seconds=60)
     live = slow.submit("s", "x", ConflictPolicy.REJECT)
     await live.wait_accepted()
-    await asyncio.sleep(0.1)  # its first events are written
+    follower_on_slow = asyncio.create_task(_collect(slow, live.id))
+    await asyncio.sleep(0.2)  # its first event (run_started) is written
     # The slow replica misses its renewals (a long pause): its lease runs out, the other takes over.
     await store_a.renew_leases(slow.owner, 0)
-    assert await store_b.interrupt_expired(time.time_ns(), runs.TAKEOVER_REASON) == [live.id]
+    await taker._take_over_expired()
+    resumed = taker.get(live.id)
+    assert resumed is not None and resumed.task is not None
+    await resumed.task
+    # The slow one finds out at its next renewal, or when its next write is refused.
+    gate.set()
     await slow._renew()
-    await _finished(live)
     assert live.task is not None
     await live.task
-    assert live.events[-1].run_cancelled.reason == runs.LEASE_LOST_REASON
+    assert live.fenced
     stored = await store_b.get_run(live.id)
-    assert stored is not None and stored.status == agent_pb2.RUN_STATUS_INTERRUPTED
-    assert stored.error == runs.TAKEOVER_REASON  # not overwritten by the slow replica
+    assert stored is not None and stored.status == agent_pb2.RUN_STATUS_COMPLETED  # the taker's outcome
+    assert stored.takeovers == 1
     recorded = await store_b.list_events(live.id, 0, 100)
     assert [e.index for e in recorded] == list(range(1, len(recorded) + 1))
-    assert recorded[-1].run_cancelled.reason == runs.TAKEOVER_REASON
-    # The session is free for the replica that took over.
+    assert [e.WhichOneof("event") for e in recorded] == ["run_started", "text_delta", "run_completed"]
+    assert recorded[1].text_delta.text == "resumed after 1"
+    # Followers on either replica see the same list: on the slow one, what it had stored before
+    # the takeover, then the taker's events from the store (none of its own after that).
+    assert [e async for e in taker.follow(live.id, 0)] == recorded
+    assert await follower_on_slow == recorded
+    assert [e async for e in slow.follow(live.id, 0)] == recorded
+    # The session is free again once the taker's run ended.
     again = taker.submit("s", "y", ConflictPolicy.REJECT)
     await again.wait_accepted()
     await _finished(again)
-    gate.set()
     await slow.shutdown(grace=0)  # their timers must not outlive the stores
     await taker.shutdown(grace=0)
     await store_a.close()
     await store_b.close()
+
+
+async def _collect(manager: RunManager, run_id: str) -> list[agent_pb2.RunEvent]:
+    return [e async for e in manager.follow(run_id, 0)]
+
+
+async def test_with_a_shared_store_followers_get_an_event_only_once_it_is_stored(postgres_server):
+    from agent_service.pg_store import PostgresStore
+
+    store = await PostgresStore.open(postgres_server.create_database())
+    session = agent_pb2.Session(id="s")
+    session.create_time.GetCurrentTime()
+    await store.create_session(session)
+    manager = RunManager(store, _body(20, pause=0.005), retention_seconds=60)
+    live = manager.submit("s", "x", ConflictPolicy.REJECT)
+    seen = 0
+    async for batch in manager.follow_batches(live.id, 0):
+        for event in batch:
+            seen += 1
+            assert event.index == seen
+        # Everything a follower has is in the store already: a takeover starts from it.
+        stored = await store.list_events(live.id, 0, 100)
+        assert len(stored) >= seen
+    assert seen == 22
+    await manager.shutdown(grace=0)
+    await store.close()

@@ -320,29 +320,70 @@ async def test_a_cancel_request_reaches_the_owner_when_it_renews(reopen: OpenSto
     await store.close()
 
 
-async def test_expired_runs_end_interrupted_with_a_final_event_and_renewed_ones_stay(reopen: OpenStore):
+async def test_expired_running_runs_are_taken_over_once_and_go_on_unchanged(reopen: OpenStore):
     store = await reopen()
     await store.create_session(_session(1))
     await store.create_session(_session(2))
     await store.claim_run(_running("dead", "ses-001"), "owner-a", 1_000)
     await store.claim_run(_running("alive", "ses-002"), "owner-b", 1_000)
-    await store.append_events("dead", [_event("dead", 1), _event("dead", 2)])
+    assert await store.append_events("dead", [_event("dead", 1), _event("dead", 2)], "owner-a")
     await store.put_message(
         "ses-001", agent_pb2.Message(id="m1", content="half", status=agent_pb2.MESSAGE_STATUS_STREAMING)
     )
     await store.renew_leases("owner-b", 5_000)
     # Two replicas look at once: the run is taken once.
     taken = await asyncio.gather(
+        store.claim_expired(2_000, "owner-c", 9_000, 10), store.claim_expired(2_000, "owner-d", 9_000, 10)
+    )
+    claimed = taken[0] + taken[1]
+    assert [r.id for r in claimed] == ["dead"]
+    assert claimed[0].takeovers == 1 and claimed[0].last_event_index == 2
+    taker = "owner-c" if taken[0] else "owner-d"
+    # Nothing of it changed but its owner: it is still its session's running run, its streaming
+    # message is for the taker to close.
+    run = await store.get_run("dead")
+    assert run is not None and run.status == agent_pb2.RUN_STATUS_RUNNING and run.takeovers == 1
+    assert await store.running_run_id("ses-001") == "dead"
+    assert (await store.list_messages("ses-001"))[0].status == agent_pb2.MESSAGE_STATUS_STREAMING
+    assert await store.renew_leases(taker, 10_000) == {"dead": ""}
+    assert await store.renew_leases("owner-a", 10_000) == {}
+    assert await store.claim_expired(2_000, "owner-e", 9_000, 10) == []
+    # The replica that lost it writes nothing more of it: no event, no outcome.
+    assert not await store.append_events("dead", [_event("dead", 3, "late")], "owner-a")
+    done = _running("dead")
+    done.status = agent_pb2.RUN_STATUS_COMPLETED
+    await store.put_run(done, only_owner="owner-a")
+    assert (await store.get_run("dead")).status == agent_pb2.RUN_STATUS_RUNNING  # type: ignore[union-attr]
+    # The taker goes on after index 2 and ends it.
+    assert await store.append_events("dead", [_event("dead", 3, "taker")], taker)
+    assert [e.text_delta.text for e in await store.list_events("dead", 0, 10)] == ["x", "x", "taker"]
+    await store.put_run(done, only_owner=taker)
+    assert (await store.get_run("dead")).status == agent_pb2.RUN_STATUS_COMPLETED  # type: ignore[union-attr]
+    assert (await store.get_run("alive")).status == agent_pb2.RUN_STATUS_RUNNING  # type: ignore[union-attr]
+    await store.close()
+
+
+async def test_expired_queued_runs_end_interrupted_with_a_final_event(reopen: OpenStore):
+    store = await reopen()
+    await store.create_session(_session(1))
+    await store.claim_run(_running("running", "ses-001"), "owner-b", 5_000)
+    await store.put_message(
+        "ses-001", agent_pb2.Message(id="m1", content="half", status=agent_pb2.MESSAGE_STATUS_STREAMING)
+    )
+    queued = agent_pb2.Run(id="queued", session_id="ses-001", status=agent_pb2.RUN_STATUS_QUEUED)
+    await store.put_run(queued, "owner-a", 1_000)
+    # Its message was never stored (it waited): it cannot go on, it ends.
+    taken = await asyncio.gather(
         store.interrupt_expired(2_000, "gone"), store.interrupt_expired(2_000, "gone")
     )
-    assert sorted(taken[0] + taken[1]) == ["dead"]
-    run = await store.get_run("dead")
+    assert sorted(taken[0] + taken[1]) == ["queued"]
+    run = await store.get_run("queued")
     assert run is not None and run.status == agent_pb2.RUN_STATUS_INTERRUPTED and run.error == "gone"
-    events = await store.list_events("dead", 0, 10)
-    assert [e.index for e in events] == [1, 2, 3] and events[-1].run_cancelled.reason == "gone"
-    assert (await store.list_messages("ses-001"))[0].status == agent_pb2.MESSAGE_STATUS_INTERRUPTED
-    assert (await store.get_run("alive")).status == agent_pb2.RUN_STATUS_RUNNING  # type: ignore[union-attr]
-    assert await store.running_run_id("ses-001") == ""
+    events = await store.list_events("queued", 0, 10)
+    assert [e.index for e in events] == [1] and events[-1].run_cancelled.reason == "gone"
+    # The session's running run (another replica's, alive) and its streaming message are left be.
+    assert await store.running_run_id("ses-001") == "running"
+    assert (await store.list_messages("ses-001"))[0].status == agent_pb2.MESSAGE_STATUS_STREAMING
     await store.close()
 
 
