@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Everything the deployment end-to-end tests need, made locally with no registry: docker-compose
-# (Debian's 1.29), the workspace image, the debootstrapped base image and the service image.
-# Each step is skipped when its result exists, except the service image, which is rebuilt from the
-# current sources (about 20 s; its base and wheels come from caches).
+# (Debian's 1.29), the workspace image, the debootstrapped base image, the service image and the
+# PostgreSQL image of compose.postgres.yaml. Each step is skipped when its result exists, except
+# the service image, which is rebuilt from the current sources (about 20 s; its base and wheels
+# come from caches); the PostgreSQL image is tagged by the hash of its recipe and its base, and
+# built only when that tag is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -20,3 +22,4 @@ fi
 bash scripts/start-docker.sh
 bash scripts/build-images.sh
 bash scripts/build-service-image.sh
+bash scripts/build-postgres-image.sh >/dev/null
