@@ -62,9 +62,10 @@ MAX_WAITING_RUNS = 16
 # bytes (well inside the 16 MiB message limit; a bigger single event goes alone).
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 4 * 1024 * 1024
-# How long a run gathers new events before writing them to the store in one transaction: with a
-# shared store this is most of what a follower on another replica waits; alone, the write only
-# serves reconnects, so fewer, larger ones are kept.
+# The shortest time between two writes of a run's events to the store (each one transaction):
+# events that come within it of the last write go together in the next. With a shared store this
+# is most of what a client waits for an event in a busy stream (events go out once stored);
+# alone, the writes only serve reconnects, so fewer, larger ones are kept.
 SHARED_FLUSH_SECONDS = 0.02
 LOCAL_FLUSH_SECONDS = 0.2
 # A follower on another replica, or a run waiting for a session held elsewhere, looks at the
@@ -575,6 +576,7 @@ class RunManager:
         failures = 0
         # With a shared store a write is refused once another replica owns the run.
         owner = self.owner if self._store.shared else ""
+        last_write = -self._flush_seconds
         try:
             while True:
                 if saved == len(live.events):
@@ -582,10 +584,13 @@ class RunManager:
                         return
                     await live.appended()
                     continue
-                if not live.done:
-                    # Gather a batch; the run's end writes at once.
+                # At most one write per flush interval: events arriving within one interval of
+                # the last write wait for its end and go together; the first event after a
+                # quiet interval goes at once. The run's end writes at once.
+                wait = last_write + self._flush_seconds - time.monotonic()
+                if wait > 0 and not live.done:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(live._finished.wait(), self._flush_seconds)
+                        await asyncio.wait_for(live._finished.wait(), wait)
                 if live.fenced:
                     return  # the store's events are the taker's now
                 batch = live.events[saved:]
@@ -598,6 +603,7 @@ class RunManager:
                         return
                     await asyncio.sleep(0.2 * failures)
                     continue
+                last_write = time.monotonic()
                 if not written:
                     self._lost(live)
                     return

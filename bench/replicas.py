@@ -8,7 +8,8 @@ a process of its own, and agent processes; no executor is needed (runs are text 
 - runs/s and events/s: concurrent clients send messages round-robin over the replicas, each
   run one model call streaming DELTAS deltas; counted on the clients (batch_events on).
 - follower latency: a run on replica A, a StreamRun follower on replica B; each event's arrival
-  on B minus the time A stamped on it (same machine, same clock).
+  on B minus the time A stamped on it (same machine, same clock); and the same for a second
+  follower on A itself.
 - takeover: a run held mid-stream on one replica, a follower on another; the replica is killed
   with SIGKILL and the time until the follower gets the taker's RunResumed event (the run goes
   on there) and the run's end are measured; the killed replica is started again before the next
@@ -212,6 +213,11 @@ async def bench_replicas(quick: bool, kills: int, lease: float) -> dict[str, Any
             with _replicas(root / "latency", 2, paced.base_url, postgres.create_database(), lease) as agents:
                 results["follower_latency"] = await measure_follower_latency(
                     agents[0].target, agents[1].target, 3 if quick else 10
+                )
+                # On the replica running the run: events go out once stored (a takeover starts
+                # from what was stored, so nobody saw more), at most one 20 ms batch later.
+                results["owner_follower_latency"] = await measure_follower_latency(
+                    agents[0].target, agents[0].target, 3 if quick else 10
                 )
                 results["takeover"] = await measure_takeover(agents, paced, kills, lease)
         finally:

@@ -149,8 +149,9 @@ TARGETS: dict[str, tuple[tuple[str, ...], str | None, float | None]] = {
     "events/s, PostgreSQL, 3 agents": (("replicas", "postgresql_3", "events_per_s"), None, None),
     "follower on another agent p50 (ms)": (("replicas", "follower_latency", "p50_ms"), None, None),
     "follower on another agent p99 (ms)": (("replicas", "follower_latency", "p99_ms"), None, None),
-    "takeover after kill -9 p50 (ms)": (("replicas", "takeover", "p50_ms"), None, None),
-    "takeover after kill -9 max (ms)": (("replicas", "takeover", "max_ms"), None, None),
+    "follower on the running agent p50 (ms)": (("replicas", "owner_follower_latency", "p50_ms"), None, None),
+    "takeover after kill -9, run going on again p50 (ms)": (("replicas", "takeover", "p50_ms"), None, None),
+    "takeover after kill -9, run going on again max (ms)": (("replicas", "takeover", "max_ms"), None, None),
     "agent RSS idle (MB)": (("memory", "agent", "idle_mb"), None, None),
     "agent RSS, S sessions (MB)": (("memory", "agent", "with_sessions_mb"), None, None),
 }
