@@ -15,7 +15,18 @@ case "$command" in
     esac
     exec firebox-executor "$@"
     ;;
-  agent) exec firebox-agent "$@" ;;
+  agent)
+    # Several agent replicas share a PostgreSQL database (FIREBOX_DATABASE_URL) and, on one Swarm
+    # node, the config volume: each then keeps its logs and training log in DIR/slot-N. With
+    # SQLite a single agent owns DIR (its database is there), as before.
+    if [ -n "${FIREBOX_DATABASE_URL:-}" ]; then
+      case "${FIREBOX_TASK_SLOT:-}" in
+        '' | *[!0-9]*) ;;
+        *) export FIREBOX_CONFIG_DIR="${FIREBOX_CONFIG_DIR:-/var/lib/firebox/agent}/slot-$FIREBOX_TASK_SLOT" ;;
+      esac
+    fi
+    exec firebox-agent "$@"
+    ;;
   firebox | cli) exec firebox "$@" ;;
   healthcheck) exec python -m firebox.common.healthprobe "$@" ;;
   docker-proxy) exec python -m firebox.deploy.docker_proxy "$@" ;;
