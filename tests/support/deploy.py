@@ -229,3 +229,127 @@ def compose_stack(*files: str, env: Mapping[str, str] | None = None) -> Iterator
             timeout=180,
         )
         remove_workspaces_of(found.stdout.split())
+
+
+# -- Swarm -------------------------------------------------------------------------------------
+
+
+def swarm_state() -> str:
+    return run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"]).stdout.strip()
+
+
+@contextmanager
+def joined_swarm() -> Iterator[bool]:
+    """A single-node swarm (`docker swarm init --advertise-addr 127.0.0.1` when the engine is in
+    none); left again afterwards if this made it. Yields whether it did."""
+    made = False
+    if swarm_state() != "active":
+        run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"])
+        made = True
+    try:
+        yield made
+    finally:
+        if made:
+            run(["docker", "swarm", "leave", "--force"], check=False, timeout=60)
+
+
+def bridge_gateway(network: str = "docker_gwbridge") -> str:
+    """The host's address on a Docker bridge network: what containers dial to reach a server on
+    the host (Swarm tasks on an overlay network route out through docker_gwbridge)."""
+    return run(
+        ["docker", "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", network]
+    ).stdout.strip()
+
+
+@dataclass(frozen=True)
+class SwarmStack:
+    name: str
+
+    def containers(self, service: str) -> list[str]:
+        return run(
+            ["docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={self.name}_{service}"]
+        ).stdout.split()
+
+    def slot_of(self, container: str) -> str:
+        task = run(
+            [
+                "docker",
+                "inspect",
+                "--format",
+                '{{index .Config.Labels "com.docker.swarm.task.name"}}',
+                container,
+            ]
+        ).stdout.strip()
+        return task.rsplit(".", 2)[1]
+
+    def instance_id(self, container: str) -> str:
+        """An executor replica's instance id (the owner label of the workspaces it makes)."""
+        slot = self.slot_of(container)
+        return run(
+            ["docker", "exec", container, "cat", f"/var/lib/firebox/executor/slot-{slot}/instance-id"]
+        ).stdout.strip()
+
+    def host_port(self, container: str, target: int) -> int:
+        """The host port a task publishes `target` on (host mode)."""
+        ports = json.loads(
+            run(["docker", "inspect", "--format", "{{json .NetworkSettings.Ports}}", container]).stdout
+        )
+        return int(ports[f"{target}/tcp"][0]["HostPort"])
+
+    def wait_for_replicas(self, service: str, count: int, within: float) -> list[str]:
+        deadline = time.monotonic() + within
+        while True:
+            containers = self.containers(service)
+            if len(containers) == count:
+                return containers
+            if time.monotonic() > deadline:
+                tasks = run(["docker", "service", "ps", "--no-trunc", f"{self.name}_{service}"], check=False)
+                raise AssertionError(
+                    f"{service}: {len(containers)} of {count} replicas running\n{tasks.stdout}"
+                )
+            time.sleep(1)
+
+
+@contextmanager
+def swarm_stack(
+    prefix: str,
+    replicas: Mapping[str, int],
+    *,
+    env: Mapping[str, str],
+    overlays: Sequence[str] = (),
+    volumes: Sequence[str] = ("executor-state", "agent-state"),
+    within: float = 240,
+) -> Iterator[SwarmStack]:
+    """Deploy compose.yaml (and `overlays`, with -c) as a stack with scripts/stack-deploy.sh on
+    the swarm this engine is in, wait until `replicas` (service -> count) run and are healthy,
+    and always remove it: `docker stack rm`, its containers gone, the workspace containers its
+    executors made, its volumes."""
+    stack = SwarmStack(prefix + secrets.token_hex(3))
+    owners: list[str] = []
+    argv = ["bash", "scripts/stack-deploy.sh", stack.name]
+    for overlay in overlays:
+        argv += ["-c", overlay]
+    try:
+        run(argv, env=env, timeout=180)
+        running = [
+            c for service, count in replicas.items() for c in stack.wait_for_replicas(service, count, within)
+        ]
+        wait_healthy(running, within=within, describe=f"swarm stack {stack.name}")
+        if "executor" in replicas:
+            owners.extend(stack.instance_id(c) for c in stack.containers("executor"))
+        yield stack
+    finally:
+        run(["docker", "stack", "rm", stack.name], check=False, timeout=120)
+        # `stack rm` returns before the containers are gone; volumes can go only after them.
+        deadline = time.monotonic() + 90
+        while (
+            time.monotonic() < deadline
+            and run(
+                ["docker", "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack.name}"],
+                check=False,
+            ).stdout.split()
+        ):
+            time.sleep(1)
+        remove_workspaces_of(owners)
+        for volume in volumes:
+            run(["docker", "volume", "rm", "-f", f"{stack.name}_{volume}"], check=False)

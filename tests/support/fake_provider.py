@@ -462,12 +462,17 @@ class FakeProvider:
         self._release = asyncio.Event()
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.host = "127.0.0.1"
 
     @classmethod
-    async def start(cls, default: Reply | None = None, wire: str = "openai", port: int = 0) -> FakeProvider:
-        """`port` 0 picks a free one; a given port brings a stopped provider back where it was."""
+    async def start(
+        cls, default: Reply | None = None, wire: str = "openai", port: int = 0, host: str = "127.0.0.1"
+    ) -> FakeProvider:
+        """`port` 0 picks a free one; a given port brings a stopped provider back where it was.
+        `host` is the address to listen on (containers reach the host on a Docker bridge's gateway)."""
         fake = cls(default, wire)
-        fake._server = await asyncio.start_server(fake._serve, "127.0.0.1", port)
+        fake.host = host
+        fake._server = await asyncio.start_server(fake._serve, host, port)
         fake.port = fake._server.sockets[0].getsockname()[1]
         return fake
 
@@ -476,8 +481,8 @@ class FakeProvider:
         """What --provider-base-url takes: OpenAI clients add /chat/completions to a URL ending
         in /v1; Anthropic's add /v1/messages to the bare origin."""
         if self.wire == "anthropic":
-            return f"http://127.0.0.1:{self.port}"
-        return f"http://127.0.0.1:{self.port}/v1"
+            return f"http://{self.host}:{self.port}"
+        return f"http://{self.host}:{self.port}/v1"
 
     def sent(self, index: int) -> list[dict[str, Any]]:
         """The conversation of request `index` in the chat-completions shape, whatever the wire
@@ -713,6 +718,7 @@ def _main() -> None:
     parser.add_argument("--deltas", type=int, default=1)
     parser.add_argument("--pause", type=float, default=0.0, help="seconds between deltas")
     parser.add_argument("--wire", choices=("openai", "anthropic"), default="openai")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     args = parser.parse_args()
 
     async def serve() -> None:
@@ -726,7 +732,7 @@ def _main() -> None:
             Raw(f"event: {step.name}\ndata: {json.dumps(step.data)}") if isinstance(step, Event) else step
             for step in reply.anthropic or ()
         ]
-        fake = await FakeProvider.start(reply, wire=args.wire)
+        fake = await FakeProvider.start(reply, wire=args.wire, host=args.host)
         print(fake.base_url, flush=True)
         await asyncio.Event().wait()
 

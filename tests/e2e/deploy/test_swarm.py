@@ -5,8 +5,6 @@ even on failure; the swarm is left again if this test made it."""
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,13 +12,14 @@ import pytest
 
 from tests.support.deploy import (
     GRPCURL,
+    SwarmStack,
     free_port,
     grpcurl,
     have_tools,
+    joined_swarm,
     prepare_images,
-    remove_workspaces_of,
     run,
-    wait_healthy,
+    swarm_stack,
     workspace_owner,
 )
 
@@ -31,103 +30,38 @@ HEALTHY_WITHIN_SECONDS = 240
 
 
 @dataclass(frozen=True)
-class SwarmStack:
-    name: str
-    agent: str  # published through the swarm's routing mesh
-
-    def containers(self, service: str) -> list[str]:
-        return run(
-            ["docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={self.name}_{service}"]
-        ).stdout.split()
-
-    def slot_of(self, container: str) -> str:
-        return (
-            run(
-                [
-                    "docker",
-                    "inspect",
-                    "--format",
-                    '{{index .Config.Labels "com.docker.swarm.task.name"}}',
-                    container,
-                ]
-            )
-            .stdout.strip()
-            .rsplit(".", 2)[1]
-        )
-
-    def instance_id(self, container: str) -> str:
-        slot = self.slot_of(container)
-        return run(
-            ["docker", "exec", container, "cat", f"/var/lib/firebox/executor/slot-{slot}/instance-id"]
-        ).stdout.strip()
-
-
-def _swarm_state() -> str:
-    return run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"]).stdout.strip()
-
-
-def _wait_for_replicas(stack: SwarmStack, service: str, count: int, within: float) -> list[str]:
-    deadline = time.monotonic() + within
-    while True:
-        containers = stack.containers(service)
-        if len(containers) == count:
-            return containers
-        if time.monotonic() > deadline:
-            tasks = run(["docker", "service", "ps", "--no-trunc", f"{stack.name}_{service}"], check=False)
-            raise AssertionError(f"{service}: {len(containers)} of {count} replicas running\n{tasks.stdout}")
-        time.sleep(1)
+class AgentSwarm(SwarmStack):
+    agent: str = ""  # the agent's published address
 
 
 @pytest.fixture(scope="module")
-def swarm_stack() -> Iterator[SwarmStack]:
+def swarm() -> Iterator[AgentSwarm]:
     reason = have_tools()
     if reason:
         pytest.skip(reason)
     prepare_images()
-    made_swarm = False
-    if _swarm_state() != "active":
-        run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"])
-        made_swarm = True
-    stack = SwarmStack("fbswarm" + secrets.token_hex(3), f"127.0.0.1:{free_port()}")
-    env = {"FIREBOX_AGENT_PORT": stack.agent.rsplit(":", 1)[1], "FIREBOX_EXECUTOR_REPLICAS": str(REPLICAS)}
-    owners: list[str] = []
-    try:
-        run(["bash", "scripts/stack-deploy.sh", stack.name], env=env, timeout=180)
-        executors = _wait_for_replicas(stack, "executor", REPLICAS, HEALTHY_WITHIN_SECONDS)
-        agents = _wait_for_replicas(stack, "agent", 1, HEALTHY_WITHIN_SECONDS)
-        wait_healthy([*executors, *agents], within=HEALTHY_WITHIN_SECONDS, describe="swarm stack")
-        owners.extend(stack.instance_id(c) for c in executors)
-        yield stack
-    finally:
-        run(["docker", "stack", "rm", stack.name], check=False, timeout=120)
-        # `stack rm` returns before the containers are gone; volumes can go only after them.
-        deadline = time.monotonic() + 90
-        while (
-            time.monotonic() < deadline
-            and run(
-                ["docker", "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack.name}"],
-                check=False,
-            ).stdout.split()
-        ):
-            time.sleep(1)
-        remove_workspaces_of(owners)
-        for volume in ("executor-state", "agent-state"):
-            run(["docker", "volume", "rm", "-f", f"{stack.name}_{volume}"], check=False)
-        if made_swarm:
-            run(["docker", "swarm", "leave", "--force"], check=False, timeout=60)
+    agent = f"127.0.0.1:{free_port()}"
+    env = {"FIREBOX_AGENT_PORT": agent.rsplit(":", 1)[1], "FIREBOX_EXECUTOR_REPLICAS": str(REPLICAS)}
+    with (
+        joined_swarm(),
+        swarm_stack(
+            "fbswarm", {"executor": REPLICAS, "agent": 1}, env=env, within=HEALTHY_WITHIN_SECONDS
+        ) as stack,
+    ):
+        yield AgentSwarm(stack.name, agent)
 
 
-def test_two_executor_replicas_are_healthy_with_their_own_identity(swarm_stack: SwarmStack) -> None:
-    executors = swarm_stack.containers("executor")
+def test_two_executor_replicas_are_healthy_with_their_own_identity(swarm: AgentSwarm) -> None:
+    executors = swarm.containers("executor")
     assert len(executors) == REPLICAS
-    slots = {swarm_stack.slot_of(c) for c in executors}
+    slots = {swarm.slot_of(c) for c in executors}
     assert slots == {"1", "2"}
     # Each replica owns the workspaces it creates: distinct instance ids, kept per task slot.
-    assert len({swarm_stack.instance_id(c) for c in executors}) == REPLICAS
+    assert len({swarm.instance_id(c) for c in executors}) == REPLICAS
 
 
-def test_agent_reaches_every_replica_by_its_own_address(swarm_stack: SwarmStack) -> None:
-    agent = swarm_stack.containers("agent")[0]
+def test_agent_reaches_every_replica_by_its_own_address(swarm: AgentSwarm) -> None:
+    agent = swarm.containers("agent")[0]
     resolved = run(
         [
             "docker",
@@ -140,7 +74,7 @@ def test_agent_reaches_every_replica_by_its_own_address(swarm_stack: SwarmStack)
     ).stdout.split()
     assert len(resolved) == REPLICAS, resolved
     executor_ips = set()
-    for container in swarm_stack.containers("executor"):
+    for container in swarm.containers("executor"):
         networks = json.loads(
             run(["docker", "inspect", "--format", "{{json .NetworkSettings.Networks}}", container]).stdout
         )
@@ -153,18 +87,18 @@ def test_agent_reaches_every_replica_by_its_own_address(swarm_stack: SwarmStack)
         assert probe.stdout.strip() == f"{address}:50051: SERVING"
 
 
-def test_agent_answers_through_the_published_port(swarm_stack: SwarmStack) -> None:
-    assert "firebox.agent.v1.AgentService" in grpcurl(swarm_stack.agent, "list").split()
-    assert json.loads(grpcurl(swarm_stack.agent, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
+def test_agent_answers_through_the_published_port(swarm: AgentSwarm) -> None:
+    assert "firebox.agent.v1.AgentService" in grpcurl(swarm.agent, "list").split()
+    assert json.loads(grpcurl(swarm.agent, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
 
 
-def test_workspaces_spread_across_replicas_and_route_back_through_the_agent(swarm_stack: SwarmStack) -> None:
+def test_workspaces_spread_across_replicas_and_route_back_through_the_agent(swarm: AgentSwarm) -> None:
     # The agent resolves `executor` (dnsrr: every replica's address), places new workspaces on
     # the replica with the fewest, and routes each call to the replica that created it.
     created = [
         json.loads(
             grpcurl(
-                swarm_stack.agent,
+                swarm.agent,
                 "firebox.agent.v1.AgentService/CreateWorkspace",
                 data=json.dumps({"name": f"spread-{i}"}),
             )
@@ -172,27 +106,27 @@ def test_workspaces_spread_across_replicas_and_route_back_through_the_agent(swar
         for i in range(4)
     ]
     owners = {workspace_owner(w) for w in created}
-    replicas = {swarm_stack.instance_id(c) for c in swarm_stack.containers("executor")}
+    replicas = {swarm.instance_id(c) for c in swarm.containers("executor")}
     assert owners == replicas, f"workspaces all on {owners}, replicas {replicas}"
     for workspace_id in created:
         out = grpcurl(
-            swarm_stack.agent,
+            swarm.agent,
             "firebox.agent.v1.AgentService/Execute",
             data=json.dumps({"workspace_id": workspace_id, "script": "echo routed"}),
         )
         assert '"exit_code": 0' in out, out
         assert '"stdout_data": "cm91dGVkCg=="' in out, out  # base64 of "routed\n"
-    info = json.loads(grpcurl(swarm_stack.agent, "firebox.agent.v1.AgentService/GetServerInfo"))
+    info = json.loads(grpcurl(swarm.agent, "firebox.agent.v1.AgentService/GetServerInfo"))
     assert {e.get("instance_id") for e in info["executors"]} == replicas, info
 
     # A lost replica: its workspaces answer UNAVAILABLE promptly instead of hanging.
-    run(["docker", "service", "scale", "--detach=false", f"{swarm_stack.name}_executor=1"], timeout=120)
-    remaining = {swarm_stack.instance_id(c) for c in swarm_stack.containers("executor")}
+    run(["docker", "service", "scale", "--detach=false", f"{swarm.name}_executor=1"], timeout=120)
+    remaining = {swarm.instance_id(c) for c in swarm.containers("executor")}
     orphaned = next(w for w in created if workspace_owner(w) not in remaining)
     result = run(
         [GRPCURL, "-plaintext", "-max-time", "30", "-d",
          json.dumps({"workspace_id": orphaned, "script": "true"}),
-         swarm_stack.agent, "firebox.agent.v1.AgentService/Execute"],
+         swarm.agent, "firebox.agent.v1.AgentService/Execute"],
         check=False,
         timeout=60,
     )  # fmt: skip
@@ -202,7 +136,7 @@ def test_workspaces_spread_across_replicas_and_route_back_through_the_agent(swar
     # The workspaces of the replica that is left still answer.
     kept = next(w for w in created if workspace_owner(w) in remaining)
     out = grpcurl(
-        swarm_stack.agent,
+        swarm.agent,
         "firebox.agent.v1.AgentService/Execute",
         data=json.dumps({"workspace_id": kept, "script": "echo kept"}),
     )
