@@ -74,8 +74,9 @@ chaos: install
 	bash scripts/test-env.sh
 	$(VENV)/bin/pytest -q -rs -s tests/chaos $(PYTEST_ARGS)
 
-## Deployment end to end: build the images locally (no registry; scripts/deploy-env.sh), then
-## bring up compose.yaml and a two-replica Swarm stack and drive them with grpcurl and the CLI.
+## Deployment end to end: build the images locally (no registry; scripts/deploy-env.sh: the service,
+## workspace and PostgreSQL images), then bring up compose.yaml (alone and with compose.postgres.yaml),
+## a two-replica Swarm stack and a 3-agent + PostgreSQL stack, and drive them with grpcurl and the CLI.
 e2e: install
 	bash scripts/deploy-env.sh
 	FIREBOX_E2E_PREPARED=1 $(VENV)/bin/pytest -q -rxs tests/e2e/deploy $(PYTEST_ARGS)
