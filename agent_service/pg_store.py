@@ -358,17 +358,18 @@ class PostgresStore(Store):
                 )
             ).fetchall()
             for run_id, _session, data in rows:
-                run = interrupted(data, end_time_ns, reason)
-                await conn.execute(
-                    "UPDATE runs SET status = %s, data = %s WHERE id = %s",
-                    (run.status, run.SerializeToString(), run_id),
-                )
                 last = await (
                     await conn.execute(
                         "SELECT COALESCE(MAX(idx), 0) FROM events WHERE run_id = %s", (run_id,)
                     )
                 ).fetchone()
-                event = final_event(run_id, (last[0] if last else 0) + 1, end_time_ns, reason)
+                final_index = (last[0] if last else 0) + 1
+                run = interrupted(data, end_time_ns, reason, final_index)
+                await conn.execute(
+                    "UPDATE runs SET status = %s, data = %s WHERE id = %s",
+                    (run.status, run.SerializeToString(), run_id),
+                )
+                event = final_event(run_id, final_index, end_time_ns, reason)
                 await conn.execute(
                     "INSERT INTO events (run_id, idx, data) VALUES (%s, %s, %s)",
                     (run_id, event.index, event.SerializeToString()),

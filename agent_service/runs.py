@@ -708,7 +708,9 @@ class RunManager:
             live.emit(run_cancelled=agent_pb2.RunCancelled(reason=LEASE_LOST_REASON))
             return
         # Stored before the last event goes out: a client that saw its run end may send the
-        # next message to any replica, and must find the session free there.
+        # next message to any replica, and must find the session free there. The stored run
+        # counts that last event already.
+        run.last_event_index = len(live.events) + 1
         try:
             owner = self.owner if self._store.shared else ""
             await asyncio.shield(self._store.put_run(run, only_owner=owner))

@@ -39,12 +39,13 @@ CONTROL_CHANNEL = "firebox_run_control"
 RESTART_REASON = "the agent stopped while the run was going"
 
 
-def interrupted(data: bytes, end_time_ns: int, reason: str) -> agent_pb2.Run:
-    """A stored run, ended INTERRUPTED for `reason`."""
+def interrupted(data: bytes, end_time_ns: int, reason: str, final_index: int) -> agent_pb2.Run:
+    """A stored run, ended INTERRUPTED for `reason` by its event number `final_index`."""
     run = agent_pb2.Run.FromString(data)
     run.status = agent_pb2.RUN_STATUS_INTERRUPTED
     run.end_time.FromNanoseconds(end_time_ns)
     run.error = reason
+    run.last_event_index = final_index
     return run
 
 
@@ -663,13 +664,13 @@ class SqliteStore(Store):
                 (*_LIVE_RUN_STATES, *args),
             ).fetchall()
             for run_id, _session, data in rows:
-                run = interrupted(data, end_time_ns, reason)
+                last = (
+                    db.execute("SELECT MAX(idx) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0] or 0
+                )
+                run = interrupted(data, end_time_ns, reason, last + 1)
                 db.execute(
                     "UPDATE runs SET status = ?, data = ? WHERE id = ?",
                     (run.status, run.SerializeToString(), run_id),
-                )
-                last = (
-                    db.execute("SELECT MAX(idx) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0] or 0
                 )
                 event = final_event(run_id, last + 1, end_time_ns, reason)
                 db.execute(

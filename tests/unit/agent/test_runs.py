@@ -294,6 +294,7 @@ async def test_a_run_taken_over_goes_on_at_the_taker_and_is_written_no_more_by_t
     assert stored.takeovers == 1
     recorded = await store_b.list_events(live.id, 0, 100)
     assert [e.index for e in recorded] == list(range(1, len(recorded) + 1))
+    assert stored.last_event_index == len(recorded)  # the stored run counts its last event
     assert [e.WhichOneof("event") for e in recorded] == ["run_started", "text_delta", "run_completed"]
     assert recorded[1].text_delta.text == "resumed after 1"
     # Followers on either replica see the same list: on the slow one, what it had stored before

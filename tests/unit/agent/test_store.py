@@ -381,6 +381,7 @@ async def test_expired_queued_runs_end_interrupted_with_a_final_event(reopen: Op
     assert run is not None and run.status == agent_pb2.RUN_STATUS_INTERRUPTED and run.error == "gone"
     events = await store.list_events("queued", 0, 10)
     assert [e.index for e in events] == [1] and events[-1].run_cancelled.reason == "gone"
+    assert run.last_event_index == 1
     # The session's running run (another replica's, alive) and its streaming message are left be.
     assert await store.running_run_id("ses-001") == "running"
     assert (await store.list_messages("ses-001"))[0].status == agent_pb2.MESSAGE_STATUS_STREAMING
