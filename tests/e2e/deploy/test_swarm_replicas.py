@@ -4,10 +4,11 @@ OpenAI-compatible server on the host (tests/support/fake_provider.py, reached on
 docker_gwbridge gateway). Runs stream through every replica; one replica's container that owns
 runs is killed (SIGKILL) mid-run; every run is followed to its end from the others.
 
-What it shows: each run ends COMPLETED, or INTERRUPTED with a reason (a taken-over run may also
-go on elsewhere and complete; both are accepted), within a bounded wait; every client saw the
-run's event indices contiguous from 1, none lost or repeated across the kill and its
-reconnection, and the same events as a client following the run from another replica.
+What it shows: within a bounded wait every run ends COMPLETED: the kept replicas' runs
+undisturbed, the killed replica's taken over by another replica and continued there (a
+RunResumed event, the model call made again); every client saw the run's event indices
+contiguous from 1, none lost or repeated across the kill and its reconnection, and the same
+events as a client following the run from another replica.
 
 The agents publish their port in host mode, one free host port per replica (FIREBOX_AGENT_PORT=0):
 the routing mesh (FIREBOX_AGENT_PORT_MODE=ingress) needs the kernel's IPVS, which this machine's
@@ -323,14 +324,15 @@ def _start_follow_kill_and_check(
             assert final.HasField("run_completed"), (run_id, final)
             assert stored.status == ag.RUN_STATUS_COMPLETED, (run_id, stored)
             assert text == EXPECTED_TEXT, (run_id, text)
-        elif final.HasField("run_cancelled"):
-            # Ended cleanly by the replica that took it over, saying why.
-            assert final.run_cancelled.reason, (run_id, final)
-            assert stored.status == ag.RUN_STATUS_INTERRUPTED, (run_id, stored)
         else:
-            # Or continued elsewhere to its end.
+            # Taken over and continued elsewhere to its end: the taker says so (RunResumed),
+            # closes the answer that was streaming and makes the model call again.
+            resumed = [e.run_resumed for e in sender.events if e.HasField("run_resumed")]
+            assert len(resumed) == 1 and resumed[0].interrupted_message_ids, (run_id, resumed)
             assert final.HasField("run_completed"), (run_id, final)
-            assert stored.status == ag.RUN_STATUS_COMPLETED, (run_id, stored)
+            assert stored.status == ag.RUN_STATUS_COMPLETED and stored.takeovers == 1, (run_id, stored)
+            assert text.endswith(EXPECTED_TEXT), (run_id, text)
+        assert stored.last_event_index == final.index, (run_id, stored.last_event_index, final.index)
         report.append(
             f"{run_id} on {'killed' if started_by[run_id] == victim else 'kept'} replica: "
             f"{ag.RunStatus.Name(stored.status)}, {final.index} events "
