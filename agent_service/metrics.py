@@ -25,6 +25,13 @@ MODEL_TOKENS = Counter(
     ["model", "kind"],
     registry=REGISTRY,
 )
+RUN_TAKEOVERS = Counter(
+    "firebox_agent_run_takeovers",
+    "Runs of agent replicas whose lease ran out that this replica took over, by what it did with "
+    "them: continued (a running run), interrupted (a queued run: its message was never stored)",
+    ["action"],
+    registry=REGISTRY,
+)
 # Model names come from clients (session settings): past this many, further ones count as "other".
 MAX_MODEL_LABELS = 32
 _models: set[str] = set()

@@ -40,6 +40,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from agent_service.metrics import RUN_TAKEOVERS
 from agent_service.store import _LIVE_RUN_STATES, CONTROL_CHANNEL, EVENTS_CHANNEL, Store
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import (
@@ -934,11 +935,13 @@ class RunManager:
         now = time.time_ns()
         ended = await self._store.interrupt_expired(now, TAKEOVER_REASON)
         if ended:
+            RUN_TAKEOVERS.labels("interrupted").inc(len(ended))
             log.warning("queued_runs_interrupted", count=len(ended), run_ids=ended[:20])
             for run_id in ended:
                 self._later(self._retention, self._forget_taken, run_id)
         claimed_at = time.monotonic()
         for run in await self._store.claim_expired(now, self.owner, self._lease_until(), TAKEOVERS_PER_SCAN):
+            RUN_TAKEOVERS.labels("continued").inc()
             log.warning("run_taken_over", run_id=run.id, session_id=run.session_id, takeovers=run.takeovers)
             try:
                 await self._resume(run, claimed_at)

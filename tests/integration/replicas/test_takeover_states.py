@@ -7,16 +7,19 @@ database takes the run over within its lease scan and is followed with StreamRun
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent_service.pg_store import PostgresStore
 from agent_service.runs import MAX_TAKEOVERS, RESUMED_REASON, TAKEOVER_REASON
 from agent_service.toolloop import INTERRUPTED_CALL_RESULT
 from firebox.agent.v1 import agent_pb2 as A
 from tests.support.agent_server import UNREACHABLE_EXECUTOR, agent_stub, collect, kinds, new_session, text_of
+from tests.support.executor_server import free_port
 from tests.support.fake_provider import FakeProvider, shell_reply, text_reply
 from tests.support.postgres import PostgresServer
 from tests.support.service_process import AgentProcess
@@ -43,12 +46,24 @@ def database(postgres_server: PostgresServer) -> str:
 
 
 @pytest.fixture
-def agent(tmp_path: Path, fake: FakeProvider, database: str) -> Iterator[AgentProcess]:
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def agent(tmp_path: Path, fake: FakeProvider, database: str, metrics_port: int) -> Iterator[AgentProcess]:
     process = AgentProcess(
         tmp_path / "agent",
         executor=UNREACHABLE_EXECUTOR,
         provider=fake.base_url,
-        args=["--database-url", database, "--run-lease", str(LEASE_SECONDS)],
+        args=[
+            "--database-url",
+            database,
+            "--run-lease",
+            str(LEASE_SECONDS),
+            "--metrics-listen",
+            f"127.0.0.1:{metrics_port}",
+        ],
     )
     process.start()
     try:
@@ -105,13 +120,23 @@ async def _leave_behind(
         await store.close()
 
 
+def _takeovers(port: int, action: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "firebox_agent_run_takeovers_total" and sample.labels == {"action": action}:
+                return sample.value
+    return 0.0
+
+
 async def _follow(stub, run_id: str) -> list[A.RunEvent]:
     async with asyncio.timeout(LEASE_SECONDS * 4 + 10):
         return await collect(stub.StreamRun(A.StreamRunRequest(run_id=run_id)))
 
 
 async def test_a_final_answer_stored_before_the_outcome_completes_without_asking_the_model_again(
-    agent, fake, database
+    agent, fake, database, metrics_port
 ):
     stub = agent_stub(agent.target)
     session = await new_session(stub)
@@ -128,6 +153,7 @@ async def test_a_final_answer_stored_before_the_outcome_completes_without_asking
     assert fake.requests == []
     run = (await stub.GetRun(A.GetRunRequest(run_id=run_id))).run
     assert run.status == A.RUN_STATUS_COMPLETED and run.takeovers == 1
+    assert _takeovers(metrics_port, "continued") == 1 and _takeovers(metrics_port, "interrupted") == 0
 
 
 async def test_calls_without_results_at_the_step_limit_are_answered_interrupted_and_the_run_ends_there(
@@ -206,7 +232,7 @@ async def test_a_run_that_keeps_taking_replicas_down_ends_interrupted(agent, fak
 
 
 async def test_a_queued_run_of_a_dead_replica_ends_interrupted_its_message_was_never_stored(
-    agent, fake, database
+    agent, fake, database, metrics_port
 ):
     stub = agent_stub(agent.target)
     session = await new_session(stub)
@@ -216,3 +242,4 @@ async def test_a_queued_run_of_a_dead_replica_ends_interrupted_its_message_was_n
     assert RESUMED_REASON not in events[0].run_cancelled.reason
     run = (await stub.GetRun(A.GetRunRequest(run_id=run_id))).run
     assert run.status == A.RUN_STATUS_INTERRUPTED and fake.requests == []
+    assert _takeovers(metrics_port, "interrupted") == 1 and _takeovers(metrics_port, "continued") == 0
