@@ -571,8 +571,9 @@ class RunManager:
 
     async def _save_events(self, live: LiveRun) -> None:
         """Write the run's events to the store in order, a batch at a time, until it is done;
-        followers of a gated run get each batch once it is written. Whatever ends the writing
-        (the run's end, five failed writes in a row, a takeover) lets them have the rest."""
+        followers of a gated run get each batch once it is written. When the writing ends (the
+        run's end, five failed writes in a row) they get the rest; after a takeover they go on
+        from the store instead (the taker's events)."""
         saved = live.stored
         failures = 0
         # With a shared store a write is refused once another replica owns the run.
@@ -773,8 +774,12 @@ class RunManager:
 
     # -- following -------------------------------------------------------------------------
 
-    async def follow(self, run_id: str, after_index: int) -> AsyncIterator[agent_pb2.RunEvent]:
-        live = self._runs.get(run_id)
+    async def follow(
+        self, run_id: str, after_index: int, live: LiveRun | None = None
+    ) -> AsyncIterator[agent_pb2.RunEvent]:
+        """A run's events after `after_index`, then live ones until it ends: from memory when
+        this process drives it (or `live`, the run a send just started), else from the store."""
+        live = live or self._runs.get(run_id)
         if live is not None:
             async for event in live.follow(after_index):
                 after_index = event.index
@@ -786,9 +791,11 @@ class RunManager:
             for event in page:
                 yield event
 
-    async def follow_batches(self, run_id: str, after_index: int) -> AsyncIterator[list[agent_pb2.RunEvent]]:
+    async def follow_batches(
+        self, run_id: str, after_index: int, live: LiveRun | None = None
+    ) -> AsyncIterator[list[agent_pb2.RunEvent]]:
         """`follow`, several events at a time (LiveRun.follow_batches)."""
-        live = self._runs.get(run_id)
+        live = live or self._runs.get(run_id)
         if live is not None:
             async for batch in live.follow_batches(after_index):
                 after_index = batch[-1].index

@@ -409,8 +409,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         log.info("run_submitted", run_id=live.id, session_id=session.id, policy=policy.value)
         async for response in _responses(
             request.batch_events,
-            partial(live.follow, 0),
-            partial(live.follow_batches, 0),
+            partial(self._runs.follow, live.id, 0, live),
+            partial(self._runs.follow_batches, live.id, 0, live),
             agent_pb2.SendMessageResponse,
         ):
             yield response
@@ -732,8 +732,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         yield agent_pb2.EditMessageResponse(message=message)
         async for response in _responses(
             request.batch_events,
-            partial(live.follow, 0),
-            partial(live.follow_batches, 0),
+            partial(self._runs.follow, live.id, 0, live),
+            partial(self._runs.follow_batches, live.id, 0, live),
             agent_pb2.EditMessageResponse,
         ):
             yield response
