@@ -41,7 +41,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from agent_service.metrics import RUN_TAKEOVERS
-from agent_service.store import _LIVE_RUN_STATES, CONTROL_CHANNEL, EVENTS_CHANNEL, Store
+from agent_service.store import _LIVE_RUN_STATES, CONTROL_CHANNEL, EVENTS_CHANNEL, Store, add_usage
 from firebox.agent.v1 import agent_pb2
 from firebox.common.errors import (
     Aborted,
@@ -967,14 +967,7 @@ class RunManager:
         run.usage.Clear()
         for event in events:
             if event.HasField("usage"):
-                for name in (
-                    "input_tokens",
-                    "cached_input_tokens",
-                    "output_tokens",
-                    "reasoning_tokens",
-                    "total_tokens",
-                ):
-                    setattr(run.usage, name, getattr(run.usage, name) + getattr(event.usage.call, name))
+                add_usage(run.usage, event.usage.call)
         options = RunOptions(approval_policy=run.approval_policy, request_id=run.request_id)
         live = LiveRun(run, "", options)
         live.events = events

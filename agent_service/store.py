@@ -69,17 +69,22 @@ def run_row(run: agent_pb2.Run, owner: str, lease_until_ns: int) -> tuple[object
     )
 
 
+def add_usage(total: agent_pb2.Usage, usage: agent_pb2.Usage) -> None:
+    """Add one call's token counts to `total`, in place."""
+    total.input_tokens += usage.input_tokens
+    total.cached_input_tokens += usage.cached_input_tokens
+    total.output_tokens += usage.output_tokens
+    total.reasoning_tokens += usage.reasoning_tokens
+    total.total_tokens += usage.total_tokens
+
+
 def add_to_total(
     session: agent_pb2.Session, usage: agent_pb2.Usage, context_tokens: int | None
 ) -> agent_pb2.Usage:
     """Add one call's usage to the session's stored total (and set its context size); returns a
     copy of the new total."""
     total = session.usage
-    total.input_tokens += usage.input_tokens
-    total.cached_input_tokens += usage.cached_input_tokens
-    total.output_tokens += usage.output_tokens
-    total.reasoning_tokens += usage.reasoning_tokens
-    total.total_tokens += usage.total_tokens
+    add_usage(total, usage)
     if context_tokens is not None:
         session.context_tokens = context_tokens
     result = agent_pb2.Usage()

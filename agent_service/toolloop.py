@@ -52,7 +52,7 @@ from agent_service.runs import RESUMED_REASON, LiveRun, RunInterrupted
 from agent_service.session_workspace import SessionWorkspaces, sandbox_mode
 from agent_service.session_workspace import workspace_policy as workspace_policy
 from agent_service.skills import SkillLibrary
-from agent_service.store import Store
+from agent_service.store import Store, add_usage
 from agent_service.tool_output import tool_result_text as tool_result_text
 from agent_service.tools import (
     WRITE_FILE_TOOL_NAME,
@@ -580,14 +580,7 @@ class ToolLoop:
         cumulative = await self._store.add_usage(session.id, usage, context_tokens=context_tokens)
         # A usage event only when the provider counted; the estimate still reaches GetSession.
         if completion.usage is not None:
-            for name in (
-                "input_tokens",
-                "cached_input_tokens",
-                "output_tokens",
-                "reasoning_tokens",
-                "total_tokens",
-            ):
-                setattr(live.run.usage, name, getattr(live.run.usage, name) + getattr(usage, name))
+            add_usage(live.run.usage, usage)
             live.emit(
                 usage=agent_pb2.UsageReported(
                     call=usage,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.slow
 
 # Short, so the takeover test waits seconds, not the default five.
 LEASE_SECONDS = 1.5
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider.start()
-    try:
-        yield provider
-    finally:
-        provider.release()
-        await provider.stop()
 
 
 @pytest.fixture
@@ -258,6 +248,10 @@ async def test_a_tool_call_left_without_a_result_by_a_killed_replica_is_reported
     finished = next(e.tool_call_finished for e in seen if e.HasField("tool_call_finished"))
     assert finished.tool_call_id == "call_deploy" and finished.result == INTERRUPTED_CALL_RESULT
     assert kinds(seen)[-1] == "run_completed" and text_of(seen) == "I will check first."
+    # The run's usage counts both model calls, the one made on A included (from its stored events).
+    usages = [e.usage.call for e in seen if e.HasField("usage")]
+    run = (await b.GetRun(A.GetRunRequest(run_id=events[0].run_id))).run
+    assert len(usages) == 2 and run.usage.output_tokens == sum(u.output_tokens for u in usages) > 0
     # The model is told, and nothing ran: the second request carries the interrupted result.
     tool_message = fake.requests[1]["messages"][-1]
     assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_deploy"

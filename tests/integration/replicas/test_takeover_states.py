@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +28,6 @@ pytestmark = pytest.mark.slow
 
 LEASE_SECONDS = 1.5
 DEAD = "agent-that-was-killed"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProvider]:
-    provider = await FakeProvider.start()
-    try:
-        yield provider
-    finally:
-        provider.release()
-        await provider.stop()
 
 
 @pytest.fixture
