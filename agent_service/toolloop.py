@@ -321,12 +321,14 @@ class ToolLoop:
         answered = {m.tool_call_id for m in ours if m.role == agent_pb2.ROLE_TOOL}
         unanswered = [c for c in last.tool_calls if c.id not in answered] if last is not None else []
         finished = last is not None and (last.truncated or not last.tool_calls)
+        # Calls of an answer cut at the output limit were never to run: they are answered as cut.
+        cut = last is not None and last.truncated
         live.emit(
             run_resumed=agent_pb2.RunResumed(
                 reason=RESUMED_REASON,
                 after_index=live.resumed_after,
                 interrupted_message_ids=[m.id for m in interrupted],
-                interrupted_tool_call_ids=[c.id for c in unanswered],
+                interrupted_tool_call_ids=[] if cut else [c.id for c in unanswered],
                 next_step=0 if finished else len(answers) + 1,
             )
         )
@@ -340,11 +342,11 @@ class ToolLoop:
         for message in interrupted:
             live.emit(message_completed=agent_pb2.MessageCompleted(message=message))
         for call in unanswered:
-            result = _CUT_CALL_RESULT if last is not None and last.truncated else INTERRUPTED_CALL_RESULT
+            result = _CUT_CALL_RESULT if cut else INTERRUPTED_CALL_RESULT
             finish_call(live, call.id, result)
             await self._add_tool_message(live, session.id, call.id, result)
         if finished:
-            live.output_truncated = last is not None and last.truncated
+            live.output_truncated = cut
             return False
         turn = await self._turn(live, session, connection, model)
         return await self._steps(live, turn, first_step=len(answers) + 1)

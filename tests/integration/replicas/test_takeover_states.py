@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent_service.pg_store import PostgresStore
 from agent_service.runs import MAX_TAKEOVERS, RESUMED_REASON, TAKEOVER_REASON
-from agent_service.toolloop import INTERRUPTED_CALL_RESULT
+from agent_service.toolloop import _CUT_CALL_RESULT, INTERRUPTED_CALL_RESULT
 from firebox.agent.v1 import agent_pb2 as A
 from tests.support.agent_server import UNREACHABLE_EXECUTOR, agent_stub, collect, kinds, new_session, text_of
 from tests.support.executor_server import free_port
@@ -233,3 +233,27 @@ async def test_a_queued_run_of_a_dead_replica_ends_interrupted_its_message_was_n
     run = (await stub.GetRun(A.GetRunRequest(run_id=run_id))).run
     assert run.status == A.RUN_STATUS_INTERRUPTED and fake.requests == []
     assert _takeovers(metrics_port, "interrupted") == 1 and _takeovers(metrics_port, "continued") == 0
+
+
+async def test_calls_of_an_answer_cut_at_the_output_limit_are_answered_as_cut_and_the_run_ends_truncated(
+    agent, fake, database
+):
+    stub = agent_stub(agent.target)
+    session = await new_session(stub)
+    run_id = "run-cut"
+    cut_call = A.ToolCall(id="call_cut", name="shell", arguments='{"command": "ec')
+    await _leave_behind(
+        database,
+        session.id,
+        [
+            _message(run_id, A.ROLE_USER, "hi"),
+            _message(run_id, A.ROLE_ASSISTANT, "long", tool_calls=[cut_call], truncated=True),
+        ],
+    )
+    events = await _follow(stub, run_id)
+    resumed = next(e.run_resumed for e in events if e.HasField("run_resumed"))
+    # Never meant to run: not "interrupted", but answered as the normal path answers a cut call.
+    assert not resumed.interrupted_tool_call_ids and resumed.next_step == 0
+    finished = next(e.tool_call_finished for e in events if e.HasField("tool_call_finished"))
+    assert finished.tool_call_id == "call_cut" and finished.result == _CUT_CALL_RESULT
+    assert events[-1].run_completed.output_truncated and fake.requests == []
