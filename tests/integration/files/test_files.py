@@ -266,7 +266,19 @@ async def test_more_than_32_uploads_in_flight_are_resource_exhausted(env):
         await release.wait()
         yield pb.UploadFileRequest(data=b"b")
 
-    holders = [asyncio.ensure_future(env.stub.UploadFile(held(i), timeout=120)) for i in range(32)]
+    async def hold(index: int) -> pb.UploadFileResponse:
+        # A probe taken while the holders are still arriving can leave the last holder refused:
+        # it tries again until the slots are all held (bounded by the probes' 30 s).
+        for _ in range(600):
+            try:
+                return await env.stub.UploadFile(held(index), timeout=120)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or release.is_set():
+                    raise
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"holder {index} never got a slot")
+
+    holders = [asyncio.ensure_future(hold(i)) for i in range(32)]
     try:
         # Bounded wait for the 32 to reach their slots; until then a probe may still be taken.
         refused = None
