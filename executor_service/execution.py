@@ -197,6 +197,8 @@ def stop_message(request: StopRequest, timeout: float | None) -> str:
     }[request]
 
 
+ESCALATED_MESSAGE = "killed: it did not end within the grace period after an interrupt"
+
 # "No event" (None in the queue means the end).
 _NOTHING = object()
 
@@ -217,6 +219,8 @@ class Execution:
         self.finished: Finished | None = None
         # What the shell driving this execution must do: set by stop()/cancel()/timeout.
         self.stop_request: StopRequest | None = None
+        # An interrupt's grace ran out and the command was killed for it (not asked to be).
+        self.escalated = False
         self.stop_changed = asyncio.Event()
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue(QUEUE_CHUNKS)
         # An event taken from the queue early (see events(hold_started=...)).
@@ -351,6 +355,18 @@ class Execution:
         return self.finished
 
     # ---- called by the shell driving it -------------------------------------------------------
+
+    def escalate(self) -> None:
+        """The command outlived the grace after an interrupt: it is killed, and says why."""
+        self.stop_request = StopRequest.KILL
+        self.escalated = True
+
+    def stop_description(self) -> str:
+        """How the stop request that ended the command is described to people."""
+        assert self.stop_request is not None
+        if self.escalated:
+            return ESCALATED_MESSAGE
+        return stop_message(self.stop_request, self.spec.timeout)
 
     def request_stop(self, request: StopRequest) -> None:
         if self.finished is not None:

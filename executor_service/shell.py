@@ -90,6 +90,7 @@ from typing import Any
 
 from executor_service.backend import STDERR, STDOUT, ShellTransport
 from executor_service.execution import (
+    ESCALATED_MESSAGE,
     STOP_REASONS,
     EndReason,
     Execution,
@@ -97,7 +98,6 @@ from executor_service.execution import (
     Started,
     StopRequest,
     shell_quote,
-    stop_message,
 )
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -524,7 +524,7 @@ class Shell:
             if deadline is not None and now >= deadline:
                 execution.request_stop(StopRequest.TIMEOUT)
             if escalate_at is not None and now >= escalate_at:
-                execution.stop_request = StopRequest.KILL
+                execution.escalate()
                 escalate_at = None
             request = execution.stop_request
             if request is None or request is handled:
@@ -658,9 +658,9 @@ class Shell:
             status = 128 + 9
         if request is not None:
             reason = STOP_REASONS[request]
-            message = stop_message(request, execution.spec.timeout)
+            message = execution.stop_description()
             if request is StopRequest.INTERRUPT and status == 137:
-                message = "killed: it did not end within the grace period after an interrupt"
+                message = ESCALATED_MESSAGE
         elif status is None:
             reason, message = EndReason.SIGNALED, "the session's shell went away"
         elif status == 137 and await self._oom_increased():

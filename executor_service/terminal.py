@@ -41,7 +41,6 @@ from executor_service.execution import (
     Finished,
     Started,
     StopRequest,
-    stop_message,
 )
 from firebox.common import errors
 from firebox.common.logging import get_logger
@@ -254,7 +253,7 @@ class Terminal:
             if deadline is not None and now >= deadline:
                 execution.request_stop(StopRequest.TIMEOUT)
             if escalate_at is not None and now >= escalate_at:
-                execution.stop_request = StopRequest.KILL
+                execution.escalate()
                 escalate_at = None
             request = execution.stop_request
             if request is None or request is handled:
@@ -281,7 +280,7 @@ class Terminal:
             status = 128 + 9
         if request is not None and (killed or status is None or status > 128):
             reason = STOP_REASONS[request]
-            message = stop_message(request, execution.spec.timeout)
+            message = execution.stop_description()
         elif status is None:
             reason, message = EndReason.SIGNALED, "the terminal's process went away"
         elif 128 < status <= 128 + 64:

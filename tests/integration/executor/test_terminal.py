@@ -115,6 +115,16 @@ async def test_a_later_winsize_resizes_and_the_program_gets_sigwinch(stub, works
     assert result.end_reason == pb.END_REASON_STOPPED
 
 
+async def test_an_interrupt_a_terminal_program_ignores_escalates_to_a_kill_and_says_so(stub, workspace):
+    script = "trap '' INT; echo ready; while :; do sleep 0.1; done"
+    async with TerminalExecution(stub, tty_request(workspace.id, script)) as term:
+        await term.wait_for("ready")
+        term.live.send(pb.ExecuteRequest(stop=pb.STOP_SIGNAL_INTERRUPT))
+        result = await term.finish()
+    assert result.final.end_reason == pb.END_REASON_STOPPED and result.exit_code == 137
+    assert result.final.message == "killed: it did not end within the grace period after an interrupt"
+
+
 async def test_a_killed_terminal_takes_its_background_jobs_with_it(stub, workspace):
     script = "sleep 4242 & echo started; wait"
     async with TerminalExecution(stub, tty_request(workspace.id, script)) as term:

@@ -434,6 +434,7 @@ async def test_sessionless_interrupt_abandons_the_script_but_waits_for_a_program
     # 137: killed after the grace, not 130 (its subshell giving up at the first SIGINT).
     assert result.stdout.startswith(b"started\n") and result.finished.reason is EndReason.STOPPED
     assert result.finished.exit_code == 137, result.finished
+    assert result.finished.message == "killed: it did not end within the grace period after an interrupt"
 
 
 async def test_a_command_past_the_memory_limit_is_out_of_memory_and_the_session_lives_on(env: Env) -> None:
