@@ -505,20 +505,32 @@ class ExecutorClient:
         accepted = asyncio.Event()
 
         async def pump() -> None:
-            with contextlib.suppress(ExecutorError):  # the call's own status says what went wrong
+            # The call's own status says what went wrong; the client's requests are still read
+            # to its half-close (and dropped once the execution is over), so that its last write
+            # does not cross the end of this call, refused ones included.
+            with contextlib.suppress(ExecutorError):
                 await execution.start(first)
-                async for request in rest:
-                    await accepted.wait()
-                    await execution.send(request)  # dropped once the execution is over
+            async for request in rest:
+                await accepted.wait()
+                with contextlib.suppress(ExecutorError):
+                    await execution.send(request)
+            with contextlib.suppress(ExecutorError):
                 await execution.done_writing()
+
+        async def linger() -> None:
+            accepted.set()
+            if not pump_task.done():  # usually done: the client half-closed long ago
+                await asyncio.wait([pump_task], timeout=HALF_CLOSE_LINGER_SECONDS)
 
         pump_task = asyncio.create_task(pump())
         try:
             async for response in execution:
                 accepted.set()
                 yield response
-            if not pump_task.done():  # usually done: the client half-closed long ago
-                await asyncio.wait([pump_task], timeout=HALF_CLOSE_LINGER_SECONDS)
+            await linger()
+        except ExecutorError:
+            await linger()  # a refusal (a paused workspace, a bad request) ends the call as well
+            raise
         finally:
             accepted.set()
             pump_task.cancel()

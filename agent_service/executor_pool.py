@@ -30,7 +30,13 @@ from typing import Any
 
 import grpc
 
-from agent_service.executor_client import ExecutionOutcome, ExecutorClient, ExecutorError, ProcessOutput
+from agent_service.executor_client import (
+    HALF_CLOSE_LINGER_SECONDS,
+    ExecutionOutcome,
+    ExecutorClient,
+    ExecutorError,
+    ProcessOutput,
+)
 from agent_service.store import Store
 from firebox.common.errors import FireboxError
 from firebox.common.logging import get_logger
@@ -554,13 +560,27 @@ class ExecutorPool:
             raise ExecutorError(
                 grpc.StatusCode.INVALID_ARGUMENT, "request: the stream closed before the first message"
             ) from None
-        if not first.workspace_id:
-            raise ExecutorError(
-                grpc.StatusCode.INVALID_ARGUMENT, "workspace_id: required in the first message"
-            )
-        replica = await self._route(first.workspace_id)
+        try:
+            if not first.workspace_id:
+                raise ExecutorError(
+                    grpc.StatusCode.INVALID_ARGUMENT, "workspace_id: required in the first message"
+                )
+            replica = await self._route(first.workspace_id)
+        except FireboxError:
+            await _until_half_closed(requests)
+            raise
         try:
             async for response in replica.client.forward_execute(first, requests, deadline):
                 yield response
         except FireboxError as exc:
             raise self._lost(exc, first.workspace_id, replica) from None
+
+
+async def _until_half_closed(requests: AsyncIterator[executor_pb2.ExecuteRequest]) -> None:
+    """Read (and drop) a refused call's requests until its client half-closes, for at most
+    HALF_CLOSE_LINGER_SECONDS: a client write that crosses the end of the call fails in gRPC's
+    core and turns the client's status into INTERNAL, hiding the refusal."""
+    with contextlib.suppress(TimeoutError, grpc.RpcError):
+        async with asyncio.timeout(HALF_CLOSE_LINGER_SECONDS):
+            async for _ in requests:
+                pass
