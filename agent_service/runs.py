@@ -366,6 +366,8 @@ class RunManager:
         # runs (an approval decision); cancels are handled here.
         self.control_handlers: list[Callable[[str], Awaitable[None]]] = []
         self._maintenance: asyncio.Task[None] | None = None
+        # Runs taken over whose resumption failed, tried again at the next look.
+        self._unresumed: list[agent_pb2.Run] = []
 
     async def start(self) -> None:
         """Listen to other replicas and, with a shared store, keep leases and take over runs."""
@@ -947,14 +949,19 @@ class RunManager:
             for run_id in ended:
                 self._later(self._retention, self._forget_taken, run_id)
         claimed_at = time.monotonic()
-        for run in await self._store.claim_expired(now, self.owner, self._lease_until(), TAKEOVERS_PER_SCAN):
+        # Runs claimed at an earlier look whose start failed (a store error reading their events)
+        # are this process's now (its renewals keep them), so they are tried again here.
+        retry, self._unresumed = self._unresumed, []
+        claimed = await self._store.claim_expired(now, self.owner, self._lease_until(), TAKEOVERS_PER_SCAN)
+        for run in claimed:
             RUN_TAKEOVERS.labels("continued").inc()
             log.warning("run_taken_over", run_id=run.id, session_id=run.session_id, takeovers=run.takeovers)
+        for run in retry + claimed:
             try:
                 await self._resume(run, claimed_at)
             except Exception as exc:
-                # Its lease runs out again and another look (here or elsewhere) tries once more.
                 log.error("run_not_resumed", run_id=run.id, error=repr(exc))
+                self._unresumed.append(run)
 
     async def _resume(self, run: agent_pb2.Run, claimed_at: float) -> None:
         """Drive a run taken over from another replica: its stored events first, then its body

@@ -62,6 +62,16 @@ async def _first_event(call) -> A.RunEvent:
     raise AssertionError("the run sent no event")
 
 
+async def _until_approval_requested(call) -> list[A.RunEvent]:
+    """A run's events up to its approval_requested (the call stays open)."""
+    events = []
+    async for response in call:
+        events.append(response.event)
+        if response.event.HasField("approval_requested"):
+            break
+    return events
+
+
 async def _collect_batches(call) -> list[A.RunEvent]:
     return [event async for response in call for event in response.events]
 
@@ -139,11 +149,7 @@ async def test_an_approval_sent_to_another_replica_reaches_the_run(replicas, fak
     session = await new_session(a, approval_policy=A.APPROVAL_POLICY_ALWAYS)
     fake.script(shell_reply("rm -rf /workspace/x", call_id="call_rm"), text_reply("fine"))
     call = _send(a, session.id)
-    events = []
-    async for response in call:
-        events.append(response.event)
-        if response.event.HasField("approval_requested"):
-            break
+    events = await _until_approval_requested(call)
     run_id = events[0].run_id
     with pytest.raises(grpc.aio.AioRpcError) as wrong:
         await b.ResolveApproval(
@@ -232,11 +238,7 @@ async def test_a_tool_call_left_without_a_result_by_a_killed_replica_is_reported
     session = await new_session(a, approval_policy=A.APPROVAL_POLICY_ALWAYS)
     fake.script(shell_reply("make deploy", call_id="call_deploy"), text_reply("I will check first."))
     call = _send(a, session.id)
-    events = []
-    async for response in call:
-        events.append(response.event)
-        if response.event.HasField("approval_requested"):
-            break
+    events = await _until_approval_requested(call)
     await asyncio.sleep(0.2)  # stored
     await asyncio.to_thread(a_process.kill)
     async with asyncio.timeout(LEASE_SECONDS * 4 + 10):

@@ -336,3 +336,29 @@ async def test_with_a_shared_store_followers_get_an_event_only_once_it_is_stored
     assert seen == 22
     await manager.shutdown(grace=0)
     await store.close()
+
+
+async def test_a_run_whose_takeover_failed_to_start_is_tried_again_at_the_next_look(tmp_path: Path):
+    store = await _store(tmp_path)
+    run = agent_pb2.Run(id="run-dead", session_id="s", status=agent_pb2.RUN_STATUS_RUNNING)
+    assert await store.claim_run(run, "dead-replica", 1) == ""
+    taker = RunManager(store, _resumable_body(0), retention_seconds=60)
+    reading = store.list_events
+    failures = []
+
+    async def failing_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise OSError("the database went away for a moment")
+        return await reading(*args, **kwargs)
+
+    store.list_events = failing_once  # type: ignore[method-assign]
+    await taker._take_over_expired()
+    assert taker.get("run-dead") is None and failures  # claimed (its lease is ours), not started
+    await taker._take_over_expired()
+    resumed = taker.get("run-dead")
+    assert resumed is not None and resumed.task is not None
+    await resumed.task
+    assert (await store.get_run("run-dead")).status == agent_pb2.RUN_STATUS_COMPLETED  # type: ignore[union-attr]
+    await taker.shutdown(grace=0)
+    await store.close()
